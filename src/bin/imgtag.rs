@@ -1,0 +1,153 @@
+//! `imgtag`: headless audit and tagging of image buckets.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use imgtag::cli::{self, CliError, LsFilter};
+use imgtag::config::CommonArgs;
+use imgtag::contract::Status;
+
+#[derive(Parser)]
+#[command(
+    name = "imgtag",
+    version,
+    about = "Audit and tag the images of an S3 bucket or a local folder",
+    long_about = "Audit and tag the images of an S3 bucket or a local folder.\n\n\
+Images live under uploads/ and their labels as JSON under metadata/ \
+(uploads/a/cat.jpg -> metadata/a/cat.jpg.json). Every option can also be set \
+in the config file (see --config) under the same name."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List images with their status, best label and confidence, then orphan
+    /// metadata.
+    Ls {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Only these statuses (repeatable or comma-separated): untagged,
+        /// tagged, needs-review, stale, failed, malformed, orphan.
+        #[arg(long, value_delimiter = ',')]
+        status: Vec<Status>,
+        /// Only images with this label (or a label with this parent),
+        /// case-insensitive.
+        #[arg(long, value_name = "NAME")]
+        label: Option<String>,
+        /// Only images whose best label is below this confidence.
+        #[arg(long, value_name = "N")]
+        below: Option<f32>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an image's metadata pairing and labels (KEY may be the image's
+    /// or its metadata's key).
+    Show {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Object key, e.g. uploads/2024/cat.jpg.
+        key: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_logging() {
+    // Logs go to stderr, quiet unless IMGTAG_LOG asks (e.g. IMGTAG_LOG=debug).
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IMGTAG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match cli.command {
+        Command::Ls {
+            common,
+            status,
+            label,
+            below,
+            json,
+        } => {
+            let settings = common.resolve()?;
+            let store = settings
+                .open_store()
+                .await
+                .with_context(|| format!("opening bucket {:?}", settings.bucket))?;
+            let filter = LsFilter {
+                statuses: status,
+                label,
+                below,
+            };
+            let summary = cli::ls(
+                store.clone(),
+                settings.layout.clone(),
+                settings.review_below,
+                &filter,
+                json,
+                &mut out,
+            )
+            .await
+            .with_context(|| format!("listing {}", store.describe()))?;
+            out.flush()?;
+            eprintln!("{summary}");
+            if summary.unreadable > 0 {
+                return Err(CliError::Partial {
+                    count: summary.unreadable,
+                }
+                .into());
+            }
+        }
+        Command::Show { common, key, json } => {
+            let settings = common.resolve()?;
+            let store = settings
+                .open_store()
+                .await
+                .with_context(|| format!("opening bucket {:?}", settings.bucket))?;
+            let shown = cli::lookup(&store, &settings.layout, settings.review_below, &key)
+                .await
+                .with_context(|| format!("looking up {}", imgtag::sanitize::for_terminal(&key)))?;
+            cli::print_shown(&shown, json, &mut out)?;
+            out.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("imgtag: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            // `imgtag ls | head` closes the pipe early: not an error.
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            let msg = format!("{e:#}");
+            eprintln!("imgtag: {}", imgtag::sanitize::for_terminal(&msg));
+            ExitCode::FAILURE
+        }
+    }
+}

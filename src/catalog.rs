@@ -1,0 +1,486 @@
+//! The bucket model: images under uploads/ paired with their metadata
+//! objects, built page by page as listings stream in.
+
+use std::hash::BuildHasher;
+
+use futures::stream::{self, Stream, StreamExt, TryStreamExt};
+use hashbrown::HashTable;
+use serde::Serialize;
+
+use crate::contract::{
+    KeyKind, Layout, MAX_METADATA_BYTES, Malformed, ParsedMetadata, Status, assess,
+    is_folder_placeholder, parse_metadata,
+};
+use crate::storage::{DynStore, ObjectInfo, StorageError};
+
+/// An image and the metadata object paired with it.
+#[derive(Debug, Clone)]
+pub struct ImageEntry {
+    pub info: ObjectInfo,
+    /// Index into the catalog's metadata objects, and how it matched.
+    pub meta: Option<(u32, KeyKind)>,
+}
+
+/// Images and metadata objects of one bucket, paired.
+///
+/// Pairing is incremental: images are paired as they arrive, and images
+/// still unpaired (or paired through a legacy key) are re-checked when new
+/// metadata arrives, so the two listings may interleave in any order.
+pub struct Catalog {
+    layout: Layout,
+    images: Vec<ImageEntry>,
+    metas: Vec<ObjectInfo>,
+    /// Metadata indices hashed by their rest (the key between prefix and
+    /// `.json`); lookups hash a slice of the image key, so pairing
+    /// allocates nothing and stores no second copy of any key.
+    index: HashTable<u32>,
+    hasher: std::hash::RandomState,
+    /// Metadata added since the last re-pair of unpaired images.
+    repair_needed: bool,
+    placeholders: u64,
+    ignored: u64,
+}
+
+impl Catalog {
+    pub fn new(layout: Layout) -> Self {
+        Catalog {
+            layout,
+            images: Vec::new(),
+            metas: Vec::new(),
+            index: HashTable::new(),
+            hasher: std::hash::RandomState::new(),
+            repair_needed: false,
+            placeholders: 0,
+            ignored: 0,
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn images(&self) -> &[ImageEntry] {
+        &self.images
+    }
+
+    pub fn metadata(&self, idx: u32) -> &ObjectInfo {
+        &self.metas[idx as usize]
+    }
+
+    pub fn metadata_count(&self) -> usize {
+        self.metas.len()
+    }
+
+    /// Folder placeholders seen (and not listed as images).
+    pub fn placeholders(&self) -> u64 {
+        self.placeholders
+    }
+
+    /// Objects under the metadata prefix that are not `.json`.
+    pub fn ignored(&self) -> u64 {
+        self.ignored
+    }
+
+    /// Adds a listing page of either prefix.
+    pub fn add_page(&mut self, page: Vec<ObjectInfo>) {
+        for obj in page {
+            self.add(obj);
+        }
+        self.repair();
+    }
+
+    fn add(&mut self, obj: ObjectInfo) {
+        if is_folder_placeholder(&obj.key) {
+            self.placeholders += 1;
+        } else if self.layout.image_rest(&obj.key).is_some() {
+            let meta = self.lookup(&obj.key);
+            self.images.push(ImageEntry { info: obj, meta });
+        } else if let Some(rest) = self.layout.metadata_rest(&obj.key) {
+            let hash = self.hasher.hash_one(rest);
+            let idx = self.metas.len() as u32;
+            let (layout, metas, hasher) = (&self.layout, &self.metas, &self.hasher);
+            let dup = self.index.find(hash, |&i| {
+                layout.metadata_rest(&metas[i as usize].key) == Some(rest)
+            });
+            if dup.is_some() {
+                return;
+            }
+            self.index.insert_unique(hash, idx, |&i| {
+                hasher.hash_one(
+                    layout
+                        .metadata_rest(&metas[i as usize].key)
+                        .expect("indexed keys are metadata keys"),
+                )
+            });
+            self.metas.push(obj);
+            self.repair_needed = true;
+        } else {
+            self.ignored += 1;
+        }
+    }
+
+    fn lookup(&self, image_key: &str) -> Option<(u32, KeyKind)> {
+        let rest = self.layout.image_rest(image_key)?;
+        Layout::candidate_rests(rest).find_map(|(kind, cand)| {
+            let hash = self.hasher.hash_one(cand);
+            self.index
+                .find(hash, |&i| {
+                    self.layout.metadata_rest(&self.metas[i as usize].key) == Some(cand)
+                })
+                .map(|&i| (i, kind))
+        })
+    }
+
+    fn repair(&mut self) {
+        if !std::mem::take(&mut self.repair_needed) {
+            return;
+        }
+        for i in 0..self.images.len() {
+            if !matches!(self.images[i].meta, Some((_, KeyKind::Canonical))) {
+                let found = self.lookup(&self.images[i].info.key);
+                self.images[i].meta = found;
+            }
+        }
+    }
+
+    /// Metadata objects no image claims, in key order.
+    pub fn orphans(&self) -> Vec<u32> {
+        let mut claimed = vec![false; self.metas.len()];
+        for img in &self.images {
+            if let Some((i, _)) = img.meta {
+                claimed[i as usize] = true;
+            }
+        }
+        let mut out: Vec<u32> = (0..self.metas.len() as u32)
+            .filter(|&i| !claimed[i as usize])
+            .collect();
+        out.sort_by(|a, b| {
+            self.metas[*a as usize]
+                .key
+                .cmp(&self.metas[*b as usize].key)
+        });
+        out
+    }
+
+    /// The key a writer should use for an image's metadata: where the
+    /// existing metadata was found, unless another image shares that legacy
+    /// key (a.jpg and a.png both matching `a.json`), else the canonical key.
+    pub fn write_key(&self, image_idx: usize) -> Option<String> {
+        let img = self.images.get(image_idx)?;
+        match img.meta {
+            Some((m, KeyKind::Canonical)) => Some(self.metas[m as usize].key.clone()),
+            Some((m, _)) => {
+                let shared = self
+                    .images
+                    .iter()
+                    .enumerate()
+                    .any(|(j, o)| j != image_idx && o.meta.map(|x| x.0) == Some(m));
+                if shared {
+                    self.layout.metadata_key(&img.info.key).ok()
+                } else {
+                    Some(self.metas[m as usize].key.clone())
+                }
+            }
+            None => self.layout.metadata_key(&img.info.key).ok(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reading metadata and assessing images
+
+/// The result of reading one metadata object.
+pub type MetadataRead = Result<ParsedMetadata, Malformed>;
+
+/// Reads and parses a metadata object. Objects too large to be metadata
+/// are reported as malformed, not fetched.
+pub async fn read_metadata(
+    store: &DynStore,
+    key: &str,
+) -> Result<(MetadataRead, ObjectInfo), StorageError> {
+    match store.get(key, MAX_METADATA_BYTES).await {
+        Ok(obj) => Ok((parse_metadata(&obj.body), obj.info)),
+        Err(StorageError::TooLarge { size, limit, .. }) => Ok((
+            Err(Malformed {
+                reason: format!("{size} bytes, over the {limit} byte limit for metadata"),
+            }),
+            store.head(key).await?,
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// One line of an audit: an image with its status, or an orphan.
+#[derive(Debug, Clone)]
+pub struct Assessed {
+    /// The image (None for orphan metadata).
+    pub image: Option<ObjectInfo>,
+    pub metadata: Option<ObjectInfo>,
+    pub key_kind: Option<KeyKind>,
+    /// None when the metadata could not be read (see `read_error`).
+    pub status: Option<Status>,
+    pub read: Option<MetadataRead>,
+    pub read_error: Option<String>,
+}
+
+impl Assessed {
+    pub fn key(&self) -> &str {
+        self.image
+            .as_ref()
+            .or(self.metadata.as_ref())
+            .map(|o| o.key.as_str())
+            .unwrap_or("")
+    }
+
+    pub fn doc(&self) -> Option<&ParsedMetadata> {
+        self.read.as_ref().and_then(|r| r.as_ref().ok())
+    }
+
+    /// (name, confidence) of the best label.
+    pub fn best(&self) -> Option<(&str, f32)> {
+        self.doc()
+            .and_then(|p| p.doc.best_label())
+            .map(|l| (l.name.as_str(), l.confidence))
+    }
+}
+
+/// A machine-readable audit line (`--json`).
+#[derive(Debug, Serialize)]
+pub struct AssessedJson<'a> {
+    pub key: &'a str,
+    pub status: &'a str,
+    pub metadata_key: Option<&'a str>,
+    pub metadata_match: Option<KeyKind>,
+    pub best_label: Option<&'a str>,
+    pub confidence: Option<f32>,
+    pub labels: Vec<(&'a str, f32)>,
+    pub size: Option<u64>,
+    pub etag: Option<&'a str>,
+    pub shape: Option<crate::contract::Shape>,
+    pub error: Option<String>,
+}
+
+impl Assessed {
+    pub fn to_json(&self) -> AssessedJson<'_> {
+        let doc = self.doc();
+        let error = self
+            .read_error
+            .clone()
+            .or_else(|| {
+                self.read
+                    .as_ref()
+                    .and_then(|r| r.as_ref().err())
+                    .map(|m| m.to_string())
+            })
+            .or_else(|| {
+                doc.and_then(|d| d.doc.error())
+                    .map(|e| format!("{}: {}", e.code, e.message))
+            });
+        AssessedJson {
+            key: self.key(),
+            status: self.status.map_or("unknown", Status::as_str),
+            metadata_key: self.metadata.as_ref().map(|m| m.key.as_str()),
+            metadata_match: self.key_kind,
+            best_label: self.best().map(|b| b.0),
+            confidence: self.best().map(|b| b.1),
+            labels: doc
+                .map(|d| {
+                    d.doc
+                        .labels
+                        .iter()
+                        .map(|l| (l.name.as_str(), l.confidence))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            size: self.image.as_ref().map(|i| i.size),
+            etag: self.image.as_ref().and_then(|i| i.etag.as_deref()),
+            shape: doc.map(|d| d.shape),
+            error,
+        }
+    }
+}
+
+/// How many metadata objects are read at once during an audit.
+pub const READ_CONCURRENCY: usize = 16;
+
+/// Audits a bucket: lists the metadata prefix, then streams the images in
+/// key order with their status (reading metadata concurrently), then the
+/// orphans. Listing errors end the stream with an error; a metadata object
+/// that cannot be read yields an entry with `read_error` and goes on.
+pub fn audit(
+    store: DynStore,
+    layout: Layout,
+    review_below: f32,
+) -> impl Stream<Item = Result<Assessed, StorageError>> {
+    let meta_prefix = layout.metadata_prefix().to_string();
+    let uploads_prefix = layout.uploads_prefix().to_string();
+    let catalog = Catalog::new(layout);
+
+    let build = {
+        let store = store.clone();
+        async move {
+            let mut catalog = catalog;
+            let mut pages = store.list(&meta_prefix);
+            while let Some(page) = pages.try_next().await? {
+                catalog.add_page(page);
+            }
+            Ok::<_, StorageError>(std::sync::Arc::new(std::sync::Mutex::new(catalog)))
+        }
+    };
+
+    stream::once(build)
+        .map_ok(move |catalog| {
+            let store2 = store.clone();
+            let cat2 = catalog.clone();
+            let images = store
+                .list(&uploads_prefix)
+                .map_ok(move |page| {
+                    let mut cat = catalog.lock().expect("catalog");
+                    let start = cat.images().len();
+                    cat.add_page(page);
+                    let rows: Vec<_> = cat.images()[start..]
+                        .iter()
+                        .map(|img| {
+                            let meta = img.meta.map(|(m, k)| (cat.metadata(m).clone(), k));
+                            (img.info.clone(), meta)
+                        })
+                        .collect();
+                    stream::iter(rows.into_iter().map(Ok::<_, StorageError>))
+                })
+                .try_flatten()
+                .map_ok(move |(image, meta)| {
+                    let store = store2.clone();
+                    async move { Ok(assess_one(&store, image, meta, review_below).await) }
+                })
+                .try_buffered(READ_CONCURRENCY);
+            let orphans = stream::once(async move {
+                let cat = cat2.lock().expect("catalog");
+                let rows: Vec<_> = cat
+                    .orphans()
+                    .into_iter()
+                    .map(|m| {
+                        Ok(Assessed {
+                            image: None,
+                            metadata: Some(cat.metadata(m).clone()),
+                            key_kind: None,
+                            status: Some(Status::Orphan),
+                            read: None,
+                            read_error: None,
+                        })
+                    })
+                    .collect();
+                stream::iter(rows)
+            })
+            .flatten();
+            images.chain(orphans)
+        })
+        .try_flatten()
+}
+
+async fn assess_one(
+    store: &DynStore,
+    image: ObjectInfo,
+    meta: Option<(ObjectInfo, KeyKind)>,
+    review_below: f32,
+) -> Assessed {
+    let Some((meta, kind)) = meta else {
+        return Assessed {
+            status: Some(assess(None, image.etag.as_deref(), review_below)),
+            image: Some(image),
+            metadata: None,
+            key_kind: None,
+            read: None,
+            read_error: None,
+        };
+    };
+    match read_metadata(store, &meta.key).await {
+        Ok((read, _)) => Assessed {
+            status: Some(assess(Some(&read), image.etag.as_deref(), review_below)),
+            image: Some(image),
+            metadata: Some(meta),
+            key_kind: Some(kind),
+            read: Some(read),
+            read_error: None,
+        },
+        // Deleted between listing and reading: the image is untagged now.
+        Err(StorageError::NotFound { .. }) => Assessed {
+            status: Some(Status::Untagged),
+            image: Some(image),
+            metadata: None,
+            key_kind: None,
+            read: None,
+            read_error: None,
+        },
+        Err(e) => Assessed {
+            status: None,
+            image: Some(image),
+            metadata: Some(meta),
+            key_kind: Some(kind),
+            read: None,
+            read_error: Some(e.to_string()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(key: &str) -> ObjectInfo {
+        ObjectInfo {
+            key: key.into(),
+            size: 1,
+            etag: Some("\"e\"".into()),
+            last_modified: None,
+        }
+    }
+
+    #[test]
+    fn pairs_in_any_order_and_prefers_canonical() {
+        let mut c = Catalog::new(Layout::default());
+        c.add_page(vec![
+            obj("uploads/"),
+            obj("uploads/2024/"),
+            obj("uploads/2024/cat.jpg"),
+            obj("uploads/a.jpg"),
+            obj("uploads/a.png"),
+            obj("uploads/dog.jpg"),
+        ]);
+        assert_eq!(c.placeholders(), 2);
+        assert_eq!(c.images().len(), 4);
+        assert!(c.images().iter().all(|i| i.meta.is_none()));
+        // Legacy metadata arrives first, then the canonical one.
+        c.add_page(vec![obj("metadata/a.json"), obj("metadata/cat.json")]);
+        let kinds: Vec<_> = c.images().iter().map(|i| i.meta.map(|m| m.1)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                Some(KeyKind::FlatStem),
+                Some(KeyKind::Stem),
+                Some(KeyKind::Stem),
+                None
+            ]
+        );
+        // a.jpg and a.png share a.json: each writes its canonical key.
+        assert_eq!(c.write_key(1).unwrap(), "metadata/a.jpg.json");
+        assert_eq!(c.write_key(0).unwrap(), "metadata/cat.json");
+        c.add_page(vec![
+            obj("metadata/a.png.json"),
+            obj("metadata/zz.jpg.json"),
+            obj("metadata/x.txt"),
+        ]);
+        assert_eq!(c.images()[2].meta.unwrap().1, KeyKind::Canonical);
+        assert_eq!(
+            c.metadata(c.images()[2].meta.unwrap().0).key,
+            "metadata/a.png.json"
+        );
+        assert_eq!(c.write_key(1).unwrap(), "metadata/a.json");
+        let orphans: Vec<_> = c
+            .orphans()
+            .into_iter()
+            .map(|i| c.metadata(i).key.clone())
+            .collect();
+        assert_eq!(orphans, vec!["metadata/zz.jpg.json"]);
+        assert_eq!(c.ignored(), 1);
+    }
+}

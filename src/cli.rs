@@ -1,0 +1,358 @@
+//! The headless commands behind the `imgtag` binary, written against any
+//! `Write` so they can be tested without a terminal.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use futures::TryStreamExt;
+use serde::Serialize;
+
+use crate::catalog::{Assessed, audit, read_metadata};
+use crate::contract::{KeyKind, Layout, ParsedMetadata, Status, assess};
+use crate::sanitize::{for_terminal, json_line};
+use crate::storage::{DynStore, ObjectInfo, StorageError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{count} metadata object(s) could not be read (see the error column)")]
+    Partial { count: usize },
+}
+
+/// Which entries `ls` prints.
+#[derive(Debug, Clone, Default)]
+pub struct LsFilter {
+    /// Only these statuses (empty: all).
+    pub statuses: Vec<Status>,
+    /// Only images with a label (or a parent of one) of this name.
+    pub label: Option<String>,
+    /// Only images whose best label is below this confidence.
+    pub below: Option<f32>,
+}
+
+impl LsFilter {
+    pub fn matches(&self, a: &Assessed) -> bool {
+        if !self.statuses.is_empty() && !a.status.is_some_and(|s| self.statuses.contains(&s)) {
+            return false;
+        }
+        if let Some(want) = &self.label {
+            let Some(doc) = a.doc() else { return false };
+            let hit = doc.doc.labels.iter().any(|l| {
+                l.name.eq_ignore_ascii_case(want)
+                    || l.parents.iter().any(|p| p.name.eq_ignore_ascii_case(want))
+            });
+            if !hit {
+                return false;
+            }
+        }
+        if let Some(below) = self.below {
+            let Some(doc) = a.doc() else { return false };
+            if doc.doc.error().is_some() {
+                return false;
+            }
+            if doc.doc.best_label().is_some_and(|b| b.confidence >= below) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Counts per status, for the summary line.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Summary {
+    pub listed: usize,
+    pub shown: usize,
+    pub by_status: BTreeMap<String, usize>,
+    pub unreadable: usize,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} shown of {} listed", self.shown, self.listed)?;
+        let parts: Vec<String> = Status::ALL
+            .iter()
+            .filter_map(|s| {
+                self.by_status
+                    .get(s.as_str())
+                    .map(|n| format!("{n} {}", s.as_str()))
+            })
+            .collect();
+        if !parts.is_empty() {
+            write!(f, ": {}", parts.join(", "))?;
+        }
+        if self.unreadable > 0 {
+            write!(f, ", {} unreadable", self.unreadable)?;
+        }
+        Ok(())
+    }
+}
+
+const GLYPHS: [(Status, &str); 7] = [
+    (Status::Untagged, "·"),
+    (Status::Tagged, "✓"),
+    (Status::NeedsReview, "?"),
+    (Status::Stale, "~"),
+    (Status::Failed, "✗"),
+    (Status::Malformed, "!"),
+    (Status::Orphan, "∅"),
+];
+
+pub fn glyph(s: Option<Status>) -> &'static str {
+    s.and_then(|s| GLYPHS.iter().find(|g| g.0 == s).map(|g| g.1))
+        .unwrap_or("E")
+}
+
+/// `imgtag ls`: streams the audit, printing as it goes.
+pub async fn ls(
+    store: DynStore,
+    layout: Layout,
+    review_below: f32,
+    filter: &LsFilter,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<Summary, CliError> {
+    let mut summary = Summary::default();
+    let mut rows = std::pin::pin!(audit(store, layout, review_below));
+    if !json {
+        writeln!(
+            out,
+            "{:<2} {:<12} {:>5}  {:<20} {:<40} METADATA",
+            "", "STATUS", "CONF", "LABEL", "KEY"
+        )?;
+    }
+    while let Some(a) = rows.try_next().await? {
+        summary.listed += 1;
+        let status = a.status.map_or("unknown", Status::as_str);
+        *summary.by_status.entry(status.to_string()).or_default() += 1;
+        if a.read_error.is_some() {
+            summary.unreadable += 1;
+        }
+        if !filter.matches(&a) {
+            continue;
+        }
+        summary.shown += 1;
+        if json {
+            writeln!(out, "{}", json_line(&a.to_json()))?;
+        } else {
+            let (label, conf) = match a.best() {
+                Some((l, c)) => (for_terminal(l).into_owned(), format!("{c:.1}")),
+                None => ("-".into(), "-".into()),
+            };
+            let meta = match (&a.metadata, a.image.is_some()) {
+                (Some(m), true) => for_terminal(&m.key).into_owned(),
+                (None, true) => "—".into(),
+                (_, false) => "(no image)".into(),
+            };
+            let mut line = format!(
+                "{:<2} {:<12} {:>5}  {:<20} {:<40} {}",
+                glyph(a.status),
+                status,
+                conf,
+                label,
+                for_terminal(a.key()),
+                meta
+            );
+            if let Some(e) = &a.read_error {
+                line.push_str(&format!("  [{}]", for_terminal(e)));
+            }
+            writeln!(out, "{}", line.trim_end())?;
+        }
+    }
+    Ok(summary)
+}
+
+/// What `show` found for one key.
+#[derive(Debug)]
+pub struct Shown {
+    pub image_key: String,
+    pub image: Option<ObjectInfo>,
+    pub metadata_key: Option<String>,
+    pub key_kind: Option<KeyKind>,
+    pub read: Option<Result<ParsedMetadata, crate::contract::Malformed>>,
+    pub raw: Option<serde_json::Value>,
+    pub status: Status,
+}
+
+/// Finds an image (or metadata) key's pair and reads the metadata.
+pub async fn lookup(
+    store: &DynStore,
+    layout: &Layout,
+    review_below: f32,
+    key: &str,
+) -> Result<Shown, CliError> {
+    // A metadata key names its image through the canonical mapping.
+    let image_key = match layout.metadata_rest(key) {
+        Some(rest) => layout.image_key(rest),
+        None => key.to_string(),
+    };
+    let rest = layout.image_rest(&image_key).ok_or_else(|| {
+        CliError::Usage(format!(
+            "{} is neither under {} nor under {}",
+            for_terminal(key),
+            layout.uploads_prefix(),
+            layout.metadata_prefix()
+        ))
+    })?;
+    let image = match store.head(&image_key).await {
+        Ok(i) => Some(i),
+        Err(StorageError::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let mut found = None;
+    for (kind, cand) in Layout::candidate_rests(rest) {
+        let mkey = format!("{}{cand}.json", layout.metadata_prefix());
+        match read_metadata(store, &mkey).await {
+            Ok((read, _)) => {
+                found = Some((mkey, kind, read));
+                break;
+            }
+            Err(StorageError::NotFound { .. } | StorageError::InvalidKey { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if image.is_none() && found.is_none() {
+        return Err(StorageError::NotFound { key: image_key }.into());
+    }
+    let (metadata_key, key_kind, read) = match found {
+        Some((k, kind, read)) => (Some(k), Some(kind), Some(read)),
+        None => (None, None, None),
+    };
+    let status = if image.is_none() {
+        Status::Orphan
+    } else {
+        assess(
+            read.as_ref(),
+            image.as_ref().and_then(|i| i.etag.as_deref()),
+            review_below,
+        )
+    };
+    let raw = read
+        .as_ref()
+        .and_then(|r| r.as_ref().ok())
+        .and_then(|p| serde_json::to_value(&p.doc).ok());
+    Ok(Shown {
+        image_key,
+        image,
+        metadata_key,
+        key_kind,
+        read,
+        raw,
+        status,
+    })
+}
+
+/// `imgtag show`: the pairing and the metadata of one image.
+pub fn print_shown(s: &Shown, json: bool, out: &mut dyn Write) -> Result<(), CliError> {
+    if json {
+        let v = serde_json::json!({
+            "key": s.image_key,
+            "status": s.status.as_str(),
+            "image": s.image.as_ref().map(|i| serde_json::json!({
+                "size": i.size, "etag": i.etag.as_deref(), "last_modified": i.last_modified,
+            })),
+            "metadata_key": s.metadata_key,
+            "metadata_match": s.key_kind,
+            "shape": s.read.as_ref().and_then(|r| r.as_ref().ok()).map(|p| p.shape),
+            "malformed": s.read.as_ref().and_then(|r| r.as_ref().err()).map(|m| m.reason.clone()),
+            "metadata": s.raw,
+        });
+        writeln!(out, "{}", json_line(&v))?;
+        return Ok(());
+    }
+    writeln!(out, "image     {}", for_terminal(&s.image_key))?;
+    match &s.image {
+        Some(i) => writeln!(
+            out,
+            "          {} bytes, ETag {}",
+            i.size,
+            for_terminal(i.etag.as_deref().unwrap_or("-"))
+        )?,
+        None => writeln!(out, "          (missing: the metadata is an orphan)")?,
+    }
+    match (&s.metadata_key, s.key_kind) {
+        (Some(k), Some(kind)) => writeln!(
+            out,
+            "metadata  {} ({})",
+            for_terminal(k),
+            match kind {
+                KeyKind::Canonical => "canonical key",
+                KeyKind::Stem => "legacy key without extension",
+                KeyKind::Flat => "legacy flattened key",
+                KeyKind::FlatStem => "legacy flattened key without extension",
+            }
+        )?,
+        _ => writeln!(out, "metadata  — (untagged)")?,
+    }
+    writeln!(out, "status    {}", s.status)?;
+    match &s.read {
+        Some(Err(m)) => writeln!(out, "problem   {}", for_terminal(&m.reason))?,
+        Some(Ok(p)) => {
+            if let Some(t) = &p.doc.imgtag {
+                writeln!(
+                    out,
+                    "tagged    {} by {} with {} at MinConfidence {}{}",
+                    for_terminal(&t.tagged_at),
+                    for_terminal(&t.tagged_by),
+                    for_terminal(&t.detector),
+                    t.min_confidence,
+                    t.max_labels
+                        .map(|m| format!(", MaxLabels {m}"))
+                        .unwrap_or_default()
+                )?;
+                if let Some(e) = &t.error {
+                    writeln!(
+                        out,
+                        "error     {}: {}",
+                        for_terminal(&e.code),
+                        for_terminal(&e.message)
+                    )?;
+                }
+                if let Some(r) = t.review.as_ref().filter(|r| !r.is_empty()) {
+                    let list = |v: &[String]| {
+                        v.iter()
+                            .map(|s| for_terminal(s).into_owned())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    writeln!(
+                        out,
+                        "review    added [{}] removed [{}] flagged [{}]",
+                        list(&r.added),
+                        list(&r.removed),
+                        list(&r.flagged)
+                    )?;
+                }
+            }
+            writeln!(out, "labels    {}", p.doc.labels.len())?;
+            for l in &p.doc.labels {
+                let filled = (l.confidence / 10.0).round().clamp(0.0, 10.0) as usize;
+                let parents: Vec<String> = l
+                    .parents
+                    .iter()
+                    .map(|p| for_terminal(&p.name).into_owned())
+                    .collect();
+                let line = format!(
+                    "  {:<24} {:>5.1} {}{}  {}",
+                    for_terminal(&l.name),
+                    l.confidence,
+                    "█".repeat(filled),
+                    "░".repeat(10 - filled),
+                    if parents.is_empty() {
+                        String::new()
+                    } else {
+                        format!("< {}", parents.join(" < "))
+                    }
+                );
+                writeln!(out, "{}", line.trim_end())?;
+            }
+        }
+        None => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,309 @@
+//! Options shared by every front end: command-line flags, with the same
+//! keys readable from a TOML config file in the platform config dir.
+//! Flags win over the file, the file over built-in defaults.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::contract::{ContractError, DEFAULT_MIN_CONFIDENCE, DEFAULT_REVIEW_BELOW, Layout};
+use crate::storage::{BucketSpec, S3Options};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "no bucket given: pass --bucket (an S3 bucket name or a local folder such as ./photos)"
+    )]
+    NoBucket,
+    #[error("--bucket: {0}")]
+    Bucket(String),
+    #[error("reading config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error(transparent)]
+    Layout(#[from] ContractError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Which label detector to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectorKind {
+    /// Amazon Rekognition DetectLabels.
+    Rekognition,
+    /// The offline model shipped with imgtag.
+    Local,
+}
+
+impl DetectorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DetectorKind::Rekognition => "rekognition",
+            DetectorKind::Local => "local",
+        }
+    }
+}
+
+fn parse_confidence(s: &str) -> Result<f32, String> {
+    let v: f32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    if (0.0..=100.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is outside 0-100"))
+    }
+}
+
+/// The options every imgtag command takes.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CommonArgs {
+    /// The bucket: an S3 bucket name (`my-bucket`, `s3://my-bucket`) or a
+    /// local folder used as a bucket (`./photos`, `/data/photos`,
+    /// `file:///data/photos`). S3 names never contain `/`, so a path is
+    /// never mistaken for one.
+    #[arg(long, short = 'b', env = "IMGTAG_BUCKET", value_name = "BUCKET|PATH")]
+    pub bucket: Option<String>,
+
+    /// AWS profile from ~/.aws/config (SSO profiles included). Default: the
+    /// SDK's credential chain (environment, profile, SSO, instance role).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// AWS region of the bucket (default: from the profile or environment,
+    /// else us-east-1).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// S3 endpoint for MinIO, LocalStack or another S3-compatible store,
+    /// e.g. http://127.0.0.1:9000.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// Path-style addressing (http://host/bucket/key), needed by most
+    /// S3-compatible stores.
+    #[arg(long)]
+    pub path_style: bool,
+
+    /// Do not ask S3 to URL-encode keys in listings. Only for S3-compatible
+    /// servers that claim to encode but do not (keys with `+` or `%` come
+    /// out wrong there).
+    #[arg(long)]
+    pub no_url_encoded_listing: bool,
+
+    /// Prefix under which images live.
+    #[arg(long, value_name = "PREFIX")]
+    pub uploads_prefix: Option<String>,
+
+    /// Prefix under which metadata JSON lives.
+    #[arg(long, value_name = "PREFIX")]
+    pub metadata_prefix: Option<String>,
+
+    /// Label detector (default: rekognition for S3, local for a folder).
+    #[arg(long, value_enum)]
+    pub detector: Option<DetectorKind>,
+
+    /// Labels below this confidence (0-100) are dropped when tagging
+    /// (default 55, as Rekognition).
+    #[arg(long, value_name = "N", value_parser = parse_confidence)]
+    pub min_confidence: Option<f32>,
+
+    /// Keep at most this many labels per image (default: no limit).
+    #[arg(long, value_name = "N")]
+    pub max_labels: Option<u32>,
+
+    /// An image whose best label is below this confidence needs review
+    /// (default 70).
+    #[arg(long, value_name = "N", value_parser = parse_confidence)]
+    pub review_below: Option<f32>,
+
+    /// Config file (default: config.toml in the platform config dir, e.g.
+    /// ~/.config/imgtag/config.toml on Linux).
+    #[arg(long, env = "IMGTAG_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// The config file: the same keys as the flags, kebab-case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FileConfig {
+    pub bucket: Option<String>,
+    pub profile: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub path_style: Option<bool>,
+    pub no_url_encoded_listing: Option<bool>,
+    pub uploads_prefix: Option<String>,
+    pub metadata_prefix: Option<String>,
+    pub detector: Option<DetectorKind>,
+    pub min_confidence: Option<f32>,
+    pub max_labels: Option<u32>,
+    pub review_below: Option<f32>,
+    /// Key bindings of imgtag-tui.
+    pub keys: Option<toml::Table>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// The platform config file path.
+pub fn default_config_path() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "imgtag").map(|d| d.config_dir().join("config.toml"))
+}
+
+/// Everything resolved: what the commands work with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bucket: BucketSpec,
+    pub s3: S3Options,
+    pub layout: Layout,
+    pub detector: DetectorKind,
+    pub min_confidence: f32,
+    pub max_labels: Option<u32>,
+    pub review_below: f32,
+    pub keys: toml::Table,
+    /// The config file that was read, if any.
+    pub config_file: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    /// Merges flags over the config file over defaults.
+    pub fn resolve(&self) -> Result<Settings, ConfigError> {
+        let (file, config_file) = match &self.config {
+            Some(p) => (FileConfig::load(p)?, Some(p.clone())),
+            None => match default_config_path().filter(|p| p.is_file()) {
+                Some(p) => (FileConfig::load(&p)?, Some(p)),
+                None => (FileConfig::default(), None),
+            },
+        };
+        let bucket = self
+            .bucket
+            .clone()
+            .or(file.bucket)
+            .ok_or(ConfigError::NoBucket)?;
+        let bucket = BucketSpec::parse(&bucket).map_err(ConfigError::Bucket)?;
+        let layout = Layout::new(
+            self.uploads_prefix
+                .as_deref()
+                .or(file.uploads_prefix.as_deref())
+                .unwrap_or("uploads/"),
+            self.metadata_prefix
+                .as_deref()
+                .or(file.metadata_prefix.as_deref())
+                .unwrap_or("metadata/"),
+        )?;
+        let detector = self.detector.or(file.detector).unwrap_or(match bucket {
+            BucketSpec::S3(_) => DetectorKind::Rekognition,
+            BucketSpec::Local(_) => DetectorKind::Local,
+        });
+        let check = |what: &str, v: Option<f32>| -> Result<Option<f32>, ConfigError> {
+            match v {
+                Some(x) if !(0.0..=100.0).contains(&x) => {
+                    Err(ConfigError::Invalid(format!("{what} {x} is outside 0-100")))
+                }
+                v => Ok(v),
+            }
+        };
+        let min_confidence = self
+            .min_confidence
+            .or(check("min-confidence", file.min_confidence)?)
+            .unwrap_or(DEFAULT_MIN_CONFIDENCE);
+        let review_below = self
+            .review_below
+            .or(check("review-below", file.review_below)?)
+            .unwrap_or(DEFAULT_REVIEW_BELOW);
+        Ok(Settings {
+            bucket,
+            s3: S3Options {
+                profile: self.profile.clone().or(file.profile),
+                region: self.region.clone().or(file.region),
+                endpoint_url: self.endpoint_url.clone().or(file.endpoint_url),
+                path_style: self.path_style || file.path_style.unwrap_or(false),
+                no_url_encoded_listing: self.no_url_encoded_listing
+                    || file.no_url_encoded_listing.unwrap_or(false),
+            },
+            layout,
+            detector,
+            min_confidence,
+            max_labels: self.max_labels.or(file.max_labels),
+            review_below,
+            keys: file.keys.unwrap_or_default(),
+            config_file,
+        })
+    }
+}
+
+impl Settings {
+    /// Opens the store the settings name.
+    pub async fn open_store(
+        &self,
+    ) -> Result<crate::storage::DynStore, crate::storage::StorageError> {
+        Ok(match &self.bucket {
+            BucketSpec::S3(name) => {
+                std::sync::Arc::new(crate::storage::S3Store::connect(name, &self.s3).await)
+            }
+            BucketSpec::Local(path) => std::sync::Arc::new(crate::storage::LocalStore::open(path)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "bucket = \"from-file\"\nmin-confidence = 80\nregion = \"eu-west-1\"\n[keys]\nquit = \"x\"\n",
+        )
+        .unwrap();
+        let args = CommonArgs {
+            config: Some(path.clone()),
+            region: Some("us-west-2".into()),
+            ..Default::default()
+        };
+        let s = args.resolve().unwrap();
+        assert_eq!(s.bucket, BucketSpec::S3("from-file".into()));
+        assert_eq!(s.min_confidence, 80.0);
+        assert_eq!(s.s3.region.as_deref(), Some("us-west-2"));
+        assert_eq!(s.detector, DetectorKind::Rekognition);
+        assert_eq!(s.review_below, DEFAULT_REVIEW_BELOW);
+        assert_eq!(s.keys["quit"].as_str(), Some("x"));
+
+        let args = CommonArgs {
+            config: Some(path.clone()),
+            bucket: Some("./here".into()),
+            ..Default::default()
+        };
+        assert_eq!(args.resolve().unwrap().detector, DetectorKind::Local);
+
+        std::fs::write(&path, "bucket = \"b\"\nmin-confidnce = 3\n").unwrap();
+        let err = CommonArgs {
+            config: Some(path),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("min-confidnce"), "{err}");
+    }
+}

@@ -1,0 +1,686 @@
+//! The contract every imgtag writer and reader agrees on: the metadata JSON
+//! document, the uploads -> metadata key mapping, and the image statuses.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+/// Schema version written in `ImgTag.SchemaVersion`.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Default MinConfidence, the same as Rekognition's.
+pub const DEFAULT_MIN_CONFIDENCE: f32 = 55.0;
+/// Default review threshold: a best label below this needs a human look.
+pub const DEFAULT_REVIEW_BELOW: f32 = 70.0;
+/// Metadata documents larger than this are not parsed (a detector never
+/// writes anything near it; a huge object is a mistake or an attack).
+pub const MAX_METADATA_BYTES: u64 = 8 * 1024 * 1024;
+/// S3's limit on object key length, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ContractError {
+    #[error("prefix {0:?} is invalid: {1}")]
+    BadPrefix(String, &'static str),
+    #[error("uploads prefix {uploads:?} and metadata prefix {metadata:?} overlap")]
+    OverlappingPrefixes { uploads: String, metadata: String },
+    #[error("key is not under the uploads prefix {prefix:?}")]
+    NotAnUpload { prefix: String },
+    #[error("the metadata key for this image would be {len} bytes, over S3's 1024")]
+    KeyTooLong { len: usize },
+}
+
+// ---------------------------------------------------------------------------
+// The document
+
+/// `{"Name": ...}` as used by Parents, Aliases and Categories.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NameRef {
+    #[serde(rename = "Name")]
+    pub name: String,
+}
+
+impl NameRef {
+    pub fn new(name: impl Into<String>) -> Self {
+        NameRef { name: name.into() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct BoundingBox {
+    #[serde(default)]
+    pub width: f32,
+    #[serde(default)]
+    pub height: f32,
+    #[serde(default)]
+    pub left: f32,
+    #[serde(default)]
+    pub top: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct Instance {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounding_box: Option<BoundingBox>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f32>,
+    /// Kept verbatim: imgtag never interprets colours.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub dominant_colors: Vec<Value>,
+}
+
+/// One label, exactly as Rekognition DetectLabels returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Label {
+    pub name: String,
+    pub confidence: f32,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub parents: Vec<NameRef>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub aliases: Vec<NameRef>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub categories: Vec<NameRef>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub instances: Vec<Instance>,
+}
+
+impl Label {
+    pub fn new(name: impl Into<String>, confidence: f32) -> Self {
+        Label {
+            name: name.into(),
+            confidence,
+            parents: Vec::new(),
+            aliases: Vec::new(),
+            categories: Vec::new(),
+            instances: Vec::new(),
+        }
+    }
+}
+
+/// Where the tagged image came from; the ETag tells a reader whether the
+/// image was replaced after tagging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SourceRef {
+    pub bucket: String,
+    pub key: String,
+    #[serde(rename = "ETag", default)]
+    pub etag: Option<String>,
+    #[serde(default)]
+    pub size: Option<u64>,
+}
+
+/// Human corrections, kept so that a re-run of detection re-applies them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct Review {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub added: Vec<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub removed: Vec<String>,
+    /// Labels the operator flagged as doubtful (an imgtag extension: readers
+    /// that do not know it ignore it).
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub flagged: Vec<String>,
+    #[serde(default)]
+    pub reviewed_at: Option<String>,
+}
+
+impl Review {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.flagged.is_empty()
+    }
+}
+
+/// A permanent failure recorded instead of labels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ErrorInfo {
+    pub code: String,
+    pub message: String,
+}
+
+/// imgtag's provenance block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImgTagInfo {
+    pub schema_version: u32,
+    pub source: SourceRef,
+    pub detector: String,
+    pub min_confidence: f32,
+    #[serde(default)]
+    pub max_labels: Option<u32>,
+    pub tagged_at: String,
+    pub tagged_by: String,
+    #[serde(default)]
+    pub review: Option<Review>,
+    #[serde(default)]
+    pub error: Option<ErrorInfo>,
+}
+
+/// The metadata document. Unknown fields are ignored on read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MetadataDoc {
+    pub labels: Vec<Label>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_model_version: Option<String>,
+    #[serde(rename = "ImgTag", default, skip_serializing_if = "Option::is_none")]
+    pub imgtag: Option<ImgTagInfo>,
+}
+
+impl MetadataDoc {
+    /// The label with the highest confidence.
+    pub fn best_label(&self) -> Option<&Label> {
+        self.labels
+            .iter()
+            .max_by(|a, b| a.confidence.total_cmp(&b.confidence))
+    }
+
+    pub fn error(&self) -> Option<&ErrorInfo> {
+        self.imgtag.as_ref().and_then(|t| t.error.as_ref())
+    }
+
+    pub fn review(&self) -> Option<&Review> {
+        self.imgtag.as_ref().and_then(|t| t.review.as_ref())
+    }
+
+    /// Serialises the document: the one writer every path uses.
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec(self).expect("metadata documents always serialise");
+        out.push(b'\n');
+        out
+    }
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+// ---------------------------------------------------------------------------
+// The reader
+
+/// Which of the accepted shapes a document had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shape {
+    /// The full imgtag document, with the `ImgTag` block.
+    ImgTag,
+    /// A full DetectLabels response (`LabelModelVersion` and friends).
+    DetectLabels,
+    /// The seed's `{"Labels":[{"Name","Confidence"}]}`.
+    Seed,
+    /// A bare array of labels.
+    BareArray,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedMetadata {
+    pub doc: MetadataDoc,
+    pub shape: Shape,
+}
+
+/// Why a metadata object could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed metadata: {reason}")]
+pub struct Malformed {
+    pub reason: String,
+}
+
+impl Malformed {
+    fn new(reason: impl Into<String>) -> Self {
+        Malformed {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Reads a metadata object in any accepted shape. Never panics: anything
+/// that is not one of the shapes is `Malformed` with a reason.
+pub fn parse_metadata(bytes: &[u8]) -> Result<ParsedMetadata, Malformed> {
+    if bytes.len() as u64 > MAX_METADATA_BYTES {
+        return Err(Malformed::new(format!(
+            "{} bytes, over the {} byte limit for metadata",
+            bytes.len(),
+            MAX_METADATA_BYTES
+        )));
+    }
+    let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    if text.iter().all(u8::is_ascii_whitespace) {
+        return Err(Malformed::new("empty document"));
+    }
+    // serde_json caps nesting at 128 levels, so deeply nested input is an
+    // error here rather than a stack overflow.
+    let value: Value =
+        serde_json::from_slice(text).map_err(|e| Malformed::new(format!("not JSON: {e}")))?;
+    match value {
+        Value::Array(items) => Ok(ParsedMetadata {
+            doc: MetadataDoc {
+                labels: parse_labels(items)?,
+                label_model_version: None,
+                imgtag: None,
+            },
+            shape: Shape::BareArray,
+        }),
+        Value::Object(mut map) => {
+            let labels = match map.remove("Labels") {
+                Some(Value::Array(items)) => parse_labels(items)?,
+                Some(other) => {
+                    return Err(Malformed::new(format!(
+                        "\"Labels\" is {}, not an array",
+                        kind_of(&other)
+                    )));
+                }
+                None => return Err(Malformed::new("no \"Labels\" field")),
+            };
+            let label_model_version = match map.remove("LabelModelVersion") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                Some(other) => {
+                    return Err(Malformed::new(format!(
+                        "\"LabelModelVersion\" is {}, not a string",
+                        kind_of(&other)
+                    )));
+                }
+            };
+            let imgtag = match map.remove("ImgTag") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(
+                    serde_json::from_value::<ImgTagInfo>(v)
+                        .map_err(|e| Malformed::new(format!("\"ImgTag\": {e}")))?,
+                ),
+            };
+            let shape = if imgtag.is_some() {
+                Shape::ImgTag
+            } else if label_model_version.is_some()
+                || map.contains_key("OrientationCorrection")
+                || map.contains_key("ImageProperties")
+            {
+                Shape::DetectLabels
+            } else {
+                Shape::Seed
+            };
+            Ok(ParsedMetadata {
+                doc: MetadataDoc {
+                    labels,
+                    label_model_version,
+                    imgtag,
+                },
+                shape,
+            })
+        }
+        other => Err(Malformed::new(format!(
+            "top level is {}, not an object or array",
+            kind_of(&other)
+        ))),
+    }
+}
+
+fn parse_labels(items: Vec<Value>) -> Result<Vec<Label>, Malformed> {
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let label: Label = serde_json::from_value(item)
+                .map_err(|e| Malformed::new(format!("Labels[{i}]: {e}")))?;
+            if !(0.0..=100.0).contains(&label.confidence) {
+                return Err(Malformed::new(format!(
+                    "Labels[{i}]: confidence {} is outside 0-100",
+                    label.confidence
+                )));
+            }
+            if label.name.trim().is_empty() {
+                return Err(Malformed::new(format!("Labels[{i}]: empty name")));
+            }
+            Ok(label)
+        })
+        .collect()
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Key mapping
+
+/// How a metadata key was matched to its image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyKind {
+    /// `metadata/<rest>.json`, the key imgtag writes.
+    Canonical,
+    /// `metadata/<rest without extension>.json`.
+    Stem,
+    /// `metadata/<file name>.json`, directories dropped.
+    Flat,
+    /// `metadata/<file name without extension>.json`.
+    FlatStem,
+}
+
+/// The bucket layout: where images and metadata live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    uploads: String,
+    metadata: String,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout {
+            uploads: "uploads/".into(),
+            metadata: "metadata/".into(),
+        }
+    }
+}
+
+impl Layout {
+    /// Prefixes get a trailing `/` if they lack one; they must not overlap,
+    /// or writing metadata could trigger tagging of the metadata itself.
+    pub fn new(uploads: &str, metadata: &str) -> Result<Self, ContractError> {
+        let norm = |p: &str| -> Result<String, ContractError> {
+            let p = p.trim_start_matches('/');
+            if p.is_empty() {
+                return Err(ContractError::BadPrefix(p.into(), "must not be empty"));
+            }
+            if p.chars().any(char::is_control) {
+                return Err(ContractError::BadPrefix(
+                    p.into(),
+                    "must not contain control characters",
+                ));
+            }
+            Ok(if p.ends_with('/') {
+                p.to_string()
+            } else {
+                format!("{p}/")
+            })
+        };
+        let uploads = norm(uploads)?;
+        let metadata = norm(metadata)?;
+        if uploads.starts_with(&metadata) || metadata.starts_with(&uploads) {
+            return Err(ContractError::OverlappingPrefixes { uploads, metadata });
+        }
+        Ok(Layout { uploads, metadata })
+    }
+
+    pub fn uploads_prefix(&self) -> &str {
+        &self.uploads
+    }
+
+    pub fn metadata_prefix(&self) -> &str {
+        &self.metadata
+    }
+
+    /// The part of an image key after the uploads prefix, or `None` if the
+    /// key is not an image key (outside uploads/, or a folder placeholder).
+    pub fn image_rest<'k>(&self, key: &'k str) -> Option<&'k str> {
+        let rest = key.strip_prefix(self.uploads.as_str())?;
+        if rest.is_empty() || is_folder_placeholder(key) {
+            return None;
+        }
+        Some(rest)
+    }
+
+    /// The part of a metadata key between the prefix and `.json`.
+    pub fn metadata_rest<'k>(&self, key: &'k str) -> Option<&'k str> {
+        let rest = key.strip_prefix(self.metadata.as_str())?;
+        let rest = rest.strip_suffix(".json")?;
+        (!rest.is_empty()).then_some(rest)
+    }
+
+    /// The canonical metadata key for an image key.
+    pub fn metadata_key(&self, image_key: &str) -> Result<String, ContractError> {
+        let rest = self
+            .image_rest(image_key)
+            .ok_or_else(|| ContractError::NotAnUpload {
+                prefix: self.uploads.clone(),
+            })?;
+        let key = format!("{}{rest}.json", self.metadata);
+        if key.len() > MAX_KEY_BYTES {
+            return Err(ContractError::KeyTooLong { len: key.len() });
+        }
+        Ok(key)
+    }
+
+    /// The image key a canonical metadata rest maps back to.
+    pub fn image_key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.uploads)
+    }
+
+    /// The metadata rests an image may be paired with, best first. All are
+    /// slices of `rest`, so looking them up allocates nothing.
+    pub fn candidate_rests(rest: &str) -> impl Iterator<Item = (KeyKind, &str)> {
+        let file = rest.rsplit_once('/').map_or(rest, |(_, f)| f);
+        let stem = |s: &'_ str| -> Option<usize> {
+            // A leading dot is a hidden file, not an extension.
+            let (base, _) = s.rsplit_once('.')?;
+            let base_name = base.rsplit_once('/').map_or(base, |(_, f)| f);
+            (!base_name.is_empty()).then_some(base.len())
+        };
+        let rest_stem = stem(rest).map(|n| &rest[..n]);
+        let file_stem = stem(file).map(|n| &file[..n]);
+        let mut out: [(KeyKind, Option<&str>); 4] = [
+            (KeyKind::Canonical, Some(rest)),
+            (KeyKind::Stem, rest_stem),
+            (KeyKind::Flat, (file.len() != rest.len()).then_some(file)),
+            (
+                KeyKind::FlatStem,
+                file_stem.filter(|_| file.len() != rest.len()),
+            ),
+        ];
+        // Drop duplicates so each candidate is looked up once.
+        for i in 1..out.len() {
+            if out[..i].iter().any(|(_, p)| p.is_some() && *p == out[i].1) {
+                out[i].1 = None;
+            }
+        }
+        out.into_iter().filter_map(|(k, r)| r.map(|r| (k, r)))
+    }
+}
+
+/// Keys ending in `/` are the "folder" placeholders consoles create: never
+/// images, never sent to a detector.
+pub fn is_folder_placeholder(key: &str) -> bool {
+    key.ends_with('/')
+}
+
+// ---------------------------------------------------------------------------
+// Statuses
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Untagged,
+    Tagged,
+    NeedsReview,
+    Stale,
+    Failed,
+    Malformed,
+    /// Metadata whose image is gone.
+    Orphan,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Untagged,
+        Status::Tagged,
+        Status::NeedsReview,
+        Status::Stale,
+        Status::Failed,
+        Status::Malformed,
+        Status::Orphan,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Untagged => "untagged",
+            Status::Tagged => "tagged",
+            Status::NeedsReview => "needs-review",
+            Status::Stale => "stale",
+            Status::Failed => "failed",
+            Status::Malformed => "malformed",
+            Status::Orphan => "orphan",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let norm = s.trim().to_ascii_lowercase().replace(['_', ' '], "-");
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str() == norm || (norm == "review" && *st == Status::NeedsReview))
+            .ok_or_else(|| {
+                format!(
+                    "unknown status {s:?}; one of: {}",
+                    Status::ALL.map(Status::as_str).join(", ")
+                )
+            })
+    }
+}
+
+/// Strips quotes and a weak-validator prefix, so `"abc"`, `abc` and
+/// `W/"abc"` compare equal: stores disagree about quoting.
+pub fn normalize_etag(etag: &str) -> &str {
+    let e = etag.trim();
+    let e = e.strip_prefix("W/").unwrap_or(e);
+    e.trim_matches('"')
+}
+
+/// The status of an image given its metadata (if any).
+///
+/// `image_etag` is the image's current ETag as listed; when either side
+/// lacks one, staleness cannot be told and is not claimed.
+pub fn assess(
+    metadata: Option<&Result<ParsedMetadata, Malformed>>,
+    image_etag: Option<&str>,
+    review_below: f32,
+) -> Status {
+    let parsed = match metadata {
+        None => return Status::Untagged,
+        Some(Err(_)) => return Status::Malformed,
+        Some(Ok(p)) => p,
+    };
+    let doc = &parsed.doc;
+    if doc.error().is_some() {
+        return Status::Failed;
+    }
+    if let (Some(now), Some(then)) = (
+        image_etag,
+        doc.imgtag.as_ref().and_then(|t| t.source.etag.as_deref()),
+    ) && normalize_etag(now) != normalize_etag(then)
+    {
+        return Status::Stale;
+    }
+    let flagged = doc.review().is_some_and(|r| !r.flagged.is_empty());
+    match doc.best_label() {
+        Some(best) if best.confidence >= review_below && !flagged => Status::Tagged,
+        // No labels at all is as doubtful as a weak one.
+        _ => Status::NeedsReview,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_cover_legacy_shapes() {
+        let c: Vec<_> = Layout::candidate_rests("2024/cat.jpg").collect();
+        assert_eq!(
+            c,
+            vec![
+                (KeyKind::Canonical, "2024/cat.jpg"),
+                (KeyKind::Stem, "2024/cat"),
+                (KeyKind::Flat, "cat.jpg"),
+                (KeyKind::FlatStem, "cat"),
+            ]
+        );
+        let c: Vec<_> = Layout::candidate_rests("cat.jpg").collect();
+        assert_eq!(
+            c,
+            vec![(KeyKind::Canonical, "cat.jpg"), (KeyKind::Stem, "cat")]
+        );
+        let c: Vec<_> = Layout::candidate_rests("dir.v2/.hidden").collect();
+        assert_eq!(
+            c,
+            vec![
+                (KeyKind::Canonical, "dir.v2/.hidden"),
+                (KeyKind::Flat, ".hidden")
+            ]
+        );
+    }
+
+    #[test]
+    fn canonical_key_keeps_extension() {
+        let l = Layout::default();
+        assert_eq!(
+            l.metadata_key("uploads/2024/cat.jpg").unwrap(),
+            "metadata/2024/cat.jpg.json"
+        );
+        assert_ne!(
+            l.metadata_key("uploads/a.jpg").unwrap(),
+            l.metadata_key("uploads/a.png").unwrap()
+        );
+        assert!(l.metadata_key("metadata/x.jpg").is_err());
+        assert!(l.metadata_key("uploads/").is_err());
+        let long = format!("uploads/{}", "a".repeat(1015));
+        assert_eq!(long.len(), 1023);
+        assert!(matches!(
+            l.metadata_key(&long),
+            Err(ContractError::KeyTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn layout_rejects_overlap() {
+        assert!(Layout::new("uploads", "uploads/meta").is_err());
+        assert!(Layout::new("", "metadata").is_err());
+        let l = Layout::new("in", "out/").unwrap();
+        assert_eq!(l.uploads_prefix(), "in/");
+        assert_eq!(l.metadata_rest("out/a.jpg.json"), Some("a.jpg"));
+        assert_eq!(l.metadata_rest("out/a.jpg"), None);
+    }
+
+    #[test]
+    fn status_parses_loosely() {
+        assert_eq!("needs_review".parse::<Status>(), Ok(Status::NeedsReview));
+        assert_eq!("Review".parse::<Status>(), Ok(Status::NeedsReview));
+        assert!("bogus".parse::<Status>().is_err());
+    }
+
+    #[test]
+    fn etags_compare_without_quotes() {
+        assert_eq!(normalize_etag("\"abc\""), "abc");
+        assert_eq!(normalize_etag("W/\"abc\""), "abc");
+        assert_eq!(normalize_etag("abc"), "abc");
+    }
+}

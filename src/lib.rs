@@ -1,0 +1,15 @@
+//! imgtag: tags images in object-storage buckets and lets an operator audit
+//! and fix the tags.
+//!
+//! - [`contract`]: the metadata JSON, the key mapping, the statuses.
+//! - [`storage`]: S3 and local-folder buckets behind one trait.
+//! - [`catalog`]: images paired with their metadata; audits.
+//! - [`config`]: the options every front end shares.
+//! - [`sanitize`]: making untrusted text safe for a terminal.
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod contract;
+pub mod sanitize;
+pub mod storage;

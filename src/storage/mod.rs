@@ -1,0 +1,218 @@
+//! Object storage behind one async trait: S3 (and S3-compatible stores) and
+//! a local folder used as a bucket.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+pub mod local;
+pub mod s3;
+
+pub use local::LocalStore;
+pub use s3::{S3Options, S3Store};
+
+/// One listed object. Kept small: a listing of 100k objects holds 100k.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    /// Quoted, as S3 returns it. `None` when a store does not say.
+    pub etag: Option<Box<str>>,
+    /// Seconds since the Unix epoch.
+    pub last_modified: Option<i64>,
+}
+
+/// A fetched object.
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub info: ObjectInfo,
+    pub body: Bytes,
+}
+
+/// The condition a write is made under, so that concurrent writers never
+/// clobber each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutCondition {
+    /// Overwrite whatever is there.
+    None,
+    /// Only if no object exists (`If-None-Match: *`).
+    CreateOnly,
+    /// Only if the current object has this ETag (`If-Match`).
+    IfMatch(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    S3,
+    Local,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{key:?} not found")]
+    NotFound { key: String },
+    #[error("bucket {bucket:?} does not exist")]
+    NoSuchBucket { bucket: String },
+    /// A conditional write lost: someone else wrote the object first.
+    #[error("{key:?} was changed by someone else ({reason})")]
+    Conflict { key: String, reason: String },
+    #[error("{key:?} is {size} bytes, over the {limit} byte limit")]
+    TooLarge { key: String, size: u64, limit: u64 },
+    #[error("access denied: {message}")]
+    AccessDenied { message: String },
+    #[error("throttled by the store: {message}")]
+    Throttled { message: String },
+    #[error("store unavailable: {message}")]
+    Unavailable { message: String },
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{message}")]
+    Other { message: String },
+}
+
+impl StorageError {
+    /// Worth retrying later (throttling, network, 5xx).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Throttled { .. } | StorageError::Unavailable { .. }
+        )
+    }
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// A bucket. Listing is lexicographic by key bytes, as in S3.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn kind(&self) -> StoreKind;
+    /// The bucket name recorded in `ImgTag.Source.Bucket`.
+    fn bucket_name(&self) -> &str;
+    /// A human description: `s3://bucket` or the folder path.
+    fn describe(&self) -> String;
+    /// Lists every object under `prefix`, page by page, in key order.
+    fn list(&self, prefix: &str) -> BoxStream<'static, Result<Vec<ObjectInfo>>>;
+    /// Fetches a whole object, refusing objects over `limit` bytes.
+    async fn get(&self, key: &str, limit: u64) -> Result<Object>;
+    /// Fetches the bytes in `range` (clamped to the object's end).
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes>;
+    async fn head(&self, key: &str) -> Result<ObjectInfo>;
+    /// Writes an object under a condition; returns the new ETag.
+    async fn put(&self, key: &str, body: Bytes, condition: PutCondition) -> Result<String>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// A bucket argument: an S3 bucket name or a local folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BucketSpec {
+    S3(String),
+    Local(std::path::PathBuf),
+}
+
+impl BucketSpec {
+    /// S3 bucket names cannot contain `/`, so anything with one (or a
+    /// `file://` URL, or `.`/`~`) is a folder.
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("empty bucket".into());
+        }
+        if let Some(path) = s.strip_prefix("file://") {
+            return Ok(BucketSpec::Local(path.into()));
+        }
+        if let Some(name) = s.strip_prefix("s3://") {
+            let name = name.trim_end_matches('/');
+            return validate_bucket_name(name).map(|_| BucketSpec::S3(name.into()));
+        }
+        if s.contains('/') || s.contains(std::path::MAIN_SEPARATOR) || s == "." || s == ".." {
+            return Ok(BucketSpec::Local(s.into()));
+        }
+        if let Some(home_rel) = s.strip_prefix("~") {
+            let home = directories::BaseDirs::new()
+                .ok_or("cannot find the home directory")?
+                .home_dir()
+                .to_path_buf();
+            return Ok(BucketSpec::Local(
+                home.join(home_rel.trim_start_matches('/')),
+            ));
+        }
+        validate_bucket_name(s).map(|_| BucketSpec::S3(s.into()))
+    }
+}
+
+fn validate_bucket_name(s: &str) -> std::result::Result<(), String> {
+    let ok_chars = s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    let ok_ends = s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    if (3..=63).contains(&s.len()) && ok_chars && ok_ends {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} is not a valid S3 bucket name (3-63 lowercase letters, digits, dots, hyphens); \
+             for a local folder write ./{s}"
+        ))
+    }
+}
+
+/// A content type for a key, so objects written by imgtag look right in
+/// consoles.
+pub(crate) fn content_type_for(key: &str) -> &'static str {
+    let ext = key.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("json") => "application/json",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("png") => "image/png",
+        Some("gif") => "image/gif",
+        Some("webp") => "image/webp",
+        Some("bmp") => "image/bmp",
+        Some("tif" | "tiff") => "image/tiff",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_spec_tells_folders_from_buckets() {
+        assert_eq!(
+            BucketSpec::parse("my-bucket"),
+            Ok(BucketSpec::S3("my-bucket".into()))
+        );
+        assert_eq!(
+            BucketSpec::parse("s3://my.bucket/"),
+            Ok(BucketSpec::S3("my.bucket".into()))
+        );
+        assert_eq!(
+            BucketSpec::parse("./photos"),
+            Ok(BucketSpec::Local("./photos".into()))
+        );
+        assert_eq!(
+            BucketSpec::parse("/data/photos"),
+            Ok(BucketSpec::Local("/data/photos".into()))
+        );
+        assert_eq!(
+            BucketSpec::parse("file:///data/p"),
+            Ok(BucketSpec::Local("/data/p".into()))
+        );
+        assert!(
+            BucketSpec::parse("My_Photos")
+                .unwrap_err()
+                .contains("./My_Photos")
+        );
+        assert!(BucketSpec::parse("ab").is_err());
+    }
+}

@@ -1,0 +1,364 @@
+//! An in-memory S3 service for tests and benches, served over real HTTP on
+//! loopback by the `s3s` protocol implementation (SigV4 auth, XML, ranges,
+//! conditional headers). It keeps ETags in listings, which `s3s-fs` does
+//! not, and can inject faults (throttling, 5xx) and be switched off.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::ops::Bound;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use md5::{Digest, Md5};
+use s3s::dto::*;
+use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+
+pub const ACCESS_KEY: &str = "AKIAIMGTAGTEST";
+pub const SECRET_KEY: &str = "imgtag-test-secret-key";
+pub const REGION: &str = "us-east-1";
+
+#[derive(Clone)]
+pub struct MemObj {
+    pub data: Bytes,
+    pub etag: String,
+    pub modified: SystemTime,
+}
+
+#[derive(Default)]
+struct State {
+    buckets: HashMap<String, BTreeMap<String, MemObj>>,
+    faults: VecDeque<S3ErrorCode>,
+    requests: u64,
+}
+
+#[derive(Clone, Default)]
+pub struct MemS3 {
+    state: Arc<Mutex<State>>,
+}
+
+pub fn md5_hex(data: &[u8]) -> String {
+    hex::encode(Md5::digest(data))
+}
+
+impl MemS3 {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn create_bucket(&self, name: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .buckets
+            .entry(name.into())
+            .or_default();
+    }
+
+    /// Inserts an object directly (test setup, no HTTP).
+    pub fn insert(&self, bucket: &str, key: &str, data: impl Into<Bytes>) {
+        let data = data.into();
+        let obj = MemObj {
+            etag: md5_hex(&data),
+            data,
+            modified: SystemTime::now(),
+        };
+        self.state
+            .lock()
+            .unwrap()
+            .buckets
+            .get_mut(bucket)
+            .expect("bucket exists")
+            .insert(key.into(), obj);
+    }
+
+    pub fn object(&self, bucket: &str, key: &str) -> Option<MemObj> {
+        self.state
+            .lock()
+            .unwrap()
+            .buckets
+            .get(bucket)?
+            .get(key)
+            .cloned()
+    }
+
+    /// The next requests fail with these error codes, in order.
+    pub fn inject_faults(&self, codes: impl IntoIterator<Item = S3ErrorCode>) {
+        self.state.lock().unwrap().faults.extend(codes);
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.state.lock().unwrap().requests
+    }
+
+    fn enter(&self) -> S3Result<()> {
+        let mut st = self.state.lock().unwrap();
+        st.requests += 1;
+        match st.faults.pop_front() {
+            Some(code) => Err(S3Error::new(code)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// S3's `encoding-type=url`: form-style, `+` for space.
+fn url_encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            b => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[async_trait::async_trait]
+impl S3 for MemS3 {
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        self.enter()?;
+        let input = req.input;
+        let st = self.state.lock().unwrap();
+        let objs = st
+            .buckets
+            .get(&input.bucket)
+            .ok_or_else(|| s3_error!(NoSuchBucket))?;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let max = input.max_keys.unwrap_or(1000).clamp(1, 1000) as usize;
+        let after = input
+            .continuation_token
+            .clone()
+            .or(input.start_after.clone());
+        let start = match &after {
+            Some(a) if a.as_str() >= prefix.as_str() => Bound::Excluded(a.clone()),
+            _ => Bound::Included(prefix.clone()),
+        };
+        let encode = input
+            .encoding_type
+            .as_ref()
+            .is_some_and(|e| e.as_str() == EncodingType::URL);
+        let mut contents = Vec::new();
+        let mut truncated = false;
+        let mut last = None;
+        for (k, o) in objs.range((start, Bound::Unbounded)) {
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if contents.len() == max {
+                truncated = true;
+                break;
+            }
+            last = Some(k.clone());
+            contents.push(Object {
+                key: Some(if encode { url_encode_key(k) } else { k.clone() }),
+                size: Some(o.data.len() as i64),
+                e_tag: Some(ETag::Strong(o.etag.clone())),
+                last_modified: Some(Timestamp::from(o.modified)),
+                ..Default::default()
+            });
+        }
+        Ok(S3Response::new(ListObjectsV2Output {
+            name: Some(input.bucket),
+            prefix: input.prefix,
+            key_count: Some(contents.len() as i32),
+            max_keys: Some(max as i32),
+            contents: Some(contents),
+            is_truncated: Some(truncated),
+            next_continuation_token: if truncated { last } else { None },
+            continuation_token: input.continuation_token,
+            encoding_type: input.encoding_type,
+            ..Default::default()
+        }))
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        self.enter()?;
+        let input = req.input;
+        let obj = {
+            let st = self.state.lock().unwrap();
+            let b = st
+                .buckets
+                .get(&input.bucket)
+                .ok_or_else(|| s3_error!(NoSuchBucket))?;
+            b.get(&input.key)
+                .cloned()
+                .ok_or_else(|| s3_error!(NoSuchKey))?
+        };
+        let len = obj.data.len() as u64;
+        let (body, content_range) = match input.range {
+            None => (obj.data.clone(), None),
+            Some(r) => {
+                let rr = r.check(len)?;
+                (
+                    obj.data.slice(rr.start as usize..rr.end as usize),
+                    Some(format!("bytes {}-{}/{}", rr.start, rr.end - 1, len)),
+                )
+            }
+        };
+        Ok(S3Response::new(GetObjectOutput {
+            content_length: Some(body.len() as i64),
+            content_range,
+            e_tag: Some(ETag::Strong(obj.etag.clone())),
+            last_modified: Some(Timestamp::from(obj.modified)),
+            body: Some(StreamingBlob::from(s3s::Body::from(body))),
+            ..Default::default()
+        }))
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        self.enter()?;
+        let input = req.input;
+        let st = self.state.lock().unwrap();
+        let b = st
+            .buckets
+            .get(&input.bucket)
+            .ok_or_else(|| s3_error!(NoSuchBucket))?;
+        let obj = b.get(&input.key).ok_or_else(|| s3_error!(NoSuchKey))?;
+        Ok(S3Response::new(HeadObjectOutput {
+            content_length: Some(obj.data.len() as i64),
+            e_tag: Some(ETag::Strong(obj.etag.clone())),
+            last_modified: Some(Timestamp::from(obj.modified)),
+            ..Default::default()
+        }))
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        self.enter()?;
+        let input = req.input;
+        let body = match input.body {
+            Some(b) => {
+                let chunks: Vec<Bytes> = b
+                    .try_collect()
+                    .await
+                    .map_err(|_| s3_error!(IncompleteBody))?;
+                Bytes::from(chunks.concat())
+            }
+            None => Bytes::new(),
+        };
+        let etag = md5_hex(&body);
+        // Check and write under one lock: conditional writes are atomic.
+        let mut st = self.state.lock().unwrap();
+        let b = st
+            .buckets
+            .get_mut(&input.bucket)
+            .ok_or_else(|| s3_error!(NoSuchBucket))?;
+        let current = b.get(&input.key);
+        if let Some(c) = &input.if_none_match
+            && c.is_any()
+            && current.is_some()
+        {
+            return Err(s3_error!(PreconditionFailed, "object exists"));
+        }
+        if let Some(c) = &input.if_match {
+            let Some(cur) = current else {
+                return Err(s3_error!(NoSuchKey, "object does not exist"));
+            };
+            let ok = match c {
+                ETagCondition::Any => true,
+                ETagCondition::ETag(e) => e.value() == cur.etag,
+            };
+            if !ok {
+                return Err(s3_error!(PreconditionFailed, "ETag does not match"));
+            }
+        }
+        b.insert(
+            input.key,
+            MemObj {
+                data: body,
+                etag: etag.clone(),
+                modified: SystemTime::now(),
+            },
+        );
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: Some(ETag::Strong(etag)),
+            ..Default::default()
+        }))
+    }
+}
+
+/// An S3 service listening on 127.0.0.1; stops when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting connections (a server that goes away).
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves any `s3s::S3` implementation over HTTP/1.1 on loopback, with
+/// SigV4 authentication for the test key pair.
+pub async fn serve(s3: impl S3) -> TestServer {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+
+    let mut b = s3s::service::S3ServiceBuilder::new(s3);
+    b.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+    let service = b.build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            let Ok((sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let service = service.clone();
+            conns.spawn(async move {
+                let _ = Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(sock), service)
+                    .await;
+            });
+        }
+    });
+    TestServer { addr, task }
+}
+
+/// An SDK client for a test server, with static credentials.
+pub fn client(endpoint: &str) -> aws_sdk_s3::Client {
+    let creds = aws_sdk_s3::config::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test");
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .credentials_provider(creds)
+        .region(aws_sdk_s3::config::Region::new(REGION))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .retry_config(
+            aws_sdk_s3::config::retry::RetryConfig::standard()
+                .with_max_attempts(4)
+                .with_initial_backoff(std::time::Duration::from_millis(10)),
+        )
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
