@@ -72,6 +72,11 @@ pub struct CommonArgs {
     #[arg(long, short = 'b', env = "IMGTAG_BUCKET", value_name = "BUCKET|PATH")]
     pub bucket: Option<String>,
 
+    /// Use the demo bucket: a local folder in the platform data dir made
+    /// from the sample photos, with the local detector. No cloud account.
+    #[arg(long, conflicts_with = "bucket")]
+    pub demo: bool,
+
     /// AWS profile from ~/.aws/config (SSO profiles included). Default: the
     /// SDK's credential chain (environment, profile, SSO, instance role).
     #[arg(long, value_name = "NAME")]
@@ -171,6 +176,8 @@ pub fn default_config_path() -> Option<PathBuf> {
 /// Everything resolved: what the commands work with.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The bucket is the demo bucket, made on first use.
+    pub demo: bool,
     pub bucket: BucketSpec,
     pub s3: S3Options,
     pub layout: Layout,
@@ -193,12 +200,18 @@ impl CommonArgs {
                 None => (FileConfig::default(), None),
             },
         };
-        let bucket = self
-            .bucket
-            .clone()
-            .or(file.bucket)
-            .ok_or(ConfigError::NoBucket)?;
-        let bucket = BucketSpec::parse(&bucket).map_err(ConfigError::Bucket)?;
+        let bucket = if self.demo {
+            BucketSpec::Local(
+                crate::demo::default_dir().map_err(|e| ConfigError::Invalid(e.to_string()))?,
+            )
+        } else {
+            let bucket = self
+                .bucket
+                .clone()
+                .or(file.bucket)
+                .ok_or(ConfigError::NoBucket)?;
+            BucketSpec::parse(&bucket).map_err(ConfigError::Bucket)?
+        };
         let layout = Layout::new(
             self.uploads_prefix
                 .as_deref()
@@ -230,6 +243,7 @@ impl CommonArgs {
             .or(check("review-below", file.review_below)?)
             .unwrap_or(DEFAULT_REVIEW_BELOW);
         Ok(Settings {
+            demo: self.demo,
             bucket,
             s3: S3Options {
                 profile: self.profile.clone().or(file.profile),
@@ -259,7 +273,14 @@ impl Settings {
             BucketSpec::S3(name) => {
                 std::sync::Arc::new(crate::storage::S3Store::connect(name, &self.s3).await)
             }
-            BucketSpec::Local(path) => std::sync::Arc::new(crate::storage::LocalStore::open(path)?),
+            BucketSpec::Local(path) => {
+                if self.demo {
+                    crate::demo::ensure(path).map_err(|e| crate::storage::StorageError::Other {
+                        message: e.to_string(),
+                    })?;
+                }
+                std::sync::Arc::new(crate::storage::LocalStore::open(path)?)
+            }
         })
     }
 }

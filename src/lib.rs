@@ -11,5 +11,6 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod contract;
+pub mod demo;
 pub mod sanitize;
 pub mod storage;

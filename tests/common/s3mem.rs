@@ -134,10 +134,16 @@ impl S3 for MemS3 {
             .ok_or_else(|| s3_error!(NoSuchBucket))?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let max = input.max_keys.unwrap_or(1000).clamp(1, 1000) as usize;
-        let after = input
-            .continuation_token
-            .clone()
-            .or(input.start_after.clone());
+        // Tokens are opaque (hex of the last key), as S3's are: a raw key
+        // could hold characters XML cannot carry.
+        let token_key = match &input.continuation_token {
+            Some(t) => Some(
+                String::from_utf8(hex::decode(t).map_err(|_| s3_error!(InvalidArgument))?)
+                    .map_err(|_| s3_error!(InvalidArgument))?,
+            ),
+            None => None,
+        };
+        let after = token_key.or(input.start_after.clone());
         let start = match &after {
             Some(a) if a.as_str() >= prefix.as_str() => Bound::Excluded(a.clone()),
             _ => Bound::Included(prefix.clone()),
@@ -173,7 +179,11 @@ impl S3 for MemS3 {
             max_keys: Some(max as i32),
             contents: Some(contents),
             is_truncated: Some(truncated),
-            next_continuation_token: if truncated { last } else { None },
+            next_continuation_token: if truncated {
+                last.map(hex::encode)
+            } else {
+                None
+            },
             continuation_token: input.continuation_token,
             encoding_type: input.encoding_type,
             ..Default::default()
