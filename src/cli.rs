@@ -175,7 +175,6 @@ pub struct Shown {
     pub metadata_key: Option<String>,
     pub key_kind: Option<KeyKind>,
     pub read: Option<Result<ParsedMetadata, crate::contract::Malformed>>,
-    pub raw: Option<serde_json::Value>,
     pub status: Status,
 }
 
@@ -186,39 +185,66 @@ pub async fn lookup(
     review_below: f32,
     key: &str,
 ) -> Result<Shown, CliError> {
-    // A metadata key names its image through the canonical mapping.
-    let image_key = match layout.metadata_rest(key) {
-        Some(rest) => layout.image_key(rest),
-        None => key.to_string(),
-    };
-    let rest = layout.image_rest(&image_key).ok_or_else(|| {
-        CliError::Usage(format!(
-            "{} is neither under {} nor under {}",
-            for_terminal(key),
-            layout.uploads_prefix(),
-            layout.metadata_prefix()
-        ))
-    })?;
-    let image = match store.head(&image_key).await {
-        Ok(i) => Some(i),
-        Err(StorageError::NotFound { .. }) => None,
-        Err(e) => return Err(e.into()),
-    };
-    let mut found = None;
-    for (kind, cand) in Layout::candidate_rests(rest) {
-        let mkey = format!("{}{cand}.json", layout.metadata_prefix());
-        match read_metadata(store, &mkey).await {
-            Ok((read, _)) => {
-                found = Some((mkey, kind, read));
-                break;
+    let (image_key, image, found) = match layout.metadata_rest(key) {
+        Some(rest) => {
+            let read = match read_metadata(store, key).await {
+                Ok((read, _)) => Some(read),
+                Err(StorageError::NotFound { .. }) => None,
+                Err(e) => return Err(e.into()),
+            };
+            let image = find_image_for_metadata(store, layout, rest).await?;
+            let image_key = image
+                .as_ref()
+                .map_or_else(|| layout.image_key(rest), |i| i.key.clone());
+            let kind = image.as_ref().and_then(|i| {
+                let irest = layout.image_rest(&i.key)?;
+                Layout::candidate_rests(irest)
+                    .find(|(_, c)| *c == rest)
+                    .map(|(k, _)| k)
+            });
+            if image.is_none() && read.is_none() {
+                return Err(StorageError::NotFound { key: key.into() }.into());
             }
-            Err(StorageError::NotFound { .. } | StorageError::InvalidKey { .. }) => continue,
-            Err(e) => return Err(e.into()),
+            (
+                image_key,
+                image,
+                read.map(|r| (key.to_string(), kind.unwrap_or(KeyKind::Canonical), r)),
+            )
         }
-    }
-    if image.is_none() && found.is_none() {
-        return Err(StorageError::NotFound { key: image_key }.into());
-    }
+        None => {
+            let rest = layout.image_rest(key).ok_or_else(|| {
+                CliError::Usage(format!(
+                    "{} is neither under {} nor under {}",
+                    for_terminal(key),
+                    layout.uploads_prefix(),
+                    layout.metadata_prefix()
+                ))
+            })?;
+            let image = match store.head(key).await {
+                Ok(i) => Some(i),
+                Err(StorageError::NotFound { .. }) => None,
+                Err(e) => return Err(e.into()),
+            };
+            let mut found = None;
+            for (kind, cand) in Layout::candidate_rests(rest) {
+                let mkey = format!("{}{cand}.json", layout.metadata_prefix());
+                match read_metadata(store, &mkey).await {
+                    Ok((read, _)) => {
+                        found = Some((mkey, kind, read));
+                        break;
+                    }
+                    Err(StorageError::NotFound { .. } | StorageError::InvalidKey { .. }) => {
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if image.is_none() && found.is_none() {
+                return Err(StorageError::NotFound { key: key.into() }.into());
+            }
+            (key.to_string(), image, found)
+        }
+    };
     let (metadata_key, key_kind, read) = match found {
         Some((k, kind, read)) => (Some(k), Some(kind), Some(read)),
         None => (None, None, None),
@@ -232,36 +258,82 @@ pub async fn lookup(
             review_below,
         )
     };
-    let raw = read
-        .as_ref()
-        .and_then(|r| r.as_ref().ok())
-        .and_then(|p| serde_json::to_value(&p.doc).ok());
     Ok(Shown {
         image_key,
         image,
         metadata_key,
         key_kind,
         read,
-        raw,
         status,
     })
+}
+
+/// The image a metadata rest belongs to: the canonical one, else one with
+/// the rest as its stem (`metadata/a.json` for `uploads/a.png`). Flattened
+/// legacy keys would need a listing of every image and are not searched.
+async fn find_image_for_metadata(
+    store: &DynStore,
+    layout: &Layout,
+    rest: &str,
+) -> Result<Option<ObjectInfo>, CliError> {
+    match store.head(&layout.image_key(rest)).await {
+        Ok(i) => return Ok(Some(i)),
+        Err(StorageError::NotFound { .. } | StorageError::InvalidKey { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let prefix = format!("{}{rest}.", layout.uploads_prefix());
+    let mut pages = store.list(&prefix);
+    while let Some(page) = pages.try_next().await? {
+        if let Some(hit) = page.into_iter().find(|o| {
+            layout.image_rest(&o.key).is_some_and(|r| {
+                Layout::candidate_rests(r).any(|(k, c)| k == KeyKind::Stem && c == rest)
+            })
+        }) {
+            return Ok(Some(hit));
+        }
+    }
+    Ok(None)
 }
 
 /// `imgtag show`: the pairing and the metadata of one image.
 pub fn print_shown(s: &Shown, json: bool, out: &mut dyn Write) -> Result<(), CliError> {
     if json {
-        let v = serde_json::json!({
-            "key": s.image_key,
-            "status": s.status.as_str(),
-            "image": s.image.as_ref().map(|i| serde_json::json!({
-                "size": i.size, "etag": i.etag.as_deref(), "last_modified": i.last_modified,
-            })),
-            "metadata_key": s.metadata_key,
-            "metadata_match": s.key_kind,
-            "shape": s.read.as_ref().and_then(|r| r.as_ref().ok()).map(|p| p.shape),
-            "malformed": s.read.as_ref().and_then(|r| r.as_ref().err()).map(|m| m.reason.clone()),
-            "metadata": s.raw,
-        });
+        #[derive(Serialize)]
+        struct ImageJson<'a> {
+            size: u64,
+            etag: Option<&'a str>,
+            last_modified: Option<i64>,
+        }
+        #[derive(Serialize)]
+        struct ShownJson<'a> {
+            key: &'a str,
+            status: &'a str,
+            image: Option<ImageJson<'a>>,
+            metadata_key: Option<&'a str>,
+            metadata_match: Option<KeyKind>,
+            shape: Option<crate::contract::Shape>,
+            malformed: Option<&'a str>,
+            metadata: Option<&'a crate::contract::MetadataDoc>,
+        }
+        let parsed = s.read.as_ref().and_then(|r| r.as_ref().ok());
+        let v = ShownJson {
+            key: &s.image_key,
+            status: s.status.as_str(),
+            image: s.image.as_ref().map(|i| ImageJson {
+                size: i.size,
+                etag: i.etag.as_deref(),
+                last_modified: i.last_modified,
+            }),
+            metadata_key: s.metadata_key.as_deref(),
+            metadata_match: s.key_kind,
+            shape: parsed.map(|p| p.shape),
+            malformed: s
+                .read
+                .as_ref()
+                .and_then(|r| r.as_ref().err())
+                .map(|m| m.reason.as_str()),
+            metadata: parsed.map(|p| &p.doc),
+        };
         writeln!(out, "{}", json_line(&v))?;
         return Ok(());
     }

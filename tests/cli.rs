@@ -1,0 +1,296 @@
+//! The real `imgtag` binary against a local folder and against an
+//! S3-compatible server on loopback (`--endpoint-url`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use common::fixtures::{self, ESC_KEY};
+use common::s3mem::{self, MemS3};
+use imgtag::contract::Status;
+use imgtag::storage::{DynStore, LocalStore, S3Store};
+
+/// Runs the binary with a clean environment: no AWS config, no user config.
+fn imgtag(home: &Path, args: &[&str]) -> Output {
+    let config = home.join("empty-config.toml");
+    std::fs::write(&config, "").unwrap();
+    Command::new(env!("CARGO_BIN_EXE_imgtag"))
+        .args(args)
+        .arg("--config")
+        .arg(&config)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("AWS_ACCESS_KEY_ID", s3mem::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", s3mem::SECRET_KEY)
+        .env("AWS_REGION", s3mem::REGION)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("run imgtag")
+}
+
+async fn imgtag_async(home: &Path, args: &[&str]) -> Output {
+    let home = home.to_path_buf();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        imgtag(&home, &refs)
+    })
+    .await
+    .unwrap()
+}
+
+fn statuses(out: &Output) -> BTreeMap<String, String> {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+            (
+                v["key"].as_str().unwrap().to_string(),
+                v["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn expected_map(expected: &[(String, Status)]) -> BTreeMap<String, String> {
+    expected
+        .iter()
+        .map(|(k, s)| (k.clone(), s.as_str().to_string()))
+        .collect()
+}
+
+fn assert_terminal_safe(bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    assert!(
+        !text
+            .chars()
+            .any(|c| c != '\n' && imgtag::sanitize::is_unsafe(c)),
+        "raw control characters reached the terminal: {text:?}"
+    );
+}
+
+#[tokio::test]
+async fn ls_and_show_on_a_local_folder() {
+    let home = tempfile::tempdir().unwrap();
+    let bucket = tempfile::tempdir().unwrap();
+    let store: DynStore = Arc::new(LocalStore::open(bucket.path()).unwrap());
+    let expected = fixtures::populate(&store).await;
+    let b = bucket.path().to_str().unwrap();
+
+    let out = imgtag_async(home.path(), &["ls", "--bucket", b, "--json"]).await;
+    assert_eq!(statuses(&out), expected_map(&expected));
+    assert_terminal_safe(&out.stdout);
+
+    // The table is terminal-safe too, and names the escaped key visibly.
+    let out = imgtag_async(home.path(), &["ls", "--bucket", b]).await;
+    assert!(out.status.success());
+    assert_terminal_safe(&out.stdout);
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table.contains("uploads/esc\\x1b[2J\\x1b]0;pwned\\x07key.jpg"),
+        "{table}"
+    );
+    assert!(table.contains("needs-review  65.3  Feline"), "{table}");
+
+    // Filters.
+    let out = imgtag_async(
+        home.path(),
+        &["ls", "--bucket", b, "--json", "--status", "untagged,stale"],
+    )
+    .await;
+    let got = statuses(&out);
+    assert_eq!(
+        got.keys().cloned().collect::<Vec<_>>(),
+        [
+            ESC_KEY,
+            "uploads/replaced.jpg",
+            "uploads/untagged+plus 100%.jpg"
+        ]
+    );
+    let out = imgtag_async(
+        home.path(),
+        &["ls", "--bucket", b, "--json", "--label", "feline"],
+    )
+    .await;
+    let got = statuses(&out);
+    assert_eq!(
+        got.keys().cloned().collect::<Vec<_>>(),
+        [
+            "uploads/2024/cat.jpg",
+            "uploads/replaced.jpg",
+            "uploads/weak cat.jpg"
+        ]
+    );
+    let out = imgtag_async(
+        home.path(),
+        &["ls", "--bucket", b, "--json", "--below", "70"],
+    )
+    .await;
+    assert_eq!(
+        statuses(&out).keys().cloned().collect::<Vec<_>>(),
+        ["uploads/weak cat.jpg"]
+    );
+
+    // show: pairing through a legacy key, and a hostile key stays inert.
+    let out = imgtag_async(home.path(), &["show", "--bucket", b, "uploads/legacy.png"]).await;
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("metadata/legacy.json (legacy key without extension)"),
+        "{text}"
+    );
+    assert!(text.contains("Dog"), "{text}");
+    let out = imgtag_async(home.path(), &["show", "--bucket", b, ESC_KEY]).await;
+    assert!(out.status.success());
+    assert_terminal_safe(&out.stdout);
+    let out = imgtag_async(
+        home.path(),
+        &["show", "--bucket", b, "uploads/garbage.jpg", "--json"],
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "malformed");
+    assert!(v["malformed"].as_str().unwrap().contains("not JSON"));
+}
+
+#[tokio::test]
+async fn ls_against_an_s3_compatible_endpoint() {
+    let home = tempfile::tempdir().unwrap();
+    let mem = MemS3::new();
+    mem.create_bucket("cli-bucket");
+    let server = s3mem::serve(mem).await;
+    let store: DynStore = Arc::new(S3Store::from_client(
+        s3mem::client(&server.endpoint()),
+        "cli-bucket",
+    ));
+    let expected = fixtures::populate(&store).await;
+    let endpoint = server.endpoint();
+    let out = imgtag_async(
+        home.path(),
+        &[
+            "ls",
+            "--bucket",
+            "cli-bucket",
+            "--endpoint-url",
+            &endpoint,
+            "--path-style",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(statuses(&out), expected_map(&expected));
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(summary.contains("1 orphan"), "{summary}");
+
+    // A bucket that does not exist: a clear message and a failing exit code.
+    let out = imgtag_async(
+        home.path(),
+        &[
+            "ls",
+            "--bucket",
+            "no-such-bucket",
+            "--endpoint-url",
+            &endpoint,
+            "--path-style",
+        ],
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bucket \"no-such-bucket\" does not exist"),
+        "{err}"
+    );
+
+    // Wrong credentials: access denied, said plainly. (Run off the async
+    // thread: the server lives on it.)
+    let config = home.path().join("empty-config.toml");
+    let h = home.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_imgtag"))
+            .args([
+                "ls",
+                "--bucket",
+                "cli-bucket",
+                "--endpoint-url",
+                &endpoint,
+                "--path-style",
+            ])
+            .arg("--config")
+            .arg(config)
+            .env_clear()
+            .env("HOME", h)
+            .env("AWS_ACCESS_KEY_ID", "AKIAWRONG")
+            .env("AWS_SECRET_ACCESS_KEY", "wrong")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("access denied"), "{err}");
+}
+
+#[test]
+fn demo_bucket_lists_every_kind_of_image() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("c.toml");
+    std::fs::write(&config, "").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_imgtag"))
+        .args(["ls", "--demo", "--json", "--config"])
+        .arg(&config)
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    let got = statuses(&out);
+    assert_eq!(got["uploads/animals/chelsea.png"], "needs-review");
+    assert_eq!(got["uploads/drinks/coffee.jpg"], "tagged");
+    assert_eq!(got["uploads/space/astronaut.jpg"], "tagged");
+    assert_eq!(got["uploads/space/rocket launch.jpg"], "untagged");
+    assert_eq!(got["metadata/deleted-photo.jpg.json"], "orphan");
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_imgtag"))
+        .args(["ls", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--bucket",
+        "--demo",
+        "--profile",
+        "--region",
+        "--endpoint-url",
+        "--path-style",
+        "--uploads-prefix",
+        "--metadata-prefix",
+        "--detector",
+        "--min-confidence",
+        "--max-labels",
+        "--review-below",
+        "--config",
+        "--status",
+        "--label",
+        "--below",
+        "--json",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from help");
+    }
+}
