@@ -141,12 +141,29 @@ fn main() {
         let per_obj = (held as f64 - key_bytes as f64) / total as f64;
 
         let (b, o) = (median(bare), median(ours));
-        println!("list_pair: {total} objects ({images} images, {} metadata), {reps} runs each, medians", total - images);
-        println!("  bare aws-sdk-s3 paginator loop : {:>8.1} ms", b.as_secs_f64() * 1e3);
-        println!("  imgtag list + pair (Catalog)   : {:>8.1} ms", o.as_secs_f64() * 1e3);
-        println!("  ratio imgtag / bare            : {:>8.3}x (target <= 1.2x)", o.as_secs_f64() / b.as_secs_f64());
-        println!("  catalog heap held              : {held} bytes, of which key strings {key_bytes}");
+        println!(
+            "list_pair: {total} objects ({images} images, {} metadata), {reps} runs each, medians",
+            total - images
+        );
+        println!(
+            "  bare aws-sdk-s3 paginator loop : {:>8.1} ms",
+            b.as_secs_f64() * 1e3
+        );
+        println!(
+            "  imgtag list + pair (Catalog)   : {:>8.1} ms",
+            o.as_secs_f64() * 1e3
+        );
+        println!(
+            "  ratio imgtag / bare            : {:>8.3}x (target <= 1.2x)",
+            o.as_secs_f64() / b.as_secs_f64()
+        );
+        println!(
+            "  catalog heap held              : {held} bytes, of which key strings {key_bytes}"
+        );
         println!("  per object beyond keys         : {per_obj:>8.1} bytes (target <= 300)");
-        println!("  peak heap while listing        : {:>8.1} bytes/object", peak as f64 / total as f64);
+        println!(
+            "  peak heap while listing        : {:>8.1} bytes/object",
+            peak as f64 / total as f64
+        );
     });
 }

@@ -5,6 +5,9 @@
 //! - [`storage`]: S3 and local-folder buckets behind one trait.
 //! - [`catalog`]: images paired with their metadata; audits.
 //! - [`config`]: the options every front end shares.
+//! - [`imaging`]: bounded decoding and model preprocessing.
+//! - [`detection`]: the local model and Rekognition behind one trait.
+//! - [`pipeline`]: the one tagging function every front end calls.
 //! - [`sanitize`]: making untrusted text safe for a terminal.
 
 pub mod catalog;
@@ -12,5 +15,8 @@ pub mod cli;
 pub mod config;
 pub mod contract;
 pub mod demo;
+pub mod detection;
+pub mod imaging;
+pub mod pipeline;
 pub mod sanitize;
 pub mod storage;

@@ -1,0 +1,491 @@
+//! The offline label detector: torchvision's MobileNetV2 (ImageNet-1k) run
+//! with tract, and a WordNet-derived label hierarchy that turns the 1000
+//! class probabilities into Rekognition-style labels with parents.
+//!
+//! Model and labels are embedded in the binary (`assets/model/`).
+
+use std::io::Cursor;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::Deserialize;
+use tract_onnx::prelude::*;
+
+use crate::contract::{Label, NameRef};
+use crate::imaging::{self, DecodeLimits, INPUT_SIZE, ImagingError, TENSOR_LEN};
+
+/// `LabelModelVersion` written by the local detector.
+pub const MODEL_VERSION: &str = "imgtag-mobilenet_v2-1";
+/// Number of ImageNet classes the model outputs.
+pub const NUM_CLASSES: usize = 1000;
+
+const MODEL_BYTES: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/assets/model/mobilenet_v2.onnx"
+));
+const LABELS_JSON: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/assets/model/labels.json"
+));
+
+/// Why the local detector failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    /// The image could not be decoded or preprocessed.
+    #[error(transparent)]
+    Imaging(#[from] ImagingError),
+    /// Loading or running the model failed.
+    #[error("model error: {0}")]
+    Model(String),
+    /// The embedded labels.json is malformed.
+    #[error("label hierarchy error: {0}")]
+    Labels(String),
+    /// The input tensor or probability vector has the wrong length.
+    #[error("expected {expected} values, got {got}")]
+    BadLength { expected: usize, got: usize },
+}
+
+impl DetectError {
+    /// A short stable identifier, e.g. for `ImgTag.Error.Code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DetectError::Imaging(e) => e.code(),
+            DetectError::Model(_) => "ModelError",
+            DetectError::Labels(_) => "LabelsError",
+            DetectError::BadLength { .. } => "BadLength",
+        }
+    }
+}
+
+fn model_err(e: impl std::fmt::Display) -> DetectError {
+    DetectError::Model(format!("{e:#}"))
+}
+
+#[derive(Deserialize)]
+struct LabelsFile {
+    format: u32,
+    nodes: Vec<NodeJson>,
+    classes: Vec<usize>,
+}
+
+#[derive(Deserialize)]
+struct NodeJson {
+    #[allow(dead_code)]
+    wnid: String,
+    name: String,
+    parents: Vec<usize>,
+}
+
+/// The label hierarchy: a DAG of named nodes, the first of which are the
+/// model's classes.
+#[derive(Debug, Clone)]
+pub struct Hierarchy {
+    names: Vec<String>,
+    /// For each node, all its ancestors, nearest first, without duplicates.
+    ancestors: Vec<Vec<u32>>,
+    /// For each class, its node and all that node's ancestors.
+    class_closure: Vec<Vec<u32>>,
+}
+
+impl Hierarchy {
+    /// Parse a labels.json document (format 1).
+    pub fn from_json(json: &str) -> Result<Self, DetectError> {
+        let file: LabelsFile =
+            serde_json::from_str(json).map_err(|e| DetectError::Labels(e.to_string()))?;
+        if file.format != 1 {
+            return Err(DetectError::Labels(format!(
+                "unknown format {}",
+                file.format
+            )));
+        }
+        let n = file.nodes.len();
+        if n > u32::MAX as usize {
+            return Err(DetectError::Labels("too many nodes".into()));
+        }
+        for (i, node) in file.nodes.iter().enumerate() {
+            if let Some(&p) = node.parents.iter().find(|&&p| p >= n || p == i) {
+                return Err(DetectError::Labels(format!(
+                    "node {i} ({}) has invalid parent {p}",
+                    node.name
+                )));
+            }
+        }
+        if file.classes.len() != NUM_CLASSES {
+            return Err(DetectError::Labels(format!(
+                "{} classes, expected {NUM_CLASSES}",
+                file.classes.len()
+            )));
+        }
+        if let Some(&c) = file.classes.iter().find(|&&c| c >= n) {
+            return Err(DetectError::Labels(format!("class node {c} out of range")));
+        }
+
+        // Breadth-first over parents: nearest ancestors first, each once.
+        let mut ancestors = Vec::with_capacity(n);
+        let mut seen = vec![usize::MAX; n];
+        for start in 0..n {
+            let mut list: Vec<u32> = Vec::new();
+            seen[start] = start;
+            let mut head = 0;
+            let mut frontier: Vec<usize> = vec![start];
+            while head < frontier.len() {
+                let current = frontier[head];
+                head += 1;
+                for &p in &file.nodes[current].parents {
+                    if seen[p] != start {
+                        seen[p] = start;
+                        list.push(p as u32);
+                        frontier.push(p);
+                    }
+                }
+            }
+            if list.contains(&(start as u32)) {
+                return Err(DetectError::Labels(format!("cycle through node {start}")));
+            }
+            ancestors.push(list);
+        }
+        let class_closure = file
+            .classes
+            .iter()
+            .map(|&c| {
+                let mut v = Vec::with_capacity(ancestors[c].len() + 1);
+                v.push(c as u32);
+                v.extend_from_slice(&ancestors[c]);
+                v
+            })
+            .collect();
+        Ok(Hierarchy {
+            names: file.nodes.into_iter().map(|node| node.name).collect(),
+            ancestors,
+            class_closure,
+        })
+    }
+
+    /// Number of nodes (classes and ancestors).
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether the hierarchy has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Display name of node `node`.
+    pub fn name(&self, node: usize) -> Option<&str> {
+        self.names.get(node).map(String::as_str)
+    }
+
+    /// Display name of class `class` (model output index).
+    pub fn class_name(&self, class: usize) -> Option<&str> {
+        let node = *self.class_closure.get(class)?.first()?;
+        self.name(node as usize)
+    }
+
+    /// All ancestors of node `node`, nearest first.
+    pub fn ancestor_names(&self, node: usize) -> Vec<&str> {
+        self.ancestors
+            .get(node)
+            .map(|a| a.iter().map(|&p| self.names[p as usize].as_str()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Rekognition-style labels from class probabilities (see
+    /// [`LocalModel::labels`]).
+    pub fn labels(
+        &self,
+        probs: &[f32],
+        min_confidence: f32,
+        max_labels: Option<u32>,
+    ) -> Vec<Label> {
+        let mut sums = vec![0f64; self.names.len()];
+        for (closure, &p) in self.class_closure.iter().zip(probs) {
+            // NaN or negative inputs must not make a parent smaller than its
+            // child: clamp each term into [0, 1].
+            let p = if p.is_finite() {
+                f64::from(p).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+            for &node in closure {
+                sums[node as usize] += p;
+            }
+        }
+        let mut picked: Vec<(f32, usize)> = sums
+            .iter()
+            .enumerate()
+            .map(|(node, &s)| (round_confidence(s * 100.0), node))
+            .filter(|&(c, _)| c > 0.0 && c >= min_confidence)
+            .collect();
+        picked.sort_by(|a, b| {
+            b.0.total_cmp(&a.0)
+                .then_with(|| self.names[a.1].cmp(&self.names[b.1]))
+        });
+        if let Some(max) = max_labels {
+            picked.truncate(max as usize);
+        }
+        picked
+            .into_iter()
+            .map(|(confidence, node)| {
+                let mut label = Label::new(self.names[node].clone(), confidence);
+                label.parents = self.ancestors[node]
+                    .iter()
+                    .map(|&p| NameRef::new(self.names[p as usize].clone()))
+                    .collect();
+                label
+            })
+            .collect()
+    }
+}
+
+/// Percent rounded to 3 decimals, within 0..=100. Monotonic, so a parent
+/// never ends up below its child.
+fn round_confidence(percent: f64) -> f32 {
+    ((percent.clamp(0.0, 100.0) * 1000.0).round() / 1000.0) as f32
+}
+
+/// Softmax over `logits`, computed stably in f64.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return vec![0.0; logits.len()];
+    }
+    let exps: Vec<f64> = logits
+        .iter()
+        .map(|&v| {
+            if v.is_finite() {
+                f64::from(v - max).exp()
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let sum: f64 = exps.iter().sum();
+    exps.iter().map(|&e| (e / sum) as f32).collect()
+}
+
+/// Options for [`LocalModel::detect_bytes_with`] and
+/// [`LocalModel::detect_many`].
+#[derive(Debug, Clone)]
+pub struct DetectOptions {
+    /// Labels below this confidence (percent) are dropped.
+    pub min_confidence: f32,
+    /// Keep at most this many labels (highest confidence first).
+    pub max_labels: Option<u32>,
+    /// Decoding limits.
+    pub limits: DecodeLimits,
+}
+
+impl Default for DetectOptions {
+    fn default() -> Self {
+        DetectOptions {
+            min_confidence: crate::contract::DEFAULT_MIN_CONFIDENCE,
+            max_labels: None,
+            limits: DecodeLimits::default(),
+        }
+    }
+}
+
+type Plan = Arc<TypedRunnableModel>;
+
+/// The outcome for one image: its labels or why it failed.
+pub type Detection = Result<Vec<Label>, DetectError>;
+
+/// MobileNetV2 + label hierarchy, ready to run. `Send + Sync`: share it
+/// (e.g. in an `Arc`) and call it from several threads at once; every call
+/// runs with its own state.
+#[derive(Debug, Clone)]
+pub struct LocalModel {
+    plan: Plan,
+    hierarchy: Arc<Hierarchy>,
+}
+
+impl LocalModel {
+    /// Load the embedded model (optimised for batch 1) and label hierarchy.
+    /// Takes a few hundred milliseconds: do it once and share the result.
+    pub fn load() -> Result<Self, DetectError> {
+        let hierarchy = Hierarchy::from_json(LABELS_JSON)?;
+        let plan = build_plan(1)?;
+        Ok(LocalModel {
+            plan,
+            hierarchy: Arc::new(hierarchy),
+        })
+    }
+
+    /// The label hierarchy.
+    pub fn hierarchy(&self) -> &Hierarchy {
+        &self.hierarchy
+    }
+
+    /// Raw logits (1000) for one preprocessed tensor (length
+    /// [`TENSOR_LEN`], as written by [`imaging::preprocess`]).
+    pub fn logits(&self, tensor: &[f32]) -> Result<Vec<f32>, DetectError> {
+        if tensor.len() != TENSOR_LEN {
+            return Err(DetectError::BadLength {
+                expected: TENSOR_LEN,
+                got: tensor.len(),
+            });
+        }
+        let side = INPUT_SIZE as usize;
+        let input = Tensor::from_shape(&[1, 3, side, side], tensor).map_err(model_err)?;
+        let outputs = self.plan.run(tvec!(input.into())).map_err(model_err)?;
+        let output = outputs
+            .first()
+            .ok_or_else(|| DetectError::Model("model produced no output".into()))?;
+        let view = output.to_plain_array_view::<f32>().map_err(model_err)?;
+        let logits: Vec<f32> = view.iter().copied().collect();
+        if logits.len() != NUM_CLASSES {
+            return Err(DetectError::BadLength {
+                expected: NUM_CLASSES,
+                got: logits.len(),
+            });
+        }
+        Ok(logits)
+    }
+
+    /// Softmax probabilities (1000, summing to 1) for one preprocessed
+    /// tensor.
+    pub fn classify(&self, tensor: &[f32]) -> Result<Vec<f32>, DetectError> {
+        Ok(softmax(&self.logits(tensor)?))
+    }
+
+    /// Rekognition-style labels from class probabilities: one label per
+    /// hierarchy node whose confidence (100 x the summed probability of
+    /// every class under it, each class counted once) is at least
+    /// `min_confidence`; `Parents` lists all the node's ancestors, nearest
+    /// first. Sorted by confidence (descending) then name, then truncated
+    /// to `max_labels`.
+    pub fn labels(
+        &self,
+        probs: &[f32],
+        min_confidence: f32,
+        max_labels: Option<u32>,
+    ) -> Vec<Label> {
+        self.hierarchy.labels(probs, min_confidence, max_labels)
+    }
+
+    /// Decode, preprocess, classify and label one image.
+    pub fn detect_bytes(
+        &self,
+        bytes: &[u8],
+        min_confidence: f32,
+        max_labels: Option<u32>,
+    ) -> Result<Vec<Label>, DetectError> {
+        self.detect_bytes_with(
+            bytes,
+            &DetectOptions {
+                min_confidence,
+                max_labels,
+                limits: DecodeLimits::default(),
+            },
+        )
+    }
+
+    /// [`LocalModel::detect_bytes`] with explicit decoding limits.
+    pub fn detect_bytes_with(
+        &self,
+        bytes: &[u8],
+        options: &DetectOptions,
+    ) -> Result<Vec<Label>, DetectError> {
+        let mut tensor = vec![0f32; TENSOR_LEN];
+        self.detect_into(bytes, options, &mut tensor)
+    }
+
+    fn detect_into(
+        &self,
+        bytes: &[u8],
+        options: &DetectOptions,
+        tensor: &mut [f32],
+    ) -> Result<Vec<Label>, DetectError> {
+        let img = imaging::decode(bytes, &options.limits)?;
+        imaging::preprocess(&img, tensor)?;
+        drop(img);
+        let probs = self.classify(tensor)?;
+        Ok(self.labels(&probs, options.min_confidence, options.max_labels))
+    }
+
+    /// Detect labels in many images using `workers` threads (0 = one per
+    /// available core). Each worker takes the next image, decodes,
+    /// preprocesses and runs it; results come back in input order.
+    pub fn detect_many<B>(
+        &self,
+        images: &[B],
+        workers: usize,
+        options: &DetectOptions,
+    ) -> Vec<Detection>
+    where
+        B: AsRef<[u8]> + Sync,
+    {
+        let workers = if workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            workers
+        }
+        .min(images.len().max(1));
+        let next = AtomicUsize::new(0);
+        let mut results: Vec<Option<Detection>> = (0..images.len()).map(|_| None).collect();
+        let chunks: Vec<Vec<(usize, Detection)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut tensor = vec![0f32; TENSOR_LEN];
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(bytes) = images.get(i) else { break };
+                            done.push((i, self.detect_into(bytes.as_ref(), options, &mut tensor)));
+                        }
+                        done
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Vec::new()))
+                .collect()
+        });
+        for (i, result) in chunks.into_iter().flatten() {
+            results[i] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(DetectError::Model("worker thread panicked".into()))))
+            .collect()
+    }
+}
+
+fn build_plan(batch: usize) -> Result<Plan, DetectError> {
+    let side = INPUT_SIZE as usize;
+    tract_onnx::onnx()
+        .model_for_read(&mut Cursor::new(MODEL_BYTES))
+        .and_then(|m| m.with_input_fact(0, f32::fact([batch, 3, side, side]).into()))
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .map_err(model_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hierarchy_parses_and_cat_has_parents() {
+        let h = Hierarchy::from_json(LABELS_JSON).unwrap();
+        assert_eq!(h.class_name(281), Some("Tabby"));
+        let tabby = h.ancestor_names(281);
+        for a in ["Cat", "Feline", "Mammal", "Animal", "Pet", "Domestic Cat"] {
+            assert!(tabby.contains(&a), "{a} missing from {tabby:?}");
+        }
+        assert_eq!(tabby[0], "Domestic Cat");
+    }
+
+    #[test]
+    fn softmax_is_stable() {
+        let p = softmax(&[1000.0, 1000.0, f32::NAN]);
+        assert!((p[0] - 0.5).abs() < 1e-6 && p[2] == 0.0);
+    }
+}

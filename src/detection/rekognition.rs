@@ -1,0 +1,254 @@
+//! Amazon Rekognition DetectLabels.
+//!
+//! Images in an S3 bucket that Rekognition accepts as they are (JPEG or PNG,
+//! at most 15 MB) are sent by reference, so nothing is downloaded. Anything
+//! else that decodes (WebP, GIF, BMP, TIFF, or too large) is downscaled and
+//! re-encoded as JPEG under the 5 MB limit for bytes and sent inline: the
+//! operator gets labels rather than an error for a format Rekognition does
+//! not read. Images under 80 px a side are a permanent failure.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_sdk_rekognition::Client;
+use aws_sdk_rekognition::config::Region;
+use aws_sdk_rekognition::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_rekognition::primitives::Blob;
+use aws_sdk_rekognition::types::{Image, S3Object};
+use bytes::Bytes;
+use image::ImageFormat;
+
+use super::{DetectFailure, DetectInput, DetectParams, Detection, Detector};
+use crate::contract::{BoundingBox, Instance, Label, NameRef};
+use crate::imaging::{self, DecodeLimits};
+
+/// Rekognition's limits.
+pub const MAX_S3_BYTES: u64 = 15 * 1024 * 1024;
+pub const MAX_INLINE_BYTES: usize = 5 * 1024 * 1024;
+pub const MIN_SIDE: u32 = 80;
+/// Longest side of a re-encoded image: plenty for labels, well under 5 MB.
+const REENCODE_MAX_SIDE: u32 = 2048;
+
+pub struct RekognitionDetector {
+    client: Client,
+    /// Client-side cap on calls in flight, to stay under the account's TPS
+    /// quota instead of leaning on throttling.
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl RekognitionDetector {
+    pub async fn connect(opts: &crate::storage::S3Options, concurrency: usize) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            // Throttling (ThrottlingException,
+            // ProvisionedThroughputExceededException) and 5xx are retried
+            // with exponential backoff by the SDK's standard retry.
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(5)
+                    .with_max_backoff(Duration::from_secs(20)),
+            );
+        if let Some(p) = &opts.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(r) = &opts.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        let shared = loader.load().await;
+        Self::from_client(Client::new(&shared), concurrency)
+    }
+
+    pub fn from_client(client: Client, concurrency: usize) -> Self {
+        RekognitionDetector {
+            client,
+            permits: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
+        }
+    }
+
+    /// Whether an S3 object can be sent by reference, judging by its first
+    /// bytes and size.
+    pub fn accepts_by_reference(header: &[u8], size: u64) -> bool {
+        matches!(
+            imaging::sniff(header),
+            Some(ImageFormat::Jpeg | ImageFormat::Png)
+        ) && size <= MAX_S3_BYTES
+            && imaging::dimensions(header).is_ok_and(|(w, h)| w >= MIN_SIDE && h >= MIN_SIDE)
+    }
+
+    /// The bytes to send inline: the image itself when Rekognition takes
+    /// it, else a downscaled JPEG.
+    fn inline_bytes(bytes: &[u8]) -> Result<Bytes, DetectFailure> {
+        let format = imaging::sniff(bytes).ok_or_else(|| {
+            DetectFailure::permanent("NotAnImage", "not an image: unrecognised file signature")
+        })?;
+        if let Ok((w, h)) = imaging::dimensions(bytes)
+            && (w < MIN_SIDE || h < MIN_SIDE)
+        {
+            return Err(DetectFailure::permanent(
+                "ImageTooSmall",
+                format!("{w}x{h}: Rekognition needs at least {MIN_SIDE} px a side"),
+            ));
+        }
+        if matches!(format, ImageFormat::Jpeg | ImageFormat::Png) && bytes.len() <= MAX_INLINE_BYTES
+        {
+            return Ok(Bytes::copy_from_slice(bytes));
+        }
+        let limits = DecodeLimits {
+            min_side: MIN_SIDE,
+            ..DecodeLimits::default()
+        };
+        let img = imaging::decode(bytes, &limits)
+            .map_err(|e| DetectFailure::permanent(e.code(), e.to_string()))?;
+        let img = if img.width().max(img.height()) > REENCODE_MAX_SIDE {
+            // Keeps the aspect ratio.
+            image::DynamicImage::ImageRgb8(img)
+                .thumbnail(REENCODE_MAX_SIDE, REENCODE_MAX_SIDE)
+                .into_rgb8()
+        } else {
+            img
+        };
+        for quality in [90u8, 75, 60] {
+            let mut out = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
+                .encode_image(&img)
+                .map_err(|e| DetectFailure::permanent("EncodeFailed", e.to_string()))?;
+            if out.len() <= MAX_INLINE_BYTES {
+                return Ok(Bytes::from(out));
+            }
+        }
+        Err(DetectFailure::permanent(
+            "ImageTooLarge",
+            "still over 5 MB after re-encoding",
+        ))
+    }
+}
+
+fn to_label(l: &aws_sdk_rekognition::types::Label) -> Label {
+    let names = |v: Vec<Option<&str>>| -> Vec<NameRef> {
+        v.into_iter().flatten().map(NameRef::new).collect()
+    };
+    Label {
+        name: l.name().unwrap_or_default().to_string(),
+        confidence: l.confidence().unwrap_or(0.0),
+        parents: names(l.parents().iter().map(|p| p.name()).collect()),
+        aliases: names(l.aliases().iter().map(|p| p.name()).collect()),
+        categories: names(l.categories().iter().map(|p| p.name()).collect()),
+        instances: l
+            .instances()
+            .iter()
+            .map(|i| Instance {
+                bounding_box: i.bounding_box().map(|b| BoundingBox {
+                    width: b.width().unwrap_or(0.0),
+                    height: b.height().unwrap_or(0.0),
+                    left: b.left().unwrap_or(0.0),
+                    top: b.top().unwrap_or(0.0),
+                }),
+                confidence: i.confidence(),
+                dominant_colors: Vec::new(),
+            })
+            .collect(),
+    }
+}
+
+fn map_err<E>(err: SdkError<E, aws_sdk_rekognition::config::http::HttpResponse>) -> DetectFailure
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let message = DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or("").to_string();
+            let status = se.raw().status().as_u16();
+            match code.as_str() {
+                "InvalidImageFormatException" => {
+                    DetectFailure::permanent("InvalidImageFormat", message)
+                }
+                "ImageTooLargeException" => DetectFailure::permanent("ImageTooLarge", message),
+                "InvalidParameterException" => {
+                    DetectFailure::permanent("InvalidParameter", message)
+                }
+                // Usually a wrongly decoded key, another region, or a
+                // missing s3:GetObject: not the image's fault, so nothing
+                // is recorded and the image stays untagged.
+                "InvalidS3ObjectException" => DetectFailure::Transient {
+                    message: format!(
+                        "Rekognition could not read the object (check the key, that the bucket is in \
+                         Rekognition's region, and s3:GetObject): {message}"
+                    ),
+                },
+                "AccessDeniedException"
+                | "UnrecognizedClientException"
+                | "InvalidSignatureException"
+                | "ExpiredTokenException" => DetectFailure::Config { message },
+                "ThrottlingException"
+                | "ProvisionedThroughputExceededException"
+                | "InternalServerError"
+                | "LimitExceededException" => DetectFailure::Transient { message },
+                _ if status >= 500 || status == 429 => DetectFailure::Transient { message },
+                _ if status == 403 => DetectFailure::Config { message },
+                _ => DetectFailure::Transient { message },
+            }
+        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            DetectFailure::Transient { message }
+        }
+        _ => DetectFailure::Config { message },
+    }
+}
+
+#[async_trait]
+impl Detector for RekognitionDetector {
+    fn name(&self) -> &'static str {
+        "rekognition"
+    }
+
+    fn reads_s3(&self) -> bool {
+        true
+    }
+
+    async fn detect(
+        &self,
+        input: DetectInput,
+        params: DetectParams,
+    ) -> Result<Detection, DetectFailure> {
+        let image = match input {
+            DetectInput::S3 { bucket, key, .. } => Image::builder()
+                .s3_object(S3Object::builder().bucket(bucket).name(key).build())
+                .build(),
+            DetectInput::Bytes(bytes) => {
+                let inline = tokio::task::spawn_blocking(move || Self::inline_bytes(&bytes))
+                    .await
+                    .map_err(|e| DetectFailure::Config {
+                        message: format!("encoding task failed: {e}"),
+                    })??;
+                Image::builder().bytes(Blob::new(inline.to_vec())).build()
+            }
+        };
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| DetectFailure::Config {
+                message: "detector shut down".into(),
+            })?;
+        let out = self
+            .client
+            .detect_labels()
+            .image(image)
+            .min_confidence(params.min_confidence)
+            .set_max_labels(params.max_labels.map(|m| m.min(i32::MAX as u32) as i32))
+            .send()
+            .await
+            .map_err(map_err)?;
+        let mut labels: Vec<Label> = out.labels().iter().map(to_label).collect();
+        // Rekognition already filters; this keeps the contract even if a
+        // response carries more.
+        labels.retain(|l| l.confidence >= params.min_confidence);
+        Ok(Detection {
+            labels,
+            label_model_version: out.label_model_version().map(str::to_string),
+        })
+    }
+}

@@ -1,0 +1,549 @@
+//! The local label detector end to end: real decoding, real preprocessing,
+//! real MobileNetV2 inference with tract, compared with onnxruntime's
+//! reference output in `assets/model/reference.json`.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
+use imgtag::contract::Label;
+use imgtag::detection::local::{DetectOptions, LocalModel, MODEL_VERSION, NUM_CLASSES};
+use imgtag::imaging::{self, DecodeLimits, ImagingError, TENSOR_LEN};
+
+fn model() -> &'static LocalModel {
+    static MODEL: OnceLock<LocalModel> = OnceLock::new();
+    MODEL.get_or_init(|| LocalModel::load().expect("the embedded model loads"))
+}
+
+fn sample(name: &str) -> Vec<u8> {
+    let path = format!("{}/assets/samples/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn reference() -> serde_json::Value {
+    let path = format!("{}/assets/model/reference.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn reference_sample(file: &str) -> serde_json::Value {
+    reference()["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["file"].as_str().unwrap().ends_with(file))
+        .unwrap_or_else(|| panic!("{file} not in reference.json"))
+        .clone()
+}
+
+fn tensor_of(bytes: &[u8]) -> Vec<f32> {
+    let img = imaging::decode(bytes, &DecodeLimits::default()).unwrap();
+    let mut tensor = vec![0f32; TENSOR_LEN];
+    imaging::preprocess(&img, &mut tensor).unwrap();
+    tensor
+}
+
+fn top_k(values: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..values.len()).collect();
+    idx.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+    idx.truncate(k);
+    idx
+}
+
+fn by_name(labels: &[Label]) -> HashMap<&str, &Label> {
+    labels.iter().map(|l| (l.name.as_str(), l)).collect()
+}
+
+fn parent_names(label: &Label) -> Vec<&str> {
+    label.parents.iter().map(|p| p.name.as_str()).collect()
+}
+
+// ---------------------------------------------------------------- model
+
+#[test]
+fn model_is_send_sync_and_versioned() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<LocalModel>();
+    assert!(MODEL_VERSION.starts_with("imgtag-mobilenet_v2-"));
+}
+
+#[test]
+fn chelsea_is_a_cat_with_parents() {
+    let labels = model()
+        .detect_bytes(&sample("chelsea.png"), 55.0, None)
+        .unwrap();
+    let names = by_name(&labels);
+    for required in ["Cat", "Animal"] {
+        assert!(
+            names.contains_key(required),
+            "{required} missing: {labels:#?}"
+        );
+    }
+    let cat = names["Cat"];
+    let cat_parents = parent_names(cat);
+    for ancestor in ["Feline", "Mammal", "Animal"] {
+        assert!(
+            cat_parents.contains(&ancestor),
+            "Cat parents {cat_parents:?}"
+        );
+        // An ancestor is at least as likely as its descendant, so it passes too.
+        assert!(names[ancestor].confidence >= cat.confidence);
+    }
+    // Nearest first: Feline before Mammal before Animal.
+    let pos = |n: &str| cat_parents.iter().position(|p| *p == n).unwrap();
+    assert!(pos("Feline") < pos("Mammal") && pos("Mammal") < pos("Animal"));
+    assert!(names["Animal"].parents.is_empty(), "Animal is a root");
+    for label in &labels {
+        // Every label's parents are exactly its ancestors in the hierarchy.
+        let node = (0..model().hierarchy().len())
+            .find(|&i| model().hierarchy().name(i) == Some(label.name.as_str()))
+            .unwrap();
+        assert_eq!(
+            parent_names(label),
+            model().hierarchy().ancestor_names(node)
+        );
+        assert!(label.aliases.is_empty() && label.categories.is_empty());
+        assert!(label.instances.is_empty());
+    }
+}
+
+#[test]
+fn preprocessing_matches_reference_statistics() {
+    for file in ["chelsea.png", "coffee.jpg", "astronaut.jpg", "rocket.jpg"] {
+        let tensor = tensor_of(&sample(file));
+        let reference = reference_sample(file);
+        let plane = TENSOR_LEN / 3;
+        for c in 0..3 {
+            let mean: f64 = tensor[c * plane..(c + 1) * plane]
+                .iter()
+                .map(|&v| f64::from(v))
+                .sum::<f64>()
+                / plane as f64;
+            let want = reference["input_mean_per_channel"][c].as_f64().unwrap();
+            // Pillow's resizer rounds to u8 twice; ours once: ~1/255 at most.
+            assert!(
+                (mean - want).abs() < 0.01,
+                "{file} channel {c}: mean {mean} vs reference {want}"
+            );
+        }
+    }
+}
+
+#[test]
+fn logits_agree_with_onnxruntime() {
+    let tolerance = reference()["suggested_tolerance"]["logit_abs_if_resizer_differs"]
+        .as_f64()
+        .unwrap() as f32;
+    for file in ["chelsea.png", "coffee.jpg", "astronaut.jpg", "rocket.jpg"] {
+        let logits = model().logits(&tensor_of(&sample(file))).unwrap();
+        assert_eq!(logits.len(), NUM_CLASSES);
+        let reference = reference_sample(file);
+        let want: Vec<(usize, f32)> = reference["top5"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["index"].as_u64().unwrap() as usize,
+                    e["logit"].as_f64().unwrap() as f32,
+                )
+            })
+            .collect();
+        let got = top_k(&logits, 5);
+        assert_eq!(got[0], want[0].0, "{file}: top-1 {got:?} vs {want:?}");
+        let overlap = want.iter().filter(|(i, _)| got.contains(i)).count();
+        assert!(overlap >= 4, "{file}: top-5 {got:?} vs {want:?}");
+        for (index, logit) in &want {
+            assert!(
+                (logits[*index] - logit).abs() <= tolerance,
+                "{file}: class {index} logit {} vs {logit}",
+                logits[*index]
+            );
+        }
+        // Softmax is consistent with the logits: same order, sums to 1.
+        let probs = model().classify(&tensor_of(&sample(file))).unwrap();
+        assert_eq!(top_k(&probs, 5), got);
+        let sum: f32 = probs.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-4, "{file}: sum {sum}");
+        let log_ratio = (probs[got[0]] / probs[got[1]]).ln();
+        assert!((log_ratio - (logits[got[0]] - logits[got[1]])).abs() < 1e-3);
+    }
+}
+
+#[test]
+fn coffee_labels_are_consistent() {
+    let bytes = sample("coffee.jpg");
+    let all = model().detect_bytes(&bytes, 0.0, None).unwrap();
+    let names = by_name(&all);
+    assert!(names["Coffee"].confidence >= 55.0, "{:?}", names["Coffee"]);
+    assert!(names["Beverage"].confidence >= names["Coffee"].confidence);
+    assert!(names["Espresso"].confidence <= names["Coffee"].confidence);
+    assert!(parent_names(names["Coffee"]).contains(&"Beverage"));
+    for label in &all {
+        assert!((0.0..=100.0).contains(&label.confidence), "{label:?}");
+        for parent in &label.parents {
+            let p = names[parent.name.as_str()];
+            assert!(
+                p.confidence >= label.confidence,
+                "{} {} < child {} {}",
+                p.name,
+                p.confidence,
+                label.name,
+                label.confidence
+            );
+        }
+    }
+    // Sorted by confidence descending, then name.
+    for pair in all.windows(2) {
+        assert!(
+            pair[0].confidence > pair[1].confidence
+                || (pair[0].confidence == pair[1].confidence && pair[0].name < pair[1].name),
+            "{:?} before {:?}",
+            pair[0].name,
+            pair[1].name
+        );
+    }
+    // Names are unique.
+    assert_eq!(names.len(), all.len());
+
+    // MinConfidence.
+    let above = model().detect_bytes(&bytes, 55.0, None).unwrap();
+    assert!(above.iter().all(|l| l.confidence >= 55.0));
+    let expected: Vec<&str> = all
+        .iter()
+        .filter(|l| l.confidence >= 55.0)
+        .map(|l| l.name.as_str())
+        .collect();
+    assert_eq!(
+        above.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(),
+        expected
+    );
+    for required in ["Coffee", "Beverage"] {
+        assert!(expected.contains(&required), "{expected:?}");
+    }
+
+    // MaxLabels: the best N after sorting.
+    let two = model().detect_bytes(&bytes, 55.0, Some(2)).unwrap();
+    assert_eq!(two, above[..2].to_vec());
+    assert!(
+        model()
+            .detect_bytes(&bytes, 55.0, Some(0))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        model()
+            .detect_bytes(&bytes, 100.5, None)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn labels_from_probabilities_sum_each_class_once() {
+    let h = model().hierarchy();
+    let tabby = (0..NUM_CLASSES)
+        .find(|&i| h.class_name(i) == Some("Tabby"))
+        .unwrap();
+    let espresso = (0..NUM_CLASSES)
+        .find(|&i| h.class_name(i) == Some("Espresso"))
+        .unwrap();
+    let mut probs = vec![0f32; NUM_CLASSES];
+    probs[tabby] = 0.6;
+    probs[espresso] = 0.4;
+    let labels = model().labels(&probs, 1.0, None);
+    let names = by_name(&labels);
+    // Tabby reaches Animal through Cat and through Pet: counted once.
+    assert_eq!(names["Animal"].confidence, 60.0);
+    assert_eq!(names["Tabby"].confidence, 60.0);
+    assert_eq!(names["Coffee"].confidence, 40.0);
+    assert_eq!(names["Food"].confidence, 40.0);
+    assert!(!names.contains_key("Vehicle"));
+}
+
+#[test]
+fn detect_many_matches_one_at_a_time() {
+    let images = vec![
+        sample("chelsea.png"),
+        b"not an image".to_vec(),
+        sample("coffee.jpg"),
+        sample("rocket.jpg"),
+        sample("astronaut.jpg"),
+    ];
+    let options = DetectOptions::default();
+    let many = model().detect_many(&images, 2, &options);
+    assert_eq!(many.len(), images.len());
+    for (bytes, result) in images.iter().zip(&many) {
+        let single = model().detect_bytes_with(bytes, &options);
+        match (single, result) {
+            (Ok(a), Ok(b)) => assert_eq!(&a, b),
+            (Err(a), Err(b)) => assert_eq!(a.code(), b.code()),
+            (a, b) => panic!("{a:?} vs {b:?}"),
+        }
+    }
+    assert!(many[1].is_err());
+}
+
+// ---------------------------------------------------------------- decoding
+
+fn test_image(w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        Rgb([(x * 7) as u8, (y * 5) as u8, ((x + y) * 3) as u8])
+    })
+}
+
+fn encode(img: &RgbImage, format: ImageFormat) -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    DynamicImage::ImageRgb8(img.clone())
+        .write_to(&mut out, format)
+        .unwrap_or_else(|e| panic!("encoding {format:?}: {e}"));
+    out.into_inner()
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A PNG signature and a valid IHDR chunk announcing `w` x `h` RGB, then a
+/// truncated IDAT.
+fn png_header_only(w: u32, h: u32) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = b"IHDR".to_vec();
+    chunk.extend_from_slice(&w.to_be_bytes());
+    chunk.extend_from_slice(&h.to_be_bytes());
+    chunk.extend_from_slice(&[8, 2, 0, 0, 0]);
+    out.extend_from_slice(&13u32.to_be_bytes());
+    out.extend_from_slice(&chunk);
+    out.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    out.extend_from_slice(&1000u32.to_be_bytes());
+    out.extend_from_slice(b"IDAT\x78\x9c");
+    out
+}
+
+#[test]
+fn sniff_uses_magic_bytes() {
+    let img = test_image(32, 24);
+    for format in [
+        ImageFormat::Jpeg,
+        ImageFormat::Png,
+        ImageFormat::WebP,
+        ImageFormat::Gif,
+        ImageFormat::Bmp,
+        ImageFormat::Tiff,
+    ] {
+        assert_eq!(imaging::sniff(&encode(&img, format)), Some(format));
+    }
+    assert_eq!(imaging::sniff(b""), None);
+    assert_eq!(imaging::sniff(b"<html>hello</html>"), None);
+    assert_eq!(imaging::sniff(b"\xFF\xD8"), None);
+}
+
+#[test]
+fn every_supported_format_decodes() {
+    let img = test_image(40, 30);
+    for format in [
+        ImageFormat::Jpeg,
+        ImageFormat::Png,
+        ImageFormat::WebP,
+        ImageFormat::Gif,
+        ImageFormat::Bmp,
+        ImageFormat::Tiff,
+    ] {
+        let bytes = encode(&img, format);
+        assert_eq!(imaging::dimensions(&bytes), Ok((40, 30)), "{format:?}");
+        let decoded = imaging::decode(&bytes, &DecodeLimits::default())
+            .unwrap_or_else(|e| panic!("{format:?}: {e}"));
+        assert_eq!(decoded.dimensions(), (40, 30), "{format:?}");
+        if format != ImageFormat::Jpeg && format != ImageFormat::Gif {
+            assert_eq!(decoded, img, "{format:?} is lossless");
+        }
+        let mut tensor = vec![0f32; TENSOR_LEN];
+        imaging::preprocess(&decoded, &mut tensor).unwrap();
+        assert!(tensor.iter().all(|v| v.is_finite()));
+    }
+}
+
+#[test]
+fn text_named_jpg_is_not_an_image() {
+    let bytes = b"This is a text file that someone named photo.jpg\n";
+    assert_eq!(
+        imaging::decode(bytes, &DecodeLimits::default()),
+        Err(ImagingError::NotAnImage)
+    );
+    assert_eq!(imaging::dimensions(bytes), Err(ImagingError::NotAnImage));
+    let err = model().detect_bytes(bytes, 55.0, None).unwrap_err();
+    assert_eq!(err.code(), "NotAnImage");
+}
+
+#[test]
+fn empty_input_is_not_an_image() {
+    assert_eq!(
+        imaging::decode(b"", &DecodeLimits::default()),
+        Err(ImagingError::NotAnImage)
+    );
+}
+
+#[test]
+fn known_but_undecodable_formats_are_unsupported() {
+    let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic";
+    assert!(matches!(
+        imaging::decode(heic, &DecodeLimits::default()),
+        Err(ImagingError::Unsupported(_))
+    ));
+}
+
+#[test]
+fn truncated_jpeg_is_corrupt() {
+    let bytes = sample("coffee.jpg");
+    let len = bytes.len();
+    // Cut in the headers, and in the scan data (where the JPEG decoder
+    // itself would fill the missing part with grey).
+    for cut in [4, 20, 200, 600, len / 4, len / 2, len * 9 / 10, len - 2] {
+        let result = imaging::decode(&bytes[..cut], &DecodeLimits::default());
+        assert!(
+            matches!(result, Err(ImagingError::Corrupt(_))),
+            "cut at {cut}: {result:?}"
+        );
+    }
+}
+
+#[test]
+fn bytes_after_the_jpeg_end_are_ignored() {
+    let mut bytes = sample("coffee.jpg");
+    bytes.extend_from_slice(b"\0\0trailing data some cameras append");
+    let img = imaging::decode(&bytes, &DecodeLimits::default()).unwrap();
+    assert_eq!(img.dimensions(), (600, 400));
+}
+
+#[test]
+fn damaged_inputs_never_panic() {
+    let img = test_image(64, 48);
+    let mut inputs = vec![sample("coffee.jpg"), sample("chelsea.png")];
+    for format in [
+        ImageFormat::WebP,
+        ImageFormat::Gif,
+        ImageFormat::Bmp,
+        ImageFormat::Tiff,
+    ] {
+        inputs.push(encode(&img, format));
+    }
+    for bytes in &inputs {
+        let len = bytes.len();
+        let cuts = (1..24).map(|i| len * i / 24);
+        for cut in cuts {
+            let _ = imaging::decode(&bytes[..cut], &DecodeLimits::default());
+            let _ = imaging::dimensions(&bytes[..cut]);
+        }
+        for i in 0..24 {
+            let mut damaged = bytes.clone();
+            let at = (i * 7919 + 13) % len;
+            damaged[at] ^= 0x5A;
+            if let Ok(decoded) = imaging::decode(&damaged, &DecodeLimits::default()) {
+                let mut tensor = vec![0f32; TENSOR_LEN];
+                let _ = imaging::preprocess(&decoded, &mut tensor);
+            }
+        }
+    }
+}
+
+#[test]
+fn one_pixel_png_is_too_small() {
+    let bytes = encode(&test_image(1, 1), ImageFormat::Png);
+    assert_eq!(
+        imaging::decode(&bytes, &DecodeLimits::default()),
+        Err(ImagingError::TooSmall {
+            width: 1,
+            height: 1,
+            min_side: 16
+        })
+    );
+    // The threshold is a parameter: Rekognition's is 80 px.
+    let rekognition = DecodeLimits {
+        min_side: DecodeLimits::REKOGNITION_MIN_SIDE,
+        ..DecodeLimits::default()
+    };
+    let small = encode(&test_image(60, 200), ImageFormat::Png);
+    assert!(imaging::decode(&small, &DecodeLimits::default()).is_ok());
+    assert!(matches!(
+        imaging::decode(&small, &rekognition),
+        Err(ImagingError::TooSmall { width: 60, .. })
+    ));
+}
+
+#[test]
+fn decompression_bomb_header_is_rejected_before_allocating() {
+    let bytes = png_header_only(20_000, 20_000);
+    assert_eq!(imaging::dimensions(&bytes), Ok((20_000, 20_000)));
+    let start = Instant::now();
+    let result = imaging::decode(&bytes, &DecodeLimits::default());
+    assert!(
+        matches!(result, Err(ImagingError::TooLarge(_))),
+        "{result:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(50),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // Within the side limits but over the pixel limit.
+    let bytes = png_header_only(12_000, 12_000);
+    assert!(matches!(
+        imaging::decode(&bytes, &DecodeLimits::default()),
+        Err(ImagingError::TooLarge(_))
+    ));
+
+    // A complete JPEG whose frame header is patched to claim 60000x60000:
+    // rejected by the dimension check, through the JPEG decoder's header.
+    let mut jpeg = encode(&test_image(32, 32), ImageFormat::Jpeg);
+    let sof = jpeg
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("baseline JPEG");
+    jpeg[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
+    assert_eq!(imaging::dimensions(&jpeg), Ok((60_000, 60_000)));
+    let start = Instant::now();
+    let result = imaging::decode(&jpeg, &DecodeLimits::default());
+    assert!(
+        matches!(result, Err(ImagingError::TooLarge(_))),
+        "{result:?}"
+    );
+    assert!(start.elapsed() < Duration::from_millis(50));
+
+    // Tighter limits are honoured too.
+    let limits = DecodeLimits {
+        max_width: 300,
+        ..DecodeLimits::default()
+    };
+    assert!(matches!(
+        imaging::decode(&sample("chelsea.png"), &limits),
+        Err(ImagingError::TooLarge(_))
+    ));
+}
+
+#[test]
+fn preprocess_rejects_a_wrong_buffer() {
+    let img = test_image(300, 200);
+    let mut short = vec![0f32; 10];
+    assert!(matches!(
+        imaging::preprocess(&img, &mut short),
+        Err(ImagingError::BadTensorLength { got: 10, .. })
+    ));
+    // Extreme aspect ratios do not panic.
+    for (w, h) in [(16, 4000), (4000, 16), (224, 224), (17, 17)] {
+        let mut tensor = vec![0f32; TENSOR_LEN];
+        imaging::preprocess(&test_image(w, h), &mut tensor).unwrap();
+    }
+}
