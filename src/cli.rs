@@ -428,3 +428,300 @@ pub fn print_shown(s: &Shown, json: bool, out: &mut dyn Write) -> Result<(), Cli
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// imgtag tag
+
+/// Which images `tag` works on.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    Keys(Vec<String>),
+    /// Images with these statuses (untagged, stale, ...).
+    Status(Vec<Status>),
+    /// Images whose best label is below this confidence.
+    Below(f32),
+    All,
+}
+
+/// Rekognition's first-tier price, dollars per image.
+pub const REKOGNITION_PRICE_PER_IMAGE: f64 = 0.001;
+/// Runs over this many Rekognition calls need `--yes`.
+pub const CONFIRM_ABOVE: usize = 1000;
+
+pub struct TagRun {
+    pub selection: Selection,
+    pub concurrency: usize,
+    pub dry_run: bool,
+    pub yes: bool,
+    pub json: bool,
+    /// Draw a progress bar (stderr is a terminal and output is not JSON).
+    pub progress: bool,
+}
+
+/// Counts of a finished run.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct TagSummary {
+    pub selected: usize,
+    pub tagged: usize,
+    pub unchanged: usize,
+    pub failed: usize,
+    pub conflicts: usize,
+    pub retry: usize,
+    pub skipped: usize,
+    pub interrupted: bool,
+    pub fatal: Option<String>,
+    pub seconds: f64,
+}
+
+impl TagSummary {
+    pub fn ok(&self) -> bool {
+        self.conflicts == 0 && self.retry == 0 && self.fatal.is_none() && !self.interrupted
+    }
+}
+
+impl std::fmt::Display for TagSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} tagged, {} unchanged, {} failed (recorded), {} conflicts, {} to retry, {} skipped, of {} in {:.1}s",
+            self.tagged,
+            self.unchanged,
+            self.failed,
+            self.conflicts,
+            self.retry,
+            self.skipped,
+            self.selected,
+            self.seconds
+        )?;
+        if self.interrupted {
+            write!(f, " (interrupted)")?;
+        }
+        Ok(())
+    }
+}
+
+/// The images a selection names, with the metadata key each pairs with.
+pub async fn select(
+    store: &DynStore,
+    layout: &Layout,
+    review_below: f32,
+    selection: &Selection,
+) -> Result<Vec<(String, Option<String>)>, CliError> {
+    if let Selection::Keys(keys) = selection {
+        return Ok(keys.iter().map(|k| (k.clone(), None)).collect());
+    }
+    let mut out = Vec::new();
+    let mut rows = std::pin::pin!(audit(store.clone(), layout.clone(), review_below));
+    while let Some(a) = rows.try_next().await? {
+        let Some(image) = &a.image else { continue };
+        let keep = match selection {
+            Selection::All => true,
+            Selection::Status(s) => a.status.is_some_and(|st| s.contains(&st)),
+            Selection::Below(n) => {
+                a.doc().is_some_and(|d| d.doc.error().is_none())
+                    && a.best().is_none_or(|(_, c)| c < *n)
+            }
+            Selection::Keys(_) => unreachable!("handled above"),
+        };
+        if keep {
+            out.push((
+                image.key.clone(),
+                a.metadata.as_ref().map(|m| m.key.clone()),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// `imgtag tag`: tags the selected images through the pipeline with
+/// bounded concurrency. Ctrl-C stops scheduling; writes in flight finish
+/// (each is atomic), nothing is half-written.
+pub async fn tag(
+    store: DynStore,
+    detector: crate::detection::DynDetector,
+    opts: crate::pipeline::TagOptions,
+    review_below: f32,
+    run: &TagRun,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<TagSummary, CliError> {
+    use futures::StreamExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::pipeline::{Outcome, tag as tag_one};
+
+    let started = std::time::Instant::now();
+    let targets = select(&store, &opts.layout, review_below, &run.selection).await?;
+    let mut summary = TagSummary {
+        selected: targets.len(),
+        ..Default::default()
+    };
+    let paid = detector.name() == "rekognition";
+    let cost = targets.len() as f64 * REKOGNITION_PRICE_PER_IMAGE;
+    if run.dry_run {
+        for (k, m) in &targets {
+            if run.json {
+                writeln!(
+                    out,
+                    "{}",
+                    json_line(
+                        &serde_json::json!({"key": k, "metadata_key": m, "outcome": "would-tag"})
+                    )
+                )?;
+            } else {
+                writeln!(out, "would tag {}", for_terminal(k))?;
+            }
+        }
+        if paid {
+            writeln!(
+                err,
+                "{} images with Rekognition: about ${cost:.2} at $1.00 per 1,000 (first tier); \
+                 images already tagged with the same settings are skipped and not charged",
+                targets.len()
+            )?;
+        } else {
+            writeln!(
+                err,
+                "{} images with the local model (no cost)",
+                targets.len()
+            )?;
+        }
+        return Ok(summary);
+    }
+    if paid && targets.len() > CONFIRM_ABOVE && !run.yes {
+        return Err(CliError::Usage(format!(
+            "this would send {} images to Rekognition, about ${cost:.2} at $1.00 per 1,000; \
+             check with --dry-run, then pass --yes",
+            targets.len()
+        )));
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ctrl_c = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.store(true, Ordering::SeqCst);
+                eprintln!("\nstopping: finishing the writes in flight (Ctrl-C again to quit now)");
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    // Every write is atomic, so quitting now loses nothing
+                    // that was written and leaves nothing half-written.
+                    std::process::exit(130);
+                }
+            }
+        })
+    };
+
+    let bar = if run.progress {
+        let pb = indicatif::ProgressBar::new(targets.len() as u64);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {per_sec} eta {eta} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        pb
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+
+    let stop2 = stop.clone();
+    let mut results = futures::stream::iter(targets)
+        .take_while(move |_| futures::future::ready(!stop2.load(Ordering::SeqCst)))
+        .map(|(key, meta)| {
+            let store = store.clone();
+            let detector = detector.clone();
+            let mut opts = opts.clone();
+            opts.metadata_key = meta;
+            async move {
+                let outcome = tag_one(&store, &detector, &key, &opts).await;
+                (key, outcome)
+            }
+        })
+        .buffer_unordered(run.concurrency.max(1));
+    let mut done = 0usize;
+    while let Some((key, outcome)) = results.next().await {
+        done += 1;
+        bar.inc(1);
+        tracing::info!(key = %key, outcome = ?outcome, "tagged");
+        match &outcome {
+            Outcome::Tagged { .. } => summary.tagged += 1,
+            Outcome::Unchanged { .. } => summary.unchanged += 1,
+            Outcome::Failed { .. } => summary.failed += 1,
+            Outcome::Conflict { .. } => summary.conflicts += 1,
+            Outcome::Retry { .. } => summary.retry += 1,
+            Outcome::Skipped { .. } => summary.skipped += 1,
+            Outcome::Fatal { message } => {
+                if summary.fatal.is_none() {
+                    summary.fatal = Some(message.clone());
+                }
+                stop.store(true, Ordering::SeqCst);
+            }
+        }
+        if run.json {
+            #[derive(Serialize)]
+            struct Line<'a> {
+                key: &'a str,
+                #[serde(flatten)]
+                outcome: &'a Outcome,
+            }
+            let line = json_line(&Line {
+                key: &key,
+                outcome: &outcome,
+            });
+            bar.suspend(|| writeln!(out, "{line}"))?;
+        } else {
+            let text = match &outcome {
+                Outcome::Tagged { best, labels, .. } => format!(
+                    "tagged     {}  {} labels{}",
+                    for_terminal(&key),
+                    labels,
+                    best.as_ref()
+                        .map(|(n, c)| format!(", best {} {c:.1}", for_terminal(n)))
+                        .unwrap_or_default()
+                ),
+                Outcome::Unchanged { .. } => format!("unchanged  {}", for_terminal(&key)),
+                Outcome::Failed { code, message, .. } => format!(
+                    "failed     {}  {}: {}",
+                    for_terminal(&key),
+                    for_terminal(code),
+                    for_terminal(message)
+                ),
+                Outcome::Conflict { metadata_key } => format!(
+                    "conflict   {}  {} changed while tagging; not overwritten",
+                    for_terminal(&key),
+                    for_terminal(metadata_key)
+                ),
+                Outcome::Retry { message } => {
+                    format!(
+                        "retry      {}  {}",
+                        for_terminal(&key),
+                        for_terminal(message)
+                    )
+                }
+                Outcome::Skipped { reason } => {
+                    format!(
+                        "skipped    {}  {}",
+                        for_terminal(&key),
+                        for_terminal(reason)
+                    )
+                }
+                Outcome::Fatal { message } => {
+                    format!(
+                        "stopped    {}  {}",
+                        for_terminal(&key),
+                        for_terminal(message)
+                    )
+                }
+            };
+            bar.suspend(|| writeln!(out, "{text}"))?;
+        }
+    }
+    bar.finish_and_clear();
+    ctrl_c.abort();
+    summary.interrupted =
+        stop.load(Ordering::SeqCst) && done < summary.selected && summary.fatal.is_none();
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}

@@ -46,6 +46,45 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Tag images: detect labels and write the metadata JSON.
+    Tag {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Image keys to tag (else choose with --untagged, --status,
+        /// --below or --all).
+        keys: Vec<String>,
+        /// Tag every untagged image.
+        #[arg(long, conflicts_with_all = ["status", "below", "all"])]
+        untagged: bool,
+        /// Tag images with these statuses (comma-separated), e.g.
+        /// untagged,stale,needs-review.
+        #[arg(long, value_delimiter = ',', conflicts_with_all = ["below", "all"])]
+        status: Vec<Status>,
+        /// Re-tag images whose best label is below this confidence.
+        #[arg(long, value_name = "N", conflicts_with = "all")]
+        below: Option<f32>,
+        /// Tag every image.
+        #[arg(long)]
+        all: bool,
+        /// Images tagged at once (also the cap on Rekognition calls in
+        /// flight).
+        #[arg(long, default_value_t = 4, value_name = "N")]
+        concurrency: usize,
+        /// Re-run even where the metadata already records the same image,
+        /// detector and threshold.
+        #[arg(long)]
+        force: bool,
+        /// List what would be tagged, and the Rekognition cost, without
+        /// tagging.
+        #[arg(long)]
+        dry_run: bool,
+        /// Go ahead with a Rekognition run over 1,000 images.
+        #[arg(long)]
+        yes: bool,
+        /// One JSON object per image instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show an image's metadata pairing and labels (KEY may be the image's
     /// or its metadata's key).
     Show {
@@ -107,6 +146,77 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     count: summary.unreadable,
                 }
                 .into());
+            }
+        }
+        Command::Tag {
+            common,
+            keys,
+            untagged,
+            status,
+            below,
+            all,
+            concurrency,
+            force,
+            dry_run,
+            yes,
+            json,
+        } => {
+            let settings = common.resolve()?;
+            let selection = if !keys.is_empty() {
+                cli::Selection::Keys(keys)
+            } else if untagged {
+                cli::Selection::Status(vec![Status::Untagged])
+            } else if !status.is_empty() {
+                cli::Selection::Status(status)
+            } else if let Some(n) = below {
+                cli::Selection::Below(n)
+            } else if all {
+                cli::Selection::All
+            } else {
+                anyhow::bail!(
+                    "say which images to tag: KEY..., --untagged, --status S, --below N or --all"
+                );
+            };
+            let store = settings
+                .open_store()
+                .await
+                .with_context(|| format!("opening bucket {:?}", settings.bucket))?;
+            let detector = imgtag::detection::build(settings.detector, &settings.s3, concurrency)
+                .await
+                .context("starting the detector")?;
+            let mut opts = imgtag::pipeline::TagOptions::new(settings.layout.clone(), "imgtag");
+            opts.min_confidence = settings.min_confidence;
+            opts.max_labels = settings.max_labels;
+            opts.force = force;
+            let run = cli::TagRun {
+                selection,
+                concurrency,
+                dry_run,
+                yes,
+                json,
+                progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            let mut err = std::io::stderr();
+            let summary = cli::tag(
+                store,
+                detector,
+                opts,
+                settings.review_below,
+                &run,
+                &mut out,
+                &mut err,
+            )
+            .await
+            .context("tagging")?;
+            out.flush()?;
+            if !dry_run {
+                eprintln!("{summary}");
+            }
+            if let Some(fatal) = &summary.fatal {
+                anyhow::bail!("stopped: {fatal}");
+            }
+            if !summary.ok() {
+                return Ok(ExitCode::from(1));
             }
         }
         Command::Show { common, key, json } => {

@@ -1,0 +1,358 @@
+//! The tagging pipeline end to end, on both stores, with the real local
+//! model on real photos.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use common::s3mem::{self, MemS3};
+use imgtag::contract::{Layout, Review, Status, assess, parse_metadata};
+use imgtag::detection::{
+    DetectFailure, DetectInput, DetectParams, Detection, Detector, DynDetector, LocalDetector,
+};
+use imgtag::pipeline::{Outcome, TagOptions, tag};
+use imgtag::storage::{DynStore, LocalStore, PutCondition, S3Store};
+
+const CHELSEA: &[u8] = include_bytes!("../assets/samples/chelsea.png");
+const COFFEE: &[u8] = include_bytes!("../assets/samples/coffee.jpg");
+
+fn local_detector() -> DynDetector {
+    static MODEL: std::sync::OnceLock<Arc<LocalDetector>> = std::sync::OnceLock::new();
+    MODEL
+        .get_or_init(|| Arc::new(LocalDetector::load().expect("model loads")))
+        .clone()
+}
+
+fn opts() -> TagOptions {
+    TagOptions::new(Layout::default(), "test")
+}
+
+async fn put(store: &DynStore, key: &str, data: impl Into<Bytes>) {
+    store
+        .put(key, data.into(), PutCondition::None)
+        .await
+        .unwrap();
+}
+
+async fn doc(store: &DynStore, key: &str) -> imgtag::contract::MetadataDoc {
+    let obj = store
+        .get(key, 1 << 20)
+        .await
+        .unwrap_or_else(|e| panic!("{key}: {e}"));
+    parse_metadata(&obj.body).unwrap().doc
+}
+
+fn names(d: &imgtag::contract::MetadataDoc) -> Vec<&str> {
+    d.labels.iter().map(|l| l.name.as_str()).collect()
+}
+
+/// A PNG header claiming 20000x20000 with no pixel data behind it.
+fn bomb_png() -> Vec<u8> {
+    let mut v = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&20000u32.to_be_bytes());
+    ihdr.extend_from_slice(&20000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    v.extend_from_slice(&13u32.to_be_bytes());
+    v.extend_from_slice(&ihdr);
+    v.extend_from_slice(&[0, 0, 0, 0]); // CRC (not checked before the size)
+    v
+}
+
+fn one_pixel_png() -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::RgbImage::new(1, 1)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
+}
+
+async fn end_to_end(store: DynStore) {
+    let det = local_detector();
+    put(&store, "uploads/cats/chelsea.png", CHELSEA).await;
+    put(&store, "uploads/coffee.jpg", COFFEE).await;
+
+    let out = tag(&store, &det, "uploads/cats/chelsea.png", &opts()).await;
+    let Outcome::Tagged { metadata_key, .. } = &out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(metadata_key, "metadata/cats/chelsea.png.json");
+    let d = doc(&store, metadata_key).await;
+    let n = names(&d);
+    assert!(n.contains(&"Cat") && n.contains(&"Animal"), "{n:?}");
+    assert!(
+        d.labels
+            .iter()
+            .all(|l| l.confidence >= 55.0 && l.confidence <= 100.0)
+    );
+    let cat = d.labels.iter().find(|l| l.name == "Cat").unwrap();
+    assert!(
+        cat.parents.iter().any(|p| p.name == "Animal"),
+        "{:?}",
+        cat.parents
+    );
+    let t = d.imgtag.as_ref().unwrap();
+    let head = store.head("uploads/cats/chelsea.png").await.unwrap();
+    assert_eq!(t.source.etag.as_deref(), head.etag.as_deref());
+    assert_eq!(t.source.size, Some(CHELSEA.len() as u64));
+    assert_eq!(
+        (t.detector.as_str(), t.min_confidence, t.tagged_by.as_str()),
+        ("local", 55.0, "test")
+    );
+    assert_eq!(
+        d.label_model_version.as_deref(),
+        Some(imgtag::detection::local::MODEL_VERSION)
+    );
+    assert!(t.error.is_none());
+
+    // Idempotent: the same image, detector and threshold is not re-run.
+    let before = store.head(metadata_key).await.unwrap().etag;
+    let again = tag(&store, &det, "uploads/cats/chelsea.png", &opts()).await;
+    assert!(matches!(again, Outcome::Unchanged { .. }), "{again:?}");
+    assert_eq!(store.head(metadata_key).await.unwrap().etag, before);
+
+    // Another threshold re-runs and changes the labels.
+    let mut high = opts();
+    high.min_confidence = 99.0;
+    assert!(matches!(
+        tag(&store, &det, "uploads/cats/chelsea.png", &high).await,
+        Outcome::Tagged { .. }
+    ));
+    let d99 = doc(&store, metadata_key).await;
+    assert!(d99.labels.len() < d.labels.len());
+    assert!(d99.labels.iter().all(|l| l.confidence >= 99.0));
+    assert_eq!(d99.imgtag.as_ref().unwrap().min_confidence, 99.0);
+
+    // A human review survives a re-run.
+    let mut reviewed = d.clone();
+    reviewed.imgtag.as_mut().unwrap().review = Some(Review {
+        added: vec!["Chelsea".into()],
+        removed: vec!["Cat".into()],
+        ..Default::default()
+    });
+    put(&store, metadata_key, reviewed.to_json_bytes()).await;
+    let mut forced = opts();
+    forced.force = true;
+    assert!(matches!(
+        tag(&store, &det, "uploads/cats/chelsea.png", &forced).await,
+        Outcome::Tagged { .. }
+    ));
+    let d2 = doc(&store, metadata_key).await;
+    let n2 = names(&d2);
+    assert!(
+        n2.contains(&"Chelsea") && !n2.contains(&"Cat") && n2.contains(&"Animal"),
+        "{n2:?}"
+    );
+    assert_eq!(
+        d2.labels
+            .iter()
+            .find(|l| l.name == "Chelsea")
+            .unwrap()
+            .confidence,
+        100.0
+    );
+    assert_eq!(d2.review().unwrap().removed, ["Cat"]);
+
+    // Coffee, through the same function.
+    let out = tag(&store, &det, "uploads/coffee.jpg", &opts()).await;
+    assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");
+    let n = names(&doc(&store, "metadata/coffee.jpg.json").await).join(",");
+    assert!(n.contains("Coffee") && n.contains("Beverage"), "{n}");
+
+    // Bad inputs become recorded, visible failures; none is retried
+    // forever, and none crashes anything.
+    let truncated = &COFFEE[..COFFEE.len() / 2];
+    let bad: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "uploads/text.jpg",
+            b"just some text, not a JPEG".to_vec(),
+            "NotAnImage",
+        ),
+        ("uploads/truncated.jpg", truncated.to_vec(), "CorruptImage"),
+        ("uploads/empty.jpg", Vec::new(), "NotAnImage"),
+        ("uploads/tiny.png", one_pixel_png(), "ImageTooSmall"),
+        ("uploads/bomb.png", bomb_png(), "ImageTooLarge"),
+    ];
+    for (key, data, code) in bad {
+        put(&store, key, data).await;
+        let out = tag(&store, &det, key, &opts()).await;
+        match &out {
+            Outcome::Failed {
+                code: c,
+                metadata_key,
+                ..
+            } => {
+                assert_eq!(c, code, "{key}");
+                let read = parse_metadata(&store.get(metadata_key, 1 << 20).await.unwrap().body);
+                assert!(read.as_ref().unwrap().doc.labels.is_empty());
+                assert_eq!(assess(Some(&read), None, 70.0), Status::Failed);
+            }
+            other => panic!("{key}: {other:?}"),
+        }
+        assert!(
+            matches!(
+                tag(&store, &det, key, &opts()).await,
+                Outcome::Unchanged { .. }
+            ),
+            "{key}"
+        );
+    }
+
+    // Not images at all.
+    for key in ["uploads/folder/", "metadata/x.jpg.json", "elsewhere/a.jpg"] {
+        assert!(
+            matches!(
+                tag(&store, &det, key, &opts()).await,
+                Outcome::Skipped { .. }
+            ),
+            "{key}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn pipeline_on_a_local_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    end_to_end(Arc::new(LocalStore::open(dir.path()).unwrap())).await;
+}
+
+#[tokio::test]
+async fn pipeline_on_s3() {
+    let mem = MemS3::new();
+    mem.create_bucket("pipe");
+    let server = s3mem::serve(mem).await;
+    end_to_end(Arc::new(S3Store::from_client(
+        s3mem::client(&server.endpoint()),
+        "pipe",
+    )))
+    .await;
+}
+
+/// A detector that lets a "concurrent writer" change the metadata while
+/// detection runs, then answers with a fixed label.
+struct Racing {
+    store: DynStore,
+    key: String,
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Detector for Racing {
+    fn name(&self) -> &'static str {
+        "racing"
+    }
+    async fn detect(&self, _: DetectInput, _: DetectParams) -> Result<Detection, DetectFailure> {
+        // Different bytes each time, so the ETag really changes.
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        let theirs = format!(
+            r#"{{"Labels":[{{"Name":"Theirs","Confidence":{}}}]}}"#,
+            90 + n
+        );
+        self.store
+            .put(&self.key, Bytes::from(theirs), PutCondition::None)
+            .await
+            .unwrap();
+        Ok(Detection {
+            labels: vec![imgtag::contract::Label::new("Ours", 90.0)],
+            label_model_version: None,
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_concurrent_write_is_detected_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
+    put(&store, "uploads/a.jpg", COFFEE).await;
+    let det: DynDetector = Arc::new(Racing {
+        store: store.clone(),
+        key: "metadata/a.jpg.json".into(),
+        calls: AtomicUsize::new(0),
+    });
+    // No metadata when we read: our create-only write loses.
+    let out = tag(&store, &det, "uploads/a.jpg", &opts()).await;
+    assert!(matches!(out, Outcome::Conflict { .. }), "{out:?}");
+    assert_eq!(names(&doc(&store, "metadata/a.jpg.json").await), ["Theirs"]);
+    // Metadata present when we read, changed before we write: If-Match loses.
+    let mut forced = opts();
+    forced.force = true;
+    let out = tag(&store, &det, "uploads/a.jpg", &forced).await;
+    assert!(matches!(out, Outcome::Conflict { .. }), "{out:?}");
+    assert_eq!(names(&doc(&store, "metadata/a.jpg.json").await), ["Theirs"]);
+}
+
+/// Fails transiently `fails` times, then answers.
+struct Flaky {
+    fails: usize,
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Detector for Flaky {
+    fn name(&self) -> &'static str {
+        "flaky"
+    }
+    async fn detect(&self, _: DetectInput, _: DetectParams) -> Result<Detection, DetectFailure> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) < self.fails {
+            return Err(DetectFailure::Transient {
+                message: "throttled".into(),
+            });
+        }
+        Ok(Detection {
+            labels: vec![imgtag::contract::Label::new("Fine", 80.0)],
+            label_model_version: None,
+        })
+    }
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_then_reported_without_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
+    put(&store, "uploads/a.jpg", COFFEE).await;
+    let mut o = opts();
+    o.backoff = std::time::Duration::from_millis(1);
+    let det: DynDetector = Arc::new(Flaky {
+        fails: 2,
+        calls: AtomicUsize::new(0),
+    });
+    assert!(matches!(
+        tag(&store, &det, "uploads/a.jpg", &o).await,
+        Outcome::Tagged { .. }
+    ));
+    put(&store, "uploads/b.jpg", CHELSEA).await;
+    let det: DynDetector = Arc::new(Flaky {
+        fails: 100,
+        calls: AtomicUsize::new(0),
+    });
+    assert!(matches!(
+        tag(&store, &det, "uploads/b.jpg", &o).await,
+        Outcome::Retry { .. }
+    ));
+    assert!(
+        store.head("metadata/b.jpg.json").await.is_err(),
+        "nothing written"
+    );
+}
+
+#[tokio::test]
+async fn a_legacy_key_is_updated_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
+    put(&store, "uploads/old/cat.png", CHELSEA).await;
+    put(
+        &store,
+        "metadata/old/cat.json",
+        r#"[{"Name":"Feline","Confidence":65.3}]"#,
+    )
+    .await;
+    let out = tag(&store, &local_detector(), "uploads/old/cat.png", &opts()).await;
+    let Outcome::Tagged { metadata_key, .. } = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(metadata_key, "metadata/old/cat.json");
+    assert!(store.head("metadata/old/cat.png.json").await.is_err());
+}
