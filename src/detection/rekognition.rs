@@ -16,6 +16,7 @@ use aws_config::retry::RetryConfig;
 use aws_sdk_rekognition::Client;
 use aws_sdk_rekognition::config::Region;
 use aws_sdk_rekognition::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_rekognition::operation::detect_labels::DetectLabelsError;
 use aws_sdk_rekognition::primitives::Blob;
 use aws_sdk_rekognition::types::{Image, S3Object};
 use bytes::Bytes;
@@ -152,43 +153,45 @@ fn to_label(l: &aws_sdk_rekognition::types::Label) -> Label {
     }
 }
 
-fn map_err<E>(err: SdkError<E, aws_sdk_rekognition::config::http::HttpResponse>) -> DetectFailure
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
+fn map_err(
+    err: SdkError<DetectLabelsError, aws_sdk_rekognition::config::http::HttpResponse>,
+) -> DetectFailure {
     let message = DisplayErrorContext(&err).to_string();
     match &err {
         SdkError::ServiceError(se) => {
-            let code = se.err().code().unwrap_or("").to_string();
+            use DetectLabelsError as E;
             let status = se.raw().status().as_u16();
-            match code.as_str() {
-                "InvalidImageFormatException" => {
+            match se.err() {
+                E::InvalidImageFormatException(_) => {
                     DetectFailure::permanent("InvalidImageFormat", message)
                 }
-                "ImageTooLargeException" => DetectFailure::permanent("ImageTooLarge", message),
-                "InvalidParameterException" => {
+                E::ImageTooLargeException(_) => DetectFailure::permanent("ImageTooLarge", message),
+                E::InvalidParameterException(_) => {
                     DetectFailure::permanent("InvalidParameter", message)
                 }
                 // Usually a wrongly decoded key, another region, or a
                 // missing s3:GetObject: not the image's fault, so nothing
                 // is recorded and the image stays untagged.
-                "InvalidS3ObjectException" => DetectFailure::Transient {
+                E::InvalidS3ObjectException(_) => DetectFailure::Transient {
                     message: format!(
-                        "Rekognition could not read the object (check the key, that the bucket is in \
-                         Rekognition's region, and s3:GetObject): {message}"
+                        "Rekognition could not read the object (check the key, that the bucket \
+                         is in Rekognition's region, and s3:GetObject): {message}"
                     ),
                 },
-                "AccessDeniedException"
-                | "UnrecognizedClientException"
-                | "InvalidSignatureException"
-                | "ExpiredTokenException" => DetectFailure::Config { message },
-                "ThrottlingException"
-                | "ProvisionedThroughputExceededException"
-                | "InternalServerError"
-                | "LimitExceededException" => DetectFailure::Transient { message },
-                _ if status >= 500 || status == 429 => DetectFailure::Transient { message },
-                _ if status == 403 => DetectFailure::Config { message },
-                _ => DetectFailure::Transient { message },
+                E::AccessDeniedException(_) => DetectFailure::Config { message },
+                E::ThrottlingException(_)
+                | E::ProvisionedThroughputExceededException(_)
+                | E::InternalServerError(_) => DetectFailure::Transient { message },
+                other => match other.code() {
+                    Some(
+                        "UnrecognizedClientException"
+                        | "InvalidSignatureException"
+                        | "ExpiredTokenException"
+                        | "AccessDeniedException",
+                    ) => DetectFailure::Config { message },
+                    _ if status == 403 || status == 401 => DetectFailure::Config { message },
+                    _ => DetectFailure::Transient { message },
+                },
             }
         }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
