@@ -294,3 +294,87 @@ fn help_explains_every_flag() {
         assert!(help.contains(flag), "{flag} missing from help");
     }
 }
+
+#[test]
+fn tag_untagged_then_nothing_left_to_do() {
+    let home = tempfile::tempdir().unwrap();
+    let bucket = tempfile::tempdir().unwrap();
+    let up = bucket.path().join("uploads");
+    std::fs::create_dir_all(up.join("cats")).unwrap();
+    std::fs::write(
+        up.join("cats/chelsea.png"),
+        include_bytes!("../assets/samples/chelsea.png"),
+    )
+    .unwrap();
+    std::fs::write(
+        up.join("coffee cup.jpg"),
+        include_bytes!("../assets/samples/coffee.jpg"),
+    )
+    .unwrap();
+    std::fs::write(up.join("notes.jpg"), b"not an image").unwrap();
+    let b = bucket.path().to_str().unwrap();
+
+    let dry = imgtag(
+        home.path(),
+        &["tag", "--bucket", b, "--untagged", "--dry-run"],
+    );
+    assert!(dry.status.success());
+    assert_eq!(String::from_utf8_lossy(&dry.stdout).lines().count(), 3);
+    assert!(
+        !bucket.path().join("metadata").exists(),
+        "a dry run writes nothing"
+    );
+
+    let out = imgtag(home.path(), &["tag", "--bucket", b, "--untagged", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let outcome = |k: &str| lines.iter().find(|v| v["key"] == k).unwrap()["outcome"].clone();
+    assert_eq!(outcome("uploads/cats/chelsea.png"), "tagged");
+    assert_eq!(outcome("uploads/coffee cup.jpg"), "tagged");
+    assert_eq!(outcome("uploads/notes.jpg"), "failed");
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        summary.contains("2 tagged, 0 unchanged, 1 failed"),
+        "{summary}"
+    );
+
+    let doc: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(bucket.path().join("metadata/cats/chelsea.png.json")).unwrap(),
+    )
+    .unwrap();
+    let names: Vec<&str> = doc["Labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["Name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"Cat") && names.contains(&"Animal"),
+        "{names:?}"
+    );
+    assert_eq!(doc["ImgTag"]["TaggedBy"], "imgtag");
+    assert_eq!(doc["ImgTag"]["Detector"], "local");
+
+    // Nothing is untagged any more; re-running everything changes nothing.
+    let again = imgtag(home.path(), &["tag", "--bucket", b, "--all"]);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("0 tagged, 3 unchanged"));
+    let ls = imgtag(
+        home.path(),
+        &["ls", "--bucket", b, "--status", "untagged", "--json"],
+    );
+    assert!(ls.stdout.is_empty());
+
+    // Saying nothing about which images is an error, not "everything".
+    let none = imgtag(home.path(), &["tag", "--bucket", b]);
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("say which images"));
+}
