@@ -220,12 +220,16 @@ pub async fn tag(
     };
     // Where to write and under what condition: create-only when there is
     // no metadata, If-Match on what we read otherwise.
+    // A legacy key (a.json) may belong to another image (a.jpg vs a.png):
+    // then this image gets its own canonical key instead.
+    let existing = existing.filter(|(_, _, read)| {
+        read.as_ref()
+            .ok()
+            .and_then(|p| p.doc.imgtag.as_ref())
+            .is_none_or(|t| t.source.key == key)
+    });
     let (meta_key, condition, prior) = match existing {
-        None => (
-            opts.metadata_key.clone().unwrap_or(canonical),
-            PutCondition::CreateOnly,
-            None,
-        ),
+        None => (canonical, PutCondition::CreateOnly, None),
         Some((k, etag, read)) => (k, PutCondition::IfMatch(etag), read.ok()),
     };
     let review = prior

@@ -378,3 +378,65 @@ fn tag_untagged_then_nothing_left_to_do() {
     assert!(!none.status.success());
     assert!(String::from_utf8_lossy(&none.stderr).contains("say which images"));
 }
+
+#[test]
+fn ctrl_c_stops_cleanly_keeping_finished_writes() {
+    let home = tempfile::tempdir().unwrap();
+    let bucket = tempfile::tempdir().unwrap();
+    let up = bucket.path().join("uploads");
+    std::fs::create_dir_all(&up).unwrap();
+    // Distinct bytes per image, so none is a copy of another.
+    let base = image::load_from_memory(include_bytes!("../assets/samples/coffee.jpg")).unwrap();
+    for i in 0..80u32 {
+        let img = base.crop_imm(i % 40, i / 40, 500, 350);
+        img.save(up.join(format!("img{i:03}.png"))).unwrap();
+    }
+    let config = home.path().join("c.toml");
+    std::fs::write(&config, "").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imgtag"))
+        .args([
+            "tag",
+            "--untagged",
+            "--concurrency",
+            "1",
+            "--json",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--bucket")
+        .arg(bucket.path())
+        .env("HOME", home.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first result, then interrupt.
+    let meta = bucket.path().join("metadata");
+    let t0 = std::time::Instant::now();
+    while std::fs::read_dir(&meta).map_or(0, |d| d.count()) == 0 {
+        assert!(t0.elapsed().as_secs() < 60, "no image was tagged");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(out.status.code(), Some(1));
+    // Every result reported is on disk and whole; nothing half-written.
+    let reported = String::from_utf8(out.stdout).unwrap().lines().count();
+    let docs: Vec<_> = std::fs::read_dir(&meta)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(docs.len() < 80, "the run stopped early");
+    assert_eq!(docs.len(), reported);
+    for d in &docs {
+        let name = d.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!name.starts_with(".imgtag-tmp-"), "temp file left: {name}");
+        imgtag::contract::parse_metadata(&std::fs::read(d).unwrap()).unwrap();
+    }
+}

@@ -355,4 +355,14 @@ async fn a_legacy_key_is_updated_in_place() {
     };
     assert_eq!(metadata_key, "metadata/old/cat.json");
     assert!(store.head("metadata/old/cat.png.json").await.is_err());
+
+    // A second image with the same stem does not take over that key.
+    put(&store, "uploads/old/cat.jpg", COFFEE).await;
+    let out = tag(&store, &local_detector(), "uploads/old/cat.jpg", &opts()).await;
+    let Outcome::Tagged { metadata_key, .. } = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(metadata_key, "metadata/old/cat.jpg.json");
+    let first = doc(&store, "metadata/old/cat.json").await;
+    assert_eq!(first.imgtag.unwrap().source.key, "uploads/old/cat.png");
 }
