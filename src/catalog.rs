@@ -244,6 +244,12 @@ impl Assessed {
     }
 }
 
+#[derive(Debug, Serialize)]
+pub struct LabelJson<'a> {
+    pub name: &'a str,
+    pub confidence: f32,
+}
+
 /// A machine-readable audit line (`--json`).
 #[derive(Debug, Serialize)]
 pub struct AssessedJson<'a> {
@@ -253,7 +259,7 @@ pub struct AssessedJson<'a> {
     pub metadata_match: Option<KeyKind>,
     pub best_label: Option<&'a str>,
     pub confidence: Option<f32>,
-    pub labels: Vec<(&'a str, f32)>,
+    pub labels: Vec<LabelJson<'a>>,
     pub size: Option<u64>,
     pub etag: Option<&'a str>,
     pub shape: Option<crate::contract::Shape>,
@@ -288,7 +294,10 @@ impl Assessed {
                     d.doc
                         .labels
                         .iter()
-                        .map(|l| (l.name.as_str(), l.confidence))
+                        .map(|l| LabelJson {
+                            name: &l.name,
+                            confidence: l.confidence,
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),
