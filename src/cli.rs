@@ -119,14 +119,15 @@ pub async fn ls(
 ) -> Result<Summary, CliError> {
     let mut summary = Summary::default();
     let mut rows = std::pin::pin!(audit(store, layout, review_below));
-    if !json {
-        writeln!(
-            out,
-            "{:<2} {:<12} {:>5}  {:<20} {:<40} METADATA",
-            "", "STATUS", "CONF", "LABEL", "KEY"
-        )?;
-    }
+    let mut header = !json;
     while let Some(a) = rows.try_next().await? {
+        if std::mem::take(&mut header) {
+            writeln!(
+                out,
+                "{:<2} {:<12} {:>5}  {:<20} {:<40} METADATA",
+                "", "STATUS", "CONF", "LABEL", "KEY"
+            )?;
+        }
         summary.listed += 1;
         let status = a.status.map_or("unknown", Status::as_str);
         *summary.by_status.entry(status.to_string()).or_default() += 1;

@@ -15,7 +15,7 @@ use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_sdk_rekognition::Client;
 use aws_sdk_rekognition::config::Region;
-use aws_sdk_rekognition::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_rekognition::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_rekognition::operation::detect_labels::DetectLabelsError;
 use aws_sdk_rekognition::primitives::Blob;
 use aws_sdk_rekognition::types::{Image, S3Object};
@@ -156,7 +156,7 @@ fn to_label(l: &aws_sdk_rekognition::types::Label) -> Label {
 fn map_err(
     err: SdkError<DetectLabelsError, aws_sdk_rekognition::config::http::HttpResponse>,
 ) -> DetectFailure {
-    let message = DisplayErrorContext(&err).to_string();
+    let message = crate::storage::error_chain(&err);
     match &err {
         SdkError::ServiceError(se) => {
             use DetectLabelsError as E;

@@ -166,6 +166,22 @@ fn validate_bucket_name(s: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// An error and its sources as one line of Display text (the SDK's
+/// `DisplayErrorContext` appends a Debug dump that means nothing to a user).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        source = e.source();
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// A content type for a key, so objects written by imgtag look right in
 /// consoles.
 pub(crate) fn content_type_for(key: &str) -> &'static str {

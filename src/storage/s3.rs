@@ -10,7 +10,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::Region;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::EncodingType;
 use bytes::Bytes;
@@ -114,7 +114,7 @@ fn map_err<E>(err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>, key: &st
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let message = DisplayErrorContext(&err).to_string();
+    let message = crate::storage::error_chain(&err);
     match &err {
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
@@ -154,6 +154,16 @@ where
                     }
                 }
                 _ => StorageError::Other { message },
+            }
+        }
+        // No credentials anywhere in the chain is a configuration problem,
+        // not an outage.
+        SdkError::DispatchFailure(_) if message.contains("credentials") => {
+            StorageError::AccessDenied {
+                message: format!(
+                    "no usable AWS credentials (set a profile with --profile, run `aws sso login`, \
+                     or export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY): {message}"
+                ),
             }
         }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
