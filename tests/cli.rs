@@ -393,7 +393,7 @@ fn ctrl_c_stops_cleanly_keeping_finished_writes() {
     }
     let config = home.path().join("c.toml");
     std::fs::write(&config, "").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imgtag"))
+    let child = Command::new(env!("CARGO_BIN_EXE_imgtag"))
         .args([
             "tag",
             "--untagged",
