@@ -17,6 +17,7 @@ pub mod contract;
 pub mod demo;
 pub mod detection;
 pub mod imaging;
+pub mod lambda;
 pub mod pipeline;
 pub mod sanitize;
 pub mod storage;

@@ -183,6 +183,10 @@ async fn existing_metadata(
 
 fn storage_outcome(e: StorageError) -> Outcome {
     match e {
+        // Deleted since it was listed or announced: nothing to tag.
+        StorageError::NotFound { key } => Outcome::Skipped {
+            reason: format!("{key:?} does not exist"),
+        },
         StorageError::AccessDenied { .. } | StorageError::NoSuchBucket { .. } => Outcome::Fatal {
             message: e.to_string(),
         },
