@@ -431,6 +431,72 @@ async fn assess_one(
     }
 }
 
+/// One image assessed afresh (after a write): its HEAD, then its metadata
+/// at `metadata_key` or, when not given, at the first candidate key that
+/// exists. An image that is gone comes back with `image: None`.
+pub async fn reassess(
+    store: &DynStore,
+    layout: &Layout,
+    image_key: &str,
+    metadata_key: Option<&str>,
+    review_below: f32,
+) -> Result<Assessed, StorageError> {
+    let image = match store.head(image_key).await {
+        Ok(i) => Some(i),
+        Err(StorageError::NotFound { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let candidates: Vec<(KeyKind, String)> = match metadata_key {
+        Some(k) => vec![(KeyKind::Canonical, k.to_string())],
+        None => {
+            let rest = layout.image_rest(image_key).unwrap_or_default();
+            Layout::candidate_rests(rest)
+                .map(|(kind, r)| (kind, format!("{}{r}.json", layout.metadata_prefix())))
+                .collect()
+        }
+    };
+    for (kind, key) in candidates {
+        match read_metadata(store, &key).await {
+            Ok((read, info)) => {
+                let kind = if metadata_key.is_some() {
+                    layout
+                        .metadata_rest(&key)
+                        .and_then(|rest| {
+                            Layout::candidate_rests(layout.image_rest(image_key)?)
+                                .find(|(_, r)| *r == rest)
+                                .map(|(k, _)| k)
+                        })
+                        .unwrap_or(kind)
+                } else {
+                    kind
+                };
+                let status = match &image {
+                    Some(img) => assess(Some(&read), img.etag.as_deref(), review_below),
+                    None => Status::Orphan,
+                };
+                return Ok(Assessed {
+                    image,
+                    metadata: Some(info),
+                    key_kind: Some(kind),
+                    status: Some(status),
+                    read: Some(read),
+                    read_error: None,
+                });
+            }
+            Err(StorageError::NotFound { .. } | StorageError::InvalidKey { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Assessed {
+        status: image.as_ref().map(|_| Status::Untagged),
+        image,
+        metadata: None,
+        key_kind: None,
+        read: None,
+        read_error: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,7 +50,7 @@ impl DetectorKind {
     }
 }
 
-fn parse_confidence(s: &str) -> Result<f32, String> {
+pub fn parse_confidence(s: &str) -> Result<f32, String> {
     let v: f32 = s
         .trim()
         .parse()

@@ -9,6 +9,8 @@
 //! - [`detection`]: the local model and Rekognition behind one trait.
 //! - [`pipeline`]: the one tagging function every front end calls.
 //! - [`sanitize`]: making untrusted text safe for a terminal.
+//! - [`tui`]: the operator's terminal UI.
+//! - [`lambda`]: the automated path's event handling.
 
 pub mod catalog;
 pub mod cli;
@@ -21,3 +23,4 @@ pub mod lambda;
 pub mod pipeline;
 pub mod sanitize;
 pub mod storage;
+pub mod tui;

@@ -388,3 +388,198 @@ async fn write(
         Err(e) => storage_outcome(e),
     }
 }
+
+/// A human correction of one image's labels.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReviewEdit {
+    pub add: Vec<String>,
+    pub remove: Vec<String>,
+}
+
+impl ReviewEdit {
+    /// Parses `+Cat -Feline Dog`: `-` removes, `+` or nothing adds. Names
+    /// with spaces use `_` (`+Tabby_Cat`) or quotes (`+"Tabby Cat"`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut edit = ReviewEdit::default();
+        let mut chars = text.chars().peekable();
+        loop {
+            while chars.next_if(|c| c.is_whitespace()).is_some() {}
+            let Some(&first) = chars.peek() else { break };
+            let remove = first == '-';
+            if first == '-' || first == '+' {
+                chars.next();
+            }
+            let name: String = if chars.next_if_eq(&'"').is_some() {
+                let mut s = String::new();
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some(c) => s.push(c),
+                        None => return Err("unterminated quote".into()),
+                    }
+                }
+                s
+            } else {
+                let mut s = String::new();
+                while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                    s.push(if c == '_' { ' ' } else { c });
+                }
+                s
+            };
+            let name = name.trim().to_string();
+            if name.is_empty() {
+                return Err("empty label name".into());
+            }
+            if name.chars().any(crate::sanitize::is_unsafe) {
+                return Err("label names cannot contain control characters".into());
+            }
+            if remove {
+                edit.remove.push(name);
+            } else {
+                edit.add.push(name);
+            }
+        }
+        if edit.add.is_empty() && edit.remove.is_empty() {
+            return Err("nothing to change: type +Label to add, -Label to remove".into());
+        }
+        Ok(edit)
+    }
+}
+
+/// Merges an edit into a review: adding a label cancels an earlier
+/// removal of it and the other way round.
+fn merge_review(mut review: Review, edit: &ReviewEdit, now: String) -> Review {
+    let same = |a: &String, b: &String| a.eq_ignore_ascii_case(b);
+    for name in &edit.add {
+        review.removed.retain(|r| !same(r, name));
+        review.flagged.retain(|r| !same(r, name));
+        if !review.added.iter().any(|a| same(a, name)) {
+            review.added.push(name.clone());
+        }
+    }
+    for name in &edit.remove {
+        review.added.retain(|a| !same(a, name));
+        review.flagged.retain(|r| !same(r, name));
+        if !review.removed.iter().any(|r| same(r, name)) {
+            review.removed.push(name.clone());
+        }
+    }
+    review.reviewed_at = Some(now);
+    review
+}
+
+/// Applies a human correction to an image's metadata, recorded in
+/// `ImgTag.Review` so that later re-runs of detection keep it. The write
+/// is conditional on the document read (If-Match): a concurrent change is a
+/// `Conflict`, never overwritten. An image without metadata, or with a
+/// malformed or failed document, is `Skipped`: tag it first.
+pub async fn edit_review(
+    store: &DynStore,
+    key: &str,
+    edit: &ReviewEdit,
+    opts: &TagOptions,
+) -> Outcome {
+    if opts.layout.image_rest(key).is_none() {
+        return Outcome::Skipped {
+            reason: format!("not an image under {}", opts.layout.uploads_prefix()),
+        };
+    }
+    let existing = match existing_metadata(store, opts, key).await {
+        Ok(x) => x,
+        Err(e) => return storage_outcome(e),
+    };
+    let Some((meta_key, etag, read)) = existing else {
+        return Outcome::Skipped {
+            reason: "no metadata yet: tag the image first".into(),
+        };
+    };
+    let mut doc = match read {
+        Ok(p) => p.doc,
+        Err(m) => {
+            return Outcome::Skipped {
+                reason: format!("metadata is malformed ({m}); re-tag the image first"),
+            };
+        }
+    };
+    if doc.error().is_some() {
+        return Outcome::Skipped {
+            reason: "the image failed to tag; nothing to review".into(),
+        };
+    }
+    let now = now_rfc3339();
+    let info = match doc.imgtag.take() {
+        Some(t) => t,
+        // A document from another writer (the seed's bare shape): imgtag
+        // adds its own block so the review can be kept.
+        None => {
+            let head = match store.head(key).await {
+                Ok(h) => h,
+                Err(e) => return storage_outcome(e),
+            };
+            ImgTagInfo {
+                schema_version: SCHEMA_VERSION,
+                source: SourceRef {
+                    bucket: store.bucket_name().into(),
+                    key: key.into(),
+                    etag: head.etag.as_deref().map(str::to_string),
+                    size: Some(head.size),
+                },
+                detector: "unknown".into(),
+                min_confidence: opts.min_confidence,
+                max_labels: None,
+                tagged_at: now.clone(),
+                tagged_by: opts.tagged_by.clone(),
+                review: None,
+                error: None,
+            }
+        }
+    };
+    let review = merge_review(info.review.clone().unwrap_or_default(), edit, now);
+    doc.labels = apply_review(std::mem::take(&mut doc.labels), Some(&review));
+    doc.imgtag = Some(ImgTagInfo {
+        review: Some(review),
+        ..info
+    });
+    let body = Bytes::from(doc.to_json_bytes());
+    match store
+        .put(&meta_key, body, PutCondition::IfMatch(etag))
+        .await
+    {
+        Ok(_) => Outcome::Tagged {
+            labels: doc.labels.len(),
+            best: doc.best_label().map(|l| (l.name.clone(), l.confidence)),
+            metadata_key: meta_key,
+        },
+        Err(StorageError::Conflict { .. }) => Outcome::Conflict {
+            metadata_key: meta_key,
+        },
+        Err(e) => storage_outcome(e),
+    }
+}
+
+#[cfg(test)]
+mod review_tests {
+    use super::*;
+
+    #[test]
+    fn review_edits_parse_and_merge() {
+        let e = ReviewEdit::parse(" +Cat -Feline Dog +Tabby_Cat -\"Pet Shop\"").unwrap();
+        assert_eq!(e.add, vec!["Cat", "Dog", "Tabby Cat"]);
+        assert_eq!(e.remove, vec!["Feline", "Pet Shop"]);
+        assert!(ReviewEdit::parse("  ").is_err());
+        assert!(ReviewEdit::parse("+\"open").is_err());
+        assert!(ReviewEdit::parse("+a\u{1b}[31m").is_err());
+        let r = merge_review(
+            Review {
+                removed: vec!["cat".into()],
+                added: vec!["Feline".into()],
+                ..Default::default()
+            },
+            &e,
+            "t".into(),
+        );
+        assert_eq!(r.added, vec!["Cat", "Dog", "Tabby Cat"]);
+        assert_eq!(r.removed, vec!["Feline", "Pet Shop"]);
+        assert_eq!(r.reviewed_at.as_deref(), Some("t"));
+    }
+}

@@ -1,0 +1,367 @@
+//! Actions and the keys bound to them: CONTRACT §5's defaults, remappable
+//! through the config file's `[keys]` table (`tag = "x"`,
+//! `down = ["j", "down", "ctrl-n"]`).
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+/// Everything a key can do in the main screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Down,
+    Up,
+    Top,
+    Bottom,
+    PageDown,
+    PageUp,
+    SwitchPane,
+    Tag,
+    TagUntagged,
+    RaiseThreshold,
+    LowerThreshold,
+    SetThreshold,
+    Mark,
+    Filter,
+    Sort,
+    StatusFilter,
+    Edit,
+    Reload,
+    Help,
+    Quit,
+}
+
+impl Action {
+    pub const ALL: [Action; 20] = [
+        Action::Down,
+        Action::Up,
+        Action::Top,
+        Action::Bottom,
+        Action::PageDown,
+        Action::PageUp,
+        Action::SwitchPane,
+        Action::Tag,
+        Action::TagUntagged,
+        Action::RaiseThreshold,
+        Action::LowerThreshold,
+        Action::SetThreshold,
+        Action::Mark,
+        Action::Filter,
+        Action::Sort,
+        Action::StatusFilter,
+        Action::Edit,
+        Action::Reload,
+        Action::Help,
+        Action::Quit,
+    ];
+
+    /// The name used in the config file's `[keys]` table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Down => "down",
+            Action::Up => "up",
+            Action::Top => "top",
+            Action::Bottom => "bottom",
+            Action::PageDown => "page-down",
+            Action::PageUp => "page-up",
+            Action::SwitchPane => "switch-pane",
+            Action::Tag => "tag",
+            Action::TagUntagged => "tag-untagged",
+            Action::RaiseThreshold => "raise-threshold",
+            Action::LowerThreshold => "lower-threshold",
+            Action::SetThreshold => "set-threshold",
+            Action::Mark => "mark",
+            Action::Filter => "filter",
+            Action::Sort => "sort",
+            Action::StatusFilter => "status-filter",
+            Action::Edit => "edit",
+            Action::Reload => "reload",
+            Action::Help => "help",
+            Action::Quit => "quit",
+        }
+    }
+
+    /// One line for the help overlay.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Action::Down => "move down",
+            Action::Up => "move up",
+            Action::Top => "first image",
+            Action::Bottom => "last image",
+            Action::PageDown => "page down",
+            Action::PageUp => "page up",
+            Action::SwitchPane => "switch between the list and the detail pane",
+            Action::Tag => "tag / re-tag the selected (or marked) images at MinConfidence",
+            Action::TagUntagged => "tag every untagged image (asks first)",
+            Action::RaiseThreshold => "raise MinConfidence by 5",
+            Action::LowerThreshold => "lower MinConfidence by 5",
+            Action::SetThreshold => "type an exact MinConfidence",
+            Action::Mark => "mark / unmark the selected image",
+            Action::Filter => "filter by key or label text",
+            Action::Sort => "cycle the sort: name, lowest confidence, newest",
+            Action::StatusFilter => "cycle the status filter",
+            Action::Edit => "edit labels by hand: +Add -Remove",
+            Action::Reload => "reload the listing",
+            Action::Help => "this help",
+            Action::Quit => "quit",
+        }
+    }
+
+    fn defaults(self) -> &'static [&'static str] {
+        match self {
+            Action::Down => &["j", "down"],
+            Action::Up => &["k", "up"],
+            Action::Top => &["g", "home"],
+            Action::Bottom => &["G", "end"],
+            Action::PageDown => &["pagedown", "ctrl-d"],
+            Action::PageUp => &["pageup", "ctrl-u"],
+            Action::SwitchPane => &["tab"],
+            Action::Tag => &["t"],
+            Action::TagUntagged => &["T"],
+            Action::RaiseThreshold => &["+"],
+            Action::LowerThreshold => &["-"],
+            Action::SetThreshold => &["="],
+            Action::Mark => &["space"],
+            Action::Filter => &["/"],
+            Action::Sort => &["s"],
+            Action::StatusFilter => &["f"],
+            Action::Edit => &["e"],
+            Action::Reload => &["r"],
+            Action::Help => &["?"],
+            Action::Quit => &["q"],
+        }
+    }
+}
+
+/// A key as written in the config file and shown in the help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub code: KeyCode,
+    pub ctrl: bool,
+}
+
+impl Key {
+    pub fn parse(s: &str) -> Result<Key, String> {
+        let (ctrl, rest) = match s.strip_prefix("ctrl-").or_else(|| s.strip_prefix("C-")) {
+            Some(r) => (true, r),
+            None => (false, s),
+        };
+        let code = match rest.to_ascii_lowercase().as_str() {
+            "down" => KeyCode::Down,
+            "up" => KeyCode::Up,
+            "left" => KeyCode::Left,
+            "right" => KeyCode::Right,
+            "home" => KeyCode::Home,
+            "end" => KeyCode::End,
+            "pagedown" | "pgdn" => KeyCode::PageDown,
+            "pageup" | "pgup" => KeyCode::PageUp,
+            "tab" => KeyCode::Tab,
+            "space" => KeyCode::Char(' '),
+            "enter" => KeyCode::Enter,
+            "esc" => KeyCode::Esc,
+            "backspace" => KeyCode::Backspace,
+            "delete" | "del" => KeyCode::Delete,
+            _ => {
+                let mut chars = rest.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) if !c.is_control() => KeyCode::Char(c),
+                    _ => {
+                        return Err(format!(
+                            "{s:?} is not a key (try \"x\", \"ctrl-x\", \"pagedown\")"
+                        ));
+                    }
+                }
+            }
+        };
+        Ok(Key { code, ctrl })
+    }
+
+    pub fn from_event(ev: &KeyEvent) -> Key {
+        Key {
+            code: ev.code,
+            ctrl: ev.modifiers.contains(KeyModifiers::CONTROL),
+        }
+    }
+
+    pub fn label(&self) -> String {
+        let base = match self.code {
+            KeyCode::Down => "↓".to_string(),
+            KeyCode::Up => "↑".to_string(),
+            KeyCode::Left => "←".to_string(),
+            KeyCode::Right => "→".to_string(),
+            KeyCode::Home => "Home".to_string(),
+            KeyCode::End => "End".to_string(),
+            KeyCode::PageDown => "PgDn".to_string(),
+            KeyCode::PageUp => "PgUp".to_string(),
+            KeyCode::Tab => "Tab".to_string(),
+            KeyCode::Enter => "Enter".to_string(),
+            KeyCode::Esc => "Esc".to_string(),
+            KeyCode::Backspace => "Backspace".to_string(),
+            KeyCode::Delete => "Del".to_string(),
+            KeyCode::Char(' ') => "Space".to_string(),
+            KeyCode::Char(c) => c.to_string(),
+            other => format!("{other:?}"),
+        };
+        if self.ctrl {
+            format!("Ctrl-{base}")
+        } else {
+            base
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeymapError {
+    #[error("[keys]: {0:?} is not an action (actions: {1})")]
+    UnknownAction(String, String),
+    #[error("[keys] {action}: {message}")]
+    BadKey { action: String, message: String },
+}
+
+/// Keys to actions.
+#[derive(Debug, Clone)]
+pub struct Keymap {
+    bindings: Vec<(Key, Action)>,
+}
+
+impl Default for Keymap {
+    fn default() -> Self {
+        let mut bindings = Vec::new();
+        for a in Action::ALL {
+            for k in a.defaults() {
+                bindings.push((Key::parse(k).expect("default keys parse"), a));
+            }
+        }
+        Keymap { bindings }
+    }
+}
+
+impl Keymap {
+    /// The defaults with the config file's `[keys]` table applied: a
+    /// remapped action loses its default keys, and a key given to an
+    /// action is taken from whatever had it.
+    pub fn from_config(table: &toml::Table) -> Result<Keymap, KeymapError> {
+        let mut map = Keymap::default();
+        for (name, value) in table {
+            let action = Action::ALL
+                .into_iter()
+                .find(|a| a.name() == name)
+                .ok_or_else(|| {
+                    let names: Vec<_> = Action::ALL.iter().map(|a| a.name()).collect();
+                    KeymapError::UnknownAction(name.clone(), names.join(", "))
+                })?;
+            let keys: Vec<&str> = match value {
+                toml::Value::String(s) => vec![s.as_str()],
+                toml::Value::Array(a) => a
+                    .iter()
+                    .map(|v| {
+                        v.as_str().ok_or_else(|| KeymapError::BadKey {
+                            action: name.clone(),
+                            message: "keys must be strings".into(),
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => {
+                    return Err(KeymapError::BadKey {
+                        action: name.clone(),
+                        message: "expected a key or a list of keys".into(),
+                    });
+                }
+            };
+            let keys: Vec<Key> = keys
+                .into_iter()
+                .map(|k| {
+                    Key::parse(k).map_err(|message| KeymapError::BadKey {
+                        action: name.clone(),
+                        message,
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            map.bindings
+                .retain(|(k, a)| *a != action && !keys.contains(k));
+            map.bindings.extend(keys.into_iter().map(|k| (k, action)));
+        }
+        Ok(map)
+    }
+
+    pub fn action(&self, ev: &KeyEvent) -> Option<Action> {
+        let key = Key::from_event(ev);
+        let found = self.bindings.iter().find(|(k, _)| *k == key);
+        // Shifted letters arrive as uppercase with SHIFT; some terminals
+        // also report SHIFT on symbols like '+' and '?'.
+        found.map(|(_, a)| *a)
+    }
+
+    /// The keys bound to an action, for the help overlay and hints.
+    pub fn keys_for(&self, action: Action) -> Vec<Key> {
+        self.bindings
+            .iter()
+            .filter(|(_, a)| *a == action)
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    pub fn label_for(&self, action: Action) -> String {
+        let keys = self.keys_for(action);
+        if keys.is_empty() {
+            return "(unbound)".into();
+        }
+        keys.iter().map(Key::label).collect::<Vec<_>>().join("/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(code: KeyCode, mods: KeyModifiers) -> KeyEvent {
+        KeyEvent::new(code, mods)
+    }
+
+    #[test]
+    fn defaults_follow_the_contract_and_remap_works() {
+        let m = Keymap::default();
+        assert_eq!(
+            m.action(&ev(KeyCode::Char('j'), KeyModifiers::NONE)),
+            Some(Action::Down)
+        );
+        assert_eq!(
+            m.action(&ev(KeyCode::Down, KeyModifiers::NONE)),
+            Some(Action::Down)
+        );
+        assert_eq!(
+            m.action(&ev(KeyCode::Char('T'), KeyModifiers::SHIFT)),
+            Some(Action::TagUntagged)
+        );
+        assert_eq!(
+            m.action(&ev(KeyCode::Char(' '), KeyModifiers::NONE)),
+            Some(Action::Mark)
+        );
+        assert_eq!(m.action(&ev(KeyCode::Char('x'), KeyModifiers::NONE)), None);
+
+        let table: toml::Table = toml::from_str("tag = \"x\"\nquit = [\"ctrl-q\", \"t\"]").unwrap();
+        let m = Keymap::from_config(&table).unwrap();
+        assert_eq!(
+            m.action(&ev(KeyCode::Char('x'), KeyModifiers::NONE)),
+            Some(Action::Tag)
+        );
+        assert_eq!(
+            m.action(&ev(KeyCode::Char('t'), KeyModifiers::NONE)),
+            Some(Action::Quit)
+        );
+        assert_eq!(
+            m.action(&ev(KeyCode::Char('q'), KeyModifiers::CONTROL)),
+            Some(Action::Quit)
+        );
+        assert_eq!(m.action(&ev(KeyCode::Char('q'), KeyModifiers::NONE)), None);
+        assert_eq!(m.label_for(Action::Quit), "Ctrl-q/t");
+
+        let bad: toml::Table = toml::from_str("tagg = \"x\"").unwrap();
+        assert!(
+            Keymap::from_config(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("tagg")
+        );
+        let bad: toml::Table = toml::from_str("tag = \"xy\"").unwrap();
+        assert!(Keymap::from_config(&bad).is_err());
+    }
+}

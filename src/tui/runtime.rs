@@ -1,0 +1,371 @@
+//! Runs the app's commands off the UI task and turns their results into
+//! messages: the listing streams page by page, tagging runs through the
+//! pipeline with bounded concurrency, thumbnails decode on blocking
+//! threads.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use futures::StreamExt;
+use image::DynamicImage;
+use ratatui::layout::Size;
+use ratatui_image::Resize;
+use ratatui_image::picker::Picker;
+use tokio::sync::{OnceCell, Semaphore, mpsc};
+
+use crate::catalog::{audit, reassess};
+use crate::config::DetectorKind;
+use crate::contract::Layout;
+use crate::detection::DynDetector;
+use crate::pipeline::{Outcome, TagOptions, edit_review, tag};
+use crate::storage::{DynStore, S3Options};
+
+use super::app::{Cmd, Msg};
+use super::thumbs::ThumbCache;
+
+/// Rows per listing message: enough to keep message overhead low, few
+/// enough that the first screen appears at once.
+const ROWS_PER_MESSAGE: usize = 256;
+
+/// How the runtime gets its detector: built on first use, so the UI
+/// starts at once and a browse-only session never loads a model.
+pub enum DetectorSource {
+    Build {
+        kind: DetectorKind,
+        s3: S3Options,
+        concurrency: usize,
+    },
+    Ready(DynDetector),
+}
+
+pub struct RuntimeConfig {
+    pub layout: Layout,
+    pub review_below: f32,
+    pub max_labels: Option<u32>,
+    /// Images tagged at once.
+    pub concurrency: usize,
+    /// How long a thumbnail request waits before starting, so that keys
+    /// held down to scroll do not decode every image passed.
+    pub thumb_delay: std::time::Duration,
+}
+
+pub struct Runtime {
+    store: DynStore,
+    config: Arc<RuntimeConfig>,
+    detector_source: Arc<DetectorSource>,
+    detector: Arc<OnceCell<Result<DynDetector, String>>>,
+    tx: mpsc::UnboundedSender<Msg>,
+    slots: Arc<Semaphore>,
+    /// Set by a fatal outcome (credentials, permissions): queued jobs stop.
+    stop: Arc<AtomicBool>,
+    thumbs: Arc<ThumbCache>,
+    picker: Picker,
+    thumb_generation: Arc<AtomicU64>,
+    pending: Arc<AtomicUsize>,
+    jobs: Arc<AtomicUsize>,
+    listing: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Counts a spawned task until it ends, however it ends.
+struct PendingGuard(Arc<AtomicUsize>);
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Runtime {
+    pub fn new(
+        store: DynStore,
+        config: RuntimeConfig,
+        detector: DetectorSource,
+        thumbs: ThumbCache,
+        picker: Picker,
+        tx: mpsc::UnboundedSender<Msg>,
+    ) -> Runtime {
+        let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        Runtime {
+            store,
+            config: Arc::new(config),
+            detector_source: Arc::new(detector),
+            detector: Arc::new(OnceCell::new()),
+            tx,
+            slots,
+            stop: Arc::new(AtomicBool::new(false)),
+            thumbs: Arc::new(thumbs),
+            picker,
+            thumb_generation: Arc::new(AtomicU64::new(0)),
+            pending: Arc::new(AtomicUsize::new(0)),
+            jobs: Arc::new(AtomicUsize::new(0)),
+            listing: None,
+        }
+    }
+
+    /// Tasks still running (listing, tagging, thumbnails).
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+
+    /// Tagging or review jobs queued or running: quitting waits for these.
+    pub fn jobs(&self) -> usize {
+        self.jobs.load(Ordering::SeqCst)
+    }
+
+    /// Stops the listing (quitting does not wait for it).
+    pub fn stop_listing(&mut self) {
+        if let Some(l) = self.listing.take() {
+            l.abort();
+        }
+    }
+
+    /// Stops queued tagging jobs from starting (running ones finish).
+    pub fn stop_queued(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<()>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let guard = PendingGuard(self.pending.clone());
+        tokio::spawn(async move {
+            let _guard = guard;
+            fut.await
+        })
+    }
+
+    /// A task that writes metadata: counted so that quitting can wait for
+    /// it (a write cut short would leave nothing behind, but the operator
+    /// asked for it).
+    fn spawn_job<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.jobs.fetch_add(1, Ordering::SeqCst);
+        let guard = PendingGuard(self.jobs.clone());
+        self.spawn(async move {
+            let _guard = guard;
+            fut.await
+        });
+    }
+
+    pub fn run(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::List { generation } => self.list(generation),
+            Cmd::Tag {
+                jobs,
+                min_confidence,
+                force,
+            } => {
+                self.stop.store(false, Ordering::SeqCst);
+                for job in jobs {
+                    let mut opts = TagOptions::new(self.config.layout.clone(), "imgtag-tui");
+                    opts.min_confidence = min_confidence;
+                    opts.max_labels = self.config.max_labels;
+                    opts.force = force;
+                    opts.metadata_key = job.metadata_key.clone();
+                    self.tag_job(job.key, opts);
+                }
+            }
+            Cmd::Review {
+                key,
+                metadata_key,
+                edit,
+            } => {
+                let store = self.store.clone();
+                let tx = self.tx.clone();
+                let config = self.config.clone();
+                let mut opts = TagOptions::new(config.layout.clone(), "imgtag-tui");
+                opts.metadata_key = metadata_key.clone();
+                self.spawn_job(async move {
+                    let outcome = edit_review(&store, &key, &edit, &opts).await;
+                    let row = reread(&store, &config, &key, &outcome).await;
+                    let _ = tx.send(Msg::Tagged {
+                        key,
+                        outcome,
+                        row,
+                        review: true,
+                    });
+                });
+            }
+            Cmd::Thumb {
+                key,
+                etag,
+                size,
+                area,
+            } => self.thumb(key, etag, size, area),
+            Cmd::CancelThumb => {
+                self.thumb_generation.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn list(&mut self, generation: u64) {
+        if let Some(old) = self.listing.take() {
+            old.abort();
+        }
+        let store = self.store.clone();
+        let tx = self.tx.clone();
+        let layout = self.config.layout.clone();
+        let review_below = self.config.review_below;
+        self.listing = Some(self.spawn(async move {
+            let rows = audit(store, layout, review_below).ready_chunks(ROWS_PER_MESSAGE);
+            let mut rows = std::pin::pin!(rows);
+            while let Some(chunk) = rows.next().await {
+                let mut batch = Vec::with_capacity(chunk.len());
+                let mut error = None;
+                for item in chunk {
+                    match item {
+                        Ok(a) => batch.push(a),
+                        Err(e) => {
+                            error = Some(crate::storage::error_chain(&e));
+                            break;
+                        }
+                    }
+                }
+                if !batch.is_empty()
+                    && tx
+                        .send(Msg::Rows {
+                            generation,
+                            rows: batch,
+                        })
+                        .is_err()
+                {
+                    return;
+                }
+                if let Some(error) = error {
+                    let _ = tx.send(Msg::ListingDone {
+                        generation,
+                        error: Some(error),
+                    });
+                    return;
+                }
+            }
+            let _ = tx.send(Msg::ListingDone {
+                generation,
+                error: None,
+            });
+        }));
+    }
+
+    fn tag_job(&self, key: String, opts: TagOptions) {
+        let store = self.store.clone();
+        let tx = self.tx.clone();
+        let slots = self.slots.clone();
+        let stop = self.stop.clone();
+        let config = self.config.clone();
+        let source = self.detector_source.clone();
+        let cell = self.detector.clone();
+        self.spawn_job(async move {
+            let Ok(_permit) = slots.acquire_owned().await else {
+                return;
+            };
+            if stop.load(Ordering::SeqCst) {
+                let _ = tx.send(Msg::TagStarted { key: key.clone() });
+                let _ = tx.send(Msg::Tagged {
+                    key,
+                    outcome: Outcome::Skipped {
+                        reason: "not started: an earlier error stopped the run".into(),
+                    },
+                    row: None,
+                    review: false,
+                });
+                return;
+            }
+            let _ = tx.send(Msg::TagStarted { key: key.clone() });
+            let detector = cell
+                .get_or_init(|| async {
+                    match &*source {
+                        DetectorSource::Ready(d) => Ok(d.clone()),
+                        DetectorSource::Build {
+                            kind,
+                            s3,
+                            concurrency,
+                        } => crate::detection::build(*kind, s3, *concurrency)
+                            .await
+                            .map_err(|e| e.to_string()),
+                    }
+                })
+                .await
+                .clone();
+            let outcome = match detector {
+                Ok(d) => tag(&store, &d, &key, &opts).await,
+                Err(message) => Outcome::Fatal { message },
+            };
+            if matches!(outcome, Outcome::Fatal { .. }) {
+                stop.store(true, Ordering::SeqCst);
+            }
+            tracing::info!(key = ?key, outcome = ?outcome, "tagged");
+            let row = reread(&store, &config, &key, &outcome).await;
+            let _ = tx.send(Msg::Tagged {
+                key,
+                outcome,
+                row,
+                review: false,
+            });
+        });
+    }
+
+    fn thumb(&self, key: String, etag: Option<String>, size: u64, area: Size) {
+        let generation = self.thumb_generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let current = self.thumb_generation.clone();
+        let store = self.store.clone();
+        let thumbs = self.thumbs.clone();
+        let picker = self.picker.clone();
+        let tx = self.tx.clone();
+        let delay = self.config.thumb_delay;
+        self.spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if current.load(Ordering::SeqCst) != generation {
+                return; // the selection moved on
+            }
+            let result = match thumbs.get(&store, &key, etag.as_deref(), size).await {
+                Ok(img) => {
+                    if current.load(Ordering::SeqCst) != generation {
+                        return;
+                    }
+                    tokio::task::spawn_blocking(move || {
+                        picker
+                            .new_protocol(
+                                DynamicImage::ImageRgb8((*img).clone()),
+                                area,
+                                Resize::Fit(None),
+                            )
+                            .map_err(|e| e.to_string())
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()))
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            let _ = tx.send(Msg::Thumb { key, area, result });
+        });
+    }
+}
+
+/// The image's row after a write, so the list shows the result at once.
+async fn reread(
+    store: &DynStore,
+    config: &RuntimeConfig,
+    key: &str,
+    outcome: &Outcome,
+) -> Option<Box<crate::catalog::Assessed>> {
+    let meta = match outcome {
+        Outcome::Tagged { metadata_key, .. }
+        | Outcome::Failed { metadata_key, .. }
+        | Outcome::Unchanged { metadata_key }
+        | Outcome::Conflict { metadata_key } => Some(metadata_key.as_str()),
+        Outcome::Skipped { .. } | Outcome::Retry { .. } | Outcome::Fatal { .. } => None,
+    };
+    match reassess(store, &config.layout, key, meta, config.review_below).await {
+        Ok(a) => Some(Box::new(a)),
+        Err(e) => {
+            tracing::warn!(key, error = %e, "re-reading after a write failed");
+            None
+        }
+    }
+}
