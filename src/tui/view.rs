@@ -177,9 +177,9 @@ fn draw_list(f: &mut Frame, app: &App, a: &Areas) {
     );
 
     let w = a.list_body.width as usize;
-    // mark(1) glyph(1) space image best(16) sep(3) metadata
+    // pointer(1) glyph(1) space image space best sep(3) metadata
     let best_w = 16usize.min(w / 4);
-    let rest = w.saturating_sub(2 + 1 + best_w + 3);
+    let rest = w.saturating_sub(best_w + 7);
     let img_w = rest * 11 / 20;
     let meta_w = rest.saturating_sub(img_w);
     let header = format!(
@@ -420,6 +420,20 @@ fn draw_detail(f: &mut Frame, app: &App, a: &Areas) {
             }
         }
     }
+    let hint = match row.status {
+        Some(Status::Untagged) => Some("not tagged yet: t tags it".to_string()),
+        Some(Status::Stale) => Some("the image changed after it was tagged: t re-tags it".into()),
+        Some(Status::NeedsReview) => Some(format!(
+            "best label under {}: t re-runs (+/- moves MinConfidence), e fixes by hand",
+            app.review_below
+        )),
+        Some(Status::Malformed) => Some("the metadata is not valid: t re-tags the image".into()),
+        Some(Status::Orphan) => Some("no image under uploads/ for this metadata".into()),
+        _ => None,
+    };
+    if let Some(h) = hint {
+        lines.push(Line::from(Span::styled(h, Style::new().fg(Color::Gray))));
+    }
     if let Some(p) = &row.problem {
         lines.push(Line::from(Span::styled(
             for_terminal(p).into_owned(),
@@ -439,7 +453,9 @@ fn draw_detail(f: &mut Frame, app: &App, a: &Areas) {
         let name_w = 18.min(width / 3);
         let num_w = 6;
         let bar_w = width.saturating_sub(name_w + num_w + 2);
-        for l in &doc.labels {
+        let mut labels: Vec<_> = doc.labels.iter().collect();
+        labels.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+        for l in labels {
             let color = confidence_color(app, l.confidence);
             let filled = ((l.confidence.clamp(0.0, 100.0) / 100.0) * bar_w as f32).round() as usize;
             let mark = ((app.min_confidence / 100.0) * bar_w as f32).round() as usize;

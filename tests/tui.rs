@@ -1,0 +1,702 @@
+//! The TUI without a terminal: render snapshots of each screen state
+//! (ratatui's TestBackend + insta), and headless runs that feed key events
+//! and real storage results through `App::update` and the runtime, against
+//! a real local-folder bucket and the real local model.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use imgtag::catalog::Assessed;
+use imgtag::contract::{Layout, Status, assess, parse_metadata};
+use imgtag::detection::{DynDetector, LocalDetector};
+use imgtag::storage::{DynStore, LocalStore, ObjectInfo, S3Store};
+use imgtag::tui::app::{App, Header, Mode, Msg, ThumbState};
+use imgtag::tui::keys::Keymap;
+use imgtag::tui::runtime::{DetectorSource, Runtime, RuntimeConfig};
+use imgtag::tui::thumbs::ThumbCache;
+use imgtag::tui::view;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::layout::Size;
+use ratatui_image::picker::Picker;
+use tokio::sync::mpsc;
+
+// ---------------------------------------------------------------------------
+// helpers
+
+fn header() -> Header {
+    Header {
+        bucket: "s3://photos".into(),
+        detector: "rekognition".into(),
+        paid: true,
+    }
+}
+
+fn new_app(size: Size) -> App {
+    let mut app = App::new(header(), Layout::default(), Keymap::default(), 55.0, 70.0);
+    app.size = size;
+    // Thumbnails are tested on their own: pixels in a text snapshot would
+    // tie it to the resizer's rounding.
+    app.thumbnails = false;
+    app
+}
+
+fn image(key: &str, etag: &str, size: u64) -> ObjectInfo {
+    ObjectInfo {
+        key: key.into(),
+        size,
+        etag: Some(format!("\"{etag}\"").into()),
+        last_modified: Some(1_700_000_000),
+    }
+}
+
+/// An assessed image with optional metadata text, as the audit yields it.
+fn row(key: &str, meta: Option<(&str, &str)>) -> Assessed {
+    let img = image(key, "e1", 48_213);
+    let (metadata, read) = match meta {
+        Some((mkey, json)) => (
+            Some(image(mkey, "m1", json.len() as u64)),
+            Some(parse_metadata(json.as_bytes())),
+        ),
+        None => (None, None),
+    };
+    Assessed {
+        status: Some(assess(read.as_ref(), img.etag.as_deref(), 70.0)),
+        image: Some(img),
+        metadata,
+        key_kind: meta.map(|_| imgtag::contract::KeyKind::Canonical),
+        read,
+        read_error: None,
+    }
+}
+
+fn orphan(mkey: &str) -> Assessed {
+    Assessed {
+        image: None,
+        metadata: Some(image(mkey, "m2", 40)),
+        key_kind: None,
+        status: Some(Status::Orphan),
+        read: None,
+        read_error: None,
+    }
+}
+
+const CAT: &str = r#"{"Labels":[{"Name":"Cat","Confidence":91.2,"Parents":[{"Name":"Feline"},{"Name":"Animal"}]},{"Name":"Feline","Confidence":65.3,"Parents":[{"Name":"Animal"}]},{"Name":"Animal","Confidence":98.2}],"ImgTag":{"SchemaVersion":1,"Source":{"Bucket":"photos","Key":"uploads/cat.jpg","ETag":"\"e1\"","Size":48213},"Detector":"rekognition","MinConfidence":55.0,"MaxLabels":null,"TaggedAt":"2026-11-24T10:00:00Z","TaggedBy":"imgtag-lambda","Review":null,"Error":null}}"#;
+const WEAK: &str = r#"{"Labels":[{"Name":"Feline","Confidence":65.3}]}"#;
+const FAILED: &str = r#"{"Labels":[],"ImgTag":{"SchemaVersion":1,"Source":{"Bucket":"photos","Key":"uploads/notes.jpg","ETag":"\"e1\"","Size":30},"Detector":"rekognition","MinConfidence":55.0,"MaxLabels":null,"TaggedAt":"2026-11-24T10:00:00Z","TaggedBy":"imgtag-lambda","Review":null,"Error":{"Code":"InvalidImageFormat","Message":"not an image"}}}"#;
+const STALE: &str = r#"{"Labels":[{"Name":"Dog","Confidence":88.0}],"ImgTag":{"SchemaVersion":1,"Source":{"Bucket":"photos","Key":"uploads/dog.jpg","ETag":"\"old\"","Size":1},"Detector":"rekognition","MinConfidence":55.0,"MaxLabels":null,"TaggedAt":"2026-11-24T10:00:00Z","TaggedBy":"imgtag-lambda","Review":null,"Error":null}}"#;
+
+fn mixed_rows() -> Vec<Assessed> {
+    vec![
+        row("uploads/cat.jpg", Some(("metadata/cat.jpg.json", CAT))),
+        row("uploads/dog.jpg", Some(("metadata/dog.jpg.json", STALE))),
+        row(
+            "uploads/holiday/beach photo.jpg",
+            Some(("metadata/holiday/beach photo.jpg.json", WEAK)),
+        ),
+        row(
+            "uploads/holiday/broken.png",
+            Some(("metadata/holiday/broken.png.json", "{\"Labels\": [")),
+        ),
+        row("uploads/new/upload.jpg", None),
+        row(
+            "uploads/notes.jpg",
+            Some(("metadata/notes.jpg.json", FAILED)),
+        ),
+        orphan("metadata/gone.jpg.json"),
+    ]
+}
+
+fn key(c: char) -> Msg {
+    Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+}
+
+fn code(c: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(c, KeyModifiers::NONE))
+}
+
+fn render(app: &App) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(app.size.width, app.size.height)).unwrap();
+    t.draw(|f| view::draw(f, app)).unwrap();
+    t
+}
+
+fn screen_text(t: &Terminal<TestBackend>) -> String {
+    let buf = t.backend().buffer();
+    let mut s = String::new();
+    for y in 0..buf.area.height {
+        for x in 0..buf.area.width {
+            s.push_str(buf[(x, y)].symbol());
+        }
+        s.push('\n');
+    }
+    s
+}
+
+fn listed(rows: Vec<Assessed>, done: bool) -> App {
+    let mut app = new_app(Size::new(120, 30));
+    app.start();
+    let generation = app.generation;
+    app.update(Msg::Rows { generation, rows });
+    if done {
+        app.update(Msg::ListingDone {
+            generation,
+            error: None,
+        });
+    }
+    app
+}
+
+// ---------------------------------------------------------------------------
+// render snapshots
+
+#[test]
+fn snapshot_listing_in_progress() {
+    let mut rows = mixed_rows();
+    rows.truncate(3);
+    let app = listed(rows, false);
+    let t = render(&app);
+    let text = screen_text(&t);
+    assert!(text.contains("listing… 3"), "{text}");
+    insta::assert_snapshot!("listing_in_progress", t.backend());
+}
+
+#[test]
+fn snapshot_mixed_statuses_with_detail_bars() {
+    let app = listed(mixed_rows(), true);
+    // Counts per status in the status line.
+    assert_eq!(app.count(Status::Tagged), 1);
+    assert_eq!(app.count(Status::Stale), 1);
+    assert_eq!(app.count(Status::NeedsReview), 1);
+    assert_eq!(app.count(Status::Malformed), 1);
+    assert_eq!(app.count(Status::Untagged), 1);
+    assert_eq!(app.count(Status::Failed), 1);
+    assert_eq!(app.count(Status::Orphan), 1);
+    let t = render(&app);
+    let text = screen_text(&t);
+    // The selected cat: one bar per label, parents shown.
+    assert!(text.contains("↳ Feline, Animal"), "{text}");
+    assert!(text.contains("98.2") && text.contains("65.3"), "{text}");
+    insta::assert_snapshot!("mixed_statuses_detail", t.backend());
+}
+
+#[test]
+fn snapshot_help_overlay_lists_every_key() {
+    let mut app = listed(mixed_rows(), true);
+    app.size = Size::new(120, 36);
+    app.update(key('?'));
+    assert_eq!(app.mode, Mode::Help);
+    let t = render(&app);
+    let text = screen_text(&t);
+    for a in imgtag::tui::keys::Action::ALL {
+        assert!(text.contains(a.describe()), "help lacks {a:?}");
+    }
+    insta::assert_snapshot!("help_overlay", t.backend());
+    app.update(key('x'));
+    assert_eq!(app.mode, Mode::Normal);
+}
+
+#[test]
+fn snapshot_confirmation_states_count_and_cost() {
+    let mut app = listed(mixed_rows(), true);
+    app.update(key('T'));
+    let Mode::Confirm { text, .. } = &app.mode else {
+        panic!("no confirmation: {:?}", app.mode)
+    };
+    assert!(
+        text.contains("Tag 1 untagged image with Rekognition"),
+        "{text}"
+    );
+    assert!(text.contains("$0.00"), "{text}");
+    let t = render(&app);
+    insta::assert_snapshot!("confirm_tag_untagged", t.backend());
+    // n cancels without any command.
+    assert!(app.update(key('n')).is_empty());
+    assert_eq!(app.mode, Mode::Normal);
+}
+
+#[test]
+fn snapshot_error_in_status_line() {
+    let mut app = listed(mixed_rows()[..2].to_vec(), false);
+    let generation = app.generation;
+    app.update(Msg::ListingDone {
+        generation,
+        error: Some("access denied: s3:ListBucket on photos".into()),
+    });
+    let t = render(&app);
+    let text = screen_text(&t);
+    assert!(text.contains("listing failed: access denied"), "{text}");
+    insta::assert_snapshot!("error_in_status_line", t.backend());
+    // The UI keeps working.
+    app.update(key('j'));
+    assert_eq!(app.cursor, 1);
+}
+
+#[test]
+fn snapshot_escape_sequences_in_keys_and_labels_are_made_visible() {
+    let evil_key = "uploads/\u{1b}]0;pwned\u{7}\u{1b}[2J\u{1b}[31mred\u{202e}gpj.exe";
+    let evil_doc = r#"{"Labels":[{"Name":"\u001b[5mBlink\u009b","Confidence":80.0}]}"#;
+    let mut app = listed(
+        vec![
+            row(evil_key, Some(("metadata/evil.json", evil_doc))),
+            row("uploads/plain.jpg", None),
+        ],
+        true,
+    );
+    app.size = Size::new(200, 24);
+    let t = render(&app);
+    let buf = t.backend().buffer();
+    for cell in buf.content() {
+        assert!(
+            !cell.symbol().chars().any(imgtag::sanitize::is_unsafe),
+            "raw control character in a cell: {:?}",
+            cell.symbol()
+        );
+    }
+    let text = screen_text(&t);
+    assert!(text.contains("\\x1b]0;pwned\\x07"), "{text}");
+    assert!(text.contains("\\u{202e}gpj.exe"), "{text}");
+    assert!(text.contains("\\x1b[5mBlink\\x9b"), "{text}");
+    insta::assert_snapshot!("escape_sequences", t.backend());
+}
+
+#[test]
+fn keys_filter_sort_marks_and_resize() {
+    let mut app = listed(mixed_rows(), true);
+    assert_eq!(app.view.len(), 7);
+    // Status filter cycles: untagged first.
+    app.update(key('f'));
+    assert_eq!(app.status_filter, Some(Status::Untagged));
+    assert_eq!(app.view.len(), 1);
+    app.update(key('f'));
+    assert_eq!(app.status_filter, Some(Status::NeedsReview));
+    assert_eq!(
+        app.selected_row().unwrap().key,
+        "uploads/holiday/beach photo.jpg"
+    );
+    app.update(code(KeyCode::Esc));
+    assert_eq!(app.view.len(), 7);
+    // Text filter matches keys and labels (and parents), live.
+    app.update(key('/'));
+    for c in "feline".chars() {
+        app.update(key(c));
+    }
+    let keys: Vec<_> = app
+        .view
+        .iter()
+        .map(|&i| app.rows[i as usize].key.clone())
+        .collect();
+    assert_eq!(keys, ["uploads/cat.jpg", "uploads/holiday/beach photo.jpg"]);
+    app.update(code(KeyCode::Enter));
+    assert_eq!(app.text_filter, "feline");
+    app.update(code(KeyCode::Esc));
+    // Lowest confidence first; images without labels last.
+    app.update(key('s'));
+    let best: Vec<_> = app
+        .view
+        .iter()
+        .map(|&i| app.rows[i as usize].best().map(|b| b.1))
+        .collect();
+    assert_eq!(best[..3], [Some(65.3), Some(88.0), Some(98.2)]);
+    assert!(best[3..].iter().all(Option::is_none));
+    // Marks, and t acts on the marked set.
+    app.update(key('g'));
+    app.update(key(' '));
+    app.update(key(' '));
+    assert_eq!(app.marks.len(), 2);
+    let cmds = app.update(key('t'));
+    let [
+        imgtag::tui::app::Cmd::Tag {
+            jobs,
+            force,
+            min_confidence,
+        },
+    ] = &cmds[..]
+    else {
+        panic!("{cmds:?}")
+    };
+    assert_eq!(jobs.len(), 2);
+    assert!(*force);
+    assert_eq!(*min_confidence, 55.0);
+    assert!(app.marks.is_empty());
+    // Threshold keys and exact entry.
+    app.update(key('+'));
+    assert_eq!(app.min_confidence, 60.0);
+    app.update(key('-'));
+    app.update(key('-'));
+    assert_eq!(app.min_confidence, 50.0);
+    app.update(key('='));
+    for c in "72.5".chars() {
+        app.update(key(c));
+    }
+    app.update(code(KeyCode::Enter));
+    assert_eq!(app.min_confidence, 72.5);
+    app.update(key('='));
+    for c in "150".chars() {
+        app.update(key(c));
+    }
+    app.update(code(KeyCode::Enter));
+    assert_eq!(app.min_confidence, 72.5);
+    assert!(app.message.as_ref().unwrap().1.contains("outside 0-100"));
+    // Paging and jumps; a resize changes the page and still draws.
+    app.update(key('G'));
+    assert_eq!(app.cursor, 6);
+    app.update(code(KeyCode::Home));
+    assert_eq!(app.cursor, 0);
+    app.update(Msg::Resize(60, 12));
+    app.update(code(KeyCode::PageDown));
+    assert_eq!(app.cursor, app.page_rows().min(6));
+    let t = render(&app);
+    assert_eq!(t.backend().buffer().area.width, 60);
+    // Mouse: a click on the third list row selects it.
+    app.update(Msg::Resize(120, 30));
+    let body = view::areas(ratatui::layout::Rect::new(0, 0, 120, 30)).list_body;
+    app.update(Msg::Mouse(crossterm::event::MouseEvent {
+        kind: crossterm::event::MouseEventKind::Down(crossterm::event::MouseButton::Left),
+        column: body.x + 3,
+        row: body.y + 2,
+        modifiers: KeyModifiers::NONE,
+    }));
+    assert_eq!(app.cursor, app.offset + 2);
+    app.update(Msg::Mouse(crossterm::event::MouseEvent {
+        kind: crossterm::event::MouseEventKind::ScrollDown,
+        column: body.x + 3,
+        row: body.y + 2,
+        modifiers: KeyModifiers::NONE,
+    }));
+    assert_eq!(app.cursor, (app.offset + 2 + 3).min(6));
+    // q quits.
+    app.update(key('q'));
+    assert!(app.quit);
+}
+
+// ---------------------------------------------------------------------------
+// headless runs against a real bucket
+
+struct Harness {
+    app: App,
+    rt: Runtime,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    dir: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn demo() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        imgtag::demo::ensure(dir.path()).unwrap();
+        let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
+        let det: DynDetector = Arc::new(LocalDetector::load().unwrap());
+        Harness::new(store, DetectorSource::Ready(det), dir).await
+    }
+
+    async fn new(store: DynStore, detector: DetectorSource, dir: tempfile::TempDir) -> Harness {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut app = App::new(
+            Header {
+                bucket: "demo".into(),
+                detector: "local".into(),
+                paid: false,
+            },
+            Layout::default(),
+            Keymap::default(),
+            55.0,
+            70.0,
+        );
+        app.size = Size::new(120, 30);
+        let mut rt = Runtime::new(
+            store,
+            RuntimeConfig {
+                layout: Layout::default(),
+                review_below: 70.0,
+                max_labels: None,
+                concurrency: 2,
+                thumb_delay: Duration::ZERO,
+            },
+            detector,
+            ThumbCache::new(Some(dir.path().join(".cache")), "test"),
+            Picker::halfblocks(),
+            tx,
+        );
+        for cmd in app.start() {
+            rt.run(cmd);
+        }
+        let mut h = Harness { app, rt, rx, dir };
+        h.settle().await;
+        h
+    }
+
+    fn send(&mut self, msg: Msg) {
+        for cmd in self.app.update(msg) {
+            self.rt.run(cmd);
+        }
+    }
+
+    fn keys(&mut self, s: &str) {
+        for c in s.chars() {
+            self.send(key(c));
+        }
+    }
+
+    /// Runs until no task is left and no message is waiting.
+    async fn settle(&mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            while let Ok(msg) = self.rx.try_recv() {
+                self.send(msg);
+            }
+            if self.rt.pending() == 0 && self.rx.is_empty() {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "did not settle");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn select(&mut self, needle: &str) {
+        let pos = self
+            .app
+            .view
+            .iter()
+            .position(|&i| self.app.rows[i as usize].key.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not listed"));
+        self.send(key('g'));
+        for _ in 0..pos {
+            self.send(key('j'));
+        }
+        assert!(self.app.selected_row().unwrap().key.contains(needle));
+    }
+
+    fn doc(&self, key: &str) -> serde_json::Value {
+        let bytes = std::fs::read(self.dir.path().join(key)).unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    fn status_of(&self, needle: &str) -> Option<Status> {
+        self.app
+            .rows
+            .iter()
+            .find(|r| r.key.contains(needle))
+            .unwrap()
+            .status
+    }
+}
+
+fn label_names(doc: &serde_json::Value) -> Vec<String> {
+    doc["Labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["Name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_one_with_t_writes_the_pipeline_document_and_shows_it() {
+    let mut h = Harness::demo().await;
+    assert_eq!(h.app.rows.len(), 7);
+    assert_eq!(h.app.listing, imgtag::tui::app::Listing::Done);
+    h.select("rocket launch");
+    assert_eq!(h.status_of("rocket launch"), Some(Status::Untagged));
+    h.send(key('t'));
+    assert!(h.app.selected_row().unwrap().busy);
+    h.settle().await;
+    let doc = h.doc("metadata/space/rocket launch.jpg.json");
+    assert_eq!(doc["ImgTag"]["TaggedBy"], "imgtag-tui");
+    assert_eq!(doc["ImgTag"]["Detector"], "local");
+    assert_eq!(
+        doc["ImgTag"]["Source"]["Key"],
+        "uploads/space/rocket launch.jpg"
+    );
+    assert_eq!(doc["ImgTag"]["MinConfidence"], 55.0);
+    let row = h.app.selected_row().unwrap();
+    assert!(!row.busy);
+    assert_eq!(
+        row.metadata_key.as_deref(),
+        Some("metadata/space/rocket launch.jpg.json")
+    );
+    assert_ne!(row.status, Some(Status::Untagged));
+    // The thumbnail of the selected image decoded and encoded.
+    h.select("chelsea");
+    h.settle().await;
+    let thumb = h.app.thumb.as_ref().unwrap();
+    assert!(thumb.key.ends_with("chelsea.png"));
+    assert!(
+        matches!(thumb.state, ThumbState::Ready(_)),
+        "thumbnail not ready"
+    );
+    // ...and it was cached on disk.
+    assert!(
+        std::fs::read_dir(h.dir.path().join(".cache"))
+            .unwrap()
+            .count()
+            >= 1
+    );
+    // The corrupt image: no thumbnail, a clear reason.
+    h.select("corrupt");
+    h.settle().await;
+    match &h.app.thumb.as_ref().unwrap().state {
+        ThumbState::Failed(e) => assert!(e.contains("corrupt"), "{e}"),
+        _ => panic!("corrupt image gave a thumbnail"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_all_untagged_after_confirmation() {
+    let mut h = Harness::demo().await;
+    assert_eq!(h.app.count(Status::Untagged), 3);
+    h.send(key('T'));
+    let Mode::Confirm { text, .. } = &h.app.mode else {
+        panic!("no confirmation")
+    };
+    assert!(
+        text.contains("Tag 3 untagged images with the local model (no cost)"),
+        "{text}"
+    );
+    h.send(key('y'));
+    assert_eq!(h.app.work.total, 3);
+    h.settle().await;
+    assert_eq!(h.app.count(Status::Untagged), 0);
+    assert!(!h.app.work.active());
+    let corrupt = h.doc("metadata/corrupt.jpg.json");
+    assert_eq!(corrupt["ImgTag"]["Error"]["Code"], "CorruptImage");
+    let text = h.doc("metadata/not-an-image.jpg.json");
+    assert_eq!(text["ImgTag"]["Error"]["Code"], "NotAnImage");
+    assert_eq!(h.status_of("corrupt"), Some(Status::Failed));
+    let rocket = h.doc("metadata/space/rocket launch.jpg.json");
+    assert!(rocket["ImgTag"]["Error"].is_null());
+    // The already-tagged images were not touched.
+    assert!(
+        !h.dir
+            .path()
+            .join("metadata/animals/chelsea.png.json.bak")
+            .exists()
+    );
+    let chelsea = h.doc("metadata/animals/chelsea.png.json");
+    assert!(chelsea.get("ImgTag").is_none());
+    let msg = &h.app.message.as_ref().unwrap().1;
+    assert!(
+        msg.contains("done: 1 of 3 images, 2 with problems"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threshold_change_then_rerun_writes_at_the_new_threshold() {
+    let mut h = Harness::demo().await;
+    h.select("chelsea");
+    // The weak seed result: one label.
+    assert_eq!(h.app.selected_row().unwrap().best(), Some(("Feline", 65.3)));
+    h.keys("---"); // 55 -> 40
+    assert_eq!(h.app.min_confidence, 40.0);
+    h.send(key('t'));
+    h.settle().await;
+    let low = h.doc("metadata/animals/chelsea.png.json");
+    assert_eq!(low["ImgTag"]["MinConfidence"], 40.0);
+    let confs: Vec<f64> = low["Labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["Confidence"].as_f64().unwrap())
+        .collect();
+    assert!(confs.iter().all(|&c| c >= 40.0), "{confs:?}");
+    assert!(label_names(&low).contains(&"Cat".to_string()), "{low}");
+    let n_low = confs.len();
+    // Raise it well above: fewer labels, all above the new threshold.
+    h.send(key('='));
+    h.keys("90");
+    h.send(code(KeyCode::Enter));
+    h.send(key('t'));
+    h.settle().await;
+    let high = h.doc("metadata/animals/chelsea.png.json");
+    assert_eq!(high["ImgTag"]["MinConfidence"], 90.0);
+    let n_high = high["Labels"].as_array().unwrap().len();
+    assert!(n_high < n_low, "{n_high} vs {n_low}");
+    assert!(
+        high["Labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["Confidence"].as_f64().unwrap() >= 90.0)
+    );
+    // The row shows the new document at once.
+    let row = h.app.selected_row().unwrap();
+    let shown = row.doc.as_ref().unwrap();
+    assert_eq!(shown.imgtag.as_ref().unwrap().min_confidence, 90.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_edit_is_kept_by_a_rerun() {
+    let mut h = Harness::demo().await;
+    h.select("chelsea");
+    h.send(key('e'));
+    h.keys("+Tabby_Cat -Feline");
+    h.send(code(KeyCode::Enter));
+    h.settle().await;
+    let doc = h.doc("metadata/animals/chelsea.png.json");
+    assert_eq!(doc["ImgTag"]["Review"]["Added"][0], "Tabby Cat");
+    assert_eq!(doc["ImgTag"]["Review"]["Removed"][0], "Feline");
+    assert_eq!(label_names(&doc), ["Tabby Cat"]);
+    assert_eq!(doc["Labels"][0]["Confidence"], 100.0);
+    // A human fix with a sure label is no longer "needs review".
+    assert_eq!(h.status_of("chelsea"), Some(Status::Tagged));
+    // Re-run detection: the model's labels come back, the review stays.
+    h.send(key('t'));
+    h.settle().await;
+    let doc = h.doc("metadata/animals/chelsea.png.json");
+    let names = label_names(&doc);
+    assert!(names.contains(&"Tabby Cat".to_string()), "{names:?}");
+    assert!(!names.iter().any(|n| n == "Feline"), "{names:?}");
+    assert!(names.len() > 1, "detector labels missing: {names:?}");
+    assert_eq!(doc["ImgTag"]["Detector"], "local");
+    assert_eq!(doc["ImgTag"]["Review"]["Added"][0], "Tabby Cat");
+    // Editing an untagged image is refused with a message, not a crash.
+    h.select("rocket launch");
+    h.send(key('e'));
+    assert_eq!(h.app.mode, Mode::Normal);
+    assert!(
+        h.app
+            .message
+            .as_ref()
+            .unwrap()
+            .1
+            .contains("tag this image first")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_errors_show_in_the_status_line_and_the_ui_keeps_working() {
+    use common::s3mem::{self, MemS3};
+    let mem = MemS3::new();
+    mem.create_bucket("photos");
+    mem.insert("photos", "uploads/a.jpg", &b"x"[..]);
+    mem.inject_faults([s3s::S3ErrorCode::AccessDenied]);
+    let server = s3mem::serve(mem.clone()).await;
+    let store: DynStore = Arc::new(S3Store::from_client(
+        s3mem::client(&server.endpoint()),
+        "photos",
+    ));
+    let det: DynDetector = Arc::new(LocalDetector::load().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = Harness::new(store, DetectorSource::Ready(det), dir).await;
+    assert_eq!(h.app.listing, imgtag::tui::app::Listing::Failed);
+    let (_, msg) = h.app.message.clone().unwrap();
+    assert!(msg.to_lowercase().contains("access denied"), "{msg}");
+    // Reload works once the server lets us in.
+    h.send(key('r'));
+    h.settle().await;
+    assert_eq!(h.app.listing, imgtag::tui::app::Listing::Done);
+    assert_eq!(h.app.rows.len(), 1);
+    // The server goes away: tagging reports it, nothing crashes.
+    server.stop();
+    h.send(key('t'));
+    h.settle().await;
+    let (_, msg) = h.app.message.clone().unwrap();
+    assert!(msg.contains("uploads/a.jpg"), "{msg}");
+    assert!(!h.app.work.active());
+    h.send(key('j'));
+    h.send(key('?'));
+    assert_eq!(h.app.mode, Mode::Help);
+}
