@@ -105,6 +105,8 @@ pub struct Row {
     pub problem: Option<String>,
     /// A job on this image is queued or running.
     pub busy: bool,
+    /// The best label's confidence, cached for sorting.
+    best_conf: Option<f32>,
 }
 
 impl Row {
@@ -128,6 +130,10 @@ impl Row {
             Some(Ok(p)) => Some(p.doc),
             _ => None,
         };
+        let best_conf = doc
+            .as_ref()
+            .and_then(|d| d.best_label())
+            .map(|l| l.confidence);
         Row {
             key,
             metadata_key: a.metadata.map(|m| m.key),
@@ -137,6 +143,7 @@ impl Row {
             doc,
             problem,
             busy: false,
+            best_conf,
         }
     }
 
@@ -151,8 +158,9 @@ impl Row {
         self.image.is_none()
     }
 
+    /// `needle` is lowercase.
     fn matches_text(&self, needle: &str) -> bool {
-        let has = |s: &str| s.to_lowercase().contains(needle);
+        let has = |s: &str| contains_ignore_case(s, needle);
         has(&self.key)
             || self.doc.as_ref().is_some_and(|d| {
                 d.labels
@@ -160,6 +168,19 @@ impl Row {
                     .any(|l| has(&l.name) || l.parents.iter().any(|p| has(&p.name)))
             })
     }
+}
+
+/// Case-insensitive substring test without allocating for ASCII text (the
+/// filter runs over every row of a large bucket).
+fn contains_ignore_case(hay: &str, needle: &str) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    if hay.is_ascii() && needle.is_ascii() {
+        let (h, n) = (hay.as_bytes(), needle.as_bytes());
+        return h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
+    }
+    hay.to_lowercase().contains(needle)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,7 +314,12 @@ pub struct App {
     index: HashMap<String, u32>,
     /// Row indices shown, filtered and sorted.
     pub view: Vec<u32>,
+    /// The view must be rebuilt (filter, sort or reload).
     view_dirty: bool,
+    /// Rows from this index on are not in the view yet.
+    appended_from: Option<usize>,
+    /// Rows changed in place since the view was last updated.
+    touched: Vec<u32>,
     pub counts: [usize; 7],
     pub unreadable: usize,
 
@@ -338,6 +364,8 @@ impl App {
             index: HashMap::new(),
             view: Vec::new(),
             view_dirty: false,
+            appended_from: None,
+            touched: Vec::new(),
             counts: [0; 7],
             unreadable: 0,
             cursor: 0,
@@ -372,6 +400,8 @@ impl App {
         self.index.clear();
         self.marks.clear();
         self.view.clear();
+        self.counts = [0; 7];
+        self.unreadable = 0;
         self.view_dirty = true;
         self.refresh_view();
         self.thumb = None;
@@ -420,7 +450,6 @@ impl App {
                     for a in rows {
                         self.upsert(Row::from_assessed(a));
                     }
-                    self.view_dirty = true;
                 }
                 Vec::new()
             }
@@ -478,15 +507,31 @@ impl App {
     fn upsert(&mut self, row: Row) {
         match self.index.get(&row.key) {
             Some(&i) => {
-                let busy = self.rows[i as usize].busy;
+                let (old_status, busy) = {
+                    let old = &self.rows[i as usize];
+                    (old.status, old.busy)
+                };
+                self.count_row(old_status, -1);
+                self.count_row(row.status, 1);
                 self.rows[i as usize] = Row { busy, ..row };
+                self.touched.push(i);
             }
             None => {
                 let i = self.rows.len() as u32;
+                self.count_row(row.status, 1);
                 self.index.insert(row.key.clone(), i);
                 self.rows.push(row);
+                self.appended_from.get_or_insert(i as usize);
             }
         }
+    }
+
+    fn count_row(&mut self, status: Option<Status>, delta: isize) {
+        let slot = match status {
+            Some(s) => &mut self.counts[Status::ALL.iter().position(|x| *x == s).unwrap_or(0)],
+            None => &mut self.unreadable,
+        };
+        *slot = slot.saturating_add_signed(delta);
     }
 
     fn info(&mut self, text: impl Into<String>) {
@@ -511,7 +556,6 @@ impl App {
             // A row that was in another listing generation is still shown
             // as soon as it is written.
             self.upsert(Row::from_assessed(*a));
-            self.view_dirty = true;
         }
         if !review {
             self.work.running = self.work.running.saturating_sub(1);
@@ -586,57 +630,53 @@ impl App {
     // ------------------------------------------------------------------
     // view maintenance
 
-    /// Recomputes the filtered, sorted view if rows, filter or sort
-    /// changed, keeping the selected row selected.
+    /// Brings the filtered, sorted view up to date, keeping the selected
+    /// row selected. Appended rows are merged in and changed rows moved,
+    /// so a listing page or a tagging result costs O(rows) at worst, with
+    /// no full re-sort; only a filter or sort change rebuilds the view.
     pub fn refresh_view(&mut self) {
-        if !self.view_dirty {
+        if !self.view_dirty && self.appended_from.is_none() && self.touched.is_empty() {
             return;
         }
-        self.view_dirty = false;
         let keep = self.selected_index();
         let needle = self.text_filter.to_lowercase();
-        let mut counts = [0usize; 7];
-        let mut unreadable = 0;
-        self.view.clear();
-        for (i, r) in self.rows.iter().enumerate() {
-            match r.status {
-                Some(s) => counts[Status::ALL.iter().position(|x| *x == s).unwrap_or(0)] += 1,
-                None => unreadable += 1,
-            }
-            if let Some(f) = self.status_filter
-                && r.status != Some(f)
-            {
-                continue;
-            }
-            if !needle.is_empty() && !r.matches_text(&needle) {
-                continue;
-            }
-            self.view.push(i as u32);
-        }
-        self.counts = counts;
-        self.unreadable = unreadable;
-        let rows = &self.rows;
-        match self.sort {
-            // Listings arrive in key order, images before orphans: keep it.
-            Sort::Name => {}
-            Sort::LowestConfidence => self.view.sort_by(|&a, &b| {
-                let (ra, rb) = (&rows[a as usize], &rows[b as usize]);
-                let ca = ra.best().map(|b| b.1);
-                let cb = rb.best().map(|b| b.1);
-                match (ca, cb) {
-                    (Some(x), Some(y)) => x.total_cmp(&y),
-                    (Some(_), None) => std::cmp::Ordering::Less,
-                    (None, Some(_)) => std::cmp::Ordering::Greater,
-                    (None, None) => std::cmp::Ordering::Equal,
+        if self.view_dirty {
+            self.view_dirty = false;
+            self.appended_from = None;
+            self.touched.clear();
+            let mut view: Vec<u32> = (0..self.rows.len() as u32)
+                .filter(|&i| self.shown(i, &needle))
+                .collect();
+            self.sort_slice(&mut view);
+            self.view = view;
+        } else {
+            for i in std::mem::take(&mut self.touched) {
+                if let Some(pos) = self.view.iter().position(|&v| v == i) {
+                    self.view.remove(pos);
                 }
-                .then_with(|| ra.key.cmp(&rb.key))
-            }),
-            Sort::Newest => self.view.sort_by(|&a, &b| {
-                let (ra, rb) = (&rows[a as usize], &rows[b as usize]);
-                let ta = ra.image.as_ref().and_then(|i| i.last_modified);
-                let tb = rb.image.as_ref().and_then(|i| i.last_modified);
-                tb.cmp(&ta).then_with(|| ra.key.cmp(&rb.key))
-            }),
+                if self.shown(i, &needle) {
+                    let at = self
+                        .view
+                        .partition_point(|&v| self.cmp_rows(v, i) == std::cmp::Ordering::Less);
+                    self.view.insert(at, i);
+                }
+            }
+            if let Some(from) = self.appended_from.take() {
+                let mut new: Vec<u32> = (from as u32..self.rows.len() as u32)
+                    .filter(|&i| self.shown(i, &needle))
+                    .collect();
+                self.sort_slice(&mut new);
+                if self.view.last().is_none_or(|&last| {
+                    new.first().is_none_or(|&first| {
+                        self.cmp_rows(last, first) != std::cmp::Ordering::Greater
+                    })
+                }) {
+                    self.view.extend(new);
+                } else {
+                    let old = std::mem::take(&mut self.view);
+                    self.view = self.merge(old, new);
+                }
+            }
         }
         if let Some(k) = keep
             && let Some(pos) = self.view.iter().position(|&i| i == k)
@@ -646,6 +686,61 @@ impl App {
         if self.cursor >= self.view.len() {
             self.cursor = self.view.len().saturating_sub(1);
         }
+    }
+
+    fn shown(&self, i: u32, needle: &str) -> bool {
+        let r = &self.rows[i as usize];
+        if let Some(f) = self.status_filter
+            && r.status != Some(f)
+        {
+            return false;
+        }
+        needle.is_empty() || r.matches_text(needle)
+    }
+
+    /// The order of two rows under the current sort. Rows arrive in key
+    /// order (images, then orphans), so the name order is the index order.
+    fn cmp_rows(&self, a: u32, b: u32) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        let (ra, rb) = (&self.rows[a as usize], &self.rows[b as usize]);
+        match self.sort {
+            Sort::Name => Ordering::Equal,
+            Sort::LowestConfidence => match (ra.best_conf, rb.best_conf) {
+                (Some(x), Some(y)) => x.total_cmp(&y),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => Ordering::Equal,
+            },
+            Sort::Newest => {
+                let ta = ra.image.as_ref().and_then(|i| i.last_modified);
+                let tb = rb.image.as_ref().and_then(|i| i.last_modified);
+                tb.cmp(&ta)
+            }
+        }
+        .then(a.cmp(&b))
+    }
+
+    fn sort_slice(&self, v: &mut [u32]) {
+        if self.sort != Sort::Name {
+            v.sort_unstable_by(|&a, &b| self.cmp_rows(a, b));
+        }
+    }
+
+    fn merge(&self, a: Vec<u32>, b: Vec<u32>) -> Vec<u32> {
+        let mut out = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            if self.cmp_rows(a[i], b[j]) != std::cmp::Ordering::Greater {
+                out.push(a[i]);
+                i += 1;
+            } else {
+                out.push(b[j]);
+                j += 1;
+            }
+        }
+        out.extend_from_slice(&a[i..]);
+        out.extend_from_slice(&b[j..]);
+        out
     }
 
     fn clamp_scroll(&mut self) {
@@ -1063,5 +1158,113 @@ impl App {
             _ => {}
         }
         Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::{assess, parse_metadata};
+
+    fn assessed(n: usize, conf: Option<f32>, label: &str) -> Assessed {
+        let img = ObjectInfo {
+            key: format!("uploads/{n:05}.jpg"),
+            size: 1,
+            etag: Some("\"e\"".into()),
+            last_modified: Some((n * 7919 % 1000) as i64),
+        };
+        let read = conf.map(|c| {
+            parse_metadata(
+                format!(r#"{{"Labels":[{{"Name":"{label}","Confidence":{c}}}]}}"#).as_bytes(),
+            )
+        });
+        Assessed {
+            status: Some(assess(read.as_ref(), img.etag.as_deref(), 70.0)),
+            metadata: read.as_ref().map(|_| ObjectInfo {
+                key: format!("metadata/{n:05}.jpg.json"),
+                size: 1,
+                etag: None,
+                last_modified: None,
+            }),
+            image: Some(img),
+            key_kind: None,
+            read,
+            read_error: None,
+        }
+    }
+
+    /// The incremental view (merged pages, moved rows) always equals a
+    /// full rebuild, whatever the sort and filter.
+    #[test]
+    fn incremental_view_matches_a_rebuild() {
+        let names = ["Cat", "Dog", "Feline", "Cup"];
+        for sort in [Sort::Name, Sort::LowestConfidence, Sort::Newest] {
+            for (status, text) in [(None, ""), (Some(Status::NeedsReview), ""), (None, "cat")] {
+                let mut app = App::new(
+                    Header {
+                        bucket: "b".into(),
+                        detector: "local".into(),
+                        paid: false,
+                    },
+                    Layout::default(),
+                    Keymap::default(),
+                    55.0,
+                    70.0,
+                );
+                app.start();
+                app.sort = sort;
+                app.status_filter = status;
+                app.text_filter = text.into();
+                let generation = app.generation;
+                let mut seed = 17u64;
+                let mut next = || {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (seed >> 33) as usize
+                };
+                for page in 0..6 {
+                    let rows: Vec<_> = (0..50)
+                        .map(|k| {
+                            let n = page * 50 + k;
+                            let r = next();
+                            let conf = (r % 5 != 0).then_some((r % 1000) as f32 / 10.0);
+                            assessed(n, conf, names[r % 4])
+                        })
+                        .collect();
+                    app.update(Msg::Rows { generation, rows });
+                    // Results of tagging runs change rows in place.
+                    for _ in 0..5 {
+                        let n = next() % ((page + 1) * 50);
+                        let r = next();
+                        app.update(Msg::Tagged {
+                            key: format!("uploads/{n:05}.jpg"),
+                            outcome: Outcome::Skipped { reason: "x".into() },
+                            row: Some(Box::new(assessed(
+                                n,
+                                Some((r % 1000) as f32 / 10.0),
+                                names[r % 4],
+                            ))),
+                            review: true,
+                        });
+                    }
+                    let incremental = app.view.clone();
+                    let counts = (app.counts, app.unreadable);
+                    app.view_dirty = true;
+                    app.refresh_view();
+                    assert_eq!(
+                        incremental, app.view,
+                        "{sort:?} {status:?} {text:?} page {page}"
+                    );
+                    let mut fresh = [0usize; 7];
+                    for r in &app.rows {
+                        fresh[Status::ALL
+                            .iter()
+                            .position(|x| Some(*x) == r.status)
+                            .unwrap()] += 1;
+                    }
+                    assert_eq!(counts, (fresh, 0));
+                }
+                assert!(!app.view.is_empty());
+            }
+        }
     }
 }
