@@ -700,3 +700,30 @@ async fn storage_errors_show_in_the_status_line_and_the_ui_keeps_working() {
     h.send(key('?'));
     assert_eq!(h.app.mode, Mode::Help);
 }
+
+#[test]
+fn a_large_marked_rerun_with_rekognition_asks_first() {
+    let rows: Vec<_> = (0..12)
+        .map(|i| row(&format!("uploads/{i:02}.jpg"), None))
+        .collect();
+    let mut app = listed(rows, true);
+    for _ in 0..12 {
+        app.update(key(' '));
+    }
+    assert_eq!(app.marks.len(), 12);
+    assert!(app.update(key('t')).is_empty());
+    let Mode::Confirm { text, .. } = &app.mode else {
+        panic!("no confirmation")
+    };
+    assert!(
+        text.contains("Re-run 12 marked images with Rekognition: about $0.01"),
+        "{text}"
+    );
+    let cmds = app.update(key('y'));
+    let [imgtag::tui::app::Cmd::Tag { jobs, .. }] = &cmds[..] else {
+        panic!("{cmds:?}")
+    };
+    assert_eq!(jobs.len(), 12);
+    assert_eq!(app.work.total, 12);
+    assert!(app.rows.iter().all(|r| r.busy));
+}

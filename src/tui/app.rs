@@ -207,6 +207,9 @@ impl Sort {
     }
 }
 
+/// Re-running more marked images than this with Rekognition asks first.
+pub const CONFIRM_PAID_ABOVE: usize = 10;
+
 /// The status filter cycle: the statuses an audit asks for first.
 pub const STATUS_CYCLE: [Option<Status>; 8] = [
     None,
@@ -1053,11 +1056,25 @@ impl App {
             return Vec::new();
         }
         self.marks.clear();
-        self.start_cmd(Cmd::Tag {
+        let n = jobs.len();
+        let cmd = Cmd::Tag {
             jobs,
             min_confidence: self.min_confidence,
             force: true,
-        })
+        };
+        // A large marked set costs money with Rekognition: say how much.
+        if self.header.paid && n > CONFIRM_PAID_ABOVE {
+            self.mode = Mode::Confirm {
+                text: format!(
+                    "Re-run {n} marked images with Rekognition: about ${:.2} at $1.00 per 1,000 images, at MinConfidence {}?",
+                    n as f64 * crate::cli::REKOGNITION_PRICE_PER_IMAGE,
+                    self.min_confidence
+                ),
+                cmd,
+            };
+            return Vec::new();
+        }
+        self.start_cmd(cmd)
     }
 
     fn ask_tag_untagged(&mut self) {
