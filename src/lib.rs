@@ -9,6 +9,7 @@
 //! - [`detection`]: the local model and Rekognition behind one trait.
 //! - [`pipeline`]: the one tagging function every front end calls.
 //! - [`sanitize`]: making untrusted text safe for a terminal.
+//! - [`watch`]: tagging new images as they arrive, until stopped.
 
 pub mod catalog;
 pub mod cli;
@@ -21,3 +22,4 @@ pub mod lambda;
 pub mod pipeline;
 pub mod sanitize;
 pub mod storage;
+pub mod watch;
