@@ -474,6 +474,7 @@ impl State<'_> {
             now_seen.insert(key, etag);
         }
         // Deleted images are forgotten: if one comes back, it is new.
+        self.retry.retain(|k| now_seen.contains_key(k));
         self.seen = now_seen;
         for key in initial.into_iter().flatten() {
             self.enqueue(key);

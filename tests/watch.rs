@@ -175,13 +175,17 @@ fn label_names(doc: &serde_json::Value) -> Vec<String> {
 /// The document for a complete image: real labels, no error, and the
 /// ETag and size of every byte of it.
 fn assert_tagged(doc: &serde_json::Value, key: &str, data: &[u8]) {
+    assert_tagged_at(doc, key, data, 10.0);
+}
+
+fn assert_tagged_at(doc: &serde_json::Value, key: &str, data: &[u8], min_confidence: f64) {
     let t = &doc["ImgTag"];
     assert_eq!(t["Source"]["Key"], key, "{doc}");
     assert!(t["Error"].is_null(), "{doc}");
     assert_eq!(t["Source"]["ETag"], md5_etag(data), "{doc}");
     assert_eq!(t["Source"]["Size"], data.len(), "{doc}");
     assert_eq!(t["Detector"], "local");
-    assert_eq!(t["MinConfidence"], 10.0);
+    assert_eq!(t["MinConfidence"], min_confidence);
     assert!(!label_names(doc).is_empty(), "{doc}");
 }
 
@@ -316,6 +320,54 @@ fn watch_a_folder_tags_new_images_once_they_are_complete() {
         .filter(|n| n.starts_with(".imgtag-tmp-"))
         .collect();
     assert!(left.is_empty(), "temp files left: {left:?}");
+}
+
+/// `--poll` (for network file systems, and the fallback when notifications
+/// are unavailable): the same debounce on top of polling.
+#[test]
+fn watch_a_folder_by_polling() {
+    let home = tempfile::tempdir().unwrap();
+    let bucket = tempfile::tempdir().unwrap();
+    let up = bucket.path().join("uploads");
+    let b = bucket.path().to_str().unwrap();
+    let mut w = Watch::start(
+        home.path(),
+        &[
+            "--bucket",
+            b,
+            "--json",
+            "--poll",
+            "--interval",
+            "0.1",
+            "--debounce",
+            "1000",
+        ],
+    );
+    wait_for("the watch to start", &mut w, |w| {
+        w.stderr().contains("(polling").then_some(())
+    });
+    // uploads/ did not exist: the watcher made it.
+    assert!(up.is_dir());
+    std::fs::create_dir(up.join("in")).unwrap();
+    {
+        let mut f = std::fs::File::create(up.join("in/coffee.jpg")).unwrap();
+        for chunk in COFFEE.chunks(COFFEE.len().div_ceil(8)) {
+            f.write_all(chunk).unwrap();
+            f.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+    let doc = wait_for("the document", &mut w, |_| {
+        read_doc(&bucket.path().join("metadata/in/coffee.jpg.json"))
+    });
+    assert_tagged_at(&doc, "uploads/in/coffee.jpg", COFFEE, 55.0);
+    wait_for("the outcome line", &mut w, |w| {
+        (!w.outcomes("uploads/in/coffee.jpg").is_empty()).then_some(())
+    });
+    let (status, out, stderr) = w.interrupt();
+    assert!(status.success(), "{status:?}\n{stderr}");
+    assert_eq!(out.len(), 1, "read once, complete: {out:?}");
+    assert!(out[0].contains("\"outcome\":\"tagged\""), "{out:?}");
 }
 
 /// Polls the in-memory bucket (off the server's threads) until `key` exists.
