@@ -104,6 +104,23 @@ impl Watch {
         );
     }
 
+    /// Waits for the watcher to exit on its own.
+    fn exited(mut self) -> (ExitStatus, String) {
+        let mut child = self.child.take().unwrap();
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(t0.elapsed() < TIMEOUT, "still running:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        for r in self.readers.drain(..) {
+            r.join().unwrap();
+        }
+        (status, self.stderr())
+    }
+
     /// SIGINT, as Ctrl-C sends; returns the exit status once all output
     /// is read.
     fn interrupt(mut self) -> (ExitStatus, Vec<String>, String) {
@@ -415,6 +432,28 @@ async fn watch_polls_a_bucket_and_survives_an_outage() {
             "--json",
         ],
     );
+    // A bucket that does not exist is a mistake to report, not to wait out.
+    let missing = Watch::start(
+        home.path(),
+        &[
+            "--bucket",
+            "no-such-bucket",
+            "--endpoint-url",
+            &endpoint,
+            "--path-style",
+            "--detector",
+            "local",
+        ],
+    );
+    let (status, stderr) = tokio::task::spawn_blocking(move || missing.exited())
+        .await
+        .unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("bucket \"no-such-bucket\" does not exist"),
+        "{stderr}"
+    );
+
     let doc = wait_for_object(&mem, "metadata/before.jpg.json", &mut w).await;
     assert_tagged(&doc, "uploads/before.jpg", ASTRONAUT);
 
