@@ -266,6 +266,8 @@ struct State<'w> {
     queued: HashSet<String>,
     in_flight: HashSet<String>,
     tasks: tokio::task::JoinSet<(String, Outcome)>,
+    /// Which image each task tags, to free its key should it panic.
+    task_keys: HashMap<tokio::task::Id, String>,
     /// Listing: the ETag each image had when last queued or seen.
     seen: HashMap<String, Option<Box<str>>>,
     /// Listing: images to queue on the next listing whatever their ETag.
@@ -277,7 +279,8 @@ impl State<'_> {
     /// Notes a file-system event on `path` (or a file found by a scan).
     fn touch(&mut self, path: &Path, walk_dirs: bool, now: Instant) {
         let Some(root) = &self.root else { return };
-        if walk_dirs && path.is_dir() {
+        // Not following links, as the store's listing does: they can loop.
+        if walk_dirs && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
             // A folder moved or created in: its files bring no events of
             // their own.
             let Ok(rd) = std::fs::read_dir(path) else {
@@ -394,10 +397,12 @@ impl State<'_> {
             let store = self.store.clone();
             let detector = self.detector.clone();
             let opts = self.opts.tag.clone();
-            self.tasks.spawn(async move {
-                let outcome = crate::pipeline::tag(&store, &detector, &key, &opts).await;
-                (key, outcome)
+            let key2 = key.clone();
+            let handle = self.tasks.spawn(async move {
+                let outcome = crate::pipeline::tag(&store, &detector, &key2, &opts).await;
+                (key2, outcome)
             });
+            self.task_keys.insert(handle.id(), key);
         }
         for k in waiting.into_iter().rev() {
             self.queue.push_front(k);
@@ -481,11 +486,32 @@ impl State<'_> {
         }
     }
 
-    async fn drain(&mut self) -> Result<(), WatchError> {
-        while let Some(done) = self.tasks.join_next().await {
-            if let Ok((key, outcome)) = done {
-                self.on_outcome(key, outcome)?;
+    /// Reports a finished tagging task.
+    fn on_task(
+        &mut self,
+        done: Result<(tokio::task::Id, (String, Outcome)), tokio::task::JoinError>,
+    ) -> Result<(), WatchError> {
+        match done {
+            Ok((id, (key, outcome))) => {
+                self.task_keys.remove(&id);
+                self.on_outcome(key, outcome)
             }
+            Err(e) => {
+                let key = self.task_keys.remove(&e.id()).unwrap_or_default();
+                self.in_flight.remove(&key);
+                writeln!(
+                    self.err,
+                    "imgtag watch: tagging {} failed: {e}",
+                    for_terminal(&key)
+                )?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn drain(&mut self) -> Result<(), WatchError> {
+        while let Some(done) = self.tasks.join_next_with_id().await {
+            self.on_task(done)?;
         }
         Ok(())
     }
@@ -575,6 +601,7 @@ pub async fn watch(
         queued: HashSet::new(),
         in_flight: HashSet::new(),
         tasks: tokio::task::JoinSet::new(),
+        task_keys: HashMap::new(),
         seen: HashMap::new(),
         retry: HashSet::new(),
         summary: WatchSummary::default(),
@@ -621,12 +648,7 @@ pub async fn watch(
         tokio::select! {
             biased;
             _ = &mut stop => break,
-            Some(done) = w.tasks.join_next(), if !w.tasks.is_empty() => {
-                match done {
-                    Ok((key, outcome)) => w.on_outcome(key, outcome)?,
-                    Err(e) => writeln!(w.err, "imgtag watch: a tagging task failed: {e}")?,
-                }
-            }
+            Some(done) = w.tasks.join_next_with_id(), if !w.tasks.is_empty() => w.on_task(done)?,
             res = async { scan.as_mut().expect("guarded").await }, if scan.is_some() => {
                 scan = None;
                 let res = res.unwrap_or_else(|e| Err(StorageError::Other {

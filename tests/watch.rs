@@ -488,6 +488,24 @@ async fn watch_polls_a_bucket_and_survives_an_outage() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    // A replaced image (new content, new ETag in the listing) is tagged
+    // again.
+    mem.insert("watched", "uploads/before.jpg", COFFEE);
+    let t0 = Instant::now();
+    loop {
+        let doc = wait_for_object(&mem, "metadata/before.jpg.json", &mut w).await;
+        if doc["ImgTag"]["Source"]["ETag"] == md5_etag(COFFEE) {
+            assert_tagged(&doc, "uploads/before.jpg", COFFEE);
+            break;
+        }
+        assert!(t0.elapsed() < TIMEOUT, "not re-tagged: {doc}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    while w.outcomes("uploads/before.jpg").len() < 2 {
+        assert!(t0.elapsed() < TIMEOUT);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     let (status, out, stderr) = tokio::task::spawn_blocking(move || w.interrupt())
         .await
         .unwrap();
@@ -500,13 +518,14 @@ async fn watch_polls_a_bucket_and_survives_an_outage() {
             v["key"].as_str().unwrap().to_string()
         })
         .collect();
-    // Each image once; the folder placeholder never.
+    // Each image once per content; the folder placeholder never.
     assert_eq!(
         keys,
         [
             "uploads/before.jpg",
             "uploads/new/coffee.jpg",
-            "uploads/during.png"
+            "uploads/during.png",
+            "uploads/before.jpg"
         ],
         "{stderr}"
     );
