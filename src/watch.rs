@@ -203,6 +203,9 @@ fn key_for(root: &Path, layout: &Layout, path: &Path) -> Option<String> {
 
 type EventRx = tokio::sync::mpsc::UnboundedReceiver<notify::Result<notify::Event>>;
 
+/// A running watcher, its events, and whether it polls.
+type FsWatch = (Box<dyn notify::Watcher + Send>, EventRx, bool);
+
 /// Starts notifications on `dir`, falling back to polling (with a message
 /// saying why) when the platform's notifications cannot be had.
 fn start_watcher(
@@ -210,7 +213,7 @@ fn start_watcher(
     poll: bool,
     interval: Duration,
     err: &mut dyn Write,
-) -> Result<(Box<dyn notify::Watcher + Send>, EventRx), WatchError> {
+) -> Result<FsWatch, WatchError> {
     use notify::Watcher;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let handler = move |ev| {
@@ -222,7 +225,7 @@ fn start_watcher(
             Ok(w)
         });
         match native {
-            Ok(w) => return Ok((Box::new(w), rx)),
+            Ok(w) => return Ok((Box::new(w), rx, false)),
             Err(e) => {
                 let hint = if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) {
                     " (raise the limit with sysctl fs.inotify.max_user_watches)"
@@ -249,7 +252,7 @@ fn start_watcher(
             path: dir.to_path_buf(),
             message: e.to_string(),
         })?;
-    Ok((Box::new(w), rx))
+    Ok((Box::new(w), rx, true))
 }
 
 /// The watch loop's state.
@@ -551,23 +554,31 @@ pub async fn watch(
     let mut events: Option<EventRx> = None;
     let _fs_watcher = match &folder {
         Some((root, poll)) => {
-            let dir = layout
+            let parts: Vec<&str> = layout
                 .uploads_prefix()
                 .trim_end_matches('/')
                 .split('/')
-                .fold(root.clone(), |p, c| p.join(c));
+                .collect();
+            let dir = parts.iter().fold(root.clone(), |p, c| p.join(c));
+            if parts.iter().any(|c| matches!(*c, "" | "." | "..")) {
+                return Err(WatchError::Watch {
+                    path: dir,
+                    message: "the uploads prefix must be a plain folder path inside the bucket"
+                        .into(),
+                });
+            }
             // Notifications need the folder to exist; it is where images go.
             std::fs::create_dir_all(&dir).map_err(|e| WatchError::Watch {
                 path: dir.clone(),
                 message: e.to_string(),
             })?;
-            let (w, rx) = start_watcher(&dir, *poll, opts.interval, err)?;
+            let (w, rx, polling) = start_watcher(&dir, *poll, opts.interval, err)?;
             events = Some(rx);
             writeln!(
                 err,
                 "watching {} ({}, debounce {} ms); Ctrl-C to stop",
                 for_terminal(&dir.display().to_string()),
-                if *poll {
+                if polling {
                     "polling"
                 } else {
                     "file-system notifications"
