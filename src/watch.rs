@@ -552,7 +552,9 @@ pub async fn watch(
     // Notifications first, then the initial scan, so nothing that arrives
     // in between is missed.
     let mut events: Option<EventRx> = None;
-    let _fs_watcher = match &folder {
+    // The folder watched, and whether it is polled.
+    let mut watched: Option<(PathBuf, bool)> = None;
+    let mut fs_watcher = match &folder {
         Some((root, poll)) => {
             let parts: Vec<&str> = layout
                 .uploads_prefix()
@@ -574,6 +576,7 @@ pub async fn watch(
             })?;
             let (w, rx, polling) = start_watcher(&dir, *poll, opts.interval, err)?;
             events = Some(rx);
+            watched = Some((dir.clone(), polling));
             writeln!(
                 err,
                 "watching {} ({}, debounce {} ms); Ctrl-C to stop",
@@ -717,6 +720,24 @@ pub async fn watch(
                     }
                     Err(e) => {
                         writeln!(w.err, "imgtag watch: {}", for_terminal(&e.to_string()))?;
+                        // Folders created since the start took the watches
+                        // left: poll from now on, or they would go unseen.
+                        if matches!(e.kind, notify::ErrorKind::MaxFilesWatch)
+                            && let Some((dir, polling)) = &mut watched
+                            && !*polling
+                        {
+                            writeln!(
+                                w.err,
+                                "imgtag watch: out of file-system watches (raise sysctl \
+                                 fs.inotify.max_user_watches); polling every {:.1}s instead",
+                                opts.interval.as_secs_f64()
+                            )?;
+                            let (nw, rx, _) = start_watcher(dir, true, opts.interval, w.err)?;
+                            fs_watcher = Some(nw);
+                            events = Some(rx);
+                            *polling = true;
+                            rescan = true;
+                        }
                         w.err.flush()?;
                     }
                 }
@@ -726,6 +747,7 @@ pub async fn watch(
         }
     }
     // Stopped: nothing new starts; what is being tagged finishes.
+    drop(fs_watcher);
     if let Some(s) = scan {
         s.abort();
     }
