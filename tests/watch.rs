@@ -340,12 +340,16 @@ fn watch_a_folder_tags_new_images_once_they_are_complete() {
 }
 
 /// `--poll` (for network file systems, and the fallback when notifications
-/// are unavailable): the same debounce on top of polling.
+/// are unavailable): the same debounce on top of polling. With
+/// `--no-initial-scan`, what was there before is left alone.
 #[test]
 fn watch_a_folder_by_polling() {
     let home = tempfile::tempdir().unwrap();
     let bucket = tempfile::tempdir().unwrap();
     let up = bucket.path().join("uploads");
+    // Untagged, but there before the watch and no initial scan asked for.
+    std::fs::create_dir_all(up.join("old")).unwrap();
+    std::fs::write(up.join("old/chelsea.png"), CHELSEA).unwrap();
     let b = bucket.path().to_str().unwrap();
     let mut w = Watch::start(
         home.path(),
@@ -353,6 +357,7 @@ fn watch_a_folder_by_polling() {
             "--bucket",
             b,
             "--json",
+            "--no-initial-scan",
             "--poll",
             "--interval",
             "0.1",
@@ -363,8 +368,6 @@ fn watch_a_folder_by_polling() {
     wait_for("the watch to start", &mut w, |w| {
         w.stderr().contains("(polling").then_some(())
     });
-    // uploads/ did not exist: the watcher made it.
-    assert!(up.is_dir());
     std::fs::create_dir(up.join("in")).unwrap();
     {
         let mut f = std::fs::File::create(up.join("in/coffee.jpg")).unwrap();
@@ -383,7 +386,12 @@ fn watch_a_folder_by_polling() {
     });
     let (status, out, stderr) = w.interrupt();
     assert!(status.success(), "{status:?}\n{stderr}");
-    assert_eq!(out.len(), 1, "read once, complete: {out:?}");
+    assert_eq!(
+        out.len(),
+        1,
+        "read once, complete, and nothing else: {out:?}"
+    );
+    assert!(!bucket.path().join("metadata/old").exists());
     assert!(out[0].contains("\"outcome\":\"tagged\""), "{out:?}");
 }
 
