@@ -660,64 +660,12 @@ pub async fn tag(
                 stop.store(true, Ordering::SeqCst);
             }
         }
-        if run.json {
-            #[derive(Serialize)]
-            struct Line<'a> {
-                key: &'a str,
-                #[serde(flatten)]
-                outcome: &'a Outcome,
-            }
-            let line = json_line(&Line {
-                key: &key,
-                outcome: &outcome,
-            });
-            bar.suspend(|| writeln!(out, "{line}"))?;
+        let line = if run.json {
+            outcome_json(&key, &outcome)
         } else {
-            let text = match &outcome {
-                Outcome::Tagged { best, labels, .. } => format!(
-                    "tagged     {}  {} labels{}",
-                    for_terminal(&key),
-                    labels,
-                    best.as_ref()
-                        .map(|(n, c)| format!(", best {} {c:.1}", for_terminal(n)))
-                        .unwrap_or_default()
-                ),
-                Outcome::Unchanged { .. } => format!("unchanged  {}", for_terminal(&key)),
-                Outcome::Failed { code, message, .. } => format!(
-                    "failed     {}  {}: {}",
-                    for_terminal(&key),
-                    for_terminal(code),
-                    for_terminal(message)
-                ),
-                Outcome::Conflict { metadata_key } => format!(
-                    "conflict   {}  {} changed while tagging; not overwritten",
-                    for_terminal(&key),
-                    for_terminal(metadata_key)
-                ),
-                Outcome::Retry { message } => {
-                    format!(
-                        "retry      {}  {}",
-                        for_terminal(&key),
-                        for_terminal(message)
-                    )
-                }
-                Outcome::Skipped { reason } => {
-                    format!(
-                        "skipped    {}  {}",
-                        for_terminal(&key),
-                        for_terminal(reason)
-                    )
-                }
-                Outcome::Fatal { message } => {
-                    format!(
-                        "stopped    {}  {}",
-                        for_terminal(&key),
-                        for_terminal(message)
-                    )
-                }
-            };
-            bar.suspend(|| writeln!(out, "{text}"))?;
-        }
+            outcome_text(&key, &outcome)
+        };
+        bar.suspend(|| writeln!(out, "{line}"))?;
     }
     bar.finish_and_clear();
     ctrl_c.abort();
@@ -725,4 +673,62 @@ pub async fn tag(
         stop.load(Ordering::SeqCst) && done < summary.selected && summary.fatal.is_none();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// One human line for an image's outcome, as `imgtag tag` and
+/// `imgtag watch` print it. Keys and messages are untrusted: escaped.
+pub fn outcome_text(key: &str, outcome: &crate::pipeline::Outcome) -> String {
+    use crate::pipeline::Outcome;
+    match outcome {
+        Outcome::Tagged { best, labels, .. } => format!(
+            "tagged     {}  {} labels{}",
+            for_terminal(key),
+            labels,
+            best.as_ref()
+                .map(|(n, c)| format!(", best {} {c:.1}", for_terminal(n)))
+                .unwrap_or_default()
+        ),
+        Outcome::Unchanged { .. } => format!("unchanged  {}", for_terminal(key)),
+        Outcome::Failed { code, message, .. } => format!(
+            "failed     {}  {}: {}",
+            for_terminal(key),
+            for_terminal(code),
+            for_terminal(message)
+        ),
+        Outcome::Conflict { metadata_key } => format!(
+            "conflict   {}  {} changed while tagging; not overwritten",
+            for_terminal(key),
+            for_terminal(metadata_key)
+        ),
+        Outcome::Retry { message } => {
+            format!(
+                "retry      {}  {}",
+                for_terminal(key),
+                for_terminal(message)
+            )
+        }
+        Outcome::Skipped { reason } => {
+            format!("skipped    {}  {}", for_terminal(key), for_terminal(reason))
+        }
+        Outcome::Fatal { message } => {
+            format!(
+                "stopped    {}  {}",
+                for_terminal(key),
+                for_terminal(message)
+            )
+        }
+    }
+}
+
+/// One JSON line for an image's outcome: `{"key": ..., "outcome": ...}`
+/// plus the outcome's fields, as `imgtag tag --json` and
+/// `imgtag watch --json` print it.
+pub fn outcome_json(key: &str, outcome: &crate::pipeline::Outcome) -> String {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        key: &'a str,
+        #[serde(flatten)]
+        outcome: &'a crate::pipeline::Outcome,
+    }
+    json_line(&Line { key, outcome })
 }

@@ -11,6 +11,7 @@
 //! - [`sanitize`]: making untrusted text safe for a terminal.
 //! - [`tui`]: the operator's terminal UI.
 //! - [`lambda`]: the automated path's event handling.
+//! - [`watch`]: tagging new images as they arrive, until stopped.
 
 pub mod catalog;
 pub mod cli;
@@ -24,3 +25,4 @@ pub mod pipeline;
 pub mod sanitize;
 pub mod storage;
 pub mod tui;
+pub mod watch;

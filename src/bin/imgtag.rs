@@ -2,12 +2,14 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use imgtag::cli::{self, CliError, LsFilter};
 use imgtag::config::CommonArgs;
 use imgtag::contract::Status;
+use imgtag::storage::BucketSpec;
 
 #[derive(Parser)]
 #[command(
@@ -85,6 +87,42 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Watch a local folder or a bucket and tag each new or replaced image
+    /// under uploads/ as it arrives, until Ctrl-C.
+    ///
+    /// A folder is watched with file-system notifications (polling if they
+    /// are unavailable, or with --poll); an S3 bucket is listed every
+    /// --interval seconds. On start, images that are untagged or stale are
+    /// tagged first (unless --no-initial-scan).
+    Watch {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Seconds between listings of an S3 bucket (and between scans of a
+        /// polled folder, and before an image is retried).
+        #[arg(long, default_value = "10", value_name = "SECS", value_parser = parse_secs)]
+        interval: Duration,
+        /// A new or changed file in a folder is read only once it has been
+        /// quiet (same size and modification time) this many milliseconds,
+        /// so that files still being copied are not read half-way.
+        #[arg(long, default_value_t = 1500, value_name = "MS")]
+        debounce: u64,
+        /// Images tagged at once (also the cap on Rekognition calls in
+        /// flight).
+        #[arg(long, default_value_t = 4, value_name = "N")]
+        concurrency: usize,
+        /// Only tag what arrives from now on; by default, images that are
+        /// untagged or stale when the watch starts are tagged first.
+        #[arg(long)]
+        no_initial_scan: bool,
+        /// Poll a local folder every --interval instead of using
+        /// file-system notifications (network file systems, where
+        /// notifications miss other machines' writes).
+        #[arg(long)]
+        poll: bool,
+        /// One JSON object per image (as `tag --json`) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show an image's metadata pairing and labels (KEY may be the image's
     /// or its metadata's key).
     Show {
@@ -96,6 +134,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if v.is_finite() && (0.05..=86_400.0).contains(&v) {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(format!("{v} is outside 0.05-86400 seconds"))
+    }
 }
 
 fn init_logging() {
@@ -217,6 +267,62 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if !summary.ok() {
                 return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Watch {
+            common,
+            interval,
+            debounce,
+            concurrency,
+            no_initial_scan,
+            poll,
+            json,
+        } => {
+            let settings = common.resolve()?;
+            let store = settings
+                .open_store()
+                .await
+                .with_context(|| format!("opening bucket {:?}", settings.bucket))?;
+            let source = match &settings.bucket {
+                // Opened again as the concrete type: notifications need the
+                // folder's path (open_store made the demo folder if needed).
+                BucketSpec::Local(path) => imgtag::watch::WatchSource::Folder {
+                    store: imgtag::storage::LocalStore::open(path)
+                        .with_context(|| format!("opening folder {}", path.display()))?,
+                    poll,
+                },
+                BucketSpec::S3(_) => imgtag::watch::WatchSource::Listing(store),
+            };
+            let detector = imgtag::detection::build(settings.detector, &settings.s3, concurrency)
+                .await
+                .context("starting the detector")?;
+            let mut tag = imgtag::pipeline::TagOptions::new(settings.layout.clone(), "imgtag");
+            tag.min_confidence = settings.min_confidence;
+            tag.max_labels = settings.max_labels;
+            let opts = imgtag::watch::WatchOptions {
+                tag,
+                review_below: settings.review_below,
+                interval,
+                debounce: Duration::from_millis(debounce),
+                concurrency,
+                initial_scan: !no_initial_scan,
+                json,
+            };
+            let mut err = std::io::stderr();
+            let summary = imgtag::watch::watch(
+                source,
+                detector,
+                opts,
+                imgtag::watch::ctrl_c(),
+                &mut out,
+                &mut err,
+            )
+            .await
+            .context("watching")?;
+            out.flush()?;
+            eprintln!("{summary}");
+            if let Some(fatal) = &summary.fatal {
+                anyhow::bail!("stopped: {fatal}");
             }
         }
         Command::Show { common, key, json } => {

@@ -330,13 +330,32 @@ impl Drop for TestServer {
 /// Serves any `s3s::S3` implementation over HTTP/1.1 on loopback, with
 /// SigV4 authentication for the test key pair.
 pub async fn serve(s3: impl S3) -> TestServer {
+    serve_at(s3, SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// Serves on a given address: after [`TestServer::stop`], serving the same
+/// `MemS3` (a clone shares its objects) at the old address brings the
+/// server back, as a restarted server would come back.
+pub async fn serve_at(s3: impl S3, addr: SocketAddr) -> TestServer {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use hyper_util::server::conn::auto::Builder;
 
     let mut b = s3s::service::S3ServiceBuilder::new(s3);
     b.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
     let service = b.build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // A stopped server's listener closes when its aborted task is next
+    // dropped by the runtime: give it a moment.
+    let mut tries = 0;
+    let listener = loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => break l,
+            Err(e) if tries < 100 && e.kind() == std::io::ErrorKind::AddrInUse => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("binding {addr}: {e}"),
+        }
+    };
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         let mut conns = tokio::task::JoinSet::new();
