@@ -3,7 +3,8 @@
 //! [`App::update`] changes the state and returns the slow work to start as
 //! [`Cmd`]s, which the runtime runs off the UI task.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::hash::BuildHasher;
 
 use crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
@@ -107,6 +108,9 @@ pub struct Row {
     pub busy: bool,
     /// The best label's confidence, cached for sorting.
     best_conf: Option<f32>,
+    /// Key, label and parent names, lowercased and joined: what `/`
+    /// searches, built once so filtering a large bucket is one scan a row.
+    search: Box<str>,
 }
 
 impl Row {
@@ -134,7 +138,19 @@ impl Row {
             .as_ref()
             .and_then(|d| d.best_label())
             .map(|l| l.confidence);
+        let mut search = key.to_lowercase();
+        if let Some(d) = &doc {
+            for l in &d.labels {
+                search.push('\n');
+                search.push_str(&l.name.to_lowercase());
+                for p in &l.parents {
+                    search.push('\n');
+                    search.push_str(&p.name.to_lowercase());
+                }
+            }
+        }
         Row {
+            search: search.into_boxed_str(),
             key,
             metadata_key: a.metadata.map(|m| m.key),
             image: a.image,
@@ -158,29 +174,10 @@ impl Row {
         self.image.is_none()
     }
 
-    /// `needle` is lowercase.
+    /// `needle` is lowercase and has no newline.
     fn matches_text(&self, needle: &str) -> bool {
-        let has = |s: &str| contains_ignore_case(s, needle);
-        has(&self.key)
-            || self.doc.as_ref().is_some_and(|d| {
-                d.labels
-                    .iter()
-                    .any(|l| has(&l.name) || l.parents.iter().any(|p| has(&p.name)))
-            })
+        self.search.contains(needle)
     }
-}
-
-/// Case-insensitive substring test without allocating for ASCII text (the
-/// filter runs over every row of a large bucket).
-fn contains_ignore_case(hay: &str, needle: &str) -> bool {
-    if needle.is_empty() {
-        return true;
-    }
-    if hay.is_ascii() && needle.is_ascii() {
-        let (h, n) = (hay.as_bytes(), needle.as_bytes());
-        return h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
-    }
-    hay.to_lowercase().contains(needle)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -314,7 +311,15 @@ pub struct App {
     pub review_below: f32,
 
     pub rows: Vec<Row>,
-    index: HashMap<String, u32>,
+    /// Row indices by key hash: the keys live only in the rows.
+    index: hashbrown::HashTable<u32>,
+    hasher: std::hash::RandomState,
+    /// Sort keys, parallel to `rows` and compact, so sorting and merging
+    /// 100,000 rows touches a few hundred KB, not the rows themselves.
+    conf_keys: Vec<f32>,
+    time_keys: Vec<i64>,
+    /// The text filter only grew since the view was built: narrow it.
+    narrowed: bool,
     /// Row indices shown, filtered and sorted.
     pub view: Vec<u32>,
     /// The view must be rebuilt (filter, sort or reload).
@@ -364,7 +369,11 @@ impl App {
             min_confidence,
             review_below,
             rows: Vec::new(),
-            index: HashMap::new(),
+            index: hashbrown::HashTable::new(),
+            hasher: std::hash::RandomState::new(),
+            conf_keys: Vec::new(),
+            time_keys: Vec::new(),
+            narrowed: false,
             view: Vec::new(),
             view_dirty: false,
             appended_from: None,
@@ -401,6 +410,8 @@ impl App {
         self.listing = Listing::Running;
         self.rows.clear();
         self.index.clear();
+        self.conf_keys.clear();
+        self.time_keys.clear();
         self.marks.clear();
         self.view.clear();
         self.counts = [0; 7];
@@ -469,7 +480,7 @@ impl App {
                 Vec::new()
             }
             Msg::TagStarted { key } => {
-                if let Some(&i) = self.index.get(&key) {
+                if let Some(i) = self.find(&key) {
                     self.rows[i as usize].busy = true;
                 }
                 self.work.running += 1;
@@ -507,9 +518,23 @@ impl App {
         self.selected_row().map(|r| r.key.clone())
     }
 
+    /// The row index of `key`.
+    pub fn find(&self, key: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(key);
+        self.index
+            .find(hash, |&i| self.rows[i as usize].key == key)
+            .copied()
+    }
+
     fn upsert(&mut self, row: Row) {
-        match self.index.get(&row.key) {
-            Some(&i) => {
+        let conf = row.best_conf.unwrap_or(f32::INFINITY);
+        let time = row
+            .image
+            .as_ref()
+            .and_then(|i| i.last_modified)
+            .unwrap_or(i64::MIN);
+        match self.find(&row.key) {
+            Some(i) => {
                 let (old_status, busy) = {
                     let old = &self.rows[i as usize];
                     (old.status, old.busy)
@@ -517,13 +542,20 @@ impl App {
                 self.count_row(old_status, -1);
                 self.count_row(row.status, 1);
                 self.rows[i as usize] = Row { busy, ..row };
+                self.conf_keys[i as usize] = conf;
+                self.time_keys[i as usize] = time;
                 self.touched.push(i);
             }
             None => {
                 let i = self.rows.len() as u32;
                 self.count_row(row.status, 1);
-                self.index.insert(row.key.clone(), i);
+                let hash = self.hasher.hash_one(row.key.as_str());
+                let (rows, hasher) = (&self.rows, &self.hasher);
+                self.index
+                    .insert_unique(hash, i, |&j| hasher.hash_one(rows[j as usize].key.as_str()));
                 self.rows.push(row);
+                self.conf_keys.push(conf);
+                self.time_keys.push(time);
                 self.appended_from.get_or_insert(i as usize);
             }
         }
@@ -552,7 +584,7 @@ impl App {
         row: Option<Box<Assessed>>,
         review: bool,
     ) -> Vec<Cmd> {
-        if let Some(&i) = self.index.get(&key) {
+        if let Some(i) = self.find(&key) {
             self.rows[i as usize].busy = false;
         }
         if let Some(a) = row {
@@ -638,13 +670,18 @@ impl App {
     /// so a listing page or a tagging result costs O(rows) at worst, with
     /// no full re-sort; only a filter or sort change rebuilds the view.
     pub fn refresh_view(&mut self) {
-        if !self.view_dirty && self.appended_from.is_none() && self.touched.is_empty() {
+        if !self.view_dirty
+            && !self.narrowed
+            && self.appended_from.is_none()
+            && self.touched.is_empty()
+        {
             return;
         }
         let keep = self.selected_index();
         let needle = self.text_filter.to_lowercase();
         if self.view_dirty {
             self.view_dirty = false;
+            self.narrowed = false;
             self.appended_from = None;
             self.touched.clear();
             let mut view: Vec<u32> = (0..self.rows.len() as u32)
@@ -653,6 +690,12 @@ impl App {
             self.sort_slice(&mut view);
             self.view = view;
         } else {
+            if std::mem::take(&mut self.narrowed) {
+                // Only rows shown now can match a longer filter.
+                let mut view = std::mem::take(&mut self.view);
+                view.retain(|&i| self.shown(i, &needle));
+                self.view = view;
+            }
             for i in std::mem::take(&mut self.touched) {
                 if let Some(pos) = self.view.iter().position(|&v| v == i) {
                     self.view.remove(pos);
@@ -704,21 +747,12 @@ impl App {
     /// The order of two rows under the current sort. Rows arrive in key
     /// order (images, then orphans), so the name order is the index order.
     fn cmp_rows(&self, a: u32, b: u32) -> std::cmp::Ordering {
-        use std::cmp::Ordering;
-        let (ra, rb) = (&self.rows[a as usize], &self.rows[b as usize]);
+        let (x, y) = (a as usize, b as usize);
         match self.sort {
-            Sort::Name => Ordering::Equal,
-            Sort::LowestConfidence => match (ra.best_conf, rb.best_conf) {
-                (Some(x), Some(y)) => x.total_cmp(&y),
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (None, None) => Ordering::Equal,
-            },
-            Sort::Newest => {
-                let ta = ra.image.as_ref().and_then(|i| i.last_modified);
-                let tb = rb.image.as_ref().and_then(|i| i.last_modified);
-                tb.cmp(&ta)
-            }
+            Sort::Name => std::cmp::Ordering::Equal,
+            // Rows without labels carry +inf: last.
+            Sort::LowestConfidence => self.conf_keys[x].total_cmp(&self.conf_keys[y]),
+            Sort::Newest => self.time_keys[y].cmp(&self.time_keys[x]),
         }
         .then(a.cmp(&b))
     }
@@ -858,19 +892,30 @@ impl App {
             _ => {}
         }
         if input.kind == InputKind::Filter {
-            // The filter applies as it is typed.
-            self.text_filter = input.buf.clone();
-            self.view_dirty = true;
+            // The filter applies as it is typed; a longer filter only
+            // narrows the view it already has.
+            self.set_text_filter(input.buf.clone());
         }
         self.mode = Mode::Input(input);
         Vec::new()
     }
 
+    fn set_text_filter(&mut self, text: String) {
+        if text == self.text_filter {
+            return;
+        }
+        if text.starts_with(self.text_filter.as_str()) && !text.contains('\n') {
+            self.narrowed = true;
+        } else {
+            self.view_dirty = true;
+        }
+        self.text_filter = text;
+    }
+
     fn submit_input(&mut self, input: Input) -> Vec<Cmd> {
         match input.kind {
             InputKind::Filter => {
-                self.text_filter = input.buf.trim().to_string();
-                self.view_dirty = true;
+                self.set_text_filter(input.buf.trim().to_string());
                 Vec::new()
             }
             InputKind::Threshold => match crate::config::parse_confidence(&input.buf) {
@@ -1122,7 +1167,7 @@ impl App {
     fn start_cmd(&mut self, cmd: Cmd) -> Vec<Cmd> {
         if let Cmd::Tag { jobs, .. } = &cmd {
             for j in jobs {
-                if let Some(&i) = self.index.get(&j.key) {
+                if let Some(i) = self.find(&j.key) {
                     self.rows[i as usize].busy = true;
                 }
             }
@@ -1281,6 +1326,15 @@ mod tests {
                     assert_eq!(counts, (fresh, 0));
                 }
                 assert!(!app.view.is_empty());
+                // Typing a longer filter narrows the view it has.
+                for t in ["d", "do", "dog", "dogs"] {
+                    app.set_text_filter(format!("{text}{t}"));
+                    app.refresh_view();
+                    let incremental = app.view.clone();
+                    app.view_dirty = true;
+                    app.refresh_view();
+                    assert_eq!(incremental, app.view, "{sort:?} {status:?} {text:?}+{t}");
+                }
             }
         }
     }
