@@ -9,7 +9,10 @@
 //! - [`detection`]: the local model and Rekognition behind one trait.
 //! - [`pipeline`]: the one tagging function every front end calls.
 //! - [`sanitize`]: making untrusted text safe for a terminal.
+//! - [`lambda`]: S3 event and Batch Operations handling (the automated path).
+//! - [`backfill`]: Batch Operations manifests for the existing backlog.
 
+pub mod backfill;
 pub mod catalog;
 pub mod cli;
 pub mod config;

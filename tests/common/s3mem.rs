@@ -33,6 +33,9 @@ struct State {
     buckets: HashMap<String, BTreeMap<String, MemObj>>,
     faults: VecDeque<S3ErrorCode>,
     requests: u64,
+    /// Answer 403 for missing objects, as S3 does to a caller without
+    /// s3:ListBucket.
+    deny_missing: bool,
 }
 
 #[derive(Clone, Default)]
@@ -88,6 +91,20 @@ impl MemS3 {
     /// The next requests fail with these error codes, in order.
     pub fn inject_faults(&self, codes: impl IntoIterator<Item = S3ErrorCode>) {
         self.state.lock().unwrap().faults.extend(codes);
+    }
+
+    /// Behave as S3 does towards a role without s3:ListBucket: a missing
+    /// object is AccessDenied, not NoSuchKey.
+    pub fn deny_missing(&self, on: bool) {
+        self.state.lock().unwrap().deny_missing = on;
+    }
+
+    fn missing(&self) -> S3Error {
+        if self.state.lock().unwrap().deny_missing {
+            s3_error!(AccessDenied)
+        } else {
+            s3_error!(NoSuchKey)
+        }
     }
 
     pub fn requests(&self) -> u64 {
@@ -202,10 +219,9 @@ impl S3 for MemS3 {
                 .buckets
                 .get(&input.bucket)
                 .ok_or_else(|| s3_error!(NoSuchBucket))?;
-            b.get(&input.key)
-                .cloned()
-                .ok_or_else(|| s3_error!(NoSuchKey))?
+            b.get(&input.key).cloned()
         };
+        let obj = obj.ok_or_else(|| self.missing())?;
         let len = obj.data.len() as u64;
         let (body, content_range) = match input.range {
             None => (obj.data.clone(), None),
@@ -233,12 +249,15 @@ impl S3 for MemS3 {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         self.enter()?;
         let input = req.input;
-        let st = self.state.lock().unwrap();
-        let b = st
-            .buckets
-            .get(&input.bucket)
-            .ok_or_else(|| s3_error!(NoSuchBucket))?;
-        let obj = b.get(&input.key).ok_or_else(|| s3_error!(NoSuchKey))?;
+        let obj = {
+            let st = self.state.lock().unwrap();
+            let b = st
+                .buckets
+                .get(&input.bucket)
+                .ok_or_else(|| s3_error!(NoSuchBucket))?;
+            b.get(&input.key).cloned()
+        };
+        let obj = obj.ok_or_else(|| self.missing())?;
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(obj.data.len() as i64),
             e_tag: Some(ETag::Strong(obj.etag.clone())),
