@@ -313,7 +313,7 @@ async fn notification_fixture_tags_every_image_record_in_its_own_bucket() {
             "events",
             "metadata/100% sure.jpg.json",
             "uploads/100% sure.jpg",
-            "Cup",
+            "Coffee",
         ),
     ] {
         let doc = b.doc(bucket, meta);
@@ -398,7 +398,7 @@ async fn a_replaced_image_is_tagged_again_on_its_new_event() {
     assert_eq!(reply["records"][0]["outcome"], "tagged");
     assert_eq!(counter.calls.load(Ordering::SeqCst), 2);
     let doc = b.doc("events", "metadata/my cat.jpg.json");
-    assert!(doc.doc.labels.iter().any(|l| l.name == "Cup"));
+    assert!(doc.doc.labels.iter().any(|l| l.name == "Coffee"));
     assert!(!doc.doc.labels.iter().any(|l| l.name == "Cat"));
 }
 
@@ -414,7 +414,7 @@ async fn throttled_notification_fails_the_invocation_and_redelivery_finishes_it(
     let opts = lambda_opts();
     // Enough SlowDown answers to exhaust the client's 4 attempts on the
     // first record's first request.
-    b.mem.inject_faults([S3ErrorCode::SlowDown; 4]);
+    b.mem.inject_faults(std::iter::repeat_n(S3ErrorCode::SlowDown, 4));
     let err = handle_invocation(fixture("s3-put-several.json"), b.store_for(), &det, &opts)
         .await
         .unwrap_err();
@@ -525,7 +525,7 @@ async fn throttling_in_a_batch_is_a_temporary_failure() {
     b.mem.insert("events", "uploads/old cat.png", CHELSEA);
     let det: DynDetector = counting();
     let opts = lambda_opts();
-    b.mem.inject_faults([S3ErrorCode::SlowDown; 4]);
+    b.mem.inject_faults(std::iter::repeat_n(S3ErrorCode::SlowDown, 4));
     let reply = handle_invocation(fixture("batch-2.0.json"), b.store_for(), &det, &opts)
         .await
         .unwrap();
@@ -550,7 +550,7 @@ async fn a_5xx_in_a_batch_is_a_temporary_failure() {
     let b = Buckets::new(&["events"]).await;
     b.mem.insert("events", "uploads/old cat.png", CHELSEA);
     let det: DynDetector = counting();
-    b.mem.inject_faults([S3ErrorCode::InternalError; 4]);
+    b.mem.inject_faults(std::iter::repeat_n(S3ErrorCode::InternalError, 4));
     let reply = handle_invocation(fixture("batch-2.0.json"), b.store_for(), &det, &lambda_opts())
         .await
         .unwrap();
