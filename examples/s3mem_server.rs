@@ -13,7 +13,9 @@ use std::io::Write;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let bucket = args.next().ok_or("usage: s3mem_server BUCKET KEY=FILE...")?;
+    let bucket = args
+        .next()
+        .ok_or("usage: s3mem_server BUCKET KEY=FILE...")?;
     let mem = s3mem::MemS3::new();
     mem.create_bucket(&bucket);
     for put in args {

@@ -22,7 +22,9 @@ pub enum BackfillError {
     Cli(#[from] CliError),
     #[error("writing the manifest: {0}")]
     Storage(#[from] StorageError),
-    #[error("manifest key {key:?} is under {prefix:?}; put it outside the image and metadata prefixes")]
+    #[error(
+        "manifest key {key:?} is under {prefix:?}; put it outside the image and metadata prefixes"
+    )]
     ManifestKey { key: String, prefix: String },
     #[error("{0}")]
     Usage(String),
@@ -268,7 +270,10 @@ mod tests {
         );
         assert_eq!(j["Manifest"]["Location"]["ETag"], "abc");
         assert_eq!(j["Report"]["Bucket"], "arn:aws-cn:s3:::b");
-        assert_eq!(j["Operation"]["LambdaInvoke"]["InvocationSchemaVersion"], "2.0");
+        assert_eq!(
+            j["Operation"]["LambdaInvoke"]["InvocationSchemaVersion"],
+            "2.0"
+        );
         assert_eq!(j["ClientRequestToken"].as_str().unwrap().len(), 32);
 
         let none = JobTarget::default();

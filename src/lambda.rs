@@ -14,9 +14,7 @@ use crate::config::DetectorKind;
 use crate::contract::{DEFAULT_MIN_CONFIDENCE, Layout, is_folder_placeholder};
 use crate::detection::DynDetector;
 use crate::pipeline::{Outcome, TagOptions, tag};
-use crate::storage::{
-    DynStore, Object, ObjectInfo, PutCondition, StorageError, Store, StoreKind,
-};
+use crate::storage::{DynStore, Object, ObjectInfo, PutCondition, StorageError, Store, StoreKind};
 
 /// `ImgTag.TaggedBy` for documents the Lambda handler writes.
 pub const TAGGED_BY: &str = "imgtag-lambda";
@@ -58,7 +56,11 @@ impl LambdaConfig {
     /// Same as [`from_env`](Self::from_env) over any lookup. Empty values
     /// count as unset, so a template can pass an empty parameter.
     pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, LambdaError> {
-        let get = |name: &str| get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let min_confidence = match get("IMGTAG_MIN_CONFIDENCE") {
             None => DEFAULT_MIN_CONFIDENCE,
             Some(v) => match v.parse::<f32>() {
@@ -368,7 +370,11 @@ impl WithoutListBucket {
         })
     }
 
-    fn absent_if_denied<T>(&self, key: &str, r: Result<T, StorageError>) -> Result<T, StorageError> {
+    fn absent_if_denied<T>(
+        &self,
+        key: &str,
+        r: Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
         match r {
             Err(StorageError::AccessDenied { .. }) if key.starts_with(&self.metadata_prefix) => {
                 Err(StorageError::NotFound { key: key.into() })
@@ -677,7 +683,10 @@ mod tests {
         assert!(matches!(parse_invocation(b).unwrap(), Invocation::Batch(_)));
         let t = serde_json::json!({"Service": "Amazon S3", "Event": "s3:TestEvent",
             "Bucket": "b"});
-        assert!(matches!(parse_invocation(t).unwrap(), Invocation::TestEvent));
+        assert!(matches!(
+            parse_invocation(t).unwrap(),
+            Invocation::TestEvent
+        ));
         let err = parse_invocation(serde_json::json!({"detail-type": "x"})).unwrap_err();
         assert!(err.to_string().contains("detail-type"), "{err}");
         let err = parse_invocation(serde_json::json!({"Records": "nope"})).unwrap_err();

@@ -185,7 +185,10 @@ async fn the_command_uploads_the_manifest_and_prints_the_job() {
     let job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let manifest = mem.object("backlog", "imgtag/manifests/run1.csv").unwrap();
     assert_eq!(
-        String::from_utf8(manifest.data.to_vec()).unwrap().lines().count(),
+        String::from_utf8(manifest.data.to_vec())
+            .unwrap()
+            .lines()
+            .count(),
         4
     );
     assert_eq!(job["AccountId"], "111122223333");
@@ -193,8 +196,14 @@ async fn the_command_uploads_the_manifest_and_prints_the_job() {
         job["Operation"]["LambdaInvoke"]["FunctionArn"],
         "arn:aws:lambda:us-east-1:111122223333:function:imgtag-tagger"
     );
-    assert_eq!(job["Operation"]["LambdaInvoke"]["InvocationSchemaVersion"], "2.0");
-    assert_eq!(job["RoleArn"], "arn:aws:iam::111122223333:role/imgtag-batch");
+    assert_eq!(
+        job["Operation"]["LambdaInvoke"]["InvocationSchemaVersion"],
+        "2.0"
+    );
+    assert_eq!(
+        job["RoleArn"],
+        "arn:aws:iam::111122223333:role/imgtag-batch"
+    );
     assert_eq!(
         job["Manifest"]["Spec"]["Format"],
         "S3BatchOperations_CSV_20180820"
@@ -224,15 +233,7 @@ async fn the_command_uploads_the_manifest_and_prints_the_job() {
     // --out writes the manifest locally, --status narrows it.
     let file = home.path().join("manifest.csv");
     let mut args = base;
-    args.extend(
-        [
-            "--status",
-            "stale",
-            "--out",
-            file.to_str().unwrap(),
-        ]
-        .map(String::from),
-    );
+    args.extend(["--status", "stale", "--out", file.to_str().unwrap()].map(String::from));
     let out = run(args).await.unwrap();
     assert!(
         out.status.success(),

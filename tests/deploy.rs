@@ -149,7 +149,10 @@ fn sam_template_matches_the_handler_and_the_build() {
     let role = &t[t.find("  TaggerRole:").unwrap()..t.find("  Tagger:").unwrap()];
     assert!(role.contains("Action: s3:GetObject\n") && role.contains("${UploadsPrefix}*"));
     assert!(role.contains("- s3:PutObject") && role.contains("${MetadataPrefix}*"));
-    assert!(!role.contains("ListBucket"), "ListBucket is for the operator only");
+    assert!(
+        !role.contains("ListBucket"),
+        "ListBucket is for the operator only"
+    );
 
     // Every IMGTAG_ variable the template sets is one the handler reads,
     // and the values it passes by default are accepted.

@@ -183,7 +183,10 @@ use s3s::S3ErrorCode;
 const COFFEE: &[u8] = include_bytes!("../assets/samples/coffee.jpg");
 
 fn fixture(name: &str) -> serde_json::Value {
-    let path = format!("{}/tests/fixtures/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/events/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -263,7 +266,8 @@ async fn notification_fixture_tags_every_image_record_in_its_own_bucket() {
     let b = Buckets::new(&["events", "other-bucket"]).await;
     b.mem.insert("events", "uploads/my cat.jpg", CHELSEA);
     b.mem.insert("events", "uploads/a+b.png", CHELSEA);
-    b.mem.insert("other-bucket", "uploads/caf\u{e9} \u{732b}.png", CHELSEA);
+    b.mem
+        .insert("other-bucket", "uploads/caf\u{e9} \u{732b}.png", CHELSEA);
     b.mem.insert("events", "uploads/100% sure.jpg", COFFEE);
     b.mem.insert("events", "uploads/2024/", Bytes::new());
     let counter = counting();
@@ -301,7 +305,12 @@ async fn notification_fixture_tags_every_image_record_in_its_own_bucket() {
 
     // The documents, at the canonical keys, in the bucket of each record.
     for (bucket, meta, image, label) in [
-        ("events", "metadata/my cat.jpg.json", "uploads/my cat.jpg", "Cat"),
+        (
+            "events",
+            "metadata/my cat.jpg.json",
+            "uploads/my cat.jpg",
+            "Cat",
+        ),
         ("events", "metadata/a+b.png.json", "uploads/a+b.png", "Cat"),
         (
             "other-bucket",
@@ -321,7 +330,10 @@ async fn notification_fixture_tags_every_image_record_in_its_own_bucket() {
         assert_eq!(t.tagged_by, "imgtag-lambda");
         assert_eq!(t.detector, "local");
         assert_eq!(t.min_confidence, 55.0);
-        assert_eq!((t.source.bucket.as_str(), t.source.key.as_str()), (bucket, image));
+        assert_eq!(
+            (t.source.bucket.as_str(), t.source.key.as_str()),
+            (bucket, image)
+        );
         let etag = b.mem.object(bucket, image).unwrap().etag;
         assert_eq!(
             imgtag::contract::normalize_etag(t.source.etag.as_deref().unwrap()),
@@ -348,7 +360,11 @@ async fn notification_fixture_tags_every_image_record_in_its_own_bucket() {
     let again = handle_invocation(event, b.store_for(), &det, &opts)
         .await
         .unwrap();
-    assert_eq!(counter.calls.load(Ordering::SeqCst), 4, "no second detection");
+    assert_eq!(
+        counter.calls.load(Ordering::SeqCst),
+        4,
+        "no second detection"
+    );
     let outcomes: Vec<&str> = again["records"]
         .as_array()
         .unwrap()
@@ -357,7 +373,14 @@ async fn notification_fixture_tags_every_image_record_in_its_own_bucket() {
         .collect();
     assert_eq!(
         outcomes,
-        ["unchanged", "unchanged", "unchanged", "unchanged", "skipped", "skipped"]
+        [
+            "unchanged",
+            "unchanged",
+            "unchanged",
+            "unchanged",
+            "skipped",
+            "skipped"
+        ]
     );
     let after = b.mem.object("events", "metadata/my cat.jpg.json").unwrap();
     assert_eq!(before.etag, after.etag);
@@ -365,9 +388,14 @@ async fn notification_fixture_tags_every_image_record_in_its_own_bucket() {
     // A new threshold is a different request: the image is tagged again.
     let mut stricter = opts.clone();
     stricter.min_confidence = 80.0;
-    handle_invocation(fixture("s3-put-several.json"), b.store_for(), &det, &stricter)
-        .await
-        .unwrap();
+    handle_invocation(
+        fixture("s3-put-several.json"),
+        b.store_for(),
+        &det,
+        &stricter,
+    )
+    .await
+    .unwrap();
     assert_eq!(counter.calls.load(Ordering::SeqCst), 8);
     assert_eq!(
         b.doc("events", "metadata/my cat.jpg.json")
@@ -407,14 +435,16 @@ async fn throttled_notification_fails_the_invocation_and_redelivery_finishes_it(
     let b = Buckets::new(&["events", "other-bucket"]).await;
     b.mem.insert("events", "uploads/my cat.jpg", CHELSEA);
     b.mem.insert("events", "uploads/a+b.png", CHELSEA);
-    b.mem.insert("other-bucket", "uploads/caf\u{e9} \u{732b}.png", CHELSEA);
+    b.mem
+        .insert("other-bucket", "uploads/caf\u{e9} \u{732b}.png", CHELSEA);
     b.mem.insert("events", "uploads/100% sure.jpg", COFFEE);
     let counter = counting();
     let det: DynDetector = counter.clone();
     let opts = lambda_opts();
     // Enough SlowDown answers to exhaust the client's 4 attempts on the
     // first record's first request.
-    b.mem.inject_faults(std::iter::repeat_n(S3ErrorCode::SlowDown, 4));
+    b.mem
+        .inject_faults(std::iter::repeat_n(S3ErrorCode::SlowDown, 4));
     let err = handle_invocation(fixture("s3-put-several.json"), b.store_for(), &det, &opts)
         .await
         .unwrap_err();
@@ -448,8 +478,10 @@ async fn throttled_notification_fails_the_invocation_and_redelivery_finishes_it(
 async fn batch_fixtures_schema_1_and_2_get_one_result_per_task() {
     let b = Buckets::new(&["events"]).await;
     b.mem.insert("events", "uploads/old cat.png", CHELSEA);
-    b.mem.insert("events", "uploads/notes.jpg", &b"not an image"[..]);
-    b.mem.insert("events", "uploads/r\u{e9}sum\u{e9} +1.png", CHELSEA);
+    b.mem
+        .insert("events", "uploads/notes.jpg", &b"not an image"[..]);
+    b.mem
+        .insert("events", "uploads/r\u{e9}sum\u{e9} +1.png", CHELSEA);
     let counter = counting();
     let det: DynDetector = counter.clone();
     let opts = lambda_opts();
@@ -525,7 +557,8 @@ async fn throttling_in_a_batch_is_a_temporary_failure() {
     b.mem.insert("events", "uploads/old cat.png", CHELSEA);
     let det: DynDetector = counting();
     let opts = lambda_opts();
-    b.mem.inject_faults(std::iter::repeat_n(S3ErrorCode::SlowDown, 4));
+    b.mem
+        .inject_faults(std::iter::repeat_n(S3ErrorCode::SlowDown, 4));
     let reply = handle_invocation(fixture("batch-2.0.json"), b.store_for(), &det, &opts)
         .await
         .unwrap();
@@ -537,7 +570,11 @@ async fn throttling_in_a_batch_is_a_temporary_failure() {
             .contains("throttled"),
         "{reply}"
     );
-    assert!(b.mem.object("events", "metadata/old cat.png.json").is_none());
+    assert!(
+        b.mem
+            .object("events", "metadata/old cat.png.json")
+            .is_none()
+    );
     // S3 retries the task; this time it goes through.
     let reply = handle_invocation(fixture("batch-2.0.json"), b.store_for(), &det, &opts)
         .await
@@ -550,11 +587,20 @@ async fn a_5xx_in_a_batch_is_a_temporary_failure() {
     let b = Buckets::new(&["events"]).await;
     b.mem.insert("events", "uploads/old cat.png", CHELSEA);
     let det: DynDetector = counting();
-    b.mem.inject_faults(std::iter::repeat_n(S3ErrorCode::InternalError, 4));
-    let reply = handle_invocation(fixture("batch-2.0.json"), b.store_for(), &det, &lambda_opts())
-        .await
-        .unwrap();
-    assert_eq!(reply["results"][0]["resultCode"], "TemporaryFailure", "{reply}");
+    b.mem
+        .inject_faults(std::iter::repeat_n(S3ErrorCode::InternalError, 4));
+    let reply = handle_invocation(
+        fixture("batch-2.0.json"),
+        b.store_for(),
+        &det,
+        &lambda_opts(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        reply["results"][0]["resultCode"], "TemporaryFailure",
+        "{reply}"
+    );
 }
 
 #[tokio::test]

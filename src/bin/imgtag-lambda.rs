@@ -74,7 +74,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             // Fails the init phase: Lambda reports it and never runs a
             // function with a setting nobody asked for.
             tracing::error!(error = %format!("{e:#}"), "cold start failed");
-            return Err(e.into());
+            std::process::exit(1);
         }
     };
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
