@@ -195,41 +195,24 @@ where
     let mut out = Vec::with_capacity(event.records.len());
     for rec in &event.records {
         let bucket = rec.s3.bucket.name.clone();
-        let key = match decode_event_key(&rec.s3.object.key) {
-            Ok(k) => k,
-            Err(e) => {
-                out.push(RecordResult {
-                    bucket,
-                    key: rec.s3.object.key.clone(),
-                    outcome: Outcome::Skipped {
-                        reason: e.to_string(),
-                    },
-                });
-                continue;
+        let skipped = |reason: String| Outcome::Skipped { reason };
+        let (key, outcome) = match decode_event_key(&rec.s3.object.key) {
+            Err(e) => (rec.s3.object.key.clone(), skipped(e.to_string())),
+            Ok(key)
+                if !rec.event_name.is_empty() && !rec.event_name.starts_with("ObjectCreated") =>
+            {
+                let why = format!("event {} is not an object creation", rec.event_name);
+                (key, skipped(why))
+            }
+            Ok(key) if is_folder_placeholder(&key) || opts.layout.image_rest(&key).is_none() => {
+                let why = format!("not an image under {}", opts.layout.uploads_prefix());
+                (key, skipped(why))
+            }
+            Ok(key) => {
+                let outcome = tag(&store_for(&bucket), detector, &key, opts).await;
+                (key, outcome)
             }
         };
-        if !rec.event_name.is_empty() && !rec.event_name.starts_with("ObjectCreated") {
-            out.push(RecordResult {
-                bucket,
-                key,
-                outcome: Outcome::Skipped {
-                    reason: format!("event {} is not an object creation", rec.event_name),
-                },
-            });
-            continue;
-        }
-        if is_folder_placeholder(&key) || opts.layout.image_rest(&key).is_none() {
-            out.push(RecordResult {
-                bucket,
-                key,
-                outcome: Outcome::Skipped {
-                    reason: format!("not an image under {}", opts.layout.uploads_prefix()),
-                },
-            });
-            continue;
-        }
-        let store = store_for(&bucket);
-        let outcome = tag(&store, detector, &key, opts).await;
         log_outcome(&bucket, &key, &outcome);
         out.push(RecordResult {
             bucket,
@@ -308,6 +291,7 @@ where
             (Err(e), _) | (_, Err(e)) => ("PermanentFailure", e.to_string()),
             (Ok(bucket), Ok(key)) => {
                 let outcome = tag(&store_for(&bucket), detector, &key, opts).await;
+                log_outcome(&bucket, &key, &outcome);
                 match outcome {
                     Outcome::Tagged {
                         metadata_key,
@@ -332,7 +316,6 @@ where
         let text: String = text.chars().take(200).collect();
         tracing::info!(
             task_id = %task.task_id,
-            key = %task.s3_key,
             result_code = code,
             result = %text,
             "batch task"
