@@ -109,5 +109,9 @@ print("   labels:", ", ".join(names))
 EOF
 grep -q '"key":"uploads/chelsea the cat.png"' "$work/watch.log" \
     || fail "no structured JSON log line with the decoded key"
+# Sequential mode: the runtime exported this invocation's trace id, which
+# the SDK forwards for Lambda's recursive-loop detection.
+grep -q '"trace_id_env":"Root=1-' "$work/watch.log" \
+    || fail "_X_AMZN_TRACE_ID was not set for the invocation"
 
 echo "== lambda emulator check passed in $(( $(date +%s) - start ))s"

@@ -80,6 +80,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let state = state.clone();
         async move {
+            // Set by the runtime for this invocation (sequential mode); the
+            // SDK forwards it to S3 and Rekognition for loop detection.
+            let trace_env = std::env::var("_X_AMZN_TRACE_ID").unwrap_or_default();
+            tracing::info!(
+                request_id = %event.context.request_id,
+                trace_id_env = %trace_env,
+                "invocation"
+            );
             // The bucket is the one each record names (not configuration);
             // the role has no ListBucket, see `WithoutListBucket`.
             let store_for = |bucket: &str| -> DynStore {
