@@ -28,6 +28,8 @@ pub enum BackfillError {
     ManifestKey { key: String, prefix: String },
     #[error("{0}")]
     Usage(String),
+    #[error("creating the Batch Operations job: {0}")]
+    Submit(String),
 }
 
 /// Kept as they are in a manifest key: unreserved characters and `/`.
@@ -212,6 +214,97 @@ pub fn create_job_json(
         "ClientRequestToken": token,
         "Description": format!("imgtag backfill: {images} images")
     })
+}
+
+/// `--submit`: the same job, created through S3 Control's `CreateJob`
+/// (cargo feature `backfill-submit`).
+#[cfg(feature = "backfill-submit")]
+pub mod submit {
+    use aws_sdk_s3control::operation::create_job::builders::CreateJobFluentBuilder;
+    use aws_sdk_s3control::types::{
+        JobManifest, JobManifestFieldName, JobManifestFormat, JobManifestLocation, JobManifestSpec,
+        JobOperation, JobReport, JobReportFormat, JobReportScope, LambdaInvokeOperation,
+    };
+
+    use super::BackfillError;
+
+    fn field<'a>(job: &'a serde_json::Value, path: &[&str]) -> Result<&'a str, BackfillError> {
+        let mut v = job;
+        for p in path {
+            v = &v[*p];
+        }
+        match v.as_str() {
+            Some(s) if !s.starts_with('<') => Ok(s),
+            _ => Err(BackfillError::Usage(format!(
+                "--submit needs {} (pass --function-arn, --role-arn and --account-id)",
+                path.join(".")
+            ))),
+        }
+    }
+
+    /// The `CreateJob` request for the JSON [`super::create_job_json`]
+    /// prints, so that the printed job and the submitted one cannot differ.
+    pub fn request(
+        client: &aws_sdk_s3control::Client,
+        job: &serde_json::Value,
+    ) -> Result<CreateJobFluentBuilder, BackfillError> {
+        let build = |e: aws_sdk_s3control::error::BuildError| BackfillError::Usage(e.to_string());
+        let lambda = LambdaInvokeOperation::builder()
+            .function_arn(field(job, &["Operation", "LambdaInvoke", "FunctionArn"])?)
+            .invocation_schema_version(field(
+                job,
+                &["Operation", "LambdaInvoke", "InvocationSchemaVersion"],
+            )?)
+            .user_arguments("source", "imgtag backfill")
+            .build();
+        let manifest = JobManifest::builder()
+            .spec(
+                JobManifestSpec::builder()
+                    .format(JobManifestFormat::S3BatchOperationsCsv20180820)
+                    .fields(JobManifestFieldName::Bucket)
+                    .fields(JobManifestFieldName::Key)
+                    .build()
+                    .map_err(build)?,
+            )
+            .location(
+                JobManifestLocation::builder()
+                    .object_arn(field(job, &["Manifest", "Location", "ObjectArn"])?)
+                    .e_tag(field(job, &["Manifest", "Location", "ETag"])?)
+                    .build()
+                    .map_err(build)?,
+            )
+            .build();
+        let report = JobReport::builder()
+            .bucket(field(job, &["Report", "Bucket"])?)
+            .prefix(field(job, &["Report", "Prefix"])?)
+            .format(JobReportFormat::ReportCsv20180820)
+            .enabled(true)
+            .report_scope(JobReportScope::FailedTasksOnly)
+            .build();
+        Ok(client
+            .create_job()
+            .account_id(field(job, &["AccountId"])?)
+            .confirmation_required(job["ConfirmationRequired"].as_bool().unwrap_or(true))
+            .operation(JobOperation::builder().lambda_invoke(lambda).build())
+            .manifest(manifest)
+            .report(report)
+            .priority(job["Priority"].as_i64().unwrap_or(10) as i32)
+            .role_arn(field(job, &["RoleArn"])?)
+            .client_request_token(field(job, &["ClientRequestToken"])?)
+            .description(field(job, &["Description"])?))
+    }
+
+    /// Creates the job; returns its id.
+    pub async fn create_job(
+        client: &aws_sdk_s3control::Client,
+        job: &serde_json::Value,
+    ) -> Result<String, BackfillError> {
+        let out = request(client, job)?
+            .send()
+            .await
+            .map_err(|e| BackfillError::Submit(crate::storage::error_chain(&e)))?;
+        Ok(out.job_id().unwrap_or_default().to_string())
+    }
 }
 
 #[cfg(test)]

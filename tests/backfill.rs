@@ -245,3 +245,115 @@ async fn the_command_uploads_the_manifest_and_prints_the_job() {
         "backlog,uploads/stale.png\n"
     );
 }
+
+/// `--submit` sends the job that is printed (run with
+/// `--features backfill-submit`; CI does).
+#[cfg(feature = "backfill-submit")]
+#[test]
+fn submit_builds_the_printed_job() {
+    use aws_sdk_s3control::types::{JobManifestFieldName, JobManifestFormat, JobReportScope};
+
+    let conf = aws_sdk_s3control::Config::builder()
+        .behavior_version(aws_sdk_s3control::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3control::config::Region::new("us-east-1"))
+        .build();
+    let client = aws_sdk_s3control::Client::from_conf(conf);
+    let target = backfill::JobTarget {
+        function_arn: Some("arn:aws:lambda:us-east-1:111122223333:function:imgtag-tagger".into()),
+        role_arn: Some("arn:aws:iam::111122223333:role/imgtag-batch".into()),
+        account_id: None,
+        priority: 7,
+    };
+    let job = backfill::create_job_json(&target, "backlog", "imgtag/manifests/m.csv", "\"e1\"", 4);
+    let req = backfill::submit::request(&client, &job).unwrap();
+    let input = req.as_input();
+    assert_eq!(input.get_account_id().as_deref(), Some("111122223333"));
+    assert_eq!(input.get_priority(), &Some(7));
+    assert_eq!(input.get_confirmation_required(), &Some(true));
+    assert_eq!(
+        input.get_role_arn().as_deref(),
+        Some("arn:aws:iam::111122223333:role/imgtag-batch")
+    );
+    let lambda = input
+        .get_operation()
+        .as_ref()
+        .unwrap()
+        .lambda_invoke()
+        .unwrap();
+    assert_eq!(
+        lambda.function_arn(),
+        Some("arn:aws:lambda:us-east-1:111122223333:function:imgtag-tagger")
+    );
+    assert_eq!(lambda.invocation_schema_version(), Some("2.0"));
+    let manifest = input.get_manifest().as_ref().unwrap();
+    let spec = manifest.spec().unwrap();
+    assert_eq!(
+        spec.format(),
+        &JobManifestFormat::S3BatchOperationsCsv20180820
+    );
+    assert_eq!(
+        spec.fields(),
+        [JobManifestFieldName::Bucket, JobManifestFieldName::Key]
+    );
+    let loc = manifest.location().unwrap();
+    assert_eq!(
+        loc.object_arn(),
+        "arn:aws:s3:::backlog/imgtag/manifests/m.csv"
+    );
+    assert_eq!(loc.e_tag(), "e1");
+    let report = input.get_report().as_ref().unwrap();
+    assert_eq!(report.bucket(), Some("arn:aws:s3:::backlog"));
+    assert_eq!(
+        report.report_scope(),
+        Some(&JobReportScope::FailedTasksOnly)
+    );
+    assert_eq!(
+        input.get_client_request_token().as_deref(),
+        job["ClientRequestToken"].as_str()
+    );
+
+    // Placeholders are never sent.
+    let job = backfill::create_job_json(
+        &backfill::JobTarget::default(),
+        "backlog",
+        "imgtag/manifests/m.csv",
+        "e1",
+        4,
+    );
+    let err = backfill::submit::request(&client, &job).unwrap_err();
+    assert!(err.to_string().contains("--submit needs"), "{err}");
+}
+
+/// Without the feature, `--submit` says how to get the job created, and
+/// uploads nothing.
+#[cfg(not(feature = "backfill-submit"))]
+#[tokio::test]
+async fn submit_without_the_feature_is_a_clear_error() {
+    let mem = backlog_bucket();
+    let server = s3mem::serve(mem.clone()).await;
+    let endpoint = server.endpoint();
+    let home = tempfile::tempdir().unwrap();
+    let home_path = home.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        imgtag(
+            &home_path,
+            &[
+                "backfill",
+                "--bucket",
+                "backlog",
+                "--endpoint-url",
+                &endpoint,
+                "--path-style",
+                "--manifest-key",
+                "imgtag/manifests/x.csv",
+                "--submit",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("backfill-submit"), "{stderr}");
+    assert!(mem.object("backlog", "imgtag/manifests/x.csv").is_none());
+}

@@ -115,6 +115,11 @@ enum Command {
         /// Job priority.
         #[arg(long, default_value_t = 10)]
         priority: i32,
+        /// Create the job (S3 Control CreateJob) instead of only printing
+        /// it. It still waits for your confirmation before it runs. Needs a
+        /// build with the cargo feature `backfill-submit`.
+        #[arg(long, conflicts_with = "out")]
+        submit: bool,
     },
     /// Show an image's metadata pairing and labels (KEY may be the image's
     /// or its metadata's key).
@@ -127,6 +132,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// S3 Control in the same account and region as the bucket (the S3
+/// endpoint override does not apply: S3 Control is a different service).
+#[cfg(feature = "backfill-submit")]
+async fn s3control_client(s3: &imgtag::storage::S3Options) -> aws_sdk_s3control::Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(p) = &s3.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = &s3.region {
+        loader = loader.region(aws_config::Region::new(r.clone()));
+    }
+    aws_sdk_s3control::Client::new(&loader.load().await)
 }
 
 fn init_logging() {
@@ -259,8 +278,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             role_arn,
             account_id,
             priority,
+            submit,
         } => {
             use imgtag::backfill;
+            if submit && !cfg!(feature = "backfill-submit") {
+                anyhow::bail!(
+                    "this imgtag was built without --submit (cargo feature backfill-submit); \
+                     run without it and pass the printed job to `aws s3control create-job`"
+                );
+            }
             let settings = common.resolve()?;
             let store = settings
                 .open_store()
@@ -305,6 +331,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 backfill::create_job_json(&target, store.bucket_name(), &key, &etag, keys.len());
             writeln!(out, "{}", imgtag::sanitize::json_line(&job))?;
             out.flush()?;
+            #[cfg(feature = "backfill-submit")]
+            if submit {
+                let client = s3control_client(&settings.s3).await;
+                let id = backfill::submit::create_job(&client, &job).await?;
+                eprintln!(
+                    "created Batch Operations job {} for {} images (manifest s3://{}/{}); it runs \
+                     once confirmed in the S3 console or with\n  aws s3control update-job-status \
+                     --account-id {} --job-id {} --requested-job-status Ready",
+                    imgtag::sanitize::for_terminal(&id),
+                    keys.len(),
+                    imgtag::sanitize::for_terminal(store.bucket_name()),
+                    imgtag::sanitize::for_terminal(&key),
+                    imgtag::sanitize::for_terminal(job["AccountId"].as_str().unwrap_or_default()),
+                    imgtag::sanitize::for_terminal(&id),
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             eprintln!(
                 "wrote s3://{}/{} ({} images). Create the job with:\n  aws s3control create-job{} --cli-input-json file://job.json\n\
                  where job.json is the JSON above, then confirm it in the S3 console or with\n  \
