@@ -113,5 +113,9 @@ grep -q '"key":"uploads/chelsea the cat.png"' "$work/watch.log" \
 # the SDK forwards for Lambda's recursive-loop detection.
 grep -q '"trace_id_env":"Root=1-' "$work/watch.log" \
     || fail "_X_AMZN_TRACE_ID was not set for the invocation"
+sleep 0.3  # the server reports trace ids every 100 ms
+trace=$(grep -o '"trace_id_env":"Root=1-[0-9a-f-]*' "$work/watch.log" | head -n1 | cut -d'"' -f4)
+grep -qF "x-amzn-trace-id: $trace" "$work/s3.log" \
+    || fail "the S3 requests did not carry the invocation's trace id ($trace)"
 
 echo "== lambda emulator check passed in $(( $(date +%s) - start ))s"

@@ -1,7 +1,8 @@
 //! The tests' in-memory S3 server as a process, for the Lambda emulator
 //! check in CI (`.ci/lambda-emulator.sh`): serves on 127.0.0.1 with the
 //! tests' key pair, creates a bucket, puts files, prints the endpoint on
-//! stdout and serves until it is killed.
+//! stdout and serves until it is killed, logging the `X-Amzn-Trace-Id`
+//! header of requests to stderr.
 //!
 //! `cargo run --example s3mem_server -- BUCKET KEY=FILE...`
 
@@ -24,12 +25,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .ok_or_else(|| format!("{put:?} is not KEY=FILE"))?;
         mem.insert(&bucket, key, std::fs::read(file)?);
     }
-    let server = s3mem::serve(mem).await;
+    let server = s3mem::serve(mem.clone()).await;
     let mut stdout = std::io::stdout();
     writeln!(stdout, "{}", server.endpoint())?;
     stdout.flush()?;
-    // Serve until killed; the caller owns the process.
+    // Serve until killed (the caller owns the process), reporting on
+    // stderr each X-Amzn-Trace-Id the requests carry.
     let _server = server;
-    std::future::pending::<()>().await;
-    Ok(())
+    let mut seen = 0;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let ids = mem.trace_ids();
+        for id in &ids[seen..] {
+            eprintln!("x-amzn-trace-id: {id}");
+        }
+        seen = ids.len();
+    }
 }

@@ -36,6 +36,9 @@ struct State {
     /// Answer 403 for missing objects, as S3 does to a caller without
     /// s3:ListBucket.
     deny_missing: bool,
+    /// `X-Amzn-Trace-Id` of each request that had one (the SDK sends it
+    /// from inside Lambda, for recursive-loop detection).
+    trace_ids: Vec<String>,
 }
 
 #[derive(Clone, Default)]
@@ -111,9 +114,17 @@ impl MemS3 {
         self.state.lock().unwrap().requests
     }
 
-    fn enter(&self) -> S3Result<()> {
+    /// The `X-Amzn-Trace-Id` headers received so far.
+    pub fn trace_ids(&self) -> Vec<String> {
+        self.state.lock().unwrap().trace_ids.clone()
+    }
+
+    fn enter(&self, trace_id: Option<&str>) -> S3Result<()> {
         let mut st = self.state.lock().unwrap();
         st.requests += 1;
+        if let Some(t) = trace_id {
+            st.trace_ids.push(t.to_string());
+        }
         match st.faults.pop_front() {
             Some(code) => Err(S3Error::new(code)),
             None => Ok(()),
@@ -142,7 +153,11 @@ impl S3 for MemS3 {
         &self,
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
-        self.enter()?;
+        self.enter(
+            req.headers
+                .get("x-amzn-trace-id")
+                .and_then(|v| v.to_str().ok()),
+        )?;
         let input = req.input;
         let st = self.state.lock().unwrap();
         let objs = st
@@ -211,7 +226,11 @@ impl S3 for MemS3 {
         &self,
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
-        self.enter()?;
+        self.enter(
+            req.headers
+                .get("x-amzn-trace-id")
+                .and_then(|v| v.to_str().ok()),
+        )?;
         let input = req.input;
         let obj = {
             let st = self.state.lock().unwrap();
@@ -247,7 +266,11 @@ impl S3 for MemS3 {
         &self,
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
-        self.enter()?;
+        self.enter(
+            req.headers
+                .get("x-amzn-trace-id")
+                .and_then(|v| v.to_str().ok()),
+        )?;
         let input = req.input;
         let obj = {
             let st = self.state.lock().unwrap();
@@ -270,7 +293,11 @@ impl S3 for MemS3 {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
-        self.enter()?;
+        self.enter(
+            req.headers
+                .get("x-amzn-trace-id")
+                .and_then(|v| v.to_str().ok()),
+        )?;
         let input = req.input;
         let body = match input.body {
             Some(b) => {
