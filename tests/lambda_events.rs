@@ -663,3 +663,118 @@ async fn without_list_bucket_a_missing_metadata_object_is_not_a_fatal_error() {
         .unwrap_err();
     assert!(matches!(err, InvocationError::Incomplete { .. }), "{err}");
 }
+
+// ---------------------------------------------------------------------------
+// The same invocations with Rekognition (mocked with the SDK's own mock
+// layer), which reads the image from S3 by reference.
+
+mod rekognition_mock {
+    use super::*;
+    use aws_sdk_rekognition::Client;
+    use aws_sdk_rekognition::operation::detect_labels::DetectLabelsOutput;
+    use aws_sdk_rekognition::types::{Label, Parent};
+    use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+    use imgtag::detection::RekognitionDetector;
+
+    fn cat() -> DetectLabelsOutput {
+        DetectLabelsOutput::builder()
+            .labels(
+                Label::builder()
+                    .name("Cat")
+                    .confidence(91.2)
+                    .parents(Parent::builder().name("Animal").build())
+                    .build(),
+            )
+            .label_model_version("3.0")
+            .build()
+    }
+
+    fn detector(rules: &[&Rule]) -> DynDetector {
+        let client: Client = mock_client!(
+            aws_sdk_rekognition,
+            RuleMode::MatchAny,
+            rules.iter().copied(),
+            |c| c.retry_config(
+                aws_sdk_rekognition::config::retry::RetryConfig::standard()
+                    .with_max_attempts(2)
+                    .with_initial_backoff(std::time::Duration::from_millis(1))
+            )
+        );
+        Arc::new(RekognitionDetector::from_client(client, 1))
+    }
+
+    #[tokio::test]
+    async fn redelivery_does_not_call_rekognition_again() {
+        let b = Buckets::new(&["events"]).await;
+        b.mem.deny_missing(true);
+        b.mem.insert("events", "uploads/old cat.png", CHELSEA);
+        let rule = mock!(Client::detect_labels)
+            .match_requests(|r| {
+                r.image().and_then(|i| i.s3_object()).is_some_and(|o| {
+                    o.bucket() == Some("events") && o.name() == Some("uploads/old cat.png")
+                })
+            })
+            .then_output(cat);
+        let det = detector(&[&rule]);
+        let opts = lambda_opts();
+        let layout = opts.layout.clone();
+        let store_for = |bucket: &str| {
+            imgtag::lambda::WithoutListBucket::wrap(
+                Arc::new(S3Store::from_client(b.client.clone(), bucket)),
+                &layout,
+            )
+        };
+        let reply = handle_invocation(fixture("batch-2.0.json"), store_for, &det, &opts)
+            .await
+            .unwrap();
+        assert_eq!(reply["results"][0]["resultCode"], "Succeeded", "{reply}");
+        assert_eq!(rule.num_calls(), 1, "the image went by S3 reference");
+        let doc = b.doc("events", "metadata/old cat.png.json");
+        assert_eq!(doc.doc.label_model_version.as_deref(), Some("3.0"));
+        let t = doc.doc.imgtag.as_ref().unwrap();
+        assert_eq!(t.detector, "rekognition");
+        assert_eq!(t.tagged_by, "imgtag-lambda");
+        assert_eq!(doc.doc.labels[0].name, "Cat");
+
+        // At-least-once: the same task again costs no DetectLabels call.
+        let reply = handle_invocation(fixture("batch-2.0.json"), store_for, &det, &opts)
+            .await
+            .unwrap();
+        assert_eq!(reply["results"][0]["resultCode"], "Succeeded");
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn rekognition_throttling_is_a_temporary_failure_and_writes_nothing() {
+        let b = Buckets::new(&["events"]).await;
+        b.mem.insert("events", "uploads/old cat.png", CHELSEA);
+        let throttled = mock!(Client::detect_labels)
+            .sequence()
+            .http_status(
+                400,
+                Some(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.into()),
+            )
+            .repeatedly()
+            .build();
+        let det = detector(&[&throttled]);
+        let reply = handle_invocation(
+            fixture("batch-2.0.json"),
+            b.store_for(),
+            &det,
+            &lambda_opts(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            reply["results"][0]["resultCode"], "TemporaryFailure",
+            "{reply}"
+        );
+        assert!(
+            b.mem
+                .object("events", "metadata/old cat.png.json")
+                .is_none()
+        );
+        // The SDK's retries times the pipeline's attempts: it did retry.
+        assert!(throttled.num_calls() >= 3, "{}", throttled.num_calls());
+    }
+}
