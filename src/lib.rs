@@ -10,9 +10,11 @@
 //! - [`pipeline`]: the one tagging function every front end calls.
 //! - [`sanitize`]: making untrusted text safe for a terminal.
 //! - [`tui`]: the operator's terminal UI.
-//! - [`lambda`]: the automated path's event handling.
 //! - [`watch`]: tagging new images as they arrive, until stopped.
+//! - [`lambda`]: S3 event and Batch Operations handling (the automated path).
+//! - [`backfill`]: Batch Operations manifests for the existing backlog.
 
+pub mod backfill;
 pub mod catalog;
 pub mod cli;
 pub mod config;

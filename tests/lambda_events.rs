@@ -168,3 +168,613 @@ async fn batch_operations_get_one_result_per_task() {
     assert_eq!(json["treatMissingKeysAs"], "PermanentFailure");
     assert_eq!(json["results"][0]["resultCode"], "Succeeded");
 }
+
+// ---------------------------------------------------------------------------
+// Whole invocations, from JSON fixtures shaped like what S3 and S3 Batch
+// Operations send (`tests/fixtures/events/`), through the entry point the
+// `imgtag-lambda` binary calls.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use imgtag::detection::{DetectFailure, DetectInput, DetectParams, Detection, Detector};
+use imgtag::lambda::{InvocationError, handle_invocation};
+use s3s::S3ErrorCode;
+
+const COFFEE: &[u8] = include_bytes!("../assets/samples/coffee.jpg");
+
+fn fixture(name: &str) -> serde_json::Value {
+    let path = format!(
+        "{}/tests/fixtures/events/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// The real local model, counting how often it is asked.
+struct Counting {
+    inner: DynDetector,
+    calls: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Detector for Counting {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    async fn detect(
+        &self,
+        input: DetectInput,
+        params: DetectParams,
+    ) -> Result<Detection, DetectFailure> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.detect(input, params).await
+    }
+}
+
+struct Buckets {
+    mem: MemS3,
+    _server: common::s3mem::TestServer,
+    client: aws_sdk_s3::Client,
+}
+
+impl Buckets {
+    async fn new(names: &[&str]) -> Self {
+        let mem = MemS3::new();
+        for n in names {
+            mem.create_bucket(n);
+        }
+        let server = s3mem::serve(mem.clone()).await;
+        let client = s3mem::client(&server.endpoint());
+        Buckets {
+            mem,
+            _server: server,
+            client,
+        }
+    }
+
+    /// Opens whichever bucket the event names, as the binary does.
+    fn store_for(&self) -> impl Fn(&str) -> DynStore + '_ {
+        |bucket| Arc::new(S3Store::from_client(self.client.clone(), bucket)) as DynStore
+    }
+
+    fn doc(&self, bucket: &str, key: &str) -> imgtag::contract::ParsedMetadata {
+        let obj = self
+            .mem
+            .object(bucket, key)
+            .unwrap_or_else(|| panic!("{bucket}/{key} was not written"));
+        parse_metadata(&obj.data).unwrap()
+    }
+}
+
+fn counting() -> Arc<Counting> {
+    Arc::new(Counting {
+        inner: Arc::new(LocalDetector::load().unwrap()),
+        calls: AtomicUsize::new(0),
+    })
+}
+
+fn lambda_opts() -> TagOptions {
+    let mut opts = imgtag::lambda::LambdaConfig::from_vars(|_| None)
+        .unwrap()
+        .tag_options();
+    opts.backoff = std::time::Duration::from_millis(1);
+    opts
+}
+
+#[tokio::test]
+async fn notification_fixture_tags_every_image_record_in_its_own_bucket() {
+    let b = Buckets::new(&["events", "other-bucket"]).await;
+    b.mem.insert("events", "uploads/my cat.jpg", CHELSEA);
+    b.mem.insert("events", "uploads/a+b.png", CHELSEA);
+    b.mem
+        .insert("other-bucket", "uploads/caf\u{e9} \u{732b}.png", CHELSEA);
+    b.mem.insert("events", "uploads/100% sure.jpg", COFFEE);
+    b.mem.insert("events", "uploads/2024/", Bytes::new());
+    let counter = counting();
+    let det: DynDetector = counter.clone();
+    let opts = lambda_opts();
+
+    let event = fixture("s3-put-several.json");
+    let reply = handle_invocation(event.clone(), b.store_for(), &det, &opts)
+        .await
+        .unwrap();
+    let got: Vec<(&str, &str, &str)> = reply["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["bucket"].as_str().unwrap(),
+                r["key"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("events", "uploads/my cat.jpg", "tagged"),
+            ("events", "uploads/a+b.png", "tagged"),
+            ("other-bucket", "uploads/caf\u{e9} \u{732b}.png", "tagged"),
+            ("events", "uploads/100% sure.jpg", "tagged"),
+            ("events", "uploads/2024/", "skipped"),
+            ("events", "metadata/my cat.jpg.json", "skipped"),
+        ]
+    );
+    assert_eq!(counter.calls.load(Ordering::SeqCst), 4);
+
+    // The documents, at the canonical keys, in the bucket of each record.
+    for (bucket, meta, image, label) in [
+        (
+            "events",
+            "metadata/my cat.jpg.json",
+            "uploads/my cat.jpg",
+            "Cat",
+        ),
+        ("events", "metadata/a+b.png.json", "uploads/a+b.png", "Cat"),
+        (
+            "other-bucket",
+            "metadata/caf\u{e9} \u{732b}.png.json",
+            "uploads/caf\u{e9} \u{732b}.png",
+            "Cat",
+        ),
+        (
+            "events",
+            "metadata/100% sure.jpg.json",
+            "uploads/100% sure.jpg",
+            "Coffee",
+        ),
+    ] {
+        let doc = b.doc(bucket, meta);
+        let t = doc.doc.imgtag.as_ref().unwrap();
+        assert_eq!(t.tagged_by, "imgtag-lambda");
+        assert_eq!(t.detector, "local");
+        assert_eq!(t.min_confidence, 55.0);
+        assert_eq!(
+            (t.source.bucket.as_str(), t.source.key.as_str()),
+            (bucket, image)
+        );
+        let etag = b.mem.object(bucket, image).unwrap().etag;
+        assert_eq!(
+            imgtag::contract::normalize_etag(t.source.etag.as_deref().unwrap()),
+            etag
+        );
+        assert!(
+            doc.doc.labels.iter().any(|l| l.name == label),
+            "{meta}: {:?}",
+            doc.doc.labels
+        );
+        assert!(doc.doc.labels.iter().all(|l| l.confidence >= 55.0));
+    }
+    // Nothing for the placeholder, nothing tagged from the metadata key.
+    assert!(b.mem.object("events", "metadata/2024/.json").is_none());
+    assert!(b.mem.object("events", "metadata/2024.json").is_none());
+    assert!(
+        b.mem
+            .object("events", "metadata/metadata/my cat.jpg.json.json")
+            .is_none()
+    );
+
+    // At-least-once redelivery: no detector call, nothing rewritten.
+    let before = b.mem.object("events", "metadata/my cat.jpg.json").unwrap();
+    let again = handle_invocation(event, b.store_for(), &det, &opts)
+        .await
+        .unwrap();
+    assert_eq!(
+        counter.calls.load(Ordering::SeqCst),
+        4,
+        "no second detection"
+    );
+    let outcomes: Vec<&str> = again["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "unchanged",
+            "unchanged",
+            "unchanged",
+            "unchanged",
+            "skipped",
+            "skipped"
+        ]
+    );
+    let after = b.mem.object("events", "metadata/my cat.jpg.json").unwrap();
+    assert_eq!(before.etag, after.etag);
+
+    // A new threshold is a different request: the image is tagged again.
+    let mut stricter = opts.clone();
+    stricter.min_confidence = 80.0;
+    handle_invocation(
+        fixture("s3-put-several.json"),
+        b.store_for(),
+        &det,
+        &stricter,
+    )
+    .await
+    .unwrap();
+    assert_eq!(counter.calls.load(Ordering::SeqCst), 8);
+    assert_eq!(
+        b.doc("events", "metadata/my cat.jpg.json")
+            .doc
+            .imgtag
+            .unwrap()
+            .min_confidence,
+        80.0
+    );
+}
+
+#[tokio::test]
+async fn a_replaced_image_is_tagged_again_on_its_new_event() {
+    let b = Buckets::new(&["events"]).await;
+    b.mem.insert("events", "uploads/my cat.jpg", CHELSEA);
+    let counter = counting();
+    let det: DynDetector = counter.clone();
+    let opts = lambda_opts();
+    let event = serde_json::json!({"Records": [serde_json::from_str::<serde_json::Value>(
+        &record("events", "uploads/my+cat.jpg")).unwrap()]});
+    handle_invocation(event.clone(), b.store_for(), &det, &opts)
+        .await
+        .unwrap();
+    b.mem.insert("events", "uploads/my cat.jpg", COFFEE);
+    let reply = handle_invocation(event, b.store_for(), &det, &opts)
+        .await
+        .unwrap();
+    assert_eq!(reply["records"][0]["outcome"], "tagged");
+    assert_eq!(counter.calls.load(Ordering::SeqCst), 2);
+    let doc = b.doc("events", "metadata/my cat.jpg.json");
+    assert!(doc.doc.labels.iter().any(|l| l.name == "Coffee"));
+    assert!(!doc.doc.labels.iter().any(|l| l.name == "Cat"));
+}
+
+#[tokio::test]
+async fn throttled_notification_fails_the_invocation_and_redelivery_finishes_it() {
+    let b = Buckets::new(&["events", "other-bucket"]).await;
+    b.mem.insert("events", "uploads/my cat.jpg", CHELSEA);
+    b.mem.insert("events", "uploads/a+b.png", CHELSEA);
+    b.mem
+        .insert("other-bucket", "uploads/caf\u{e9} \u{732b}.png", CHELSEA);
+    b.mem.insert("events", "uploads/100% sure.jpg", COFFEE);
+    let counter = counting();
+    let det: DynDetector = counter.clone();
+    let opts = lambda_opts();
+    // Enough SlowDown answers to exhaust the client's 4 attempts on the
+    // first record's first request.
+    b.mem
+        .inject_faults(std::iter::repeat_n(S3ErrorCode::SlowDown, 4));
+    let err = handle_invocation(fixture("s3-put-several.json"), b.store_for(), &det, &opts)
+        .await
+        .unwrap_err();
+    match &err {
+        InvocationError::Incomplete {
+            failed,
+            total,
+            first,
+        } => {
+            assert_eq!((*failed, *total), (1, 6));
+            assert!(first.contains("uploads/my cat.jpg"), "{first}");
+        }
+        e => panic!("{e}"),
+    }
+    // The other records were tagged despite the failure.
+    assert!(b.mem.object("events", "metadata/a+b.png.json").is_some());
+    assert!(b.mem.object("events", "metadata/my cat.jpg.json").is_none());
+    assert_eq!(counter.calls.load(Ordering::SeqCst), 3);
+
+    // Lambda's async retry redelivers the whole event: only the missing
+    // image costs a detection.
+    let reply = handle_invocation(fixture("s3-put-several.json"), b.store_for(), &det, &opts)
+        .await
+        .unwrap();
+    assert_eq!(reply["records"][0]["outcome"], "tagged");
+    assert_eq!(reply["records"][1]["outcome"], "unchanged");
+    assert_eq!(counter.calls.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn batch_fixtures_schema_1_and_2_get_one_result_per_task() {
+    let b = Buckets::new(&["events"]).await;
+    b.mem.insert("events", "uploads/old cat.png", CHELSEA);
+    b.mem
+        .insert("events", "uploads/notes.jpg", &b"not an image"[..]);
+    b.mem
+        .insert("events", "uploads/r\u{e9}sum\u{e9} +1.png", CHELSEA);
+    let counter = counting();
+    let det: DynDetector = counter.clone();
+    let opts = lambda_opts();
+
+    let reply = handle_invocation(fixture("batch-1.0.json"), b.store_for(), &det, &opts)
+        .await
+        .unwrap();
+    assert_eq!(reply["invocationSchemaVersion"], "1.0");
+    assert_eq!(
+        reply["invocationId"],
+        "YXNkbGZqYWRmaiBhc2RmdW9hZHNmZGpmaGFzbGtkaGZza2RmaAo"
+    );
+    assert_eq!(reply["treatMissingKeysAs"], "PermanentFailure");
+    let results: Vec<(&str, &str, &str)> = reply["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["taskId"].as_str().unwrap(),
+                r["resultCode"].as_str().unwrap(),
+                r["resultString"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0].0, "dGFza2lkZ29lc2hlcmUK");
+    assert_eq!(results[0].1, "Succeeded");
+    assert!(
+        results[0].2.contains("metadata/old cat.png.json"),
+        "{results:?}"
+    );
+    assert_eq!(results[1].1, "PermanentFailure");
+    assert!(results[1].2.contains("NotAnImage"), "{results:?}");
+    assert_eq!(results[2].1, "PermanentFailure");
+    assert!(results[2].2.contains("does not exist"), "{results:?}");
+    assert_eq!(results[3].1, "Succeeded", "{results:?}");
+    assert!(results.iter().all(|r| r.2.chars().count() <= 200));
+    // The permanent failure is recorded, so audits show it and nobody
+    // pays for it again.
+    let failed = b.doc("events", "metadata/notes.jpg.json");
+    assert_eq!(failed.doc.error().unwrap().code, "NotAnImage");
+    assert!(
+        b.doc("events", "metadata/r\u{e9}sum\u{e9} +1.png.json")
+            .doc
+            .labels
+            .iter()
+            .any(|l| l.name == "Cat")
+    );
+    assert_eq!(counter.calls.load(Ordering::SeqCst), 3);
+
+    // Schema 2.0 names the bucket; the first task is a retry of work done.
+    let reply = handle_invocation(fixture("batch-2.0.json"), b.store_for(), &det, &opts)
+        .await
+        .unwrap();
+    assert_eq!(reply["invocationSchemaVersion"], "2.0");
+    assert_eq!(reply["results"][0]["resultCode"], "Succeeded");
+    assert!(
+        reply["results"][0]["resultString"]
+            .as_str()
+            .unwrap()
+            .starts_with("unchanged"),
+        "{reply}"
+    );
+    // A metadata key in a manifest is refused, never tagged.
+    assert_eq!(reply["results"][1]["resultCode"], "PermanentFailure");
+    assert_eq!(counter.calls.load(Ordering::SeqCst), 3, "no new detection");
+}
+
+#[tokio::test]
+async fn throttling_in_a_batch_is_a_temporary_failure() {
+    let b = Buckets::new(&["events"]).await;
+    b.mem.insert("events", "uploads/old cat.png", CHELSEA);
+    let det: DynDetector = counting();
+    let opts = lambda_opts();
+    b.mem
+        .inject_faults(std::iter::repeat_n(S3ErrorCode::SlowDown, 4));
+    let reply = handle_invocation(fixture("batch-2.0.json"), b.store_for(), &det, &opts)
+        .await
+        .unwrap();
+    assert_eq!(reply["results"][0]["resultCode"], "TemporaryFailure");
+    assert!(
+        reply["results"][0]["resultString"]
+            .as_str()
+            .unwrap()
+            .contains("throttled"),
+        "{reply}"
+    );
+    assert!(
+        b.mem
+            .object("events", "metadata/old cat.png.json")
+            .is_none()
+    );
+    // S3 retries the task; this time it goes through.
+    let reply = handle_invocation(fixture("batch-2.0.json"), b.store_for(), &det, &opts)
+        .await
+        .unwrap();
+    assert_eq!(reply["results"][0]["resultCode"], "Succeeded");
+}
+
+#[tokio::test]
+async fn a_5xx_in_a_batch_is_a_temporary_failure() {
+    let b = Buckets::new(&["events"]).await;
+    b.mem.insert("events", "uploads/old cat.png", CHELSEA);
+    let det: DynDetector = counting();
+    b.mem
+        .inject_faults(std::iter::repeat_n(S3ErrorCode::InternalError, 4));
+    let reply = handle_invocation(
+        fixture("batch-2.0.json"),
+        b.store_for(),
+        &det,
+        &lambda_opts(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        reply["results"][0]["resultCode"], "TemporaryFailure",
+        "{reply}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_event_is_an_error_not_a_silent_success() {
+    let b = Buckets::new(&["events"]).await;
+    let det: DynDetector = counting();
+    let err = handle_invocation(
+        serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event"}),
+        b.store_for(),
+        &det,
+        &lambda_opts(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, InvocationError::Event(_)), "{err}");
+}
+
+#[tokio::test]
+async fn without_list_bucket_a_missing_metadata_object_is_not_a_fatal_error() {
+    // The function's role has no s3:ListBucket, so S3 answers 403 for the
+    // metadata object that does not exist yet.
+    let b = Buckets::new(&["events"]).await;
+    b.mem.deny_missing(true);
+    b.mem.insert("events", "uploads/my cat.jpg", CHELSEA);
+    let det: DynDetector = counting();
+    let opts = lambda_opts();
+    let event = serde_json::json!({"Records": [serde_json::from_str::<serde_json::Value>(
+        &record("events", "uploads/my+cat.jpg")).unwrap()]});
+
+    // Unwrapped, the pipeline rightly stops at the AccessDenied.
+    let err = handle_invocation(event.clone(), b.store_for(), &det, &opts)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("fatal"), "{err}");
+    assert!(b.mem.object("events", "metadata/my cat.jpg.json").is_none());
+
+    // As the binary opens buckets: tagged, then unchanged on redelivery.
+    let layout = opts.layout.clone();
+    let store_for = |bucket: &str| {
+        imgtag::lambda::WithoutListBucket::wrap(
+            Arc::new(S3Store::from_client(b.client.clone(), bucket)),
+            &layout,
+        )
+    };
+    let reply = handle_invocation(event.clone(), store_for, &det, &opts)
+        .await
+        .unwrap();
+    assert_eq!(reply["records"][0]["outcome"], "tagged", "{reply}");
+    assert!(b.mem.object("events", "metadata/my cat.jpg.json").is_some());
+    let reply = handle_invocation(event, store_for, &det, &opts)
+        .await
+        .unwrap();
+    assert_eq!(reply["records"][0]["outcome"], "unchanged", "{reply}");
+
+    // A denied image read is not hidden: it is an error, not a skip.
+    let gone = serde_json::json!({"Records": [serde_json::from_str::<serde_json::Value>(
+        &record("events", "uploads/gone.jpg")).unwrap()]});
+    let err = handle_invocation(gone, store_for, &det, &opts)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, InvocationError::Incomplete { .. }), "{err}");
+}
+
+// ---------------------------------------------------------------------------
+// The same invocations with Rekognition (mocked with the SDK's own mock
+// layer), which reads the image from S3 by reference.
+
+mod rekognition_mock {
+    use super::*;
+    use aws_sdk_rekognition::Client;
+    use aws_sdk_rekognition::operation::detect_labels::DetectLabelsOutput;
+    use aws_sdk_rekognition::types::{Label, Parent};
+    use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+    use imgtag::detection::RekognitionDetector;
+
+    fn cat() -> DetectLabelsOutput {
+        DetectLabelsOutput::builder()
+            .labels(
+                Label::builder()
+                    .name("Cat")
+                    .confidence(91.2)
+                    .parents(Parent::builder().name("Animal").build())
+                    .build(),
+            )
+            .label_model_version("3.0")
+            .build()
+    }
+
+    fn detector(rules: &[&Rule]) -> DynDetector {
+        let client: Client = mock_client!(
+            aws_sdk_rekognition,
+            RuleMode::MatchAny,
+            rules.iter().copied(),
+            |c| c.retry_config(
+                aws_sdk_rekognition::config::retry::RetryConfig::standard()
+                    .with_max_attempts(2)
+                    .with_initial_backoff(std::time::Duration::from_millis(1))
+            )
+        );
+        Arc::new(RekognitionDetector::from_client(client, 1))
+    }
+
+    #[tokio::test]
+    async fn redelivery_does_not_call_rekognition_again() {
+        let b = Buckets::new(&["events"]).await;
+        b.mem.deny_missing(true);
+        b.mem.insert("events", "uploads/old cat.png", CHELSEA);
+        let rule = mock!(Client::detect_labels)
+            .match_requests(|r| {
+                r.image().and_then(|i| i.s3_object()).is_some_and(|o| {
+                    o.bucket() == Some("events") && o.name() == Some("uploads/old cat.png")
+                })
+            })
+            .then_output(cat);
+        let det = detector(&[&rule]);
+        let opts = lambda_opts();
+        let layout = opts.layout.clone();
+        let store_for = |bucket: &str| {
+            imgtag::lambda::WithoutListBucket::wrap(
+                Arc::new(S3Store::from_client(b.client.clone(), bucket)),
+                &layout,
+            )
+        };
+        let reply = handle_invocation(fixture("batch-2.0.json"), store_for, &det, &opts)
+            .await
+            .unwrap();
+        assert_eq!(reply["results"][0]["resultCode"], "Succeeded", "{reply}");
+        assert_eq!(rule.num_calls(), 1, "the image went by S3 reference");
+        let doc = b.doc("events", "metadata/old cat.png.json");
+        assert_eq!(doc.doc.label_model_version.as_deref(), Some("3.0"));
+        let t = doc.doc.imgtag.as_ref().unwrap();
+        assert_eq!(t.detector, "rekognition");
+        assert_eq!(t.tagged_by, "imgtag-lambda");
+        assert_eq!(doc.doc.labels[0].name, "Cat");
+
+        // At-least-once: the same task again costs no DetectLabels call.
+        let reply = handle_invocation(fixture("batch-2.0.json"), store_for, &det, &opts)
+            .await
+            .unwrap();
+        assert_eq!(reply["results"][0]["resultCode"], "Succeeded");
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn rekognition_throttling_is_a_temporary_failure_and_writes_nothing() {
+        let b = Buckets::new(&["events"]).await;
+        b.mem.insert("events", "uploads/old cat.png", CHELSEA);
+        let throttled = mock!(Client::detect_labels)
+            .sequence()
+            .http_status(
+                400,
+                Some(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.into()),
+            )
+            .repeatedly()
+            .build();
+        let det = detector(&[&throttled]);
+        let reply = handle_invocation(
+            fixture("batch-2.0.json"),
+            b.store_for(),
+            &det,
+            &lambda_opts(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            reply["results"][0]["resultCode"], "TemporaryFailure",
+            "{reply}"
+        );
+        assert!(
+            b.mem
+                .object("events", "metadata/old cat.png.json")
+                .is_none()
+        );
+        // The SDK's retries times the pipeline's attempts: it did retry.
+        assert!(throttled.num_calls() >= 3, "{}", throttled.num_calls());
+    }
+}

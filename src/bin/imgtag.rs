@@ -123,6 +123,42 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write an S3 Batch Operations manifest of the images that need tagging
+    /// and print the job (for `aws s3control create-job`) that has the
+    /// imgtag-lambda function tag them.
+    Backfill {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Images with these statuses (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "untagged,stale")]
+        status: Vec<Status>,
+        /// Key of the manifest in the bucket (default:
+        /// imgtag/manifests/backfill-<UTC time>.csv).
+        #[arg(long, value_name = "KEY", conflicts_with = "out")]
+        manifest_key: Option<String>,
+        /// Write the manifest to this local file instead of the bucket (no
+        /// job is printed: upload it yourself).
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+        /// ARN of the imgtag-lambda function (stack output FunctionArn).
+        #[arg(long, value_name = "ARN")]
+        function_arn: Option<String>,
+        /// Role S3 Batch Operations assumes (stack output
+        /// BatchOperationsRoleArn).
+        #[arg(long, value_name = "ARN")]
+        role_arn: Option<String>,
+        /// AWS account that runs the job (default: the function ARN's).
+        #[arg(long, value_name = "ID")]
+        account_id: Option<String>,
+        /// Job priority.
+        #[arg(long, default_value_t = 10)]
+        priority: i32,
+        /// Create the job (S3 Control CreateJob) instead of only printing
+        /// it. It still waits for your confirmation before it runs. Needs a
+        /// build with the cargo feature `backfill-submit`.
+        #[arg(long, conflicts_with = "out")]
+        submit: bool,
+    },
     /// Show an image's metadata pairing and labels (KEY may be the image's
     /// or its metadata's key).
     Show {
@@ -146,6 +182,20 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
     } else {
         Err(format!("{v} is outside 0.05-86400 seconds"))
     }
+}
+
+/// S3 Control in the same account and region as the bucket (the S3
+/// endpoint override does not apply: S3 Control is a different service).
+#[cfg(feature = "backfill-submit")]
+async fn s3control_client(s3: &imgtag::storage::S3Options) -> aws_sdk_s3control::Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(p) = &s3.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = &s3.region {
+        loader = loader.region(aws_config::Region::new(r.clone()));
+    }
+    aws_sdk_s3control::Client::new(&loader.load().await)
 }
 
 fn init_logging() {
@@ -323,6 +373,107 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("{summary}");
             if let Some(fatal) = &summary.fatal {
                 anyhow::bail!("stopped: {fatal}");
+            }
+        }
+        Command::Backfill {
+            common,
+            status,
+            manifest_key,
+            out: out_file,
+            function_arn,
+            role_arn,
+            account_id,
+            priority,
+            submit,
+        } => {
+            use imgtag::backfill;
+            if submit && !cfg!(feature = "backfill-submit") {
+                anyhow::bail!(
+                    "this imgtag was built without --submit (cargo feature backfill-submit); \
+                     run without it and pass the printed job to `aws s3control create-job`"
+                );
+            }
+            let settings = common.resolve()?;
+            let store = settings
+                .open_store()
+                .await
+                .with_context(|| format!("opening bucket {:?}", settings.bucket))?;
+            let keys = backfill::backlog(&store, &settings.layout, settings.review_below, &status)
+                .await
+                .with_context(|| format!("listing {}", store.describe()))?;
+            let csv = backfill::manifest_csv(store.bucket_name(), &keys);
+            if let Some(path) = out_file {
+                std::fs::write(&path, csv)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!(
+                    "{} images in {}",
+                    keys.len(),
+                    imgtag::sanitize::for_terminal(&path.display().to_string())
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            if store.kind() != imgtag::storage::StoreKind::S3 {
+                anyhow::bail!(
+                    "S3 Batch Operations needs an S3 bucket; for a local folder use --out FILE"
+                );
+            }
+            if keys.is_empty() {
+                eprintln!("nothing to backfill: no image has the status asked for");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let key = manifest_key
+                .unwrap_or_else(|| backfill::default_manifest_key(time::OffsetDateTime::now_utc()));
+            backfill::check_manifest_key(&key, &settings.layout)?;
+            let etag = backfill::upload_manifest(&store, &key, csv)
+                .await
+                .with_context(|| format!("uploading the manifest to {}", store.describe()))?;
+            let target = backfill::JobTarget {
+                function_arn,
+                role_arn,
+                account_id,
+                priority,
+            };
+            let job =
+                backfill::create_job_json(&target, store.bucket_name(), &key, &etag, keys.len());
+            writeln!(out, "{}", imgtag::sanitize::json_line(&job))?;
+            out.flush()?;
+            #[cfg(feature = "backfill-submit")]
+            if submit {
+                let client = s3control_client(&settings.s3).await;
+                let id = backfill::submit::create_job(&client, &job).await?;
+                eprintln!(
+                    "created Batch Operations job {} for {} images (manifest s3://{}/{}); it runs \
+                     once confirmed in the S3 console or with\n  aws s3control update-job-status \
+                     --account-id {} --job-id {} --requested-job-status Ready",
+                    imgtag::sanitize::for_terminal(&id),
+                    keys.len(),
+                    imgtag::sanitize::for_terminal(store.bucket_name()),
+                    imgtag::sanitize::for_terminal(&key),
+                    imgtag::sanitize::for_terminal(job["AccountId"].as_str().unwrap_or_default()),
+                    imgtag::sanitize::for_terminal(&id),
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!(
+                "wrote s3://{}/{} ({} images). Create the job with:\n  aws s3control create-job{} --cli-input-json file://job.json\n\
+                 where job.json is the JSON above, then confirm it in the S3 console or with\n  \
+                 aws s3control update-job-status --account-id ID --job-id JOB --requested-job-status Ready",
+                imgtag::sanitize::for_terminal(store.bucket_name()),
+                imgtag::sanitize::for_terminal(&key),
+                keys.len(),
+                settings
+                    .s3
+                    .region
+                    .as_deref()
+                    .map(|r| format!(" --region {}", imgtag::sanitize::for_terminal(r)))
+                    .unwrap_or_default(),
+            );
+            let missing = target.missing();
+            if !missing.is_empty() {
+                eprintln!(
+                    "fill in the <...> placeholders or pass {}",
+                    missing.join(", ")
+                );
             }
         }
         Command::Show { common, key, json } => {

@@ -34,6 +34,40 @@ pub struct S3Options {
     pub no_url_encoded_listing: bool,
 }
 
+/// An S3 client from the default credential chain and the options, shared
+/// by every bucket a process opens (the Lambda handler opens the bucket each
+/// event names). Nothing is sent until the first request.
+pub async fn sdk_client(opts: &S3Options) -> Client {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        // Throttling and 5xx are retried with backoff by the SDK.
+        .retry_config(RetryConfig::standard().with_max_attempts(4))
+        // A server that goes away must produce an error, not a hang.
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .read_timeout(Duration::from_secs(60))
+                .build(),
+        );
+    if let Some(p) = &opts.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = &opts.region {
+        loader = loader.region(Region::new(r.clone()));
+    }
+    let shared = loader.load().await;
+    let mut conf = aws_sdk_s3::config::Builder::from(&shared);
+    if shared.region().is_none() {
+        // S3-compatible servers rarely care; AWS answers with a redirect
+        // error naming the right region, which we surface.
+        conf = conf.region(Region::new("us-east-1"));
+    }
+    if let Some(url) = &opts.endpoint_url {
+        conf = conf.endpoint_url(url);
+    }
+    conf = conf.force_path_style(opts.path_style);
+    Client::from_conf(conf.build())
+}
+
 pub struct S3Store {
     client: Client,
     bucket: String,
@@ -45,35 +79,8 @@ impl S3Store {
     /// Builds a client from the default credential chain and the options.
     /// Nothing is sent until the first request.
     pub async fn connect(bucket: &str, opts: &S3Options) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            // Throttling and 5xx are retried with backoff by the SDK.
-            .retry_config(RetryConfig::standard().with_max_attempts(4))
-            // A server that goes away must produce an error, not a hang.
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .read_timeout(Duration::from_secs(60))
-                    .build(),
-            );
-        if let Some(p) = &opts.profile {
-            loader = loader.profile_name(p);
-        }
-        if let Some(r) = &opts.region {
-            loader = loader.region(Region::new(r.clone()));
-        }
-        let shared = loader.load().await;
-        let mut conf = aws_sdk_s3::config::Builder::from(&shared);
-        if shared.region().is_none() {
-            // S3-compatible servers rarely care; AWS answers with a redirect
-            // error naming the right region, which we surface.
-            conf = conf.region(Region::new("us-east-1"));
-        }
-        if let Some(url) = &opts.endpoint_url {
-            conf = conf.endpoint_url(url);
-        }
-        conf = conf.force_path_style(opts.path_style);
         S3Store {
-            client: Client::from_conf(conf.build()),
+            client: sdk_client(opts).await,
             bucket: bucket.to_string(),
             page_size: None,
             url_encoded_listing: !opts.no_url_encoded_listing,

@@ -33,6 +33,12 @@ struct State {
     buckets: HashMap<String, BTreeMap<String, MemObj>>,
     faults: VecDeque<S3ErrorCode>,
     requests: u64,
+    /// Answer 403 for missing objects, as S3 does to a caller without
+    /// s3:ListBucket.
+    deny_missing: bool,
+    /// `X-Amzn-Trace-Id` of each request that had one (the SDK sends it
+    /// from inside Lambda, for recursive-loop detection).
+    trace_ids: Vec<String>,
 }
 
 #[derive(Clone, Default)]
@@ -90,13 +96,35 @@ impl MemS3 {
         self.state.lock().unwrap().faults.extend(codes);
     }
 
+    /// Behave as S3 does towards a role without s3:ListBucket: a missing
+    /// object is AccessDenied, not NoSuchKey.
+    pub fn deny_missing(&self, on: bool) {
+        self.state.lock().unwrap().deny_missing = on;
+    }
+
+    fn missing(&self) -> S3Error {
+        if self.state.lock().unwrap().deny_missing {
+            s3_error!(AccessDenied)
+        } else {
+            s3_error!(NoSuchKey)
+        }
+    }
+
     pub fn requests(&self) -> u64 {
         self.state.lock().unwrap().requests
     }
 
-    fn enter(&self) -> S3Result<()> {
+    /// The `X-Amzn-Trace-Id` headers received so far.
+    pub fn trace_ids(&self) -> Vec<String> {
+        self.state.lock().unwrap().trace_ids.clone()
+    }
+
+    fn enter(&self, trace_id: Option<&str>) -> S3Result<()> {
         let mut st = self.state.lock().unwrap();
         st.requests += 1;
+        if let Some(t) = trace_id {
+            st.trace_ids.push(t.to_string());
+        }
         match st.faults.pop_front() {
             Some(code) => Err(S3Error::new(code)),
             None => Ok(()),
@@ -125,7 +153,11 @@ impl S3 for MemS3 {
         &self,
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
-        self.enter()?;
+        self.enter(
+            req.headers
+                .get("x-amzn-trace-id")
+                .and_then(|v| v.to_str().ok()),
+        )?;
         let input = req.input;
         let st = self.state.lock().unwrap();
         let objs = st
@@ -194,7 +226,11 @@ impl S3 for MemS3 {
         &self,
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
-        self.enter()?;
+        self.enter(
+            req.headers
+                .get("x-amzn-trace-id")
+                .and_then(|v| v.to_str().ok()),
+        )?;
         let input = req.input;
         let obj = {
             let st = self.state.lock().unwrap();
@@ -202,10 +238,9 @@ impl S3 for MemS3 {
                 .buckets
                 .get(&input.bucket)
                 .ok_or_else(|| s3_error!(NoSuchBucket))?;
-            b.get(&input.key)
-                .cloned()
-                .ok_or_else(|| s3_error!(NoSuchKey))?
+            b.get(&input.key).cloned()
         };
+        let obj = obj.ok_or_else(|| self.missing())?;
         let len = obj.data.len() as u64;
         let (body, content_range) = match input.range {
             None => (obj.data.clone(), None),
@@ -231,14 +266,21 @@ impl S3 for MemS3 {
         &self,
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
-        self.enter()?;
+        self.enter(
+            req.headers
+                .get("x-amzn-trace-id")
+                .and_then(|v| v.to_str().ok()),
+        )?;
         let input = req.input;
-        let st = self.state.lock().unwrap();
-        let b = st
-            .buckets
-            .get(&input.bucket)
-            .ok_or_else(|| s3_error!(NoSuchBucket))?;
-        let obj = b.get(&input.key).ok_or_else(|| s3_error!(NoSuchKey))?;
+        let obj = {
+            let st = self.state.lock().unwrap();
+            let b = st
+                .buckets
+                .get(&input.bucket)
+                .ok_or_else(|| s3_error!(NoSuchBucket))?;
+            b.get(&input.key).cloned()
+        };
+        let obj = obj.ok_or_else(|| self.missing())?;
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(obj.data.len() as i64),
             e_tag: Some(ETag::Strong(obj.etag.clone())),
@@ -251,7 +293,11 @@ impl S3 for MemS3 {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
-        self.enter()?;
+        self.enter(
+            req.headers
+                .get("x-amzn-trace-id")
+                .and_then(|v| v.to_str().ok()),
+        )?;
         let input = req.input;
         let body = match input.body {
             Some(b) => {

@@ -1,0 +1,115 @@
+//! `imgtag-lambda`: the AWS Lambda function of the automated path. Thin by
+//! design: configuration from the environment, JSON logs, and the
+//! runtime-independent handler in `imgtag::lambda`.
+//!
+//! Runs invocations one at a time (`lambda_runtime::run`, not the
+//! concurrent mode): the runtime then sets `_X_AMZN_TRACE_ID` for each
+//! invocation, which the AWS SDK forwards so that Lambda's recursive-loop
+//! detection keeps working.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use imgtag::detection::DynDetector;
+use imgtag::lambda::{InvocationError, LambdaConfig, WithoutListBucket, handle_invocation};
+use imgtag::pipeline::TagOptions;
+use imgtag::storage::{DynStore, S3Options, S3Store};
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+
+struct State {
+    s3: aws_sdk_s3::Client,
+    detector: DynDetector,
+    opts: TagOptions,
+}
+
+fn init_tracing() {
+    // One JSON object per line on stdout, which CloudWatch Logs stores and
+    // Logs Insights parses; level from RUST_LOG (default info).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(false)
+        .with_env_filter(filter)
+        .try_init();
+}
+
+async fn cold_start() -> anyhow::Result<State> {
+    let config = LambdaConfig::from_env().context("imgtag-lambda configuration")?;
+    // Region, credentials and `AWS_ENDPOINT_URL(_S3)` come from the
+    // environment through the SDK's default chain.
+    let s3opts = S3Options {
+        path_style: config.path_style,
+        ..Default::default()
+    };
+    let s3 = imgtag::storage::s3::sdk_client(&s3opts).await;
+    // One image at a time per invocation: one detector call in flight.
+    let detector = imgtag::detection::build(config.detector, &s3opts, 1)
+        .await
+        .context("starting the detector")?;
+    tracing::info!(
+        detector = config.detector.as_str(),
+        min_confidence = config.min_confidence,
+        max_labels = config.max_labels,
+        uploads_prefix = config.layout.uploads_prefix(),
+        metadata_prefix = config.layout.metadata_prefix(),
+        "cold start"
+    );
+    Ok(State {
+        s3,
+        detector,
+        opts: config.tag_options(),
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let state = match cold_start().await {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            // Fails the init phase: Lambda reports it and never runs a
+            // function with a setting nobody asked for.
+            tracing::error!(error = %format!("{e:#}"), "cold start failed");
+            std::process::exit(1);
+        }
+    };
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let state = state.clone();
+        async move {
+            // Set by the runtime for this invocation (sequential mode); the
+            // SDK forwards it to S3 and Rekognition for loop detection.
+            let trace_env = std::env::var("_X_AMZN_TRACE_ID").unwrap_or_default();
+            tracing::info!(
+                request_id = %event.context.request_id,
+                trace_id_env = %trace_env,
+                "invocation"
+            );
+            // The bucket is the one each record names (not configuration);
+            // the role has no ListBucket, see `WithoutListBucket`.
+            let store_for = |bucket: &str| -> DynStore {
+                WithoutListBucket::wrap(
+                    Arc::new(S3Store::from_client(state.s3.clone(), bucket)),
+                    &state.opts.layout,
+                )
+            };
+            handle_invocation(event.payload, store_for, &state.detector, &state.opts)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "invocation failed");
+                    let error_type = match e {
+                        InvocationError::Event(_) => "imgtag.BadEvent",
+                        InvocationError::Incomplete { .. } => "imgtag.Incomplete",
+                    };
+                    Diagnostic {
+                        error_type: error_type.into(),
+                        error_message: e.to_string(),
+                    }
+                })
+        }
+    }))
+    .await
+}

@@ -1,0 +1,205 @@
+//! The deployment files in `deploy/`: the IAM policies are valid JSON and
+//! grant exactly what the README says, and the SAM template agrees with the
+//! handler (environment variable names, build output path). `cfn-lint`
+//! checks the template's CloudFormation syntax in CI (`.ci/run`).
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn json(path: &str) -> Value {
+    serde_json::from_str(&read(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn list(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_string()).collect(),
+        other => panic!("not a string or list: {other}"),
+    }
+}
+
+/// (actions, resources) of each Allow statement; no Deny, no NotAction.
+fn grants(policy: &Value) -> Vec<(BTreeSet<String>, BTreeSet<String>)> {
+    assert_eq!(policy["Version"], "2012-10-17");
+    policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            assert_eq!(s["Effect"], "Allow", "{s}");
+            assert!(s.get("NotAction").is_none() && s.get("NotResource").is_none());
+            (
+                list(&s["Action"]).into_iter().collect(),
+                list(&s["Resource"]).into_iter().collect(),
+            )
+        })
+        .collect()
+}
+
+/// Every (action, resource) pair a policy allows.
+fn pairs(policy: &Value) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for (actions, resources) in grants(policy) {
+        for a in &actions {
+            assert!(!a.contains('*'), "wildcard action {a}");
+            for r in &resources {
+                out.insert((a.clone(), r.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn set(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    items
+        .iter()
+        .map(|(a, r)| (a.to_string(), r.to_string()))
+        .collect()
+}
+
+#[test]
+fn operator_policy_is_least_privilege() {
+    let p = json("deploy/operator-policy.json");
+    assert_eq!(
+        pairs(&p),
+        set(&[
+            ("s3:ListBucket", "arn:aws:s3:::my-imgtag-bucket"),
+            ("s3:GetObject", "arn:aws:s3:::my-imgtag-bucket/uploads/*"),
+            ("s3:GetObject", "arn:aws:s3:::my-imgtag-bucket/metadata/*"),
+            ("s3:PutObject", "arn:aws:s3:::my-imgtag-bucket/metadata/*"),
+            ("rekognition:DetectLabels", "*"),
+        ])
+    );
+}
+
+#[test]
+fn backfill_policies_are_least_privilege() {
+    let role = json("deploy/batch-operations-role.json");
+    let trust = &role["TrustPolicy"]["Statement"][0];
+    assert_eq!(
+        trust["Principal"]["Service"],
+        "batchoperations.s3.amazonaws.com"
+    );
+    assert_eq!(trust["Action"], "sts:AssumeRole");
+    assert_eq!(
+        pairs(&role["PermissionsPolicy"]),
+        set(&[
+            (
+                "lambda:InvokeFunction",
+                "arn:aws:lambda:us-east-1:111122223333:function:imgtag-tagger"
+            ),
+            (
+                "s3:GetObject",
+                "arn:aws:s3:::my-imgtag-bucket/imgtag/manifests/*"
+            ),
+            (
+                "s3:GetObjectVersion",
+                "arn:aws:s3:::my-imgtag-bucket/imgtag/manifests/*"
+            ),
+            (
+                "s3:PutObject",
+                "arn:aws:s3:::my-imgtag-bucket/imgtag/reports/*"
+            ),
+        ])
+    );
+    // The manifests and reports prefixes are where `imgtag backfill` and
+    // its job write.
+    assert_eq!(imgtag::backfill::MANIFEST_PREFIX, "imgtag/manifests/");
+    assert_eq!(imgtag::backfill::REPORT_PREFIX, "imgtag/reports");
+
+    let op = json("deploy/backfill-operator-policy.json");
+    let got = pairs(&op);
+    assert!(got.contains(&(
+        "s3:PutObject".into(),
+        "arn:aws:s3:::my-imgtag-bucket/imgtag/manifests/*".into()
+    )));
+    assert!(got.contains(&("s3:CreateJob".into(), "*".into())));
+    let puts: Vec<_> = got.iter().filter(|(a, _)| a == "s3:PutObject").collect();
+    assert_eq!(puts.len(), 1, "the backfill operator writes manifests only");
+}
+
+#[test]
+fn sam_template_matches_the_handler_and_the_build() {
+    let t = read("deploy/template.yaml");
+    for needle in [
+        "Transform: AWS::Serverless-2016-10-31",
+        "Runtime: provided.al2023",
+        "Handler: bootstrap",
+        "Architectures: [arm64]",
+        // Where `cargo lambda build --release --arm64 --bin imgtag-lambda`
+        // puts the `bootstrap` binary.
+        "CodeUri: ../target/lambda/imgtag-lambda/",
+        "Events: s3:ObjectCreated:*",
+        "- Name: prefix",
+        "Value: !Ref UploadsPrefix",
+        "ReservedConcurrentExecutions: !Ref ReservedConcurrency",
+        "Action: rekognition:DetectLabels",
+    ] {
+        assert!(t.contains(needle), "template lacks {needle:?}");
+    }
+    // No broad grants, and no role -> bucket dependency (a cycle).
+    assert!(!t.contains("s3:*") && !t.contains("GetAtt Bucket.Arn"));
+    // The function's role: GetObject on images, Get/Put on metadata only.
+    let role = &t[t.find("  TaggerRole:").unwrap()..t.find("  Tagger:").unwrap()];
+    assert!(role.contains("Action: s3:GetObject\n") && role.contains("${UploadsPrefix}*"));
+    assert!(role.contains("- s3:PutObject") && role.contains("${MetadataPrefix}*"));
+    assert!(
+        !role.contains("ListBucket"),
+        "ListBucket is for the operator only"
+    );
+
+    // Every IMGTAG_ variable the template sets is one the handler reads,
+    // and the values it passes by default are accepted.
+    let read_vars = RefCell::new(BTreeSet::new());
+    imgtag::lambda::LambdaConfig::from_vars(|name| {
+        read_vars.borrow_mut().insert(name.to_string());
+        None
+    })
+    .unwrap();
+    let mut set_vars = Vec::new();
+    for line in t.lines() {
+        let line = line.trim();
+        if let Some((name, value)) = line.split_once(':')
+            && name.starts_with("IMGTAG_")
+        {
+            assert!(
+                read_vars.borrow().contains(name),
+                "template sets {name}, which the handler does not read"
+            );
+            set_vars.push((name.to_string(), value.trim().to_string()));
+        }
+    }
+    assert_eq!(set_vars.len(), 5, "{set_vars:?}");
+    let defaults = |name: &str| match name {
+        "IMGTAG_MIN_CONFIDENCE" => Some("55".to_string()),
+        "IMGTAG_MAX_LABELS" => Some(String::new()),
+        "IMGTAG_UPLOADS_PREFIX" => Some("uploads/".into()),
+        "IMGTAG_METADATA_PREFIX" => Some("metadata/".into()),
+        "IMGTAG_DETECTOR" => Some("rekognition".into()),
+        _ => None,
+    };
+    for (name, value) in &set_vars {
+        if !value.starts_with("!Ref") {
+            assert_eq!(defaults(name).as_deref(), Some(value.as_str()), "{name}");
+        }
+    }
+    for (param, default) in [
+        ("UploadsPrefix", "uploads/"),
+        ("MetadataPrefix", "metadata/"),
+        ("MinConfidence", "55"),
+        ("MaxLabels", "\"\""),
+    ] {
+        let at = t.find(&format!("  {param}:\n")).unwrap();
+        assert!(
+            t[at..].lines().nth(2).unwrap().trim() == format!("Default: {default}"),
+            "{param}"
+        );
+    }
+    imgtag::lambda::LambdaConfig::from_vars(defaults).unwrap();
+}
