@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The real imgtag-lambda binary under cargo-lambda's local Lambda emulator
-# (`cargo lambda watch` + `cargo lambda invoke`), offline: an S3 event for an
+# The real imgtag-lambda binary under cargo-lambda's local Lambda runtime
+# emulator (`cargo lambda watch --only-lambda-apis` + `cargo lambda invoke`),
+# offline: an S3 event for an
 # image on an in-process S3 server on loopback, the local detector, and a
 # check that the metadata JSON appeared with the expected labels.
 # Needs cargo-lambda on PATH (.ci/run installs it from PyPI).
@@ -34,11 +35,11 @@ fail() {
 # Ports: the emulator's invoke port, chosen free by the kernel.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
-# The S3 server and the CLI share the test build (warm after `cargo test`);
-# imgtag-lambda is built by `cargo lambda watch` below.
-echo "== build (s3mem_server, imgtag)"
-cargo build --locked --quiet --example s3mem_server --bin imgtag
-
+# Everything here comes from the test build (`cargo test --all-features`
+# in .ci/test): building imgtag-lambda on its own would resolve features
+# without the dev-dependencies and compile the whole AWS SDK a second time.
+echo "== build (s3mem_server, imgtag, imgtag-lambda; fresh after the tests)"
+cargo build --locked --quiet --all-features --example s3mem_server --bin imgtag --bin imgtag-lambda
 echo "== S3 server on loopback with uploads/chelsea the cat.png"
 ./target/debug/examples/s3mem_server emulator \
     "uploads/chelsea the cat.png=assets/samples/chelsea.png" >"$work/s3.out" 2>"$work/s3.log" &
@@ -66,22 +67,24 @@ envs=(
     IMGTAG_MIN_CONFIDENCE=50
     RUST_LOG=info
 )
-env_args=()
-for e in "${envs[@]}"; do env_args+=(--env-var "$e"); done
-
-echo "== cargo lambda watch (port $port)"
-cargo lambda watch --ignore-changes --timeout 60 --invoke-address 127.0.0.1 --invoke-port "$port" \
-    --features lambda --bin imgtag-lambda "${env_args[@]}" >"$work/watch.log" 2>&1 &
+echo "== cargo lambda watch --only-lambda-apis (port $port) and target/debug/imgtag-lambda"
+cargo lambda watch --only-lambda-apis --invoke-address 127.0.0.1 --invoke-port "$port" \
+    >"$work/emulator.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
     if (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
     sleep 0.2
 done
 (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null || fail "the emulator did not listen on $port"
+# The variables the emulator says a function needs, as Lambda sets them.
+env "${envs[@]}" AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=4096 \
+    AWS_LAMBDA_FUNCTION_NAME=_ AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$port/.rt" \
+    ./target/debug/imgtag-lambda >"$work/watch.log" 2>&1 &
+pids+=($!)
 
 echo "== cargo lambda invoke (S3 event, key uploads/chelsea+the+cat.png)"
 # Bounded: a function that dies at cold start leaves the invoke waiting.
-if ! timeout 120 cargo lambda invoke imgtag-lambda --invoke-address 127.0.0.1 --invoke-port "$port" \
+if ! timeout 120 cargo lambda invoke _ --invoke-address 127.0.0.1 --invoke-port "$port" \
     --data-file tests/fixtures/events/s3-put-emulator.json >"$work/reply.json" 2>"$work/invoke.log"; then
     fail "invoke failed"
 fi
