@@ -264,7 +264,9 @@ fn assessed(n: usize, kind: Kind, version: u64, rng: &mut Rng) -> Assessed {
                 doc: MetadataDoc {
                     labels: if failed { Vec::new() } else { labels(rng) },
                     label_model_version: None,
+                    extra: Default::default(),
                     imgtag: Some(ImgTagInfo {
+                        extra: Default::default(),
                         schema_version: 1,
                         source: SourceRef {
                             bucket: "photos".into(),

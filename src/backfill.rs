@@ -6,7 +6,7 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::json;
 
-use crate::cli::{CliError, Selection, select};
+use crate::catalog::{Filter, Selection, select};
 use crate::contract::{Layout, Status, normalize_etag};
 use crate::storage::{DynStore, PutCondition, StorageError};
 
@@ -18,8 +18,6 @@ pub const REPORT_PREFIX: &str = "imgtag/reports";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackfillError {
-    #[error(transparent)]
-    Cli(#[from] CliError),
     #[error("writing the manifest: {0}")]
     Storage(#[from] StorageError),
     #[error(
@@ -67,15 +65,15 @@ pub async fn backlog(
     layout: &Layout,
     review_below: f32,
     statuses: &[Status],
-) -> Result<Vec<String>, CliError> {
+) -> Result<Vec<String>, StorageError> {
     let picked = select(
         store,
         layout,
         review_below,
-        &Selection::Status(statuses.to_vec()),
+        &Selection::Matching(Filter::statuses(statuses.to_vec())),
     )
     .await?;
-    Ok(picked.into_iter().map(|(k, _)| k).collect())
+    Ok(picked.into_iter().map(|s| s.key).collect())
 }
 
 /// The default manifest key: timestamped, so runs never overwrite each

@@ -161,29 +161,6 @@ impl Catalog {
         });
         out
     }
-
-    /// The key a writer should use for an image's metadata: where the
-    /// existing metadata was found, unless another image shares that legacy
-    /// key (a.jpg and a.png both matching `a.json`), else the canonical key.
-    pub fn write_key(&self, image_idx: usize) -> Option<String> {
-        let img = self.images.get(image_idx)?;
-        match img.meta {
-            Some((m, KeyKind::Canonical)) => Some(self.metas[m as usize].key.clone()),
-            Some((m, _)) => {
-                let shared = self
-                    .images
-                    .iter()
-                    .enumerate()
-                    .any(|(j, o)| j != image_idx && o.meta.map(|x| x.0) == Some(m));
-                if shared {
-                    self.layout.metadata_key(&img.info.key).ok()
-                } else {
-                    Some(self.metas[m as usize].key.clone())
-                }
-            }
-            None => self.layout.metadata_key(&img.info.key).ok(),
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -208,6 +185,64 @@ pub async fn read_metadata(
         )),
         Err(e) => Err(e),
     }
+}
+
+/// An image's metadata document, as [`find_metadata`] found it.
+#[derive(Debug, Clone)]
+pub struct FoundMetadata {
+    /// Its key, and how that key pairs with the image.
+    pub key: String,
+    pub kind: KeyKind,
+    /// The object as read (its ETag is the If-Match of a rewrite).
+    pub info: ObjectInfo,
+    pub read: MetadataRead,
+}
+
+/// Whether a document found under a legacy key belongs to another image:
+/// `a.json` shared by `a.jpg` and `a.png` names, once written by imgtag,
+/// the image it was made for in `ImgTag.Source.Key`. A canonical key is
+/// the image's own by construction.
+pub fn claimed_by_other(read: &MetadataRead, kind: KeyKind, image_key: &str) -> bool {
+    kind != KeyKind::Canonical
+        && read
+            .as_ref()
+            .ok()
+            .and_then(|p| p.doc.imgtag.as_ref())
+            .is_some_and(|t| t.source.key != image_key)
+}
+
+/// Finds an image's metadata: the one lookup every path uses (tag, review,
+/// show, ls, the TUI). Tries `hint` first (the key a listing paired), then
+/// the canonical key, then the legacy ones; a legacy document that another
+/// image claims is passed over.
+pub async fn find_metadata(
+    store: &DynStore,
+    layout: &Layout,
+    image_key: &str,
+    hint: Option<&str>,
+) -> Result<Option<FoundMetadata>, StorageError> {
+    let mut candidates = layout.metadata_candidates(image_key);
+    if let Some(h) = hint {
+        candidates.retain(|(_, k)| k != h);
+        let kind = layout.key_kind(image_key, h).unwrap_or(KeyKind::Canonical);
+        candidates.insert(0, (kind, h.to_string()));
+    }
+    for (kind, key) in candidates {
+        match read_metadata(store, &key).await {
+            Ok((read, info)) if !claimed_by_other(&read, kind, image_key) => {
+                return Ok(Some(FoundMetadata {
+                    key,
+                    kind,
+                    info,
+                    read,
+                }));
+            }
+            Ok(_) => continue,
+            Err(StorageError::NotFound { .. } | StorageError::InvalidKey { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
 }
 
 /// One line of an audit: an image with its status, or an orphan.
@@ -403,6 +438,15 @@ async fn assess_one(
         };
     };
     match read_metadata(store, &meta.key).await {
+        // Another image's legacy document: this image has none.
+        Ok((read, _)) if claimed_by_other(&read, kind, &image.key) => Assessed {
+            status: Some(Status::Untagged),
+            image: Some(image),
+            metadata: None,
+            key_kind: None,
+            read: None,
+            read_error: None,
+        },
         Ok((read, _)) => Assessed {
             status: Some(assess(Some(&read), image.etag.as_deref(), review_below)),
             image: Some(image),
@@ -446,55 +490,129 @@ pub async fn reassess(
         Err(StorageError::NotFound { .. }) => None,
         Err(e) => return Err(e),
     };
-    let candidates: Vec<(KeyKind, String)> = match metadata_key {
-        Some(k) => vec![(KeyKind::Canonical, k.to_string())],
-        None => {
-            let rest = layout.image_rest(image_key).unwrap_or_default();
-            Layout::candidate_rests(rest)
-                .map(|(kind, r)| (kind, format!("{}{r}.json", layout.metadata_prefix())))
-                .collect()
-        }
-    };
-    for (kind, key) in candidates {
-        match read_metadata(store, &key).await {
-            Ok((read, info)) => {
-                let kind = if metadata_key.is_some() {
-                    layout
-                        .metadata_rest(&key)
-                        .and_then(|rest| {
-                            Layout::candidate_rests(layout.image_rest(image_key)?)
-                                .find(|(_, r)| *r == rest)
-                                .map(|(k, _)| k)
-                        })
-                        .unwrap_or(kind)
-                } else {
-                    kind
-                };
-                let status = match &image {
-                    Some(img) => assess(Some(&read), img.etag.as_deref(), review_below),
-                    None => Status::Orphan,
-                };
-                return Ok(Assessed {
-                    image,
-                    metadata: Some(info),
-                    key_kind: Some(kind),
-                    status: Some(status),
-                    read: Some(read),
-                    read_error: None,
-                });
-            }
-            Err(StorageError::NotFound { .. } | StorageError::InvalidKey { .. }) => continue,
-            Err(e) => return Err(e),
+    let found = find_metadata(store, layout, image_key, metadata_key).await?;
+    Ok(match found {
+        Some(f) => Assessed {
+            status: Some(match &image {
+                Some(img) => assess(Some(&f.read), img.etag.as_deref(), review_below),
+                None => Status::Orphan,
+            }),
+            image,
+            metadata: Some(f.info),
+            key_kind: Some(f.kind),
+            read: Some(f.read),
+            read_error: None,
+        },
+        None => Assessed {
+            status: image.as_ref().map(|_| Status::Untagged),
+            image,
+            metadata: None,
+            key_kind: None,
+            read: None,
+            read_error: None,
+        },
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Selections
+
+/// Which audited images a listing shows or a bulk operation takes: all
+/// conditions must hold.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    /// Only these statuses (empty: all).
+    pub statuses: Vec<Status>,
+    /// Only images with a label (or a parent of one) of this name,
+    /// case-insensitive.
+    pub label: Option<String>,
+    /// Only tagged images whose best label is below this confidence.
+    pub below: Option<f32>,
+}
+
+impl Filter {
+    pub fn statuses(statuses: Vec<Status>) -> Self {
+        Filter {
+            statuses,
+            ..Filter::default()
         }
     }
-    Ok(Assessed {
-        status: image.as_ref().map(|_| Status::Untagged),
-        image,
-        metadata: None,
-        key_kind: None,
-        read: None,
-        read_error: None,
-    })
+
+    pub fn matches(&self, a: &Assessed) -> bool {
+        if !self.statuses.is_empty() && !a.status.is_some_and(|s| self.statuses.contains(&s)) {
+            return false;
+        }
+        if let Some(want) = &self.label {
+            let Some(doc) = a.doc() else { return false };
+            let hit = doc.doc.labels.iter().any(|l| {
+                l.name.eq_ignore_ascii_case(want)
+                    || l.parents.iter().any(|p| p.name.eq_ignore_ascii_case(want))
+            });
+            if !hit {
+                return false;
+            }
+        }
+        if let Some(below) = self.below {
+            let Some(doc) = a.doc() else { return false };
+            if doc.doc.error().is_some() || a.best().is_some_and(|(_, c)| c >= below) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Which images a bulk operation (tag, review, backfill, watch's first
+/// scan) works on.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    /// These keys, as they are.
+    Keys(Vec<String>),
+    /// The images of an audit that match.
+    Matching(Filter),
+    All,
+}
+
+/// An image a selection names, with the metadata key the listing paired.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selected {
+    pub key: String,
+    pub metadata_key: Option<String>,
+}
+
+/// The images a selection names, in key order. Named keys are taken as
+/// they are; the others come from an audit of the bucket.
+pub async fn select(
+    store: &DynStore,
+    layout: &Layout,
+    review_below: f32,
+    selection: &Selection,
+) -> Result<Vec<Selected>, StorageError> {
+    if let Selection::Keys(keys) = selection {
+        return Ok(keys
+            .iter()
+            .map(|k| Selected {
+                key: k.clone(),
+                metadata_key: None,
+            })
+            .collect());
+    }
+    let mut out = Vec::new();
+    let mut rows = std::pin::pin!(audit(store.clone(), layout.clone(), review_below));
+    while let Some(a) = rows.try_next().await? {
+        if let Some(image) = &a.image
+            && match selection {
+                Selection::Matching(f) => f.matches(&a),
+                _ => true,
+            }
+        {
+            out.push(Selected {
+                key: image.key.clone(),
+                metadata_key: a.metadata.as_ref().map(|m| m.key.clone()),
+            });
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -536,9 +654,6 @@ mod tests {
                 None
             ]
         );
-        // a.jpg and a.png share a.json: each writes its canonical key.
-        assert_eq!(c.write_key(1).unwrap(), "metadata/a.jpg.json");
-        assert_eq!(c.write_key(0).unwrap(), "metadata/cat.json");
         c.add_page(vec![
             obj("metadata/a.png.json"),
             obj("metadata/zz.jpg.json"),
@@ -549,7 +664,6 @@ mod tests {
             c.metadata(c.images()[2].meta.unwrap().0).key,
             "metadata/a.png.json"
         );
-        assert_eq!(c.write_key(1).unwrap(), "metadata/a.json");
         let orphans: Vec<_> = c
             .orphans()
             .into_iter()

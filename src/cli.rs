@@ -3,12 +3,20 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use crate::catalog::{Assessed, audit, read_metadata};
+use crate::catalog::{
+    Assessed, Filter, FoundMetadata, Selected, Selection, audit, find_metadata, read_metadata,
+    select,
+};
 use crate::contract::{KeyKind, Layout, ParsedMetadata, Status, assess};
+use crate::detection::{DetectorKind, DynDetector};
+use crate::outcome::{Outcome, Tally};
+use crate::pipeline::{self, ReviewEdit, TagOptions};
 use crate::sanitize::{for_terminal, json_line};
 use crate::storage::{DynStore, ObjectInfo, StorageError};
 
@@ -24,45 +32,6 @@ pub enum CliError {
     Partial { count: usize },
 }
 
-/// Which entries `ls` prints.
-#[derive(Debug, Clone, Default)]
-pub struct LsFilter {
-    /// Only these statuses (empty: all).
-    pub statuses: Vec<Status>,
-    /// Only images with a label (or a parent of one) of this name.
-    pub label: Option<String>,
-    /// Only images whose best label is below this confidence.
-    pub below: Option<f32>,
-}
-
-impl LsFilter {
-    pub fn matches(&self, a: &Assessed) -> bool {
-        if !self.statuses.is_empty() && !a.status.is_some_and(|s| self.statuses.contains(&s)) {
-            return false;
-        }
-        if let Some(want) = &self.label {
-            let Some(doc) = a.doc() else { return false };
-            let hit = doc.doc.labels.iter().any(|l| {
-                l.name.eq_ignore_ascii_case(want)
-                    || l.parents.iter().any(|p| p.name.eq_ignore_ascii_case(want))
-            });
-            if !hit {
-                return false;
-            }
-        }
-        if let Some(below) = self.below {
-            let Some(doc) = a.doc() else { return false };
-            if doc.doc.error().is_some() {
-                return false;
-            }
-            if doc.doc.best_label().is_some_and(|b| b.confidence >= below) {
-                return false;
-            }
-        }
-        true
-    }
-}
-
 /// Counts per status, for the summary line.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Summary {
@@ -70,6 +39,17 @@ pub struct Summary {
     pub shown: usize,
     pub by_status: BTreeMap<String, usize>,
     pub unreadable: usize,
+}
+
+impl Summary {
+    fn count(&mut self, a: &Assessed) {
+        self.listed += 1;
+        let status = a.status.map_or("unknown", Status::as_str);
+        *self.by_status.entry(status.to_string()).or_default() += 1;
+        if a.read_error.is_some() {
+            self.unreadable += 1;
+        }
+    }
 }
 
 impl std::fmt::Display for Summary {
@@ -93,79 +73,133 @@ impl std::fmt::Display for Summary {
     }
 }
 
-const GLYPHS: [(Status, &str); 7] = [
-    (Status::Untagged, "·"),
-    (Status::Tagged, "✓"),
-    (Status::NeedsReview, "?"),
-    (Status::Stale, "~"),
-    (Status::Failed, "✗"),
-    (Status::Malformed, "!"),
-    (Status::Orphan, "∅"),
-];
-
-pub fn glyph(s: Option<Status>) -> &'static str {
-    s.and_then(|s| GLYPHS.iter().find(|g| g.0 == s).map(|g| g.1))
-        .unwrap_or("E")
+/// The status column's glyph; `E` when the metadata could not be read.
+fn glyph(s: Option<Status>) -> &'static str {
+    s.map_or("E", Status::glyph)
 }
 
-/// `imgtag ls`: streams the audit, printing as it goes.
+/// A spot check: `size` images picked at random from what the filter
+/// shows, reproducibly for a given seed.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub size: usize,
+    pub seed: u64,
+}
+
+/// Keeps a uniform random sample of a stream of unknown length in O(size)
+/// memory (reservoir sampling, Algorithm R).
+struct Reservoir {
+    rng: fastrand::Rng,
+    size: usize,
+    seen: u64,
+    kept: Vec<Assessed>,
+}
+
+impl Reservoir {
+    fn new(s: Sample) -> Self {
+        Reservoir {
+            rng: fastrand::Rng::with_seed(s.seed),
+            size: s.size,
+            seen: 0,
+            kept: Vec::with_capacity(s.size.min(4096)),
+        }
+    }
+
+    fn offer(&mut self, a: Assessed) {
+        self.seen += 1;
+        if self.kept.len() < self.size {
+            self.kept.push(a);
+        } else {
+            let j = self.rng.u64(0..self.seen);
+            if let Some(slot) = self.kept.get_mut(j as usize) {
+                *slot = a;
+            }
+        }
+    }
+
+    /// The sample in key order, so that two runs with one seed diff well.
+    fn into_sorted(mut self) -> Vec<Assessed> {
+        self.kept.sort_by(|a, b| a.key().cmp(b.key()));
+        self.kept
+    }
+}
+
+/// `imgtag ls`: streams the audit, printing as it goes (with a sample:
+/// once the listing is done).
 pub async fn ls(
     store: DynStore,
     layout: Layout,
     review_below: f32,
-    filter: &LsFilter,
+    filter: &Filter,
+    sample: Option<Sample>,
     json: bool,
     out: &mut dyn Write,
 ) -> Result<Summary, CliError> {
     let mut summary = Summary::default();
     let mut rows = std::pin::pin!(audit(store, layout, review_below));
-    let mut header = !json;
+    let mut reservoir = sample.map(Reservoir::new);
+    if !json {
+        print_ls_header(out)?;
+    }
     while let Some(a) = rows.try_next().await? {
-        if std::mem::take(&mut header) {
-            writeln!(
-                out,
-                "{:<2} {:<12} {:>5}  {:<20} {:<40} METADATA",
-                "", "STATUS", "CONF", "LABEL", "KEY"
-            )?;
-        }
-        summary.listed += 1;
-        let status = a.status.map_or("unknown", Status::as_str);
-        *summary.by_status.entry(status.to_string()).or_default() += 1;
-        if a.read_error.is_some() {
-            summary.unreadable += 1;
-        }
+        summary.count(&a);
         if !filter.matches(&a) {
             continue;
         }
-        summary.shown += 1;
-        if json {
-            writeln!(out, "{}", json_line(&a.to_json()))?;
-        } else {
-            let (label, conf) = match a.best() {
-                Some((l, c)) => (for_terminal(l).into_owned(), format!("{c:.1}")),
-                None => ("-".into(), "-".into()),
-            };
-            let meta = match (&a.metadata, a.image.is_some()) {
-                (Some(m), true) => for_terminal(&m.key).into_owned(),
-                (None, true) => "—".into(),
-                (_, false) => "(no image)".into(),
-            };
-            let mut line = format!(
-                "{:<2} {:<12} {:>5}  {:<20} {:<40} {}",
-                glyph(a.status),
-                status,
-                conf,
-                label,
-                for_terminal(a.key()),
-                meta
-            );
-            if let Some(e) = &a.read_error {
-                line.push_str(&format!("  [{}]", for_terminal(e)));
-            }
-            writeln!(out, "{}", line.trim_end())?;
+        match reservoir.as_mut() {
+            Some(r) => r.offer(a),
+            None => print_ls_row(&a, json, &mut summary, out)?,
         }
     }
+    for a in reservoir.map(Reservoir::into_sorted).unwrap_or_default() {
+        print_ls_row(&a, json, &mut summary, out)?;
+    }
     Ok(summary)
+}
+
+fn print_ls_header(out: &mut dyn Write) -> Result<(), CliError> {
+    writeln!(
+        out,
+        "{:<2} {:<12} {:>5}  {:<20} {:<40} METADATA",
+        "", "STATUS", "CONF", "LABEL", "KEY"
+    )?;
+    Ok(())
+}
+
+fn print_ls_row(
+    a: &Assessed,
+    json: bool,
+    summary: &mut Summary,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    summary.shown += 1;
+    if json {
+        writeln!(out, "{}", json_line(&a.to_json()))?;
+        return Ok(());
+    }
+    let (label, conf) = match a.best() {
+        Some((l, c)) => (for_terminal(l).into_owned(), format!("{c:.1}")),
+        None => ("-".into(), "-".into()),
+    };
+    let meta = match (&a.metadata, a.image.is_some()) {
+        (Some(m), true) => for_terminal(&m.key).into_owned(),
+        (None, true) => "—".into(),
+        (_, false) => "(no image)".into(),
+    };
+    let mut line = format!(
+        "{:<2} {:<12} {:>5}  {:<20} {:<40} {}",
+        glyph(a.status),
+        a.status.map_or("unknown", Status::as_str),
+        conf,
+        label,
+        for_terminal(a.key()),
+        meta
+    );
+    if let Some(e) = &a.read_error {
+        line.push_str(&format!("  [{}]", for_terminal(e)));
+    }
+    writeln!(out, "{}", line.trim_end())?;
+    Ok(())
 }
 
 /// What `show` found for one key.
@@ -187,86 +221,79 @@ pub async fn lookup(
     key: &str,
 ) -> Result<Shown, CliError> {
     let (image_key, image, found) = match layout.metadata_rest(key) {
-        Some(rest) => {
-            let read = match read_metadata(store, key).await {
-                Ok((read, _)) => Some(read),
-                Err(StorageError::NotFound { .. }) => None,
-                Err(e) => return Err(e.into()),
-            };
-            let image = find_image_for_metadata(store, layout, rest).await?;
-            let image_key = image
-                .as_ref()
-                .map_or_else(|| layout.image_key(rest), |i| i.key.clone());
-            let kind = image.as_ref().and_then(|i| {
-                let irest = layout.image_rest(&i.key)?;
-                Layout::candidate_rests(irest)
-                    .find(|(_, c)| *c == rest)
-                    .map(|(k, _)| k)
-            });
-            if image.is_none() && read.is_none() {
-                return Err(StorageError::NotFound { key: key.into() }.into());
-            }
-            (
-                image_key,
-                image,
-                read.map(|r| (key.to_string(), kind.unwrap_or(KeyKind::Canonical), r)),
-            )
-        }
-        None => {
-            let rest = layout.image_rest(key).ok_or_else(|| {
-                CliError::Usage(format!(
-                    "{} is neither under {} nor under {}",
-                    for_terminal(key),
-                    layout.uploads_prefix(),
-                    layout.metadata_prefix()
-                ))
-            })?;
-            let image = match store.head(key).await {
-                Ok(i) => Some(i),
-                Err(StorageError::NotFound { .. }) => None,
-                Err(e) => return Err(e.into()),
-            };
-            let mut found = None;
-            for (kind, cand) in Layout::candidate_rests(rest) {
-                let mkey = format!("{}{cand}.json", layout.metadata_prefix());
-                match read_metadata(store, &mkey).await {
-                    Ok((read, _)) => {
-                        found = Some((mkey, kind, read));
-                        break;
-                    }
-                    Err(StorageError::NotFound { .. } | StorageError::InvalidKey { .. }) => {
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if image.is_none() && found.is_none() {
-                return Err(StorageError::NotFound { key: key.into() }.into());
-            }
-            (key.to_string(), image, found)
-        }
+        Some(rest) => lookup_metadata_key(store, layout, key, rest).await?,
+        None => lookup_image_key(store, layout, key).await?,
     };
-    let (metadata_key, key_kind, read) = match found {
-        Some((k, kind, read)) => (Some(k), Some(kind), Some(read)),
-        None => (None, None, None),
-    };
-    let status = if image.is_none() {
-        Status::Orphan
-    } else {
-        assess(
-            read.as_ref(),
-            image.as_ref().and_then(|i| i.etag.as_deref()),
+    if image.is_none() && found.is_none() {
+        return Err(StorageError::NotFound { key: key.into() }.into());
+    }
+    let status = match &image {
+        None => Status::Orphan,
+        Some(i) => assess(
+            found.as_ref().map(|f| &f.read),
+            i.etag.as_deref(),
             review_below,
-        )
+        ),
     };
     Ok(Shown {
         image_key,
         image,
-        metadata_key,
-        key_kind,
-        read,
+        metadata_key: found.as_ref().map(|f| f.key.clone()),
+        key_kind: found.as_ref().map(|f| f.kind),
+        read: found.map(|f| f.read),
         status,
     })
+}
+
+type Looked = (String, Option<ObjectInfo>, Option<FoundMetadata>);
+
+async fn lookup_image_key(
+    store: &DynStore,
+    layout: &Layout,
+    key: &str,
+) -> Result<Looked, CliError> {
+    if layout.image_rest(key).is_none() {
+        return Err(CliError::Usage(format!(
+            "{} is neither under {} nor under {}",
+            for_terminal(key),
+            layout.uploads_prefix(),
+            layout.metadata_prefix()
+        )));
+    }
+    let image = match store.head(key).await {
+        Ok(i) => Some(i),
+        Err(StorageError::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let found = find_metadata(store, layout, key, None).await?;
+    Ok((key.to_string(), image, found))
+}
+
+async fn lookup_metadata_key(
+    store: &DynStore,
+    layout: &Layout,
+    key: &str,
+    rest: &str,
+) -> Result<Looked, CliError> {
+    let read = match read_metadata(store, key).await {
+        Ok(r) => Some(r),
+        Err(StorageError::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let image = find_image_for_metadata(store, layout, rest).await?;
+    let image_key = image
+        .as_ref()
+        .map_or_else(|| layout.image_key(rest), |i| i.key.clone());
+    let kind = layout
+        .key_kind(&image_key, key)
+        .unwrap_or(KeyKind::Canonical);
+    let found = read.map(|(read, info)| FoundMetadata {
+        key: key.to_string(),
+        kind,
+        info,
+        read,
+    });
+    Ok((image_key, image, found))
 }
 
 /// The image a metadata rest belongs to: the canonical one, else one with
@@ -299,45 +326,54 @@ async fn find_image_for_metadata(
 /// `imgtag show`: the pairing and the metadata of one image.
 pub fn print_shown(s: &Shown, json: bool, out: &mut dyn Write) -> Result<(), CliError> {
     if json {
-        #[derive(Serialize)]
-        struct ImageJson<'a> {
-            size: u64,
-            etag: Option<&'a str>,
-            last_modified: Option<i64>,
-        }
-        #[derive(Serialize)]
-        struct ShownJson<'a> {
-            key: &'a str,
-            status: &'a str,
-            image: Option<ImageJson<'a>>,
-            metadata_key: Option<&'a str>,
-            metadata_match: Option<KeyKind>,
-            shape: Option<crate::contract::Shape>,
-            malformed: Option<&'a str>,
-            metadata: Option<&'a crate::contract::MetadataDoc>,
-        }
-        let parsed = s.read.as_ref().and_then(|r| r.as_ref().ok());
-        let v = ShownJson {
-            key: &s.image_key,
-            status: s.status.as_str(),
-            image: s.image.as_ref().map(|i| ImageJson {
-                size: i.size,
-                etag: i.etag.as_deref(),
-                last_modified: i.last_modified,
-            }),
-            metadata_key: s.metadata_key.as_deref(),
-            metadata_match: s.key_kind,
-            shape: parsed.map(|p| p.shape),
-            malformed: s
-                .read
-                .as_ref()
-                .and_then(|r| r.as_ref().err())
-                .map(|m| m.reason.as_str()),
-            metadata: parsed.map(|p| &p.doc),
-        };
-        writeln!(out, "{}", json_line(&v))?;
-        return Ok(());
+        print_shown_json(s, out)
+    } else {
+        print_shown_text(s, out)
     }
+}
+
+fn print_shown_json(s: &Shown, out: &mut dyn Write) -> Result<(), CliError> {
+    #[derive(Serialize)]
+    struct ImageJson<'a> {
+        size: u64,
+        etag: Option<&'a str>,
+        last_modified: Option<i64>,
+    }
+    #[derive(Serialize)]
+    struct ShownJson<'a> {
+        key: &'a str,
+        status: &'a str,
+        image: Option<ImageJson<'a>>,
+        metadata_key: Option<&'a str>,
+        metadata_match: Option<KeyKind>,
+        shape: Option<crate::contract::Shape>,
+        malformed: Option<&'a str>,
+        metadata: Option<&'a crate::contract::MetadataDoc>,
+    }
+    let parsed = s.read.as_ref().and_then(|r| r.as_ref().ok());
+    let v = ShownJson {
+        key: &s.image_key,
+        status: s.status.as_str(),
+        image: s.image.as_ref().map(|i| ImageJson {
+            size: i.size,
+            etag: i.etag.as_deref(),
+            last_modified: i.last_modified,
+        }),
+        metadata_key: s.metadata_key.as_deref(),
+        metadata_match: s.key_kind,
+        shape: parsed.map(|p| p.shape),
+        malformed: s
+            .read
+            .as_ref()
+            .and_then(|r| r.as_ref().err())
+            .map(|m| m.reason.as_str()),
+        metadata: parsed.map(|p| &p.doc),
+    };
+    writeln!(out, "{}", json_line(&v))?;
+    Ok(())
+}
+
+fn print_shown_text(s: &Shown, out: &mut dyn Write) -> Result<(), CliError> {
     writeln!(out, "image     {}", for_terminal(&s.image_key))?;
     match &s.image {
         Some(i) => writeln!(
@@ -367,65 +403,75 @@ pub fn print_shown(s: &Shown, json: bool, out: &mut dyn Write) -> Result<(), Cli
         Some(Err(m)) => writeln!(out, "problem   {}", for_terminal(&m.reason))?,
         Some(Ok(p)) => {
             if let Some(t) = &p.doc.imgtag {
-                writeln!(
-                    out,
-                    "tagged    {} by {} with {} at MinConfidence {}{}",
-                    for_terminal(&t.tagged_at),
-                    for_terminal(&t.tagged_by),
-                    for_terminal(&t.detector),
-                    t.min_confidence,
-                    t.max_labels
-                        .map(|m| format!(", MaxLabels {m}"))
-                        .unwrap_or_default()
-                )?;
-                if let Some(e) = &t.error {
-                    writeln!(
-                        out,
-                        "error     {}: {}",
-                        for_terminal(&e.code),
-                        for_terminal(&e.message)
-                    )?;
-                }
-                if let Some(r) = t.review.as_ref().filter(|r| !r.is_empty()) {
-                    let list = |v: &[String]| {
-                        v.iter()
-                            .map(|s| for_terminal(s).into_owned())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    };
-                    writeln!(
-                        out,
-                        "review    added [{}] removed [{}] flagged [{}]",
-                        list(&r.added),
-                        list(&r.removed),
-                        list(&r.flagged)
-                    )?;
-                }
+                print_provenance(t, out)?;
             }
-            writeln!(out, "labels    {}", p.doc.labels.len())?;
-            for l in &p.doc.labels {
-                let filled = (l.confidence / 10.0).round().clamp(0.0, 10.0) as usize;
-                let parents: Vec<String> = l
-                    .parents
-                    .iter()
-                    .map(|p| for_terminal(&p.name).into_owned())
-                    .collect();
-                let line = format!(
-                    "  {:<24} {:>5.1} {}{}  {}",
-                    for_terminal(&l.name),
-                    l.confidence,
-                    "█".repeat(filled),
-                    "░".repeat(10 - filled),
-                    if parents.is_empty() {
-                        String::new()
-                    } else {
-                        format!("< {}", parents.join(" < "))
-                    }
-                );
-                writeln!(out, "{}", line.trim_end())?;
-            }
+            print_labels(&p.doc.labels, out)?;
         }
         None => {}
+    }
+    Ok(())
+}
+
+fn print_provenance(t: &crate::contract::ImgTagInfo, out: &mut dyn Write) -> Result<(), CliError> {
+    writeln!(
+        out,
+        "tagged    {} by {} with {} at MinConfidence {}{}",
+        for_terminal(&t.tagged_at),
+        for_terminal(&t.tagged_by),
+        for_terminal(&t.detector),
+        t.min_confidence,
+        t.max_labels
+            .map(|m| format!(", MaxLabels {m}"))
+            .unwrap_or_default()
+    )?;
+    if let Some(e) = &t.error {
+        writeln!(
+            out,
+            "error     {}: {}",
+            for_terminal(&e.code),
+            for_terminal(&e.message)
+        )?;
+    }
+    if let Some(r) = t.review.as_ref().filter(|r| !r.is_empty()) {
+        let list = |v: &[String]| {
+            v.iter()
+                .map(|s| for_terminal(s).into_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        writeln!(
+            out,
+            "review    added [{}] removed [{}] flagged [{}]",
+            list(&r.added),
+            list(&r.removed),
+            list(&r.flagged)
+        )?;
+    }
+    Ok(())
+}
+
+fn print_labels(labels: &[crate::contract::Label], out: &mut dyn Write) -> Result<(), CliError> {
+    writeln!(out, "labels    {}", labels.len())?;
+    for l in labels {
+        let filled = (l.confidence / 10.0).round().clamp(0.0, 10.0) as usize;
+        let parents: Vec<String> = l
+            .parents
+            .iter()
+            .map(|p| for_terminal(&p.name).into_owned())
+            .collect();
+        let line = format!(
+            "  {:<24} {:>5.1} {}{}  {}",
+            for_terminal(&l.name),
+            l.confidence,
+            "█".repeat(filled),
+            "░".repeat(10 - filled),
+            if parents.is_empty() {
+                String::new()
+            } else {
+                format!("< {}", parents.join(" < "))
+            }
+        );
+        writeln!(out, "{}", line.trim_end())?;
     }
     Ok(())
 }
@@ -433,20 +479,7 @@ pub fn print_shown(s: &Shown, json: bool, out: &mut dyn Write) -> Result<(), Cli
 // ---------------------------------------------------------------------------
 // imgtag tag
 
-/// Which images `tag` works on.
-#[derive(Debug, Clone)]
-pub enum Selection {
-    Keys(Vec<String>),
-    /// Images with these statuses (untagged, stale, ...).
-    Status(Vec<Status>),
-    /// Images whose best label is below this confidence.
-    Below(f32),
-    All,
-}
-
-/// Rekognition's first-tier price, dollars per image.
-pub const REKOGNITION_PRICE_PER_IMAGE: f64 = 0.001;
-/// Runs over this many Rekognition calls need `--yes`.
+/// Runs over this many paid detector calls need `--yes`.
 pub const CONFIRM_ABOVE: usize = 1000;
 
 pub struct TagRun {
@@ -463,20 +496,15 @@ pub struct TagRun {
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct TagSummary {
     pub selected: usize,
-    pub tagged: usize,
-    pub unchanged: usize,
-    pub failed: usize,
-    pub conflicts: usize,
-    pub retry: usize,
-    pub skipped: usize,
+    #[serde(flatten)]
+    pub tally: Tally,
     pub interrupted: bool,
-    pub fatal: Option<String>,
     pub seconds: f64,
 }
 
 impl TagSummary {
     pub fn ok(&self) -> bool {
-        self.conflicts == 0 && self.retry == 0 && self.fatal.is_none() && !self.interrupted
+        self.tally.ok() && !self.interrupted
     }
 }
 
@@ -484,15 +512,8 @@ impl std::fmt::Display for TagSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} tagged, {} unchanged, {} failed (recorded), {} conflicts, {} to retry, {} skipped, of {} in {:.1}s",
-            self.tagged,
-            self.unchanged,
-            self.failed,
-            self.conflicts,
-            self.retry,
-            self.skipped,
-            self.selected,
-            self.seconds
+            "{}, of {} in {:.1}s",
+            self.tally, self.selected, self.seconds
         )?;
         if self.interrupted {
             write!(f, " (interrupted)")?;
@@ -501,37 +522,20 @@ impl std::fmt::Display for TagSummary {
     }
 }
 
-/// The images a selection names, with the metadata key each pairs with.
-pub async fn select(
-    store: &DynStore,
-    layout: &Layout,
-    review_below: f32,
-    selection: &Selection,
-) -> Result<Vec<(String, Option<String>)>, CliError> {
-    if let Selection::Keys(keys) = selection {
-        return Ok(keys.iter().map(|k| (k.clone(), None)).collect());
+/// Resolves on the first Ctrl-C, after which a second Ctrl-C quits at once
+/// (every write is atomic, so that loses nothing written). `tag` and
+/// `watch` stop scheduling on it and let the writes in flight finish.
+pub async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        // No signal handling: run until killed.
+        std::future::pending::<()>().await;
     }
-    let mut out = Vec::new();
-    let mut rows = std::pin::pin!(audit(store.clone(), layout.clone(), review_below));
-    while let Some(a) = rows.try_next().await? {
-        let Some(image) = &a.image else { continue };
-        let keep = match selection {
-            Selection::All => true,
-            Selection::Status(s) => a.status.is_some_and(|st| s.contains(&st)),
-            Selection::Below(n) => {
-                a.doc().is_some_and(|d| d.doc.error().is_none())
-                    && a.best().is_none_or(|(_, c)| c < *n)
-            }
-            Selection::Keys(_) => unreachable!("handled above"),
-        };
-        if keep {
-            out.push((
-                image.key.clone(),
-                a.metadata.as_ref().map(|m| m.key.clone()),
-            ));
+    eprintln!("\nstopping: finishing the writes in flight (Ctrl-C again to quit now)");
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
         }
-    }
-    Ok(out)
+    });
 }
 
 /// `imgtag tag`: tags the selected images through the pipeline with
@@ -539,196 +543,223 @@ pub async fn select(
 /// (each is atomic), nothing is half-written.
 pub async fn tag(
     store: DynStore,
-    detector: crate::detection::DynDetector,
-    opts: crate::pipeline::TagOptions,
+    detector: DynDetector,
+    opts: TagOptions,
     review_below: f32,
     run: &TagRun,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<TagSummary, CliError> {
-    use futures::StreamExt;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    use crate::pipeline::{Outcome, tag as tag_one};
-
     let started = std::time::Instant::now();
     let targets = select(&store, &opts.layout, review_below, &run.selection).await?;
-    let mut summary = TagSummary {
-        selected: targets.len(),
-        ..Default::default()
-    };
-    let paid = detector.name() == "rekognition";
-    let cost = targets.len() as f64 * REKOGNITION_PRICE_PER_IMAGE;
+    let kind = detector.kind();
     if run.dry_run {
-        for (k, m) in &targets {
-            if run.json {
-                writeln!(
-                    out,
-                    "{}",
-                    json_line(
-                        &serde_json::json!({"key": k, "metadata_key": m, "outcome": "would-tag"})
-                    )
-                )?;
-            } else {
-                writeln!(out, "would tag {}", for_terminal(k))?;
-            }
-        }
-        if paid {
-            writeln!(
-                err,
-                "{} images with Rekognition: about ${cost:.2} at $1.00 per 1,000 (first tier); \
-                 images already tagged with the same settings are skipped and not charged",
-                targets.len()
-            )?;
-        } else {
-            writeln!(
-                err,
-                "{} images with the local model (no cost)",
-                targets.len()
-            )?;
-        }
-        return Ok(summary);
+        print_dry_run(&targets, kind, run.json, out, err)?;
+        return Ok(TagSummary {
+            selected: targets.len(),
+            ..Default::default()
+        });
     }
-    if paid && targets.len() > CONFIRM_ABOVE && !run.yes {
+    if kind.is_paid() && targets.len() > CONFIRM_ABOVE && !run.yes {
         return Err(CliError::Usage(format!(
-            "this would send {} images to Rekognition, about ${cost:.2} at $1.00 per 1,000; \
-             check with --dry-run, then pass --yes",
-            targets.len()
+            "this would tag {} images {}; check with --dry-run, then pass --yes",
+            targets.len(),
+            kind.cost_phrase(targets.len())
         )));
     }
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let ctrl_c = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                stop.store(true, Ordering::SeqCst);
-                eprintln!("\nstopping: finishing the writes in flight (Ctrl-C again to quit now)");
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    // Every write is atomic, so quitting now loses nothing
-                    // that was written and leaves nothing half-written.
-                    std::process::exit(130);
-                }
-            }
-        })
+    let bulk = Bulk {
+        concurrency: run.concurrency,
+        json: run.json,
+        progress: run.progress,
     };
-
-    let bar = if run.progress {
-        let pb = indicatif::ProgressBar::new(targets.len() as u64);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {per_sec} eta {eta} {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        pb
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-
-    let stop2 = stop.clone();
-    let mut results = futures::stream::iter(targets)
-        .take_while(move |_| futures::future::ready(!stop2.load(Ordering::SeqCst)))
-        .map(|(key, meta)| {
-            let store = store.clone();
-            let detector = detector.clone();
-            let mut opts = opts.clone();
-            opts.metadata_key = meta;
-            async move {
-                let outcome = tag_one(&store, &detector, &key, &opts).await;
-                (key, outcome)
-            }
-        })
-        .buffer_unordered(run.concurrency.max(1));
-    let mut done = 0usize;
-    while let Some((key, outcome)) = results.next().await {
-        done += 1;
-        bar.inc(1);
-        tracing::info!(key = %key, outcome = ?outcome, "tagged");
-        match &outcome {
-            Outcome::Tagged { .. } => summary.tagged += 1,
-            Outcome::Unchanged { .. } => summary.unchanged += 1,
-            Outcome::Failed { .. } => summary.failed += 1,
-            Outcome::Conflict { .. } => summary.conflicts += 1,
-            Outcome::Retry { .. } => summary.retry += 1,
-            Outcome::Skipped { .. } => summary.skipped += 1,
-            Outcome::Fatal { message } => {
-                if summary.fatal.is_none() {
-                    summary.fatal = Some(message.clone());
-                }
-                stop.store(true, Ordering::SeqCst);
-            }
-        }
-        let line = if run.json {
-            outcome_json(&key, &outcome)
-        } else {
-            outcome_text(&key, &outcome)
+    let job = |t: Selected| {
+        let (store, detector) = (store.clone(), detector.clone());
+        let opts = TagOptions {
+            metadata_key: t.metadata_key,
+            ..opts.clone()
         };
-        bar.suspend(|| writeln!(out, "{line}"))?;
-    }
-    bar.finish_and_clear();
-    ctrl_c.abort();
-    summary.interrupted =
-        stop.load(Ordering::SeqCst) && done < summary.selected && summary.fatal.is_none();
+        async move { pipeline::tag(&store, &detector, &t.key, &opts).await }
+    };
+    let mut summary =
+        until_ctrl_c(|stop| async move { run_bulk(targets, bulk, &stop, out, job).await }).await?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
 
-/// One human line for an image's outcome, as `imgtag tag` and
-/// `imgtag watch` print it. Keys and messages are untrusted: escaped.
-pub fn outcome_text(key: &str, outcome: &crate::pipeline::Outcome) -> String {
-    use crate::pipeline::Outcome;
-    match outcome {
-        Outcome::Tagged { best, labels, .. } => format!(
-            "tagged     {}  {} labels{}",
-            for_terminal(key),
-            labels,
-            best.as_ref()
-                .map(|(n, c)| format!(", best {} {c:.1}", for_terminal(n)))
-                .unwrap_or_default()
-        ),
-        Outcome::Unchanged { .. } => format!("unchanged  {}", for_terminal(key)),
-        Outcome::Failed { code, message, .. } => format!(
-            "failed     {}  {}: {}",
-            for_terminal(key),
-            for_terminal(code),
-            for_terminal(message)
-        ),
-        Outcome::Conflict { metadata_key } => format!(
-            "conflict   {}  {} changed while tagging; not overwritten",
-            for_terminal(key),
-            for_terminal(metadata_key)
-        ),
-        Outcome::Retry { message } => {
-            format!(
-                "retry      {}  {}",
-                for_terminal(key),
-                for_terminal(message)
-            )
-        }
-        Outcome::Skipped { reason } => {
-            format!("skipped    {}  {}", for_terminal(key), for_terminal(reason))
-        }
-        Outcome::Fatal { message } => {
-            format!(
-                "stopped    {}  {}",
-                for_terminal(key),
-                for_terminal(message)
-            )
+fn print_dry_run(
+    targets: &[Selected],
+    kind: DetectorKind,
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), CliError> {
+    for t in targets {
+        if json {
+            let line = serde_json::json!({
+                "key": t.key, "metadata_key": t.metadata_key, "outcome": "would-tag"
+            });
+            writeln!(out, "{}", json_line(&line))?;
+        } else {
+            writeln!(out, "would tag {}", for_terminal(&t.key))?;
         }
     }
+    write!(
+        err,
+        "{} images {}",
+        targets.len(),
+        kind.cost_phrase(targets.len())
+    )?;
+    if kind.is_paid() {
+        write!(
+            err,
+            "; images already tagged with the same settings are skipped and not charged"
+        )?;
+    }
+    writeln!(err)?;
+    Ok(())
 }
 
-/// One JSON line for an image's outcome: `{"key": ..., "outcome": ...}`
-/// plus the outcome's fields, as `imgtag tag --json` and
-/// `imgtag watch --json` print it.
-pub fn outcome_json(key: &str, outcome: &crate::pipeline::Outcome) -> String {
-    #[derive(Serialize)]
-    struct Line<'a> {
-        key: &'a str,
-        #[serde(flatten)]
-        outcome: &'a crate::pipeline::Outcome,
+fn progress_bar(len: usize, visible: bool) -> indicatif::ProgressBar {
+    if !visible {
+        return indicatif::ProgressBar::hidden();
     }
-    json_line(&Line { key, outcome })
+    let pb = indicatif::ProgressBar::new(len as u64);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {per_sec} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    pb
+}
+
+/// How a bulk run (`tag`, `review`) goes: concurrency and output.
+#[derive(Debug, Clone, Copy)]
+pub struct Bulk {
+    pub concurrency: usize,
+    pub json: bool,
+    pub progress: bool,
+}
+
+/// Runs `job` over `targets`, `concurrency` at a time, until done, `stop`
+/// or a fatal outcome; prints each outcome as it comes.
+async fn run_bulk<F, Fut>(
+    targets: Vec<Selected>,
+    bulk: Bulk,
+    stop: &Arc<AtomicBool>,
+    out: &mut dyn Write,
+    job: F,
+) -> Result<TagSummary, CliError>
+where
+    F: Fn(Selected) -> Fut,
+    Fut: std::future::Future<Output = Outcome>,
+{
+    let selected = targets.len();
+    let bar = progress_bar(selected, bulk.progress);
+    let stop2 = stop.clone();
+    let mut results = futures::stream::iter(targets)
+        .take_while(move |_| futures::future::ready(!stop2.load(Ordering::SeqCst)))
+        .map(|t| {
+            let key = t.key.clone();
+            let fut = job(t);
+            async move { (key, fut.await) }
+        })
+        .buffer_unordered(bulk.concurrency.max(1));
+    let mut tally = Tally::default();
+    let mut done = 0usize;
+    while let Some((key, outcome)) = results.next().await {
+        done += 1;
+        bar.inc(1);
+        tracing::info!(key = %for_terminal(&key), outcome = outcome.name(), "done");
+        tally.add(&outcome);
+        if matches!(outcome, Outcome::Fatal { .. }) {
+            stop.store(true, Ordering::SeqCst);
+        }
+        let line = if bulk.json {
+            outcome.json_line(&key)
+        } else {
+            outcome.text(&key)
+        };
+        bar.suspend(|| writeln!(out, "{line}"))?;
+    }
+    bar.finish_and_clear();
+    Ok(TagSummary {
+        selected,
+        interrupted: stop.load(Ordering::SeqCst) && done < selected && tally.fatal.is_none(),
+        tally,
+        seconds: 0.0,
+    })
+}
+
+/// Runs `body` with a stop flag that the first Ctrl-C sets.
+async fn until_ctrl_c<T, F, Fut>(body: F) -> T
+where
+    F: FnOnce(Arc<AtomicBool>) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            ctrl_c().await;
+            stop.store(true, Ordering::SeqCst);
+        }
+    });
+    let result = body(stop).await;
+    watcher.abort();
+    result
+}
+
+// ---------------------------------------------------------------------------
+// imgtag review
+
+pub struct ReviewRun {
+    pub selection: Selection,
+    pub edit: ReviewEdit,
+    pub dry_run: bool,
+    pub bulk: Bulk,
+}
+
+/// `imgtag review`: applies one edit to every selected image, each write
+/// conditional on the document read (a concurrent change is a conflict,
+/// never overwritten).
+pub async fn review(
+    store: DynStore,
+    opts: TagOptions,
+    review_below: f32,
+    run: &ReviewRun,
+    out: &mut dyn Write,
+) -> Result<TagSummary, CliError> {
+    let started = std::time::Instant::now();
+    let targets = select(&store, &opts.layout, review_below, &run.selection).await?;
+    if run.dry_run {
+        for t in &targets {
+            if run.bulk.json {
+                let line = serde_json::json!({
+                    "key": t.key, "metadata_key": t.metadata_key, "outcome": "would-review",
+                    "add": run.edit.add, "remove": run.edit.remove, "flag": run.edit.flag,
+                });
+                writeln!(out, "{}", json_line(&line))?;
+            } else {
+                writeln!(out, "would review {}", for_terminal(&t.key))?;
+            }
+        }
+        return Ok(TagSummary {
+            selected: targets.len(),
+            ..Default::default()
+        });
+    }
+    let job = |t: Selected| {
+        let (store, edit) = (store.clone(), &run.edit);
+        let opts = TagOptions {
+            metadata_key: t.metadata_key,
+            ..opts.clone()
+        };
+        async move { pipeline::edit_review(&store, &t.key, edit, &opts).await }
+    };
+    let mut summary =
+        until_ctrl_c(|stop| async move { run_bulk(targets, run.bulk, &stop, out, job).await })
+            .await?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
 }

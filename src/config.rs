@@ -31,24 +31,7 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// Which label detector to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DetectorKind {
-    /// Amazon Rekognition DetectLabels.
-    Rekognition,
-    /// The offline model shipped with imgtag.
-    Local,
-}
-
-impl DetectorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DetectorKind::Rekognition => "rekognition",
-            DetectorKind::Local => "local",
-        }
-    }
-}
+pub use crate::detection::DetectorKind;
 
 pub fn parse_confidence(s: &str) -> Result<f32, String> {
     let v: f32 = s

@@ -87,7 +87,14 @@ pub struct Label {
     pub categories: Vec<NameRef>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub instances: Vec<Instance>,
+    /// Fields imgtag does not model, kept as they were on rewrite.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
+
+/// Fields of a document that imgtag does not model: read, kept, and
+/// written back untouched, so another tool's additions survive.
+pub type Extra = serde_json::Map<String, Value>;
 
 impl Label {
     pub fn new(name: impl Into<String>, confidence: f32) -> Self {
@@ -98,6 +105,7 @@ impl Label {
             aliases: Vec::new(),
             categories: Vec::new(),
             instances: Vec::new(),
+            extra: Extra::new(),
         }
     }
 }
@@ -165,9 +173,11 @@ pub struct ImgTagInfo {
     pub review: Option<Review>,
     #[serde(default)]
     pub error: Option<ErrorInfo>,
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
-/// The metadata document. Unknown fields are ignored on read.
+/// The metadata document. Unknown fields are kept in `extra`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct MetadataDoc {
@@ -176,6 +186,8 @@ pub struct MetadataDoc {
     pub label_model_version: Option<String>,
     #[serde(rename = "ImgTag", default, skip_serializing_if = "Option::is_none")]
     pub imgtag: Option<ImgTagInfo>,
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 impl MetadataDoc {
@@ -272,6 +284,7 @@ pub fn parse_metadata(bytes: &[u8]) -> Result<ParsedMetadata, Malformed> {
                 labels: parse_labels(items)?,
                 label_model_version: None,
                 imgtag: None,
+                extra: Extra::new(),
             },
             shape: Shape::BareArray,
         }),
@@ -319,6 +332,7 @@ pub fn parse_metadata(bytes: &[u8]) -> Result<ParsedMetadata, Malformed> {
                     labels,
                     label_model_version,
                     imgtag,
+                    extra: map,
                 },
                 shape,
             })
@@ -468,6 +482,26 @@ impl Layout {
         format!("{}{rest}", self.uploads)
     }
 
+    /// The metadata keys an image may be paired with, best first: the
+    /// canonical key, then the legacy ones (empty for a non-image key).
+    pub fn metadata_candidates(&self, image_key: &str) -> Vec<(KeyKind, String)> {
+        let Some(rest) = self.image_rest(image_key) else {
+            return Vec::new();
+        };
+        Layout::candidate_rests(rest)
+            .map(|(kind, r)| (kind, format!("{}{r}.json", self.metadata)))
+            .collect()
+    }
+
+    /// How `metadata_key` pairs with `image_key`, if it is one of its
+    /// candidates.
+    pub fn key_kind(&self, image_key: &str, metadata_key: &str) -> Option<KeyKind> {
+        let rest = self.metadata_rest(metadata_key)?;
+        Layout::candidate_rests(self.image_rest(image_key)?)
+            .find(|(_, r)| *r == rest)
+            .map(|(k, _)| k)
+    }
+
     /// The metadata rests an image may be paired with, best first. All are
     /// slices of `rest`, so looking them up allocates nothing.
     pub fn candidate_rests(rest: &str) -> impl Iterator<Item = (KeyKind, &str)> {
@@ -497,6 +531,18 @@ impl Layout {
         }
         out.into_iter().filter_map(|(k, r)| r.map(|r| (k, r)))
     }
+}
+
+/// Decodes a form-encoded key, as S3 event notifications and
+/// `encoding-type=url` listings deliver them: `+` is a space and is decoded
+/// before the percent escapes (`%2B` is a literal `+`). `None` when the
+/// escapes are not UTF-8.
+pub fn decode_form_key(raw: &str) -> Option<String> {
+    let spaced = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
 
 /// Keys ending in `/` are the "folder" placeholders consoles create: never
@@ -531,6 +577,19 @@ impl Status {
         Status::Malformed,
         Status::Orphan,
     ];
+
+    /// One character for tables and the TUI's list.
+    pub fn glyph(self) -> &'static str {
+        match self {
+            Status::Untagged => "·",
+            Status::Tagged => "✓",
+            Status::NeedsReview => "?",
+            Status::Stale => "~",
+            Status::Failed => "✗",
+            Status::Malformed => "!",
+            Status::Orphan => "∅",
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {

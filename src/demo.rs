@@ -43,6 +43,7 @@ fn tagged_doc(key: &str, data: &[u8], labels: Vec<Label>) -> Vec<u8> {
     MetadataDoc {
         labels,
         label_model_version: Some("3.0".into()),
+        extra: Default::default(),
         imgtag: Some(ImgTagInfo {
             schema_version: SCHEMA_VERSION,
             source: SourceRef {
@@ -58,6 +59,7 @@ fn tagged_doc(key: &str, data: &[u8], labels: Vec<Label>) -> Vec<u8> {
             tagged_by: "imgtag-lambda".into(),
             review: None,
             error: None,
+            extra: Default::default(),
         }),
     }
     .to_json_bytes()

@@ -129,14 +129,9 @@ impl LambdaConfig {
     }
 }
 
-/// S3 event keys are form-encoded: `+` is a space and is decoded before
-/// the percent escapes (`%2B` is a literal `+`).
+/// S3 event keys are form-encoded (see [`crate::contract::decode_form_key`]).
 pub fn decode_event_key(raw: &str) -> Result<String, LambdaError> {
-    let spaced = raw.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced)
-        .decode_utf8()
-        .map(|c| c.into_owned())
-        .map_err(|_| LambdaError::BadKey(raw.to_string()))
+    crate::contract::decode_form_key(raw).ok_or_else(|| LambdaError::BadKey(raw.to_string()))
 }
 
 /// The parts of an S3 event notification imgtag reads.
@@ -400,23 +395,10 @@ impl Store for WithoutListBucket {
     }
 }
 
-/// The outcome's name, as in its JSON (`tagged`, `unchanged`, ...).
-pub fn outcome_name(o: &Outcome) -> &'static str {
-    match o {
-        Outcome::Tagged { .. } => "tagged",
-        Outcome::Failed { .. } => "failed",
-        Outcome::Unchanged { .. } => "unchanged",
-        Outcome::Skipped { .. } => "skipped",
-        Outcome::Conflict { .. } => "conflict",
-        Outcome::Retry { .. } => "retry",
-        Outcome::Fatal { .. } => "fatal",
-    }
-}
-
 /// One structured log line per image: key and outcome as fields, so that
 /// CloudWatch Logs Insights can filter on them.
 fn log_outcome(bucket: &str, key: &str, outcome: &Outcome) {
-    let name = outcome_name(outcome);
+    let name = outcome.name();
     match outcome {
         Outcome::Tagged {
             metadata_key,
@@ -552,7 +534,7 @@ where
                 return Err(InvocationError::Incomplete {
                     failed: failed.len(),
                     total: records.len(),
-                    first: format!("{} ({})", first.key, outcome_name(&first.outcome)),
+                    first: format!("{} ({})", first.key, first.outcome.name()),
                 });
             }
             serde_json::to_value(NotificationReply { records }).expect("plain structs serialize")

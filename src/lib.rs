@@ -8,6 +8,7 @@
 //! - [`imaging`]: bounded decoding and model preprocessing.
 //! - [`detection`]: the local model and Rekognition behind one trait.
 //! - [`pipeline`]: the one tagging function every front end calls.
+//! - [`outcome`]: what happened to an image, printed and counted.
 //! - [`sanitize`]: making untrusted text safe for a terminal.
 //! - [`tui`]: the operator's terminal UI.
 //! - [`watch`]: tagging new images as they arrive, until stopped.
@@ -17,12 +18,14 @@
 pub mod backfill;
 pub mod catalog;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod contract;
 pub mod demo;
 pub mod detection;
 pub mod imaging;
 pub mod lambda;
+pub mod outcome;
 pub mod pipeline;
 pub mod sanitize;
 pub mod storage;

@@ -5,15 +5,15 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::Serialize;
 
-use crate::catalog::read_metadata;
+use crate::catalog::{MetadataRead, find_metadata};
 use crate::contract::{
     ErrorInfo, ImgTagInfo, Label, Layout, MetadataDoc, ParsedMetadata, Review, SCHEMA_VERSION,
     SourceRef, is_folder_placeholder, normalize_etag,
 };
-use crate::detection::{DetectFailure, DetectInput, DetectParams, DynDetector};
-use crate::storage::{DynStore, PutCondition, StorageError, StoreKind};
+use crate::detection::{DetectFailure, DetectInput, DetectParams, Detection, DynDetector};
+pub use crate::outcome::Outcome;
+use crate::storage::{DynStore, ObjectInfo, PutCondition, StorageError, StoreKind};
 
 /// Images larger than this are not downloaded for detection.
 pub const MAX_IMAGE_BYTES: u64 = 64 * 1024 * 1024;
@@ -33,6 +33,10 @@ pub struct TagOptions {
     /// Where to write when the caller knows (the catalog's pairing);
     /// otherwise the existing metadata is looked up, canonical key first.
     pub metadata_key: Option<String>,
+    /// Replace a metadata document that cannot be read (malformed, not
+    /// imgtag's, over the size limit) instead of leaving it alone. Only
+    /// ever set for one run, by an explicit `--force`.
+    pub replace_unreadable: bool,
     /// Attempts for transient detector failures, with exponential backoff.
     pub attempts: u32,
     pub backoff: Duration,
@@ -47,52 +51,20 @@ impl TagOptions {
             force: false,
             tagged_by: tagged_by.into(),
             metadata_key: None,
+            replace_unreadable: false,
             attempts: 3,
             backoff: Duration::from_millis(500),
         }
     }
-}
 
-/// What happened to one image.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "outcome", rename_all = "kebab-case")]
-pub enum Outcome {
-    /// Labels written.
-    Tagged {
-        metadata_key: String,
-        labels: usize,
-        best: Option<(String, f32)>,
-    },
-    /// A permanent failure, recorded in `ImgTag.Error`.
-    Failed {
-        metadata_key: String,
-        code: String,
-        message: String,
-    },
-    /// The metadata already records this image, detector and threshold.
-    Unchanged { metadata_key: String },
-    /// Not an image key (folder placeholder, outside uploads/).
-    Skipped { reason: String },
-    /// The metadata changed between our read and our write: not
-    /// overwritten.
-    Conflict { metadata_key: String },
-    /// Nothing written; worth trying again later.
-    Retry { message: String },
-    /// Nothing written; the run should stop (credentials, permissions).
-    Fatal { message: String },
-}
-
-impl Outcome {
-    pub fn wrote(&self) -> bool {
-        matches!(self, Outcome::Tagged { .. } | Outcome::Failed { .. })
+    /// The options a front end's settings give: layout and thresholds.
+    pub fn from_settings(settings: &crate::config::Settings, tagged_by: &str) -> Self {
+        TagOptions {
+            min_confidence: settings.min_confidence,
+            max_labels: settings.max_labels,
+            ..TagOptions::new(settings.layout.clone(), tagged_by)
+        }
     }
-}
-
-fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let now = now.replace_nanosecond(0).unwrap_or(now);
-    now.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
 /// Applies a human review to detector labels: removed labels go, added
@@ -132,13 +104,15 @@ pub fn build_document(
     MetadataDoc {
         labels,
         label_model_version: version,
+        extra: Default::default(),
         imgtag: Some(ImgTagInfo {
+            extra: Default::default(),
             schema_version: SCHEMA_VERSION,
             source,
             detector: detector.into(),
             min_confidence: opts.min_confidence,
             max_labels: opts.max_labels,
-            tagged_at: now_rfc3339(),
+            tagged_at: crate::clock::now_rfc3339(),
             tagged_by: opts.tagged_by.clone(),
             review,
             error,
@@ -146,42 +120,10 @@ pub fn build_document(
     }
 }
 
-/// Finds the image's existing metadata: its key, ETag and parsed content.
-async fn existing_metadata(
-    store: &DynStore,
-    opts: &TagOptions,
-    image_key: &str,
-) -> Result<
-    Option<(
-        String,
-        String,
-        Result<ParsedMetadata, crate::contract::Malformed>,
-    )>,
-    StorageError,
-> {
-    let candidates: Vec<String> = match &opts.metadata_key {
-        Some(k) => vec![k.clone()],
-        None => {
-            let rest = opts.layout.image_rest(image_key).unwrap_or_default();
-            Layout::candidate_rests(rest)
-                .map(|(_, r)| format!("{}{r}.json", opts.layout.metadata_prefix()))
-                .collect()
-        }
-    };
-    for key in candidates {
-        match read_metadata(store, &key).await {
-            Ok((read, info)) => {
-                let etag = info.etag.as_deref().unwrap_or_default().to_string();
-                return Ok(Some((key, etag, read)));
-            }
-            Err(StorageError::NotFound { .. } | StorageError::InvalidKey { .. }) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(None)
-}
-
+/// What a storage error means for the image: gone, a reason to stop the
+/// run, worth another try later, or a permanent problem with this one key.
 fn storage_outcome(e: StorageError) -> Outcome {
+    use std::io::ErrorKind;
     match e {
         // Deleted since it was listed or announced: nothing to tag.
         StorageError::NotFound { key } => Outcome::Skipped {
@@ -189,6 +131,31 @@ fn storage_outcome(e: StorageError) -> Outcome {
         },
         StorageError::AccessDenied { .. } | StorageError::NoSuchBucket { .. } => Outcome::Fatal {
             message: e.to_string(),
+        },
+        // Nothing else will be writable either: stop instead of paying for
+        // detections whose results cannot be kept.
+        StorageError::Io { ref source, .. }
+            if matches!(
+                source.kind(),
+                ErrorKind::StorageFull
+                    | ErrorKind::ReadOnlyFilesystem
+                    | ErrorKind::PermissionDenied
+                    | ErrorKind::QuotaExceeded
+            ) =>
+        {
+            Outcome::Fatal {
+                message: e.to_string(),
+            }
+        }
+        e if e.is_transient() => Outcome::Retry {
+            message: e.to_string(),
+        },
+        // This key can never be read or written (too long for the file
+        // system, refused by the store): trying again changes nothing.
+        StorageError::Io { .. }
+        | StorageError::InvalidKey { .. }
+        | StorageError::TooLarge { .. } => Outcome::Skipped {
+            reason: e.to_string(),
         },
         e => Outcome::Retry {
             message: e.to_string(),
@@ -204,138 +171,227 @@ pub async fn tag(
     key: &str,
     opts: &TagOptions,
 ) -> Outcome {
-    if is_folder_placeholder(key) || opts.layout.image_rest(key).is_none() {
-        return Outcome::Skipped {
-            reason: format!("not an image under {}", opts.layout.uploads_prefix()),
-        };
+    match tag_steps(store, detector, key, opts).await {
+        Ok(outcome) | Err(outcome) => outcome,
     }
-    let canonical = match opts.layout.metadata_key(key) {
-        Ok(k) => k,
-        Err(e) => {
-            return Outcome::Skipped {
-                reason: e.to_string(),
-            };
+}
+
+/// The steps of [`tag`]; each returns early with its `Outcome`.
+async fn tag_steps(
+    store: &DynStore,
+    detector: &DynDetector,
+    key: &str,
+    opts: &TagOptions,
+) -> Result<Outcome, Outcome> {
+    let canonical = canonical_key(key, &opts.layout)?;
+    let target = Target::find(store, opts, key, canonical).await?;
+    let head = store.head(key).await.map_err(storage_outcome)?;
+    target.skip_if_done(detector.name(), opts, &head)?;
+    let (result, source) = match read_input(store, detector.as_ref(), key, &head).await? {
+        Ok((input, info)) => {
+            let source = source_ref(store, key, &info);
+            (detect(detector, input, opts, key).await?, source)
         }
+        Err(too_large) => (Err(too_large), source_ref(store, key, &head)),
     };
+    Ok(write(store, detector.name(), opts, &target, source, result).await)
+}
 
-    let existing = match existing_metadata(store, opts, key).await {
-        Ok(x) => x,
-        Err(e) => return storage_outcome(e),
-    };
-    // Where to write and under what condition: create-only when there is
-    // no metadata, If-Match on what we read otherwise.
-    // A legacy key (a.json) may belong to another image (a.jpg vs a.png):
-    // then this image gets its own canonical key instead.
-    let existing = existing.filter(|(_, _, read)| {
-        read.as_ref()
-            .ok()
-            .and_then(|p| p.doc.imgtag.as_ref())
-            .is_none_or(|t| t.source.key == key)
-    });
-    let (meta_key, condition, prior) = match existing {
-        None => (canonical, PutCondition::CreateOnly, None),
-        Some((k, etag, read)) => (k, PutCondition::IfMatch(etag), read.ok()),
-    };
-    let review = prior
-        .as_ref()
-        .and_then(|p| p.doc.review().cloned())
-        .filter(|r| !r.is_empty());
+/// The canonical metadata key of an image key, or why it is not one.
+fn canonical_key(key: &str, layout: &Layout) -> Result<String, Outcome> {
+    if is_folder_placeholder(key) || layout.image_rest(key).is_none() {
+        return Err(Outcome::Skipped {
+            reason: format!("not an image under {}", layout.uploads_prefix()),
+        });
+    }
+    layout.metadata_key(key).map_err(|e| Outcome::Skipped {
+        reason: e.to_string(),
+    })
+}
 
-    let head = match store.head(key).await {
-        Ok(i) => i,
-        Err(e) => return storage_outcome(e),
-    };
-    // At-least-once callers must not pay twice: checked before the image
-    // is read.
-    if !opts.force
-        && let Some(t) = prior.as_ref().and_then(|p| p.doc.imgtag.as_ref())
-        && t.detector == detector.name()
-        && t.min_confidence == opts.min_confidence
-        && t.max_labels == opts.max_labels
-        && let (Some(a), Some(b)) = (t.source.etag.as_deref(), head.etag.as_deref())
-        && normalize_etag(a) == normalize_etag(b)
-    {
-        return Outcome::Unchanged {
-            metadata_key: meta_key,
-        };
+fn source_ref(store: &DynStore, key: &str, info: &ObjectInfo) -> SourceRef {
+    SourceRef {
+        bucket: store.bucket_name().into(),
+        key: key.into(),
+        etag: info.etag.as_deref().map(str::to_string),
+        size: Some(info.size),
+    }
+}
+
+/// Where a document goes, the condition it is written under, and what it
+/// replaces.
+struct Target {
+    key: String,
+    condition: PutCondition,
+    prior: Option<ParsedMetadata>,
+}
+
+impl Target {
+    /// Create-only at the canonical key when the image has no metadata;
+    /// If-Match on what was read otherwise.
+    async fn find(
+        store: &DynStore,
+        opts: &TagOptions,
+        key: &str,
+        canonical: String,
+    ) -> Result<Target, Outcome> {
+        let found = find_metadata(store, &opts.layout, key, opts.metadata_key.as_deref())
+            .await
+            .map_err(storage_outcome)?;
+        Ok(match found {
+            None => Target {
+                key: canonical,
+                condition: PutCondition::CreateOnly,
+                prior: None,
+            },
+            Some(f) => Target {
+                condition: if_match(&f.info)?,
+                prior: rewritable(&f.key, f.read, opts.replace_unreadable)?,
+                key: f.key,
+            },
+        })
     }
 
-    // Read the image, or only its first bytes when the detector reads the
-    // object from S3 itself.
-    let mut by_reference = None;
-    if detector.reads_s3() && store.kind() == StoreKind::S3 {
-        let header = match store.get_range(key, 0..HEADER_BYTES.min(head.size)).await {
-            Ok(h) => h,
-            Err(e) => return storage_outcome(e),
+    /// The human review to carry over to the new document.
+    fn review(&self) -> Option<Review> {
+        self.prior
+            .as_ref()
+            .and_then(|p| p.doc.review().cloned())
+            .filter(|r| !r.is_empty())
+    }
+
+    /// At-least-once callers must not pay twice: when the metadata already
+    /// records this image (same ETag), detector and parameters, the image
+    /// is `Unchanged`. Checked before the image is read.
+    fn skip_if_done(
+        &self,
+        detector: &str,
+        opts: &TagOptions,
+        head: &ObjectInfo,
+    ) -> Result<(), Outcome> {
+        let Some(t) = self.prior.as_ref().and_then(|p| p.doc.imgtag.as_ref()) else {
+            return Ok(());
         };
-        if crate::detection::rekognition::RekognitionDetector::accepts_by_reference(
-            &header, head.size,
-        ) {
-            by_reference = Some(DetectInput::S3 {
+        let same_image = matches!(
+            (t.source.etag.as_deref(), head.etag.as_deref()),
+            (Some(a), Some(b)) if normalize_etag(a) == normalize_etag(b)
+        );
+        if !opts.force
+            && same_image
+            && t.detector == detector
+            && t.min_confidence == opts.min_confidence
+            && t.max_labels == opts.max_labels
+        {
+            return Err(Outcome::Unchanged {
+                metadata_key: self.key.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The document a rewrite replaces, if imgtag may rewrite it: never one
+/// it cannot read (unless `replace` is set for this run), never one written
+/// by a newer imgtag whose fields it could lose.
+fn rewritable(
+    key: &str,
+    read: MetadataRead,
+    replace: bool,
+) -> Result<Option<ParsedMetadata>, Outcome> {
+    match read {
+        Ok(p) => match p.doc.imgtag.as_ref().map(|t| t.schema_version) {
+            Some(v) if v > SCHEMA_VERSION => Err(skipped(format!(
+                "{key} has SchemaVersion {v}, newer than this imgtag's {SCHEMA_VERSION}: \
+                 not rewritten (upgrade imgtag)"
+            ))),
+            _ => Ok(Some(p)),
+        },
+        Err(_) if replace => Ok(None),
+        Err(m) => Err(skipped(format!(
+            "{key} cannot be read ({}): not overwritten; --force replaces it",
+            m.reason
+        ))),
+    }
+}
+
+/// Keeps what a rewrite must not lose from the document it replaces: the
+/// fields imgtag does not model (top level, `ImgTag`, each label still
+/// present by name).
+fn carry_unknown_fields(doc: &mut MetadataDoc, prior: &MetadataDoc) {
+    doc.extra.clone_from(&prior.extra);
+    if let (Some(new), Some(old)) = (doc.imgtag.as_mut(), prior.imgtag.as_ref()) {
+        new.extra.clone_from(&old.extra);
+    }
+    for label in &mut doc.labels {
+        if let Some(old) = prior
+            .labels
+            .iter()
+            .find(|o| o.name.eq_ignore_ascii_case(&label.name))
+        {
+            label.extra.clone_from(&old.extra);
+        }
+    }
+}
+
+/// What the detector is given: a reference to the S3 object when the
+/// detector reads it itself and accepts it as it is (only the first bytes
+/// are read), else the whole image. An image over the download limit is a
+/// permanent failure to record (the inner `Err`).
+async fn read_input(
+    store: &DynStore,
+    detector: &dyn crate::detection::Detector,
+    key: &str,
+    head: &ObjectInfo,
+) -> Result<Result<(DetectInput, ObjectInfo), ErrorInfo>, Outcome> {
+    if detector.reads_s3() && store.kind() == StoreKind::S3 {
+        let header = store
+            .get_range(key, 0..HEADER_BYTES.min(head.size))
+            .await
+            .map_err(storage_outcome)?;
+        if detector.accepts_s3_object(&header, head.size) {
+            let input = DetectInput::S3 {
                 bucket: store.bucket_name().to_string(),
                 key: key.to_string(),
                 size: head.size,
                 header,
-            });
+            };
+            return Ok(Ok((input, head.clone())));
         }
     }
-    let (input, info) = match by_reference {
-        Some(input) => (input, head),
-        None => match store.get(key, MAX_IMAGE_BYTES).await {
-            Ok(obj) => (DetectInput::Bytes(obj.body), obj.info),
-            Err(StorageError::TooLarge { size, limit, .. }) => {
-                let source = SourceRef {
-                    bucket: store.bucket_name().into(),
-                    key: key.into(),
-                    etag: head.etag.as_deref().map(str::to_string),
-                    size: Some(size),
-                };
-                let err = ErrorInfo {
-                    code: "ImageTooLarge".into(),
-                    message: format!("{size} bytes, over imgtag's {limit} byte limit"),
-                };
-                let target = Target {
-                    key: &meta_key,
-                    condition,
-                };
-                return write(
-                    store,
-                    detector.name(),
-                    opts,
-                    target,
-                    source,
-                    Err(err),
-                    review,
-                )
-                .await;
-            }
-            Err(e) => return storage_outcome(e),
-        },
-    };
-    let image_etag = info.etag.as_deref().map(str::to_string);
+    match store.get(key, MAX_IMAGE_BYTES).await {
+        Ok(obj) => Ok(Ok((DetectInput::Bytes(obj.body), obj.info))),
+        Err(StorageError::TooLarge { size, limit, .. }) => Ok(Err(ErrorInfo {
+            code: "ImageTooLarge".into(),
+            message: format!("{size} bytes, over imgtag's {limit} byte limit"),
+        })),
+        Err(e) => Err(storage_outcome(e)),
+    }
+}
 
-    let source = SourceRef {
-        bucket: store.bucket_name().into(),
-        key: key.into(),
-        etag: image_etag,
-        size: Some(info.size),
-    };
+/// Runs the detector, retrying transient failures with backoff. A
+/// permanent failure is the inner `Err`, to be recorded.
+async fn detect(
+    detector: &DynDetector,
+    input: DetectInput,
+    opts: &TagOptions,
+    key: &str,
+) -> Result<Result<Detection, ErrorInfo>, Outcome> {
     let params = DetectParams {
         min_confidence: opts.min_confidence,
         max_labels: opts.max_labels,
     };
     let mut delay = opts.backoff;
     let mut attempt = 1;
-    let result = loop {
+    loop {
         match detector.detect(input.clone(), params).await {
-            Ok(d) => break Ok((d.labels, d.label_model_version)),
+            Ok(d) => return Ok(Ok(d)),
             Err(DetectFailure::Permanent { code, message }) => {
-                break Err(ErrorInfo { code, message });
+                return Ok(Err(ErrorInfo { code, message }));
             }
-            Err(DetectFailure::Config { message }) => return Outcome::Fatal { message },
+            Err(DetectFailure::Config { message }) => return Err(Outcome::Fatal { message }),
             Err(DetectFailure::Transient { message }) => {
                 if attempt >= opts.attempts.max(1) {
-                    return Outcome::Retry { message };
+                    return Err(Outcome::Retry { message });
                 }
                 tracing::warn!(key, attempt, %message, "transient detector failure, retrying");
                 tokio::time::sleep(delay).await;
@@ -343,49 +399,35 @@ pub async fn tag(
                 attempt += 1;
             }
         }
-    };
-    let target = Target {
-        key: &meta_key,
-        condition,
-    };
-    write(store, detector.name(), opts, target, source, result, review).await
-}
-
-/// Where a document goes, and the condition it is written under.
-struct Target<'a> {
-    key: &'a str,
-    condition: PutCondition,
+    }
 }
 
 async fn write(
     store: &DynStore,
     detector: &str,
     opts: &TagOptions,
-    target: Target<'_>,
+    target: &Target,
     source: SourceRef,
-    result: Result<(Vec<Label>, Option<String>), ErrorInfo>,
-    review: Option<Review>,
+    result: Result<Detection, ErrorInfo>,
 ) -> Outcome {
-    let doc = build_document(source, detector, opts, result, review);
-    let body = Bytes::from(doc.to_json_bytes());
-    let meta_key = target.key;
-    match store.put(meta_key, body, target.condition).await {
-        Ok(_) => match doc.error() {
-            Some(e) => Outcome::Failed {
-                metadata_key: meta_key.into(),
-                code: e.code.clone(),
-                message: e.message.clone(),
-            },
-            None => Outcome::Tagged {
-                metadata_key: meta_key.into(),
-                labels: doc.labels.len(),
-                best: doc.best_label().map(|l| (l.name.clone(), l.confidence)),
-            },
-        },
-        Err(StorageError::Conflict { .. }) => Outcome::Conflict {
-            metadata_key: meta_key.into(),
-        },
-        Err(e) => storage_outcome(e),
+    let result = result.map(|d| (d.labels, d.label_model_version));
+    let mut doc = build_document(source, detector, opts, result, target.review());
+    if let Some(prior) = &target.prior {
+        carry_unknown_fields(&mut doc, &prior.doc);
+    }
+    // The detection is paid for: a transient write failure is retried
+    // here rather than reported, which would make the caller detect again.
+    let (mut delay, mut attempt) = (opts.backoff, 1);
+    loop {
+        match put_document(store, &target.key, &doc, target.condition.clone()).await {
+            Outcome::Retry { message } if attempt < opts.attempts.max(1) => {
+                tracing::warn!(key = %target.key, attempt, %message, "write failed, retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
     }
 }
 
@@ -394,31 +436,33 @@ async fn write(
 pub struct ReviewEdit {
     pub add: Vec<String>,
     pub remove: Vec<String>,
+    /// Labels marked as doubtful without removing them: the image then
+    /// needs review.
+    pub flag: Vec<String>,
 }
 
 impl ReviewEdit {
-    /// Parses `+Cat -Feline Dog`: `-` removes, `+` or nothing adds. Names
-    /// with spaces use `_` (`+Tabby_Cat`) or quotes (`+"Tabby Cat"`).
+    /// Parses `+Cat -Feline !Pet Dog`: `-` removes, `!` flags, `+` or
+    /// nothing adds. Names with spaces use `_` (`+Tabby_Cat`) or quotes
+    /// (`+"Tabby Cat"`).
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut edit = ReviewEdit::default();
         let mut chars = text.chars().peekable();
         loop {
             while chars.next_if(|c| c.is_whitespace()).is_some() {}
             let Some(&first) = chars.peek() else { break };
-            let remove = first == '-';
-            if first == '-' || first == '+' {
+            if matches!(first, '-' | '+' | '!') {
                 chars.next();
             }
-            let name: String = if chars.next_if_eq(&'"').is_some() {
-                let mut s = String::new();
+            let name = if chars.next_if_eq(&'"').is_some() {
+                let mut quoted = String::new();
                 loop {
                     match chars.next() {
-                        Some('"') => break,
-                        Some(c) => s.push(c),
+                        Some('"') => break quoted,
+                        Some(c) => quoted.push(c),
                         None => return Err("unterminated quote".into()),
                     }
                 }
-                s
             } else {
                 let mut s = String::new();
                 while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
@@ -426,23 +470,34 @@ impl ReviewEdit {
                 }
                 s
             };
-            let name = name.trim().to_string();
-            if name.is_empty() {
+            let list = match first {
+                '-' => &mut edit.remove,
+                '!' => &mut edit.flag,
+                _ => &mut edit.add,
+            };
+            list.push(name.trim().to_string());
+        }
+        edit.validate()?;
+        Ok(edit)
+    }
+
+    /// Names must be non-empty and printable; an edit must change something.
+    pub fn validate(&self) -> Result<(), String> {
+        let names = self.add.iter().chain(&self.remove).chain(&self.flag);
+        for name in names {
+            if name.trim().is_empty() {
                 return Err("empty label name".into());
             }
             if name.chars().any(crate::sanitize::is_unsafe) {
                 return Err("label names cannot contain control characters".into());
             }
-            if remove {
-                edit.remove.push(name);
-            } else {
-                edit.add.push(name);
-            }
         }
-        if edit.add.is_empty() && edit.remove.is_empty() {
-            return Err("nothing to change: type +Label to add, -Label to remove".into());
+        if self.add.is_empty() && self.remove.is_empty() && self.flag.is_empty() {
+            return Err(
+                "nothing to change: type +Label to add, -Label to remove, !Label to flag".into(),
+            );
         }
-        Ok(edit)
+        Ok(())
     }
 }
 
@@ -464,6 +519,11 @@ fn merge_review(mut review: Review, edit: &ReviewEdit, now: String) -> Review {
             review.removed.push(name.clone());
         }
     }
+    for name in &edit.flag {
+        if !review.flagged.iter().any(|f| same(f, name)) {
+            review.flagged.push(name.clone());
+        }
+    }
     review.reviewed_at = Some(now);
     review
 }
@@ -479,60 +539,40 @@ pub async fn edit_review(
     edit: &ReviewEdit,
     opts: &TagOptions,
 ) -> Outcome {
-    if opts.layout.image_rest(key).is_none() {
-        return Outcome::Skipped {
-            reason: format!("not an image under {}", opts.layout.uploads_prefix()),
-        };
+    match review_steps(store, key, edit, opts).await {
+        Ok(outcome) | Err(outcome) => outcome,
     }
-    let existing = match existing_metadata(store, opts, key).await {
-        Ok(x) => x,
-        Err(e) => return storage_outcome(e),
-    };
-    let Some((meta_key, etag, read)) = existing else {
-        return Outcome::Skipped {
-            reason: "no metadata yet: tag the image first".into(),
-        };
-    };
-    let mut doc = match read {
-        Ok(p) => p.doc,
-        Err(m) => {
-            return Outcome::Skipped {
-                reason: format!("metadata is malformed ({m}); re-tag the image first"),
-            };
-        }
+}
+
+fn skipped(reason: impl Into<String>) -> Outcome {
+    Outcome::Skipped {
+        reason: reason.into(),
+    }
+}
+
+async fn review_steps(
+    store: &DynStore,
+    key: &str,
+    edit: &ReviewEdit,
+    opts: &TagOptions,
+) -> Result<Outcome, Outcome> {
+    canonical_key(key, &opts.layout)?;
+    let found = find_metadata(store, &opts.layout, key, opts.metadata_key.as_deref())
+        .await
+        .map_err(storage_outcome)?
+        .ok_or_else(|| skipped("no metadata yet: tag the image first"))?;
+    let condition = if_match(&found.info)?;
+    // Never `None`: unreadable documents are refused when not replacing.
+    let Some(ParsedMetadata { mut doc, .. }) = rewritable(&found.key, found.read, false)? else {
+        return Err(skipped("metadata cannot be read; re-tag the image first"));
     };
     if doc.error().is_some() {
-        return Outcome::Skipped {
-            reason: "the image failed to tag; nothing to review".into(),
-        };
+        return Err(skipped("the image failed to tag; nothing to review"));
     }
-    let now = now_rfc3339();
+    let now = crate::clock::now_rfc3339();
     let info = match doc.imgtag.take() {
         Some(t) => t,
-        // A document from another writer (the seed's bare shape): imgtag
-        // adds its own block so the review can be kept.
-        None => {
-            let head = match store.head(key).await {
-                Ok(h) => h,
-                Err(e) => return storage_outcome(e),
-            };
-            ImgTagInfo {
-                schema_version: SCHEMA_VERSION,
-                source: SourceRef {
-                    bucket: store.bucket_name().into(),
-                    key: key.into(),
-                    etag: head.etag.as_deref().map(str::to_string),
-                    size: Some(head.size),
-                },
-                detector: "unknown".into(),
-                min_confidence: opts.min_confidence,
-                max_labels: None,
-                tagged_at: now.clone(),
-                tagged_by: opts.tagged_by.clone(),
-                review: None,
-                error: None,
-            }
-        }
+        None => adopt(store, key, opts, &now).await?,
     };
     let review = merge_review(info.review.clone().unwrap_or_default(), edit, now);
     doc.labels = apply_review(std::mem::take(&mut doc.labels), Some(&review));
@@ -540,18 +580,68 @@ pub async fn edit_review(
         review: Some(review),
         ..info
     });
+    Ok(put_document(store, &found.key, &doc, condition).await)
+}
+
+/// The If-Match condition for rewriting an object: never an empty ETag,
+/// which some servers would take as "any".
+fn if_match(info: &ObjectInfo) -> Result<PutCondition, Outcome> {
+    match info.etag.as_deref().map(str::trim) {
+        Some(e) if !normalize_etag(e).is_empty() => Ok(PutCondition::IfMatch(e.to_string())),
+        _ => Err(skipped(format!(
+            "the store gave no ETag for {:?}: not rewriting it blind",
+            info.key
+        ))),
+    }
+}
+
+/// imgtag's block for a document another writer made (the seed's bare
+/// shape), so that a review can be kept in it.
+async fn adopt(
+    store: &DynStore,
+    key: &str,
+    opts: &TagOptions,
+    now: &str,
+) -> Result<ImgTagInfo, Outcome> {
+    let head = store.head(key).await.map_err(storage_outcome)?;
+    Ok(ImgTagInfo {
+        extra: Default::default(),
+        schema_version: SCHEMA_VERSION,
+        source: source_ref(store, key, &head),
+        detector: "unknown".into(),
+        min_confidence: opts.min_confidence,
+        max_labels: None,
+        tagged_at: now.to_string(),
+        tagged_by: opts.tagged_by.clone(),
+        review: None,
+        error: None,
+    })
+}
+
+/// Writes a document under its condition: the one place a document is
+/// put, so every writer reports the same outcomes.
+async fn put_document(
+    store: &DynStore,
+    meta_key: &str,
+    doc: &MetadataDoc,
+    condition: PutCondition,
+) -> Outcome {
     let body = Bytes::from(doc.to_json_bytes());
-    match store
-        .put(&meta_key, body, PutCondition::IfMatch(etag))
-        .await
-    {
-        Ok(_) => Outcome::Tagged {
-            labels: doc.labels.len(),
-            best: doc.best_label().map(|l| (l.name.clone(), l.confidence)),
-            metadata_key: meta_key,
+    match store.put(meta_key, body, condition).await {
+        Ok(_) => match doc.error() {
+            Some(e) => Outcome::Failed {
+                metadata_key: meta_key.into(),
+                code: e.code.clone(),
+                message: e.message.clone(),
+            },
+            None => Outcome::Tagged {
+                metadata_key: meta_key.into(),
+                labels: doc.labels.len(),
+                best: doc.best_label().map(|l| (l.name.clone(), l.confidence)),
+            },
         },
         Err(StorageError::Conflict { .. }) => Outcome::Conflict {
-            metadata_key: meta_key,
+            metadata_key: meta_key.into(),
         },
         Err(e) => storage_outcome(e),
     }
@@ -581,5 +671,13 @@ mod review_tests {
         assert_eq!(r.added, vec!["Cat", "Dog", "Tabby Cat"]);
         assert_eq!(r.removed, vec!["Feline", "Pet Shop"]);
         assert_eq!(r.reviewed_at.as_deref(), Some("t"));
+        // Flags keep the label and mark it; adding it again confirms it.
+        let f = ReviewEdit::parse("!Pet !\"Pet Shop\"").unwrap();
+        assert_eq!(f.flag, vec!["Pet", "Pet Shop"]);
+        let r = merge_review(r, &f, "u".into());
+        assert_eq!(r.flagged, vec!["Pet", "Pet Shop"]);
+        let r = merge_review(r, &ReviewEdit::parse("+pet").unwrap(), "v".into());
+        assert_eq!(r.flagged, vec!["Pet Shop"]);
+        assert!(ReviewEdit::parse("!").is_err());
     }
 }

@@ -99,3 +99,46 @@ mod tests {
         assert_eq!(back["key"], key);
     }
 }
+
+/// A log writer that escapes, in each line it is given, what
+/// [`for_terminal`] escapes, except the line's own final newline: keys and
+/// error texts in log fields can then neither forge log lines (CR, LF) nor
+/// act on a terminal that shows the log. Wraps any `io::Write`.
+pub struct SafeLogWriter<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for SafeLogWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let (body, newline) = match text.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (text.as_ref(), ""),
+        };
+        self.0.write_all(for_terminal(body).as_bytes())?;
+        self.0.write_all(newline.as_bytes())?;
+        // The whole buffer was taken, escaped or not.
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    use std::io::Write;
+
+    use super::SafeLogWriter;
+
+    #[test]
+    fn log_lines_cannot_be_forged() {
+        let mut w = SafeLogWriter(Vec::new());
+        w.write_all(b"key=a\rb\nINFO forged \x1b[2J \xe2\x80\xae\n")
+            .unwrap();
+        let out = String::from_utf8(w.0).unwrap();
+        assert_eq!(out.matches('\n').count(), 1, "{out:?}");
+        assert!(out.ends_with('\n'));
+        assert!(out.contains("\\r") && out.contains("\\n") && out.contains("\\x1b"));
+        assert!(out.contains("\\u{202e}"), "{out:?}");
+    }
+}

@@ -24,10 +24,11 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::TryStreamExt;
 use serde::Serialize;
 
-use crate::cli::{CliError, Selection, outcome_json, outcome_text, select};
+use crate::catalog::{Filter, Selection, select};
 use crate::contract::{Layout, Status};
 use crate::detection::DynDetector;
-use crate::pipeline::{Outcome, TagOptions};
+use crate::outcome::{Outcome, Tally};
+use crate::pipeline::TagOptions;
 use crate::sanitize::for_terminal;
 use crate::storage::{DynStore, LocalStore, StorageError};
 
@@ -78,46 +79,15 @@ pub struct WatchOptions {
 /// Counts over a watch.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct WatchSummary {
-    pub tagged: usize,
-    pub unchanged: usize,
-    pub failed: usize,
-    pub conflicts: usize,
-    pub retry: usize,
-    pub skipped: usize,
-    /// Why the watch stopped on its own (credentials, permissions).
-    pub fatal: Option<String>,
+    #[serde(flatten)]
+    pub tally: Tally,
     pub seconds: f64,
 }
 
 impl std::fmt::Display for WatchSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "watched for {:.1}s: {} tagged, {} unchanged, {} failed (recorded), {} conflicts, {} retried, {} skipped",
-            self.seconds,
-            self.tagged,
-            self.unchanged,
-            self.failed,
-            self.conflicts,
-            self.retry,
-            self.skipped
-        )
+        write!(f, "watched for {:.1}s: {}", self.seconds, self.tally)
     }
-}
-
-/// Resolves on the first Ctrl-C, after which a second Ctrl-C quits at once
-/// (every write is atomic, so that loses nothing written).
-pub async fn ctrl_c() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        // No signal handling: run until killed.
-        std::future::pending::<()>().await;
-    }
-    eprintln!("\nstopping: finishing the writes in flight (Ctrl-C again to quit now)");
-    tokio::spawn(async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            std::process::exit(130);
-        }
-    });
 }
 
 /// A local file waiting to be quiet.
@@ -148,14 +118,9 @@ async fn untagged_or_stale(
     layout: &Layout,
     review_below: f32,
 ) -> Result<Vec<String>, StorageError> {
-    let sel = Selection::Status(vec![Status::Untagged, Status::Stale]);
-    match select(store, layout, review_below, &sel).await {
-        Ok(v) => Ok(v.into_iter().map(|(k, _)| k).collect()),
-        Err(CliError::Storage(e)) => Err(e),
-        Err(e) => Err(StorageError::Other {
-            message: e.to_string(),
-        }),
-    }
+    let sel = Selection::Matching(Filter::statuses(vec![Status::Untagged, Status::Stale]));
+    let picked = select(store, layout, review_below, &sel).await?;
+    Ok(picked.into_iter().map(|s| s.key).collect())
 }
 
 async fn list_images(
@@ -416,44 +381,32 @@ impl State<'_> {
         self.in_flight.remove(&key);
         tracing::info!(key = %key, outcome = ?outcome, "watch outcome");
         let line = if self.opts.json {
-            outcome_json(&key, &outcome)
+            outcome.json_line(&key)
         } else {
-            format!("{}  {}", timestamp(), outcome_text(&key, &outcome))
+            format!("{}  {}", crate::clock::now_rfc3339(), outcome.text(&key))
         };
         writeln!(self.out, "{line}")?;
         self.out.flush()?;
-        match &outcome {
-            Outcome::Tagged { .. } => self.summary.tagged += 1,
-            Outcome::Unchanged { .. } => self.summary.unchanged += 1,
-            Outcome::Failed { .. } => self.summary.failed += 1,
-            Outcome::Conflict { .. } => self.summary.conflicts += 1,
-            Outcome::Skipped { .. } => self.summary.skipped += 1,
-            Outcome::Retry { .. } => {
-                self.summary.retry += 1;
-                // Tried again after an interval: from the folder, or on a
-                // later listing.
-                match &self.root {
-                    Some(root) => {
-                        let now = Instant::now();
-                        let path = key.split('/').fold(root.clone(), |p, c| p.join(c));
-                        self.pending.insert(
-                            key,
-                            Pending {
-                                path,
-                                sig: None,
-                                changed: now,
-                                not_before: now + self.opts.interval,
-                            },
-                        );
-                    }
-                    None => {
-                        self.retry.insert(key);
-                    }
+        self.summary.tally.add(&outcome);
+        if let Outcome::Retry { .. } = &outcome {
+            // Tried again after an interval: from the folder, or on a
+            // later listing.
+            match &self.root {
+                Some(root) => {
+                    let now = Instant::now();
+                    let path = key.split('/').fold(root.clone(), |p, c| p.join(c));
+                    self.pending.insert(
+                        key,
+                        Pending {
+                            path,
+                            sig: None,
+                            changed: now,
+                            not_before: now + self.opts.interval,
+                        },
+                    );
                 }
-            }
-            Outcome::Fatal { message } => {
-                if self.summary.fatal.is_none() {
-                    self.summary.fatal = Some(message.clone());
+                None => {
+                    self.retry.insert(key);
                 }
             }
         }
@@ -518,13 +471,6 @@ impl State<'_> {
         }
         Ok(())
     }
-}
-
-fn timestamp() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let now = now.replace_nanosecond(0).unwrap_or(now);
-    now.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// Watches until `stop` resolves (or a fatal outcome), then lets the
@@ -634,7 +580,7 @@ pub async fn watch(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
-        if w.summary.fatal.is_some() {
+        if w.summary.tally.fatal.is_some() {
             break;
         }
         let want_scan = scan.is_none() && (!local || rescan);

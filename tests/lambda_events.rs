@@ -198,6 +198,9 @@ struct Counting {
 
 #[async_trait::async_trait]
 impl Detector for Counting {
+    fn kind(&self) -> imgtag::detection::DetectorKind {
+        self.inner.kind()
+    }
     fn name(&self) -> &'static str {
         self.inner.name()
     }

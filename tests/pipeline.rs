@@ -241,6 +241,9 @@ struct Racing {
 
 #[async_trait]
 impl Detector for Racing {
+    fn kind(&self) -> imgtag::detection::DetectorKind {
+        imgtag::detection::DetectorKind::Local
+    }
     fn name(&self) -> &'static str {
         "racing"
     }
@@ -292,6 +295,9 @@ struct Flaky {
 
 #[async_trait]
 impl Detector for Flaky {
+    fn kind(&self) -> imgtag::detection::DetectorKind {
+        imgtag::detection::DetectorKind::Local
+    }
     fn name(&self) -> &'static str {
         "flaky"
     }
@@ -365,4 +371,114 @@ async fn a_legacy_key_is_updated_in_place() {
     assert_eq!(metadata_key, "metadata/old/cat.jpg.json");
     let first = doc(&store, "metadata/old/cat.json").await;
     assert_eq!(first.imgtag.unwrap().source.key, "uploads/old/cat.png");
+}
+
+/// Contract §2: a document imgtag cannot read is never overwritten unless
+/// the run is forced; unknown fields survive a re-tag and a review; a
+/// document from a newer imgtag is not rewritten.
+async fn foreign_documents_survive(store: DynStore) {
+    let det = local_detector();
+    let foreign = br#"{"tags":["x"],"owner":"another tool"}"#;
+    let truncated = br#"{"Labels":[{"Name":"Cat","Confid"#;
+    for (name, body) in [("a", &foreign[..]), ("b", &truncated[..])] {
+        let image = format!("uploads/{name}.png");
+        let meta = format!("metadata/{name}.png.json");
+        put(&store, &image, CHELSEA).await;
+        put(&store, &meta, body.to_vec()).await;
+        let mut forced_rerun = opts();
+        forced_rerun.force = true;
+        for o in [opts(), forced_rerun] {
+            let out = tag(&store, &det, &image, &o).await;
+            assert!(matches!(out, Outcome::Skipped { .. }), "{name}: {out:?}");
+            let now = store.get(&meta, 1 << 20).await.unwrap().body;
+            assert_eq!(&now[..], body, "{name} was overwritten");
+        }
+        let edit = imgtag::pipeline::ReviewEdit::parse("+Cat").unwrap();
+        let out = imgtag::pipeline::edit_review(&store, &image, &edit, &opts()).await;
+        assert!(matches!(out, Outcome::Skipped { .. }), "{out:?}");
+        assert_eq!(&store.get(&meta, 1 << 20).await.unwrap().body[..], body);
+        // Forced for this run: replaced.
+        let mut replace = opts();
+        replace.replace_unreadable = true;
+        let out = tag(&store, &det, &image, &replace).await;
+        assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");
+        assert!(doc(&store, &meta).await.imgtag.is_some());
+    }
+
+    // Unknown fields, at every level, survive a re-tag and a review.
+    put(&store, "uploads/c.png", CHELSEA).await;
+    let with_extras = r#"{"Labels":[{"Name":"Cat","Confidence":80.0,"Note":"by hand"}],
+        "Owner":"team-a","ImgTag":{"SchemaVersion":1,"Source":{"Bucket":"b","Key":"uploads/c.png"},
+        "Detector":"local","MinConfidence":55.0,"TaggedAt":"t","TaggedBy":"x","Pipeline":"v2"}}"#;
+    put(&store, "metadata/c.png.json", with_extras).await;
+    let check = |raw: &[u8]| {
+        let v: serde_json::Value = serde_json::from_slice(raw).unwrap();
+        assert_eq!(v["Owner"], "team-a", "{v}");
+        assert_eq!(v["ImgTag"]["Pipeline"], "v2", "{v}");
+        let cat = v["Labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["Name"] == "Cat")
+            .expect("Cat kept");
+        assert_eq!(cat["Note"], "by hand", "{v}");
+    };
+    let edit = imgtag::pipeline::ReviewEdit::parse("+Cat !Animal").unwrap();
+    let out = imgtag::pipeline::edit_review(&store, "uploads/c.png", &edit, &opts()).await;
+    assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");
+    check(
+        &store
+            .get("metadata/c.png.json", 1 << 20)
+            .await
+            .unwrap()
+            .body,
+    );
+    let out = tag(&store, &det, "uploads/c.png", &opts()).await;
+    assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");
+    check(
+        &store
+            .get("metadata/c.png.json", 1 << 20)
+            .await
+            .unwrap()
+            .body,
+    );
+
+    // A newer schema is left alone, forced or not.
+    put(&store, "uploads/d.png", CHELSEA).await;
+    let newer = with_extras.replace("\"SchemaVersion\":1", "\"SchemaVersion\":99");
+    put(&store, "metadata/d.png.json", newer.clone()).await;
+    let mut forced = opts();
+    forced.force = true;
+    forced.replace_unreadable = true;
+    let out = tag(&store, &det, "uploads/d.png", &forced).await;
+    assert!(
+        matches!(&out, Outcome::Skipped { reason } if reason.contains("SchemaVersion 99")),
+        "{out:?}"
+    );
+    assert_eq!(
+        store
+            .get("metadata/d.png.json", 1 << 20)
+            .await
+            .unwrap()
+            .body,
+        newer.as_bytes()
+    );
+}
+
+#[tokio::test]
+async fn foreign_documents_survive_on_a_local_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    foreign_documents_survive(Arc::new(LocalStore::open(dir.path()).unwrap())).await;
+}
+
+#[tokio::test]
+async fn foreign_documents_survive_on_s3() {
+    let mem = MemS3::new();
+    mem.create_bucket("foreign");
+    let server = s3mem::serve(mem).await;
+    foreign_documents_survive(Arc::new(S3Store::from_client(
+        s3mem::client(&server.endpoint()),
+        "foreign",
+    )))
+    .await;
 }

@@ -149,6 +149,7 @@ fn statuses_follow_the_contract() {
                 labels,
                 label_model_version: None,
                 imgtag: None,
+                extra: Default::default(),
             },
             shape: Shape::Seed,
         })

@@ -6,10 +6,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use imgtag::cli::{self, CliError, LsFilter};
-use imgtag::config::CommonArgs;
+use imgtag::catalog::{Filter, Selection};
+use imgtag::cli::{self, CliError};
+use imgtag::config::{CommonArgs, Settings};
 use imgtag::contract::Status;
-use imgtag::storage::BucketSpec;
+use imgtag::pipeline::{ReviewEdit, TagOptions};
+use imgtag::sanitize::for_terminal;
+use imgtag::storage::{BucketSpec, DynStore};
 
 #[derive(Parser)]
 #[command(
@@ -30,63 +33,9 @@ struct Cli {
 enum Command {
     /// List images with their status, best label and confidence, then orphan
     /// metadata.
-    Ls {
-        #[command(flatten)]
-        common: CommonArgs,
-        /// Only these statuses (repeatable or comma-separated): untagged,
-        /// tagged, needs-review, stale, failed, malformed, orphan.
-        #[arg(long, value_delimiter = ',')]
-        status: Vec<Status>,
-        /// Only images with this label (or a label with this parent),
-        /// case-insensitive.
-        #[arg(long, value_name = "NAME")]
-        label: Option<String>,
-        /// Only images whose best label is below this confidence.
-        #[arg(long, value_name = "N")]
-        below: Option<f32>,
-        /// One JSON object per line instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Ls(LsArgs),
     /// Tag images: detect labels and write the metadata JSON.
-    Tag {
-        #[command(flatten)]
-        common: CommonArgs,
-        /// Image keys to tag (else choose with --untagged, --status,
-        /// --below or --all).
-        keys: Vec<String>,
-        /// Tag every untagged image.
-        #[arg(long, conflicts_with_all = ["status", "below", "all"])]
-        untagged: bool,
-        /// Tag images with these statuses (comma-separated), e.g.
-        /// untagged,stale,needs-review.
-        #[arg(long, value_delimiter = ',', conflicts_with_all = ["below", "all"])]
-        status: Vec<Status>,
-        /// Re-tag images whose best label is below this confidence.
-        #[arg(long, value_name = "N", conflicts_with = "all")]
-        below: Option<f32>,
-        /// Tag every image.
-        #[arg(long)]
-        all: bool,
-        /// Images tagged at once (also the cap on Rekognition calls in
-        /// flight).
-        #[arg(long, default_value_t = 4, value_name = "N")]
-        concurrency: usize,
-        /// Re-run even where the metadata already records the same image,
-        /// detector and threshold.
-        #[arg(long)]
-        force: bool,
-        /// List what would be tagged, and the Rekognition cost, without
-        /// tagging.
-        #[arg(long)]
-        dry_run: bool,
-        /// Go ahead with a Rekognition run over 1,000 images.
-        #[arg(long)]
-        yes: bool,
-        /// One JSON object per image instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Tag(TagArgs),
     /// Watch a local folder or a bucket and tag each new or replaced image
     /// under uploads/ as it arrives, until Ctrl-C.
     ///
@@ -94,82 +43,201 @@ enum Command {
     /// are unavailable, or with --poll); an S3 bucket is listed every
     /// --interval seconds. On start, images that are untagged or stale are
     /// tagged first (unless --no-initial-scan).
-    Watch {
-        #[command(flatten)]
-        common: CommonArgs,
-        /// Seconds between listings of an S3 bucket (and between scans of a
-        /// polled folder, and before an image is retried).
-        #[arg(long, default_value = "10", value_name = "SECS", value_parser = parse_secs)]
-        interval: Duration,
-        /// A new or changed file in a folder is read only once it has been
-        /// quiet (same size and modification time) this many milliseconds,
-        /// so that files still being copied are not read half-way.
-        #[arg(long, default_value_t = 1500, value_name = "MS")]
-        debounce: u64,
-        /// Images tagged at once (also the cap on Rekognition calls in
-        /// flight).
-        #[arg(long, default_value_t = 4, value_name = "N")]
-        concurrency: usize,
-        /// Only tag what arrives from now on; by default, images that are
-        /// untagged or stale when the watch starts are tagged first.
-        #[arg(long)]
-        no_initial_scan: bool,
-        /// Poll a local folder every --interval instead of using
-        /// file-system notifications (network file systems, where
-        /// notifications miss other machines' writes).
-        #[arg(long)]
-        poll: bool,
-        /// One JSON object per image (as `tag --json`) instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Watch(WatchArgs),
     /// Write an S3 Batch Operations manifest of the images that need tagging
     /// and print the job (for `aws s3control create-job`) that has the
     /// imgtag-lambda function tag them.
-    Backfill {
-        #[command(flatten)]
-        common: CommonArgs,
-        /// Images with these statuses (comma-separated).
-        #[arg(long, value_delimiter = ',', default_value = "untagged,stale")]
-        status: Vec<Status>,
-        /// Key of the manifest in the bucket (default:
-        /// imgtag/manifests/backfill-<UTC time>.csv).
-        #[arg(long, value_name = "KEY", conflicts_with = "out")]
-        manifest_key: Option<String>,
-        /// Write the manifest to this local file instead of the bucket (no
-        /// job is printed: upload it yourself).
-        #[arg(long, value_name = "FILE")]
-        out: Option<std::path::PathBuf>,
-        /// ARN of the imgtag-lambda function (stack output FunctionArn).
-        #[arg(long, value_name = "ARN")]
-        function_arn: Option<String>,
-        /// Role S3 Batch Operations assumes (stack output
-        /// BatchOperationsRoleArn).
-        #[arg(long, value_name = "ARN")]
-        role_arn: Option<String>,
-        /// AWS account that runs the job (default: the function ARN's).
-        #[arg(long, value_name = "ID")]
-        account_id: Option<String>,
-        /// Job priority.
-        #[arg(long, default_value_t = 10)]
-        priority: i32,
-        /// Create the job (S3 Control CreateJob) instead of only printing
-        /// it. It still waits for your confirmation before it runs. Needs a
-        /// build with the cargo feature `backfill-submit`.
-        #[arg(long, conflicts_with = "out")]
-        submit: bool,
-    },
+    Backfill(BackfillArgs),
     /// Show an image's metadata pairing and labels (KEY may be the image's
     /// or its metadata's key).
-    Show {
-        #[command(flatten)]
-        common: CommonArgs,
-        /// Object key, e.g. uploads/2024/cat.jpg.
-        key: String,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Show(ShowArgs),
+    /// Correct labels by hand on one or many images: add, remove or flag
+    /// labels. The change is kept in ImgTag.Review, so later re-runs of
+    /// detection keep it; every write is conditional on the document read.
+    Review(ReviewArgs),
+}
+
+#[derive(clap::Args)]
+struct ReviewArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Image keys to edit (else choose with --label, --below, --status).
+    keys: Vec<String>,
+    /// Add this label at confidence 100 (repeatable or comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "LABEL")]
+    add: Vec<String>,
+    /// Remove this label (repeatable or comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "LABEL")]
+    remove: Vec<String>,
+    /// Flag this label as doubtful without removing it: the image then
+    /// needs review (repeatable or comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "LABEL")]
+    flag: Vec<String>,
+    /// Edit images with this label (or a label with this parent).
+    #[arg(long, value_name = "NAME")]
+    label: Option<String>,
+    /// Edit images whose best label is below this confidence.
+    #[arg(long, value_name = "N")]
+    below: Option<f32>,
+    /// Edit images with these statuses (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    status: Vec<Status>,
+    /// Images edited at once.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    concurrency: usize,
+    /// List what would be edited without writing anything.
+    #[arg(long)]
+    dry_run: bool,
+    /// One JSON object per image instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct LsArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Only these statuses (repeatable or comma-separated): untagged,
+    /// tagged, needs-review, stale, failed, malformed, orphan.
+    #[arg(long, value_delimiter = ',')]
+    status: Vec<Status>,
+    /// Only images with this label (or a label with this parent),
+    /// case-insensitive.
+    #[arg(long, value_name = "NAME")]
+    label: Option<String>,
+    /// Only images whose best label is below this confidence.
+    #[arg(long, value_name = "N")]
+    below: Option<f32>,
+    /// A spot check: N images picked at random from what the other options
+    /// select (printed once the listing is done, in key order).
+    #[arg(long, value_name = "N")]
+    sample: Option<usize>,
+    /// Seed for --sample, to pick the same images again (default: a random
+    /// seed, printed on stderr).
+    #[arg(long, value_name = "S", requires = "sample")]
+    seed: Option<u64>,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct TagArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Image keys to tag (else choose with --untagged, --status,
+    /// --below or --all).
+    keys: Vec<String>,
+    /// Tag every untagged image.
+    #[arg(long, conflicts_with_all = ["status", "below", "all"])]
+    untagged: bool,
+    /// Tag images with these statuses (comma-separated), e.g.
+    /// untagged,stale,needs-review.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["below", "all"])]
+    status: Vec<Status>,
+    /// Re-tag images whose best label is below this confidence.
+    #[arg(long, value_name = "N", conflicts_with = "all")]
+    below: Option<f32>,
+    /// Tag every image.
+    #[arg(long)]
+    all: bool,
+    /// Images tagged at once (also the cap on Rekognition calls in
+    /// flight).
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    concurrency: usize,
+    /// Re-run even where the metadata already records the same image,
+    /// detector and threshold, and replace metadata documents that cannot
+    /// be read (malformed, another tool's, too large), which are otherwise
+    /// never overwritten.
+    #[arg(long)]
+    force: bool,
+    /// List what would be tagged, and the Rekognition cost, without
+    /// tagging.
+    #[arg(long)]
+    dry_run: bool,
+    /// Go ahead with a Rekognition run over 1,000 images.
+    #[arg(long)]
+    yes: bool,
+    /// One JSON object per image instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct WatchArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Seconds between listings of an S3 bucket (and between scans of a
+    /// polled folder, and before an image is retried).
+    #[arg(long, default_value = "10", value_name = "SECS", value_parser = parse_secs)]
+    interval: Duration,
+    /// A new or changed file in a folder is read only once it has been
+    /// quiet (same size and modification time) this many milliseconds,
+    /// so that files still being copied are not read half-way.
+    #[arg(long, default_value_t = 1500, value_name = "MS")]
+    debounce: u64,
+    /// Images tagged at once (also the cap on Rekognition calls in
+    /// flight).
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    concurrency: usize,
+    /// Only tag what arrives from now on; by default, images that are
+    /// untagged or stale when the watch starts are tagged first.
+    #[arg(long)]
+    no_initial_scan: bool,
+    /// Poll a local folder every --interval instead of using
+    /// file-system notifications (network file systems, where
+    /// notifications miss other machines' writes).
+    #[arg(long)]
+    poll: bool,
+    /// One JSON object per image (as `tag --json`) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct BackfillArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Images with these statuses (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "untagged,stale")]
+    status: Vec<Status>,
+    /// Key of the manifest in the bucket (default:
+    /// imgtag/manifests/backfill-<UTC time>.csv).
+    #[arg(long, value_name = "KEY", conflicts_with = "out")]
+    manifest_key: Option<String>,
+    /// Write the manifest to this local file instead of the bucket (no
+    /// job is printed: upload it yourself).
+    #[arg(long, value_name = "FILE")]
+    out: Option<std::path::PathBuf>,
+    /// ARN of the imgtag-lambda function (stack output FunctionArn).
+    #[arg(long, value_name = "ARN")]
+    function_arn: Option<String>,
+    /// Role S3 Batch Operations assumes (stack output
+    /// BatchOperationsRoleArn).
+    #[arg(long, value_name = "ARN")]
+    role_arn: Option<String>,
+    /// AWS account that runs the job (default: the function ARN's).
+    #[arg(long, value_name = "ID")]
+    account_id: Option<String>,
+    /// Job priority.
+    #[arg(long, default_value_t = 10)]
+    priority: i32,
+    /// Create the job (S3 Control CreateJob) instead of only printing
+    /// it. It still waits for your confirmation before it runs. Needs a
+    /// build with the cargo feature `backfill-submit`.
+    #[arg(long, conflicts_with = "out")]
+    submit: bool,
+}
+
+#[derive(clap::Args)]
+struct ShowArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Object key, e.g. uploads/2024/cat.jpg.
+    key: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -202,294 +270,365 @@ fn init_logging() {
     // Logs go to stderr, quiet unless IMGTAG_LOG asks (e.g. IMGTAG_LOG=debug).
     let filter = tracing_subscriber::EnvFilter::try_from_env("IMGTAG_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Keys and error texts in log fields are escaped like on screen.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_writer(|| imgtag::sanitize::SafeLogWriter(std::io::stderr()))
         .try_init();
 }
+
+type Out<'a> = std::io::BufWriter<std::io::StdoutLock<'a>>;
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    match cli.command {
-        Command::Ls {
-            common,
-            status,
-            label,
-            below,
-            json,
-        } => {
-            let settings = common.resolve()?;
-            let store = settings
-                .open_store()
-                .await
-                .with_context(|| format!("opening bucket {:?}", settings.bucket))?;
-            let filter = LsFilter {
-                statuses: status,
-                label,
-                below,
-            };
-            let summary = cli::ls(
-                store.clone(),
-                settings.layout.clone(),
-                settings.review_below,
-                &filter,
-                json,
-                &mut out,
-            )
-            .await
-            .with_context(|| format!("listing {}", store.describe()))?;
-            out.flush()?;
-            eprintln!("{summary}");
-            if summary.unreadable > 0 {
-                return Err(CliError::Partial {
-                    count: summary.unreadable,
-                }
-                .into());
-            }
+    let code = match cli.command {
+        Command::Ls(args) => ls(args, &mut out).await?,
+        Command::Tag(args) => tag(args, &mut out).await?,
+        Command::Watch(args) => watch(args, &mut out).await?,
+        Command::Backfill(args) => backfill(args, &mut out).await?,
+        Command::Show(args) => show(args, &mut out).await?,
+        Command::Review(args) => review(args, &mut out).await?,
+    };
+    out.flush()?;
+    Ok(code)
+}
+
+/// The settings and the store every subcommand starts from.
+async fn open(common: &CommonArgs) -> anyhow::Result<(Settings, DynStore)> {
+    let settings = common.resolve()?;
+    let store = settings
+        .open_store()
+        .await
+        .with_context(|| format!("opening bucket {:?}", settings.bucket))?;
+    Ok((settings, store))
+}
+
+async fn ls(args: LsArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
+    let (settings, store) = open(&args.common).await?;
+    let filter = Filter {
+        statuses: args.status,
+        label: args.label,
+        below: args.below,
+    };
+    let sample = args.sample.map(|size| cli::Sample {
+        size,
+        seed: args.seed.unwrap_or_else(|| fastrand::u64(..)),
+    });
+    if let Some(s) = sample {
+        eprintln!(
+            "sampling {} images (--seed {} picks the same ones again)",
+            s.size, s.seed
+        );
+    }
+    let summary = cli::ls(
+        store.clone(),
+        settings.layout.clone(),
+        settings.review_below,
+        &filter,
+        sample,
+        args.json,
+        out,
+    )
+    .await
+    .with_context(|| format!("listing {}", store.describe()))?;
+    out.flush()?;
+    eprintln!("{summary}");
+    if summary.unreadable > 0 {
+        return Err(CliError::Partial {
+            count: summary.unreadable,
         }
-        Command::Tag {
-            common,
-            keys,
-            untagged,
-            status,
-            below,
-            all,
-            concurrency,
-            force,
-            dry_run,
-            yes,
-            json,
-        } => {
-            let settings = common.resolve()?;
-            let selection = if !keys.is_empty() {
-                cli::Selection::Keys(keys)
-            } else if untagged {
-                cli::Selection::Status(vec![Status::Untagged])
-            } else if !status.is_empty() {
-                cli::Selection::Status(status)
-            } else if let Some(n) = below {
-                cli::Selection::Below(n)
-            } else if all {
-                cli::Selection::All
-            } else {
-                anyhow::bail!(
-                    "say which images to tag: KEY..., --untagged, --status S, --below N or --all"
-                );
-            };
-            let store = settings
-                .open_store()
-                .await
-                .with_context(|| format!("opening bucket {:?}", settings.bucket))?;
-            let detector = imgtag::detection::build(settings.detector, &settings.s3, concurrency)
-                .await
-                .context("starting the detector")?;
-            let mut opts = imgtag::pipeline::TagOptions::new(settings.layout.clone(), "imgtag");
-            opts.min_confidence = settings.min_confidence;
-            opts.max_labels = settings.max_labels;
-            opts.force = force;
-            let run = cli::TagRun {
-                selection,
-                concurrency,
-                dry_run,
-                yes,
-                json,
-                progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-            };
-            let mut err = std::io::stderr();
-            let summary = cli::tag(
-                store,
-                detector,
-                opts,
-                settings.review_below,
-                &run,
-                &mut out,
-                &mut err,
-            )
-            .await
-            .context("tagging")?;
-            out.flush()?;
-            if !dry_run {
-                eprintln!("{summary}");
-            }
-            if let Some(fatal) = &summary.fatal {
-                anyhow::bail!("stopped: {fatal}");
-            }
-            if !summary.ok() {
-                return Ok(ExitCode::from(1));
-            }
-        }
-        Command::Watch {
-            common,
-            interval,
-            debounce,
-            concurrency,
-            no_initial_scan,
-            poll,
-            json,
-        } => {
-            let settings = common.resolve()?;
-            let store = settings
-                .open_store()
-                .await
-                .with_context(|| format!("opening bucket {:?}", settings.bucket))?;
-            let source = match &settings.bucket {
-                // Opened again as the concrete type: notifications need the
-                // folder's path (open_store made the demo folder if needed).
-                BucketSpec::Local(path) => imgtag::watch::WatchSource::Folder {
-                    store: imgtag::storage::LocalStore::open(path)
-                        .with_context(|| format!("opening folder {}", path.display()))?,
-                    poll,
-                },
-                BucketSpec::S3(_) => imgtag::watch::WatchSource::Listing(store),
-            };
-            let detector = imgtag::detection::build(settings.detector, &settings.s3, concurrency)
-                .await
-                .context("starting the detector")?;
-            let mut tag = imgtag::pipeline::TagOptions::new(settings.layout.clone(), "imgtag");
-            tag.min_confidence = settings.min_confidence;
-            tag.max_labels = settings.max_labels;
-            let opts = imgtag::watch::WatchOptions {
-                tag,
-                review_below: settings.review_below,
-                interval,
-                debounce: Duration::from_millis(debounce),
-                concurrency,
-                initial_scan: !no_initial_scan,
-                json,
-            };
-            let mut err = std::io::stderr();
-            let summary = imgtag::watch::watch(
-                source,
-                detector,
-                opts,
-                imgtag::watch::ctrl_c(),
-                &mut out,
-                &mut err,
-            )
-            .await
-            .context("watching")?;
-            out.flush()?;
-            eprintln!("{summary}");
-            if let Some(fatal) = &summary.fatal {
-                anyhow::bail!("stopped: {fatal}");
-            }
-        }
-        Command::Backfill {
-            common,
-            status,
-            manifest_key,
-            out: out_file,
-            function_arn,
-            role_arn,
-            account_id,
-            priority,
-            submit,
-        } => {
-            use imgtag::backfill;
-            if submit && !cfg!(feature = "backfill-submit") {
-                anyhow::bail!(
-                    "this imgtag was built without --submit (cargo feature backfill-submit); \
-                     run without it and pass the printed job to `aws s3control create-job`"
-                );
-            }
-            let settings = common.resolve()?;
-            let store = settings
-                .open_store()
-                .await
-                .with_context(|| format!("opening bucket {:?}", settings.bucket))?;
-            let keys = backfill::backlog(&store, &settings.layout, settings.review_below, &status)
-                .await
-                .with_context(|| format!("listing {}", store.describe()))?;
-            let csv = backfill::manifest_csv(store.bucket_name(), &keys);
-            if let Some(path) = out_file {
-                std::fs::write(&path, csv)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                eprintln!(
-                    "{} images in {}",
-                    keys.len(),
-                    imgtag::sanitize::for_terminal(&path.display().to_string())
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            if store.kind() != imgtag::storage::StoreKind::S3 {
-                anyhow::bail!(
-                    "S3 Batch Operations needs an S3 bucket; for a local folder use --out FILE"
-                );
-            }
-            if keys.is_empty() {
-                eprintln!("nothing to backfill: no image has the status asked for");
-                return Ok(ExitCode::SUCCESS);
-            }
-            let key = manifest_key
-                .unwrap_or_else(|| backfill::default_manifest_key(time::OffsetDateTime::now_utc()));
-            backfill::check_manifest_key(&key, &settings.layout)?;
-            let etag = backfill::upload_manifest(&store, &key, csv)
-                .await
-                .with_context(|| format!("uploading the manifest to {}", store.describe()))?;
-            let target = backfill::JobTarget {
-                function_arn,
-                role_arn,
-                account_id,
-                priority,
-            };
-            let job =
-                backfill::create_job_json(&target, store.bucket_name(), &key, &etag, keys.len());
-            writeln!(out, "{}", imgtag::sanitize::json_line(&job))?;
-            out.flush()?;
-            #[cfg(feature = "backfill-submit")]
-            if submit {
-                let client = s3control_client(&settings.s3).await;
-                let id = backfill::submit::create_job(&client, &job).await?;
-                eprintln!(
-                    "created Batch Operations job {} for {} images (manifest s3://{}/{}); it runs \
-                     once confirmed in the S3 console or with\n  aws s3control update-job-status \
-                     --account-id {} --job-id {} --requested-job-status Ready",
-                    imgtag::sanitize::for_terminal(&id),
-                    keys.len(),
-                    imgtag::sanitize::for_terminal(store.bucket_name()),
-                    imgtag::sanitize::for_terminal(&key),
-                    imgtag::sanitize::for_terminal(job["AccountId"].as_str().unwrap_or_default()),
-                    imgtag::sanitize::for_terminal(&id),
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            eprintln!(
-                "wrote s3://{}/{} ({} images). Create the job with:\n  aws s3control create-job{} --cli-input-json file://job.json\n\
-                 where job.json is the JSON above, then confirm it in the S3 console or with\n  \
-                 aws s3control update-job-status --account-id ID --job-id JOB --requested-job-status Ready",
-                imgtag::sanitize::for_terminal(store.bucket_name()),
-                imgtag::sanitize::for_terminal(&key),
-                keys.len(),
-                settings
-                    .s3
-                    .region
-                    .as_deref()
-                    .map(|r| format!(" --region {}", imgtag::sanitize::for_terminal(r)))
-                    .unwrap_or_default(),
-            );
-            let missing = target.missing();
-            if !missing.is_empty() {
-                eprintln!(
-                    "fill in the <...> placeholders or pass {}",
-                    missing.join(", ")
-                );
-            }
-        }
-        Command::Show { common, key, json } => {
-            let settings = common.resolve()?;
-            let store = settings
-                .open_store()
-                .await
-                .with_context(|| format!("opening bucket {:?}", settings.bucket))?;
-            let shown = cli::lookup(&store, &settings.layout, settings.review_below, &key)
-                .await
-                .with_context(|| format!("looking up {}", imgtag::sanitize::for_terminal(&key)))?;
-            cli::print_shown(&shown, json, &mut out)?;
-            out.flush()?;
-        }
+        .into());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+impl TagArgs {
+    fn selection(&self) -> anyhow::Result<Selection> {
+        Ok(if !self.keys.is_empty() {
+            Selection::Keys(self.keys.clone())
+        } else if self.untagged {
+            Selection::Matching(Filter::statuses(vec![Status::Untagged]))
+        } else if !self.status.is_empty() {
+            Selection::Matching(Filter::statuses(self.status.clone()))
+        } else if let Some(n) = self.below {
+            Selection::Matching(Filter {
+                below: Some(n),
+                ..Filter::default()
+            })
+        } else if self.all {
+            Selection::All
+        } else {
+            anyhow::bail!(
+                "say which images to tag: KEY..., --untagged, --status S, --below N or --all"
+            );
+        })
+    }
+}
+
+async fn tag(args: TagArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
+    let selection = args.selection()?;
+    let (settings, store) = open(&args.common).await?;
+    let detector = imgtag::detection::build(settings.detector, &settings.s3, args.concurrency)
+        .await
+        .context("starting the detector")?;
+    let opts = TagOptions {
+        force: args.force,
+        replace_unreadable: args.force,
+        ..TagOptions::from_settings(&settings, "imgtag")
+    };
+    let run = cli::TagRun {
+        selection,
+        concurrency: args.concurrency,
+        dry_run: args.dry_run,
+        yes: args.yes,
+        json: args.json,
+        progress: !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let mut err = std::io::stderr();
+    let summary = cli::tag(
+        store,
+        detector,
+        opts,
+        settings.review_below,
+        &run,
+        out,
+        &mut err,
+    )
+    .await
+    .context("tagging")?;
+    out.flush()?;
+    if !args.dry_run {
+        eprintln!("{summary}");
+    }
+    if let Some(fatal) = &summary.tally.fatal {
+        anyhow::bail!("stopped: {fatal}");
+    }
+    Ok(if summary.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn watch(args: WatchArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
+    let (settings, store) = open(&args.common).await?;
+    let source = match &settings.bucket {
+        // Opened again as the concrete type: notifications need the
+        // folder's path (open_store made the demo folder if needed).
+        BucketSpec::Local(path) => imgtag::watch::WatchSource::Folder {
+            store: imgtag::storage::LocalStore::open(path)
+                .with_context(|| format!("opening folder {}", path.display()))?,
+            poll: args.poll,
+        },
+        BucketSpec::S3(_) => imgtag::watch::WatchSource::Listing(store),
+    };
+    let detector = imgtag::detection::build(settings.detector, &settings.s3, args.concurrency)
+        .await
+        .context("starting the detector")?;
+    let opts = imgtag::watch::WatchOptions {
+        tag: TagOptions::from_settings(&settings, "imgtag"),
+        review_below: settings.review_below,
+        interval: args.interval,
+        debounce: Duration::from_millis(args.debounce),
+        concurrency: args.concurrency,
+        initial_scan: !args.no_initial_scan,
+        json: args.json,
+    };
+    let mut err = std::io::stderr();
+    let summary = imgtag::watch::watch(source, detector, opts, cli::ctrl_c(), out, &mut err)
+        .await
+        .context("watching")?;
+    out.flush()?;
+    eprintln!("{summary}");
+    if let Some(fatal) = &summary.tally.fatal {
+        anyhow::bail!("stopped: {fatal}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn backfill(args: BackfillArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
+    use imgtag::backfill;
+    if args.submit && !cfg!(feature = "backfill-submit") {
+        anyhow::bail!(
+            "this imgtag was built without --submit (cargo feature backfill-submit); \
+             run without it and pass the printed job to `aws s3control create-job`"
+        );
+    }
+    let (settings, store) = open(&args.common).await?;
+    let keys = backfill::backlog(
+        &store,
+        &settings.layout,
+        settings.review_below,
+        &args.status,
+    )
+    .await
+    .with_context(|| format!("listing {}", store.describe()))?;
+    let csv = backfill::manifest_csv(store.bucket_name(), &keys);
+    if let Some(path) = &args.out {
+        std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!(
+            "{} images in {}",
+            keys.len(),
+            for_terminal(&path.display().to_string())
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if store.kind() != imgtag::storage::StoreKind::S3 {
+        anyhow::bail!("S3 Batch Operations needs an S3 bucket; for a local folder use --out FILE");
+    }
+    if keys.is_empty() {
+        eprintln!("nothing to backfill: no image has the status asked for");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let key = args
+        .manifest_key
+        .clone()
+        .unwrap_or_else(|| backfill::default_manifest_key(time::OffsetDateTime::now_utc()));
+    backfill::check_manifest_key(&key, &settings.layout)?;
+    let etag = backfill::upload_manifest(&store, &key, csv)
+        .await
+        .with_context(|| format!("uploading the manifest to {}", store.describe()))?;
+    let target = backfill::JobTarget {
+        function_arn: args.function_arn,
+        role_arn: args.role_arn,
+        account_id: args.account_id,
+        priority: args.priority,
+    };
+    let job = backfill::create_job_json(&target, store.bucket_name(), &key, &etag, keys.len());
+    writeln!(out, "{}", imgtag::sanitize::json_line(&job))?;
+    out.flush()?;
+    let manifest = Manifest {
+        bucket: store.bucket_name(),
+        key: &key,
+        images: keys.len(),
+    };
+    #[cfg(feature = "backfill-submit")]
+    if args.submit {
+        let client = s3control_client(&settings.s3).await;
+        let id = backfill::submit::create_job(&client, &job).await?;
+        manifest.report_submitted(&id, job["AccountId"].as_str().unwrap_or_default());
+        return Ok(ExitCode::SUCCESS);
+    }
+    manifest.report_written(settings.s3.region.as_deref());
+    let missing = target.missing();
+    if !missing.is_empty() {
+        eprintln!(
+            "fill in the <...> placeholders or pass {}",
+            missing.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A backfill manifest written to the bucket, for the closing message.
+struct Manifest<'a> {
+    bucket: &'a str,
+    key: &'a str,
+    images: usize,
+}
+
+impl Manifest<'_> {
+    #[cfg(feature = "backfill-submit")]
+    fn report_submitted(&self, id: &str, account: &str) {
+        eprintln!(
+            "created Batch Operations job {} for {} images (manifest s3://{}/{}); it runs \
+             once confirmed in the S3 console or with\n  aws s3control update-job-status \
+             --account-id {} --job-id {} --requested-job-status Ready",
+            for_terminal(id),
+            self.images,
+            for_terminal(self.bucket),
+            for_terminal(self.key),
+            for_terminal(account),
+            for_terminal(id),
+        );
+    }
+
+    fn report_written(&self, region: Option<&str>) {
+        eprintln!(
+            "wrote s3://{}/{} ({} images). Create the job with:\n  aws s3control create-job{} --cli-input-json file://job.json\n\
+             where job.json is the JSON above, then confirm it in the S3 console or with\n  \
+             aws s3control update-job-status --account-id ID --job-id JOB --requested-job-status Ready",
+            for_terminal(self.bucket),
+            for_terminal(self.key),
+            self.images,
+            region
+                .map(|r| format!(" --region {}", for_terminal(r)))
+                .unwrap_or_default(),
+        );
+    }
+}
+
+async fn show(args: ShowArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
+    let (settings, store) = open(&args.common).await?;
+    let shown = cli::lookup(&store, &settings.layout, settings.review_below, &args.key)
+        .await
+        .with_context(|| format!("looking up {}", for_terminal(&args.key)))?;
+    cli::print_shown(&shown, args.json, out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+impl ReviewArgs {
+    fn selection(&self) -> anyhow::Result<Selection> {
+        let filter = Filter {
+            statuses: self.status.clone(),
+            label: self.label.clone(),
+            below: self.below,
+        };
+        match (self.keys.is_empty(), filter == Filter::default()) {
+            (false, true) => Ok(Selection::Keys(self.keys.clone())),
+            (true, false) => Ok(Selection::Matching(filter)),
+            (false, false) => {
+                anyhow::bail!(
+                    "give image keys or a selection (--label, --below, --status), not both"
+                )
+            }
+            (true, true) => anyhow::bail!(
+                "say which images to edit: KEY..., or --label, --below and/or --status"
+            ),
+        }
+    }
+}
+
+async fn review(args: ReviewArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
+    let edit = ReviewEdit {
+        add: args.add.clone(),
+        remove: args.remove.clone(),
+        flag: args.flag.clone(),
+    };
+    edit.validate()
+        .map_err(|e| anyhow::anyhow!("{e} (use --add, --remove or --flag)"))?;
+    let selection = args.selection()?;
+    let (settings, store) = open(&args.common).await?;
+    let run = cli::ReviewRun {
+        selection,
+        edit,
+        dry_run: args.dry_run,
+        bulk: cli::Bulk {
+            concurrency: args.concurrency,
+            json: args.json,
+            progress: !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        },
+    };
+    let opts = TagOptions::from_settings(&settings, "imgtag");
+    let summary = cli::review(store, opts, settings.review_below, &run, out)
+        .await
+        .context("reviewing")?;
+    out.flush()?;
+    if !args.dry_run {
+        eprintln!("{summary}");
+    } else {
+        eprintln!("{} images would be edited", summary.selected);
+    }
+    if let Some(fatal) = &summary.tally.fatal {
+        anyhow::bail!("stopped: {fatal}");
+    }
+    Ok(if summary.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn main() -> ExitCode {
@@ -513,7 +652,7 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             let msg = format!("{e:#}");
-            eprintln!("imgtag: {}", imgtag::sanitize::for_terminal(&msg));
+            eprintln!("imgtag: {}", for_terminal(&msg));
             ExitCode::FAILURE
         }
     }

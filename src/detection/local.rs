@@ -8,8 +8,11 @@ use std::io::Cursor;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use async_trait::async_trait;
 use serde::Deserialize;
 use tract_onnx::prelude::*;
+
+use super::{DetectFailure, DetectInput, DetectParams, Detector, DetectorKind};
 
 use crate::contract::{Label, NameRef};
 use crate::imaging::{self, DecodeLimits, INPUT_SIZE, ImagingError, TENSOR_LEN};
@@ -466,6 +469,72 @@ fn build_plan(batch: usize) -> Result<Plan, DetectError> {
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
         .map_err(model_err)
+}
+
+/// The offline model, run off the async threads with at most one
+/// inference per core at a time.
+pub struct LocalDetector {
+    model: LocalModel,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl LocalDetector {
+    /// Loads the embedded model (a few hundred milliseconds).
+    pub fn load() -> Result<Self, DetectError> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(LocalDetector {
+            model: LocalModel::load()?,
+            permits: Arc::new(tokio::sync::Semaphore::new(cores)),
+        })
+    }
+
+    pub fn model(&self) -> &LocalModel {
+        &self.model
+    }
+}
+
+#[async_trait]
+impl Detector for LocalDetector {
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::Local
+    }
+
+    async fn detect(
+        &self,
+        input: DetectInput,
+        params: DetectParams,
+    ) -> Result<super::Detection, DetectFailure> {
+        let DetectInput::Bytes(bytes) = input else {
+            return Err(DetectFailure::Config {
+                message: "the local detector needs the image bytes".into(),
+            });
+        };
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| DetectFailure::Config {
+                message: "detector shut down".into(),
+            })?;
+        let model = self.model.clone();
+        let labels = tokio::task::spawn_blocking(move || {
+            model.detect_bytes(&bytes, params.min_confidence, params.max_labels)
+        })
+        .await
+        .map_err(|e| DetectFailure::Config {
+            message: format!("detector task failed: {e}"),
+        })?;
+        match labels {
+            Ok(labels) => Ok(super::Detection {
+                labels,
+                label_model_version: Some(MODEL_VERSION.into()),
+            }),
+            Err(DetectError::Imaging(e)) => Err(DetectFailure::permanent(e.code(), e.to_string())),
+            Err(e) => Err(DetectFailure::Config {
+                message: e.to_string(),
+            }),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,13 +6,64 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::config::DetectorKind;
 use crate::contract::Label;
 
 pub mod local;
 pub mod rekognition;
 
+pub use local::LocalDetector;
 pub use rekognition::RekognitionDetector;
+
+/// Which label detector to run.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectorKind {
+    /// Amazon Rekognition DetectLabels.
+    Rekognition,
+    /// The offline model shipped with imgtag.
+    Local,
+}
+
+/// Rekognition DetectLabels' first-tier price, dollars per image.
+const REKOGNITION_PRICE_PER_IMAGE: f64 = 0.001;
+
+impl DetectorKind {
+    /// `ImgTag.Detector`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DetectorKind::Rekognition => "rekognition",
+            DetectorKind::Local => "local",
+        }
+    }
+
+    /// What one image costs, in dollars (0 for the local model).
+    pub fn price_per_image(self) -> f64 {
+        match self {
+            DetectorKind::Rekognition => REKOGNITION_PRICE_PER_IMAGE,
+            DetectorKind::Local => 0.0,
+        }
+    }
+
+    pub fn is_paid(self) -> bool {
+        self.price_per_image() > 0.0
+    }
+
+    /// "with Rekognition: about $1.50 at $1.00 per 1,000 images" or "with
+    /// the local model (no cost)": the one cost sentence every front end
+    /// shows before a bulk run.
+    pub fn cost_phrase(self, images: usize) -> String {
+        match self {
+            DetectorKind::Rekognition => format!(
+                "with Rekognition: about ${:.2} at ${:.2} per 1,000 images",
+                images as f64 * self.price_per_image(),
+                1000.0 * self.price_per_image()
+            ),
+            DetectorKind::Local => "with the local model (no cost)".into(),
+        }
+    }
+}
 
 /// What a detector is given.
 #[derive(Debug, Clone)]
@@ -68,11 +119,20 @@ impl DetectFailure {
 
 #[async_trait]
 pub trait Detector: Send + Sync {
+    /// Which detector this is (its price, its name).
+    fn kind(&self) -> DetectorKind;
     /// `ImgTag.Detector`: "local" or "rekognition".
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.kind().as_str()
+    }
     /// Whether the detector can read an S3 object by reference, so the
     /// pipeline need not download it.
     fn reads_s3(&self) -> bool {
+        false
+    }
+    /// Whether this object, judged by its first bytes and size, can be
+    /// sent by reference as it is (only asked when `reads_s3`).
+    fn accepts_s3_object(&self, _header: &[u8], _size: u64) -> bool {
         false
     }
     async fn detect(
@@ -83,74 +143,6 @@ pub trait Detector: Send + Sync {
 }
 
 pub type DynDetector = Arc<dyn Detector>;
-
-/// The offline model, run off the async threads with at most one
-/// inference per core at a time.
-pub struct LocalDetector {
-    model: local::LocalModel,
-    permits: Arc<tokio::sync::Semaphore>,
-}
-
-impl LocalDetector {
-    /// Loads the embedded model (a few hundred milliseconds).
-    pub fn load() -> Result<Self, local::DetectError> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Ok(LocalDetector {
-            model: local::LocalModel::load()?,
-            permits: Arc::new(tokio::sync::Semaphore::new(cores)),
-        })
-    }
-
-    pub fn model(&self) -> &local::LocalModel {
-        &self.model
-    }
-}
-
-#[async_trait]
-impl Detector for LocalDetector {
-    fn name(&self) -> &'static str {
-        "local"
-    }
-
-    async fn detect(
-        &self,
-        input: DetectInput,
-        params: DetectParams,
-    ) -> Result<Detection, DetectFailure> {
-        let DetectInput::Bytes(bytes) = input else {
-            return Err(DetectFailure::Config {
-                message: "the local detector needs the image bytes".into(),
-            });
-        };
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| DetectFailure::Config {
-                message: "detector shut down".into(),
-            })?;
-        let model = self.model.clone();
-        let labels = tokio::task::spawn_blocking(move || {
-            model.detect_bytes(&bytes, params.min_confidence, params.max_labels)
-        })
-        .await
-        .map_err(|e| DetectFailure::Config {
-            message: format!("detector task failed: {e}"),
-        })?;
-        match labels {
-            Ok(labels) => Ok(Detection {
-                labels,
-                label_model_version: Some(local::MODEL_VERSION.into()),
-            }),
-            Err(local::DetectError::Imaging(e)) => {
-                Err(DetectFailure::permanent(e.code(), e.to_string()))
-            }
-            Err(e) => Err(DetectFailure::Config {
-                message: e.to_string(),
-            }),
-        }
-    }
-}
 
 /// Builds the detector a run asks for.
 pub async fn build(

@@ -22,7 +22,7 @@ use aws_sdk_rekognition::types::{Image, S3Object};
 use bytes::Bytes;
 use image::ImageFormat;
 
-use super::{DetectFailure, DetectInput, DetectParams, Detection, Detector};
+use super::{DetectFailure, DetectInput, DetectParams, Detection, Detector, DetectorKind};
 use crate::contract::{BoundingBox, Instance, Label, NameRef};
 use crate::imaging::{self, DecodeLimits};
 
@@ -131,6 +131,7 @@ fn to_label(l: &aws_sdk_rekognition::types::Label) -> Label {
         v.into_iter().flatten().map(NameRef::new).collect()
     };
     Label {
+        extra: Default::default(),
         name: l.name().unwrap_or_default().to_string(),
         confidence: l.confidence().unwrap_or(0.0),
         parents: names(l.parents().iter().map(|p| p.name()).collect()),
@@ -203,12 +204,16 @@ fn map_err(
 
 #[async_trait]
 impl Detector for RekognitionDetector {
-    fn name(&self) -> &'static str {
-        "rekognition"
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::Rekognition
     }
 
     fn reads_s3(&self) -> bool {
         true
+    }
+
+    fn accepts_s3_object(&self, header: &[u8], size: u64) -> bool {
+        Self::accepts_by_reference(header, size)
     }
 
     async fn detect(

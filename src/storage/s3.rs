@@ -180,16 +180,6 @@ where
     }
 }
 
-/// Keys listed with `encoding-type=url` come back form-encoded: `+` is a
-/// space and must be decoded before the percent escapes.
-fn decode_listed_key(raw: &str) -> Option<String> {
-    let plus_decoded = raw.replace('+', " ");
-    percent_encoding::percent_decode_str(&plus_decoded)
-        .decode_utf8()
-        .ok()
-        .map(|c| c.into_owned())
-}
-
 fn timestamp_secs(t: Option<&aws_sdk_s3::primitives::DateTime>) -> Option<i64> {
     t.map(|d| d.secs())
 }
@@ -246,7 +236,7 @@ impl Store for S3Store {
                         .filter_map(|o| {
                             let raw = o.key()?;
                             let key = if encoded {
-                                decode_listed_key(raw)?
+                                crate::contract::decode_form_key(raw)?
                             } else {
                                 raw.to_string()
                             };
@@ -378,13 +368,20 @@ impl S3Store {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn listed_keys_decode_plus_before_percent() {
-        assert_eq!(decode_listed_key("a+b%2Bc.jpg").unwrap(), "a b+c.jpg");
-        assert_eq!(decode_listed_key("caf%C3%A9%25.png").unwrap(), "café%.png");
-        assert_eq!(decode_listed_key("ctl%1B.jpg").unwrap(), "ctl\x1b.jpg");
-        assert!(decode_listed_key("bad%FF.jpg").is_none());
+        assert_eq!(
+            crate::contract::decode_form_key("a+b%2Bc.jpg").unwrap(),
+            "a b+c.jpg"
+        );
+        assert_eq!(
+            crate::contract::decode_form_key("caf%C3%A9%25.png").unwrap(),
+            "café%.png"
+        );
+        assert_eq!(
+            crate::contract::decode_form_key("ctl%1B.jpg").unwrap(),
+            "ctl\x1b.jpg"
+        );
+        assert!(crate::contract::decode_form_key("bad%FF.jpg").is_none());
     }
 }

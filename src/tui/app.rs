@@ -14,6 +14,7 @@ use ratatui_image::protocol::Protocol;
 
 use crate::catalog::Assessed;
 use crate::contract::{KeyKind, Layout, MetadataDoc, Status};
+use crate::detection::DetectorKind;
 use crate::pipeline::{Outcome, ReviewEdit};
 use crate::sanitize::for_terminal;
 use crate::storage::ObjectInfo;
@@ -1111,8 +1112,8 @@ impl App {
         if self.header.paid && n > CONFIRM_PAID_ABOVE {
             self.mode = Mode::Confirm {
                 text: format!(
-                    "Re-run {n} marked images with Rekognition: about ${:.2} at $1.00 per 1,000 images, at MinConfidence {}?",
-                    n as f64 * crate::cli::REKOGNITION_PRICE_PER_IMAGE,
+                    "Re-run {n} marked images {}, at MinConfidence {}?",
+                    DetectorKind::Rekognition.cost_phrase(n),
                     self.min_confidence
                 ),
                 cmd,
@@ -1136,10 +1137,7 @@ impl App {
         }
         let n = jobs.len();
         let cost = if self.header.paid {
-            format!(
-                " with Rekognition: about ${:.2} at $1.00 per 1,000 images",
-                n as f64 * crate::cli::REKOGNITION_PRICE_PER_IMAGE
-            )
+            format!(" {}", DetectorKind::Rekognition.cost_phrase(n))
         } else {
             format!(" with the {} model (no cost)", self.header.detector)
         };

@@ -241,7 +241,7 @@ fn list_line(
     let glyph = if row.busy {
         "⟳"
     } else {
-        crate::cli::glyph(row.status)
+        row.status.map_or("E", Status::glyph)
     };
     let image = match &row.image {
         Some(img) => {
@@ -370,7 +370,7 @@ fn draw_detail(f: &mut Frame, app: &App, a: &Areas) {
     let mut lines: Vec<Line> = Vec::new();
     let status = row.status.map_or("unreadable", Status::as_str);
     let mut first = vec![Span::styled(
-        format!("{} {status}", crate::cli::glyph(row.status)),
+        format!("{} {status}", row.status.map_or("E", Status::glyph)),
         Style::new()
             .fg(status_color(row.status))
             .add_modifier(Modifier::BOLD),
@@ -534,7 +534,7 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
     for s in Status::ALL {
         let n = app.count(s);
         spans.push(Span::styled(
-            format!("{}{n} ", crate::cli::glyph(Some(s))),
+            format!("{}{n} ", s.glyph()),
             Style::new().fg(status_color(Some(s))),
         ));
     }

@@ -1,0 +1,297 @@
+//! `imgtag review` and `imgtag ls --sample`: the real binary on a local
+//! folder and on an S3-compatible server, and the review write's
+//! conflict and ownership rules against a meddling concurrent writer.
+
+mod common;
+
+use std::ops::Range;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use common::fixtures;
+use common::s3mem::{self, MemS3};
+use futures::stream::BoxStream;
+use imgtag::contract::{Layout, parse_metadata};
+use imgtag::pipeline::{Outcome, ReviewEdit, TagOptions, edit_review};
+use imgtag::storage::{
+    DynStore, LocalStore, Object, ObjectInfo, PutCondition, S3Store, StorageError, Store, StoreKind,
+};
+
+fn imgtag(home: &Path, bucket: &[String], args: &[&str]) -> Output {
+    let config = home.join("empty-config.toml");
+    std::fs::write(&config, "").unwrap();
+    Command::new(env!("CARGO_BIN_EXE_imgtag"))
+        .args(args)
+        .args(bucket)
+        .arg("--config")
+        .arg(&config)
+        .env_clear()
+        .env("HOME", home)
+        .env("AWS_ACCESS_KEY_ID", s3mem::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", s3mem::SECRET_KEY)
+        .env("AWS_REGION", s3mem::REGION)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("run imgtag")
+}
+
+async fn run(home: &Path, bucket: &[String], args: &[&str]) -> Output {
+    let (home, bucket) = (home.to_path_buf(), bucket.to_vec());
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        imgtag(&home, &bucket, &refs)
+    })
+    .await
+    .unwrap()
+}
+
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+async fn body(store: &DynStore, key: &str) -> Bytes {
+    store.get(key, 1 << 20).await.unwrap().body
+}
+
+async fn review_end_to_end(store: DynStore, bucket: Vec<String>) {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    fixtures::populate(&store).await;
+    let weak = "metadata/weak cat.jpg.json";
+    let before = body(&store, weak).await;
+
+    // A selection, dry run: listed, nothing written.
+    let sel = ["--label", "feline", "--below", "70", "--add", "Cat"];
+    let mut args = vec!["review", "--json", "--dry-run"];
+    args.extend(sel);
+    let lines = json_lines(&run(h, &bucket, &args).await);
+    let keys: Vec<_> = lines.iter().map(|v| v["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["uploads/weak cat.jpg"]);
+    assert_eq!(lines[0]["outcome"], "would-review");
+    assert_eq!(body(&store, weak).await, before);
+
+    // For real: the edit lands in the labels and in ImgTag.Review.
+    let mut args = vec!["review", "--json"];
+    args.extend(sel);
+    let lines = json_lines(&run(h, &bucket, &args).await);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["outcome"], "tagged", "{}", lines[0]);
+    let doc = parse_metadata(&body(&store, weak).await).unwrap().doc;
+    let cat = doc.labels.iter().find(|l| l.name == "Cat").unwrap();
+    assert_eq!(cat.confidence, 100.0);
+    assert_eq!(doc.review().unwrap().added, ["Cat"]);
+
+    // A flag keeps the label and makes a tagged image need review.
+    let out = run(
+        h,
+        &bucket,
+        &["review", "uploads/2024/cat.jpg", "--flag", "Animal"],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let ls = json_lines(&run(h, &bucket, &["ls", "--json", "--status", "needs-review"]).await);
+    let flagged = ls.iter().find(|v| v["key"] == "uploads/2024/cat.jpg");
+    assert!(flagged.is_some(), "{ls:?}");
+    let doc = parse_metadata(&body(&store, "metadata/2024/cat.jpg.json").await)
+        .unwrap()
+        .doc;
+    assert!(doc.labels.iter().any(|l| l.name == "Animal"));
+    assert_eq!(doc.review().unwrap().flagged, ["Animal"]);
+
+    // Nothing to change, or keys and a selection at once: a usage error.
+    for args in [
+        vec!["review", "uploads/2024/cat.jpg"],
+        vec![
+            "review",
+            "uploads/2024/cat.jpg",
+            "--status",
+            "tagged",
+            "--add",
+            "X",
+        ],
+        vec!["review", "--add", "X"],
+    ] {
+        let out = run(h, &bucket, &args).await;
+        assert!(!out.status.success(), "{args:?} should fail");
+    }
+
+    // A malformed document is not touched by a review.
+    let garbage = body(&store, "metadata/garbage.jpg.json").await;
+    let out = run(h, &bucket, &["review", "uploads/garbage.jpg", "--add", "X"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("skipped"));
+    assert_eq!(body(&store, "metadata/garbage.jpg.json").await, garbage);
+}
+
+async fn sample_is_reproducible(bucket: Vec<String>) {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let pick = |seed: &'static str| {
+        let bucket = bucket.clone();
+        async move {
+            let args = ["ls", "--json", "--status", "tagged,untagged,needs-review"];
+            let mut args = args.to_vec();
+            args.extend(["--sample", "3", "--seed", seed]);
+            let lines = json_lines(&run(h, &bucket, &args).await);
+            lines
+                .iter()
+                .map(|v| {
+                    let st = v["status"].as_str().unwrap();
+                    assert!(["tagged", "untagged", "needs-review"].contains(&st));
+                    v["key"].as_str().unwrap().to_string()
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let a = pick("7").await;
+    assert_eq!(a.len(), 3, "{a:?}");
+    assert_eq!(a, pick("7").await, "same seed, same sample");
+    let mut sorted = a.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, a, "a sample is sorted and has no repeats");
+    // Over the whole bucket, some seed picks another set.
+    let mut differs = false;
+    for seed in ["1", "2", "3", "4", "5"] {
+        differs |= pick(seed).await != a;
+    }
+    assert!(differs);
+}
+
+#[tokio::test]
+async fn review_and_sample_on_a_local_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
+    let bucket = vec!["--bucket".into(), dir.path().display().to_string()];
+    review_end_to_end(store, bucket.clone()).await;
+    sample_is_reproducible(bucket).await;
+}
+
+#[tokio::test]
+async fn review_and_sample_on_s3() {
+    let mem = MemS3::new();
+    mem.create_bucket("rev");
+    let server = s3mem::serve(mem).await;
+    let store: DynStore = Arc::new(S3Store::from_client(
+        s3mem::client(&server.endpoint()),
+        "rev",
+    ));
+    let bucket = vec![
+        "--bucket".into(),
+        "rev".into(),
+        "--endpoint-url".into(),
+        server.endpoint(),
+        "--path-style".into(),
+    ];
+    review_end_to_end(store, bucket.clone()).await;
+    sample_is_reproducible(bucket).await;
+}
+
+/// A store on which another writer changes every metadata document just
+/// before imgtag's write lands.
+struct Meddling {
+    inner: DynStore,
+}
+
+#[async_trait]
+impl Store for Meddling {
+    fn kind(&self) -> StoreKind {
+        self.inner.kind()
+    }
+    fn bucket_name(&self) -> &str {
+        self.inner.bucket_name()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn list(&self, prefix: &str) -> BoxStream<'static, Result<Vec<ObjectInfo>, StorageError>> {
+        self.inner.list(prefix)
+    }
+    async fn get(&self, key: &str, limit: u64) -> Result<Object, StorageError> {
+        self.inner.get(key, limit).await
+    }
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StorageError> {
+        self.inner.get_range(key, range).await
+    }
+    async fn head(&self, key: &str) -> Result<ObjectInfo, StorageError> {
+        self.inner.head(key).await
+    }
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        condition: PutCondition,
+    ) -> Result<String, StorageError> {
+        let theirs = r#"{"Labels":[{"Name":"Theirs","Confidence":99.0}]}"#;
+        self.inner
+            .put(
+                key,
+                Bytes::from_static(theirs.as_bytes()),
+                PutCondition::None,
+            )
+            .await?;
+        self.inner.put(key, body, condition).await
+    }
+}
+
+#[tokio::test]
+async fn review_never_overwrites_a_concurrent_change_or_another_images_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
+    let put = |k: &'static str, v: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .put(k, Bytes::from_static(v.as_bytes()), PutCondition::None)
+                .await
+                .unwrap();
+        }
+    };
+    put("uploads/x.jpg", "x").await;
+    put(
+        "metadata/x.jpg.json",
+        r#"{"Labels":[{"Name":"Cat","Confidence":80.0}]}"#,
+    )
+    .await;
+    let opts = TagOptions::new(Layout::default(), "test");
+    let edit = ReviewEdit::parse("+Dog").unwrap();
+    let meddling: DynStore = Arc::new(Meddling {
+        inner: store.clone(),
+    });
+    let out = edit_review(&meddling, "uploads/x.jpg", &edit, &opts).await;
+    assert!(matches!(out, Outcome::Conflict { .. }), "{out:?}");
+    let now = body(&store, "metadata/x.jpg.json").await;
+    assert!(
+        String::from_utf8_lossy(&now).contains("Theirs"),
+        "overwritten"
+    );
+
+    // a.json is a.png's (its Source.Key says so): a review of a.jpg
+    // never writes into it.
+    put("uploads/a.jpg", "a").await;
+    put("uploads/a.png", "b").await;
+    let theirs = r#"{"Labels":[{"Name":"Dog","Confidence":90.0}],"ImgTag":{"SchemaVersion":1,
+        "Source":{"Bucket":"b","Key":"uploads/a.png"},"Detector":"local","MinConfidence":55.0,
+        "TaggedAt":"t","TaggedBy":"x"}}"#;
+    put("metadata/a.json", theirs).await;
+    let out = edit_review(&store, "uploads/a.jpg", &edit, &opts).await;
+    assert!(matches!(out, Outcome::Skipped { .. }), "{out:?}");
+    assert_eq!(body(&store, "metadata/a.json").await, theirs.as_bytes());
+    // The image it names can be reviewed through it.
+    let out = edit_review(&store, "uploads/a.png", &edit, &opts).await;
+    assert!(
+        matches!(&out, Outcome::Tagged { metadata_key, .. } if metadata_key == "metadata/a.json"),
+        "{out:?}"
+    );
+}
