@@ -17,6 +17,7 @@
 pub mod backfill;
 pub mod catalog;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod contract;
 pub mod demo;
