@@ -19,21 +19,20 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::TryStreamExt;
 use serde::Serialize;
 
 use crate::catalog::{Filter, Selection, select};
+use crate::clock::now_rfc3339;
 use crate::contract::{Layout, Status};
 use crate::detection::DynDetector;
 use crate::outcome::{Outcome, Tally};
 use crate::pipeline::TagOptions;
 use crate::sanitize::for_terminal;
 use crate::storage::{DynStore, LocalStore, StorageError};
-
-/// Temp files of the local store's in-flight writes (see `storage::local`).
-const TMP_PREFIX: &str = ".imgtag-tmp-";
 /// Longest wait between listings after repeated failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -147,22 +146,10 @@ fn backoff(interval: Duration, failures: u32) -> Duration {
     interval.saturating_mul(1u32 << failures.min(16)).min(cap)
 }
 
-/// The key of a path under the store's root, if it can be one: UTF-8,
-/// under the uploads prefix, not one of the store's temp files.
-fn key_for(root: &Path, layout: &Layout, path: &Path) -> Option<String> {
-    let rel = path.strip_prefix(root).ok()?;
-    let mut parts = Vec::new();
-    for c in rel.components() {
-        let std::path::Component::Normal(s) = c else {
-            return None;
-        };
-        let s = s.to_str()?;
-        if s.starts_with(TMP_PREFIX) {
-            return None;
-        }
-        parts.push(s);
-    }
-    let key = parts.join("/");
+/// The image key of a path in a local bucket, if it can be one: a key of
+/// the store under the uploads prefix.
+fn image_key(store: &LocalStore, layout: &Layout, path: &Path) -> Option<String> {
+    let key = store.key_for_path(path)?;
     layout.image_rest(&key).is_some().then_some(key)
 }
 
@@ -227,8 +214,23 @@ struct State<'w> {
     opts: WatchOptions,
     out: &'w mut dyn Write,
     err: &'w mut dyn Write,
-    /// Local folder: its root.
-    root: Option<PathBuf>,
+    /// A local folder's store (for its key <-> path mapping).
+    local: Option<LocalStore>,
+    /// File-system notifications on a local folder, the watcher sending
+    /// them, and the folder watched with whether it is polled.
+    events: Option<EventRx>,
+    fs_watcher: Option<Box<dyn notify::Watcher + Send>>,
+    watched: Option<(PathBuf, bool)>,
+    /// One background scan at a time: a listing (remote store) or a search
+    /// for untagged and stale images (a folder's initial scan, or a rescan
+    /// after the platform dropped events).
+    scan: Option<tokio::task::JoinHandle<Result<Scan, StorageError>>>,
+    listed_once: bool,
+    /// Failed scans in a row.
+    failures: u32,
+    /// A local folder: search again (events were lost, or a scan failed).
+    rescan: bool,
+    next_scan: tokio::time::Instant,
     pending: HashMap<String, Pending>,
     queue: VecDeque<String>,
     queued: HashSet<String>,
@@ -243,10 +245,71 @@ struct State<'w> {
     summary: WatchSummary,
 }
 
-impl State<'_> {
+impl<'w> State<'w> {
+    /// Starts watching: notifications first (the initial scan comes after,
+    /// so nothing that arrives in between is missed).
+    fn new(
+        source: WatchSource,
+        detector: DynDetector,
+        opts: WatchOptions,
+        out: &'w mut dyn Write,
+        err: &'w mut dyn Write,
+    ) -> Result<Self, WatchError> {
+        let (store, local, folder): (DynStore, _, _) = match source {
+            WatchSource::Folder { store, poll } => {
+                let folder = watch_folder(&store, &opts, poll, err)?;
+                (Arc::new(store.clone()), Some(store), Some(folder))
+            }
+            WatchSource::Listing(store) => {
+                writeln!(
+                    err,
+                    "watching {}/{} (listing every {:.1}s); Ctrl-C to stop",
+                    for_terminal(&store.describe()),
+                    for_terminal(opts.tag.layout.uploads_prefix()),
+                    opts.interval.as_secs_f64()
+                )?;
+                (store, None, None)
+            }
+        };
+        let (fs_watcher, events, watched) = match folder {
+            Some(((w, rx, polling), dir)) => (Some(w), Some(rx), Some((dir, polling))),
+            None => (None, None, None),
+        };
+        Ok(State {
+            store,
+            detector,
+            rescan: local.is_some() && opts.initial_scan,
+            opts,
+            out,
+            err,
+            local,
+            events,
+            fs_watcher,
+            watched,
+            scan: None,
+            listed_once: false,
+            failures: 0,
+            next_scan: tokio::time::Instant::now(),
+            pending: HashMap::new(),
+            queue: VecDeque::new(),
+            queued: HashSet::new(),
+            in_flight: HashSet::new(),
+            tasks: tokio::task::JoinSet::new(),
+            task_keys: HashMap::new(),
+            seen: HashMap::new(),
+            retry: HashSet::new(),
+            summary: WatchSummary::default(),
+        })
+    }
+
+    /// A key's path in the local folder.
+    fn path_of(&self, key: &str) -> Option<PathBuf> {
+        self.local.as_ref()?.path_for_key(key).ok()
+    }
+
     /// Notes a file-system event on `path` (or a file found by a scan).
     fn touch(&mut self, path: &Path, walk_dirs: bool, now: Instant) {
-        let Some(root) = &self.root else { return };
+        let Some(local) = &self.local else { return };
         // Not following links, as the store's listing does: they can loop.
         if walk_dirs && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
             // A folder moved or created in: its files bring no events of
@@ -259,7 +322,7 @@ impl State<'_> {
             }
             return;
         }
-        let Some(key) = key_for(root, &self.opts.tag.layout, path) else {
+        let Some(key) = image_key(local, &self.opts.tag.layout, path) else {
             return;
         };
         tracing::debug!(key = %key, "change noted");
@@ -284,8 +347,8 @@ impl State<'_> {
             EventKind::Access(_) => return false,
             EventKind::Remove(_) => {
                 for p in &ev.paths {
-                    if let Some(root) = &self.root
-                        && let Some(k) = key_for(root, &self.opts.tag.layout, p)
+                    if let Some(local) = &self.local
+                        && let Some(k) = image_key(local, &self.opts.tag.layout, p)
                     {
                         self.pending.remove(&k);
                     }
@@ -314,7 +377,8 @@ impl State<'_> {
             if now < p.not_before {
                 continue;
             }
-            match std::fs::metadata(&p.path) {
+            // A link is not followed, as the store would refuse to read it.
+            match std::fs::symlink_metadata(&p.path) {
                 Ok(m) if m.is_file() => {
                     let sig = (m.len(), m.modified().ok());
                     if p.sig != Some(sig) {
@@ -326,7 +390,8 @@ impl State<'_> {
                         ready.push(key.clone());
                     }
                 }
-                // Deleted or renamed away before it settled, or a folder.
+                // Deleted or renamed away before it settled, a folder or a
+                // link.
                 _ => gone.push(key.clone()),
             }
         }
@@ -383,7 +448,7 @@ impl State<'_> {
         let line = if self.opts.json {
             outcome.json_line(&key)
         } else {
-            format!("{}  {}", crate::clock::now_rfc3339(), outcome.text(&key))
+            format!("{}  {}", now_rfc3339(), outcome.text(&key))
         };
         writeln!(self.out, "{line}")?;
         self.out.flush()?;
@@ -391,10 +456,9 @@ impl State<'_> {
         if let Outcome::Retry { .. } = &outcome {
             // Tried again after an interval: from the folder, or on a
             // later listing.
-            match &self.root {
-                Some(root) => {
+            match self.path_of(&key) {
+                Some(path) => {
                     let now = Instant::now();
-                    let path = key.split('/').fold(root.clone(), |p, c| p.join(c));
                     self.pending.insert(
                         key,
                         Pending {
@@ -473,6 +537,184 @@ impl State<'_> {
     }
 }
 
+/// Starts watching a local folder's uploads folder (creating it: it is
+/// where images go) and says so; returns the watcher and the folder.
+fn watch_folder(
+    store: &LocalStore,
+    opts: &WatchOptions,
+    poll: bool,
+    err: &mut dyn Write,
+) -> Result<(FsWatch, PathBuf), WatchError> {
+    let prefix = opts.tag.layout.uploads_prefix().trim_end_matches('/');
+    let dir = store.path_for_key(prefix).map_err(|_| WatchError::Watch {
+        path: store.root().join(prefix),
+        message: "the uploads prefix must be a plain folder path inside the bucket".into(),
+    })?;
+    std::fs::create_dir_all(&dir).map_err(|e| WatchError::Watch {
+        path: dir.clone(),
+        message: e.to_string(),
+    })?;
+    let fs = start_watcher(&dir, poll, opts.interval, err)?;
+    writeln!(
+        err,
+        "watching {} ({}, debounce {} ms); Ctrl-C to stop",
+        for_terminal(&dir.display().to_string()),
+        if fs.2 {
+            "polling"
+        } else {
+            "file-system notifications"
+        },
+        opts.debounce.as_millis()
+    )?;
+    Ok((fs, dir))
+}
+
+type ScanResult = Result<Result<Scan, StorageError>, tokio::task::JoinError>;
+
+/// The running scan's result (the handle is cleared once it is in).
+async fn join_scan(
+    scan: &mut Option<tokio::task::JoinHandle<Result<Scan, StorageError>>>,
+) -> ScanResult {
+    let res = scan.as_mut().expect("guarded").await;
+    *scan = None;
+    res
+}
+
+async fn next_event(events: &mut Option<EventRx>) -> Option<notify::Result<notify::Event>> {
+    events.as_mut().expect("guarded").recv().await
+}
+
+impl State<'_> {
+    /// Whether a scan should run (now or at `next_scan`).
+    fn scan_wanted(&self) -> bool {
+        self.scan.is_none() && (self.local.is_none() || self.rescan)
+    }
+
+    /// Starts the background scan when one is wanted and due.
+    fn start_scan(&mut self) {
+        if !self.scan_wanted() || tokio::time::Instant::now() < self.next_scan {
+            return;
+        }
+        let store = self.store.clone();
+        let layout = self.opts.tag.layout.clone();
+        let review_below = self.opts.review_below;
+        let initial = self.opts.initial_scan && !self.listed_once;
+        let local = self.local.is_some();
+        self.rescan = false;
+        self.scan = Some(tokio::spawn(async move {
+            if local {
+                return untagged_or_stale(&store, &layout, review_below)
+                    .await
+                    .map(Scan::Targets);
+            }
+            let images = list_images(&store, &layout).await?;
+            let initial = match initial {
+                true => Some(untagged_or_stale(&store, &layout, review_below).await?),
+                false => None,
+            };
+            Ok(Scan::Listing { images, initial })
+        }));
+    }
+
+    /// Takes in a finished scan.
+    async fn on_scan(&mut self, res: ScanResult) -> Result<(), WatchError> {
+        let res = res.unwrap_or_else(|e| {
+            Err(StorageError::Other {
+                message: format!("scan task failed: {e}"),
+            })
+        });
+        match res {
+            Ok(Scan::Targets(keys)) => {
+                let now = Instant::now();
+                for k in keys {
+                    if let Some(path) = self.path_of(&k) {
+                        self.touch(&path, false, now);
+                    }
+                }
+                self.listed_once = true;
+            }
+            Ok(Scan::Listing { images, initial }) => {
+                if self.failures > 0 {
+                    writeln!(self.err, "imgtag watch: listing works again")?;
+                }
+                self.failures = 0;
+                self.on_listing(images, initial, !self.listed_once);
+                self.listed_once = true;
+                self.next_scan = tokio::time::Instant::now() + self.opts.interval;
+            }
+            Err(e) => self.on_scan_error(e).await?,
+        }
+        Ok(())
+    }
+
+    /// A failed scan: fatal if the store cannot be used at all from the
+    /// start, else reported and tried again later.
+    async fn on_scan_error(&mut self, e: StorageError) -> Result<(), WatchError> {
+        let fatal_at_start = !self.listed_once
+            && matches!(
+                e,
+                StorageError::NoSuchBucket { .. } | StorageError::AccessDenied { .. }
+            );
+        if fatal_at_start {
+            self.drain().await?;
+            return Err(e.into());
+        }
+        self.failures += 1;
+        let local = self.local.is_some();
+        let wait = match local {
+            true => self.opts.interval,
+            false => backoff(self.opts.interval, self.failures),
+        };
+        writeln!(
+            self.err,
+            "imgtag watch: {} {}: {}; trying again in {:.1}s",
+            if local { "scanning" } else { "listing" },
+            for_terminal(&self.store.describe()),
+            for_terminal(&e.to_string()),
+            wait.as_secs_f64()
+        )?;
+        self.err.flush()?;
+        self.rescan = local;
+        self.next_scan = tokio::time::Instant::now() + wait;
+        Ok(())
+    }
+
+    /// A file-system notification, or the watcher's error.
+    fn on_notify(&mut self, ev: notify::Result<notify::Event>) -> Result<(), WatchError> {
+        let e = match ev {
+            Ok(ev) => {
+                if self.on_event(ev) {
+                    tracing::debug!("events were dropped: rescanning");
+                    self.rescan = true;
+                }
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        writeln!(self.err, "imgtag watch: {}", for_terminal(&e.to_string()))?;
+        // Folders created since the start took the watches left: poll from
+        // now on, or they would go unseen.
+        if matches!(e.kind, notify::ErrorKind::MaxFilesWatch)
+            && let Some((dir, polling)) = &mut self.watched
+            && !*polling
+        {
+            writeln!(
+                self.err,
+                "imgtag watch: out of file-system watches (raise sysctl \
+                 fs.inotify.max_user_watches); polling every {:.1}s instead",
+                self.opts.interval.as_secs_f64()
+            )?;
+            let (nw, rx, _) = start_watcher(dir, true, self.opts.interval, self.err)?;
+            self.fs_watcher = Some(nw);
+            self.events = Some(rx);
+            *polling = true;
+            self.rescan = true;
+        }
+        self.err.flush()?;
+        Ok(())
+    }
+}
+
 /// Watches until `stop` resolves (or a fatal outcome), then lets the
 /// images being tagged finish and returns the counts. Outcomes go to `out`,
 /// one line each; problems (listing failures, fallbacks) to `err`.
@@ -486,215 +728,28 @@ pub async fn watch(
 ) -> Result<WatchSummary, WatchError> {
     let started = Instant::now();
     let mut stop = std::pin::pin!(stop);
-    let layout = opts.tag.layout.clone();
-    let (store, folder): (DynStore, Option<(PathBuf, bool)>) = match source {
-        WatchSource::Folder { store, poll } => {
-            let root = store.root().to_path_buf();
-            (std::sync::Arc::new(store), Some((root, poll)))
-        }
-        WatchSource::Listing(store) => (store, None),
-    };
-
-    // Notifications first, then the initial scan, so nothing that arrives
-    // in between is missed.
-    let mut events: Option<EventRx> = None;
-    // The folder watched, and whether it is polled.
-    let mut watched: Option<(PathBuf, bool)> = None;
-    let mut fs_watcher = match &folder {
-        Some((root, poll)) => {
-            let parts: Vec<&str> = layout
-                .uploads_prefix()
-                .trim_end_matches('/')
-                .split('/')
-                .collect();
-            let dir = parts.iter().fold(root.clone(), |p, c| p.join(c));
-            if parts.iter().any(|c| matches!(*c, "" | "." | "..")) {
-                return Err(WatchError::Watch {
-                    path: dir,
-                    message: "the uploads prefix must be a plain folder path inside the bucket"
-                        .into(),
-                });
-            }
-            // Notifications need the folder to exist; it is where images go.
-            std::fs::create_dir_all(&dir).map_err(|e| WatchError::Watch {
-                path: dir.clone(),
-                message: e.to_string(),
-            })?;
-            let (w, rx, polling) = start_watcher(&dir, *poll, opts.interval, err)?;
-            events = Some(rx);
-            watched = Some((dir.clone(), polling));
-            writeln!(
-                err,
-                "watching {} ({}, debounce {} ms); Ctrl-C to stop",
-                for_terminal(&dir.display().to_string()),
-                if polling {
-                    "polling"
-                } else {
-                    "file-system notifications"
-                },
-                opts.debounce.as_millis()
-            )?;
-            Some(w)
-        }
-        None => {
-            writeln!(
-                err,
-                "watching {}/{} (listing every {:.1}s); Ctrl-C to stop",
-                for_terminal(&store.describe()),
-                for_terminal(layout.uploads_prefix()),
-                opts.interval.as_secs_f64()
-            )?;
-            None
-        }
-    };
-    let local = folder.is_some();
-
-    let mut w = State {
-        store: store.clone(),
-        detector,
-        opts: opts.clone(),
-        out,
-        err,
-        root: folder.map(|(r, _)| r),
-        pending: HashMap::new(),
-        queue: VecDeque::new(),
-        queued: HashSet::new(),
-        in_flight: HashSet::new(),
-        tasks: tokio::task::JoinSet::new(),
-        task_keys: HashMap::new(),
-        seen: HashMap::new(),
-        retry: HashSet::new(),
-        summary: WatchSummary::default(),
-    };
-
-    // One background scan at a time: a listing (remote store) or a search
-    // for untagged and stale images (a folder's initial scan, or a rescan
-    // after the platform dropped events).
-    let mut scan: Option<tokio::task::JoinHandle<Result<Scan, StorageError>>> = None;
-    let mut listed_once = false;
-    let mut failures = 0u32;
-    let mut rescan = local && opts.initial_scan;
-    let mut next_scan = tokio::time::Instant::now();
     let tick = (opts.debounce / 4).clamp(Duration::from_millis(20), Duration::from_millis(250));
+    let mut w = State::new(source, detector, opts, out, err)?;
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-    loop {
-        if w.summary.tally.fatal.is_some() {
-            break;
-        }
-        let want_scan = scan.is_none() && (!local || rescan);
-        if want_scan && tokio::time::Instant::now() >= next_scan {
-            let store = store.clone();
-            let layout = layout.clone();
-            let review_below = opts.review_below;
-            let initial = opts.initial_scan && !listed_once;
-            rescan = false;
-            scan = Some(tokio::spawn(async move {
-                if local {
-                    return untagged_or_stale(&store, &layout, review_below)
-                        .await
-                        .map(Scan::Targets);
-                }
-                let images = list_images(&store, &layout).await?;
-                let initial = match initial {
-                    true => Some(untagged_or_stale(&store, &layout, review_below).await?),
-                    false => None,
-                };
-                Ok(Scan::Listing { images, initial })
-            }));
-        }
+    while w.summary.tally.fatal.is_none() {
+        w.start_scan();
         w.fill();
+        let (scan_wanted, next_scan) = (w.scan_wanted(), w.next_scan);
         tokio::select! {
             biased;
             _ = &mut stop => break,
             Some(done) = w.tasks.join_next_with_id(), if !w.tasks.is_empty() => w.on_task(done)?,
-            res = async { scan.as_mut().expect("guarded").await }, if scan.is_some() => {
-                scan = None;
-                let res = res.unwrap_or_else(|e| Err(StorageError::Other {
-                    message: format!("scan task failed: {e}"),
-                }));
-                match res {
-                    Ok(Scan::Targets(keys)) => {
-                        let now = Instant::now();
-                        let root = w.root.clone().expect("folder scans have a root");
-                        for k in keys {
-                            let path = k.split('/').fold(root.clone(), |p, c| p.join(c));
-                            w.touch(&path, false, now);
-                        }
-                        listed_once = true;
-                    }
-                    Ok(Scan::Listing { images, initial }) => {
-                        if failures > 0 {
-                            writeln!(w.err, "imgtag watch: listing works again")?;
-                        }
-                        failures = 0;
-                        w.on_listing(images, initial, !listed_once);
-                        listed_once = true;
-                        next_scan = tokio::time::Instant::now() + opts.interval;
-                    }
-                    Err(e) => {
-                        let fatal_at_start = !listed_once
-                            && matches!(e, StorageError::NoSuchBucket { .. } | StorageError::AccessDenied { .. });
-                        if fatal_at_start {
-                            w.drain().await?;
-                            return Err(e.into());
-                        }
-                        failures += 1;
-                        let wait = if local { opts.interval } else { backoff(opts.interval, failures) };
-                        writeln!(
-                            w.err,
-                            "imgtag watch: {} {}: {}; trying again in {:.1}s",
-                            if local { "scanning" } else { "listing" },
-                            for_terminal(&store.describe()),
-                            for_terminal(&e.to_string()),
-                            wait.as_secs_f64()
-                        )?;
-                        w.err.flush()?;
-                        rescan = local;
-                        next_scan = tokio::time::Instant::now() + wait;
-                    }
-                }
-            }
-            Some(ev) = async { events.as_mut().expect("guarded").recv().await }, if events.is_some() => {
-                match ev {
-                    Ok(ev) => {
-                        if w.on_event(ev) {
-                            tracing::debug!("events were dropped: rescanning");
-                            rescan = true;
-                        }
-                    }
-                    Err(e) => {
-                        writeln!(w.err, "imgtag watch: {}", for_terminal(&e.to_string()))?;
-                        // Folders created since the start took the watches
-                        // left: poll from now on, or they would go unseen.
-                        if matches!(e.kind, notify::ErrorKind::MaxFilesWatch)
-                            && let Some((dir, polling)) = &mut watched
-                            && !*polling
-                        {
-                            writeln!(
-                                w.err,
-                                "imgtag watch: out of file-system watches (raise sysctl \
-                                 fs.inotify.max_user_watches); polling every {:.1}s instead",
-                                opts.interval.as_secs_f64()
-                            )?;
-                            let (nw, rx, _) = start_watcher(dir, true, opts.interval, w.err)?;
-                            fs_watcher = Some(nw);
-                            events = Some(rx);
-                            *polling = true;
-                            rescan = true;
-                        }
-                        w.err.flush()?;
-                    }
-                }
-            }
-            _ = tokio::time::sleep_until(next_scan), if scan.is_none() && (!local || rescan) => {}
+            res = join_scan(&mut w.scan), if w.scan.is_some() => w.on_scan(res).await?,
+            Some(ev) = next_event(&mut w.events), if w.events.is_some() => w.on_notify(ev)?,
+            _ = tokio::time::sleep_until(next_scan), if scan_wanted => {}
             _ = ticker.tick(), if !w.pending.is_empty() => w.check_quiet(),
         }
     }
     // Stopped: nothing new starts; what is being tagged finishes.
-    drop(fs_watcher);
-    if let Some(s) = scan {
+    w.fs_watcher = None;
+    if let Some(s) = w.scan.take() {
         s.abort();
     }
     w.drain().await?;
@@ -707,23 +762,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_for_paths() {
+    fn image_keys_for_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let root = store.root().to_path_buf();
         let layout = Layout::default();
-        let root = Path::new("/r");
+        let key = |p: &str| image_key(&store, &layout, &root.join(p));
         assert_eq!(
-            key_for(root, &layout, Path::new("/r/uploads/a b/c.jpg")).as_deref(),
+            key("uploads/a b/c.jpg").as_deref(),
             Some("uploads/a b/c.jpg")
         );
-        assert_eq!(key_for(root, &layout, Path::new("/r/uploads")), None);
+        assert_eq!(key("uploads"), None);
+        assert_eq!(key("metadata/a.json"), None);
+        assert_eq!(key("uploads/.imgtag-tmp-1-2"), None);
         assert_eq!(
-            key_for(root, &layout, Path::new("/r/metadata/a.json")),
+            image_key(&store, &layout, Path::new("/elsewhere/x.jpg")),
             None
         );
-        assert_eq!(
-            key_for(root, &layout, Path::new("/r/uploads/.imgtag-tmp-1-2")),
-            None
-        );
-        assert_eq!(key_for(root, &layout, Path::new("/elsewhere/x.jpg")), None);
     }
 
     #[test]

@@ -2,13 +2,19 @@
 //! listing is in S3's key order, writes are atomic (temp file + rename in
 //! the same folder) and conditional, ETags are the quoted hex MD5 of the
 //! content, as for a single-part S3 upload.
+//!
+//! Symbolic links and special files inside the bucket are never followed
+//! or opened as objects: a link planted at a key (or at a folder on the way)
+//! could otherwise make a write land outside the bucket, and a FIFO would
+//! hang a read. Writes go to a temp file with a random name created
+//! exclusively (`O_EXCL`), then renamed over the key, which replaces a name
+//! and never writes through a link.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -24,6 +30,10 @@ use crate::contract::{MAX_KEY_BYTES, normalize_etag};
 /// and never valid keys.
 const TMP_PREFIX: &str = ".imgtag-tmp-";
 const PAGE_SIZE: usize = 1000;
+/// Why a path that exists is not used as an object.
+const LINK_REFUSED: &str =
+    "a symbolic link is in the way (links in a local bucket are not followed)";
+const SPECIAL_REFUSED: &str = "not a regular file (a FIFO, socket or device)";
 
 type EtagCache = Arc<Mutex<HashMap<PathBuf, (u64, SystemTime, Box<str>)>>>;
 
@@ -40,6 +50,95 @@ pub struct LocalStore {
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> StorageError {
     let context = context.into();
     move |source| StorageError::Io { context, source }
+}
+
+fn refused(key: &str, reason: &'static str) -> StorageError {
+    StorageError::InvalidKey {
+        key: key.into(),
+        reason,
+    }
+}
+
+/// What is at a key's path.
+enum Found {
+    Missing,
+    Folder,
+    File(File, fs::Metadata),
+}
+
+/// The folders between the root and a path.
+enum Folders {
+    Exist,
+    Missing,
+    /// One of them is a symbolic link.
+    Link,
+}
+
+/// Checks the folders from the root down to `dir` (both real folders, not
+/// links), creating missing ones when asked. A folder swapped for a link
+/// after this check is not caught (std has no `openat`); the check on the
+/// opened file itself (`open_regular`) is race-free.
+fn check_folders(root: &Path, dir: &Path, create: bool) -> io::Result<Folders> {
+    let rel = dir
+        .strip_prefix(root)
+        .map_err(|_| io::Error::other("path outside the bucket"))?;
+    let mut at = root.to_path_buf();
+    for c in rel.components() {
+        at.push(c);
+        let meta = match fs::symlink_metadata(&at) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                match fs::create_dir(&at) {
+                    Ok(()) => continue,
+                    // Made by someone else meanwhile: looked at below.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        fs::symlink_metadata(&at)?
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Folders::Missing),
+            other => other?,
+        };
+        if meta.is_symlink() {
+            return Ok(Folders::Link);
+        }
+        if !meta.is_dir() {
+            return Err(io::ErrorKind::NotADirectory.into());
+        }
+    }
+    Ok(Folders::Exist)
+}
+
+/// Opens a file for reading without following a link at its name and
+/// without blocking on a FIFO, and checks what was opened (not the name,
+/// which may have been replaced since it was looked at) is a regular file.
+fn open_regular(path: &Path) -> io::Result<File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, SPECIAL_REFUSED));
+    }
+    Ok(file)
+}
+
+/// The error `open_regular` gives for a link at the name (`O_NOFOLLOW`:
+/// `ELOOP`, or `EMLINK` on FreeBSD).
+fn is_link_error(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        matches!(e.raw_os_error(), Some(libc::ELOOP | libc::EMLINK))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        false
+    }
 }
 
 impl LocalStore {
@@ -83,8 +182,53 @@ impl LocalStore {
 
     /// Maps a key to a path inside the root, refusing keys that could
     /// escape it or that a file system cannot hold.
-    fn key_path(&self, key: &str) -> Result<PathBuf> {
+    pub fn path_for_key(&self, key: &str) -> Result<PathBuf> {
         key_to_path(&self.root, key)
+    }
+
+    /// The key of a path under the root, if it can be one: relative, UTF-8,
+    /// not one of the store's temp files (the inverse of `path_for_key`).
+    pub fn key_for_path(&self, path: &Path) -> Option<String> {
+        path_to_key(&self.root, path)
+    }
+
+    /// Whether a file name is one of the store's in-flight temp files
+    /// (never listed, never a key).
+    pub fn is_temp_name(name: &str) -> bool {
+        name.starts_with(TMP_PREFIX)
+    }
+
+    /// What is at `key`'s path: refuses links (at the name or a folder on
+    /// the way) and special files.
+    fn open_object(&self, key: &str, path: &Path) -> Result<Found> {
+        let ctx = || format!("reading {key:?}");
+        let parent = path.parent().expect("key paths are inside the root");
+        match check_folders(&self.root, parent, false).map_err(io_err(ctx()))? {
+            Folders::Exist => {}
+            Folders::Missing => return Ok(Found::Missing),
+            Folders::Link => return Err(refused(key, LINK_REFUSED)),
+        }
+        // Looked at first so that nothing but a regular file is opened...
+        match fs::symlink_metadata(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Found::Missing),
+            Err(e) => return Err(io_err(ctx())(e)),
+            Ok(m) if m.is_symlink() => return Err(refused(key, LINK_REFUSED)),
+            Ok(m) if m.is_dir() => return Ok(Found::Folder),
+            Ok(m) if !m.is_file() => return Err(refused(key, SPECIAL_REFUSED)),
+            Ok(_) => {}
+        }
+        // ...and what was opened is checked again: the name may have been
+        // replaced in between.
+        match open_regular(path) {
+            Ok(file) => {
+                let meta = file.metadata().map_err(io_err(ctx()))?;
+                Ok(Found::File(file, meta))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Found::Missing),
+            Err(e) if is_link_error(&e) => Err(refused(key, LINK_REFUSED)),
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => Err(refused(key, SPECIAL_REFUSED)),
+            Err(e) => Err(io_err(ctx())(e)),
+        }
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T>
@@ -100,7 +244,21 @@ impl LocalStore {
             })?
     }
 
-    fn etag_of(&self, path: &Path, meta: &fs::Metadata) -> io::Result<Box<str>> {
+    /// The object at `key`'s path: a folder is not one.
+    fn open_existing(&self, key: &str, path: &Path) -> Result<(File, fs::Metadata)> {
+        match self.open_object(key, path)? {
+            Found::File(file, meta) => Ok((file, meta)),
+            Found::Missing | Found::Folder => Err(StorageError::NotFound { key: key.into() }),
+        }
+    }
+
+    /// The ETag of the file at `path` (already opened, or opened here).
+    fn etag_of(
+        &self,
+        path: &Path,
+        meta: &fs::Metadata,
+        file: Option<File>,
+    ) -> io::Result<Box<str>> {
         let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
         if let Some((len, t, etag)) = self.etags.lock().expect("etag cache").get(path)
             && *len == meta.len()
@@ -109,7 +267,10 @@ impl LocalStore {
             return Ok(etag.clone());
         }
         let mut hasher = Md5::new();
-        let mut file = File::open(path)?;
+        let mut file = match file {
+            Some(f) => f,
+            None => open_regular(path)?,
+        };
         let mut buf = vec![0u8; 256 * 1024];
         loop {
             let n = file.read(&mut buf)?;
@@ -126,11 +287,17 @@ impl LocalStore {
         Ok(etag)
     }
 
-    fn info_for(&self, key: &str, path: &Path, meta: &fs::Metadata) -> io::Result<ObjectInfo> {
+    fn info_for(
+        &self,
+        key: &str,
+        path: &Path,
+        meta: &fs::Metadata,
+        file: Option<File>,
+    ) -> io::Result<ObjectInfo> {
         Ok(ObjectInfo {
             key: key.to_string(),
             size: meta.len(),
-            etag: Some(self.etag_of(path, meta)?),
+            etag: Some(self.etag_of(path, meta, file)?),
             last_modified: meta
                 .modified()
                 .ok()
@@ -146,23 +313,17 @@ impl LocalStore {
                 reason: "folder placeholders are plain folders in a local bucket",
             });
         }
-        let path = self.key_path(key)?;
+        let path = self.path_for_key(key)?;
         // One writer at a time across processes: an exclusive lock on the
         // root folder makes check-then-rename atomic for every imgtag.
         let lock = File::open(&self.root).map_err(io_err("locking the bucket folder"))?;
         lock.lock().map_err(io_err("locking the bucket folder"))?;
-        let current = match fs::metadata(&path) {
-            Ok(m) if m.is_dir() => {
-                return Err(StorageError::InvalidKey {
-                    key: key.into(),
-                    reason: "a folder with this name exists",
-                });
-            }
-            Ok(m) => Some(m),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io_err(format!("reading {key:?}"))(e)),
+        let current = match self.open_object(key, &path)? {
+            Found::Folder => return Err(refused(key, "a folder with this name exists")),
+            Found::Missing => None,
+            Found::File(file, meta) => Some((file, meta)),
         };
-        match (condition, &current) {
+        match (condition, current) {
             (PutCondition::None, _) | (PutCondition::CreateOnly, None) => {}
             (PutCondition::CreateOnly, Some(_)) => {
                 return Err(StorageError::Conflict {
@@ -176,9 +337,9 @@ impl LocalStore {
                     reason: "object does not exist".into(),
                 });
             }
-            (PutCondition::IfMatch(expected), Some(meta)) => {
+            (PutCondition::IfMatch(expected), Some((file, meta))) => {
                 let have = self
-                    .etag_of(&path, meta)
+                    .etag_of(&path, &meta, Some(file))
                     .map_err(io_err(format!("reading {key:?}")))?;
                 if normalize_etag(&have) != normalize_etag(expected) {
                     return Err(StorageError::Conflict {
@@ -189,30 +350,15 @@ impl LocalStore {
             }
         }
         let parent = path.parent().expect("key paths are inside the root");
-        fs::create_dir_all(parent).map_err(io_err(format!("creating the folder for {key:?}")))?;
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let tmp = parent.join(format!(
-            "{TMP_PREFIX}{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let write = || -> io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(body)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            // Make the rename itself durable.
-            if let Ok(d) = File::open(parent) {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        };
-        if let Err(e) = write() {
-            let _ = fs::remove_file(&tmp);
-            return Err(io_err(format!("writing {key:?}"))(e));
+        match check_folders(&self.root, parent, true)
+            .map_err(io_err(format!("creating the folder for {key:?}")))?
+        {
+            Folders::Exist => {}
+            Folders::Link | Folders::Missing => return Err(refused(key, LINK_REFUSED)),
         }
+        write_atomically(parent, &path, body).map_err(io_err(format!("writing {key:?}")))?;
         let etag = quoted_md5_hex(Md5::digest(body).as_slice());
-        if let Ok(meta) = fs::metadata(&path) {
+        if let Ok(meta) = fs::symlink_metadata(&path) {
             self.etags.lock().expect("etag cache").insert(
                 path,
                 (
@@ -226,8 +372,45 @@ impl LocalStore {
     }
 }
 
+/// Writes `body` to a fresh temp file in `parent` (random name, created
+/// exclusively, so a link planted there is never written through), makes it
+/// durable and renames it to `path` (which replaces a link at `path` rather
+/// than following it). The temp file is removed on failure.
+fn write_atomically(parent: &Path, path: &Path, body: &[u8]) -> io::Result<()> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(TMP_PREFIX);
+    // As `File::create` would: readable by others unless the umask says not.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let mut tmp = builder.tempfile_in(parent)?;
+    tmp.write_all(body)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    // Make the rename itself durable.
+    if let Ok(d) = File::open(parent) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 pub(crate) fn quoted_md5_hex(digest: &[u8]) -> String {
     format!("\"{}\"", hex::encode(digest))
+}
+
+fn path_to_key(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?;
+    let mut parts = Vec::new();
+    for c in rel.components() {
+        let std::path::Component::Normal(s) = c else {
+            return None;
+        };
+        let s = s.to_str()?;
+        if s.starts_with(TMP_PREFIX) {
+            return None;
+        }
+        parts.push(s);
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
 }
 
 fn key_to_path(root: &Path, key: &str) -> Result<PathBuf> {
@@ -267,6 +450,7 @@ struct Walker {
 struct Frame {
     dir: PathBuf,
     key_prefix: String,
+    /// Names and whether each is a folder (else a regular file).
     entries: std::vec::IntoIter<(String, bool)>,
 }
 
@@ -279,8 +463,11 @@ impl Walker {
         let (dir, key_prefix) = match dir_part {
             None => (root.to_path_buf(), String::new()),
             Some(d) => match key_to_path(root, d) {
-                Ok(p) => (p, format!("{d}/")),
-                Err(_) => return Walker { stack: Vec::new() },
+                // Not through a linked folder on the way.
+                Ok(p) if matches!(check_folders(root, &p, false), Ok(Folders::Exist)) => {
+                    (p, format!("{d}/"))
+                }
+                _ => return Walker { stack: Vec::new() },
             },
         };
         let mut w = Walker { stack: Vec::new() };
@@ -311,10 +498,11 @@ impl Walker {
                 {
                     return None;
                 }
+                // The entry's own type, not its target's: links (to
+                // folders, which can loop, or to files) and special files
+                // are not objects.
                 let ft = e.file_type().ok()?;
-                // Symlinked folders are not followed: they can loop.
-                let is_dir = ft.is_dir();
-                Some((name, is_dir))
+                (ft.is_dir() || ft.is_file()).then_some((name, ft.is_dir()))
             })
             .collect();
         entries.sort_by(|(a, ad), (b, bd)| {
@@ -342,20 +530,31 @@ impl Walker {
             let path = frame.dir.join(&name);
             let key = format!("{}{}", frame.key_prefix, name);
             if is_dir {
-                self.push_dir(path, format!("{key}/"), None);
+                // Replaced by a link since read_dir: not followed.
+                if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                    self.push_dir(path, format!("{key}/"), None);
+                }
                 continue;
             }
-            let meta = match fs::metadata(&path) {
+            let meta = match fs::symlink_metadata(&path) {
                 Ok(m) if m.is_file() => m,
-                // Vanished since read_dir, a dangling link, or a socket.
+                // Vanished or replaced since read_dir.
                 _ => continue,
             };
             if key.len() > MAX_KEY_BYTES {
                 continue;
             }
-            match store.info_for(&key, &path, &meta) {
+            match store.info_for(&key, &path, &meta, None) {
                 Ok(info) => page.push(info),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                // Vanished, or replaced by a link or a special file.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::InvalidInput
+                    ) || is_link_error(&e) =>
+                {
+                    continue;
+                }
                 Err(e) => return Err(io_err(format!("reading {key:?}"))(e)),
             }
         }
@@ -417,19 +616,8 @@ impl Store for LocalStore {
     async fn get(&self, key: &str, limit: u64) -> Result<Object> {
         let key = key.to_string();
         self.blocking(move |s| {
-            let path = s.key_path(&key)?;
-            let not_found = || StorageError::NotFound { key: key.clone() };
-            let mut file = match File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(not_found()),
-                Err(e) => return Err(io_err(format!("reading {key:?}"))(e)),
-            };
-            let meta = file
-                .metadata()
-                .map_err(io_err(format!("reading {key:?}")))?;
-            if !meta.is_file() {
-                return Err(not_found());
-            }
+            let path = s.path_for_key(&key)?;
+            let (mut file, meta) = s.open_existing(&key, &path)?;
             if meta.len() > limit {
                 return Err(StorageError::TooLarge {
                     key: key.clone(),
@@ -471,15 +659,8 @@ impl Store for LocalStore {
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         let key = key.to_string();
         self.blocking(move |s| {
-            let path = s.key_path(&key)?;
-            let mut file = match File::open(&path) {
-                Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => f,
-                Ok(_) => return Err(StorageError::NotFound { key: key.clone() }),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Err(StorageError::NotFound { key: key.clone() });
-                }
-                Err(e) => return Err(io_err(format!("reading {key:?}"))(e)),
-            };
+            let path = s.path_for_key(&key)?;
+            let (mut file, _) = s.open_existing(&key, &path)?;
             let len = range.end.saturating_sub(range.start);
             let mut body = Vec::new();
             file.seek(SeekFrom::Start(range.start))
@@ -493,17 +674,10 @@ impl Store for LocalStore {
     async fn head(&self, key: &str) -> Result<ObjectInfo> {
         let key = key.to_string();
         self.blocking(move |s| {
-            let path = s.key_path(&key)?;
-            match fs::metadata(&path) {
-                Ok(m) if m.is_file() => s
-                    .info_for(&key, &path, &m)
-                    .map_err(io_err(format!("reading {key:?}"))),
-                Ok(_) => Err(StorageError::NotFound { key: key.clone() }),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    Err(StorageError::NotFound { key: key.clone() })
-                }
-                Err(e) => Err(io_err(format!("reading {key:?}"))(e)),
-            }
+            let path = s.path_for_key(&key)?;
+            let (file, meta) = s.open_existing(&key, &path)?;
+            s.info_for(&key, &path, &meta, Some(file))
+                .map_err(io_err(format!("reading {key:?}")))
         })
         .await
     }
@@ -538,5 +712,32 @@ mod tests {
         ] {
             assert!(key_to_path(root, bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn paths_map_back_to_keys() {
+        let root = Path::new("/r");
+        let key = |p: &str| path_to_key(root, Path::new(p));
+        assert_eq!(
+            key("/r/uploads/a b/c.jpg").as_deref(),
+            Some("uploads/a b/c.jpg")
+        );
+        assert_eq!(key("/r/uploads").as_deref(), Some("uploads"));
+        for bad in [
+            "/r",
+            "/r/uploads/.imgtag-tmp-1-2",
+            "/r/.imgtag-tmp-x/a",
+            "/elsewhere/x.jpg",
+        ] {
+            assert_eq!(key(bad), None, "{bad:?}");
+        }
+        // The inverse of key_to_path.
+        let path = key_to_path(root, "uploads/x/y.png").unwrap();
+        assert_eq!(
+            key(path.to_str().unwrap()).as_deref(),
+            Some("uploads/x/y.png")
+        );
+        assert!(LocalStore::is_temp_name(".imgtag-tmp-abc123"));
+        assert!(!LocalStore::is_temp_name("imgtag-tmp-abc123"));
     }
 }
