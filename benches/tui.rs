@@ -499,13 +499,13 @@ impl Session {
             let w = &mut self.app.work;
             w.total = w.total.max(w.done + RUNNING + 1);
             let row = assessed(n, Kind::Tagged, 0, &mut self.rng);
-            let best = row.best().map(|(name, c)| (name.to_string(), c));
+            let headline = row.headline().map(|(name, c)| (name.to_string(), c));
             return Msg::Tagged {
                 key: image_key(n),
                 outcome: Outcome::Tagged {
                     metadata_key: format!("metadata/{}.json", &image_key(n)["uploads/".len()..]),
                     labels: row.doc().map_or(0, |d| d.doc.labels.len()),
-                    best,
+                    headline,
                 },
                 row: Some(Box::new(row)),
                 review: false,

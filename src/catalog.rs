@@ -271,10 +271,10 @@ impl Assessed {
         self.read.as_ref().and_then(|r| r.as_ref().ok())
     }
 
-    /// (name, confidence) of the best label.
-    pub fn best(&self) -> Option<(&str, f32)> {
+    /// (name, confidence) of the headline label.
+    pub fn headline(&self) -> Option<(&str, f32)> {
         self.doc()
-            .and_then(|p| p.doc.best_label())
+            .and_then(|p| p.doc.headline())
             .map(|l| (l.name.as_str(), l.confidence))
     }
 }
@@ -292,7 +292,8 @@ pub struct AssessedJson<'a> {
     pub status: &'a str,
     pub metadata_key: Option<&'a str>,
     pub metadata_match: Option<KeyKind>,
-    pub best_label: Option<&'a str>,
+    /// The headline label's name and confidence.
+    pub headline: Option<&'a str>,
     pub confidence: Option<f32>,
     pub labels: Vec<LabelJson<'a>>,
     pub size: Option<u64>,
@@ -322,8 +323,8 @@ impl Assessed {
             status: self.status.map_or("unknown", Status::as_str),
             metadata_key: self.metadata.as_ref().map(|m| m.key.as_str()),
             metadata_match: self.key_kind,
-            best_label: self.best().map(|b| b.0),
-            confidence: self.best().map(|b| b.1),
+            headline: self.headline().map(|b| b.0),
+            confidence: self.headline().map(|b| b.1),
             labels: doc
                 .map(|d| {
                     d.doc
@@ -526,7 +527,7 @@ pub struct Filter {
     /// Only images with a label (or a parent of one) of this name,
     /// case-insensitive.
     pub label: Option<String>,
-    /// Only tagged images whose best label is below this confidence.
+    /// Only tagged images whose headline label is below this confidence.
     pub below: Option<f32>,
 }
 
@@ -554,7 +555,7 @@ impl Filter {
         }
         if let Some(below) = self.below {
             let Some(doc) = a.doc() else { return false };
-            if doc.doc.error().is_some() || a.best().is_some_and(|(_, c)| c >= below) {
+            if doc.doc.error().is_some() || a.headline().is_some_and(|(_, c)| c >= below) {
                 return false;
             }
         }

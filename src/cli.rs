@@ -177,7 +177,7 @@ fn print_ls_row(
         writeln!(out, "{}", json_line(&a.to_json()))?;
         return Ok(());
     }
-    let (label, conf) = match a.best() {
+    let (label, conf) = match a.headline() {
         Some((l, c)) => (for_terminal(l).into_owned(), format!("{c:.1}")),
         None => ("-".into(), "-".into()),
     };
@@ -211,6 +211,8 @@ pub struct Shown {
     pub key_kind: Option<KeyKind>,
     pub read: Option<Result<ParsedMetadata, crate::contract::Malformed>>,
     pub status: Status,
+    /// The threshold the status was assessed at.
+    pub review_below: f32,
 }
 
 /// Finds an image (or metadata) key's pair and reads the metadata.
@@ -242,6 +244,7 @@ pub async fn lookup(
         key_kind: found.as_ref().map(|f| f.kind),
         read: found.map(|f| f.read),
         status,
+        review_below,
     })
 }
 
@@ -348,10 +351,16 @@ fn print_shown_json(s: &Shown, out: &mut dyn Write) -> Result<(), CliError> {
         metadata_match: Option<KeyKind>,
         shape: Option<crate::contract::Shape>,
         malformed: Option<&'a str>,
+        /// The headline label's name and confidence.
+        headline: Option<&'a str>,
+        confidence: Option<f32>,
         metadata: Option<&'a crate::contract::MetadataDoc>,
     }
     let parsed = s.read.as_ref().and_then(|r| r.as_ref().ok());
+    let headline = parsed.and_then(|p| p.doc.headline());
     let v = ShownJson {
+        headline: headline.map(|l| l.name.as_str()),
+        confidence: headline.map(|l| l.confidence),
         key: &s.image_key,
         status: s.status.as_str(),
         image: s.image.as_ref().map(|i| ImageJson {
@@ -405,6 +414,7 @@ fn print_shown_text(s: &Shown, out: &mut dyn Write) -> Result<(), CliError> {
             if let Some(t) = &p.doc.imgtag {
                 print_provenance(t, out)?;
             }
+            print_headline(&p.doc, s.review_below, out)?;
             print_labels(&p.doc.labels, out)?;
         }
         None => {}
@@ -447,6 +457,36 @@ fn print_provenance(t: &crate::contract::ImgTagInfo, out: &mut dyn Write) -> Res
             list(&r.flagged)
         )?;
     }
+    Ok(())
+}
+
+/// The headline with the chain that leads to it, and whether it is the
+/// weak specific label an operator should look at.
+fn print_headline(
+    doc: &crate::contract::MetadataDoc,
+    review_below: f32,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let Some(h) = crate::headline::headline_of(doc) else {
+        return Ok(());
+    };
+    let chain: Vec<String> = h
+        .chain
+        .iter()
+        .map(|&i| for_terminal(&doc.labels[i].name).into_owned())
+        .collect();
+    let weak = if h.is_weak(&doc.labels, review_below) {
+        format!("  (weak: below the review threshold {review_below})")
+    } else {
+        String::new()
+    };
+    writeln!(
+        out,
+        "headline  {} {:.1}{weak}  [{}]",
+        for_terminal(h.name(&doc.labels)),
+        h.confidence(&doc.labels),
+        chain.join(" > ")
+    )?;
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 pub const SCHEMA_VERSION: u32 = 1;
 /// Default MinConfidence, the same as Rekognition's.
 pub const DEFAULT_MIN_CONFIDENCE: f32 = 55.0;
-/// Default review threshold: a best label below this needs a human look.
+/// Default review threshold: a headline label below this needs a human look.
 pub const DEFAULT_REVIEW_BELOW: f32 = 70.0;
 /// Metadata documents larger than this are not parsed (a detector never
 /// writes anything near it; a huge object is a mistake or an attack).
@@ -191,6 +191,13 @@ pub struct MetadataDoc {
 }
 
 impl MetadataDoc {
+    /// The headline label (§3 of the contract): the main subject as
+    /// specifically as the detector named it. It decides the status and is
+    /// what every front end shows, sorts and filters by.
+    pub fn headline(&self) -> Option<&Label> {
+        crate::headline::headline_of(self).map(|h| h.label(&self.labels))
+    }
+
     /// The label with the highest confidence.
     pub fn best_label(&self) -> Option<&Label> {
         self.labels
@@ -660,8 +667,8 @@ pub fn assess(
         return Status::Stale;
     }
     let flagged = doc.review().is_some_and(|r| !r.flagged.is_empty());
-    match doc.best_label() {
-        Some(best) if best.confidence >= review_below && !flagged => Status::Tagged,
+    match doc.headline() {
+        Some(h) if h.confidence >= review_below && !flagged => Status::Tagged,
         // No labels at all is as doubtful as a weak one.
         _ => Status::NeedsReview,
     }

@@ -403,14 +403,14 @@ fn log_outcome(bucket: &str, key: &str, outcome: &Outcome) {
         Outcome::Tagged {
             metadata_key,
             labels,
-            best,
+            headline,
         } => tracing::info!(
             bucket,
             key,
             outcome = name,
             metadata_key = %metadata_key,
             labels,
-            best = best.as_ref().map(|b| b.0.as_str()),
+            headline = headline.as_ref().map(|b| b.0.as_str()),
             "image"
         ),
         Outcome::Unchanged { metadata_key } | Outcome::Conflict { metadata_key } => {

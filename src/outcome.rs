@@ -13,7 +13,8 @@ pub enum Outcome {
     Tagged {
         metadata_key: String,
         labels: usize,
-        best: Option<(String, f32)>,
+        /// The headline label's name and confidence.
+        headline: Option<(String, f32)>,
     },
     /// A permanent failure, recorded in `ImgTag.Error`.
     Failed {
@@ -58,10 +59,13 @@ impl Outcome {
     pub fn text(&self, key: &str) -> String {
         let key = for_terminal(key);
         match self {
-            Outcome::Tagged { best, labels, .. } => format!(
+            Outcome::Tagged {
+                headline, labels, ..
+            } => format!(
                 "tagged     {key}  {labels} labels{}",
-                best.as_ref()
-                    .map(|(n, c)| format!(", best {} {c:.1}", for_terminal(n)))
+                headline
+                    .as_ref()
+                    .map(|(n, c)| format!(", headline {} {c:.1}", for_terminal(n)))
                     .unwrap_or_default()
             ),
             Outcome::Unchanged { .. } => format!("unchanged  {key}"),
@@ -147,7 +151,7 @@ mod tests {
             Outcome::Tagged {
                 metadata_key: "m".into(),
                 labels: 1,
-                best: None,
+                headline: None,
             },
             Outcome::Failed {
                 metadata_key: "m".into(),

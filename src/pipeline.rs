@@ -637,7 +637,7 @@ async fn put_document(
             None => Outcome::Tagged {
                 metadata_key: meta_key.into(),
                 labels: doc.labels.len(),
-                best: doc.best_label().map(|l| (l.name.clone(), l.confidence)),
+                headline: doc.headline().map(|l| (l.name.clone(), l.confidence)),
             },
         },
         Err(StorageError::Conflict { .. }) => Outcome::Conflict {

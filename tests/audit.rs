@@ -38,7 +38,10 @@ async fn check(store: DynStore) {
         find("uploads/2024/cat.jpg").key_kind,
         Some(KeyKind::Canonical)
     );
-    assert_eq!(find("uploads/weak cat.jpg").best(), Some(("Feline", 65.3)));
+    assert_eq!(
+        find("uploads/weak cat.jpg").headline(),
+        Some(("Feline", 65.3))
+    );
     assert!(
         rows.iter().all(|a| !a.key().ends_with('/')),
         "placeholders are not images"

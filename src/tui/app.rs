@@ -137,7 +137,7 @@ impl Row {
         };
         let best_conf = doc
             .as_ref()
-            .and_then(|d| d.best_label())
+            .and_then(|d| d.headline())
             .map(|l| l.confidence);
         let mut search = key.to_lowercase();
         if let Some(d) = &doc {
@@ -167,7 +167,7 @@ impl Row {
     pub fn best(&self) -> Option<(&str, f32)> {
         self.doc
             .as_ref()
-            .and_then(|d| d.best_label())
+            .and_then(|d| d.headline())
             .map(|l| (l.name.as_str(), l.confidence))
     }
 
@@ -599,10 +599,12 @@ impl App {
         }
         let shown = for_terminal(&key).into_owned();
         match &outcome {
-            Outcome::Tagged { best, labels, .. } => {
-                let best = best
+            Outcome::Tagged {
+                headline, labels, ..
+            } => {
+                let best = headline
                     .as_ref()
-                    .map(|(n, c)| format!(", best {} {c:.1}", for_terminal(n)))
+                    .map(|(n, c)| format!(", headline {} {c:.1}", for_terminal(n)))
                     .unwrap_or_default();
                 if review {
                     self.info(format!("review saved for {shown}: {labels} labels{best}"));
