@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod keys;
+pub mod rows;
 pub mod runtime;
 pub mod thumbs;
 pub mod view;

@@ -14,8 +14,9 @@ use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 use crate::contract::Status;
 use crate::sanitize::for_terminal;
 
-use super::app::{App, InputKind, Level, Listing, Mode, Pane, Row, ThumbState};
+use super::app::{App, InputKind, Level, Listing, Mode, Pane, ThumbState};
 use super::keys::Action;
+use super::rows::Row;
 
 /// Where everything goes, for drawing and for mouse hit-testing.
 #[derive(Debug, Clone, Copy)]
@@ -151,16 +152,16 @@ fn draw_list(f: &mut Frame, app: &App, a: &Areas) {
     title.push(Span::styled(
         format!(
             "{}/{} · sort: {} · {}",
-            app.view.len(),
+            app.rows.view().len(),
             app.rows.len(),
-            app.sort.label(),
-            app.status_filter.map_or("all", Status::as_str)
+            app.rows.sort().label(),
+            app.rows.status_filter().map_or("all", Status::as_str)
         ),
         Style::new().fg(Color::Gray),
     ));
-    if !app.text_filter.is_empty() {
+    if !app.rows.text_filter().is_empty() {
         title.push(Span::styled(
-            format!(" · /{}", for_terminal(&app.text_filter)),
+            format!(" · /{}", for_terminal(app.rows.text_filter())),
             Style::new().fg(Color::Cyan),
         ));
     }
@@ -196,7 +197,7 @@ fn draw_list(f: &mut Frame, app: &App, a: &Areas) {
         a.list_header,
     );
 
-    if app.view.is_empty() {
+    if app.rows.view().is_empty() {
         let text = match app.listing {
             Listing::Running => "listing…",
             _ if app.rows.is_empty() => "no images under this prefix",
@@ -210,10 +211,10 @@ fn draw_list(f: &mut Frame, app: &App, a: &Areas) {
     }
 
     let height = a.list_body.height as usize;
-    let end = (app.offset + height).min(app.view.len());
+    let end = (app.offset + height).min(app.rows.view().len());
     let mut lines = Vec::with_capacity(end - app.offset);
     for pos in app.offset..end {
-        let idx = app.view[pos];
+        let idx = app.rows.view()[pos];
         let row = &app.rows[idx as usize];
         lines.push(list_line(
             app,
@@ -538,9 +539,9 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
             Style::new().fg(status_color(Some(s))),
         ));
     }
-    if app.unreadable > 0 {
+    if app.rows.unreadable() > 0 {
         spans.push(Span::styled(
-            format!("E{} ", app.unreadable),
+            format!("E{} ", app.rows.unreadable()),
             Style::new().fg(Color::Red),
         ));
     }
