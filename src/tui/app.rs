@@ -18,6 +18,7 @@ use crate::sanitize::for_terminal;
 
 use super::keys::{Action, Keymap};
 use super::rows::{Row, Rows};
+use super::theme::Theme;
 use super::view;
 
 /// Everything that can happen to the app.
@@ -193,6 +194,8 @@ pub struct App {
     pub header: Header,
     pub layout: Layout,
     pub keymap: Keymap,
+    /// Every colour and style the view draws with.
+    pub theme: Theme,
     pub min_confidence: f32,
     pub review_below: f32,
 
@@ -231,6 +234,7 @@ impl App {
             header,
             layout,
             keymap,
+            theme: Theme::dark(),
             min_confidence,
             review_below,
             rows: Rows::new(),

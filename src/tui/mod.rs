@@ -10,6 +10,7 @@ pub mod app;
 pub mod keys;
 pub mod rows;
 pub mod runtime;
+pub mod theme;
 pub mod thumbs;
 pub mod view;
 
