@@ -393,8 +393,17 @@ impl App {
             self.work.running = self.work.running.saturating_sub(1);
             self.work.done += 1;
         }
-        let shown = for_terminal(&key).into_owned();
-        match &outcome {
+        self.report(&key, &outcome, review);
+        if !self.work.active() && !review {
+            self.finish_work();
+        }
+        Vec::new()
+    }
+
+    /// The message line for a finished job.
+    fn report(&mut self, key: &str, outcome: &Outcome, review: bool) {
+        let shown = for_terminal(key).into_owned();
+        match outcome {
             Outcome::Tagged { best, labels, .. } => {
                 let best = best
                     .as_ref()
@@ -439,24 +448,25 @@ impl App {
                 self.error(format!("stopped: {}", for_terminal(message)));
             }
         }
-        if !self.work.active() && !review {
-            let w = self.work;
-            if w.total > 1 {
-                let text = format!(
-                    "done: {} of {} images, {} with problems",
-                    w.done - w.failed,
-                    w.total,
-                    w.failed
-                );
-                if w.failed == 0 {
-                    self.info(text);
-                } else if !matches!(self.message, Some((Level::Error, _))) {
-                    self.error(text);
-                }
+    }
+
+    /// The queue ran empty: sums up a run of more than one image.
+    fn finish_work(&mut self) {
+        let w = self.work;
+        if w.total > 1 {
+            let text = format!(
+                "done: {} of {} images, {} with problems",
+                w.done - w.failed,
+                w.total,
+                w.failed
+            );
+            if w.failed == 0 {
+                self.info(text);
+            } else if !matches!(self.message, Some((Level::Error, _))) {
+                self.error(text);
             }
-            self.work = Work::default();
         }
-        Vec::new()
+        self.work = Work::default();
     }
 
     // ------------------------------------------------------------------
@@ -677,39 +687,15 @@ impl App {
             }
             Action::Tag => return self.tag_selected(),
             Action::TagUntagged => self.ask_tag_untagged(),
-            Action::RaiseThreshold | Action::LowerThreshold => {
-                let step = if action == Action::RaiseThreshold {
-                    5.0
-                } else {
-                    -5.0
-                };
-                // Snap to the 5-grid, then step.
-                let snapped = (self.min_confidence / 5.0).round() * 5.0;
-                let base = if (snapped - self.min_confidence).abs() < 0.01 {
-                    self.min_confidence
-                } else {
-                    snapped - step
-                };
-                self.min_confidence = (base + step).clamp(0.0, 100.0);
-                self.info(format!(
-                    "MinConfidence {}: press t to re-run the selected or marked images",
-                    self.min_confidence
-                ));
-            }
+            Action::RaiseThreshold => self.step_threshold(5.0),
+            Action::LowerThreshold => self.step_threshold(-5.0),
             Action::SetThreshold => {
                 self.mode = Mode::Input(Input {
                     kind: InputKind::Threshold,
                     buf: String::new(),
                 })
             }
-            Action::Mark => {
-                if let Some(i) = self.selected_index() {
-                    if !self.marks.remove(&i) {
-                        self.marks.insert(i);
-                    }
-                    self.move_by(1);
-                }
-            }
+            Action::Mark => self.toggle_mark(),
             Action::Filter => {
                 self.mode = Mode::Input(Input {
                     kind: InputKind::Filter,
@@ -729,25 +715,56 @@ impl App {
                 self.rows
                     .set_status_filter(STATUS_CYCLE[(pos + 1) % STATUS_CYCLE.len()]);
             }
-            Action::Edit => match self.selected_row() {
-                Some(r) if r.is_orphan() => self.error("orphan metadata: its image is gone"),
-                Some(r) if r.doc.is_none() || r.problem.is_some() => {
-                    self.error("tag this image first; then its labels can be edited")
-                }
-                Some(r) => {
-                    let (key, metadata_key) = (r.key.clone(), r.metadata_key.clone());
-                    self.mode = Mode::Input(Input {
-                        kind: InputKind::Edit { key, metadata_key },
-                        buf: String::new(),
-                    });
-                }
-                None => {}
-            },
+            Action::Edit => self.start_edit(),
             Action::Reload => return self.reload(),
             Action::Help => self.mode = Mode::Help,
             Action::Quit => self.quit = true,
         }
         Vec::new()
+    }
+
+    /// Moves MinConfidence by `step` on the 5-grid (an off-grid value
+    /// snaps to the grid first).
+    fn step_threshold(&mut self, step: f32) {
+        let snapped = (self.min_confidence / 5.0).round() * 5.0;
+        let base = if (snapped - self.min_confidence).abs() < 0.01 {
+            self.min_confidence
+        } else {
+            snapped - step
+        };
+        self.min_confidence = (base + step).clamp(0.0, 100.0);
+        self.info(format!(
+            "MinConfidence {}: press t to re-run the selected or marked images",
+            self.min_confidence
+        ));
+    }
+
+    fn toggle_mark(&mut self) {
+        if let Some(i) = self.selected_index() {
+            if !self.marks.remove(&i) {
+                self.marks.insert(i);
+            }
+            self.move_by(1);
+        }
+    }
+
+    /// Opens the label edit prompt for the selected image, if it has
+    /// labels to edit.
+    fn start_edit(&mut self) {
+        match self.selected_row() {
+            Some(r) if r.is_orphan() => self.error("orphan metadata: its image is gone"),
+            Some(r) if r.doc.is_none() || r.problem.is_some() => {
+                self.error("tag this image first; then its labels can be edited")
+            }
+            Some(r) => {
+                let (key, metadata_key) = (r.key.clone(), r.metadata_key.clone());
+                self.mode = Mode::Input(Input {
+                    kind: InputKind::Edit { key, metadata_key },
+                    buf: String::new(),
+                });
+            }
+            None => {}
+        }
     }
 
     fn move_by(&mut self, delta: isize) {
