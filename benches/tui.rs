@@ -704,7 +704,7 @@ fn measure_frames(
         out.push(("s: sort -> newest, median of 3", median(&newest)));
         out.push(("s: sort -> name, median of 3", median(&name)));
         s.frame(ch('s'));
-        assert_eq!(s.app.sort, imgtag::tui::app::Sort::LowestConfidence);
+        assert_eq!(s.app.rows.sort(), imgtag::tui::rows::Sort::LowestConfidence);
     }
     p.scenario("sort lowest confidence", frames);
     p.into_reports()

@@ -1,16 +1,14 @@
 //! The bucket model: images under uploads/ paired with their metadata
 //! objects, built page by page as listings stream in.
 
-use std::hash::BuildHasher;
-
 use futures::stream::{self, Stream, StreamExt, TryStreamExt};
-use hashbrown::HashTable;
 use serde::Serialize;
 
 use crate::contract::{
     KeyKind, Layout, MAX_METADATA_BYTES, Malformed, ParsedMetadata, Status, assess,
     is_folder_placeholder, parse_metadata,
 };
+use crate::key_index::KeyIndex;
 use crate::storage::{DynStore, ObjectInfo, StorageError};
 
 /// An image and the metadata object paired with it.
@@ -33,8 +31,7 @@ pub struct Catalog {
     /// Metadata indices hashed by their rest (the key between prefix and
     /// `.json`); lookups hash a slice of the image key, so pairing
     /// allocates nothing and stores no second copy of any key.
-    index: HashTable<u32>,
-    hasher: std::hash::RandomState,
+    index: KeyIndex,
     /// Metadata added since the last re-pair of unpaired images.
     repair_needed: bool,
     placeholders: u64,
@@ -47,8 +44,7 @@ impl Catalog {
             layout,
             images: Vec::new(),
             metas: Vec::new(),
-            index: HashTable::new(),
-            hasher: std::hash::RandomState::new(),
+            index: KeyIndex::new(),
             repair_needed: false,
             placeholders: 0,
             ignored: 0,
@@ -96,22 +92,17 @@ impl Catalog {
             let meta = self.lookup(&obj.key);
             self.images.push(ImageEntry { info: obj, meta });
         } else if let Some(rest) = self.layout.metadata_rest(&obj.key) {
-            let hash = self.hasher.hash_one(rest);
             let idx = self.metas.len() as u32;
-            let (layout, metas, hasher) = (&self.layout, &self.metas, &self.hasher);
-            let dup = self.index.find(hash, |&i| {
-                layout.metadata_rest(&metas[i as usize].key) == Some(rest)
-            });
-            if dup.is_some() {
+            let (layout, metas) = (&self.layout, &self.metas);
+            let rest_of = |i: u32| {
+                layout
+                    .metadata_rest(&metas[i as usize].key)
+                    .expect("indexed keys are metadata keys")
+            };
+            if self.index.find(rest, rest_of).is_some() {
                 return;
             }
-            self.index.insert_unique(hash, idx, |&i| {
-                hasher.hash_one(
-                    layout
-                        .metadata_rest(&metas[i as usize].key)
-                        .expect("indexed keys are metadata keys"),
-                )
-            });
+            self.index.insert_unique(rest, idx, rest_of);
             self.metas.push(obj);
             self.repair_needed = true;
         } else {
@@ -122,12 +113,13 @@ impl Catalog {
     fn lookup(&self, image_key: &str) -> Option<(u32, KeyKind)> {
         let rest = self.layout.image_rest(image_key)?;
         Layout::candidate_rests(rest).find_map(|(kind, cand)| {
-            let hash = self.hasher.hash_one(cand);
             self.index
-                .find(hash, |&i| {
-                    self.layout.metadata_rest(&self.metas[i as usize].key) == Some(cand)
+                .find(cand, |i| {
+                    self.layout
+                        .metadata_rest(&self.metas[i as usize].key)
+                        .expect("indexed keys are metadata keys")
                 })
-                .map(|&i| (i, kind))
+                .map(|i| (i, kind))
         })
     }
 

@@ -598,6 +598,19 @@ impl Status {
         }
     }
 
+    /// The position in [`Status::ALL`], for per-status tables.
+    pub const fn index(self) -> usize {
+        match self {
+            Status::Untagged => 0,
+            Status::Tagged => 1,
+            Status::NeedsReview => 2,
+            Status::Stale => 3,
+            Status::Failed => 4,
+            Status::Malformed => 5,
+            Status::Orphan => 6,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Untagged => "untagged",

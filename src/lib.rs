@@ -4,6 +4,7 @@
 //! - [`contract`]: the metadata JSON, the key mapping, the statuses.
 //! - [`storage`]: S3 and local-folder buckets behind one trait.
 //! - [`catalog`]: images paired with their metadata; audits.
+//! - [`key_index`]: positions by borrowed key, for tables that own their keys.
 //! - [`config`]: the options every front end shares.
 //! - [`imaging`]: bounded decoding and model preprocessing.
 //! - [`detection`]: the local model and Rekognition behind one trait.
@@ -25,6 +26,7 @@ pub mod demo;
 pub mod detection;
 pub mod headline;
 pub mod imaging;
+pub mod key_index;
 pub mod lambda;
 pub mod outcome;
 pub mod pipeline;

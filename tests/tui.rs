@@ -266,39 +266,41 @@ fn snapshot_escape_sequences_in_keys_and_labels_are_made_visible() {
 #[test]
 fn keys_filter_sort_marks_and_resize() {
     let mut app = listed(mixed_rows(), true);
-    assert_eq!(app.view.len(), 7);
+    assert_eq!(app.rows.view().len(), 7);
     // Status filter cycles: untagged first.
     app.update(key('f'));
-    assert_eq!(app.status_filter, Some(Status::Untagged));
-    assert_eq!(app.view.len(), 1);
+    assert_eq!(app.rows.status_filter(), Some(Status::Untagged));
+    assert_eq!(app.rows.view().len(), 1);
     app.update(key('f'));
-    assert_eq!(app.status_filter, Some(Status::NeedsReview));
+    assert_eq!(app.rows.status_filter(), Some(Status::NeedsReview));
     assert_eq!(
         app.selected_row().unwrap().key,
         "uploads/holiday/beach photo.jpg"
     );
     app.update(code(KeyCode::Esc));
-    assert_eq!(app.view.len(), 7);
+    assert_eq!(app.rows.view().len(), 7);
     // Text filter matches keys and labels (and parents), live.
     app.update(key('/'));
     for c in "feline".chars() {
         app.update(key(c));
     }
     let keys: Vec<_> = app
-        .view
+        .rows
+        .view()
         .iter()
         .map(|&i| app.rows[i as usize].key.clone())
         .collect();
     assert_eq!(keys, ["uploads/cat.jpg", "uploads/holiday/beach photo.jpg"]);
     app.update(code(KeyCode::Enter));
-    assert_eq!(app.text_filter, "feline");
+    assert_eq!(app.rows.text_filter(), "feline");
     app.update(code(KeyCode::Esc));
     // Lowest confidence first; images without labels last.
     app.update(key('s'));
     let best: Vec<_> = app
-        .view
+        .rows
+        .view()
         .iter()
-        .map(|&i| app.rows[i as usize].best().map(|b| b.1))
+        .map(|&i| app.rows[i as usize].headline().map(|b| b.1))
         .collect();
     assert_eq!(best[..3], [Some(65.3), Some(88.0), Some(98.2)]);
     assert!(best[3..].iter().all(Option::is_none));
@@ -458,7 +460,8 @@ impl Harness {
     fn select(&mut self, needle: &str) {
         let pos = self
             .app
-            .view
+            .rows
+            .view()
             .iter()
             .position(|&i| self.app.rows[i as usize].key.contains(needle))
             .unwrap_or_else(|| panic!("{needle} not listed"));
@@ -588,7 +591,10 @@ async fn threshold_change_then_rerun_writes_at_the_new_threshold() {
     let mut h = Harness::demo().await;
     h.select("chelsea");
     // The weak seed result: one label.
-    assert_eq!(h.app.selected_row().unwrap().best(), Some(("Feline", 65.3)));
+    assert_eq!(
+        h.app.selected_row().unwrap().headline(),
+        Some(("Feline", 65.3))
+    );
     h.keys("---"); // 55 -> 40
     assert_eq!(h.app.min_confidence, 40.0);
     h.send(key('t'));

@@ -4,7 +4,6 @@
 //! [`Cmd`]s, which the runtime runs off the UI task.
 
 use std::collections::HashSet;
-use std::hash::BuildHasher;
 
 use crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
@@ -13,13 +12,14 @@ use ratatui::layout::{Rect, Size};
 use ratatui_image::protocol::Protocol;
 
 use crate::catalog::Assessed;
-use crate::contract::{KeyKind, Layout, MetadataDoc, Status};
+use crate::contract::{Layout, Status};
 use crate::detection::DetectorKind;
 use crate::pipeline::{Outcome, ReviewEdit};
 use crate::sanitize::for_terminal;
-use crate::storage::ObjectInfo;
 
 use super::keys::{Action, Keymap};
+use super::rows::{Row, Rows};
+use super::theme::Theme;
 use super::view;
 
 /// Everything that can happen to the app.
@@ -90,119 +90,6 @@ pub enum Cmd {
 pub struct TagJob {
     pub key: String,
     pub metadata_key: Option<String>,
-}
-
-/// One line of the list: an image with its metadata, or orphan metadata.
-#[derive(Debug, Clone)]
-pub struct Row {
-    /// The image key, or the metadata key of an orphan.
-    pub key: String,
-    pub image: Option<ObjectInfo>,
-    pub metadata_key: Option<String>,
-    pub key_kind: Option<KeyKind>,
-    /// None: the metadata could not be read (see `problem`).
-    pub status: Option<Status>,
-    pub doc: Option<MetadataDoc>,
-    /// Why the metadata is malformed, unreadable or failed.
-    pub problem: Option<String>,
-    /// A job on this image is queued or running.
-    pub busy: bool,
-    /// The best label's confidence, cached for sorting.
-    best_conf: Option<f32>,
-    /// Key, label and parent names, lowercased and joined: what `/`
-    /// searches, built once so filtering a large bucket is one scan a row.
-    search: Box<str>,
-}
-
-impl Row {
-    pub fn from_assessed(a: Assessed) -> Row {
-        let problem = a
-            .read_error
-            .clone()
-            .or_else(|| {
-                a.read
-                    .as_ref()
-                    .and_then(|r| r.as_ref().err())
-                    .map(|m| m.to_string())
-            })
-            .or_else(|| {
-                a.doc()
-                    .and_then(|d| d.doc.error())
-                    .map(|e| format!("{}: {}", e.code, e.message))
-            });
-        let key = a.key().to_string();
-        let doc = match a.read {
-            Some(Ok(p)) => Some(p.doc),
-            _ => None,
-        };
-        let best_conf = doc
-            .as_ref()
-            .and_then(|d| d.headline())
-            .map(|l| l.confidence);
-        let mut search = key.to_lowercase();
-        if let Some(d) = &doc {
-            for l in &d.labels {
-                search.push('\n');
-                search.push_str(&l.name.to_lowercase());
-                for p in &l.parents {
-                    search.push('\n');
-                    search.push_str(&p.name.to_lowercase());
-                }
-            }
-        }
-        Row {
-            search: search.into_boxed_str(),
-            key,
-            metadata_key: a.metadata.map(|m| m.key),
-            image: a.image,
-            key_kind: a.key_kind,
-            status: a.status,
-            doc,
-            problem,
-            busy: false,
-            best_conf,
-        }
-    }
-
-    pub fn best(&self) -> Option<(&str, f32)> {
-        self.doc
-            .as_ref()
-            .and_then(|d| d.headline())
-            .map(|l| (l.name.as_str(), l.confidence))
-    }
-
-    pub fn is_orphan(&self) -> bool {
-        self.image.is_none()
-    }
-
-    /// `needle` is lowercase and has no newline.
-    fn matches_text(&self, needle: &str) -> bool {
-        self.search.contains(needle)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sort {
-    Name,
-    LowestConfidence,
-    Newest,
-}
-
-impl Sort {
-    pub fn label(self) -> &'static str {
-        match self {
-            Sort::Name => "name",
-            Sort::LowestConfidence => "lowest confidence",
-            Sort::Newest => "newest",
-        }
-    }
-    fn next(self) -> Sort {
-        match self {
-            Sort::Name => Sort::LowestConfidence,
-            Sort::LowestConfidence => Sort::Newest,
-            Sort::Newest => Sort::Name,
-        }
-    }
 }
 
 /// Re-running more marked images than this with Rekognition asks first.
@@ -308,29 +195,13 @@ pub struct App {
     pub header: Header,
     pub layout: Layout,
     pub keymap: Keymap,
+    /// Every colour and style the view draws with.
+    pub theme: Theme,
     pub min_confidence: f32,
     pub review_below: f32,
 
-    pub rows: Vec<Row>,
-    /// Row indices by key hash: the keys live only in the rows.
-    index: hashbrown::HashTable<u32>,
-    hasher: std::hash::RandomState,
-    /// Sort keys, parallel to `rows` and compact, so sorting and merging
-    /// 100,000 rows touches a few hundred KB, not the rows themselves.
-    conf_keys: Vec<f32>,
-    time_keys: Vec<i64>,
-    /// The text filter only grew since the view was built: narrow it.
-    narrowed: bool,
-    /// Row indices shown, filtered and sorted.
-    pub view: Vec<u32>,
-    /// The view must be rebuilt (filter, sort or reload).
-    view_dirty: bool,
-    /// Rows from this index on are not in the view yet.
-    appended_from: Option<usize>,
-    /// Rows changed in place since the view was last updated.
-    touched: Vec<u32>,
-    pub counts: [usize; 7],
-    pub unreadable: usize,
+    /// The rows, their counts, the sort, the filters and the view.
+    pub rows: Rows,
 
     pub cursor: usize,
     /// First visible position of the list.
@@ -338,9 +209,6 @@ pub struct App {
     pub detail_scroll: u16,
     pub focus: Pane,
     pub marks: HashSet<u32>,
-    pub sort: Sort,
-    pub status_filter: Option<Status>,
-    pub text_filter: String,
     pub mode: Mode,
     pub message: Option<(Level, String)>,
 
@@ -367,28 +235,15 @@ impl App {
             header,
             layout,
             keymap,
+            theme: Theme::dark(),
             min_confidence,
             review_below,
-            rows: Vec::new(),
-            index: hashbrown::HashTable::new(),
-            hasher: std::hash::RandomState::new(),
-            conf_keys: Vec::new(),
-            time_keys: Vec::new(),
-            narrowed: false,
-            view: Vec::new(),
-            view_dirty: false,
-            appended_from: None,
-            touched: Vec::new(),
-            counts: [0; 7],
-            unreadable: 0,
+            rows: Rows::new(),
             cursor: 0,
             offset: 0,
             detail_scroll: 0,
             focus: Pane::List,
             marks: HashSet::new(),
-            sort: Sort::Name,
-            status_filter: None,
-            text_filter: String::new(),
             mode: Mode::Normal,
             message: None,
             listing: Listing::Running,
@@ -410,14 +265,7 @@ impl App {
         self.generation += 1;
         self.listing = Listing::Running;
         self.rows.clear();
-        self.index.clear();
-        self.conf_keys.clear();
-        self.time_keys.clear();
         self.marks.clear();
-        self.view.clear();
-        self.counts = [0; 7];
-        self.unreadable = 0;
-        self.view_dirty = true;
         self.refresh_view();
         self.thumb = None;
         vec![Cmd::List {
@@ -426,15 +274,15 @@ impl App {
     }
 
     pub fn selected_row(&self) -> Option<&Row> {
-        self.view.get(self.cursor).map(|&i| &self.rows[i as usize])
+        self.selected_index().map(|i| &self.rows[i as usize])
     }
 
     fn selected_index(&self) -> Option<u32> {
-        self.view.get(self.cursor).copied()
+        self.rows.view().get(self.cursor).copied()
     }
 
     pub fn count(&self, s: Status) -> usize {
-        self.counts[Status::ALL.iter().position(|x| *x == s).unwrap_or(0)]
+        self.rows.count(s)
     }
 
     /// Rows per page in the list, from the current terminal size.
@@ -463,7 +311,7 @@ impl App {
             Msg::Rows { generation, rows } => {
                 if generation == self.generation {
                     for a in rows {
-                        self.upsert(Row::from_assessed(a));
+                        self.rows.upsert(Row::from_assessed(a));
                     }
                 }
                 Vec::new()
@@ -481,8 +329,8 @@ impl App {
                 Vec::new()
             }
             Msg::TagStarted { key } => {
-                if let Some(i) = self.find(&key) {
-                    self.rows[i as usize].busy = true;
+                if let Some(i) = self.rows.find(&key) {
+                    self.rows.set_busy(i, true);
                 }
                 self.work.running += 1;
                 Vec::new()
@@ -519,57 +367,6 @@ impl App {
         self.selected_row().map(|r| r.key.clone())
     }
 
-    /// The row index of `key`.
-    pub fn find(&self, key: &str) -> Option<u32> {
-        let hash = self.hasher.hash_one(key);
-        self.index
-            .find(hash, |&i| self.rows[i as usize].key == key)
-            .copied()
-    }
-
-    fn upsert(&mut self, row: Row) {
-        let conf = row.best_conf.unwrap_or(f32::INFINITY);
-        let time = row
-            .image
-            .as_ref()
-            .and_then(|i| i.last_modified)
-            .unwrap_or(i64::MIN);
-        match self.find(&row.key) {
-            Some(i) => {
-                let (old_status, busy) = {
-                    let old = &self.rows[i as usize];
-                    (old.status, old.busy)
-                };
-                self.count_row(old_status, -1);
-                self.count_row(row.status, 1);
-                self.rows[i as usize] = Row { busy, ..row };
-                self.conf_keys[i as usize] = conf;
-                self.time_keys[i as usize] = time;
-                self.touched.push(i);
-            }
-            None => {
-                let i = self.rows.len() as u32;
-                self.count_row(row.status, 1);
-                let hash = self.hasher.hash_one(row.key.as_str());
-                let (rows, hasher) = (&self.rows, &self.hasher);
-                self.index
-                    .insert_unique(hash, i, |&j| hasher.hash_one(rows[j as usize].key.as_str()));
-                self.rows.push(row);
-                self.conf_keys.push(conf);
-                self.time_keys.push(time);
-                self.appended_from.get_or_insert(i as usize);
-            }
-        }
-    }
-
-    fn count_row(&mut self, status: Option<Status>, delta: isize) {
-        let slot = match status {
-            Some(s) => &mut self.counts[Status::ALL.iter().position(|x| *x == s).unwrap_or(0)],
-            None => &mut self.unreadable,
-        };
-        *slot = slot.saturating_add_signed(delta);
-    }
-
     fn info(&mut self, text: impl Into<String>) {
         self.message = Some((Level::Info, text.into()));
     }
@@ -585,20 +382,29 @@ impl App {
         row: Option<Box<Assessed>>,
         review: bool,
     ) -> Vec<Cmd> {
-        if let Some(i) = self.find(&key) {
-            self.rows[i as usize].busy = false;
+        if let Some(i) = self.rows.find(&key) {
+            self.rows.set_busy(i, false);
         }
         if let Some(a) = row {
             // A row that was in another listing generation is still shown
             // as soon as it is written.
-            self.upsert(Row::from_assessed(*a));
+            self.rows.upsert(Row::from_assessed(*a));
         }
         if !review {
             self.work.running = self.work.running.saturating_sub(1);
             self.work.done += 1;
         }
-        let shown = for_terminal(&key).into_owned();
-        match &outcome {
+        self.report(&key, &outcome, review);
+        if !self.work.active() && !review {
+            self.finish_work();
+        }
+        Vec::new()
+    }
+
+    /// The message line for a finished job.
+    fn report(&mut self, key: &str, outcome: &Outcome, review: bool) {
+        let shown = for_terminal(key).into_owned();
+        match outcome {
             Outcome::Tagged {
                 headline, labels, ..
             } => {
@@ -645,142 +451,46 @@ impl App {
                 self.error(format!("stopped: {}", for_terminal(message)));
             }
         }
-        if !self.work.active() && !review {
-            let w = self.work;
-            if w.total > 1 {
-                let text = format!(
-                    "done: {} of {} images, {} with problems",
-                    w.done - w.failed,
-                    w.total,
-                    w.failed
-                );
-                if w.failed == 0 {
-                    self.info(text);
-                } else if !matches!(self.message, Some((Level::Error, _))) {
-                    self.error(text);
-                }
+    }
+
+    /// The queue ran empty: sums up a run of more than one image.
+    fn finish_work(&mut self) {
+        let w = self.work;
+        if w.total > 1 {
+            let text = format!(
+                "done: {} of {} images, {} with problems",
+                w.done - w.failed,
+                w.total,
+                w.failed
+            );
+            if w.failed == 0 {
+                self.info(text);
+            } else if !matches!(self.message, Some((Level::Error, _))) {
+                self.error(text);
             }
-            self.work = Work::default();
         }
-        Vec::new()
+        self.work = Work::default();
     }
 
     // ------------------------------------------------------------------
     // view maintenance
 
-    /// Brings the filtered, sorted view up to date, keeping the selected
-    /// row selected. Appended rows are merged in and changed rows moved,
-    /// so a listing page or a tagging result costs O(rows) at worst, with
-    /// no full re-sort; only a filter or sort change rebuilds the view.
+    /// Brings the row table's view up to date, keeping the selected row
+    /// selected.
     pub fn refresh_view(&mut self) {
-        if !self.view_dirty
-            && !self.narrowed
-            && self.appended_from.is_none()
-            && self.touched.is_empty()
-        {
+        let keep = self.selected_index();
+        if !self.rows.refresh() {
             return;
         }
-        let keep = self.selected_index();
-        let needle = self.text_filter.to_lowercase();
-        if self.view_dirty {
-            self.view_dirty = false;
-            self.narrowed = false;
-            self.appended_from = None;
-            self.touched.clear();
-            let mut view: Vec<u32> = (0..self.rows.len() as u32)
-                .filter(|&i| self.shown(i, &needle))
-                .collect();
-            self.sort_slice(&mut view);
-            self.view = view;
-        } else {
-            if std::mem::take(&mut self.narrowed) {
-                // Only rows shown now can match a longer filter.
-                let mut view = std::mem::take(&mut self.view);
-                view.retain(|&i| self.shown(i, &needle));
-                self.view = view;
-            }
-            for i in std::mem::take(&mut self.touched) {
-                if let Some(pos) = self.view.iter().position(|&v| v == i) {
-                    self.view.remove(pos);
-                }
-                if self.shown(i, &needle) {
-                    let at = self
-                        .view
-                        .partition_point(|&v| self.cmp_rows(v, i) == std::cmp::Ordering::Less);
-                    self.view.insert(at, i);
-                }
-            }
-            if let Some(from) = self.appended_from.take() {
-                let mut new: Vec<u32> = (from as u32..self.rows.len() as u32)
-                    .filter(|&i| self.shown(i, &needle))
-                    .collect();
-                self.sort_slice(&mut new);
-                if self.view.last().is_none_or(|&last| {
-                    new.first().is_none_or(|&first| {
-                        self.cmp_rows(last, first) != std::cmp::Ordering::Greater
-                    })
-                }) {
-                    self.view.extend(new);
-                } else {
-                    let old = std::mem::take(&mut self.view);
-                    self.view = self.merge(old, new);
-                }
-            }
-        }
+        let view = self.rows.view();
         if let Some(k) = keep
-            && let Some(pos) = self.view.iter().position(|&i| i == k)
+            && let Some(pos) = view.iter().position(|&i| i == k)
         {
             self.cursor = pos;
         }
-        if self.cursor >= self.view.len() {
-            self.cursor = self.view.len().saturating_sub(1);
+        if self.cursor >= view.len() {
+            self.cursor = view.len().saturating_sub(1);
         }
-    }
-
-    fn shown(&self, i: u32, needle: &str) -> bool {
-        let r = &self.rows[i as usize];
-        if let Some(f) = self.status_filter
-            && r.status != Some(f)
-        {
-            return false;
-        }
-        needle.is_empty() || r.matches_text(needle)
-    }
-
-    /// The order of two rows under the current sort. Rows arrive in key
-    /// order (images, then orphans), so the name order is the index order.
-    fn cmp_rows(&self, a: u32, b: u32) -> std::cmp::Ordering {
-        let (x, y) = (a as usize, b as usize);
-        match self.sort {
-            Sort::Name => std::cmp::Ordering::Equal,
-            // Rows without labels carry +inf: last.
-            Sort::LowestConfidence => self.conf_keys[x].total_cmp(&self.conf_keys[y]),
-            Sort::Newest => self.time_keys[y].cmp(&self.time_keys[x]),
-        }
-        .then(a.cmp(&b))
-    }
-
-    fn sort_slice(&self, v: &mut [u32]) {
-        if self.sort != Sort::Name {
-            v.sort_unstable_by(|&a, &b| self.cmp_rows(a, b));
-        }
-    }
-
-    fn merge(&self, a: Vec<u32>, b: Vec<u32>) -> Vec<u32> {
-        let mut out = Vec::with_capacity(a.len() + b.len());
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() && j < b.len() {
-            if self.cmp_rows(a[i], b[j]) != std::cmp::Ordering::Greater {
-                out.push(a[i]);
-                i += 1;
-            } else {
-                out.push(b[j]);
-                j += 1;
-            }
-        }
-        out.extend_from_slice(&a[i..]);
-        out.extend_from_slice(&b[j..]);
-        out
     }
 
     fn clamp_scroll(&mut self) {
@@ -790,7 +500,7 @@ impl App {
         } else if self.cursor >= self.offset + page {
             self.offset = self.cursor + 1 - page;
         }
-        let max_offset = self.view.len().saturating_sub(page);
+        let max_offset = self.rows.view().len().saturating_sub(page);
         self.offset = self.offset.min(max_offset);
     }
 
@@ -876,8 +586,7 @@ impl App {
         match k.code {
             KeyCode::Esc => {
                 if input.kind == InputKind::Filter {
-                    self.text_filter.clear();
-                    self.view_dirty = true;
+                    self.rows.clear_text_filter();
                 }
                 return Vec::new();
             }
@@ -897,28 +606,16 @@ impl App {
         if input.kind == InputKind::Filter {
             // The filter applies as it is typed; a longer filter only
             // narrows the view it already has.
-            self.set_text_filter(input.buf.clone());
+            self.rows.set_text_filter(input.buf.clone());
         }
         self.mode = Mode::Input(input);
         Vec::new()
     }
 
-    fn set_text_filter(&mut self, text: String) {
-        if text == self.text_filter {
-            return;
-        }
-        if text.starts_with(self.text_filter.as_str()) && !text.contains('\n') {
-            self.narrowed = true;
-        } else {
-            self.view_dirty = true;
-        }
-        self.text_filter = text;
-    }
-
     fn submit_input(&mut self, input: Input) -> Vec<Cmd> {
         match input.kind {
             InputKind::Filter => {
-                self.set_text_filter(input.buf.trim().to_string());
+                self.rows.set_text_filter(input.buf.trim().to_string());
                 Vec::new()
             }
             InputKind::Threshold => match crate::config::parse_confidence(&input.buf) {
@@ -953,10 +650,8 @@ impl App {
             // Esc clears marks, then the filters.
             if !self.marks.is_empty() {
                 self.marks.clear();
-            } else if !self.text_filter.is_empty() || self.status_filter.is_some() {
-                self.text_filter.clear();
-                self.status_filter = None;
-                self.view_dirty = true;
+            } else if !self.rows.text_filter().is_empty() || self.rows.status_filter().is_some() {
+                self.rows.clear_filters();
             }
             self.message = None;
             return Vec::new();
@@ -984,7 +679,7 @@ impl App {
             }
             Action::Bottom => {
                 if self.focus == Pane::List {
-                    self.cursor = self.view.len().saturating_sub(1);
+                    self.cursor = self.rows.view().len().saturating_sub(1);
                 }
             }
             Action::SwitchPane => {
@@ -995,77 +690,84 @@ impl App {
             }
             Action::Tag => return self.tag_selected(),
             Action::TagUntagged => self.ask_tag_untagged(),
-            Action::RaiseThreshold | Action::LowerThreshold => {
-                let step = if action == Action::RaiseThreshold {
-                    5.0
-                } else {
-                    -5.0
-                };
-                // Snap to the 5-grid, then step.
-                let snapped = (self.min_confidence / 5.0).round() * 5.0;
-                let base = if (snapped - self.min_confidence).abs() < 0.01 {
-                    self.min_confidence
-                } else {
-                    snapped - step
-                };
-                self.min_confidence = (base + step).clamp(0.0, 100.0);
-                self.info(format!(
-                    "MinConfidence {}: press t to re-run the selected or marked images",
-                    self.min_confidence
-                ));
-            }
+            Action::RaiseThreshold => self.step_threshold(5.0),
+            Action::LowerThreshold => self.step_threshold(-5.0),
             Action::SetThreshold => {
                 self.mode = Mode::Input(Input {
                     kind: InputKind::Threshold,
                     buf: String::new(),
                 })
             }
-            Action::Mark => {
-                if let Some(i) = self.selected_index() {
-                    if !self.marks.remove(&i) {
-                        self.marks.insert(i);
-                    }
-                    self.move_by(1);
-                }
-            }
+            Action::Mark => self.toggle_mark(),
             Action::Filter => {
                 self.mode = Mode::Input(Input {
                     kind: InputKind::Filter,
-                    buf: self.text_filter.clone(),
+                    buf: self.rows.text_filter().to_string(),
                 })
             }
             Action::Sort => {
-                self.sort = self.sort.next();
-                self.view_dirty = true;
-                self.info(format!("sorted by {}", self.sort.label()));
+                let sort = self.rows.sort().next();
+                self.rows.set_sort(sort);
+                self.info(format!("sorted by {}", sort.label()));
             }
             Action::StatusFilter => {
                 let pos = STATUS_CYCLE
                     .iter()
-                    .position(|s| *s == self.status_filter)
+                    .position(|s| *s == self.rows.status_filter())
                     .unwrap_or(0);
-                self.status_filter = STATUS_CYCLE[(pos + 1) % STATUS_CYCLE.len()];
-                self.view_dirty = true;
+                self.rows
+                    .set_status_filter(STATUS_CYCLE[(pos + 1) % STATUS_CYCLE.len()]);
             }
-            Action::Edit => match self.selected_row() {
-                Some(r) if r.is_orphan() => self.error("orphan metadata: its image is gone"),
-                Some(r) if r.doc.is_none() || r.problem.is_some() => {
-                    self.error("tag this image first; then its labels can be edited")
-                }
-                Some(r) => {
-                    let (key, metadata_key) = (r.key.clone(), r.metadata_key.clone());
-                    self.mode = Mode::Input(Input {
-                        kind: InputKind::Edit { key, metadata_key },
-                        buf: String::new(),
-                    });
-                }
-                None => {}
-            },
+            Action::Edit => self.start_edit(),
             Action::Reload => return self.reload(),
             Action::Help => self.mode = Mode::Help,
             Action::Quit => self.quit = true,
         }
         Vec::new()
+    }
+
+    /// Moves MinConfidence by `step` on the 5-grid (an off-grid value
+    /// snaps to the grid first).
+    fn step_threshold(&mut self, step: f32) {
+        let snapped = (self.min_confidence / 5.0).round() * 5.0;
+        let base = if (snapped - self.min_confidence).abs() < 0.01 {
+            self.min_confidence
+        } else {
+            snapped - step
+        };
+        self.min_confidence = (base + step).clamp(0.0, 100.0);
+        self.info(format!(
+            "MinConfidence {}: press t to re-run the selected or marked images",
+            self.min_confidence
+        ));
+    }
+
+    fn toggle_mark(&mut self) {
+        if let Some(i) = self.selected_index() {
+            if !self.marks.remove(&i) {
+                self.marks.insert(i);
+            }
+            self.move_by(1);
+        }
+    }
+
+    /// Opens the label edit prompt for the selected image, if it has
+    /// labels to edit.
+    fn start_edit(&mut self) {
+        match self.selected_row() {
+            Some(r) if r.is_orphan() => self.error("orphan metadata: its image is gone"),
+            Some(r) if r.doc.is_none() || r.problem.is_some() => {
+                self.error("tag this image first; then its labels can be edited")
+            }
+            Some(r) => {
+                let (key, metadata_key) = (r.key.clone(), r.metadata_key.clone());
+                self.mode = Mode::Input(Input {
+                    kind: InputKind::Edit { key, metadata_key },
+                    buf: String::new(),
+                });
+            }
+            None => {}
+        }
     }
 
     fn move_by(&mut self, delta: isize) {
@@ -1074,10 +776,10 @@ impl App {
             self.detail_scroll = d.clamp(0, u16::MAX as isize) as u16;
             return;
         }
-        if self.view.is_empty() {
+        if self.rows.view().is_empty() {
             return;
         }
-        let last = self.view.len() as isize - 1;
+        let last = self.rows.view().len() as isize - 1;
         self.cursor = (self.cursor as isize + delta).clamp(0, last) as usize;
     }
 
@@ -1167,8 +869,8 @@ impl App {
     fn start_cmd(&mut self, cmd: Cmd) -> Vec<Cmd> {
         if let Cmd::Tag { jobs, .. } = &cmd {
             for j in jobs {
-                if let Some(i) = self.find(&j.key) {
-                    self.rows[i as usize].busy = true;
+                if let Some(i) = self.rows.find(&j.key) {
+                    self.rows.set_busy(i, true);
                 }
             }
             self.work.total += jobs.len();
@@ -1209,7 +911,7 @@ impl App {
             MouseEventKind::Down(MouseButton::Left) => {
                 if inside(areas.list_body) {
                     let pos = self.offset + (m.row - areas.list_body.y) as usize;
-                    if pos < self.view.len() {
+                    if pos < self.rows.view().len() {
                         self.cursor = pos;
                     }
                     self.focus = Pane::List;
@@ -1220,122 +922,5 @@ impl App {
             _ => {}
         }
         Vec::new()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::contract::{assess, parse_metadata};
-
-    fn assessed(n: usize, conf: Option<f32>, label: &str) -> Assessed {
-        let img = ObjectInfo {
-            key: format!("uploads/{n:05}.jpg"),
-            size: 1,
-            etag: Some("\"e\"".into()),
-            last_modified: Some((n * 7919 % 1000) as i64),
-        };
-        let read = conf.map(|c| {
-            parse_metadata(
-                format!(r#"{{"Labels":[{{"Name":"{label}","Confidence":{c}}}]}}"#).as_bytes(),
-            )
-        });
-        Assessed {
-            status: Some(assess(read.as_ref(), img.etag.as_deref(), 70.0)),
-            metadata: read.as_ref().map(|_| ObjectInfo {
-                key: format!("metadata/{n:05}.jpg.json"),
-                size: 1,
-                etag: None,
-                last_modified: None,
-            }),
-            image: Some(img),
-            key_kind: None,
-            read,
-            read_error: None,
-        }
-    }
-
-    /// The incremental view (merged pages, moved rows) always equals a
-    /// full rebuild, whatever the sort and filter.
-    #[test]
-    fn incremental_view_matches_a_rebuild() {
-        let names = ["Cat", "Dog", "Feline", "Cup"];
-        for sort in [Sort::Name, Sort::LowestConfidence, Sort::Newest] {
-            for (status, text) in [(None, ""), (Some(Status::NeedsReview), ""), (None, "cat")] {
-                let mut app = App::new(
-                    Header {
-                        bucket: "b".into(),
-                        detector: "local".into(),
-                        paid: false,
-                    },
-                    Layout::default(),
-                    Keymap::default(),
-                    55.0,
-                    70.0,
-                );
-                app.start();
-                app.sort = sort;
-                app.status_filter = status;
-                app.text_filter = text.into();
-                let generation = app.generation;
-                let mut seed = 17u64;
-                let mut next = || {
-                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-                    (seed >> 33) as usize
-                };
-                for page in 0..6 {
-                    let rows: Vec<_> = (0..50)
-                        .map(|k| {
-                            let n = page * 50 + k;
-                            let r = next();
-                            let conf = (r % 5 != 0).then_some((r % 1000) as f32 / 10.0);
-                            assessed(n, conf, names[r % 4])
-                        })
-                        .collect();
-                    app.update(Msg::Rows { generation, rows });
-                    // Results of tagging runs change rows in place.
-                    for _ in 0..5 {
-                        let n = next() % ((page + 1) * 50);
-                        let r = next();
-                        app.update(Msg::Tagged {
-                            key: format!("uploads/{n:05}.jpg"),
-                            outcome: Outcome::Skipped { reason: "x".into() },
-                            row: Some(Box::new(assessed(
-                                n,
-                                Some((r % 1000) as f32 / 10.0),
-                                names[r % 4],
-                            ))),
-                            review: true,
-                        });
-                    }
-                    let incremental = app.view.clone();
-                    let counts = (app.counts, app.unreadable);
-                    app.view_dirty = true;
-                    app.refresh_view();
-                    assert_eq!(
-                        incremental, app.view,
-                        "{sort:?} {status:?} {text:?} page {page}"
-                    );
-                    let mut fresh = [0usize; 7];
-                    for r in &app.rows {
-                        fresh[Status::ALL
-                            .iter()
-                            .position(|x| Some(*x) == r.status)
-                            .unwrap()] += 1;
-                    }
-                    assert_eq!(counts, (fresh, 0));
-                }
-                assert!(!app.view.is_empty());
-                // Typing a longer filter narrows the view it has.
-                for t in ["d", "do", "dog", "dogs"] {
-                    app.set_text_filter(format!("{text}{t}"));
-                    app.refresh_view();
-                    let incremental = app.view.clone();
-                    app.view_dirty = true;
-                    app.refresh_view();
-                    assert_eq!(incremental, app.view, "{sort:?} {status:?} {text:?}+{t}");
-                }
-            }
-        }
     }
 }

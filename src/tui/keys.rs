@@ -1,133 +1,91 @@
 //! Actions and the keys bound to them: CONTRACT §5's defaults, remappable
 //! through the config file's `[keys]` table (`tag = "x"`,
 //! `down = ["j", "down", "ctrl-n"]`).
+//!
+//! Every action is one row of the [`actions!`] table below; the enum, the
+//! names the config file accepts, the default bindings and the help
+//! overlay all come from it. Adding an action is a row there and its
+//! handling in [`super::app::App::act`].
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-/// Everything a key can do in the main screen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Action {
-    Down,
-    Up,
-    Top,
-    Bottom,
-    PageDown,
-    PageUp,
-    SwitchPane,
-    Tag,
-    TagUntagged,
-    RaiseThreshold,
-    LowerThreshold,
-    SetThreshold,
-    Mark,
-    Filter,
-    Sort,
-    StatusFilter,
-    Edit,
-    Reload,
-    Help,
-    Quit,
+/// What the table says about one action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActionSpec {
+    /// The name in the config file's `[keys]` table (kebab-case).
+    pub name: &'static str,
+    /// The keys bound by default, as the config file writes them.
+    pub keys: &'static [&'static str],
+    /// One line for the help overlay.
+    pub help: &'static str,
+}
+
+/// Builds [`Action`] and its table from rows of
+/// `Variant "name" ["key", ...] "help";`. The rows are in the help
+/// overlay's order, and `SPECS[action as usize]` is the action's row.
+macro_rules! actions {
+    ($($action:ident $name:literal [$($key:literal),+] $help:literal;)+) => {
+        /// Everything a key can do in the main screen.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Action {
+            $($action),+
+        }
+
+        impl Action {
+            /// Every action, in the table's (and the help's) order.
+            pub const ALL: [Action; [$($name),+].len()] = [$(Action::$action),+];
+
+            const SPECS: [ActionSpec; [$($name),+].len()] = [$(ActionSpec {
+                name: $name,
+                keys: &[$($key),+],
+                help: $help,
+            }),+];
+        }
+    };
+}
+
+actions! {
+    Down           "down"            ["j", "down"]           "move down";
+    Up             "up"              ["k", "up"]             "move up";
+    Top            "top"             ["g", "home"]           "first image";
+    Bottom         "bottom"          ["G", "end"]            "last image";
+    PageDown       "page-down"       ["pagedown", "ctrl-d"]  "page down";
+    PageUp         "page-up"         ["pageup", "ctrl-u"]    "page up";
+    SwitchPane     "switch-pane"     ["tab"]                 "switch between the list and the detail pane";
+    Tag            "tag"             ["t"]                   "tag / re-tag the selected (or marked) images at MinConfidence";
+    TagUntagged    "tag-untagged"    ["T"]                   "tag every untagged image (asks first)";
+    RaiseThreshold "raise-threshold" ["+"]                   "raise MinConfidence by 5";
+    LowerThreshold "lower-threshold" ["-"]                   "lower MinConfidence by 5";
+    SetThreshold   "set-threshold"   ["="]                   "type an exact MinConfidence";
+    Mark           "mark"            ["space"]               "mark / unmark the selected image";
+    Filter         "filter"          ["/"]                   "filter by key or label text";
+    Sort           "sort"            ["s"]                   "cycle the sort: name, lowest confidence, newest";
+    StatusFilter   "status-filter"   ["f"]                   "cycle the status filter";
+    Edit           "edit"            ["e"]                   "edit labels by hand: +Add -Remove";
+    Reload         "reload"          ["r"]                   "reload the listing";
+    Help           "help"            ["?"]                   "this help";
+    Quit           "quit"            ["q"]                   "quit";
 }
 
 impl Action {
-    pub const ALL: [Action; 20] = [
-        Action::Down,
-        Action::Up,
-        Action::Top,
-        Action::Bottom,
-        Action::PageDown,
-        Action::PageUp,
-        Action::SwitchPane,
-        Action::Tag,
-        Action::TagUntagged,
-        Action::RaiseThreshold,
-        Action::LowerThreshold,
-        Action::SetThreshold,
-        Action::Mark,
-        Action::Filter,
-        Action::Sort,
-        Action::StatusFilter,
-        Action::Edit,
-        Action::Reload,
-        Action::Help,
-        Action::Quit,
-    ];
+    /// The action's row of the table.
+    pub fn spec(self) -> &'static ActionSpec {
+        &Action::SPECS[self as usize]
+    }
 
     /// The name used in the config file's `[keys]` table.
     pub fn name(self) -> &'static str {
-        match self {
-            Action::Down => "down",
-            Action::Up => "up",
-            Action::Top => "top",
-            Action::Bottom => "bottom",
-            Action::PageDown => "page-down",
-            Action::PageUp => "page-up",
-            Action::SwitchPane => "switch-pane",
-            Action::Tag => "tag",
-            Action::TagUntagged => "tag-untagged",
-            Action::RaiseThreshold => "raise-threshold",
-            Action::LowerThreshold => "lower-threshold",
-            Action::SetThreshold => "set-threshold",
-            Action::Mark => "mark",
-            Action::Filter => "filter",
-            Action::Sort => "sort",
-            Action::StatusFilter => "status-filter",
-            Action::Edit => "edit",
-            Action::Reload => "reload",
-            Action::Help => "help",
-            Action::Quit => "quit",
-        }
+        self.spec().name
     }
 
     /// One line for the help overlay.
     pub fn describe(self) -> &'static str {
-        match self {
-            Action::Down => "move down",
-            Action::Up => "move up",
-            Action::Top => "first image",
-            Action::Bottom => "last image",
-            Action::PageDown => "page down",
-            Action::PageUp => "page up",
-            Action::SwitchPane => "switch between the list and the detail pane",
-            Action::Tag => "tag / re-tag the selected (or marked) images at MinConfidence",
-            Action::TagUntagged => "tag every untagged image (asks first)",
-            Action::RaiseThreshold => "raise MinConfidence by 5",
-            Action::LowerThreshold => "lower MinConfidence by 5",
-            Action::SetThreshold => "type an exact MinConfidence",
-            Action::Mark => "mark / unmark the selected image",
-            Action::Filter => "filter by key or label text",
-            Action::Sort => "cycle the sort: name, lowest confidence, newest",
-            Action::StatusFilter => "cycle the status filter",
-            Action::Edit => "edit labels by hand: +Add -Remove",
-            Action::Reload => "reload the listing",
-            Action::Help => "this help",
-            Action::Quit => "quit",
-        }
+        self.spec().help
     }
 
-    fn defaults(self) -> &'static [&'static str] {
-        match self {
-            Action::Down => &["j", "down"],
-            Action::Up => &["k", "up"],
-            Action::Top => &["g", "home"],
-            Action::Bottom => &["G", "end"],
-            Action::PageDown => &["pagedown", "ctrl-d"],
-            Action::PageUp => &["pageup", "ctrl-u"],
-            Action::SwitchPane => &["tab"],
-            Action::Tag => &["t"],
-            Action::TagUntagged => &["T"],
-            Action::RaiseThreshold => &["+"],
-            Action::LowerThreshold => &["-"],
-            Action::SetThreshold => &["="],
-            Action::Mark => &["space"],
-            Action::Filter => &["/"],
-            Action::Sort => &["s"],
-            Action::StatusFilter => &["f"],
-            Action::Edit => &["e"],
-            Action::Reload => &["r"],
-            Action::Help => &["?"],
-            Action::Quit => &["q"],
-        }
+    /// The action a config file's `[keys]` name stands for.
+    pub fn from_name(name: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.name() == name)
     }
 }
 
@@ -226,7 +184,7 @@ impl Default for Keymap {
     fn default() -> Self {
         let mut bindings = Vec::new();
         for a in Action::ALL {
-            for k in a.defaults() {
+            for k in a.spec().keys {
                 bindings.push((Key::parse(k).expect("default keys parse"), a));
             }
         }
@@ -241,13 +199,10 @@ impl Keymap {
     pub fn from_config(table: &toml::Table) -> Result<Keymap, KeymapError> {
         let mut map = Keymap::default();
         for (name, value) in table {
-            let action = Action::ALL
-                .into_iter()
-                .find(|a| a.name() == name)
-                .ok_or_else(|| {
-                    let names: Vec<_> = Action::ALL.iter().map(|a| a.name()).collect();
-                    KeymapError::UnknownAction(name.clone(), names.join(", "))
-                })?;
+            let action = Action::from_name(name).ok_or_else(|| {
+                let names: Vec<_> = Action::ALL.iter().map(|a| a.name()).collect();
+                KeymapError::UnknownAction(name.clone(), names.join(", "))
+            })?;
             let keys: Vec<&str> = match value {
                 toml::Value::String(s) => vec![s.as_str()],
                 toml::Value::Array(a) => a
@@ -363,5 +318,29 @@ mod tests {
         );
         let bad: toml::Table = toml::from_str("tag = \"xy\"").unwrap();
         assert!(Keymap::from_config(&bad).is_err());
+    }
+
+    /// The table is well formed: names are unique kebab-case, defaults
+    /// parse, and no default key is bound to two actions.
+    #[test]
+    fn the_action_table_is_consistent() {
+        let mut names = std::collections::HashSet::new();
+        let mut keys = std::collections::HashMap::new();
+        for a in Action::ALL {
+            let name = a.name();
+            assert!(names.insert(name), "{name} twice");
+            assert!(
+                name.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{name}"
+            );
+            assert_eq!(Action::from_name(name), Some(a));
+            assert!(!a.describe().is_empty(), "{name}");
+            for k in a.spec().keys {
+                let key = Key::parse(k).unwrap();
+                assert_eq!(keys.insert(key, a), None, "{k} bound twice");
+            }
+            assert_eq!(Keymap::default().keys_for(a).len(), a.spec().keys.len());
+        }
+        assert_eq!(Action::from_name("tagg"), None);
     }
 }

@@ -8,7 +8,9 @@
 
 pub mod app;
 pub mod keys;
+pub mod rows;
 pub mod runtime;
+pub mod theme;
 pub mod thumbs;
 pub mod view;
 
@@ -155,19 +157,25 @@ fn picker_for(choice: ImageProtocol) -> Option<Picker> {
     Some(picker)
 }
 
+/// Names the bucket in the thumbnail cache: endpoint and bucket, or the
+/// folder.
+fn bucket_id(settings: &Settings) -> String {
+    match &settings.bucket {
+        BucketSpec::S3(name) => format!(
+            "s3:{}:{name}",
+            settings.s3.endpoint_url.as_deref().unwrap_or("aws")
+        ),
+        BucketSpec::Local(p) => format!("local:{}", p.display()),
+    }
+}
+
 /// Runs the TUI until the operator quits.
 pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
     // Everything that can fail for a user error fails before the screen
     // changes, so the message lands on a normal terminal.
     let keymap = Keymap::from_config(&settings.keys)?;
     let store = settings.open_store().await?;
-    let bucket_id = match &settings.bucket {
-        BucketSpec::S3(name) => format!(
-            "s3:{}:{name}",
-            settings.s3.endpoint_url.as_deref().unwrap_or("aws")
-        ),
-        BucketSpec::Local(p) => format!("local:{}", p.display()),
-    };
+    let bucket_id = bucket_id(&settings);
 
     install_panic_hook();
     enable_raw_mode()?;
@@ -212,26 +220,7 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
         rt.run(cmd);
     }
 
-    // Terminal events arrive as messages like everything else.
-    let events_tx = tx.clone();
-    let reader = tokio::spawn(async move {
-        let mut events = EventStream::new();
-        while let Some(ev) = events.next().await {
-            let msg = match ev {
-                Ok(Event::Key(k)) => Msg::Key(k),
-                Ok(Event::Mouse(m)) => Msg::Mouse(m),
-                Ok(Event::Resize(w, h)) => Msg::Resize(w, h),
-                Ok(_) => continue,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading terminal events");
-                    break;
-                }
-            };
-            if events_tx.send(msg).is_err() {
-                break;
-            }
-        }
-    });
+    let reader = spawn_event_reader(tx.clone());
 
     terminal.draw(|f| view::draw(f, &app))?;
     while let Some(msg) = rx.recv().await {
@@ -254,6 +243,40 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
         terminal.draw(|f| view::draw(f, &app))?;
     }
     reader.abort();
+    finish_writes(&mut terminal, &mut app, &mut rt).await?;
+    drop(terminal);
+    Ok(())
+}
+
+/// Terminal events arrive as messages like everything else.
+fn spawn_event_reader(tx: mpsc::UnboundedSender<Msg>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut events = EventStream::new();
+        while let Some(ev) = events.next().await {
+            let msg = match ev {
+                Ok(Event::Key(k)) => Msg::Key(k),
+                Ok(Event::Mouse(m)) => Msg::Mouse(m),
+                Ok(Event::Resize(w, h)) => Msg::Resize(w, h),
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading terminal events");
+                    break;
+                }
+            };
+            if tx.send(msg).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// On quit: drops queued work and waits (up to 30 s) for the writes in
+/// flight, saying so on the screen.
+async fn finish_writes(
+    terminal: &mut Terminal<CrosstermBackend<std::io::Stdout>>,
+    app: &mut App,
+    rt: &mut Runtime,
+) -> Result<(), TuiError> {
     rt.stop_listing();
     rt.stop_queued();
     if rt.jobs() > 0 {
@@ -261,13 +284,12 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
             app::Level::Info,
             format!("finishing {} write(s) in flight…", rt.jobs()),
         ));
-        terminal.draw(|f| view::draw(f, &app))?;
+        terminal.draw(|f| view::draw(f, app))?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while rt.jobs() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    drop(terminal);
     Ok(())
 }
 
