@@ -12,8 +12,8 @@ use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::Region;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
+use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::EncodingType;
 use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream, StreamExt};
@@ -81,10 +81,6 @@ const BODY_ATTEMPTS: u32 = 3;
 const BODY_BACKOFF: Duration = Duration::from_millis(50);
 /// A body that sends nothing for this long is given up (and retried).
 const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Attempts at one listing page whose reply broke off or failed
-/// transiently after the SDK's own retries: one bad page must not lose a
-/// listing of a whole bucket.
-const PAGE_ATTEMPTS: u32 = 3;
 /// S3 may return empty pages that say "truncated"; this many in a row
 /// means a server that would never end the listing.
 const MAX_EMPTY_PAGES: u32 = 100;
@@ -183,7 +179,10 @@ where
                 (429 | 503, _)
                 | (
                     _,
-                    "SlowDown" | "Throttling" | "ThrottlingException" | "TooManyRequests"
+                    "SlowDown"
+                    | "Throttling"
+                    | "ThrottlingException"
+                    | "TooManyRequests"
                     | "RequestLimitExceeded",
                 ) => StorageError::Throttled { message },
                 // S3 answers 400 RequestTimeout to a client that sent its
@@ -276,37 +275,25 @@ impl Lister {
         None
     }
 
+    /// One page. The SDK has retried throttling, 5xx and replies that broke
+    /// off (it reads a listing's body itself): no second retry layer here.
     async fn fetch(&self) -> Result<ListObjectsV2Output> {
-        let mut attempt = 1;
-        loop {
-            let res = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(&self.prefix)
-                .set_encoding_type(self.url_encoded.then_some(EncodingType::Url))
-                .set_max_keys(self.page_size)
-                .set_continuation_token(self.token.clone())
-                .send()
-                .await;
-            let e = match res {
-                Ok(out) => return Ok(out),
-                Err(e) => e,
-            };
-            // A reply that broke off while its body was read is not
-            // retried by the SDK; everything else it has retried already.
-            let broke_off = matches!(e, SdkError::ResponseError(_));
-            let mut err = map_err(e, &self.prefix);
-            if let StorageError::NoSuchBucket { bucket } = &mut err {
-                bucket.clone_from(&self.bucket);
-            }
-            if !broke_off || attempt >= PAGE_ATTEMPTS {
-                return Err(err);
-            }
-            tracing::debug!(prefix = %self.prefix, attempt, %err, "listing page broke off, retrying");
-            tokio::time::sleep(BODY_BACKOFF * 2u32.pow(attempt - 1)).await;
-            attempt += 1;
-        }
+        self.client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&self.prefix)
+            .set_encoding_type(self.url_encoded.then_some(EncodingType::Url))
+            .set_max_keys(self.page_size)
+            .set_continuation_token(self.token.clone())
+            .send()
+            .await
+            .map_err(|e| {
+                let mut err = map_err(e, &self.prefix);
+                if let StorageError::NoSuchBucket { bucket } = &mut err {
+                    bucket.clone_from(&self.bucket);
+                }
+                err
+            })
     }
 
     /// Moves to the next page, refusing a server that would never end.
