@@ -154,7 +154,8 @@ fn storage_outcome(e: StorageError) -> Outcome {
         // system, refused by the store): trying again changes nothing.
         StorageError::Io { .. }
         | StorageError::InvalidKey { .. }
-        | StorageError::TooLarge { .. } => Outcome::Skipped {
+        | StorageError::TooLarge { .. }
+        | StorageError::Rejected { .. } => Outcome::Skipped {
             reason: e.to_string(),
         },
         e => Outcome::Retry {

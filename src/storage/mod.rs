@@ -75,17 +75,66 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// The body of a reply broke off (connection reset, stalled) on every
+    /// attempt.
+    #[error("reading {key:?} broke off ({attempts} attempts): {message}")]
+    Interrupted {
+        key: String,
+        attempts: u32,
+        message: String,
+    },
+    /// The store refused the request for a reason that retrying cannot
+    /// change (a 4xx other than throttling, conflicts, 403 and 404).
+    #[error("the store rejected {key:?} (HTTP {status}): {message}")]
+    Rejected {
+        key: String,
+        status: u16,
+        message: String,
+    },
+    /// A listing that cannot go on without looping or silently missing
+    /// keys (a repeated continuation token, endless empty pages).
+    #[error("listing {prefix:?} in {store} stopped: {reason}")]
+    BrokenListing {
+        store: String,
+        prefix: String,
+        reason: String,
+    },
     #[error("{message}")]
     Other { message: String },
 }
 
 impl StorageError {
-    /// Worth retrying later (throttling, network, 5xx).
+    /// Worth retrying later: throttling, 5xx, network failures, timeouts
+    /// and bodies that broke off. Everything else (access denied, a missing
+    /// bucket, other 4xx, too large, invalid keys, a full or read-only disk)
+    /// fails the same way again, so retrying only costs time and money.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            StorageError::Throttled { .. } | StorageError::Unavailable { .. }
-        )
+        use std::io::ErrorKind as K;
+        match self {
+            StorageError::Throttled { .. }
+            | StorageError::Unavailable { .. }
+            | StorageError::Interrupted { .. } => true,
+            StorageError::Io { source, .. } => matches!(
+                source.kind(),
+                K::TimedOut
+                    | K::Interrupted
+                    | K::WouldBlock
+                    | K::ConnectionReset
+                    | K::ConnectionAborted
+                    | K::ConnectionRefused
+                    | K::NotConnected
+                    | K::ResourceBusy
+            ),
+            StorageError::NotFound { .. }
+            | StorageError::NoSuchBucket { .. }
+            | StorageError::Conflict { .. }
+            | StorageError::TooLarge { .. }
+            | StorageError::AccessDenied { .. }
+            | StorageError::InvalidKey { .. }
+            | StorageError::Rejected { .. }
+            | StorageError::BrokenListing { .. }
+            | StorageError::Other { .. } => false,
+        }
     }
 }
 
@@ -201,6 +250,60 @@ pub(crate) fn content_type_for(key: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_errors_that_can_pass_are_transient() {
+        let io = |kind| StorageError::Io {
+            context: "writing".into(),
+            source: std::io::Error::from(kind),
+        };
+        let msg = || "m".to_string();
+        let transient = [
+            StorageError::Throttled { message: msg() },
+            StorageError::Unavailable { message: msg() },
+            StorageError::Interrupted {
+                key: "k".into(),
+                attempts: 3,
+                message: msg(),
+            },
+            io(std::io::ErrorKind::TimedOut),
+            io(std::io::ErrorKind::ConnectionReset),
+        ];
+        for e in &transient {
+            assert!(e.is_transient(), "{e:?}");
+        }
+        let permanent = [
+            StorageError::AccessDenied { message: msg() },
+            StorageError::NoSuchBucket { bucket: "b".into() },
+            StorageError::NotFound { key: "k".into() },
+            StorageError::Conflict {
+                key: "k".into(),
+                reason: msg(),
+            },
+            StorageError::TooLarge {
+                key: "k".into(),
+                size: 2,
+                limit: 1,
+            },
+            StorageError::InvalidKey {
+                key: "k".into(),
+                reason: "too long",
+            },
+            StorageError::Rejected {
+                key: "k".into(),
+                status: 400,
+                message: msg(),
+            },
+            StorageError::Other { message: msg() },
+            io(std::io::ErrorKind::PermissionDenied),
+            io(std::io::ErrorKind::StorageFull),
+            io(std::io::ErrorKind::ReadOnlyFilesystem),
+            io(std::io::ErrorKind::InvalidFilename),
+        ];
+        for e in &permanent {
+            assert!(!e.is_transient(), "{e:?}");
+        }
+    }
 
     #[test]
     fn bucket_spec_tells_folders_from_buckets() {

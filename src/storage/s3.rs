@@ -1,6 +1,7 @@
 //! Amazon S3 and S3-compatible stores (MinIO, LocalStack, ...) through the
 //! official SDK and the standard credential chain.
 
+use std::collections::HashSet;
 use std::ops::Range;
 use std::time::Duration;
 
@@ -11,10 +12,12 @@ use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::Region;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::EncodingType;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream, StreamExt};
+use md5::{Digest, Md5};
 
 use super::{Object, ObjectInfo, PutCondition, Result, StorageError, Store, StoreKind};
 
@@ -41,11 +44,14 @@ pub async fn sdk_client(opts: &S3Options) -> Client {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         // Throttling and 5xx are retried with backoff by the SDK.
         .retry_config(RetryConfig::standard().with_max_attempts(4))
-        // A server that goes away must produce an error, not a hang.
+        // A server that goes away must produce an error, not a hang. The
+        // read timeout only covers the wait for a reply's headers; bodies
+        // are guarded by `S3Store`'s idle timeout.
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(5))
                 .read_timeout(Duration::from_secs(60))
+                .operation_attempt_timeout(Duration::from_secs(120))
                 .build(),
         );
     if let Some(p) = &opts.profile {
@@ -68,11 +74,23 @@ pub async fn sdk_client(opts: &S3Options) -> Client {
     Client::from_conf(conf.build())
 }
 
+/// Attempts at a GET whose body breaks off after the headers arrived: the
+/// SDK retries failed requests, but not a body that fails while streaming.
+const BODY_ATTEMPTS: u32 = 3;
+/// First pause between such attempts; doubled each time.
+const BODY_BACKOFF: Duration = Duration::from_millis(50);
+/// A body that sends nothing for this long is given up (and retried).
+const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// S3 may return empty pages that say "truncated"; this many in a row
+/// means a server that would never end the listing.
+const MAX_EMPTY_PAGES: u32 = 100;
+
 pub struct S3Store {
     client: Client,
     bucket: String,
     page_size: Option<i32>,
     url_encoded_listing: bool,
+    body_idle_timeout: Duration,
 }
 
 impl S3Store {
@@ -84,6 +102,7 @@ impl S3Store {
             bucket: bucket.to_string(),
             page_size: None,
             url_encoded_listing: !opts.no_url_encoded_listing,
+            body_idle_timeout: BODY_IDLE_TIMEOUT,
         }
     }
 
@@ -94,6 +113,7 @@ impl S3Store {
             bucket: bucket.to_string(),
             page_size: None,
             url_encoded_listing: true,
+            body_idle_timeout: BODY_IDLE_TIMEOUT,
         }
     }
 
@@ -108,6 +128,13 @@ impl S3Store {
     /// [`S3Options::no_url_encoded_listing`]).
     pub fn with_url_encoded_listing(mut self, on: bool) -> Self {
         self.url_encoded_listing = on;
+        self
+    }
+
+    /// Gives up on a reply body that sends nothing for `d` (and retries
+    /// the request); 30 s by default.
+    pub fn with_body_idle_timeout(mut self, d: Duration) -> Self {
+        self.body_idle_timeout = d;
         self
     }
 
@@ -149,10 +176,20 @@ where
                     | "SignatureDoesNotMatch"
                     | "ExpiredToken",
                 ) => StorageError::AccessDenied { message },
-                (429 | 503, _) | (_, "SlowDown" | "Throttling" | "ThrottlingException") => {
-                    StorageError::Throttled { message }
+                (429 | 503, _)
+                | (
+                    _,
+                    "SlowDown"
+                    | "Throttling"
+                    | "ThrottlingException"
+                    | "TooManyRequests"
+                    | "RequestLimitExceeded",
+                ) => StorageError::Throttled { message },
+                // S3 answers 400 RequestTimeout to a client that sent its
+                // body too slowly: the network's fault, not the request's.
+                (500..=599, _) | (_, "RequestTimeout" | "InternalError") => {
+                    StorageError::Unavailable { message }
                 }
-                (500..=599, _) => StorageError::Unavailable { message },
                 (301, _) | (_, "PermanentRedirect" | "AuthorizationHeaderMalformed") => {
                     StorageError::Other {
                         message: format!(
@@ -160,6 +197,11 @@ where
                         ),
                     }
                 }
+                (400..=499, _) => StorageError::Rejected {
+                    key: key.to_string(),
+                    status,
+                    message,
+                },
                 _ => StorageError::Other { message },
             }
         }
@@ -184,6 +226,200 @@ fn timestamp_secs(t: Option<&aws_sdk_s3::primitives::DateTime>) -> Option<i64> {
     t.map(|d| d.secs())
 }
 
+/// Pages through a listing with our own loop rather than the SDK's
+/// paginator, which stops silently (a truncated listing that looks whole)
+/// when a server repeats a continuation token.
+struct Lister {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    page_size: Option<i32>,
+    url_encoded: bool,
+    token: Option<String>,
+    /// Every continuation token seen: one coming back means a loop. A few
+    /// hundred bytes per 1,000 keys.
+    seen: HashSet<String>,
+    empty_run: u32,
+    done: bool,
+}
+
+impl Lister {
+    /// The next non-empty page; `None` once the listing is over or after
+    /// an error.
+    async fn next_page(&mut self) -> Option<Result<Vec<ObjectInfo>>> {
+        while !self.done {
+            let step = match self.fetch().await {
+                Ok(out) => self.advance(&out).map(|()| self.objects(&out)),
+                Err(e) => Err(e),
+            };
+            match step {
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+                Ok(objs) if !objs.is_empty() => return Some(Ok(objs)),
+                // Empty pages are skipped, not yielded.
+                Ok(_) => {}
+            }
+        }
+        None
+    }
+
+    /// One page. The SDK has retried throttling, 5xx and replies that broke
+    /// off (it reads a listing's body itself): no second retry layer here.
+    async fn fetch(&self) -> Result<ListObjectsV2Output> {
+        self.client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&self.prefix)
+            .set_encoding_type(self.url_encoded.then_some(EncodingType::Url))
+            .set_max_keys(self.page_size)
+            .set_continuation_token(self.token.clone())
+            .send()
+            .await
+            .map_err(|e| {
+                let mut err = map_err(e, &self.prefix);
+                if let StorageError::NoSuchBucket { bucket } = &mut err {
+                    bucket.clone_from(&self.bucket);
+                }
+                err
+            })
+    }
+
+    /// Moves to the next page, refusing a server that would never end.
+    fn advance(&mut self, out: &ListObjectsV2Output) -> Result<()> {
+        if !out.is_truncated().unwrap_or(false) {
+            self.done = true;
+            return Ok(());
+        }
+        let stop = |reason: String| StorageError::BrokenListing {
+            store: format!("s3://{}", self.bucket),
+            prefix: self.prefix.clone(),
+            reason,
+        };
+        if out.contents().is_empty() {
+            self.empty_run += 1;
+            if self.empty_run > MAX_EMPTY_PAGES {
+                return Err(stop(format!(
+                    "the server sent {} empty pages in a row, each saying more follow",
+                    self.empty_run
+                )));
+            }
+        } else {
+            self.empty_run = 0;
+        }
+        let next = match out.next_continuation_token() {
+            Some(t) if !t.is_empty() => t,
+            _ => {
+                return Err(stop(
+                    "the server said more keys follow but gave no continuation token".into(),
+                ));
+            }
+        };
+        if !self.seen.insert(next.to_string()) {
+            return Err(stop(
+                "the server sent a continuation token it had sent before; the listing would \
+                 never end"
+                    .into(),
+            ));
+        }
+        self.token = Some(next.to_string());
+        Ok(())
+    }
+
+    fn objects(&self, out: &ListObjectsV2Output) -> Vec<ObjectInfo> {
+        // Decode only if the server says it encoded the keys.
+        let encoded = self.url_encoded && out.encoding_type() == Some(&EncodingType::Url);
+        out.contents()
+            .iter()
+            .filter_map(|o| {
+                let raw = o.key()?;
+                let key = if encoded {
+                    crate::contract::decode_form_key(raw)?
+                } else {
+                    raw.to_string()
+                };
+                Some(ObjectInfo {
+                    key,
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    etag: o.e_tag().map(Into::into),
+                    last_modified: timestamp_secs(o.last_modified()),
+                })
+            })
+            .collect()
+    }
+}
+
+fn interrupted(key: &str, message: String) -> StorageError {
+    StorageError::Interrupted {
+        key: key.to_string(),
+        attempts: 1,
+        message,
+    }
+}
+
+/// Reads a reply body, giving up on one that stalls for `idle` and never
+/// holding more than `limit` bytes, whatever the headers claimed.
+async fn read_body(
+    mut body: ByteStream,
+    key: &str,
+    claimed: Option<u64>,
+    limit: u64,
+    idle: Duration,
+) -> Result<Bytes> {
+    let mut buf = BytesMut::with_capacity(claimed.unwrap_or(0).min(limit).min(1 << 26) as usize);
+    loop {
+        let chunk = match tokio::time::timeout(idle, body.next()).await {
+            Err(_) => return Err(interrupted(key, format!("no data for {idle:?}"))),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(interrupted(key, super::error_chain(&e))),
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        let size = (buf.len() + chunk.len()) as u64;
+        if size > limit {
+            return Err(StorageError::TooLarge {
+                key: key.to_string(),
+                size: claimed.unwrap_or(0).max(size),
+                limit,
+            });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    match claimed {
+        Some(n) if n != buf.len() as u64 => Err(interrupted(
+            key,
+            format!("the body ended after {} of {n} bytes", buf.len()),
+        )),
+        _ => Ok(buf.freeze()),
+    }
+}
+
+/// Runs a GET again when its body broke off, which the SDK does not retry.
+async fn with_body_retries<T, F, Fut>(mut attempt_once: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match attempt_once().await {
+            Err(StorageError::Interrupted { key, message, .. }) => {
+                if attempt >= BODY_ATTEMPTS {
+                    return Err(StorageError::Interrupted {
+                        key,
+                        attempts: attempt,
+                        message,
+                    });
+                }
+                tracing::debug!(key, attempt, %message, "reply body broke off, retrying");
+                tokio::time::sleep(BODY_BACKOFF * 2u32.pow(attempt - 1)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 #[async_trait]
 impl Store for S3Store {
     fn kind(&self) -> StoreKind {
@@ -200,118 +436,35 @@ impl Store for S3Store {
 
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<Vec<ObjectInfo>>> {
         // Keys may hold characters XML 1.0 cannot carry, so ask for
-        // URL-encoded keys; decode only if the server says it encoded them.
-        let pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .set_encoding_type(self.url_encoded_listing.then_some(EncodingType::Url))
-            .set_max_keys(self.page_size)
-            .into_paginator()
-            .send();
-        let bucket = self.bucket.clone();
-        let decode = self.url_encoded_listing;
-        stream::unfold(Some(pages), move |state| {
-            let bucket = bucket.clone();
-            async move {
-                let mut pages = state?;
-                // Empty pages (an empty prefix) are skipped, not yielded.
-                loop {
-                    let out = match pages.next().await? {
-                        Ok(out) => out,
-                        Err(e) => {
-                            let mut err = map_err(e, "");
-                            if let StorageError::NoSuchBucket { bucket: b } = &mut err {
-                                *b = bucket;
-                            }
-                            // An error ends the listing.
-                            return Some((Err(err), None));
-                        }
-                    };
-                    let encoded = decode && out.encoding_type() == Some(&EncodingType::Url);
-                    let objs: Vec<ObjectInfo> = out
-                        .contents()
-                        .iter()
-                        .filter_map(|o| {
-                            let raw = o.key()?;
-                            let key = if encoded {
-                                crate::contract::decode_form_key(raw)?
-                            } else {
-                                raw.to_string()
-                            };
-                            Some(ObjectInfo {
-                                key,
-                                size: o.size().unwrap_or(0).max(0) as u64,
-                                etag: o.e_tag().map(Into::into),
-                                last_modified: timestamp_secs(o.last_modified()),
-                            })
-                        })
-                        .collect();
-                    if !objs.is_empty() {
-                        return Some((Ok(objs), Some(pages)));
-                    }
-                }
-            }
+        // URL-encoded keys.
+        let lister = Lister {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            prefix: prefix.to_string(),
+            page_size: self.page_size,
+            url_encoded: self.url_encoded_listing,
+            token: None,
+            seen: HashSet::new(),
+            empty_run: 0,
+            done: false,
+        };
+        stream::unfold(lister, |mut l| async move {
+            let page = l.next_page().await?;
+            Some((page, l))
         })
         .boxed()
     }
 
     async fn get(&self, key: &str, limit: u64) -> Result<Object> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| self.fix_bucket(map_err(e, key)))?;
-        let size = out.content_length().unwrap_or(0).max(0) as u64;
-        if size > limit {
-            return Err(StorageError::TooLarge {
-                key: key.into(),
-                size,
-                limit,
-            });
-        }
-        let info = ObjectInfo {
-            key: key.to_string(),
-            size,
-            etag: out.e_tag().map(Into::into),
-            last_modified: timestamp_secs(out.last_modified()),
-        };
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StorageError::Unavailable {
-                message: format!("reading {key:?}: {e}"),
-            })?
-            .into_bytes();
-        Ok(Object { info, body })
+        with_body_retries(|| self.get_once(key, None, limit)).await
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .range(format!("bytes={}-{}", range.start, range.end - 1))
-            .send()
-            .await
-            .map_err(|e| self.fix_bucket(map_err(e, key)))?;
-        Ok(out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StorageError::Unavailable {
-                message: format!("reading {key:?}: {e}"),
-            })?
-            .into_bytes())
+        let obj = with_body_retries(|| self.get_once(key, Some(&range), u64::MAX)).await?;
+        Ok(obj.body)
     }
 
     async fn head(&self, key: &str) -> Result<ObjectInfo> {
@@ -332,6 +485,9 @@ impl Store for S3Store {
     }
 
     async fn put(&self, key: &str, body: Bytes, condition: PutCondition) -> Result<String> {
+        let if_match = matches!(condition, PutCondition::IfMatch(_));
+        // S3's ETag of a single-part PUT is the MD5 of its body.
+        let sent_md5 = (condition != PutCondition::None).then(|| hex::encode(Md5::digest(&body)));
         let mut req = self
             .client
             .put_object()
@@ -339,21 +495,29 @@ impl Store for S3Store {
             .key(key)
             .content_type(super::content_type_for(key))
             .body(ByteStream::from(body));
-        let if_match = matches!(condition, PutCondition::IfMatch(_));
         req = match condition {
             PutCondition::None => req,
             PutCondition::CreateOnly => req.if_none_match("*"),
             PutCondition::IfMatch(etag) => req.if_match(etag),
         };
-        let out = req.send().await.map_err(|e| match map_err(e, key) {
+        let err = match req.send().await {
+            Ok(out) => return Ok(out.e_tag().unwrap_or_default().to_string()),
+            Err(e) => map_err(e, key),
+        };
+        match err {
+            StorageError::Conflict { key, reason } => {
+                match self.holds_our_body(&key, sent_md5.as_deref()).await {
+                    Some(etag) => Ok(etag),
+                    None => Err(StorageError::Conflict { key, reason }),
+                }
+            }
             // If-Match on an object that is gone: someone deleted it.
-            StorageError::NotFound { key } if if_match => StorageError::Conflict {
+            StorageError::NotFound { key } if if_match => Err(StorageError::Conflict {
                 key,
                 reason: "object does not exist".into(),
-            },
-            e => self.fix_bucket(e),
-        })?;
-        Ok(out.e_tag().unwrap_or_default().to_string())
+            }),
+            e => Err(self.fix_bucket(e)),
+        }
     }
 }
 
@@ -363,6 +527,47 @@ impl S3Store {
             *bucket = self.bucket.clone();
         }
         err
+    }
+
+    /// One GET, headers and body; `limit` bounds what is read.
+    async fn get_once(&self, key: &str, range: Option<&Range<u64>>, limit: u64) -> Result<Object> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_range(range.map(|r| format!("bytes={}-{}", r.start, r.end - 1)))
+            .send()
+            .await
+            .map_err(|e| self.fix_bucket(map_err(e, key)))?;
+        let claimed = out.content_length().map(|n| n.max(0) as u64);
+        let size = claimed.unwrap_or(0);
+        if size > limit {
+            return Err(StorageError::TooLarge {
+                key: key.into(),
+                size,
+                limit,
+            });
+        }
+        let info = ObjectInfo {
+            key: key.to_string(),
+            size,
+            etag: out.e_tag().map(Into::into),
+            last_modified: timestamp_secs(out.last_modified()),
+        };
+        let body = read_body(out.body, key, claimed, limit, self.body_idle_timeout).await?;
+        Ok(Object { info, body })
+    }
+
+    /// The object's ETag if it now holds exactly the body whose MD5 we
+    /// sent. A PUT can land and lose its reply; the SDK then retries it and
+    /// the retry fails its own precondition. Only an identical body counts,
+    /// so a genuine concurrent writer is still a conflict.
+    async fn holds_our_body(&self, key: &str, sent_md5: Option<&str>) -> Option<String> {
+        let sent_md5 = sent_md5?;
+        let etag = self.head(key).await.ok()?.etag?;
+        let bare = etag.trim().trim_start_matches("W/").trim_matches('"');
+        bare.eq_ignore_ascii_case(sent_md5).then(|| etag.into())
     }
 }
 

@@ -1,2 +1,3 @@
+pub mod faulty_proxy;
 pub mod fixtures;
 pub mod s3mem;

@@ -1,7 +1,8 @@
 //! An in-memory S3 service for tests and benches, served over real HTTP on
 //! loopback by the `s3s` protocol implementation (SigV4 auth, XML, ranges,
 //! conditional headers). It keeps ETags in listings, which `s3s-fs` does
-//! not, and can inject faults (throttling, 5xx) and be switched off.
+//! not, can inject faults (throttling, 5xx), misbehave in listings, and be
+//! switched off. Network faults are `faulty_proxy`'s.
 
 #![allow(dead_code)]
 
@@ -39,6 +40,17 @@ struct State {
     /// `X-Amzn-Trace-Id` of each request that had one (the SDK sends it
     /// from inside Lambda, for recursive-loop detection).
     trace_ids: Vec<String>,
+    list_quirk: Option<ListQuirk>,
+}
+
+/// Listing misbehaviours seen in S3-compatible servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListQuirk {
+    /// Every page after the first hands back the continuation token it
+    /// was asked with: a client that trusts it loops forever.
+    RepeatToken,
+    /// Every page is empty, says more follow, and carries a fresh token.
+    EmptyPages,
 }
 
 #[derive(Clone, Default)]
@@ -102,6 +114,11 @@ impl MemS3 {
         self.state.lock().unwrap().deny_missing = on;
     }
 
+    /// Makes listings misbehave (or behave again with `None`).
+    pub fn list_quirk(&self, quirk: Option<ListQuirk>) {
+        self.state.lock().unwrap().list_quirk = quirk;
+    }
+
     fn missing(&self) -> S3Error {
         if self.state.lock().unwrap().deny_missing {
             s3_error!(AccessDenied)
@@ -160,6 +177,16 @@ impl S3 for MemS3 {
         )?;
         let input = req.input;
         let st = self.state.lock().unwrap();
+        if st.list_quirk == Some(ListQuirk::EmptyPages) {
+            return Ok(S3Response::new(ListObjectsV2Output {
+                name: Some(input.bucket),
+                key_count: Some(0),
+                is_truncated: Some(true),
+                next_continuation_token: Some(hex::encode(format!("empty-{}", st.requests))),
+                continuation_token: input.continuation_token,
+                ..Default::default()
+            }));
+        }
         let objs = st
             .buckets
             .get(&input.bucket)
@@ -210,11 +237,15 @@ impl S3 for MemS3 {
             key_count: Some(contents.len() as i32),
             max_keys: Some(max as i32),
             contents: Some(contents),
-            is_truncated: Some(truncated),
-            next_continuation_token: if truncated {
-                last.map(hex::encode)
-            } else {
-                None
+            is_truncated: Some(
+                truncated
+                    || (input.continuation_token.is_some()
+                        && st.list_quirk == Some(ListQuirk::RepeatToken)),
+            ),
+            next_continuation_token: match (&input.continuation_token, st.list_quirk) {
+                (Some(t), Some(ListQuirk::RepeatToken)) => Some(t.clone()),
+                _ if truncated => last.map(hex::encode),
+                _ => None,
             },
             continuation_token: input.continuation_token,
             encoding_type: input.encoding_type,
