@@ -13,7 +13,7 @@ use crate::contract::{
 };
 use crate::detection::{DetectFailure, DetectInput, DetectParams, Detection, DynDetector};
 pub use crate::outcome::Outcome;
-use crate::storage::{DynStore, ObjectInfo, PutCondition, StorageError, StoreKind};
+use crate::storage::{DynStore, ObjectInfo, PutCondition, StorageError};
 
 /// Images larger than this are not downloaded for detection.
 pub const MAX_IMAGE_BYTES: u64 = 64 * 1024 * 1024;
@@ -344,7 +344,7 @@ async fn read_input(
     key: &str,
     head: &ObjectInfo,
 ) -> Result<Result<(DetectInput, ObjectInfo), ErrorInfo>, Outcome> {
-    if detector.reads_s3() && store.kind() == StoreKind::S3 {
+    if detector.reads_s3() && store.aws_readable() {
         let header = store
             .get_range(key, 0..HEADER_BYTES.min(head.size))
             .await

@@ -75,11 +75,49 @@ fn opts() -> TagOptions {
 async fn s3_store(mem: &MemS3, bucket: &str) -> (common::s3mem::TestServer, DynStore) {
     mem.create_bucket(bucket);
     let server = s3mem::serve(mem.clone()).await;
-    let store = Arc::new(S3Store::from_client(
-        s3mem::client(&server.endpoint()),
-        bucket,
-    ));
+    // The loopback server stands in for AWS S3 here, which Rekognition
+    // could read by reference.
+    let store = Arc::new(
+        S3Store::from_client(s3mem::client(&server.endpoint()), bucket).with_aws_readable(true),
+    );
     (server, store)
+}
+
+/// With a custom endpoint (MinIO, LocalStack) the bucket is not AWS's:
+/// a reference would make Rekognition read a same-named bucket in AWS, so
+/// the image goes as bytes.
+#[tokio::test]
+async fn a_custom_endpoint_sends_bytes_not_a_reference() {
+    let mem = MemS3::new();
+    mem.create_bucket("minio");
+    let server = s3mem::serve(mem.clone()).await;
+    // What `--endpoint-url` gives (connect sends nothing yet).
+    let s3 = imgtag::storage::S3Options {
+        endpoint_url: Some(server.endpoint()),
+        ..Default::default()
+    };
+    let connected: DynStore = Arc::new(S3Store::connect("minio", &s3).await);
+    assert!(!connected.aws_readable());
+    let store: DynStore = Arc::new(
+        S3Store::from_client(s3mem::client(&server.endpoint()), "minio").with_aws_readable(false),
+    );
+    store
+        .put(
+            "uploads/cat.png",
+            Bytes::from_static(CHELSEA),
+            PutCondition::None,
+        )
+        .await
+        .unwrap();
+    let rule = mock!(Client::detect_labels)
+        .match_requests(|r| {
+            r.image().and_then(|i| i.s3_object()).is_none()
+                && r.image().and_then(|i| i.bytes()).is_some()
+        })
+        .then_output(cat_response);
+    let out = tag(&store, &detector(&[&rule]), "uploads/cat.png", &opts()).await;
+    assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");
+    assert_eq!(rule.num_calls(), 1);
 }
 
 #[tokio::test]

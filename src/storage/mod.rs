@@ -144,6 +144,11 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn kind(&self) -> StoreKind;
+    /// Whether AWS services (Rekognition) can read objects of this bucket
+    /// by reference: AWS S3 itself, not a local folder or another endpoint.
+    fn aws_readable(&self) -> bool {
+        false
+    }
     /// The bucket name recorded in `ImgTag.Source.Bucket`.
     fn bucket_name(&self) -> &str;
     /// A human description: `s3://bucket` or the folder path.

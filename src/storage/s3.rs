@@ -37,6 +37,13 @@ pub struct S3Options {
     pub no_url_encoded_listing: bool,
 }
 
+/// Whether the environment points the SDK at another S3 endpoint.
+fn endpoint_in_env() -> bool {
+    ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+}
+
 /// An S3 client from the default credential chain and the options, shared
 /// by every bucket a process opens (the Lambda handler opens the bucket each
 /// event names). Nothing is sent until the first request.
@@ -91,6 +98,10 @@ pub struct S3Store {
     page_size: Option<i32>,
     url_encoded_listing: bool,
     body_idle_timeout: Duration,
+    /// Whether AWS services (Rekognition) can read this bucket by
+    /// reference: only AWS S3 itself, never a custom endpoint (MinIO, ...),
+    /// where a reference would name a same-named bucket in AWS.
+    aws_readable: bool,
 }
 
 impl S3Store {
@@ -103,18 +114,29 @@ impl S3Store {
             page_size: None,
             url_encoded_listing: !opts.no_url_encoded_listing,
             body_idle_timeout: BODY_IDLE_TIMEOUT,
+            aws_readable: opts.endpoint_url.is_none() && !endpoint_in_env(),
         }
     }
 
     /// Wraps an existing client (tests, Lambda).
     pub fn from_client(client: Client, bucket: &str) -> Self {
         S3Store {
+            // The client's endpoint cannot be read back; a caller that set
+            // one says so with `with_aws_readable(false)`.
+            aws_readable: !endpoint_in_env(),
             client,
             bucket: bucket.to_string(),
             page_size: None,
             url_encoded_listing: true,
             body_idle_timeout: BODY_IDLE_TIMEOUT,
         }
+    }
+
+    /// Overrides whether AWS services can read the bucket by reference
+    /// (tests that stand a loopback server in for AWS S3).
+    pub fn with_aws_readable(mut self, on: bool) -> Self {
+        self.aws_readable = on;
+        self
     }
 
     /// Asks for pages of at most `n` keys (S3's default and maximum is
@@ -424,6 +446,10 @@ where
 impl Store for S3Store {
     fn kind(&self) -> StoreKind {
         StoreKind::S3
+    }
+
+    fn aws_readable(&self) -> bool {
+        self.aws_readable
     }
 
     fn bucket_name(&self) -> &str {
