@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::DetectorKind;
 use crate::contract::{DEFAULT_MIN_CONFIDENCE, Layout, is_folder_placeholder};
-use crate::detection::{DetectFailure, DetectInput, DetectParams, Detection, Detector, DynDetector};
+use crate::detection::{
+    DetectFailure, DetectInput, DetectParams, Detection, Detector, DynDetector,
+};
 use crate::pipeline::{Outcome, TagOptions, tag};
 use crate::storage::{
     DynStore, Object, ObjectInfo, PutCondition, S3Store, StorageError, Store, StoreKind,
@@ -409,7 +411,13 @@ impl Buckets for S3Buckets {
 
     async fn current_version(&self, bucket: &str, key: &str) -> VersionLookup {
         use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-        let head = self.client.head_object().bucket(bucket).key(key).send().await;
+        let head = self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await;
         let err = match head {
             Ok(out) => return VersionLookup::Current(out.version_id().map(str::to_string)),
             Err(e) => e,
