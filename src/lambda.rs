@@ -183,31 +183,8 @@ impl LambdaConfig {
                 });
             }
         };
-        // Required: a function that silently trusts every bucket is the
-        // unsafe default; `*` says so explicitly.
-        let buckets = match get("IMGTAG_BUCKETS") {
-            None => Err("is required: the bucket(s) to tag, comma-separated, or * for any".into()),
-            Some(v) => AllowedBuckets::parse(&v).map_err(|m| format!("{v:?} {m}")),
-        }
-        .map_err(|message| LambdaError::Config {
-            var: "IMGTAG_BUCKETS",
-            message,
-        })?;
-        let max_pixels = match get("IMGTAG_MAX_MEGAPIXELS") {
-            None => None,
-            Some(v) => match v.parse::<f64>() {
-                Ok(mp) if mp > 0.0 && mp <= MAX_MEGAPIXELS => Some((mp * 1e6) as u64),
-                _ => {
-                    return Err(LambdaError::Config {
-                        var: "IMGTAG_MAX_MEGAPIXELS",
-                        message: format!(
-                            "{v:?} is not a number of megapixels above 0 and at most \
-                             {MAX_MEGAPIXELS}"
-                        ),
-                    });
-                }
-            },
-        };
+        let buckets = buckets_var(get("IMGTAG_BUCKETS"))?;
+        let max_pixels = max_pixels_var(get("IMGTAG_MAX_MEGAPIXELS"))?;
         Ok(LambdaConfig {
             layout,
             min_confidence,
@@ -245,6 +222,33 @@ impl LambdaConfig {
             Some(max_pixels) => PixelBound::wrap(inner, max_pixels),
             None => inner,
         }
+    }
+}
+
+/// `IMGTAG_BUCKETS`, required: a function that silently trusts every
+/// bucket is the unsafe default; `*` says so explicitly.
+fn buckets_var(value: Option<String>) -> Result<AllowedBuckets, LambdaError> {
+    match value {
+        None => Err("is required: the bucket(s) to tag, comma-separated, or * for any".into()),
+        Some(v) => AllowedBuckets::parse(&v).map_err(|m| format!("{v:?} {m}")),
+    }
+    .map_err(|message| LambdaError::Config {
+        var: "IMGTAG_BUCKETS",
+        message,
+    })
+}
+
+/// `IMGTAG_MAX_MEGAPIXELS`: a bound below the decoder's own, in pixels.
+fn max_pixels_var(value: Option<String>) -> Result<Option<u64>, LambdaError> {
+    let Some(v) = value else { return Ok(None) };
+    match v.parse::<f64>() {
+        Ok(mp) if mp > 0.0 && mp <= MAX_MEGAPIXELS => Ok(Some((mp * 1e6) as u64)),
+        _ => Err(LambdaError::Config {
+            var: "IMGTAG_MAX_MEGAPIXELS",
+            message: format!(
+                "{v:?} is not a number of megapixels above 0 and at most {MAX_MEGAPIXELS}"
+            ),
+        }),
     }
 }
 
