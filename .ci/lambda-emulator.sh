@@ -64,6 +64,7 @@ envs=(
     AWS_ENDPOINT_URL_S3="$endpoint"
     IMGTAG_PATH_STYLE=true
     IMGTAG_DETECTOR=local
+    IMGTAG_BUCKETS=emulator
     IMGTAG_MIN_CONFIDENCE=50
     RUST_LOG=info
 )

@@ -12,9 +12,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::DetectorKind;
 use crate::contract::{DEFAULT_MIN_CONFIDENCE, Layout, is_folder_placeholder};
-use crate::detection::DynDetector;
+use crate::detection::{
+    DetectFailure, DetectInput, DetectParams, Detection, Detector, DynDetector,
+};
 use crate::pipeline::{Outcome, TagOptions, tag};
-use crate::storage::{DynStore, Object, ObjectInfo, PutCondition, StorageError, Store, StoreKind};
+use crate::storage::{
+    DynStore, Object, ObjectInfo, PutCondition, S3Store, StorageError, Store, StoreKind,
+};
 
 /// `ImgTag.TaggedBy` for documents the Lambda handler writes.
 pub const TAGGED_BY: &str = "imgtag-lambda";
@@ -43,12 +47,80 @@ pub struct LambdaConfig {
     /// Path-style S3 addressing, for S3-compatible endpoints set with
     /// `AWS_ENDPOINT_URL_S3` (tests, the local emulator).
     pub path_style: bool,
+    /// The buckets whose events and tasks the function acts on.
+    pub buckets: AllowedBuckets,
+    /// Images the function would have to decode are refused above this
+    /// many pixels (`IMGTAG_MAX_MEGAPIXELS`), so that the decoder's needs
+    /// fit the function's memory; `None` leaves the decoder's own limit.
+    pub max_pixels: Option<u64>,
+}
+
+/// The decoder's own ceiling ([`crate::imaging::DecodeLimits`]), which
+/// `IMGTAG_MAX_MEGAPIXELS` can only lower.
+pub const MAX_MEGAPIXELS: f64 = 50.0;
+
+/// Which buckets the function trusts. Anyone who can configure a
+/// notification or a Batch Operations job on another bucket could
+/// otherwise have the function read and write there with its role.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AllowedBuckets {
+    /// `IMGTAG_BUCKETS=*`: any bucket (the role's policy is then the only
+    /// limit).
+    Any,
+    /// `IMGTAG_BUCKETS=a,b`: these buckets only.
+    Only(Vec<String>),
+}
+
+impl AllowedBuckets {
+    /// Parses `*` or a comma-separated list of bucket names.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if value.trim() == "*" {
+            return Ok(AllowedBuckets::Any);
+        }
+        let names: Vec<String> = value
+            .split(',')
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect();
+        let bad = |n: &&String| {
+            // Legacy us-east-1 names may hold capitals and `_`.
+            !n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+        };
+        match names.iter().find(bad) {
+            _ if names.is_empty() => Err("names no bucket".into()),
+            Some(n) => Err(format!("{n:?} is not a bucket name (use * alone for any)")),
+            None => Ok(AllowedBuckets::Only(names)),
+        }
+    }
+
+    pub fn allows(&self, bucket: &str) -> bool {
+        match self {
+            AllowedBuckets::Any => true,
+            AllowedBuckets::Only(names) => names.iter().any(|n| n == bucket),
+        }
+    }
+
+    /// Builds an allow-list from names (tests, embedding).
+    pub fn only<S: Into<String>>(names: impl IntoIterator<Item = S>) -> Self {
+        AllowedBuckets::Only(names.into_iter().map(Into::into).collect())
+    }
+}
+
+/// Everything an invocation is handled with: the pipeline's options and
+/// the buckets the function trusts.
+#[derive(Debug, Clone)]
+pub struct HandlerOptions {
+    pub tag: TagOptions,
+    pub buckets: AllowedBuckets,
 }
 
 impl LambdaConfig {
-    /// Reads `IMGTAG_MIN_CONFIDENCE`, `IMGTAG_MAX_LABELS`,
-    /// `IMGTAG_UPLOADS_PREFIX`, `IMGTAG_METADATA_PREFIX`, `IMGTAG_DETECTOR`
-    /// and `IMGTAG_PATH_STYLE` from the process environment.
+    /// Reads `IMGTAG_BUCKETS` (required), `IMGTAG_MIN_CONFIDENCE`,
+    /// `IMGTAG_MAX_LABELS`, `IMGTAG_UPLOADS_PREFIX`,
+    /// `IMGTAG_METADATA_PREFIX`, `IMGTAG_DETECTOR`,
+    /// `IMGTAG_MAX_MEGAPIXELS` and `IMGTAG_PATH_STYLE` from the process
+    /// environment.
     pub fn from_env() -> Result<Self, LambdaError> {
         Self::from_vars(|name| std::env::var(name).ok())
     }
@@ -111,21 +183,119 @@ impl LambdaConfig {
                 });
             }
         };
+        let buckets = buckets_var(get("IMGTAG_BUCKETS"))?;
+        let max_pixels = max_pixels_var(get("IMGTAG_MAX_MEGAPIXELS"))?;
         Ok(LambdaConfig {
             layout,
             min_confidence,
             max_labels,
             detector,
             path_style,
+            buckets,
+            max_pixels,
         })
     }
 
-    /// The pipeline options every invocation uses.
+    /// The pipeline options every invocation uses. One attempt per
+    /// detection: Lambda's asynchronous retry (S3 events) and Batch
+    /// Operations' `TemporaryFailure` retry are the retry layer, on top of
+    /// the SDK's own bounded retry of throttling; a pipeline retry on top
+    /// would multiply the calls.
     pub fn tag_options(&self) -> TagOptions {
         let mut opts = TagOptions::new(self.layout.clone(), TAGGED_BY);
         opts.min_confidence = self.min_confidence;
         opts.max_labels = self.max_labels;
+        opts.attempts = 1;
         opts
+    }
+
+    pub fn handler_options(&self) -> HandlerOptions {
+        HandlerOptions {
+            tag: self.tag_options(),
+            buckets: self.buckets.clone(),
+        }
+    }
+
+    /// The detector with this configuration's pixel bound applied.
+    pub fn bound_detector(&self, inner: DynDetector) -> DynDetector {
+        match self.max_pixels {
+            Some(max_pixels) => PixelBound::wrap(inner, max_pixels),
+            None => inner,
+        }
+    }
+}
+
+/// `IMGTAG_BUCKETS`, required: a function that silently trusts every
+/// bucket is the unsafe default; `*` says so explicitly.
+fn buckets_var(value: Option<String>) -> Result<AllowedBuckets, LambdaError> {
+    match value {
+        None => Err("is required: the bucket(s) to tag, comma-separated, or * for any".into()),
+        Some(v) => AllowedBuckets::parse(&v).map_err(|m| format!("{v:?} {m}")),
+    }
+    .map_err(|message| LambdaError::Config {
+        var: "IMGTAG_BUCKETS",
+        message,
+    })
+}
+
+/// `IMGTAG_MAX_MEGAPIXELS`: a bound below the decoder's own, in pixels.
+fn max_pixels_var(value: Option<String>) -> Result<Option<u64>, LambdaError> {
+    let Some(v) = value else { return Ok(None) };
+    match v.parse::<f64>() {
+        Ok(mp) if mp > 0.0 && mp <= MAX_MEGAPIXELS => Ok(Some((mp * 1e6) as u64)),
+        _ => Err(LambdaError::Config {
+            var: "IMGTAG_MAX_MEGAPIXELS",
+            message: format!(
+                "{v:?} is not a number of megapixels above 0 and at most {MAX_MEGAPIXELS}"
+            ),
+        }),
+    }
+}
+
+/// Refuses, as a permanent `ImageTooLarge`, images given as bytes whose
+/// header declares more pixels than the bound, before anything decodes
+/// them: the function records an error document instead of running out of
+/// memory. Images Rekognition reads from S3 itself are not decoded here and
+/// pass through.
+pub struct PixelBound {
+    inner: DynDetector,
+    max_pixels: u64,
+}
+
+impl PixelBound {
+    pub fn wrap(inner: DynDetector, max_pixels: u64) -> DynDetector {
+        std::sync::Arc::new(PixelBound { inner, max_pixels })
+    }
+}
+
+#[async_trait::async_trait]
+impl Detector for PixelBound {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn reads_s3(&self) -> bool {
+        self.inner.reads_s3()
+    }
+    async fn detect(
+        &self,
+        input: DetectInput,
+        params: DetectParams,
+    ) -> Result<Detection, DetectFailure> {
+        if let DetectInput::Bytes(bytes) = &input
+            && let Ok((w, h)) = crate::imaging::dimensions(bytes)
+            && u64::from(w) * u64::from(h) > self.max_pixels
+        {
+            return Err(DetectFailure::permanent(
+                "ImageTooLarge",
+                format!(
+                    "{w}x{h} is {:.1} megapixels, over this function's limit of {:.1} \
+                     (IMGTAG_MAX_MEGAPIXELS)",
+                    (u64::from(w) * u64::from(h)) as f64 / 1e6,
+                    self.max_pixels as f64 / 1e6
+                ),
+            ));
+        }
+        self.inner.detect(input, params).await
     }
 }
 
@@ -174,38 +344,160 @@ pub struct RecordResult {
     pub outcome: Outcome,
 }
 
+/// How the handler reaches the buckets an invocation names.
+#[async_trait::async_trait]
+pub trait Buckets: Send + Sync {
+    /// The store for a bucket the function trusts.
+    fn store(&self, bucket: &str) -> DynStore;
+    /// The version id of the object's current version, for Batch
+    /// Operations tasks that name a version. The default cannot tell.
+    async fn current_version(&self, _bucket: &str, _key: &str) -> VersionLookup {
+        VersionLookup::Unsupported
+    }
+}
+
+/// Any `Fn(&str) -> DynStore` opens buckets (without version lookups).
+impl<F> Buckets for F
+where
+    F: Fn(&str) -> DynStore + Send + Sync,
+{
+    fn store(&self, bucket: &str) -> DynStore {
+        self(bucket)
+    }
+}
+
+/// What [`Buckets::current_version`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VersionLookup {
+    /// The current version's id; `None` for an object in a bucket that was
+    /// never versioned (S3 calls that version `null`).
+    Current(Option<String>),
+    /// Deleted, or not readable by the function (403 without ListBucket).
+    Gone,
+    /// Throttling, 5xx, network: worth retrying.
+    Temporary(String),
+    /// Anything else.
+    Failed(String),
+    /// This way of reaching buckets cannot tell.
+    Unsupported,
+}
+
+/// The buckets as the deployed function sees them: one shared SDK client,
+/// each bucket wrapped in [`WithoutListBucket`] because the role has no
+/// `s3:ListBucket`, versions from `HeadObject`.
+pub struct S3Buckets {
+    client: aws_sdk_s3::Client,
+    layout: Layout,
+}
+
+impl S3Buckets {
+    pub fn new(client: aws_sdk_s3::Client, layout: &Layout) -> Self {
+        S3Buckets {
+            client,
+            layout: layout.clone(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Buckets for S3Buckets {
+    fn store(&self, bucket: &str) -> DynStore {
+        WithoutListBucket::wrap(
+            std::sync::Arc::new(S3Store::from_client(self.client.clone(), bucket)),
+            &self.layout,
+        )
+    }
+
+    async fn current_version(&self, bucket: &str, key: &str) -> VersionLookup {
+        use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+        let head = self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await;
+        let err = match head {
+            Ok(out) => return VersionLookup::Current(out.version_id().map(str::to_string)),
+            Err(e) => e,
+        };
+        let message = crate::storage::error_chain(&err);
+        match &err {
+            SdkError::ServiceError(se) => match (se.raw().status().as_u16(), se.err().code()) {
+                (403 | 404, _) => VersionLookup::Gone,
+                (429 | 500.., _) | (_, Some("SlowDown" | "Throttling")) => {
+                    VersionLookup::Temporary(message)
+                }
+                _ => VersionLookup::Failed(message),
+            },
+            SdkError::DispatchFailure(_)
+            | SdkError::TimeoutError(_)
+            | SdkError::ResponseError(_) => VersionLookup::Temporary(message),
+            _ => VersionLookup::Failed(message),
+        }
+    }
+}
+
+/// Why a record or task naming `bucket` is refused, if it is.
+fn untrusted(bucket: &str, allowed: &AllowedBuckets) -> Option<String> {
+    if allowed.allows(bucket) {
+        return None;
+    }
+    tracing::warn!(bucket, "bucket not in IMGTAG_BUCKETS; ignored");
+    Some(format!(
+        "bucket {bucket:?} is not one this function tags (IMGTAG_BUCKETS)"
+    ))
+}
+
+/// The function has no `s3:ListBucket`, so an image deleted before its
+/// event is handled reads as 403, which [`WithoutListBucket`] reports as
+/// not found: say that it may also be unreadable.
+fn explain_missing(outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::Skipped { reason } if reason.ends_with("does not exist") => Outcome::Skipped {
+            reason: format!("{reason} or is not readable"),
+        },
+        o => o,
+    }
+}
+
 /// Handles every record of an S3 event (not only the first). The bucket
-/// comes from each record; `store_for` opens it. Records outside the
-/// uploads prefix, metadata keys and folder placeholders are skipped, so a
-/// misconfigured trigger cannot make the function tag its own output.
-pub async fn handle_s3_event<F>(
+/// comes from each record and must be one the function trusts; `buckets`
+/// opens it. Records outside the uploads prefix, metadata keys and folder
+/// placeholders are skipped, so a misconfigured trigger cannot make the
+/// function tag its own output.
+pub async fn handle_s3_event<B>(
     event: &S3Event,
-    store_for: F,
+    buckets: &B,
     detector: &DynDetector,
-    opts: &TagOptions,
+    opts: &HandlerOptions,
 ) -> Vec<RecordResult>
 where
-    F: Fn(&str) -> DynStore,
+    B: Buckets + ?Sized,
 {
+    let layout = &opts.tag.layout;
     let mut out = Vec::with_capacity(event.records.len());
     for rec in &event.records {
         let bucket = rec.s3.bucket.name.clone();
         let skipped = |reason: String| Outcome::Skipped { reason };
-        let (key, outcome) = match decode_event_key(&rec.s3.object.key) {
-            Err(e) => (rec.s3.object.key.clone(), skipped(e.to_string())),
-            Ok(key)
+        let key = decode_event_key(&rec.s3.object.key);
+        let refusal = untrusted(&bucket, &opts.buckets);
+        let (key, outcome) = match (key, refusal) {
+            (Err(e), _) => (rec.s3.object.key.clone(), skipped(e.to_string())),
+            (Ok(key), Some(why)) => (key, skipped(why)),
+            (Ok(key), None)
                 if !rec.event_name.is_empty() && !rec.event_name.starts_with("ObjectCreated") =>
             {
                 let why = format!("event {} is not an object creation", rec.event_name);
                 (key, skipped(why))
             }
-            Ok(key) if is_folder_placeholder(&key) || opts.layout.image_rest(&key).is_none() => {
-                let why = format!("not an image under {}", opts.layout.uploads_prefix());
+            (Ok(key), None) if is_folder_placeholder(&key) || layout.image_rest(&key).is_none() => {
+                let why = format!("not an image under {}", layout.uploads_prefix());
                 (key, skipped(why))
             }
-            Ok(key) => {
-                let outcome = tag(&store_for(&bucket), detector, &key, opts).await;
-                (key, outcome)
+            (Ok(key), None) => {
+                let outcome = tag(&buckets.store(&bucket), detector, &key, &opts.tag).await;
+                (key, explain_missing(outcome))
             }
         };
         log_outcome(&bucket, &key, &outcome);
@@ -237,6 +529,9 @@ pub struct BatchTask {
     pub s3_bucket_arn: Option<String>,
     #[serde(default)]
     pub s3_bucket: Option<String>,
+    /// Set when the manifest names object versions; `null` otherwise.
+    #[serde(default)]
+    pub s3_version_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -270,43 +565,20 @@ fn bucket_of(task: &BatchTask) -> Result<String, LambdaError> {
 
 /// Handles a Batch Operations invocation: one result per task. Throttling
 /// and 5xx become `TemporaryFailure` (S3 retries them); images that can
-/// never be tagged, `PermanentFailure`.
-pub async fn handle_batch<F>(
+/// never be tagged, buckets the function does not trust and versions that
+/// are no longer current, `PermanentFailure`.
+pub async fn handle_batch<B>(
     event: &BatchEvent,
-    store_for: F,
+    buckets: &B,
     detector: &DynDetector,
-    opts: &TagOptions,
+    opts: &HandlerOptions,
 ) -> BatchResponse
 where
-    F: Fn(&str) -> DynStore,
+    B: Buckets + ?Sized,
 {
     let mut results = Vec::with_capacity(event.tasks.len());
     for task in &event.tasks {
-        let (code, text) = match (bucket_of(task), decode_event_key(&task.s3_key)) {
-            (Err(e), _) | (_, Err(e)) => ("PermanentFailure", e.to_string()),
-            (Ok(bucket), Ok(key)) => {
-                let outcome = tag(&store_for(&bucket), detector, &key, opts).await;
-                log_outcome(&bucket, &key, &outcome);
-                match outcome {
-                    Outcome::Tagged {
-                        metadata_key,
-                        labels,
-                        ..
-                    } => ("Succeeded", format!("{labels} labels -> {metadata_key}")),
-                    Outcome::Unchanged { metadata_key } => {
-                        ("Succeeded", format!("unchanged {metadata_key}"))
-                    }
-                    Outcome::Failed { code, .. } => ("PermanentFailure", code),
-                    Outcome::Skipped { reason } => ("PermanentFailure", reason),
-                    Outcome::Conflict { metadata_key } => (
-                        "TemporaryFailure",
-                        format!("{metadata_key} changed while tagging"),
-                    ),
-                    Outcome::Retry { message } => ("TemporaryFailure", message),
-                    Outcome::Fatal { message } => ("PermanentFailure", message),
-                }
-            }
-        };
+        let (code, text) = run_task(task, buckets, detector, opts).await;
         // Result strings are shown in the job report; keep them short.
         let text: String = text.chars().take(200).collect();
         tracing::info!(
@@ -329,22 +601,120 @@ where
     }
 }
 
+const PERMANENT: &str = "PermanentFailure";
+const TEMPORARY: &str = "TemporaryFailure";
+
+/// One task's result code and string.
+async fn run_task<B>(
+    task: &BatchTask,
+    buckets: &B,
+    detector: &DynDetector,
+    opts: &HandlerOptions,
+) -> (&'static str, String)
+where
+    B: Buckets + ?Sized,
+{
+    let (bucket, key) = match (bucket_of(task), decode_event_key(&task.s3_key)) {
+        (Err(e), _) | (_, Err(e)) => return (PERMANENT, e.to_string()),
+        (Ok(bucket), Ok(key)) => (bucket, key),
+    };
+    if let Some(why) = untrusted(&bucket, &opts.buckets) {
+        return (PERMANENT, why);
+    }
+    let layout = &opts.tag.layout;
+    if is_folder_placeholder(&key) || layout.image_rest(&key).is_none() {
+        return (
+            PERMANENT,
+            format!("not an image under {}", layout.uploads_prefix()),
+        );
+    }
+    if let Some(version) = task.s3_version_id.as_deref().filter(|v| !v.is_empty())
+        && let Err(refusal) = check_version(buckets, &bucket, &key, version).await
+    {
+        return refusal;
+    }
+    let outcome = explain_missing(tag(&buckets.store(&bucket), detector, &key, &opts.tag).await);
+    log_outcome(&bucket, &key, &outcome);
+    match outcome {
+        Outcome::Tagged {
+            metadata_key,
+            labels,
+            ..
+        } => ("Succeeded", format!("{labels} labels -> {metadata_key}")),
+        Outcome::Unchanged { metadata_key } => ("Succeeded", format!("unchanged {metadata_key}")),
+        Outcome::Failed { code, .. } => (PERMANENT, code),
+        Outcome::Skipped { reason } => (PERMANENT, reason),
+        Outcome::Conflict { metadata_key } => {
+            (TEMPORARY, format!("{metadata_key} changed while tagging"))
+        }
+        Outcome::Retry { message } => (TEMPORARY, message),
+        Outcome::Fatal { message } => (PERMANENT, message),
+    }
+}
+
+/// A task that names a version is only tagged if that version is still
+/// the current one: the pipeline reads (and `ImgTag.Source` describes)
+/// the current object, so tagging it for an older version's task would
+/// label the wrong image. The version that replaced it had its own event.
+async fn check_version<B>(
+    buckets: &B,
+    bucket: &str,
+    key: &str,
+    version: &str,
+) -> Result<(), (&'static str, String)>
+where
+    B: Buckets + ?Sized,
+{
+    match buckets.current_version(bucket, key).await {
+        VersionLookup::Current(current) => {
+            let current = current.unwrap_or_else(|| "null".into());
+            if current == version {
+                return Ok(());
+            }
+            tracing::info!(bucket, key, version, current = %current, "old version not tagged");
+            Err((
+                PERMANENT,
+                format!("version {version} is no longer current; not tagging an old version"),
+            ))
+        }
+        VersionLookup::Gone => Err((
+            PERMANENT,
+            format!("{key:?} does not exist or is not readable"),
+        )),
+        VersionLookup::Temporary(message) => Err((TEMPORARY, message)),
+        VersionLookup::Failed(message) => Err((PERMANENT, message)),
+        VersionLookup::Unsupported => Err((
+            PERMANENT,
+            format!("cannot check that version {version} is current"),
+        )),
+    }
+}
+
 /// A bucket seen through the function's role, which has no `s3:ListBucket`
-/// (the operator's alone): S3 then answers 403, not 404, for a metadata
-/// object that does not exist yet. Denied reads under the metadata prefix
-/// count as "not found". That cannot clobber anything: the pipeline then
-/// writes create-only (`If-None-Match: *`), which S3 refuses if an object
-/// is there after all, and a real permission problem surfaces on the write.
+/// (the operator's alone): S3 then answers 403, not 404, for an object that
+/// does not exist. Denied reads under the metadata and uploads prefixes
+/// count as "not found":
+/// - a metadata object that does not exist yet: that cannot clobber
+///   anything, as the pipeline then writes create-only (`If-None-Match: *`),
+///   which S3 refuses if an object is there after all, and a real
+///   permission problem surfaces on the write;
+/// - an image deleted before its event is handled: there is nothing to tag,
+///   and retrying cannot bring it back. An image that exists but that the
+///   role cannot read (a misconfigured policy) is skipped the same way; the
+///   handler says "does not exist or is not readable".
 pub struct WithoutListBucket {
     inner: DynStore,
-    metadata_prefix: String,
+    prefixes: [String; 2],
 }
 
 impl WithoutListBucket {
     pub fn wrap(inner: DynStore, layout: &Layout) -> DynStore {
         std::sync::Arc::new(WithoutListBucket {
             inner,
-            metadata_prefix: layout.metadata_prefix().to_string(),
+            prefixes: [
+                layout.metadata_prefix().to_string(),
+                layout.uploads_prefix().to_string(),
+            ],
         })
     }
 
@@ -354,7 +724,9 @@ impl WithoutListBucket {
         r: Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         match r {
-            Err(StorageError::AccessDenied { .. }) if key.starts_with(&self.metadata_prefix) => {
+            Err(StorageError::AccessDenied { .. })
+                if self.prefixes.iter().any(|p| key.starts_with(p.as_str())) =>
+            {
                 Err(StorageError::NotFound { key: key.into() })
             }
             r => r,
@@ -501,14 +873,14 @@ pub enum InvocationError {
 ///   record must be retried.
 /// - Batch Operations: one result per task, always `Ok` (the job retries
 ///   `TemporaryFailure` tasks itself).
-pub async fn handle_invocation<F>(
+pub async fn handle_invocation<B>(
     event: serde_json::Value,
-    store_for: F,
+    buckets: &B,
     detector: &DynDetector,
-    opts: &TagOptions,
+    opts: &HandlerOptions,
 ) -> Result<serde_json::Value, InvocationError>
 where
-    F: Fn(&str) -> DynStore,
+    B: Buckets + ?Sized,
 {
     let value = match parse_invocation(event)? {
         Invocation::TestEvent => {
@@ -516,11 +888,11 @@ where
             serde_json::json!({ "records": [] })
         }
         Invocation::Batch(batch) => {
-            let reply = handle_batch(&batch, store_for, detector, opts).await;
+            let reply = handle_batch(&batch, buckets, detector, opts).await;
             serde_json::to_value(reply).expect("plain structs serialize")
         }
         Invocation::Notification(event) => {
-            let records = handle_s3_event(&event, store_for, detector, opts).await;
+            let records = handle_s3_event(&event, buckets, detector, opts).await;
             let failed: Vec<&RecordResult> = records
                 .iter()
                 .filter(|r| {
@@ -579,7 +951,9 @@ mod tests {
 
     #[test]
     fn config_defaults_and_overrides() {
-        let c = LambdaConfig::from_vars(vars(&[])).unwrap();
+        let c = LambdaConfig::from_vars(vars(&[("IMGTAG_BUCKETS", "imgtag-bucket")])).unwrap();
+        assert_eq!(c.buckets, AllowedBuckets::only(["imgtag-bucket"]));
+        assert_eq!(c.max_pixels, None);
         assert_eq!(c.min_confidence, 55.0);
         assert_eq!(c.max_labels, None);
         assert_eq!(c.detector, DetectorKind::Rekognition);
@@ -588,6 +962,10 @@ mod tests {
         assert!(!c.path_style);
         let opts = c.tag_options();
         assert_eq!(opts.tagged_by, "imgtag-lambda");
+        // One retry layer: Lambda's (or Batch Operations'), not the
+        // pipeline's on top.
+        assert_eq!(opts.attempts, 1);
+        assert_eq!(c.handler_options().buckets, c.buckets);
 
         let c = LambdaConfig::from_vars(vars(&[
             ("IMGTAG_MIN_CONFIDENCE", "72.5"),
@@ -596,8 +974,16 @@ mod tests {
             ("IMGTAG_METADATA_PREFIX", "out/"),
             ("IMGTAG_DETECTOR", "local"),
             ("IMGTAG_PATH_STYLE", "true"),
+            ("IMGTAG_BUCKETS", " a-bucket , b.bucket,Legacy_Bucket "),
+            ("IMGTAG_MAX_MEGAPIXELS", "12.5"),
         ]))
         .unwrap();
+        assert_eq!(
+            c.buckets,
+            AllowedBuckets::only(["a-bucket", "b.bucket", "Legacy_Bucket"])
+        );
+        assert!(c.buckets.allows("b.bucket") && !c.buckets.allows("c-bucket"));
+        assert_eq!(c.max_pixels, Some(12_500_000));
         assert_eq!(c.min_confidence, 72.5);
         assert_eq!(c.max_labels, Some(10));
         assert_eq!(c.detector, DetectorKind::Local);
@@ -607,9 +993,18 @@ mod tests {
         let opts = c.tag_options();
         assert_eq!((opts.min_confidence, opts.max_labels), (72.5, Some(10)));
 
-        // An empty template parameter means "not set".
-        let c = LambdaConfig::from_vars(vars(&[("IMGTAG_MAX_LABELS", "")])).unwrap();
+        // An empty template parameter means "not set"; `*` trusts any
+        // bucket, but only when said explicitly.
+        let c = LambdaConfig::from_vars(vars(&[
+            ("IMGTAG_MAX_LABELS", ""),
+            ("IMGTAG_MAX_MEGAPIXELS", ""),
+            ("IMGTAG_BUCKETS", "*"),
+        ]))
+        .unwrap();
         assert_eq!(c.max_labels, None);
+        assert_eq!(c.max_pixels, None);
+        assert_eq!(c.buckets, AllowedBuckets::Any);
+        assert!(c.buckets.allows("anything"));
     }
 
     #[test]
@@ -621,13 +1016,28 @@ mod tests {
             ("IMGTAG_MAX_LABELS", "-3"),
             ("IMGTAG_DETECTOR", "openai"),
             ("IMGTAG_PATH_STYLE", "yes please"),
+            ("IMGTAG_BUCKETS", "a,*"),
+            ("IMGTAG_BUCKETS", "arn:aws:s3:::a"),
+            ("IMGTAG_BUCKETS", ","),
+            ("IMGTAG_MAX_MEGAPIXELS", "0"),
+            ("IMGTAG_MAX_MEGAPIXELS", "51"),
+            ("IMGTAG_MAX_MEGAPIXELS", "lots"),
         ] {
-            let err = LambdaConfig::from_vars(vars(&[(var, value)])).unwrap_err();
+            let mut given = vec![(var, value)];
+            if var != "IMGTAG_BUCKETS" {
+                given.push(("IMGTAG_BUCKETS", "b"));
+            }
+            let err = LambdaConfig::from_vars(vars(&given)).unwrap_err();
             let text = err.to_string();
             assert!(text.contains(var) && text.contains(value), "{text}");
         }
+        // Unset, the allow-list refuses the cold start instead of trusting
+        // every bucket.
+        let err = LambdaConfig::from_vars(vars(&[])).unwrap_err();
+        assert!(err.to_string().contains("IMGTAG_BUCKETS"), "{err}");
         // Overlapping prefixes would let the function trigger itself.
         let err = LambdaConfig::from_vars(vars(&[
+            ("IMGTAG_BUCKETS", "b"),
             ("IMGTAG_UPLOADS_PREFIX", "data/"),
             ("IMGTAG_METADATA_PREFIX", "data/"),
         ]))

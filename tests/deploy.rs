@@ -135,7 +135,8 @@ fn sam_template_matches_the_handler_and_the_build() {
         // Where `cargo lambda build --release --arm64 --bin imgtag-lambda`
         // puts the `bootstrap` binary.
         "CodeUri: ../target/lambda/imgtag-lambda/",
-        "Events: s3:ObjectCreated:*",
+        "- Event: s3:ObjectCreated:*",
+        "Function: !GetAtt Tagger.Arn",
         "- Name: prefix",
         "Value: !Ref UploadsPrefix",
         "ReservedConcurrentExecutions: !Ref ReservedConcurrency",
@@ -143,15 +144,23 @@ fn sam_template_matches_the_handler_and_the_build() {
     ] {
         assert!(t.contains(needle), "template lacks {needle:?}");
     }
-    // No broad grants, and no role -> bucket dependency (a cycle).
-    assert!(!t.contains("s3:*") && !t.contains("GetAtt Bucket.Arn"));
-    // The function's role: GetObject on images, Get/Put on metadata only.
-    let role = &t[t.find("  TaggerRole:").unwrap()..t.find("  Tagger:").unwrap()];
+    // No broad grants (`s3:*` only in the TLS deny), and no role ->
+    // bucket dependency (a cycle).
+    assert_eq!(t.matches("s3:*").count(), 1);
+    assert!(!t.contains("GetAtt Bucket.Arn"));
+    // The function's role: GetObject on images, Get/Put on metadata only,
+    // and sending failed events to its queue.
+    let role = section(&t, "TaggerRole");
     assert!(role.contains("Action: s3:GetObject\n") && role.contains("${UploadsPrefix}*"));
     assert!(role.contains("- s3:PutObject") && role.contains("${MetadataPrefix}*"));
     assert!(
         !role.contains("ListBucket"),
         "ListBucket is for the operator only"
+    );
+    assert!(
+        role.contains(
+            "Action: sqs:SendMessage\n                Resource: !GetAtt FailureQueue.Arn\n"
+        )
     );
 
     // Every IMGTAG_ variable the template sets is one the handler reads,
@@ -159,7 +168,8 @@ fn sam_template_matches_the_handler_and_the_build() {
     let read_vars = RefCell::new(BTreeSet::new());
     imgtag::lambda::LambdaConfig::from_vars(|name| {
         read_vars.borrow_mut().insert(name.to_string());
-        None
+        // The one variable without a default.
+        (name == "IMGTAG_BUCKETS").then(|| "*".to_string())
     })
     .unwrap();
     let mut set_vars = Vec::new();
@@ -175,7 +185,11 @@ fn sam_template_matches_the_handler_and_the_build() {
             set_vars.push((name.to_string(), value.trim().to_string()));
         }
     }
-    assert_eq!(set_vars.len(), 5, "{set_vars:?}");
+    assert_eq!(set_vars.len(), 7, "{set_vars:?}");
+    // The function trusts exactly the stack's bucket, and decodes no more
+    // than the MaxMegapixels parameter says.
+    assert!(set_vars.contains(&("IMGTAG_BUCKETS".into(), "!Ref BucketName".into())));
+    assert!(set_vars.contains(&("IMGTAG_MAX_MEGAPIXELS".into(), "!Ref MaxMegapixels".into())));
     let defaults = |name: &str| match name {
         "IMGTAG_MIN_CONFIDENCE" => Some("55".to_string()),
         "IMGTAG_MAX_LABELS" => Some(String::new()),
@@ -194,6 +208,7 @@ fn sam_template_matches_the_handler_and_the_build() {
         ("MetadataPrefix", "metadata/"),
         ("MinConfidence", "55"),
         ("MaxLabels", "\"\""),
+        ("MaxMegapixels", "50"),
     ] {
         let at = t.find(&format!("  {param}:\n")).unwrap();
         assert!(
@@ -201,5 +216,104 @@ fn sam_template_matches_the_handler_and_the_build() {
             "{param}"
         );
     }
-    imgtag::lambda::LambdaConfig::from_vars(defaults).unwrap();
+    let with_bucket = |name: &str| match name {
+        "IMGTAG_BUCKETS" => Some("my-imgtag-bucket".to_string()),
+        "IMGTAG_MAX_MEGAPIXELS" => Some("50".to_string()),
+        _ => defaults(name),
+    };
+    let config = imgtag::lambda::LambdaConfig::from_vars(with_bucket).unwrap();
+    // The parameter's ceiling is the handler's, and the memory is sized
+    // for it.
+    assert_eq!(config.max_pixels, Some(50_000_000));
+    let max = t.find("  MaxMegapixels:\n").unwrap();
+    assert!(t[max..].contains("MaxValue: 50\n"));
+    assert_eq!(imgtag::lambda::MAX_MEGAPIXELS, 50.0);
+    assert!(section(&t, "Tagger").contains("MemorySize: 1024\n"));
+}
+
+/// The text of one resource (or parameter, or output) of the template: its
+/// name line and every line indented deeper, up to the next entry.
+fn section<'a>(t: &'a str, name: &str) -> &'a str {
+    let header = format!("\n  {name}:\n");
+    let start = t.find(&header).unwrap_or_else(|| panic!("no entry {name}")) + 1;
+    let mut end = start + header.len() - 1;
+    for line in t[end..].split_inclusive('\n') {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        if !line.trim().is_empty() && indent <= 2 {
+            break;
+        }
+        end += line.len();
+    }
+    &t[start..end]
+}
+
+#[test]
+fn sam_template_keeps_failures_data_and_trust() {
+    let t = read("deploy/template.yaml");
+    // The bucket outlives the stack, and refuses plain HTTP.
+    let bucket = section(&t, "Bucket");
+    assert!(bucket.contains("    DeletionPolicy: Retain\n"), "{bucket}");
+    assert!(
+        bucket.contains("    UpdateReplacePolicy: Retain\n"),
+        "{bucket}"
+    );
+    assert!(bucket.contains("    DependsOn: TaggerInvokePermission\n"));
+    let policy = section(&t, "BucketPolicy");
+    for needle in [
+        "Bucket: !Ref Bucket",
+        "Effect: Deny",
+        "Principal: \"*\"",
+        "Action: \"s3:*\"",
+        "- !Sub arn:${AWS::Partition}:s3:::${Bucket}\n",
+        "- !Sub arn:${AWS::Partition}:s3:::${Bucket}/*\n",
+        "aws:SecureTransport: \"false\"",
+    ] {
+        assert!(policy.contains(needle), "bucket policy lacks {needle:?}");
+    }
+    // Only this bucket in this account may invoke the function.
+    let permission = section(&t, "TaggerInvokePermission");
+    for needle in [
+        "Type: AWS::Lambda::Permission",
+        "FunctionName: !Ref Tagger",
+        "Principal: s3.amazonaws.com",
+        "SourceArn: !Sub arn:${AWS::Partition}:s3:::${BucketName}\n",
+        "SourceAccount: !Ref AWS::AccountId",
+    ] {
+        assert!(permission.contains(needle), "permission lacks {needle:?}");
+    }
+    // No SAM S3 event, whose generated permission names no SourceArn.
+    assert!(!section(&t, "Tagger").contains("Events:"));
+    // Events that exhaust their retries are kept, and someone is told.
+    let invoke = section(&t, "TaggerAsyncConfig");
+    for needle in [
+        "Type: AWS::Lambda::EventInvokeConfig",
+        "MaximumRetryAttempts: 2",
+        "OnFailure:\n          Destination: !GetAtt FailureQueue.Arn",
+    ] {
+        assert!(invoke.contains(needle), "invoke config lacks {needle:?}");
+    }
+    assert!(section(&t, "FailureQueue").contains("Type: AWS::SQS::Queue"));
+    let alarm = section(&t, "FailureQueueAlarm");
+    for needle in [
+        "Type: AWS::CloudWatch::Alarm",
+        "Namespace: AWS/SQS",
+        "MetricName: ApproximateNumberOfMessagesVisible",
+        "Value: !GetAtt FailureQueue.QueueName",
+        "Threshold: 0",
+        "ComparisonOperator: GreaterThanThreshold",
+    ] {
+        assert!(alarm.contains(needle), "alarm lacks {needle:?}");
+    }
+    // The outputs, old and new.
+    let outputs = &t[t.find("\nOutputs:\n").unwrap()..];
+    for name in [
+        "BucketName",
+        "FunctionArn",
+        "BatchOperationsRoleArn",
+        "OperatorPolicyArn",
+        "FailureQueueUrl",
+        "FailureQueueArn",
+    ] {
+        assert!(outputs.contains(&format!("\n  {name}:\n")), "output {name}");
+    }
 }

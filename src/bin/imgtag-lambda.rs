@@ -11,15 +11,16 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use imgtag::detection::DynDetector;
-use imgtag::lambda::{InvocationError, LambdaConfig, WithoutListBucket, handle_invocation};
-use imgtag::pipeline::TagOptions;
-use imgtag::storage::{DynStore, S3Options, S3Store};
+use imgtag::lambda::{
+    AllowedBuckets, HandlerOptions, InvocationError, LambdaConfig, S3Buckets, handle_invocation,
+};
+use imgtag::storage::S3Options;
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 
 struct State {
-    s3: aws_sdk_s3::Client,
+    buckets: S3Buckets,
     detector: DynDetector,
-    opts: TagOptions,
+    opts: HandlerOptions,
 }
 
 fn init_tracing() {
@@ -47,21 +48,32 @@ async fn cold_start() -> anyhow::Result<State> {
     };
     let s3 = imgtag::storage::s3::sdk_client(&s3opts).await;
     // One image at a time per invocation: one detector call in flight.
+    // The detector's client keeps its own bounded SDK retry of throttling;
+    // the pipeline does not retry on top (see `LambdaConfig::tag_options`).
     let detector = imgtag::detection::build(config.detector, &s3opts, 1)
         .await
         .context("starting the detector")?;
+    let detector = config.bound_detector(detector);
+    let trusted = match &config.buckets {
+        AllowedBuckets::Any => "*".to_string(),
+        AllowedBuckets::Only(names) => names.join(","),
+    };
     tracing::info!(
         detector = config.detector.as_str(),
         min_confidence = config.min_confidence,
         max_labels = config.max_labels,
         uploads_prefix = config.layout.uploads_prefix(),
         metadata_prefix = config.layout.metadata_prefix(),
+        buckets = %trusted,
+        max_pixels = config.max_pixels,
         "cold start"
     );
     Ok(State {
-        s3,
+        // The bucket is the one each record names, if trusted; the role
+        // has no ListBucket, see `WithoutListBucket`.
+        buckets: S3Buckets::new(s3, &config.layout),
         detector,
-        opts: config.tag_options(),
+        opts: config.handler_options(),
     })
 }
 
@@ -88,15 +100,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 trace_id_env = %trace_env,
                 "invocation"
             );
-            // The bucket is the one each record names (not configuration);
-            // the role has no ListBucket, see `WithoutListBucket`.
-            let store_for = |bucket: &str| -> DynStore {
-                WithoutListBucket::wrap(
-                    Arc::new(S3Store::from_client(state.s3.clone(), bucket)),
-                    &state.opts.layout,
-                )
-            };
-            handle_invocation(event.payload, store_for, &state.detector, &state.opts)
+            handle_invocation(event.payload, &state.buckets, &state.detector, &state.opts)
                 .await
                 .map_err(|e| {
                     tracing::warn!(error = %e, "invocation failed");
