@@ -270,11 +270,17 @@ impl PixelBound {
 
 #[async_trait::async_trait]
 impl Detector for PixelBound {
+    fn kind(&self) -> crate::detection::DetectorKind {
+        self.inner.kind()
+    }
     fn name(&self) -> &'static str {
         self.inner.name()
     }
     fn reads_s3(&self) -> bool {
         self.inner.reads_s3()
+    }
+    fn accepts_s3_object(&self, header: &[u8], size: u64) -> bool {
+        self.inner.accepts_s3_object(header, size)
     }
     async fn detect(
         &self,
