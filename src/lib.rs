@@ -14,8 +14,10 @@
 //! - [`lambda`]: S3 event and Batch Operations handling (the automated path).
 //! - [`backfill`]: Batch Operations manifests for the existing backlog.
 
+#[cfg(feature = "cli")]
 pub mod backfill;
 pub mod catalog;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
 pub mod contract;
@@ -26,5 +28,7 @@ pub mod lambda;
 pub mod pipeline;
 pub mod sanitize;
 pub mod storage;
+#[cfg(feature = "tui")]
 pub mod tui;
+#[cfg(feature = "cli")]
 pub mod watch;
