@@ -56,6 +56,9 @@ fn grew(n: usize) {
     PEAK.fetch_max(now, Ordering::Relaxed);
 }
 
+// A counting allocator must implement the unsafe trait; it only forwards to
+// `System`. The only unsafe code in the package (`unsafe_code = "deny"`).
+#[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: AllocLayout) -> *mut u8 {
         let p = unsafe { System.alloc(l) };
@@ -948,12 +951,54 @@ fn thumbs_part(runs: usize) -> bool {
         e_get.push(got);
     }
 
-    let (ma, mb_, mc, md, me) = (median(&a), median(&b), median(&c), median(&d), median(&e));
+    report_thumbs(&ThumbReport {
+        jpeg_bytes: jpeg.len(),
+        made,
+        side: (tw, th),
+        runs,
+        a: median(&a),
+        b: median(&b),
+        c: median(&c),
+        c_get: median(&c_get),
+        d: median(&d),
+        d_get: median(&d_get),
+        e: median(&e),
+        e_get: median(&e_get),
+        peak_a,
+        peak_b,
+        c_peak,
+    })
+}
+
+/// The medians of the thumbnail measurements, (a)..(e) as printed.
+struct ThumbReport {
+    jpeg_bytes: usize,
+    made: Duration,
+    side: (u32, u32),
+    runs: usize,
+    a: Duration,
+    b: Duration,
+    c: Duration,
+    c_get: Duration,
+    d: Duration,
+    d_get: Duration,
+    e: Duration,
+    e_get: Duration,
+    peak_a: usize,
+    peak_b: usize,
+    c_peak: usize,
+}
+
+/// Prints the thumbnail results; true if a cold selection meets the target.
+fn report_thumbs(r: &ThumbReport) -> bool {
+    let (ma, mb_, mc, md, me) = (r.a, r.b, r.c, r.d, r.e);
+    let (tw, th) = r.side;
+    let (runs, made, peak_a, peak_b, c_peak) = (r.runs, r.made, r.peak_a, r.peak_b, r.c_peak);
     let full_pixels = 4000 * 3000 * 3;
     println!(
         "tui thumbnail: 4000x3000 JPEG, q90, {:.2} MB (generated in {:.0} ms), thumbnail {tw}x{th}, \
          {runs} runs each, medians",
-        mb(jpeg.len()),
+        mb(r.jpeg_bytes),
         ms(made)
     );
     println!(
@@ -971,18 +1016,18 @@ fn thumbs_part(runs: usize) -> bool {
     println!(
         "  (c) TUI path, cold caches: get + protocol      {:>7.1} ms   (get {:.1} ms), peak heap {:.1} MB",
         ms(mc),
-        ms(median(&c_get)),
+        ms(r.c_get),
         mb(c_peak)
     );
     println!(
         "  (d) warm disk cache (new ThumbCache)           {:>7.1} ms   (get {:.1} ms)",
         ms(md),
-        ms(median(&d_get))
+        ms(r.d_get)
     );
     println!(
         "  (e) warm memory cache                          {:>7.1} ms   (get {:.3} ms)",
         ms(me),
-        ms(median(&e_get))
+        ms(r.e_get)
     );
     println!(
         "  ratios: (a)/(b) {:.2}x time, {:.2}x peak heap; (c)/(b) {:.2}x",

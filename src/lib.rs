@@ -8,6 +8,7 @@
 //! - [`config`]: the options every front end shares.
 //! - [`imaging`]: bounded decoding and model preprocessing.
 //! - [`detection`]: the local model and Rekognition behind one trait.
+//! - [`headline`], [`taxonomy`]: the headline label and the label taxonomy it uses.
 //! - [`pipeline`]: the one tagging function every front end calls.
 //! - [`outcome`]: what happened to an image, printed and counted.
 //! - [`sanitize`]: making untrusted text safe for a terminal.
@@ -16,8 +17,10 @@
 //! - [`lambda`]: S3 event and Batch Operations handling (the automated path).
 //! - [`backfill`]: Batch Operations manifests for the existing backlog.
 
+#[cfg(feature = "cli")]
 pub mod backfill;
 pub mod catalog;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -33,5 +36,7 @@ pub mod pipeline;
 pub mod sanitize;
 pub mod storage;
 pub mod taxonomy;
+#[cfg(feature = "tui")]
 pub mod tui;
+#[cfg(feature = "cli")]
 pub mod watch;

@@ -1,7 +1,7 @@
 //! Pairing and statuses over a real bucket, local and S3, including legacy
 //! metadata keys, orphans, folder placeholders and stale ETags.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! the Batch Operations manifest, how their keys are encoded, where the
 //! manifest goes, and the job the command prints.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

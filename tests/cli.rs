@@ -1,7 +1,7 @@
 //! The real `imgtag` binary against a local folder and against an
 //! S3-compatible server on loopback (`--endpoint-url`).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

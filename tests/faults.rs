@@ -4,7 +4,7 @@
 //! at fixed rates from a seeded counter. Requests are made one at a time,
 //! so each run meets the same faults.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! S3 notifications and Batch Operations invocations, against the
 //! in-process S3 server and the real local model.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
@@ -282,6 +282,43 @@ fn config(vars: &[(&str, &str)]) -> imgtag::lambda::LambdaConfig {
     .unwrap()
 }
 
+/// (bucket, key, outcome) of each record of a handler's reply.
+fn record_outcomes(reply: &serde_json::Value) -> Vec<(&str, &str, &str)> {
+    fn field<'a>(r: &'a serde_json::Value, name: &str) -> &'a str {
+        r[name].as_str().unwrap()
+    }
+    let records = reply["records"].as_array().unwrap();
+    records
+        .iter()
+        .map(|r| (field(r, "bucket"), field(r, "key"), field(r, "outcome")))
+        .collect()
+}
+
+/// The document at `meta` was written by the function for `image` in
+/// `bucket`, with the default options, and has `label` among its labels.
+fn assert_tagged_by_lambda(b: &Buckets, bucket: &str, meta: &str, image: &str, label: &str) {
+    let doc = b.doc(bucket, meta);
+    let t = doc.doc.imgtag.as_ref().unwrap();
+    assert_eq!(t.tagged_by, "imgtag-lambda");
+    assert_eq!(t.detector, "local");
+    assert_eq!(t.min_confidence, 55.0);
+    assert_eq!(
+        (t.source.bucket.as_str(), t.source.key.as_str()),
+        (bucket, image)
+    );
+    let etag = b.mem.object(bucket, image).unwrap().etag;
+    assert_eq!(
+        imgtag::contract::normalize_etag(t.source.etag.as_deref().unwrap()),
+        etag
+    );
+    assert!(
+        doc.doc.labels.iter().any(|l| l.name == label),
+        "{meta}: {:?}",
+        doc.doc.labels
+    );
+    assert!(doc.doc.labels.iter().all(|l| l.confidence >= 55.0));
+}
+
 #[tokio::test]
 async fn notification_fixture_tags_every_image_record_in_its_own_bucket() {
     let b = Buckets::new(&["events", "other-bucket"]).await;
@@ -299,20 +336,8 @@ async fn notification_fixture_tags_every_image_record_in_its_own_bucket() {
     let reply = handle_invocation(event.clone(), &b.store_for(), &det, &opts)
         .await
         .unwrap();
-    let got: Vec<(&str, &str, &str)> = reply["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["bucket"].as_str().unwrap(),
-                r["key"].as_str().unwrap(),
-                r["outcome"].as_str().unwrap(),
-            )
-        })
-        .collect();
     assert_eq!(
-        got,
+        record_outcomes(&reply),
         [
             ("events", "uploads/my cat.jpg", "tagged"),
             ("events", "uploads/a+b.png", "tagged"),
@@ -346,26 +371,7 @@ async fn notification_fixture_tags_every_image_record_in_its_own_bucket() {
             "Coffee",
         ),
     ] {
-        let doc = b.doc(bucket, meta);
-        let t = doc.doc.imgtag.as_ref().unwrap();
-        assert_eq!(t.tagged_by, "imgtag-lambda");
-        assert_eq!(t.detector, "local");
-        assert_eq!(t.min_confidence, 55.0);
-        assert_eq!(
-            (t.source.bucket.as_str(), t.source.key.as_str()),
-            (bucket, image)
-        );
-        let etag = b.mem.object(bucket, image).unwrap().etag;
-        assert_eq!(
-            imgtag::contract::normalize_etag(t.source.etag.as_deref().unwrap()),
-            etag
-        );
-        assert!(
-            doc.doc.labels.iter().any(|l| l.name == label),
-            "{meta}: {:?}",
-            doc.doc.labels
-        );
-        assert!(doc.doc.labels.iter().all(|l| l.confidence >= 55.0));
+        assert_tagged_by_lambda(&b, bucket, meta, image, label);
     }
     // Nothing for the placeholder, nothing tagged from the metadata key.
     assert!(b.mem.object("events", "metadata/2024/.json").is_none());
@@ -386,12 +392,7 @@ async fn notification_fixture_tags_every_image_record_in_its_own_bucket() {
         4,
         "no second detection"
     );
-    let outcomes: Vec<&str> = again["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["outcome"].as_str().unwrap())
-        .collect();
+    let outcomes: Vec<&str> = record_outcomes(&again).iter().map(|r| r.2).collect();
     assert_eq!(
         outcomes,
         [

@@ -2,7 +2,6 @@
 //! (at a key, at the temp-file names, at a folder on the way) are never
 //! written through or read through, and special files (FIFOs) never hang a
 //! read and are never listed.
-#![cfg(unix)]
 
 use std::os::unix::fs::{FileTypeExt, symlink};
 use std::path::Path;

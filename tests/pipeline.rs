@@ -1,7 +1,7 @@
 //! The tagging pipeline end to end, on both stores, with the real local
 //! model on real photos.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -162,8 +162,12 @@ async fn end_to_end(store: DynStore) {
     let n = names(&doc(&store, "metadata/coffee.jpg.json").await).join(",");
     assert!(n.contains("Coffee") && n.contains("Beverage"), "{n}");
 
-    // Bad inputs become recorded, visible failures; none is retried
-    // forever, and none crashes anything.
+    bad_inputs_are_recorded_failures(&store, &det).await;
+}
+
+/// Bad inputs become recorded, visible failures; none is retried forever,
+/// and none crashes anything. Keys that are not images are skipped.
+async fn bad_inputs_are_recorded_failures(store: &DynStore, det: &DynDetector) {
     let truncated = &COFFEE[..COFFEE.len() / 2];
     let bad: Vec<(&str, Vec<u8>, &str)> = vec![
         (
@@ -177,8 +181,8 @@ async fn end_to_end(store: DynStore) {
         ("uploads/bomb.png", bomb_png(), "ImageTooLarge"),
     ];
     for (key, data, code) in bad {
-        put(&store, key, data).await;
-        let out = tag(&store, &det, key, &opts()).await;
+        put(store, key, data).await;
+        let out = tag(store, det, key, &opts()).await;
         match &out {
             Outcome::Failed {
                 code: c,
@@ -194,7 +198,7 @@ async fn end_to_end(store: DynStore) {
         }
         assert!(
             matches!(
-                tag(&store, &det, key, &opts()).await,
+                tag(store, det, key, &opts()).await,
                 Outcome::Unchanged { .. }
             ),
             "{key}"
@@ -204,10 +208,7 @@ async fn end_to_end(store: DynStore) {
     // Not images at all.
     for key in ["uploads/folder/", "metadata/x.jpg.json", "elsewhere/a.jpg"] {
         assert!(
-            matches!(
-                tag(&store, &det, key, &opts()).await,
-                Outcome::Skipped { .. }
-            ),
+            matches!(tag(store, det, key, &opts()).await, Outcome::Skipped { .. }),
             "{key}"
         );
     }

@@ -2,7 +2,7 @@
 //! layer answering like the real API (Parents, Categories, Instances,
 //! throttling, permanent and configuration errors).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

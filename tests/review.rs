@@ -2,7 +2,7 @@
 //! folder and on an S3-compatible server, and the review write's
 //! conflict and ownership rules against a meddling concurrent writer.
 
-mod common;
+use crate::common;
 
 use std::ops::Range;
 use std::path::Path;

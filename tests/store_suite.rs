@@ -1,7 +1,7 @@
 //! One behavioural suite, run against every store: a local folder, S3 via
 //! `s3s-fs` over HTTP on loopback, and S3 via the in-memory service.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 //! and real storage results through `App::update` and the runtime, against
 //! a real local-folder bucket and the real local model.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! notifications, debounce) and polling an S3-compatible server on loopback
 //! that goes away and comes back.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
