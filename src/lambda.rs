@@ -745,6 +745,9 @@ impl Store for WithoutListBucket {
     fn kind(&self) -> StoreKind {
         self.inner.kind()
     }
+    fn aws_readable(&self) -> bool {
+        self.inner.aws_readable()
+    }
     fn bucket_name(&self) -> &str {
         self.inner.bucket_name()
     }
