@@ -7,6 +7,8 @@
 # Needs cargo-lambda on PATH (.ci/run installs it from PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The binaries the test build made (CARGO_TARGET_DIR is honoured).
+bin="${CARGO_TARGET_DIR:-target}/debug"
 
 start=$(date +%s)
 work=$(mktemp -d)
@@ -41,7 +43,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 echo "== build (s3mem_server, imgtag, imgtag-lambda; fresh after the tests)"
 cargo build --locked --quiet --all-features --example s3mem_server --bin imgtag --bin imgtag-lambda
 echo "== S3 server on loopback with uploads/chelsea the cat.png"
-./target/debug/examples/s3mem_server emulator \
+"$bin/examples/s3mem_server" emulator \
     "uploads/chelsea the cat.png=assets/samples/chelsea.png" >"$work/s3.out" 2>"$work/s3.log" &
 pids+=($!)
 for _ in $(seq 50); do
@@ -68,7 +70,7 @@ envs=(
     IMGTAG_MIN_CONFIDENCE=50
     RUST_LOG=info
 )
-echo "== cargo lambda watch --only-lambda-apis (port $port) and target/debug/imgtag-lambda"
+echo "== cargo lambda watch --only-lambda-apis (port $port) and $bin/imgtag-lambda"
 cargo lambda watch --only-lambda-apis --invoke-address 127.0.0.1 --invoke-port "$port" \
     >"$work/emulator.log" 2>&1 &
 pids+=($!)
@@ -80,7 +82,7 @@ done
 # The variables the emulator says a function needs, as Lambda sets them.
 env "${envs[@]}" AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=4096 \
     AWS_LAMBDA_FUNCTION_NAME=_ AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$port/.rt" \
-    ./target/debug/imgtag-lambda >"$work/watch.log" 2>&1 &
+    "$bin/imgtag-lambda" >"$work/watch.log" 2>&1 &
 pids+=($!)
 
 echo "== cargo lambda invoke (S3 event, key uploads/chelsea+the+cat.png)"
@@ -94,7 +96,7 @@ grep -q '"outcome":"tagged"' "$work/reply.json" || fail "the reply does not say 
 
 echo "== the metadata JSON, read back with imgtag show"
 env "${creds[@]}" AWS_EC2_METADATA_DISABLED=true HOME="$work" \
-    ./target/debug/imgtag show --bucket emulator --endpoint-url "$endpoint" --path-style \
+    "$bin/imgtag" show --bucket emulator --endpoint-url "$endpoint" --path-style \
     --json "uploads/chelsea the cat.png" >"$work/show.json" 2>"$work/show.log" \
     || fail "imgtag show failed"
 python3 - "$work/show.json" <<'EOF' || fail "unexpected metadata"
