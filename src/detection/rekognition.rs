@@ -30,6 +30,9 @@ use crate::imaging::{self, DecodeLimits};
 pub const MAX_S3_BYTES: u64 = 15 * 1024 * 1024;
 pub const MAX_INLINE_BYTES: usize = 5 * 1024 * 1024;
 pub const MIN_SIDE: u32 = 80;
+/// DetectLabels refuses images over this many pixels a side; larger ones
+/// are downscaled and sent as bytes.
+pub const MAX_SIDE: u32 = 10_000;
 /// Longest side of a re-encoded image: plenty for labels, well under 5 MB.
 const REENCODE_MAX_SIDE: u32 = 2048;
 
@@ -75,7 +78,8 @@ impl RekognitionDetector {
             imaging::sniff(header),
             Some(ImageFormat::Jpeg | ImageFormat::Png)
         ) && size <= MAX_S3_BYTES
-            && imaging::dimensions(header).is_ok_and(|(w, h)| w >= MIN_SIDE && h >= MIN_SIDE)
+            && imaging::dimensions(header)
+                .is_ok_and(|(w, h)| w.min(h) >= MIN_SIDE && w.max(h) <= MAX_SIDE)
     }
 
     /// The bytes to send inline: the image itself when Rekognition takes
@@ -92,7 +96,10 @@ impl RekognitionDetector {
                 format!("{w}x{h}: Rekognition needs at least {MIN_SIDE} px a side"),
             ));
         }
-        if matches!(format, ImageFormat::Jpeg | ImageFormat::Png) && bytes.len() <= MAX_INLINE_BYTES
+        let within_sides = imaging::dimensions(bytes).is_ok_and(|(w, h)| w.max(h) <= MAX_SIDE);
+        if matches!(format, ImageFormat::Jpeg | ImageFormat::Png)
+            && bytes.len() <= MAX_INLINE_BYTES
+            && within_sides
         {
             return Ok(Bytes::copy_from_slice(bytes));
         }
@@ -258,5 +265,40 @@ impl Detector for RekognitionDetector {
             labels,
             label_model_version: out.label_model_version().map(str::to_string),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(w: u32, h: u32) -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        image::RgbImage::from_pixel(w, h, image::Rgb([120, 80, 40]))
+            .write_to(&mut out, ImageFormat::Png)
+            .unwrap();
+        out.into_inner()
+    }
+
+    /// Over 10,000 px a side DetectLabels refuses the image: it is never
+    /// sent by reference nor as it is, but downscaled like other oversize
+    /// images.
+    #[test]
+    fn images_over_ten_thousand_pixels_a_side_are_downscaled() {
+        let wide = png(12_000, 120);
+        assert!(!RekognitionDetector::accepts_by_reference(
+            &wide,
+            wide.len() as u64
+        ));
+        let sent = RekognitionDetector::inline_bytes(&wide).unwrap();
+        assert_eq!(imaging::sniff(&sent), Some(ImageFormat::Jpeg));
+        let (w, h) = imaging::dimensions(&sent).unwrap();
+        assert!(w <= REENCODE_MAX_SIDE && h >= MIN_SIDE.min(h), "{w}x{h}");
+        let ok = png(9_000, 120);
+        assert!(RekognitionDetector::accepts_by_reference(
+            &ok,
+            ok.len() as u64
+        ));
+        assert_eq!(RekognitionDetector::inline_bytes(&ok).unwrap(), ok);
     }
 }
