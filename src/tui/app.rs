@@ -1076,8 +1076,7 @@ fn editable(r: &Row) -> bool {
 fn unreviewed_tagged(r: &Row) -> bool {
     r.status == Some(Status::Tagged)
         && !r.busy
-        && r
-            .doc
+        && r.doc
             .as_ref()
             .and_then(|d| d.review())
             .is_none_or(|rv| rv.is_empty())

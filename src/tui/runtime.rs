@@ -344,7 +344,10 @@ impl Runtime {
                             .new_protocol(
                                 DynamicImage::ImageRgb8((*img).clone()),
                                 area,
-                                Resize::Fit(None),
+                                // Scale, not Fit: Fit never enlarges, so a
+                                // 512-px thumbnail filled a third of a wide
+                                // pane.
+                                Resize::Scale(None),
                             )
                             .map_err(|e| e.to_string())
                     })

@@ -206,7 +206,12 @@ impl Theme {
     /// not use them.
     pub fn vanishing(&self) -> &'static [Color] {
         match self.background {
-            Background::Dark => &[Color::Black, Color::DarkGray, Color::Indexed(0), Color::Indexed(8)],
+            Background::Dark => &[
+                Color::Black,
+                Color::DarkGray,
+                Color::Indexed(0),
+                Color::Indexed(8),
+            ],
             Background::Light => &[
                 Color::White,
                 Color::Gray,
