@@ -804,7 +804,7 @@ fn the_seed_cat_leads_the_lowest_confidence_sort_and_needs_review() {
 }
 
 fn seed_cat_app(theme: imgtag::tui::theme::Theme) -> App {
-    let mut app = new_app(Size::new(110, 24));
+    let mut app = new_app(Size::new(170, 24));
     app.theme = theme;
     app.start();
     let generation = app.generation;
@@ -873,7 +873,7 @@ fn snapshot_seed_cat_detail_marks_the_weak_headline() {
             "{text}"
         );
         assert!(text.contains("headline ▶ Feline 65.3"), "{text}");
-        assert!(text.contains("(Animal › Mammal › Pet › Feline)"), "{text}");
+        assert!(text.contains("(Animal › Mammal › Feline)"), "{text}");
         // The bar of the headline label carries the marker.
         let bar_line = text
             .lines()

@@ -38,18 +38,24 @@ pub(super) fn draw(f: &mut Frame, app: &App, a: &Areas) {
 
     // Hidden under a dialog: graphics protocols draw over whatever covers
     // them.
-    if matches!(app.mode, Mode::Normal | Mode::Input(_)) && a.thumb.height > 0 {
+    if matches!(app.mode, Mode::Normal | Mode::Input(_)) && a.thumb.height > 0 && app.thumbnails {
         draw_thumbnail(f, app, row, a.thumb);
     }
+    // Without thumbnails (`--image-protocol none`) the text takes the pane.
+    let text_area = if app.thumbnails {
+        a.detail_text
+    } else {
+        a.detail_text.union(a.thumb)
+    };
     let mut lines = header_lines(app, row);
     if let Some(doc) = &row.doc {
-        label_lines(app, row, doc, a.detail_text.width as usize, &mut lines);
+        label_lines(app, row, doc, text_area.width as usize, &mut lines);
     }
     f.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
             .scroll((app.detail_scroll, 0)),
-        a.detail_text,
+        text_area,
     );
 }
 
@@ -120,7 +126,9 @@ fn header_lines(app: &App, row: &Row) -> Vec<Line<'static>> {
         lines.push(headline_field(theme, d, h));
     }
     if let Some(h) = hint(app, row, headline.as_ref()) {
-        lines.push(Line::from(Span::styled(h, theme.dim)));
+        for part in h.lines() {
+            lines.push(Line::from(Span::styled(part.to_string(), theme.dim)));
+        }
     }
     if let Some(p) = &row.problem {
         lines.push(Line::from(Span::styled(
@@ -217,7 +225,7 @@ fn review_hint(app: &App, row: &Row, headline: Option<&Headline>) -> String {
         ));
     }
     format!(
-        "{}: t re-runs (+/- moves MinConfidence), e fixes by hand (+Add -Remove !Flag)",
+        "{}\nt re-runs (+/- moves MinConfidence), e fixes by hand (+Add -Remove !Flag)",
         why.join("; ")
     )
 }

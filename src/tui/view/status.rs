@@ -114,7 +114,7 @@ pub(super) fn draw_message(f: &mut Frame, app: &App, area: Rect) {
                 let k = |a| app.keymap.label_for(a);
                 Line::from(Span::styled(
                     format!(
-                        " {} tag · {} tag untagged · {}/{} threshold · {} mark · {} filter · {} status · {} sort · {} edit · {} spot check · {} help · {} quit",
+                        " {} tag · {} untagged · {}/{} MinConf · {} mark · {} filter · {} status · {} sort · {} edit · {} spot check · {} help · {} quit",
                         k(Action::Tag),
                         k(Action::TagUntagged),
                         k(Action::RaiseThreshold),
