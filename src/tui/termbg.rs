@@ -61,6 +61,7 @@ pub fn query() -> Option<Background> {
     let started = Instant::now();
     let reply = ask()?;
     let found = background_from_reply(&reply);
+    tracing::debug!(reply = %String::from_utf8_lossy(&reply).escape_debug(), "OSC 11 answer");
     tracing::info!(
         ms = started.elapsed().as_millis() as u64,
         answered = found.is_some(),
