@@ -956,6 +956,24 @@ fn folder_bucket(files: &[(&str, Option<&str>)]) -> tempfile::TempDir {
     dir
 }
 
+/// `+Cat -Feline !Pet` is in the cat's document, its labels and status.
+fn assert_cat_fixed(h: &Harness, k: &str) {
+    let doc = h.doc(&format!("metadata/cats/{k}.jpg.json"));
+    let review = &doc["ImgTag"]["Review"];
+    assert_eq!(review["Added"], serde_json::json!(["Cat"]), "{doc}");
+    assert_eq!(review["Removed"], serde_json::json!(["Feline"]), "{doc}");
+    assert_eq!(review["Flagged"], serde_json::json!(["Pet"]), "{doc}");
+    let names = label_names(&doc);
+    assert!(names.contains(&"Cat".to_string()), "{names:?}");
+    assert!(!names.contains(&"Feline".to_string()), "{names:?}");
+    // Pet is flagged, not removed: the image still needs review.
+    assert!(names.contains(&"Pet".to_string()), "{names:?}");
+    assert_eq!(
+        h.status_of(&format!("cats/{k}.jpg")),
+        Some(Status::NeedsReview)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_edit_on_marked_images_asks_then_writes_each() {
     let dir = folder_bucket(&[
@@ -1009,22 +1027,8 @@ async fn bulk_edit_on_marked_images_asks_then_writes_each() {
     h.send(code(KeyCode::Enter));
     h.send(key('y'));
     h.settle().await;
-    for k in ["a", "b"] {
-        let doc = h.doc(&format!("metadata/cats/{k}.jpg.json"));
-        let review = &doc["ImgTag"]["Review"];
-        assert_eq!(review["Added"], serde_json::json!(["Cat"]), "{doc}");
-        assert_eq!(review["Removed"], serde_json::json!(["Feline"]), "{doc}");
-        assert_eq!(review["Flagged"], serde_json::json!(["Pet"]), "{doc}");
-        let names = label_names(&doc);
-        assert!(names.contains(&"Cat".to_string()), "{names:?}");
-        assert!(!names.contains(&"Feline".to_string()), "{names:?}");
-        // Pet is flagged, not removed: the image still needs review.
-        assert!(names.contains(&"Pet".to_string()), "{names:?}");
-        assert_eq!(
-            h.status_of(&format!("cats/{k}.jpg")),
-            Some(Status::NeedsReview)
-        );
-    }
+    assert_cat_fixed(&h, "a");
+    assert_cat_fixed(&h, "b");
     assert_eq!(
         std::fs::read(h.dir.path().join("metadata/cats/c.jpg.json")).unwrap(),
         untouched
