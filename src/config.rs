@@ -33,6 +33,17 @@ pub enum ConfigError {
 
 pub use crate::detection::DetectorKind;
 
+/// imgtag-tui's colours: for a dark or a light terminal background, or
+/// `auto`: ask the terminal (falls back to dark).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ThemeChoice {
+    #[default]
+    Auto,
+    Dark,
+    Light,
+}
+
 pub fn parse_confidence(s: &str) -> Result<f32, String> {
     let v: f32 = s
         .trim()
@@ -136,6 +147,8 @@ pub struct FileConfig {
     pub review_below: Option<f32>,
     /// Key bindings of imgtag-tui.
     pub keys: Option<toml::Table>,
+    /// imgtag-tui's theme: auto, dark or light.
+    pub theme: Option<ThemeChoice>,
 }
 
 impl FileConfig {
@@ -169,6 +182,8 @@ pub struct Settings {
     pub max_labels: Option<u32>,
     pub review_below: f32,
     pub keys: toml::Table,
+    /// imgtag-tui's theme from the config file (its `--theme` wins).
+    pub theme: Option<ThemeChoice>,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
 }
@@ -242,6 +257,7 @@ impl CommonArgs {
             max_labels: self.max_labels.or(file.max_labels),
             review_below,
             keys: file.keys.unwrap_or_default(),
+            theme: file.theme,
             config_file,
         })
     }
@@ -278,7 +294,7 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(
             &path,
-            "bucket = \"from-file\"\nmin-confidence = 80\nregion = \"eu-west-1\"\n[keys]\nquit = \"x\"\n",
+            "bucket = \"from-file\"\nmin-confidence = 80\nregion = \"eu-west-1\"\ntheme = \"light\"\n[keys]\nquit = \"x\"\n",
         )
         .unwrap();
         let args = CommonArgs {
@@ -293,6 +309,7 @@ mod tests {
         assert_eq!(s.detector, DetectorKind::Rekognition);
         assert_eq!(s.review_below, DEFAULT_REVIEW_BELOW);
         assert_eq!(s.keys["quit"].as_str(), Some("x"));
+        assert_eq!(s.theme, Some(ThemeChoice::Light));
 
         let args = CommonArgs {
             config: Some(path.clone()),

@@ -734,3 +734,384 @@ fn a_large_marked_rerun_with_rekognition_asks_first() {
     assert_eq!(app.work.total, 12);
     assert!(app.rows.iter().all(|r| r.busy));
 }
+
+// ---------------------------------------------------------------------------
+// headline, bulk review, spot checks, themes
+
+/// The seed's cat: sure generic labels, a weak specific one, no "Cat".
+const SEED_CAT: &str = r#"{"Labels":[{"Name":"Animal","Confidence":98.2},{"Name":"Mammal","Confidence":95.7},{"Name":"Pet","Confidence":91.4},{"Name":"Feline","Confidence":65.3}]}"#;
+/// The same with a sure "Cat": tagged.
+const STRONG_CAT: &str = r#"{"Labels":[{"Name":"Animal","Confidence":99.1},{"Name":"Mammal","Confidence":97.0},{"Name":"Pet","Confidence":95.2},{"Name":"Feline","Confidence":93.0},{"Name":"Cat","Confidence":92.5}]}"#;
+const DOG: &str =
+    r#"{"Labels":[{"Name":"Animal","Confidence":97.0},{"Name":"Dog","Confidence":80.5}]}"#;
+const REVIEWED: &str = r#"{"Labels":[{"Name":"Dog","Confidence":100.0}],"ImgTag":{"SchemaVersion":1,"Source":{"Bucket":"photos","Key":"uploads/reviewed.jpg","ETag":"\"e1\"","Size":1},"Detector":"rekognition","MinConfidence":55.0,"MaxLabels":null,"TaggedAt":"2026-11-24T10:00:00Z","TaggedBy":"imgtag-tui","Review":{"Added":["Dog"],"Removed":[],"ReviewedAt":"2026-11-25T10:00:00Z"},"Error":null}}"#;
+const FLAGGED: &str = r#"{"Labels":[{"Name":"Animal","Confidence":99.0},{"Name":"Mammal","Confidence":97.0},{"Name":"Pet","Confidence":95.0},{"Name":"Feline","Confidence":93.0},{"Name":"Cat","Confidence":92.0}],"ImgTag":{"SchemaVersion":1,"Source":{"Bucket":"photos","Key":"uploads/flagged.jpg","ETag":"\"e1\"","Size":1},"Detector":"rekognition","MinConfidence":55.0,"MaxLabels":null,"TaggedAt":"2026-11-24T10:00:00Z","TaggedBy":"imgtag-tui","Review":{"Added":[],"Removed":[],"Flagged":["Pet"],"ReviewedAt":"2026-11-25T10:00:00Z"},"Error":null}}"#;
+
+fn audit_rows() -> Vec<Assessed> {
+    vec![
+        row(
+            "uploads/cats/seed.jpg",
+            Some(("metadata/cats/seed.jpg.json", SEED_CAT)),
+        ),
+        row(
+            "uploads/cats/strong.jpg",
+            Some(("metadata/cats/strong.jpg.json", STRONG_CAT)),
+        ),
+        row("uploads/dog.jpg", Some(("metadata/dog.jpg.json", DOG))),
+        row(
+            "uploads/flagged.jpg",
+            Some(("metadata/flagged.jpg.json", FLAGGED)),
+        ),
+        row(
+            "uploads/holiday/beach photo.jpg",
+            Some(("metadata/holiday/beach photo.jpg.json", WEAK)),
+        ),
+        row(
+            "uploads/reviewed.jpg",
+            Some(("metadata/reviewed.jpg.json", REVIEWED)),
+        ),
+        row("uploads/new/upload.jpg", None),
+    ]
+}
+
+#[test]
+fn the_seed_cat_leads_the_lowest_confidence_sort_and_needs_review() {
+    let mut app = listed(audit_rows(), true);
+    let seed = app.rows.find("uploads/cats/seed.jpg").unwrap() as usize;
+    assert_eq!(app.rows[seed].status, Some(Status::NeedsReview));
+    assert_eq!(app.rows[seed].headline(), Some(("Feline", 65.3)));
+    let strong = app.rows.find("uploads/cats/strong.jpg").unwrap() as usize;
+    assert_eq!(app.rows[strong].status, Some(Status::Tagged));
+    app.update(key('s'));
+    assert_eq!(app.rows.sort().label(), "lowest confidence");
+    // Among tagged and needs-review images, the seed cat comes first
+    // (its most confident label, 98.2, would have put it near the end).
+    let order: Vec<&str> = app
+        .rows
+        .view()
+        .iter()
+        .map(|&i| &app.rows[i as usize])
+        .filter(|r| matches!(r.status, Some(Status::Tagged | Status::NeedsReview)))
+        .map(|r| r.key.as_str())
+        .collect();
+    assert_eq!(order[0], "uploads/cats/seed.jpg", "{order:?}");
+    // The same holds with only needs-review shown.
+    app.update(key('f'));
+    app.update(key('f'));
+    assert_eq!(app.rows.status_filter(), Some(Status::NeedsReview));
+    assert_eq!(app.selected_row().unwrap().key, "uploads/cats/seed.jpg");
+}
+
+fn seed_cat_app(theme: imgtag::tui::theme::Theme) -> App {
+    let mut app = new_app(Size::new(170, 24));
+    app.theme = theme;
+    app.start();
+    let generation = app.generation;
+    app.update(Msg::Rows {
+        generation,
+        rows: audit_rows(),
+    });
+    app.update(Msg::ListingDone {
+        generation,
+        error: None,
+    });
+    app
+}
+
+/// The screen's text, then its style runs per line: what the text-only
+/// snapshot cannot show, so that each theme's colours are reviewed too.
+fn styled_dump(t: &Terminal<TestBackend>) -> String {
+    let buf = t.backend().buffer();
+    let mut out = screen_text(t);
+    out.push_str("--- styles (x0-x1 fg bg modifiers) ---\n");
+    for y in 0..buf.area.height {
+        let mut runs = Vec::new();
+        let mut x = 0;
+        while x < buf.area.width {
+            let c = &buf[(x, y)];
+            let style = (c.fg, c.bg, c.modifier);
+            let start = x;
+            while x < buf.area.width {
+                let d = &buf[(x, y)];
+                if (d.fg, d.bg, d.modifier) != style {
+                    break;
+                }
+                x += 1;
+            }
+            if style
+                != (
+                    ratatui::style::Color::Reset,
+                    ratatui::style::Color::Reset,
+                    ratatui::style::Modifier::empty(),
+                )
+            {
+                runs.push(format!(
+                    "{start}-{} {:?} {:?} {:?}",
+                    x - 1,
+                    style.0,
+                    style.1,
+                    style.2
+                ));
+            }
+        }
+        out.push_str(&format!("{y:2}: {}\n", runs.join(" | ")));
+    }
+    out
+}
+
+#[test]
+fn snapshot_seed_cat_detail_marks_the_weak_headline() {
+    use imgtag::tui::theme::Theme;
+    for (name, theme) in [("dark", Theme::dark()), ("light", Theme::light())] {
+        let app = seed_cat_app(theme);
+        assert_eq!(app.selected_row().unwrap().key, "uploads/cats/seed.jpg");
+        let t = render(&app);
+        let text = screen_text(&t);
+        assert!(
+            text.contains("Feline 65.3 is the headline and below the review threshold 70"),
+            "{text}"
+        );
+        assert!(text.contains("headline ▶ Feline 65.3"), "{text}");
+        assert!(text.contains("(Animal › Mammal › Feline)"), "{text}");
+        // The bar of the headline label carries the marker.
+        let bar_line = text
+            .lines()
+            .find(|l| l.contains("▶ Feline ") && l.contains("65.3") && l.contains('█'))
+            .unwrap_or_else(|| panic!("no marked bar: {text}"));
+        assert!(!bar_line.contains("▶ Animal"), "{bar_line}");
+        if name == "dark" {
+            insta::assert_snapshot!("seed_cat_detail", t.backend());
+        }
+        insta::assert_snapshot!(format!("seed_cat_styles_{name}"), styled_dump(&t));
+    }
+}
+
+#[test]
+fn flagged_labels_show_as_flagged() {
+    let mut app = seed_cat_app(imgtag::tui::theme::Theme::dark());
+    let pos = app
+        .rows
+        .view()
+        .iter()
+        .position(|&i| app.rows[i as usize].key == "uploads/flagged.jpg")
+        .unwrap();
+    app.cursor = pos;
+    let r = app.selected_row().unwrap();
+    assert_eq!(r.status, Some(Status::NeedsReview));
+    let text = screen_text(&render(&app));
+    assert!(text.contains("flagged as doubtful: Pet"), "{text}");
+    assert!(text.contains("flagged as doubtful"), "{text}");
+    assert!(text.contains("! Pet"), "{text}");
+    assert!(text.contains("review   !Pet"), "{text}");
+    // The flagged headline-strong image is not weak: no threshold claim.
+    assert!(!text.contains("below the review threshold"), "{text}");
+}
+
+#[test]
+fn spot_check_jumps_to_unreviewed_tagged_images_only() {
+    let mut app = seed_cat_app(imgtag::tui::theme::Theme::dark());
+    app.rng = fastrand::Rng::with_seed(7);
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..40 {
+        app.update(key('x'));
+        let r = app.selected_row().unwrap();
+        assert_eq!(r.status, Some(Status::Tagged), "{}", r.key);
+        assert!(r.doc.as_ref().unwrap().review().is_none(), "{}", r.key);
+        seen.insert(r.key.clone());
+    }
+    // Tagged and unreviewed: the strong cat and the dog; never the
+    // reviewed dog, the flagged cat or the seed cat.
+    let mut seen: Vec<_> = seen.into_iter().collect();
+    seen.sort();
+    assert_eq!(seen, ["uploads/cats/strong.jpg", "uploads/dog.jpg"]);
+    // Only in the current view.
+    app.update(key('/'));
+    for c in "holiday".chars() {
+        app.update(key(c));
+    }
+    app.update(code(KeyCode::Enter));
+    app.update(key('x'));
+    let (_, msg) = app.message.clone().unwrap();
+    assert!(msg.contains("no unreviewed tagged image"), "{msg}");
+    assert_eq!(
+        app.selected_row().unwrap().key,
+        "uploads/holiday/beach photo.jpg"
+    );
+}
+
+/// A local-folder bucket with these images (and metadata, if any).
+fn folder_bucket(files: &[(&str, Option<&str>)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (key, meta) in files {
+        let img = dir.path().join("uploads").join(key);
+        std::fs::create_dir_all(img.parent().unwrap()).unwrap();
+        std::fs::write(&img, b"not really a jpeg").unwrap();
+        if let Some(json) = meta {
+            let m = dir.path().join("metadata").join(format!("{key}.json"));
+            std::fs::create_dir_all(m.parent().unwrap()).unwrap();
+            std::fs::write(&m, json).unwrap();
+        }
+    }
+    dir
+}
+
+/// `+Cat -Feline !Pet` is in the cat's document, its labels and status.
+fn assert_cat_fixed(h: &Harness, k: &str) {
+    let doc = h.doc(&format!("metadata/cats/{k}.jpg.json"));
+    let review = &doc["ImgTag"]["Review"];
+    assert_eq!(review["Added"], serde_json::json!(["Cat"]), "{doc}");
+    assert_eq!(review["Removed"], serde_json::json!(["Feline"]), "{doc}");
+    assert_eq!(review["Flagged"], serde_json::json!(["Pet"]), "{doc}");
+    let names = label_names(&doc);
+    assert!(names.contains(&"Cat".to_string()), "{names:?}");
+    assert!(!names.contains(&"Feline".to_string()), "{names:?}");
+    // Pet is flagged, not removed: the image still needs review.
+    assert!(names.contains(&"Pet".to_string()), "{names:?}");
+    assert_eq!(
+        h.status_of(&format!("cats/{k}.jpg")),
+        Some(Status::NeedsReview)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_edit_on_marked_images_asks_then_writes_each() {
+    let dir = folder_bucket(&[
+        ("cats/a.jpg", Some(SEED_CAT)),
+        ("cats/b.jpg", Some(SEED_CAT)),
+        ("cats/c.jpg", Some(SEED_CAT)),
+        ("new.jpg", None),
+    ]);
+    let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
+    let source = DetectorSource::Build {
+        kind: imgtag::config::DetectorKind::Local,
+        s3: Default::default(),
+        concurrency: 1,
+    };
+    let mut h = Harness::new(store, source, dir).await;
+    assert_eq!(h.app.rows.len(), 4);
+    let untouched = std::fs::read(h.dir.path().join("metadata/cats/c.jpg.json")).unwrap();
+    // Mark a, b and the untagged image; c stays unmarked.
+    h.select("cats/a.jpg");
+    h.keys("  ");
+    h.select("new.jpg");
+    h.send(key(' '));
+    assert_eq!(h.app.marks.len(), 3);
+    h.send(key('e'));
+    let prompt = screen_text(&render(&h.app));
+    assert!(
+        prompt.contains("labels on 2 marked (+Add -Remove !Flag"),
+        "{prompt}"
+    );
+    h.keys("+Cat -Feline !Pet");
+    h.send(code(KeyCode::Enter));
+    let Mode::Confirm { text, .. } = &h.app.mode else {
+        panic!("no confirmation: {:?}", h.app.mode)
+    };
+    assert!(
+        text.starts_with("Apply +Cat -Feline !Pet to 2 marked images?"),
+        "{text}"
+    );
+    assert!(text.contains("1 other marked without labels"), "{text}");
+    // "n" writes nothing and keeps the marks.
+    h.send(key('n'));
+    h.settle().await;
+    assert_eq!(
+        h.doc("metadata/cats/a.jpg.json")["ImgTag"],
+        serde_json::Value::Null
+    );
+    assert_eq!(h.app.marks.len(), 3);
+    // Again, and yes.
+    h.send(key('e'));
+    h.keys("+Cat -Feline !Pet");
+    h.send(code(KeyCode::Enter));
+    h.send(key('y'));
+    h.settle().await;
+    assert_cat_fixed(&h, "a");
+    assert_cat_fixed(&h, "b");
+    assert_eq!(
+        std::fs::read(h.dir.path().join("metadata/cats/c.jpg.json")).unwrap(),
+        untouched
+    );
+    assert!(!h.dir.path().join("metadata/new.jpg.json").exists());
+    assert!(h.app.marks.is_empty());
+    assert!(h.app.rows.iter().all(|r| !r.busy));
+    let (_, msg) = h.app.message.clone().unwrap();
+    assert_eq!(msg, "edit saved on 2 of 2 images, 0 not saved");
+    // Without marks, e edits the selected image alone, without asking.
+    h.select("cats/c.jpg");
+    h.send(key('e'));
+    h.keys("+Cat");
+    h.send(code(KeyCode::Enter));
+    assert_eq!(h.app.mode, Mode::Normal);
+    h.settle().await;
+    let doc = h.doc("metadata/cats/c.jpg.json");
+    assert_eq!(doc["ImgTag"]["Review"]["Added"], serde_json::json!(["Cat"]));
+    let (_, msg) = h.app.message.clone().unwrap();
+    assert!(
+        msg.starts_with("review saved for uploads/cats/c.jpg"),
+        "{msg}"
+    );
+}
+
+/// Every cell of these screens is readable in both themes: foreground and
+/// background differ, and text on the terminal's own background never uses
+/// a colour that some palette draws (nearly) as that background.
+#[test]
+fn every_screen_reads_in_both_themes() {
+    use imgtag::tui::theme::Theme;
+    use ratatui::style::Color;
+    for theme in [Theme::dark(), Theme::light()] {
+        let mut app = seed_cat_app(theme);
+        let mut screens = Vec::new();
+        // Every row selected in turn: every status, detail and selection.
+        for _ in 0..app.rows.view().len() {
+            screens.push(("row", render(&app)));
+            app.update(key('j'));
+        }
+        app.update(key(' '));
+        app.update(key('k'));
+        app.update(key(' '));
+        screens.push(("marks", render(&app)));
+        app.update(key('e'));
+        app.update(key('+'));
+        screens.push(("prompt", render(&app)));
+        app.update(code(KeyCode::Esc));
+        app.update(key('?'));
+        screens.push(("help", render(&app)));
+        app.update(key('q'));
+        let mut app = seed_cat_app(theme);
+        app.update(key('T'));
+        screens.push(("confirm", render(&app)));
+        app.update(key('n'));
+        app.message = Some((
+            imgtag::tui::app::Level::Error,
+            "listing failed: boom".into(),
+        ));
+        screens.push(("error", render(&app)));
+        let mut app = listed(mixed_rows(), false);
+        app.theme = theme;
+        screens.push(("listing", render(&app)));
+        app.update(key('x'));
+        screens.push(("spot", render(&app)));
+
+        let vanishing = theme.vanishing();
+        for (what, t) in &screens {
+            let buf = t.backend().buffer();
+            for y in 0..buf.area.height {
+                for x in 0..buf.area.width {
+                    let c = &buf[(x, y)];
+                    let at = format!("{:?} {what} at {x},{y} {:?}", theme.background, c.symbol());
+                    if c.fg != Color::Reset && c.bg != Color::Reset {
+                        assert_ne!(c.fg, c.bg, "{at}");
+                    }
+                    if c.symbol().trim().is_empty() {
+                        continue;
+                    }
+                    if c.bg == Color::Reset {
+                        assert!(!vanishing.contains(&c.fg), "{at}: {:?}", c.fg);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use imgtag::config::CommonArgs;
+use imgtag::config::{CommonArgs, ThemeChoice};
 use imgtag::tui::{ImageProtocol, TuiOptions};
 
 #[derive(Parser)]
@@ -28,6 +28,10 @@ struct Cli {
     /// iTerm2) and falls back to half-blocks.
     #[arg(long, value_enum, default_value_t = ImageProtocol::Auto)]
     image_protocol: ImageProtocol,
+    /// Colours for a dark or a light terminal; auto asks the terminal for
+    /// its background (falls back to dark). Config file key: `theme`.
+    #[arg(long, value_enum, value_name = "auto|dark|light")]
+    theme: Option<ThemeChoice>,
 }
 
 fn main() -> ExitCode {
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
             TuiOptions {
                 concurrency: cli.concurrency,
                 image_protocol: cli.image_protocol,
+                theme: cli.theme,
             },
         ))?;
         Ok(())

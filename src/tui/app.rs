@@ -71,9 +71,9 @@ pub enum Cmd {
         /// settings: the operator asked for it.
         force: bool,
     },
+    /// The same label edit on each image, one conditional write each.
     Review {
-        key: String,
-        metadata_key: Option<String>,
+        jobs: Vec<TagJob>,
         edit: ReviewEdit,
     },
     Thumb {
@@ -117,10 +117,11 @@ pub enum Pane {
 pub enum InputKind {
     Filter,
     Threshold,
-    /// Label edit for this image.
+    /// Label edit for these images (the marked ones, or the selected).
     Edit {
-        key: String,
-        metadata_key: Option<String>,
+        targets: Vec<TagJob>,
+        /// The targets are the marked images: ask before writing.
+        marked: bool,
     },
 }
 
@@ -215,6 +216,10 @@ pub struct App {
     pub listing: Listing,
     pub generation: u64,
     pub work: Work,
+    /// Progress of label edits since the last batch ended.
+    pub reviews: Work,
+    /// Picks the spot check's image (seedable for tests).
+    pub rng: fastrand::Rng,
     pub thumb: Option<Thumb>,
     /// The terminal's size in cells.
     pub size: Size,
@@ -249,6 +254,8 @@ impl App {
             listing: Listing::Running,
             generation: 0,
             work: Work::default(),
+            reviews: Work::default(),
+            rng: fastrand::Rng::new(),
             thumb: None,
             size: Size::new(120, 40),
             thumbnails: true,
@@ -390,12 +397,18 @@ impl App {
             // as soon as it is written.
             self.rows.upsert(Row::from_assessed(*a));
         }
-        if !review {
+        if review {
+            self.reviews.done += 1;
+        } else {
             self.work.running = self.work.running.saturating_sub(1);
             self.work.done += 1;
         }
         self.report(&key, &outcome, review);
-        if !self.work.active() && !review {
+        if review {
+            if !self.reviews.active() {
+                self.finish_reviews();
+            }
+        } else if !self.work.active() {
             self.finish_work();
         }
         Vec::new()
@@ -413,7 +426,9 @@ impl App {
                     .map(|(n, c)| format!(", headline {} {c:.1}", for_terminal(n)))
                     .unwrap_or_default();
                 if review {
-                    self.info(format!("review saved for {shown}: {labels} labels{best}"));
+                    if !self.reviews.active() {
+                        self.info(format!("review saved for {shown}: {labels} labels{best}"));
+                    }
                 } else if !self.work.active() {
                     self.info(format!("tagged {shown}: {labels} labels{best}"));
                 }
@@ -424,7 +439,7 @@ impl App {
                 }
             }
             Outcome::Failed { code, message, .. } => {
-                self.work.failed += usize::from(!review);
+                self.count_problem(review);
                 self.error(format!(
                     "{shown}: {}: {} (recorded)",
                     for_terminal(code),
@@ -432,25 +447,54 @@ impl App {
                 ));
             }
             Outcome::Skipped { reason } => {
-                self.work.failed += usize::from(!review);
+                self.count_problem(review);
                 self.error(format!("{shown}: {}", for_terminal(reason)));
             }
             Outcome::Conflict { metadata_key } => {
-                self.work.failed += usize::from(!review);
+                self.count_problem(review);
                 self.error(format!(
-                    "{} changed while {shown} was being tagged; not overwritten (press r to reload)",
-                    for_terminal(metadata_key)
+                    "{} changed while {shown} was being {}; not overwritten (press r to reload)",
+                    for_terminal(metadata_key),
+                    if review { "edited" } else { "tagged" }
                 ));
             }
             Outcome::Retry { message } => {
-                self.work.failed += usize::from(!review);
+                self.count_problem(review);
                 self.error(format!("{shown}: {}; try again", for_terminal(message)));
             }
             Outcome::Fatal { message } => {
-                self.work.failed += usize::from(!review);
+                self.count_problem(review);
                 self.error(format!("stopped: {}", for_terminal(message)));
             }
         }
+    }
+
+    fn count_problem(&mut self, review: bool) {
+        if review {
+            self.reviews.failed += 1;
+        } else {
+            self.work.failed += 1;
+        }
+    }
+
+    /// The last edit of a batch ended: sums up a batch of more than one
+    /// image (a problem's own message stays if it was the only one).
+    fn finish_reviews(&mut self) {
+        let w = self.reviews;
+        if w.total > 1 {
+            let text = format!(
+                "edit saved on {} of {} images, {} not saved",
+                w.done - w.failed,
+                w.total,
+                w.failed
+            );
+            if w.failed == 0 {
+                self.info(text);
+            } else if w.failed > 1 || !matches!(self.message, Some((Level::Error, _))) {
+                self.error(text);
+            }
+        }
+        self.reviews = Work::default();
     }
 
     /// The queue ran empty: sums up a run of more than one image.
@@ -631,12 +675,23 @@ impl App {
                     Vec::new()
                 }
             },
-            InputKind::Edit { key, metadata_key } => match ReviewEdit::parse(&input.buf) {
-                Ok(edit) => vec![Cmd::Review {
-                    key,
-                    metadata_key,
-                    edit,
-                }],
+            InputKind::Edit { targets, marked } => match ReviewEdit::parse(&input.buf) {
+                Ok(edit) if edit_is_empty(&edit) => {
+                    self.info("no change");
+                    Vec::new()
+                }
+                Ok(edit) => {
+                    let cmd = Cmd::Review {
+                        jobs: targets,
+                        edit,
+                    };
+                    if marked {
+                        self.ask_bulk_edit(cmd);
+                        Vec::new()
+                    } else {
+                        self.start_cmd(cmd)
+                    }
+                }
                 Err(e) => {
                     self.error(format!("labels: {e}"));
                     Vec::new()
@@ -719,6 +774,7 @@ impl App {
                     .set_status_filter(STATUS_CYCLE[(pos + 1) % STATUS_CYCLE.len()]);
             }
             Action::Edit => self.start_edit(),
+            Action::SpotCheck => self.spot_check(),
             Action::Reload => return self.reload(),
             Action::Help => self.mode = Mode::Help,
             Action::Quit => self.quit = true,
@@ -751,23 +807,93 @@ impl App {
         }
     }
 
-    /// Opens the label edit prompt for the selected image, if it has
-    /// labels to edit.
+    /// Opens the label edit prompt for the marked images, or else the
+    /// selected one; only images with labels to edit are taken.
     fn start_edit(&mut self) {
+        if !self.marks.is_empty() {
+            let mut targets: Vec<u32> = self.marks.iter().copied().collect();
+            targets.sort_by(|a, b| self.rows[*a as usize].key.cmp(&self.rows[*b as usize].key));
+            let targets: Vec<TagJob> = targets
+                .into_iter()
+                .filter(|&i| editable(&self.rows[i as usize]))
+                .filter_map(|i| self.job_for(i))
+                .collect();
+            if targets.is_empty() {
+                self.error("none of the marked images has labels to edit: tag them first");
+                return;
+            }
+            self.mode = Mode::Input(Input {
+                kind: InputKind::Edit {
+                    targets,
+                    marked: true,
+                },
+                buf: String::new(),
+            });
+            return;
+        }
         match self.selected_row() {
             Some(r) if r.is_orphan() => self.error("orphan metadata: its image is gone"),
-            Some(r) if r.doc.is_none() || r.problem.is_some() => {
+            Some(r) if !editable(r) => {
                 self.error("tag this image first; then its labels can be edited")
             }
             Some(r) => {
-                let (key, metadata_key) = (r.key.clone(), r.metadata_key.clone());
+                let targets = vec![TagJob {
+                    key: r.key.clone(),
+                    metadata_key: r.metadata_key.clone(),
+                }];
                 self.mode = Mode::Input(Input {
-                    kind: InputKind::Edit { key, metadata_key },
+                    kind: InputKind::Edit {
+                        targets,
+                        marked: false,
+                    },
                     buf: String::new(),
                 });
             }
             None => {}
         }
+    }
+
+    /// Asks before one edit goes to every marked image.
+    fn ask_bulk_edit(&mut self, cmd: Cmd) {
+        let Cmd::Review { jobs, edit } = &cmd else {
+            return;
+        };
+        let n = jobs.len();
+        let skipped = self.marks.len().saturating_sub(n);
+        let skipped = if skipped > 0 {
+            format!(" ({skipped} other marked without labels to edit)")
+        } else {
+            String::new()
+        };
+        let text = format!(
+            "Apply {} to {n} marked image{}?{skipped}",
+            edit_text(edit),
+            if n == 1 { "" } else { "s" }
+        );
+        self.mode = Mode::Confirm { text, cmd };
+    }
+
+    /// Jumps to a random image of the view that is tagged and that no one
+    /// has reviewed: a quality check on what looked fine.
+    fn spot_check(&mut self) {
+        let candidates: Vec<usize> = self
+            .rows
+            .view()
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| unreviewed_tagged(&self.rows[**i as usize]))
+            .map(|(pos, _)| pos)
+            .collect();
+        if candidates.is_empty() {
+            self.info("no unreviewed tagged image in this view");
+            return;
+        }
+        self.focus = Pane::List;
+        self.cursor = candidates[self.rng.usize(..candidates.len())];
+        self.info(format!(
+            "spot check: one of {} unreviewed tagged images (x for another)",
+            candidates.len()
+        ));
     }
 
     fn move_by(&mut self, delta: isize) {
@@ -881,6 +1007,22 @@ impl App {
                 self.min_confidence
             ));
         }
+        if let Cmd::Review { jobs, edit } = &cmd {
+            for j in jobs {
+                if let Some(i) = self.rows.find(&j.key) {
+                    self.rows.set_busy(i, true);
+                }
+            }
+            self.reviews.total += jobs.len();
+            if jobs.len() > 1 {
+                self.marks.clear();
+                self.info(format!(
+                    "applying {} to {} images…",
+                    edit_text(edit),
+                    jobs.len()
+                ));
+            }
+        }
         vec![cmd]
     }
 
@@ -923,4 +1065,39 @@ impl App {
         }
         Vec::new()
     }
+}
+
+/// An image whose labels can be edited: tagged, readable, not an orphan.
+fn editable(r: &Row) -> bool {
+    !r.is_orphan() && r.doc.is_some() && r.problem.is_none()
+}
+
+/// Tagged and never reviewed (`ImgTag.Review` absent or empty).
+fn unreviewed_tagged(r: &Row) -> bool {
+    r.status == Some(Status::Tagged)
+        && !r.busy
+        && r.doc
+            .as_ref()
+            .and_then(|d| d.review())
+            .is_none_or(|rv| rv.is_empty())
+}
+
+fn edit_is_empty(e: &ReviewEdit) -> bool {
+    e.add.is_empty() && e.remove.is_empty() && e.flag.is_empty()
+}
+
+/// An edit as the operator typed it: `+Cat -Feline !Pet` (names with
+/// spaces quoted).
+pub fn edit_text(e: &ReviewEdit) -> String {
+    let name = |n: &String| {
+        if n.contains(char::is_whitespace) {
+            format!("\"{n}\"")
+        } else {
+            n.clone()
+        }
+    };
+    let parts = (e.add.iter().map(|n| format!("+{}", name(n))))
+        .chain(e.remove.iter().map(|n| format!("-{}", name(n))))
+        .chain(e.flag.iter().map(|n| format!("!{}", name(n))));
+    parts.collect::<Vec<_>>().join(" ")
 }

@@ -61,7 +61,8 @@ actions! {
     Filter         "filter"          ["/"]                   "filter by key or label text";
     Sort           "sort"            ["s"]                   "cycle the sort: name, lowest confidence, newest";
     StatusFilter   "status-filter"   ["f"]                   "cycle the status filter";
-    Edit           "edit"            ["e"]                   "edit labels by hand: +Add -Remove";
+    Edit           "edit"            ["e"]                   "edit labels by hand: +Add -Remove !Flag (the marked images, or the selected one)";
+    SpotCheck      "spot-check"      ["x"]                   "spot check: jump to a random tagged image nobody has reviewed";
     Reload         "reload"          ["r"]                   "reload the listing";
     Help           "help"            ["?"]                   "this help";
     Quit           "quit"            ["q"]                   "quit";
@@ -290,7 +291,11 @@ mod tests {
             m.action(&ev(KeyCode::Char(' '), KeyModifiers::NONE)),
             Some(Action::Mark)
         );
-        assert_eq!(m.action(&ev(KeyCode::Char('x'), KeyModifiers::NONE)), None);
+        assert_eq!(
+            m.action(&ev(KeyCode::Char('x'), KeyModifiers::NONE)),
+            Some(Action::SpotCheck)
+        );
+        assert_eq!(m.action(&ev(KeyCode::Char('z'), KeyModifiers::NONE)), None);
 
         let table: toml::Table = toml::from_str("tag = \"x\"\nquit = [\"ctrl-q\", \"t\"]").unwrap();
         let m = Keymap::from_config(&table).unwrap();

@@ -10,6 +10,7 @@ pub mod app;
 pub mod keys;
 pub mod rows;
 pub mod runtime;
+pub mod termbg;
 pub mod theme;
 pub mod thumbs;
 pub mod view;
@@ -29,7 +30,7 @@ use ratatui::layout::Size;
 use ratatui_image::picker::{Picker, ProtocolType};
 use tokio::sync::mpsc;
 
-use crate::config::Settings;
+use crate::config::{Settings, ThemeChoice};
 use crate::storage::BucketSpec;
 
 use app::{App, Header, Msg};
@@ -64,6 +65,20 @@ pub enum ImageProtocol {
 pub struct TuiOptions {
     pub concurrency: usize,
     pub image_protocol: ImageProtocol,
+    /// `--theme`; None: the config file's, else auto.
+    pub theme: Option<ThemeChoice>,
+}
+
+/// The theme to draw with. `auto` asks the terminal, so it must run in raw
+/// mode and before the event reader starts; no answer means dark.
+fn theme_for(choice: ThemeChoice) -> theme::Theme {
+    match choice {
+        ThemeChoice::Dark => theme::Theme::dark(),
+        ThemeChoice::Light => theme::Theme::light(),
+        ThemeChoice::Auto => termbg::query()
+            .map(theme::Theme::for_background)
+            .unwrap_or_else(theme::Theme::dark),
+    }
 }
 
 /// The app's header line for these settings.
@@ -181,6 +196,7 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
     enable_raw_mode()?;
     let _guard = TerminalGuard;
     execute!(std::io::stdout(), EnterAlternateScreen, EnableMouseCapture)?;
+    let theme = theme_for(opts.theme.or(settings.theme).unwrap_or_default());
     let picker = picker_for(opts.image_protocol);
     let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
     terminal.clear()?;
@@ -193,6 +209,7 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
         settings.min_confidence,
         settings.review_below,
     );
+    app.theme = theme;
     let size = terminal.size()?;
     app.size = Size::new(size.width, size.height);
     if picker.is_none() {

@@ -17,10 +17,10 @@ use crate::catalog::{audit, reassess};
 use crate::config::DetectorKind;
 use crate::contract::Layout;
 use crate::detection::DynDetector;
-use crate::pipeline::{Outcome, TagOptions, edit_review, tag};
+use crate::pipeline::{Outcome, ReviewEdit, TagOptions, edit_review, tag};
 use crate::storage::{DynStore, S3Options};
 
-use super::app::{Cmd, Msg};
+use super::app::{Cmd, Msg, TagJob};
 use super::thumbs::ThumbCache;
 
 /// Rows per listing message: enough to keep message overhead low, few
@@ -169,26 +169,10 @@ impl Runtime {
                     self.tag_job(job.key, opts);
                 }
             }
-            Cmd::Review {
-                key,
-                metadata_key,
-                edit,
-            } => {
-                let store = self.store.clone();
-                let tx = self.tx.clone();
-                let config = self.config.clone();
-                let mut opts = TagOptions::new(config.layout.clone(), "imgtag-tui");
-                opts.metadata_key = metadata_key.clone();
-                self.spawn_job(async move {
-                    let outcome = edit_review(&store, &key, &edit, &opts).await;
-                    let row = reread(&store, &config, &key, &outcome).await;
-                    let _ = tx.send(Msg::Tagged {
-                        key,
-                        outcome,
-                        row,
-                        review: true,
-                    });
-                });
+            Cmd::Review { jobs, edit } => {
+                for job in jobs {
+                    self.review_job(job, edit.clone());
+                }
             }
             Cmd::Thumb {
                 key,
@@ -308,6 +292,33 @@ impl Runtime {
         });
     }
 
+    /// One image's label edit: a conditional write through the pipeline
+    /// (a conflict comes back as an outcome, never an overwrite).
+    fn review_job(&self, job: TagJob, edit: ReviewEdit) {
+        let store = self.store.clone();
+        let tx = self.tx.clone();
+        let config = self.config.clone();
+        let slots = self.slots.clone();
+        let mut opts = TagOptions::new(config.layout.clone(), "imgtag-tui");
+        opts.metadata_key = job.metadata_key;
+        let key = job.key;
+        self.spawn_job(async move {
+            // Bounded like tagging: a bulk edit of 10,000 images must not
+            // open 10,000 requests at once.
+            let Ok(_permit) = slots.acquire_owned().await else {
+                return;
+            };
+            let outcome = edit_review(&store, &key, &edit, &opts).await;
+            let row = reread(&store, &config, &key, &outcome).await;
+            let _ = tx.send(Msg::Tagged {
+                key,
+                outcome,
+                row,
+                review: true,
+            });
+        });
+    }
+
     fn thumb(&self, key: String, etag: Option<String>, size: u64, area: Size) {
         let generation = self.thumb_generation.fetch_add(1, Ordering::SeqCst) + 1;
         let current = self.thumb_generation.clone();
@@ -333,7 +344,10 @@ impl Runtime {
                             .new_protocol(
                                 DynamicImage::ImageRgb8((*img).clone()),
                                 area,
-                                Resize::Fit(None),
+                                // Scale, not Fit: Fit never enlarges, so a
+                                // 512-px thumbnail filled a third of a wide
+                                // pane.
+                                Resize::Scale(None),
                             )
                             .map_err(|e| e.to_string())
                     })

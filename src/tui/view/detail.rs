@@ -9,6 +9,7 @@ use ratatui::widgets::{Paragraph, Wrap};
 use ratatui_image::Image;
 
 use crate::contract::{KeyKind, MetadataDoc, Status};
+use crate::headline::{Headline, headline_of};
 use crate::sanitize::for_terminal;
 
 use super::super::app::{App, Mode, Pane, ThumbState};
@@ -37,18 +38,24 @@ pub(super) fn draw(f: &mut Frame, app: &App, a: &Areas) {
 
     // Hidden under a dialog: graphics protocols draw over whatever covers
     // them.
-    if matches!(app.mode, Mode::Normal | Mode::Input(_)) && a.thumb.height > 0 {
+    if matches!(app.mode, Mode::Normal | Mode::Input(_)) && a.thumb.height > 0 && app.thumbnails {
         draw_thumbnail(f, app, row, a.thumb);
     }
+    // Without thumbnails (`--image-protocol none`) the text takes the pane.
+    let text_area = if app.thumbnails {
+        a.detail_text
+    } else {
+        a.detail_text.union(a.thumb)
+    };
     let mut lines = header_lines(app, row);
     if let Some(doc) = &row.doc {
-        label_lines(app, row, doc, a.detail_text.width as usize, &mut lines);
+        label_lines(app, row, doc, text_area.width as usize, &mut lines);
     }
     f.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
             .scroll((app.detail_scroll, 0)),
-        a.detail_text,
+        text_area,
     );
 }
 
@@ -105,13 +112,23 @@ fn header_lines(app: &App, row: &Row) -> Vec<Line<'static>> {
             if !r.removed.is_empty() {
                 parts.push(format!("-{}", for_terminal(&r.removed.join(" -"))));
             }
+            if !r.flagged.is_empty() {
+                parts.push(format!("!{}", for_terminal(&r.flagged.join(" !"))));
+            }
             if !parts.is_empty() {
                 lines.push(field(theme, "review   ", parts.join(" ")));
             }
         }
     }
-    if let Some(h) = hint(app, row.status) {
-        lines.push(Line::from(Span::styled(h, theme.dim)));
+    let doc = row.doc.as_ref();
+    let headline = doc.and_then(headline_of);
+    if let (Some(d), Some(h)) = (doc, &headline) {
+        lines.push(headline_field(theme, d, h));
+    }
+    if let Some(h) = hint(app, row, headline.as_ref()) {
+        for part in h.lines() {
+            lines.push(Line::from(Span::styled(part.to_string(), theme.dim)));
+        }
     }
     if let Some(p) = &row.problem {
         lines.push(Line::from(Span::styled(
@@ -142,27 +159,80 @@ fn status_line(theme: &Theme, row: &Row) -> Line<'static> {
     Line::from(first)
 }
 
+/// `headline ▶ Feline 65.3  (Animal › Mammal › Pet › Feline)`.
+fn headline_field(theme: &Theme, doc: &MetadataDoc, h: &Headline) -> Line<'static> {
+    let label = h.label(&doc.labels);
+    let mut spans = vec![
+        Span::styled("headline ", theme.dim),
+        Span::styled(
+            format!("▶ {} {:.1}", for_terminal(&label.name), label.confidence),
+            theme.headline,
+        ),
+    ];
+    if h.chain.len() > 1 {
+        let names: Vec<_> = h
+            .chain
+            .iter()
+            .map(|&i| doc.labels[i].name.as_str())
+            .collect();
+        spans.push(Span::styled(
+            format!("  ({})", for_terminal(&names.join(" › "))),
+            theme.dim,
+        ));
+    }
+    Line::from(spans)
+}
+
 fn field(theme: &Theme, name: &'static str, value: String) -> Line<'static> {
     Line::from(vec![Span::styled(name, theme.dim), Span::raw(value)])
 }
 
-/// What to do about a row in this status.
-fn hint(app: &App, status: Option<Status>) -> Option<String> {
-    match status {
+/// What to do about a row in this status; for one that needs review, why:
+/// which specific label is weak, or which labels were flagged.
+fn hint(app: &App, row: &Row, headline: Option<&Headline>) -> Option<String> {
+    match row.status {
         Some(Status::Untagged) => Some("not tagged yet: t tags it".to_string()),
         Some(Status::Stale) => Some("the image changed after it was tagged: t re-tags it".into()),
-        Some(Status::NeedsReview) => Some(format!(
-            "best label under {}: t re-runs (+/- moves MinConfidence), e fixes by hand",
-            app.review_below
-        )),
+        Some(Status::NeedsReview) => Some(review_hint(app, row, headline)),
         Some(Status::Malformed) => Some("the metadata is not valid: t re-tags the image".into()),
         Some(Status::Orphan) => Some("no image under uploads/ for this metadata".into()),
         _ => None,
     }
 }
 
+fn review_hint(app: &App, row: &Row, headline: Option<&Headline>) -> String {
+    let Some(doc) = &row.doc else {
+        return "needs review".into();
+    };
+    let mut why = Vec::new();
+    match headline {
+        Some(h) if h.is_weak(&doc.labels, app.review_below) => {
+            let l = h.label(&doc.labels);
+            why.push(format!(
+                "{} {:.1} is the headline and below the review threshold {}",
+                for_terminal(&l.name),
+                l.confidence,
+                app.review_below
+            ));
+        }
+        Some(_) => {}
+        None => why.push("no labels".into()),
+    }
+    if let Some(r) = doc.review().filter(|r| !r.flagged.is_empty()) {
+        why.push(format!(
+            "flagged as doubtful: {}",
+            for_terminal(&r.flagged.join(", "))
+        ));
+    }
+    format!(
+        "{}\nt re-runs (+/- moves MinConfidence), e fixes by hand (+Add -Remove !Flag)",
+        why.join("; ")
+    )
+}
+
 /// One bar per label, highest confidence first, with the MinConfidence
-/// mark on it; parents and hand-added labels on a line under it.
+/// mark on it; `▶` marks the headline and `!` a flagged label; parents,
+/// hand-added and flagged on a line under it.
 fn label_lines(
     app: &App,
     row: &Row,
@@ -174,33 +244,69 @@ fn label_lines(
     if doc.labels.is_empty() && row.problem.is_none() {
         lines.push(Line::from(Span::styled("no labels", theme.dim)));
     }
-    let added = doc.review().map(|r| r.added.clone()).unwrap_or_default();
-    let name_w = 18.min(width / 3);
+    let review = doc.review();
+    let added = review.map(|r| r.added.as_slice()).unwrap_or_default();
+    let flagged = review.map(|r| r.flagged.as_slice()).unwrap_or_default();
+    let headline = headline_of(doc).map(|h| h.index);
+    let mark_w = 2;
+    let name_w = 18.min(width.saturating_sub(mark_w) / 3);
     let num_w = 6;
-    let bar_w = width.saturating_sub(name_w + num_w + 2);
-    let mut labels: Vec<_> = doc.labels.iter().collect();
-    labels.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
-    for l in labels {
+    let bar_w = width.saturating_sub(mark_w + name_w + num_w + 2);
+    let mut labels: Vec<_> = doc.labels.iter().enumerate().collect();
+    labels.sort_by(|a, b| b.1.confidence.total_cmp(&a.1.confidence));
+    for (i, l) in labels {
         let style = theme.confidence(l.confidence, app.min_confidence, app.review_below);
+        let is_headline = headline == Some(i);
+        let is_flagged = flagged.iter().any(|f| f.eq_ignore_ascii_case(&l.name));
+        let mark = match (is_headline, is_flagged) {
+            (true, true) => "▶!",
+            (true, false) => "▶ ",
+            (false, true) => "! ",
+            (false, false) => "  ",
+        };
+        let mark_style = if is_flagged {
+            theme.flagged
+        } else {
+            theme.headline
+        };
+        let name = Span::raw(fit_right(&for_terminal(&l.name), name_w));
         lines.push(Line::from(vec![
-            Span::raw(fit_right(&for_terminal(&l.name), name_w)),
+            Span::styled(mark, mark_style),
+            if is_headline {
+                name.style(theme.headline)
+            } else {
+                name
+            },
             Span::raw(" "),
             Span::styled(bar(l.confidence, app.min_confidence, bar_w), style),
             Span::styled(format!(" {:>5.1}", l.confidence), style),
         ]));
         let mut extra = Vec::new();
+        if is_headline {
+            extra.push(Span::styled("headline", theme.headline));
+        }
+        if is_flagged {
+            extra.push(Span::styled("flagged as doubtful", theme.flagged));
+        }
         if !l.parents.is_empty() {
             let parents: Vec<_> = l.parents.iter().map(|p| p.name.as_str()).collect();
-            extra.push(format!("↳ {}", for_terminal(&parents.join(", "))));
+            extra.push(Span::styled(
+                format!("↳ {}", for_terminal(&parents.join(", "))),
+                theme.faint,
+            ));
         }
         if added.iter().any(|a| a.eq_ignore_ascii_case(&l.name)) {
-            extra.push("added by hand".into());
+            extra.push(Span::styled("added by hand", theme.faint));
         }
         if !extra.is_empty() {
-            lines.push(Line::from(Span::styled(
-                format!("  {}", extra.join(" · ")),
-                theme.faint,
-            )));
+            let mut spans = vec![Span::raw("    ")];
+            for (n, e) in extra.into_iter().enumerate() {
+                if n > 0 {
+                    spans.push(Span::styled(" · ", theme.faint));
+                }
+                spans.push(e);
+            }
+            lines.push(Line::from(spans));
         }
     }
 }

@@ -46,7 +46,7 @@ pub(super) fn draw(f: &mut Frame, app: &App, a: &Areas) {
             &format!("{}", for_terminal(app.layout.uploads_prefix())),
             cols.image + 1
         ),
-        fit_right("best label", cols.best),
+        fit_right("headline", cols.best),
         fit_right(&for_terminal(app.layout.metadata_prefix()), cols.meta)
     );
     f.render_widget(
@@ -117,7 +117,7 @@ fn title(app: &App) -> Line<'static> {
     Line::from(title)
 }
 
-/// The best-label cell: name and confidence, or why there is none.
+/// The headline cell: name and confidence, or why there is none.
 fn headline_cell(row: &Row, width: usize) -> String {
     match (row.headline(), row.status) {
         (Some((name, c)), _) => {
@@ -155,11 +155,15 @@ fn list_line(app: &App, row: &Row, marked: bool, selected: bool, cols: &Columns)
         }
         None => fit_right("—", cols.meta),
     };
+    // The selected row is one colour pair end to end: status and
+    // confidence colours on the selection bar read poorly in some themes,
+    // and the glyphs and numbers still say the same.
     let base = if selected {
         theme.selection
     } else {
         Style::new()
     };
+    let paint = |s: Style| if selected { base } else { s };
     let conf_style = match row.headline() {
         Some((_, c)) => theme.confidence(c, app.min_confidence, app.review_below),
         None => theme.dim,
@@ -175,18 +179,18 @@ fn list_line(app: &App, row: &Row, marked: bool, selected: bool, cols: &Columns)
                 (false, false) => " ",
             }
             .to_string(),
-            base.patch(theme.pointer),
+            paint(theme.pointer),
         ),
-        Span::styled(glyph.to_string(), base.patch(theme.status(row.status))),
+        Span::styled(glyph.to_string(), paint(theme.status(row.status))),
         Span::styled(format!(" {image} "), base),
-        Span::styled(headline_cell(row, cols.best), base.patch(conf_style)),
-        Span::styled(" │ ".to_string(), base.patch(theme.faint)),
+        Span::styled(headline_cell(row, cols.best), paint(conf_style)),
+        Span::styled(" │ ".to_string(), paint(theme.faint)),
         Span::styled(
             meta,
             if row.metadata_key.is_some() {
                 base
             } else {
-                base.patch(theme.faint)
+                paint(theme.faint)
             },
         ),
     ])

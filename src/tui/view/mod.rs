@@ -48,7 +48,11 @@ pub fn areas(full: Rect) -> Areas {
     let [list_header, list_body] =
         Split::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(list_inner);
     let detail_inner = Block::bordered().inner(detail);
-    let thumb_h = (detail_inner.height * 2 / 5).min(detail_inner.width / 2);
+    // Tall enough for a 4:3 photo across the pane's full width (a cell is
+    // about twice as tall as wide), leaving two fifths for the labels.
+    let thumb_h = (detail_inner.width * 3)
+        .div_ceil(8)
+        .min(detail_inner.height * 3 / 5);
     let [thumb, detail_text] =
         Split::vertical([Constraint::Length(thumb_h), Constraint::Min(0)]).areas(detail_inner);
     Areas {

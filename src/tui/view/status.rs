@@ -14,7 +14,9 @@ use super::super::keys::Action;
 
 pub(super) fn draw_status(f: &mut Frame, app: &App, area: Rect) {
     let theme = &app.theme;
-    let sep = || Span::styled(" │ ", theme.faint);
+    // The status line has its own background: faint text would be too
+    // pale on it.
+    let sep = || Span::styled(" │ ", theme.dim);
     let mut spans = vec![
         Span::styled(
             format!(" {}", for_terminal(&app.header.bucket)),
@@ -85,7 +87,14 @@ pub(super) fn draw_message(f: &mut Frame, app: &App, area: Rect) {
             let prompt = match &input.kind {
                 InputKind::Filter => "filter (key or label): ".to_string(),
                 InputKind::Threshold => "MinConfidence (0-100): ".to_string(),
-                InputKind::Edit { .. } => "labels (+Add -Remove, _ for spaces): ".to_string(),
+                InputKind::Edit { targets, marked } => {
+                    let whom = if *marked {
+                        format!(" on {} marked", targets.len())
+                    } else {
+                        String::new()
+                    };
+                    format!("labels{whom} (+Add -Remove !Flag, _ for spaces): ")
+                }
             };
             Line::from(vec![
                 Span::styled(prompt, theme.accent),
@@ -105,7 +114,7 @@ pub(super) fn draw_message(f: &mut Frame, app: &App, area: Rect) {
                 let k = |a| app.keymap.label_for(a);
                 Line::from(Span::styled(
                     format!(
-                        " {} tag · {} tag untagged · {}/{} threshold · {} mark · {} filter · {} status · {} sort · {} edit · {} help · {} quit",
+                        " {} tag · {} untagged · {}/{} MinConf · {} mark · {} filter · {} status · {} sort · {} edit · {} spot check · {} help · {} quit",
                         k(Action::Tag),
                         k(Action::TagUntagged),
                         k(Action::RaiseThreshold),
@@ -115,6 +124,7 @@ pub(super) fn draw_message(f: &mut Frame, app: &App, area: Rect) {
                         k(Action::StatusFilter),
                         k(Action::Sort),
                         k(Action::Edit),
+                        k(Action::SpotCheck),
                         k(Action::Help),
                         k(Action::Quit)
                     ),
