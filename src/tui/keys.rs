@@ -2,7 +2,7 @@
 //! through the config file's `[keys]` table (`tag = "x"`,
 //! `down = ["j", "down", "ctrl-n"]`).
 //!
-//! Every action is one row of the [`actions!`] table below; the enum, the
+//! Every action is one row of the `actions!` table below; the enum, the
 //! names the config file accepts, the default bindings and the help
 //! overlay all come from it. Adding an action is a row there and its
 //! handling in [`super::app::App::act`].

@@ -4,8 +4,8 @@
 //! [`crate::sanitize::for_terminal`] before it reaches a cell. Every style
 //! comes from the app's [`super::theme::Theme`].
 //!
-//! - [`list`]: the list pane; [`detail`]: the selected image;
-//! - [`status`]: the status and message lines; [`overlay`]: help and
+//! - `list`: the list pane; `detail`: the selected image;
+//! - `status`: the status and message lines; `overlay`: help and
 //!   confirmation dialogs.
 
 mod detail;
