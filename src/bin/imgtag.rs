@@ -402,14 +402,7 @@ async fn tag(args: TagArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
     if !args.dry_run {
         eprintln!("{summary}");
     }
-    if let Some(fatal) = &summary.tally.fatal {
-        anyhow::bail!("stopped: {fatal}");
-    }
-    Ok(if summary.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    exit_code(&summary)
 }
 
 async fn watch(args: WatchArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
@@ -621,6 +614,12 @@ async fn review(args: ReviewArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode>
     } else {
         eprintln!("{} images would be edited", summary.selected);
     }
+    exit_code(&summary)
+}
+
+/// A bulk run's exit: an error when it stopped on its own, 1 when
+/// anything conflicted, must be retried or was interrupted.
+fn exit_code(summary: &cli::TagSummary) -> anyhow::Result<ExitCode> {
     if let Some(fatal) = &summary.tally.fatal {
         anyhow::bail!("stopped: {fatal}");
     }
