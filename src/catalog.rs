@@ -10,6 +10,7 @@ use crate::contract::{
 };
 use crate::key_index::KeyIndex;
 use crate::storage::{DynStore, ObjectInfo, StorageError};
+use crate::summary::{DocSummary, SummaryRead, summarize};
 
 /// An image and the metadata object paired with it.
 #[derive(Debug, Clone)]
@@ -238,7 +239,7 @@ pub async fn find_metadata(
 }
 
 /// One line of an audit: an image with its status, or an orphan.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Assessed {
     /// The image (None for orphan metadata).
     pub image: Option<ObjectInfo>,
@@ -246,7 +247,8 @@ pub struct Assessed {
     pub key_kind: Option<KeyKind>,
     /// None when the metadata could not be read (see `read_error`).
     pub status: Option<Status>,
-    pub read: Option<MetadataRead>,
+    /// The metadata document as the audit keeps it.
+    pub doc: Option<SummaryRead>,
     pub read_error: Option<String>,
 }
 
@@ -259,15 +261,26 @@ impl Assessed {
             .unwrap_or("")
     }
 
-    pub fn doc(&self) -> Option<&ParsedMetadata> {
-        self.read.as_ref().and_then(|r| r.as_ref().ok())
+    pub fn doc(&self) -> Option<&DocSummary> {
+        self.doc.as_ref().and_then(|r| r.as_ref().ok())
     }
 
     /// (name, confidence) of the headline label.
     pub fn headline(&self) -> Option<(&str, f32)> {
-        self.doc()
-            .and_then(|p| p.doc.headline())
-            .map(|l| (l.name.as_str(), l.confidence))
+        self.doc().and_then(DocSummary::headline)
+    }
+
+    /// Why the metadata is unreadable, malformed or a recorded failure.
+    pub fn problem(&self) -> Option<String> {
+        self.read_error
+            .clone()
+            .or_else(|| {
+                self.doc
+                    .as_ref()
+                    .and_then(|r| r.as_ref().err())
+                    .map(|m| m.to_string())
+            })
+            .or_else(|| self.doc().and_then(|d| d.error.clone()))
     }
 }
 
@@ -297,19 +310,6 @@ pub struct AssessedJson<'a> {
 impl Assessed {
     pub fn to_json(&self) -> AssessedJson<'_> {
         let doc = self.doc();
-        let error = self
-            .read_error
-            .clone()
-            .or_else(|| {
-                self.read
-                    .as_ref()
-                    .and_then(|r| r.as_ref().err())
-                    .map(|m| m.to_string())
-            })
-            .or_else(|| {
-                doc.and_then(|d| d.doc.error())
-                    .map(|e| format!("{}: {}", e.code, e.message))
-            });
         AssessedJson {
             key: self.key(),
             status: self.status.map_or("unknown", Status::as_str),
@@ -319,12 +319,11 @@ impl Assessed {
             confidence: self.headline().map(|b| b.1),
             labels: doc
                 .map(|d| {
-                    d.doc
-                        .labels
+                    d.labels
                         .iter()
                         .map(|l| LabelJson {
-                            name: &l.name,
-                            confidence: l.confidence,
+                            name: l.name(),
+                            confidence: l.confidence(),
                         })
                         .collect()
                 })
@@ -332,7 +331,7 @@ impl Assessed {
             size: self.image.as_ref().map(|i| i.size),
             etag: self.image.as_ref().and_then(|i| i.etag.as_deref()),
             shape: doc.map(|d| d.shape),
-            error,
+            error: self.problem(),
         }
     }
 }
@@ -401,7 +400,7 @@ pub fn audit(
                             metadata: Some(cat.metadata(m).clone()),
                             key_kind: None,
                             status: Some(Status::Orphan),
-                            read: None,
+                            doc: None,
                             read_error: None,
                         })
                     })
@@ -426,7 +425,7 @@ async fn assess_one(
             image: Some(image),
             metadata: None,
             key_kind: None,
-            read: None,
+            doc: None,
             read_error: None,
         };
     };
@@ -437,7 +436,7 @@ async fn assess_one(
             image: Some(image),
             metadata: None,
             key_kind: None,
-            read: None,
+            doc: None,
             read_error: None,
         },
         Ok((read, _)) => Assessed {
@@ -445,7 +444,7 @@ async fn assess_one(
             image: Some(image),
             metadata: Some(meta),
             key_kind: Some(kind),
-            read: Some(read),
+            doc: Some(summarize(&read)),
             read_error: None,
         },
         // Deleted between listing and reading: the image is untagged now.
@@ -454,7 +453,7 @@ async fn assess_one(
             image: Some(image),
             metadata: None,
             key_kind: None,
-            read: None,
+            doc: None,
             read_error: None,
         },
         Err(e) => Assessed {
@@ -462,7 +461,7 @@ async fn assess_one(
             image: Some(image),
             metadata: Some(meta),
             key_kind: Some(kind),
-            read: None,
+            doc: None,
             read_error: Some(e.to_string()),
         },
     }
@@ -493,7 +492,7 @@ pub async fn reassess(
             image,
             metadata: Some(f.info),
             key_kind: Some(f.kind),
-            read: Some(f.read),
+            doc: Some(summarize(&f.read)),
             read_error: None,
         },
         None => Assessed {
@@ -501,7 +500,7 @@ pub async fn reassess(
             image,
             metadata: None,
             key_kind: None,
-            read: None,
+            doc: None,
             read_error: None,
         },
     })
@@ -536,18 +535,13 @@ impl Filter {
             return false;
         }
         if let Some(want) = &self.label {
-            let Some(doc) = a.doc() else { return false };
-            let hit = doc.doc.labels.iter().any(|l| {
-                l.name.eq_ignore_ascii_case(want)
-                    || l.parents.iter().any(|p| p.name.eq_ignore_ascii_case(want))
-            });
-            if !hit {
+            if !a.doc().is_some_and(|d| d.has_label(want)) {
                 return false;
             }
         }
         if let Some(below) = self.below {
             let Some(doc) = a.doc() else { return false };
-            if doc.doc.error().is_some() || a.headline().is_some_and(|(_, c)| c >= below) {
+            if doc.error.is_some() || a.headline().is_some_and(|(_, c)| c >= below) {
                 return false;
             }
         }

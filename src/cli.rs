@@ -6,12 +6,11 @@ use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::catalog::{
-    Assessed, Filter, FoundMetadata, Selected, Selection, audit, find_metadata, read_metadata,
-    select,
+    Assessed, Filter, FoundMetadata, Selected, Selection, find_metadata, read_metadata, select,
 };
 use crate::contract::{KeyKind, Layout, ParsedMetadata, Status, assess};
 use crate::detection::{DetectorKind, DynDetector};
@@ -24,6 +23,8 @@ use crate::storage::{DynStore, ObjectInfo, StorageError};
 pub enum CliError {
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    Index(#[from] crate::index::IndexError),
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
     #[error("{0}")]
@@ -124,19 +125,21 @@ impl Reservoir {
     }
 }
 
-/// `imgtag ls`: streams the audit, printing as it goes (with a sample:
-/// once the listing is done).
-pub async fn ls(
-    store: DynStore,
-    layout: Layout,
-    review_below: f32,
+/// `imgtag ls`: prints audit rows as they come (with a sample: once they
+/// are all in). The rows come from an audit of the bucket or from its
+/// index.
+pub async fn ls<E>(
+    rows: impl Stream<Item = Result<Assessed, E>>,
     filter: &Filter,
     sample: Option<Sample>,
     json: bool,
     out: &mut dyn Write,
-) -> Result<Summary, CliError> {
+) -> Result<Summary, CliError>
+where
+    CliError: From<E>,
+{
     let mut summary = Summary::default();
-    let mut rows = std::pin::pin!(audit(store, layout, review_below));
+    let mut rows = std::pin::pin!(rows);
     let mut reservoir = sample.map(Reservoir::new);
     if !json {
         print_ls_header(out)?;
@@ -155,6 +158,30 @@ pub async fn ls(
         print_ls_row(&a, json, &mut summary, out)?;
     }
     Ok(summary)
+}
+
+/// Brings the index up to date, with a progress bar on stderr when it is
+/// a terminal.
+pub async fn refresh_index(
+    index: &std::sync::Arc<crate::index::Index>,
+    store: &DynStore,
+    layout: &Layout,
+) -> Result<crate::index::refresh::RefreshStats, CliError> {
+    use crate::index::refresh::{Progress, RefreshOptions, refresh};
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message("listing");
+    let show = |p: Progress| match p {
+        Progress::Listed(n) => bar.set_message(format!("listed {n} objects")),
+        Progress::Read { done, total } => {
+            bar.set_length(total);
+            bar.set_position(done);
+            bar.set_message(format!("read {done}/{total} changed documents"));
+        }
+    };
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let stats = refresh(index, store, layout, &RefreshOptions::default(), &show).await;
+    bar.finish_and_clear();
+    Ok(stats?)
 }
 
 fn print_ls_header(out: &mut dyn Write) -> Result<(), CliError> {

@@ -71,6 +71,12 @@ pub struct CommonArgs {
     #[arg(long, conflicts_with = "bucket")]
     pub demo: bool,
 
+    /// Work without the persistent index: list both prefixes and read
+    /// every document afresh, and keep nothing (the index lives in the
+    /// platform cache dir, or IMGTAG_INDEX_DIR).
+    #[arg(long)]
+    pub no_index: bool,
+
     /// AWS profile from ~/.aws/config (SSO profiles included). Default: the
     /// SDK's credential chain (environment, profile, SSO, instance role).
     #[arg(long, value_name = "NAME")]
@@ -186,6 +192,8 @@ pub struct Settings {
     pub theme: Option<ThemeChoice>,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
+    /// `--no-index`.
+    pub no_index: bool,
 }
 
 impl CommonArgs {
@@ -259,11 +267,46 @@ impl CommonArgs {
             keys: file.keys.unwrap_or_default(),
             theme: file.theme,
             config_file,
+            no_index: self.no_index,
         })
     }
 }
 
 impl Settings {
+    /// What the bucket's index belongs to.
+    pub fn index_spec(&self) -> crate::index::IndexSpec {
+        match &self.bucket {
+            BucketSpec::S3(name) => crate::index::IndexSpec::new(
+                self.s3.endpoint_url.as_deref().unwrap_or(""),
+                name,
+                &self.layout,
+            ),
+            BucketSpec::Local(path) => {
+                let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+                crate::index::IndexSpec::new("file", &path.to_string_lossy(), &self.layout)
+            }
+        }
+    }
+
+    /// Opens the bucket's index unless `--no-index`; the message says
+    /// when it was rebuilt or replaced for this run.
+    pub fn open_index(
+        &self,
+    ) -> Result<
+        Option<(std::sync::Arc<crate::index::Index>, Option<String>)>,
+        crate::index::IndexError,
+    > {
+        if self.no_index {
+            return Ok(None);
+        }
+        let spec = self.index_spec();
+        let Some(dir) = crate::index::default_dir() else {
+            return Ok(None);
+        };
+        let (index, note) = crate::index::Index::open(&dir.join(spec.file_name()), &spec)?;
+        Ok(Some((std::sync::Arc::new(index), note)))
+    }
+
     /// Opens the store the settings name.
     pub async fn open_store(
         &self,

@@ -233,7 +233,7 @@ where
 // The reader
 
 /// Which of the accepted shapes a document had.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Shape {
     /// The full imgtag document, with the `ImgTag` block.
@@ -663,28 +663,8 @@ pub fn assess(
     image_etag: Option<&str>,
     review_below: f32,
 ) -> Status {
-    let parsed = match metadata {
-        None => return Status::Untagged,
-        Some(Err(_)) => return Status::Malformed,
-        Some(Ok(p)) => p,
-    };
-    let doc = &parsed.doc;
-    if doc.error().is_some() {
-        return Status::Failed;
-    }
-    if let (Some(now), Some(then)) = (
-        image_etag,
-        doc.imgtag.as_ref().and_then(|t| t.source.etag.as_deref()),
-    ) && normalize_etag(now) != normalize_etag(then)
-    {
-        return Status::Stale;
-    }
-    let flagged = doc.review().is_some_and(|r| !r.flagged.is_empty());
-    match doc.headline() {
-        Some(h) if h.confidence >= review_below && !flagged => Status::Tagged,
-        // No labels at all is as doubtful as a weak one.
-        _ => Status::NeedsReview,
-    }
+    let summary = metadata.map(crate::summary::summarize);
+    crate::summary::status_of(summary.as_ref(), image_etag, review_below)
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //! - [`contract`]: the metadata JSON, the key mapping, the statuses.
 //! - [`storage`]: S3 and local-folder buckets behind one trait.
 //! - [`catalog`]: images paired with their metadata; audits.
+//! - [`summary`]: what an audit keeps of a document, and the status rule.
+//! - [`index`]: the persistent bucket index (SQLite) that makes re-opening cheap.
 //! - [`key_index`]: positions by borrowed key, for tables that own their keys.
 //! - [`config`]: the options every front end shares.
 //! - [`imaging`]: bounded decoding and model preprocessing.
@@ -29,12 +31,14 @@ pub mod demo;
 pub mod detection;
 pub mod headline;
 pub mod imaging;
+pub mod index;
 pub mod key_index;
 pub mod lambda;
 pub mod outcome;
 pub mod pipeline;
 pub mod sanitize;
 pub mod storage;
+pub mod summary;
 pub mod taxonomy;
 #[cfg(feature = "tui")]
 pub mod tui;

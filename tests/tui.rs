@@ -68,7 +68,7 @@ fn row(key: &str, meta: Option<(&str, &str)>) -> Assessed {
         image: Some(img),
         metadata,
         key_kind: meta.map(|_| imgtag::contract::KeyKind::Canonical),
-        read,
+        doc: read.as_ref().map(imgtag::summary::summarize),
         read_error: None,
     }
 }
@@ -79,7 +79,7 @@ fn orphan(mkey: &str) -> Assessed {
         metadata: Some(image(mkey, "m2", 40)),
         key_kind: None,
         status: Some(Status::Orphan),
-        read: None,
+        doc: None,
         read_error: None,
     }
 }

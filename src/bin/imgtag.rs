@@ -6,10 +6,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use imgtag::catalog::{Filter, Selection};
+use std::sync::Arc;
+
+use imgtag::catalog::{Filter, Selection, audit};
 use imgtag::cli::{self, CliError};
 use imgtag::config::{CommonArgs, Settings};
 use imgtag::contract::Status;
+use imgtag::index::query::{self, Query};
+use imgtag::index::{Index, IndexedStore};
 use imgtag::pipeline::{ReviewEdit, TagOptions};
 use imgtag::sanitize::for_terminal;
 use imgtag::storage::{BucketSpec, DynStore};
@@ -55,6 +59,16 @@ enum Command {
     /// labels. The change is kept in ImgTag.Review, so later re-runs of
     /// detection keep it; every write is conditional on the document read.
     Review(ReviewArgs),
+    /// Build or refresh the bucket's persistent index (in the platform cache
+    /// dir) and say what changed. Every other command refreshes it too; this
+    /// one does only that, with a progress bar.
+    Index(IndexArgs),
+}
+
+#[derive(clap::Args)]
+struct IndexArgs {
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[derive(clap::Args)]
@@ -290,23 +304,54 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backfill(args) => backfill(args, &mut out).await?,
         Command::Show(args) => show(args, &mut out).await?,
         Command::Review(args) => review(args, &mut out).await?,
+        Command::Index(args) => index(args, &mut out).await?,
     };
     out.flush()?;
     Ok(code)
 }
 
-/// The settings and the store every subcommand starts from.
+/// The settings and the store every subcommand starts from; writes go
+/// through the index (when there is one) so it stays true.
 async fn open(common: &CommonArgs) -> anyhow::Result<(Settings, DynStore)> {
+    let (settings, store, _) = open_indexed(common).await?;
+    Ok((settings, store))
+}
+
+/// [`open`], and the bucket's index unless `--no-index`. An index that
+/// cannot be opened is reported and the command goes on without it.
+async fn open_indexed(
+    common: &CommonArgs,
+) -> anyhow::Result<(Settings, DynStore, Option<Arc<Index>>)> {
     let settings = common.resolve()?;
     let store = settings
         .open_store()
         .await
         .with_context(|| format!("opening bucket {:?}", settings.bucket))?;
-    Ok((settings, store))
+    let index = match settings.open_index() {
+        Ok(Some((index, note))) => {
+            if let Some(note) = note {
+                eprintln!("{}", for_terminal(&note));
+            }
+            Some(index)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            eprintln!(
+                "{}",
+                for_terminal(&format!("working without the index: {e:#}"))
+            );
+            None
+        }
+    };
+    let store = match &index {
+        Some(ix) => IndexedStore::wrap(store, ix.clone(), settings.layout.clone()),
+        None => store,
+    };
+    Ok((settings, store, index))
 }
 
 async fn ls(args: LsArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
-    let (settings, store) = open(&args.common).await?;
+    let (settings, store, index) = open_indexed(&args.common).await?;
     let filter = Filter {
         statuses: args.status,
         label: args.label,
@@ -322,17 +367,35 @@ async fn ls(args: LsArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
             s.size, s.seed
         );
     }
-    let summary = cli::ls(
-        store.clone(),
-        settings.layout.clone(),
-        settings.review_below,
-        &filter,
-        sample,
-        args.json,
-        out,
-    )
-    .await
-    .with_context(|| format!("listing {}", store.describe()))?;
+    let (layout, review_below) = (settings.layout.clone(), settings.review_below);
+    let listing = || format!("listing {}", store.describe());
+    let summary = match index {
+        Some(index) => {
+            let stats = cli::refresh_index(&index, &store, &layout)
+                .await
+                .with_context(listing)?;
+            let q = Query {
+                layout: layout.clone(),
+                review_below,
+                filter: filter.clone(),
+                unreadable: Arc::new(stats.unreadable),
+            };
+            let mut summary = cli::ls(query::rows(&index, q), &filter, sample, args.json, out)
+                .await
+                .with_context(listing)?;
+            summary.listed = query::count_rows(&index, &layout)? as usize;
+            summary
+        }
+        None => cli::ls(
+            audit(store.clone(), layout, review_below),
+            &filter,
+            sample,
+            args.json,
+            out,
+        )
+        .await
+        .with_context(listing)?,
+    };
     out.flush()?;
     eprintln!("{summary}");
     if summary.unreadable > 0 {
@@ -655,4 +718,44 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn index(args: IndexArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
+    let (settings, store, index) = open_indexed(&args.common).await?;
+    let Some(index) = index else {
+        anyhow::bail!("there is no index to build with --no-index");
+    };
+    let started = std::time::Instant::now();
+    let stats = cli::refresh_index(&index, &store, &settings.layout)
+        .await
+        .with_context(|| format!("indexing {}", store.describe()))?;
+    let (objects, docs) = index.counts()?;
+    writeln!(
+        out,
+        "{}: {} objects listed ({} new, {} changed, {} gone), {} documents read, {} unreadable, in {:.1} s",
+        for_terminal(&index.path().display().to_string()),
+        stats.listed,
+        stats.added,
+        stats.changed,
+        stats.removed,
+        stats.read,
+        stats.unreadable.len(),
+        started.elapsed().as_secs_f64()
+    )?;
+    writeln!(
+        out,
+        "the index holds {objects} objects and {docs} document summaries"
+    )?;
+    let mut unreadable: Vec<_> = stats.unreadable.iter().collect();
+    unreadable.sort();
+    for (key, why) in unreadable {
+        eprintln!("unreadable: {}: {}", for_terminal(key), for_terminal(why));
+    }
+    if !stats.unreadable.is_empty() {
+        return Err(CliError::Partial {
+            count: stats.unreadable.len(),
+        }
+        .into());
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -43,38 +43,14 @@ pub struct Row {
 
 impl Row {
     pub fn from_assessed(a: Assessed) -> Row {
-        let problem = a
-            .read_error
-            .clone()
-            .or_else(|| {
-                a.read
-                    .as_ref()
-                    .and_then(|r| r.as_ref().err())
-                    .map(|m| m.to_string())
-            })
-            .or_else(|| {
-                a.doc()
-                    .and_then(|d| d.doc.error())
-                    .map(|e| format!("{}: {}", e.code, e.message))
-            });
+        let problem = a.problem();
         let key = a.key().to_string();
-        let doc = match a.read {
-            Some(Ok(p)) => Some(p.doc),
-            _ => None,
-        };
-        let headline_conf = doc
-            .as_ref()
-            .and_then(|d| d.headline())
-            .map(|l| l.confidence);
+        let headline_conf = a.headline().map(|h| h.1);
         let mut search = key.to_lowercase();
-        if let Some(d) = &doc {
-            for l in &d.labels {
+        if let Some(d) = a.doc() {
+            for name in d.search_names() {
                 search.push('\n');
-                search.push_str(&l.name.to_lowercase());
-                for p in &l.parents {
-                    search.push('\n');
-                    search.push_str(&p.name.to_lowercase());
-                }
+                search.push_str(&name);
             }
         }
         Row {
@@ -84,7 +60,7 @@ impl Row {
             image: a.image,
             key_kind: a.key_kind,
             status: a.status,
-            doc,
+            doc: None,
             problem,
             busy: false,
             headline_conf,

@@ -1,0 +1,475 @@
+//! The persistent bucket index: what the last listing and document reads
+//! found, in SQLite on disk, so that re-opening a bucket costs a listing
+//! and not a GET per document, and so that a label search over a million
+//! images is an indexed query.
+//!
+//! One index file per (endpoint, bucket, prefixes), in the platform cache
+//! dir. It holds every listed object (key, size, ETag, LastModified), the
+//! pairing of images with their metadata, and one [`DocSummary`] per
+//! document ETag, with the label and parent names indexed for search.
+//! A refresh ([`refresh::refresh`]) lists both prefixes, reconciles page by
+//! page and reads only documents whose ETag it has not summarised; every
+//! write through [`IndexedStore`] updates it, so a TUI and a concurrent
+//! `imgtag` (WAL mode: readers beside one writer) agree.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::contract::{KeyKind, Layout};
+use crate::storage::{ObjectInfo, StorageError};
+use crate::summary::{DocSummary, SummaryRead};
+
+pub mod query;
+pub mod refresh;
+mod store;
+
+pub use store::IndexedStore;
+
+/// Bumped whenever the tables change; an index of another version is
+/// rebuilt.
+pub const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("index {path}: {source}")]
+    Sqlite {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("index {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The store listed keys out of order, which the page-by-page
+    /// reconcile relies on (S3 general-purpose buckets always list in
+    /// order; directory buckets do not).
+    #[error("the listing of {prefix:?} is not in key order; use --no-index")]
+    Unordered { prefix: String },
+}
+
+/// What an index belongs to: never mixed with another's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexSpec {
+    /// The S3 endpoint (empty for AWS's default) or `file` for a folder.
+    pub endpoint: String,
+    /// The bucket name, or the folder's canonical path.
+    pub bucket: String,
+    pub uploads: String,
+    pub metadata: String,
+}
+
+impl IndexSpec {
+    pub fn new(endpoint: &str, bucket: &str, layout: &Layout) -> Self {
+        IndexSpec {
+            endpoint: endpoint.into(),
+            bucket: bucket.into(),
+            uploads: layout.uploads_prefix().into(),
+            metadata: layout.metadata_prefix().into(),
+        }
+    }
+
+    fn fields(&self) -> [(&'static str, &str); 4] {
+        [
+            ("endpoint", &self.endpoint),
+            ("bucket", &self.bucket),
+            ("uploads", &self.uploads),
+            ("metadata", &self.metadata),
+        ]
+    }
+
+    /// A file name that is safe on every file system and differs for
+    /// every spec: a readable slug of the bucket and a 64-bit FNV-1a hash
+    /// of all four fields.
+    pub fn file_name(&self) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for (_, v) in self.fields() {
+            for b in v.bytes().chain([0u8]) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+        let slug: String = self
+            .bucket
+            .chars()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("{slug}-{h:016x}.sqlite")
+    }
+}
+
+/// Where indexes live: `IMGTAG_INDEX_DIR`, else the platform cache dir
+/// (`~/.cache/imgtag/index` on Linux).
+pub fn default_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("IMGTAG_INDEX_DIR") {
+        return Some(d.into());
+    }
+    directories::ProjectDirs::from("", "", "imgtag").map(|d| d.cache_dir().join("index"))
+}
+
+/// An open index. One writer connection behind a mutex; long reads
+/// ([`query`]) open their own connection so writes never wait on them.
+pub struct Index {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+    spec: IndexSpec,
+    /// Kept alive for an index in a temporary file (the fallback when the
+    /// real one is locked by another process).
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index").field("path", &self.path).finish()
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS info(k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS objects(
+    key TEXT PRIMARY KEY, size INTEGER NOT NULL, etag TEXT NOT NULL, modified INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS objects_etag ON objects(etag);
+CREATE TABLE IF NOT EXISTS pairs(
+    image TEXT PRIMARY KEY, meta TEXT NOT NULL, kind INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS pairs_meta ON pairs(meta);
+CREATE TABLE IF NOT EXISTS docs(
+    id INTEGER PRIMARY KEY, etag TEXT NOT NULL UNIQUE, summary TEXT, malformed TEXT,
+    conf REAL, failed INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS names(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS doc_names(
+    name INTEGER NOT NULL, doc INTEGER NOT NULL, PRIMARY KEY(name, doc)
+) WITHOUT ROWID;
+";
+
+impl Index {
+    /// Opens (or creates) the index at `path`. An index that is corrupt,
+    /// of another schema version or of another bucket is replaced; one
+    /// that another process keeps locked is left alone and a temporary
+    /// index is used for this run. Either way the second value says what
+    /// happened, for the user.
+    pub fn open(path: &Path, spec: &IndexSpec) -> Result<(Index, Option<String>), IndexError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| IndexError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        match Self::try_open(path, spec) {
+            Ok(ix) => Ok((ix, None)),
+            Err(Problem::Locked) => {
+                let dir = tempfile::tempdir().map_err(|source| IndexError::Io {
+                    path: "temporary index".into(),
+                    source,
+                })?;
+                let tmp = dir.path().join("index.sqlite");
+                let mut ix = Self::try_open(&tmp, spec).map_err(|p| p.into_error(&tmp))?;
+                ix._temp = Some(dir);
+                Ok((
+                    ix,
+                    Some(format!(
+                        "the index {} is locked by another process; using a temporary one for this run",
+                        path.display()
+                    )),
+                ))
+            }
+            Err(Problem::Unusable(why)) => {
+                remove_index_files(path)?;
+                let ix = Self::try_open(path, spec).map_err(|p| p.into_error(path))?;
+                Ok((
+                    ix,
+                    Some(format!("rebuilding the index {} ({why})", path.display())),
+                ))
+            }
+        }
+    }
+
+    fn try_open(path: &Path, spec: &IndexSpec) -> Result<Index, Problem> {
+        let conn = Connection::open(path).map_err(Problem::classify)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(Problem::classify)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(Problem::classify)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(Problem::classify)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(Problem::classify)?;
+        let has_tables: bool = conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'info'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(Problem::classify)?;
+        if has_tables && version != SCHEMA_VERSION {
+            return Err(Problem::Unusable(format!(
+                "schema version {version}, this build uses {SCHEMA_VERSION}"
+            )));
+        }
+        conn.execute_batch(SCHEMA).map_err(Problem::classify)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(Problem::classify)?;
+        check_spec(&conn, spec)?;
+        Ok(Index {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+            spec: spec.clone(),
+            _temp: None,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn spec(&self) -> &IndexSpec {
+        &self.spec
+    }
+
+    /// Runs `f` on the writer connection.
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, IndexError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut conn).map_err(|source| self.err(source))
+    }
+
+    /// A read-only connection of its own, for a long query.
+    pub(crate) fn reader(&self) -> Result<Connection, IndexError> {
+        let c = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| self.err(source))?;
+        c.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|source| self.err(source))?;
+        Ok(c)
+    }
+
+    pub(crate) fn err(&self, source: rusqlite::Error) -> IndexError {
+        IndexError::Sqlite {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    /// Records an object imgtag just wrote (or read) and, for a metadata
+    /// document, its summary and pairing: the write-through that keeps the
+    /// index true between refreshes.
+    pub fn record_document(
+        &self,
+        layout: &Layout,
+        info: &ObjectInfo,
+        doc: &SummaryRead,
+    ) -> Result<(), IndexError> {
+        let identity = identity(info);
+        self.with(|c| {
+            let tx = c.transaction()?;
+            upsert_object(&tx, info)?;
+            store_doc(&tx, &identity, doc)?;
+            if let Some(rest) = layout.metadata_rest(&info.key) {
+                let image = layout.image_key(rest);
+                let exists: bool = tx
+                    .query_row("SELECT 1 FROM objects WHERE key = ?1", [&image], |_| Ok(()))
+                    .optional()?
+                    .is_some();
+                if exists {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO pairs(image, meta, kind) VALUES (?1, ?2, ?3)",
+                        params![image, info.key, kind_code(KeyKind::Canonical)],
+                    )?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    /// How many objects and summarised documents the index holds.
+    pub fn counts(&self) -> Result<(u64, u64), IndexError> {
+        self.with(|c| {
+            let objects = c.query_row("SELECT count(*) FROM objects", [], |r| r.get(0))?;
+            let docs = c.query_row("SELECT count(*) FROM docs", [], |r| r.get(0))?;
+            Ok((objects, docs))
+        })
+    }
+}
+
+enum Problem {
+    Locked,
+    Unusable(String),
+}
+
+impl Problem {
+    fn classify(e: rusqlite::Error) -> Problem {
+        use rusqlite::ErrorCode as C;
+        match e.sqlite_error_code() {
+            Some(C::DatabaseBusy | C::DatabaseLocked) => Problem::Locked,
+            _ => Problem::Unusable(e.to_string()),
+        }
+    }
+
+    fn into_error(self, path: &Path) -> IndexError {
+        let why = match self {
+            Problem::Locked => "locked".to_string(),
+            Problem::Unusable(w) => w,
+        };
+        IndexError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other(why),
+        }
+    }
+}
+
+fn check_spec(conn: &Connection, spec: &IndexSpec) -> Result<(), Problem> {
+    for (k, v) in spec.fields() {
+        let stored: Option<String> = conn
+            .query_row("SELECT v FROM info WHERE k = ?1", [k], |r| r.get(0))
+            .optional()
+            .map_err(Problem::classify)?;
+        match stored {
+            Some(s) if s == v => {}
+            Some(s) => {
+                return Err(Problem::Unusable(format!(
+                    "it belongs to {k} {s:?}, not {v:?}"
+                )));
+            }
+            None => {
+                conn.execute("INSERT INTO info(k, v) VALUES (?1, ?2)", [k, v])
+                    .map_err(Problem::classify)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn remove_index_files(path: &Path) -> Result<(), IndexError> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(IndexError::Io {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What identifies an object's content: its ETag, or (for a store that
+/// gives none) its size and modification time.
+pub(crate) fn identity(info: &ObjectInfo) -> String {
+    match &info.etag {
+        Some(e) if !e.is_empty() => e.to_string(),
+        _ => format!("~{}:{}", info.size, info.last_modified.unwrap_or(0)),
+    }
+}
+
+pub(crate) fn etag_of_identity(identity: String) -> Option<Box<str>> {
+    (!identity.starts_with('~')).then(|| identity.into_boxed_str())
+}
+
+pub(crate) fn kind_code(k: KeyKind) -> i64 {
+    match k {
+        KeyKind::Canonical => 0,
+        KeyKind::Stem => 1,
+        KeyKind::Flat => 2,
+        KeyKind::FlatStem => 3,
+    }
+}
+
+pub(crate) fn kind_of(code: i64) -> KeyKind {
+    match code {
+        1 => KeyKind::Stem,
+        2 => KeyKind::Flat,
+        3 => KeyKind::FlatStem,
+        _ => KeyKind::Canonical,
+    }
+}
+
+pub(crate) fn upsert_object(c: &Connection, info: &ObjectInfo) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO objects(key, size, etag, modified) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        info.key,
+        info.size as i64,
+        identity(info),
+        info.last_modified
+    ])?;
+    Ok(())
+}
+
+/// Stores a document's summary under its identity (once: documents with
+/// one ETag have one content), with its names for label search.
+pub(crate) fn store_doc(c: &Connection, identity: &str, doc: &SummaryRead) -> rusqlite::Result<()> {
+    let exists = c
+        .prepare_cached("SELECT 1 FROM docs WHERE etag = ?1")?
+        .query_row([identity], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if exists {
+        return Ok(());
+    }
+    let (summary, malformed, conf, failed) = match doc {
+        Ok(s) => (
+            Some(serde_json::to_string(s).expect("summaries serialise")),
+            None,
+            s.headline().map(|h| h.1),
+            s.error.is_some(),
+        ),
+        Err(m) => (None, Some(m.reason.clone()), None, false),
+    };
+    c.prepare_cached(
+        "INSERT INTO docs(etag, summary, malformed, conf, failed) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![identity, summary, malformed, conf, failed])?;
+    let id = c.last_insert_rowid();
+    if let Ok(s) = doc {
+        for name in s.search_names() {
+            c.prepare_cached("INSERT OR IGNORE INTO names(name) VALUES (?1)")?
+                .execute([&name])?;
+            c.prepare_cached(
+                "INSERT OR IGNORE INTO doc_names(name, doc) \
+                 SELECT id, ?2 FROM names WHERE name = ?1",
+            )?
+            .execute(params![name, id])?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads a stored summary back.
+pub(crate) fn summary_from(
+    summary: Option<String>,
+    malformed: Option<String>,
+) -> Option<SummaryRead> {
+    if let Some(reason) = malformed {
+        return Some(Err(crate::contract::Malformed { reason }));
+    }
+    summary.and_then(|s| serde_json::from_str::<DocSummary>(&s).ok().map(Ok))
+}

@@ -1,0 +1,216 @@
+//! Audits answered from the index: every image with its status in key
+//! order, then the orphans; a label search goes through the name index,
+//! so it reads only the images that have the label.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::Stream;
+use rusqlite::{Connection, Row, params};
+
+use super::refresh::prefix_end;
+use super::{Index, IndexError, etag_of_identity, kind_of, summary_from};
+use crate::catalog::{Assessed, Filter};
+use crate::contract::{Layout, Status};
+use crate::storage::ObjectInfo;
+use crate::summary::status_of;
+
+/// Rows sent per message from the query thread.
+const CHUNK: usize = 512;
+
+/// What an audit from the index needs besides the index.
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub layout: Layout,
+    pub review_below: f32,
+    pub filter: Filter,
+    /// Documents the last refresh could not read: key and why.
+    pub unreadable: Arc<HashMap<String, String>>,
+}
+
+const COLUMNS: &str = "o.key, o.size, o.etag, o.modified, p.meta, p.kind, m.size, m.etag, m.modified, d.summary, d.malformed";
+
+/// Streams the audit the index holds: images in key order, then orphan
+/// metadata, each filtered by `q.filter` (a label filter is answered from
+/// the name index). Runs on a blocking thread with its own read-only
+/// connection.
+pub fn rows(index: &Index, q: Query) -> impl Stream<Item = Result<Assessed, IndexError>> + use<> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<Assessed>, IndexError>>(4);
+    let conn = index.reader();
+    let err = {
+        let path = index.path().display().to_string();
+        move |source| IndexError::Sqlite {
+            path: path.clone(),
+            source,
+        }
+    };
+    tokio::task::spawn_blocking(move || {
+        let result = conn.and_then(|c| send_rows(&c, &q, &tx).map_err(err));
+        if let Err(e) = result {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    })
+    .flat_map(|chunk| {
+        let items: Vec<Result<Assessed, IndexError>> = match chunk {
+            Ok(v) => v.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        };
+        futures::stream::iter(items)
+    })
+}
+
+use futures::StreamExt;
+
+type Sender = tokio::sync::mpsc::Sender<Result<Vec<Assessed>, IndexError>>;
+
+fn send_rows(c: &Connection, q: &Query, tx: &Sender) -> rusqlite::Result<()> {
+    let up = q.layout.uploads_prefix();
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let emit = |a: Assessed, chunk: &mut Vec<Assessed>| -> bool {
+        if q.filter.matches(&a) {
+            chunk.push(a);
+        }
+        chunk.len() < CHUNK || tx.blocking_send(Ok(std::mem::take(chunk))).is_ok()
+    };
+    let images = match &q.filter.label {
+        Some(_) => format!(
+            "SELECT {COLUMNS} FROM names n JOIN doc_names dn ON dn.name = n.id \
+             JOIN docs d ON d.id = dn.doc JOIN objects m ON m.etag = d.etag \
+             JOIN pairs p ON p.meta = m.key JOIN objects o ON o.key = p.image \
+             WHERE n.name = ?3 AND (?4 IS NULL OR (d.failed = 0 AND (d.conf IS NULL OR d.conf < ?4))) \
+             AND o.key >= ?1 AND (?2 IS NULL OR o.key < ?2) ORDER BY o.key"
+        ),
+        None => format!(
+            "SELECT {COLUMNS} FROM objects o LEFT JOIN pairs p ON p.image = o.key \
+             LEFT JOIN objects m ON m.key = p.meta LEFT JOIN docs d ON d.etag = m.etag \
+             WHERE o.key >= ?1 AND (?2 IS NULL OR o.key < ?2) AND ?3 IS NULL AND ?4 IS NULL \
+             ORDER BY o.key"
+        ),
+    };
+    let label = q.filter.label.as_ref().map(|l| l.to_lowercase());
+    let below = q.filter.label.as_ref().and(q.filter.below);
+    let mut stmt = c.prepare(&images)?;
+    let mut rows = stmt.query(params![up, prefix_end(up), label, below])?;
+    while let Some(r) = rows.next()? {
+        if let Some(a) = image_row(r, q)?
+            && !emit(a, &mut chunk)
+        {
+            return Ok(());
+        }
+    }
+    if q.filter.label.is_none() {
+        for a in orphans(c, &q.layout)? {
+            if !emit(a, &mut chunk) {
+                return Ok(());
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = tx.blocking_send(Ok(chunk));
+    }
+    Ok(())
+}
+
+fn image_row(r: &Row, q: &Query) -> rusqlite::Result<Option<Assessed>> {
+    let key: String = r.get(0)?;
+    if q.layout.image_rest(&key).is_none() {
+        return Ok(None);
+    }
+    let image = ObjectInfo {
+        key,
+        size: r.get::<_, i64>(1)? as u64,
+        etag: etag_of_identity(r.get(2)?),
+        last_modified: r.get(3)?,
+    };
+    let Some(meta_key) = r.get::<_, Option<String>>(4)? else {
+        return Ok(Some(Assessed {
+            status: Some(Status::Untagged),
+            image: Some(image),
+            metadata: None,
+            key_kind: None,
+            doc: None,
+            read_error: None,
+        }));
+    };
+    let metadata = ObjectInfo {
+        size: r.get::<_, Option<i64>>(6)?.unwrap_or(0) as u64,
+        etag: r.get::<_, Option<String>>(7)?.and_then(etag_of_identity),
+        last_modified: r.get(8)?,
+        key: meta_key,
+    };
+    let doc = summary_from(r.get(9)?, r.get(10)?);
+    let read_error = match doc {
+        Some(_) => None,
+        None => Some(
+            q.unreadable
+                .get(&metadata.key)
+                .cloned()
+                .unwrap_or_else(|| "not read yet".to_string()),
+        ),
+    };
+    Ok(Some(Assessed {
+        status: doc
+            .is_some()
+            .then(|| status_of(doc.as_ref(), image.etag.as_deref(), q.review_below)),
+        image: Some(image),
+        key_kind: Some(kind_of(r.get(5)?)),
+        metadata: Some(metadata),
+        doc,
+        read_error,
+    }))
+}
+
+fn orphans(c: &Connection, layout: &Layout) -> rusqlite::Result<Vec<Assessed>> {
+    let mp = layout.metadata_prefix();
+    let mut stmt = c.prepare(
+        "SELECT key, size, etag, modified FROM objects m \
+         WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) \
+         AND NOT EXISTS (SELECT 1 FROM pairs p WHERE p.meta = m.key) ORDER BY key",
+    )?;
+    let rows = stmt.query_map(params![mp, prefix_end(mp)], |r| {
+        Ok(ObjectInfo {
+            key: r.get(0)?,
+            size: r.get::<_, i64>(1)? as u64,
+            etag: etag_of_identity(r.get(2)?),
+            last_modified: r.get(3)?,
+        })
+    })?;
+    let mut out = Vec::new();
+    for info in rows {
+        let info = info?;
+        if layout.metadata_rest(&info.key).is_some() {
+            out.push(Assessed {
+                image: None,
+                metadata: Some(info),
+                key_kind: None,
+                status: Some(Status::Orphan),
+                doc: None,
+                read_error: None,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Images and orphans the index holds, for "N shown of M listed".
+pub fn count_rows(index: &Index, layout: &Layout) -> Result<u64, IndexError> {
+    let up = layout.uploads_prefix();
+    let mp = layout.metadata_prefix();
+    index.with(|c| {
+        let images: u64 = c.query_row(
+            "SELECT count(*) FROM objects WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) AND key NOT LIKE '%/'",
+            params![up, prefix_end(up)],
+            |r| r.get(0),
+        )?;
+        let orphans: u64 = c.query_row(
+            "SELECT count(*) FROM objects m WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) \
+             AND key LIKE '%.json' AND NOT EXISTS (SELECT 1 FROM pairs p WHERE p.meta = m.key)",
+            params![mp, prefix_end(mp)],
+            |r| r.get(0),
+        )?;
+        Ok(images + orphans)
+    })
+}

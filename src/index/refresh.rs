@@ -1,0 +1,405 @@
+//! Bringing the index up to date with the bucket: both prefixes listed at
+//! once and reconciled page by page, then only the documents whose ETag
+//! the index has not summarised are read (many in flight), then the
+//! pairing is stored.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use rusqlite::{Connection, params};
+
+use super::{Index, IndexError, etag_of_identity, identity, kind_code, store_doc, upsert_object};
+use crate::catalog::{Catalog, read_metadata};
+use crate::contract::{KeyKind, Layout};
+use crate::storage::{DynStore, ObjectInfo, StorageError};
+use crate::summary::{SummaryRead, summarize};
+
+/// How many documents are read at once by default.
+pub const DEFAULT_IN_FLIGHT: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct RefreshOptions {
+    /// Documents read at once.
+    pub in_flight: usize,
+}
+
+impl Default for RefreshOptions {
+    fn default() -> Self {
+        RefreshOptions {
+            in_flight: DEFAULT_IN_FLIGHT,
+        }
+    }
+}
+
+/// What a refresh found and did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RefreshStats {
+    /// Objects listed under both prefixes.
+    pub listed: u64,
+    /// Objects new, changed (other ETag or size) and gone since the last
+    /// refresh.
+    pub added: u64,
+    pub changed: u64,
+    pub removed: u64,
+    /// Documents read (GET) because the index had no summary of them.
+    pub read: u64,
+    /// Documents that could not be read this time: key and why.
+    pub unreadable: HashMap<String, String>,
+}
+
+/// Progress, for a progress bar.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress {
+    Listed(u64),
+    Read { done: u64, total: u64 },
+}
+
+/// Brings `index` up to date with `store`.
+pub async fn refresh(
+    index: &Arc<Index>,
+    store: &DynStore,
+    layout: &Layout,
+    opts: &RefreshOptions,
+    progress: &(dyn Fn(Progress) + Send + Sync),
+) -> Result<RefreshStats, IndexError> {
+    let catalog = Arc::new(Mutex::new(Catalog::new(layout.clone())));
+    let listed = std::sync::atomic::AtomicU64::new(0);
+    let sync = |prefix: String| {
+        let (index, store, catalog, listed) = (index.clone(), store.clone(), &catalog, &listed);
+        async move {
+            sync_prefix(&index, &store, &prefix, catalog, &|n| {
+                let total = listed.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+                progress(Progress::Listed(total));
+            })
+            .await
+        }
+    };
+    let (a, b) = futures::try_join!(
+        sync(layout.uploads_prefix().to_string()),
+        sync(layout.metadata_prefix().to_string())
+    )?;
+    let mut stats = RefreshStats {
+        listed: listed.into_inner(),
+        added: a.added + b.added,
+        changed: a.changed + b.changed,
+        removed: a.removed + b.removed,
+        ..RefreshStats::default()
+    };
+    read_missing(index, store, layout, opts, progress, &mut stats).await?;
+    let catalog = Arc::into_inner(catalog)
+        .expect("listing is over")
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    let ix = index.clone();
+    let docs_changed = b.changed + b.removed > 0;
+    tokio::task::spawn_blocking(move || ix.with(|c| store_pairs(c, &catalog, docs_changed)))
+        .await
+        .expect("pairing does not panic")?;
+    Ok(stats)
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Diff {
+    added: u64,
+    changed: u64,
+    removed: u64,
+}
+
+/// Lists one prefix, reconciling each page with the index as it comes.
+async fn sync_prefix(
+    index: &Arc<Index>,
+    store: &DynStore,
+    prefix: &str,
+    catalog: &Mutex<Catalog>,
+    listed: &(dyn Fn(u64) + Send + Sync),
+) -> Result<Diff, IndexError> {
+    let mut pages = store.list(prefix);
+    let mut after: Option<String> = None;
+    let mut diff = Diff::default();
+    while let Some(page) = pages.try_next().await? {
+        let Some(last) = page.last().map(|o| o.key.clone()) else {
+            continue;
+        };
+        let ordered = page.windows(2).all(|w| w[0].key < w[1].key)
+            && after.as_deref().is_none_or(|a| page[0].key.as_str() > a);
+        if !ordered {
+            return Err(IndexError::Unordered {
+                prefix: prefix.into(),
+            });
+        }
+        listed(page.len() as u64);
+        let (ix, p, a) = (index.clone(), prefix.to_string(), after.take());
+        let (page, d) = tokio::task::spawn_blocking(move || {
+            let d = ix.with(|c| sync_page(c, &p, a.as_deref(), &page))?;
+            Ok::<_, IndexError>((page, d))
+        })
+        .await
+        .expect("reconcile does not panic")?;
+        diff.added += d.added;
+        diff.changed += d.changed;
+        diff.removed += d.removed;
+        catalog
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add_page(page);
+        after = Some(last);
+    }
+    let (ix, p) = (index.clone(), prefix.to_string());
+    let removed =
+        tokio::task::spawn_blocking(move || ix.with(|c| sync_tail(c, &p, after.as_deref())))
+            .await
+            .expect("reconcile does not panic")?;
+    diff.removed += removed;
+    Ok(diff)
+}
+
+/// The smallest string above every key that starts with `prefix`.
+pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
+    let mut s: Vec<char> = prefix.chars().collect();
+    while let Some(c) = s.pop() {
+        let next = (c as u32 + 1..=char::MAX as u32).find_map(char::from_u32);
+        if let Some(n) = next {
+            s.push(n);
+            return Some(s.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// Reconciles one listing page: the index's keys in (after, last] are
+/// replaced by the page's.
+fn sync_page(
+    c: &mut Connection,
+    prefix: &str,
+    after: Option<&str>,
+    page: &[ObjectInfo],
+) -> rusqlite::Result<Diff> {
+    let last = &page.last().expect("non-empty").key;
+    let tx = c.transaction()?;
+    let old: Vec<(String, u64, String)> = tx
+        .prepare_cached(
+            "SELECT key, size, etag FROM objects WHERE key >= ?1 AND key > ?2 AND key <= ?3 ORDER BY key",
+        )?
+        .query_map(params![prefix, after.unwrap_or(""), last], |r| {
+            Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut diff = Diff::default();
+    let mut old = old.into_iter().peekable();
+    for obj in page {
+        while let Some((k, ..)) = old.next_if(|(k, ..)| k < &obj.key) {
+            delete_object(&tx, &k)?;
+            diff.removed += 1;
+        }
+        match old.next_if(|(k, ..)| *k == obj.key) {
+            Some((_, size, etag)) if size == obj.size && etag == identity(obj) => {}
+            Some(_) => {
+                upsert_object(&tx, obj)?;
+                diff.changed += 1;
+            }
+            None => {
+                upsert_object(&tx, obj)?;
+                diff.added += 1;
+            }
+        }
+    }
+    for (k, ..) in old {
+        delete_object(&tx, &k)?;
+        diff.removed += 1;
+    }
+    tx.commit()?;
+    Ok(diff)
+}
+
+/// Drops the keys after the last listed one: gone from the bucket.
+fn sync_tail(c: &mut Connection, prefix: &str, after: Option<&str>) -> rusqlite::Result<u64> {
+    let end = prefix_end(prefix);
+    let n = c.execute(
+        "DELETE FROM objects WHERE key >= ?1 AND key > ?2 AND (?3 IS NULL OR key < ?3)",
+        params![prefix, after.unwrap_or(""), end],
+    )?;
+    Ok(n as u64)
+}
+
+fn delete_object(c: &Connection, key: &str) -> rusqlite::Result<()> {
+    c.prepare_cached("DELETE FROM objects WHERE key = ?1")?
+        .execute([key])?;
+    Ok(())
+}
+
+/// Metadata objects whose content the index has not summarised.
+fn missing_docs(c: &Connection, layout: &Layout) -> rusqlite::Result<Vec<ObjectInfo>> {
+    let prefix = layout.metadata_prefix();
+    let mut stmt = c.prepare(
+        "SELECT key, size, etag, modified FROM objects o \
+         WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) AND key LIKE '%.json' \
+         AND NOT EXISTS (SELECT 1 FROM docs d WHERE d.etag = o.etag) ORDER BY key",
+    )?;
+    let rows = stmt.query_map(params![prefix, prefix_end(prefix)], |r| {
+        Ok(ObjectInfo {
+            key: r.get(0)?,
+            size: r.get::<_, i64>(1)? as u64,
+            etag: etag_of_identity(r.get(2)?),
+            last_modified: r.get(3)?,
+        })
+    })?;
+    rows.filter(|o| {
+        o.as_ref()
+            .map_or(true, |o| layout.metadata_rest(&o.key).is_some())
+    })
+    .collect()
+}
+
+/// Reads the documents the index lacks, `in_flight` at a time, storing
+/// summaries in batches.
+async fn read_missing(
+    index: &Arc<Index>,
+    store: &DynStore,
+    layout: &Layout,
+    opts: &RefreshOptions,
+    progress: &(dyn Fn(Progress) + Send + Sync),
+    stats: &mut RefreshStats,
+) -> Result<(), IndexError> {
+    let (ix, l) = (index.clone(), layout.clone());
+    let missing = tokio::task::spawn_blocking(move || ix.with(|c| missing_docs(c, &l)))
+        .await
+        .expect("query does not panic")?;
+    let total = missing.len() as u64;
+    let mut reads = futures::stream::iter(missing)
+        .map(|obj| {
+            let store = store.clone();
+            async move {
+                let r = read_with_backoff(&store, &obj.key).await;
+                (obj, r)
+            }
+        })
+        .buffer_unordered(opts.in_flight.max(1))
+        .ready_chunks(256);
+    while let Some(batch) = reads.next().await {
+        let mut done = Vec::with_capacity(batch.len());
+        for (obj, r) in batch {
+            match r {
+                Ok((read, info)) => done.push((info, Some(summarize(&read)))),
+                // Deleted since it was listed.
+                Err(StorageError::NotFound { .. }) => done.push((obj, None)),
+                Err(e) => {
+                    stats.unreadable.insert(obj.key, e.to_string());
+                }
+            }
+        }
+        stats.read += done.len() as u64;
+        progress(Progress::Read {
+            done: stats.read + stats.unreadable.len() as u64,
+            total,
+        });
+        let ix = index.clone();
+        tokio::task::spawn_blocking(move || ix.with(|c| store_batch(c, &done)))
+            .await
+            .expect("storing does not panic")?;
+    }
+    Ok(())
+}
+
+/// A GET, retried with backoff when the store says to slow down: a
+/// refresh of a large bucket is exactly what makes S3 answer SlowDown.
+async fn read_with_backoff(
+    store: &DynStore,
+    key: &str,
+) -> Result<(crate::catalog::MetadataRead, ObjectInfo), StorageError> {
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 0;
+    loop {
+        match read_metadata(store, key).await {
+            Err(e @ StorageError::Throttled { .. }) if attempt >= 5 => return Err(e),
+            Err(StorageError::Throttled { .. }) => {
+                attempt += 1;
+                tokio::time::sleep(delay + Duration::from_millis(fastrand::u64(0..50))).await;
+                delay *= 2;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Stores read documents; `None` means the object is gone.
+fn store_batch(
+    c: &mut Connection,
+    done: &[(ObjectInfo, Option<SummaryRead>)],
+) -> rusqlite::Result<()> {
+    let tx = c.transaction()?;
+    for (info, doc) in done {
+        match doc {
+            // The GET's ETag wins over the listing's: the document may
+            // have changed in between, and the summary is of what was read.
+            Some(doc) => {
+                upsert_object(&tx, info)?;
+                store_doc(&tx, &identity(info), doc)?;
+            }
+            None => delete_object(&tx, &info.key)?,
+        }
+    }
+    tx.commit()
+}
+
+/// Stores the catalog's pairing (only what differs), passing over legacy
+/// documents another image claims, then drops summaries no object uses.
+fn store_pairs(c: &mut Connection, catalog: &Catalog, docs_changed: bool) -> rusqlite::Result<()> {
+    let tx = c.transaction()?;
+    let mut want: Vec<(&str, &str, KeyKind)> = Vec::with_capacity(catalog.images().len());
+    for img in catalog.images() {
+        if let Some((m, kind)) = img.meta {
+            let meta = &catalog.metadata(m).key;
+            if kind == KeyKind::Canonical || !claimed_by_other(&tx, meta, &img.info.key)? {
+                want.push((&img.info.key, meta, kind));
+            }
+        }
+    }
+    want.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let have: HashMap<String, (String, i64)> = {
+        let mut stmt = tx.prepare("SELECT image, meta, kind FROM pairs")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let mut keep = std::collections::HashSet::with_capacity(want.len());
+    for (image, meta, kind) in &want {
+        keep.insert(*image);
+        let same = have
+            .get(*image)
+            .is_some_and(|(m, k)| m == meta && *k == kind_code(*kind));
+        if !same {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO pairs(image, meta, kind) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![image, meta, kind_code(*kind)])?;
+        }
+    }
+    for image in have.keys().filter(|k| !keep.contains(k.as_str())) {
+        tx.prepare_cached("DELETE FROM pairs WHERE image = ?1")?
+            .execute([image])?;
+    }
+    if docs_changed {
+        tx.execute(
+            "DELETE FROM docs WHERE NOT EXISTS (SELECT 1 FROM objects o WHERE o.etag = docs.etag)",
+            [],
+        )?;
+        tx.execute(
+            "DELETE FROM doc_names WHERE doc NOT IN (SELECT id FROM docs)",
+            [],
+        )?;
+    }
+    tx.commit()
+}
+
+/// Whether the legacy document at `meta` names another image as its own.
+fn claimed_by_other(c: &Connection, meta: &str, image: &str) -> rusqlite::Result<bool> {
+    let summary: Option<Option<String>> = rusqlite::OptionalExtension::optional(
+        c.prepare_cached(
+            "SELECT d.summary FROM objects o JOIN docs d ON d.etag = o.etag WHERE o.key = ?1",
+        )?
+        .query_row([meta], |r| r.get(0)),
+    )?;
+    let doc = super::summary_from(summary.flatten(), None);
+    Ok(matches!(doc, Some(Ok(s)) if s.source_key.as_deref().is_some_and(|k| k != image)))
+}

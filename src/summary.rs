@@ -1,0 +1,136 @@
+//! What an audit needs of a metadata document, and nothing more: the
+//! labels with their parents, the headline, the error, the source and the
+//! review flags. Small enough to keep for a million images (in memory or
+//! in the persistent index), and the only input of the status rule.
+
+use serde::{Deserialize, Serialize};
+
+use crate::contract::{Malformed, MetadataDoc, ParsedMetadata, Shape, Status, normalize_etag};
+
+/// One label: name, confidence, parent names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelSummary(pub String, pub f32, pub Vec<String>);
+
+impl LabelSummary {
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+    pub fn confidence(&self) -> f32 {
+        self.1
+    }
+    pub fn parents(&self) -> &[String] {
+        &self.2
+    }
+}
+
+/// A metadata document as the audit sees it. Field names are short
+/// because the index stores a million of these as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocSummary {
+    #[serde(rename = "s")]
+    pub shape: Shape,
+    #[serde(rename = "l", default)]
+    pub labels: Vec<LabelSummary>,
+    /// Index into `labels` of the headline label.
+    #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
+    pub headline: Option<u32>,
+    /// `code: message` of a recorded failure.
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `ImgTag.Source.Key`: the image the document was made for.
+    #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
+    pub source_key: Option<String>,
+    /// `ImgTag.Source.ETag`: the image's ETag when it was tagged.
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    pub source_etag: Option<String>,
+    /// An operator flagged it in a review.
+    #[serde(rename = "f", default, skip_serializing_if = "std::ops::Not::not")]
+    pub flagged: bool,
+}
+
+/// A document read: its summary, or why it could not be read.
+pub type SummaryRead = Result<DocSummary, Malformed>;
+
+impl DocSummary {
+    pub fn of(parsed: &ParsedMetadata) -> Self {
+        let doc: &MetadataDoc = &parsed.doc;
+        let headline = crate::headline::headline_of(doc).map(|h| h.index as u32);
+        let source = doc.imgtag.as_ref().map(|t| &t.source);
+        DocSummary {
+            shape: parsed.shape,
+            labels: doc
+                .labels
+                .iter()
+                .map(|l| {
+                    LabelSummary(
+                        l.name.clone(),
+                        l.confidence,
+                        l.parents.iter().map(|p| p.name.clone()).collect(),
+                    )
+                })
+                .collect(),
+            headline,
+            error: doc.error().map(|e| format!("{}: {}", e.code, e.message)),
+            source_key: source.map(|s| s.key.clone()),
+            source_etag: source.and_then(|s| s.etag.clone()),
+            flagged: doc.review().is_some_and(|r| !r.flagged.is_empty()),
+        }
+    }
+
+    /// (name, confidence) of the headline label.
+    pub fn headline(&self) -> Option<(&str, f32)> {
+        let l = self.labels.get(self.headline? as usize)?;
+        Some((l.name(), l.confidence()))
+    }
+
+    /// Whether a label or a parent of one has this name (any case).
+    pub fn has_label(&self, name: &str) -> bool {
+        self.labels.iter().any(|l| {
+            l.name().eq_ignore_ascii_case(name)
+                || l.parents().iter().any(|p| p.eq_ignore_ascii_case(name))
+        })
+    }
+
+    /// Every label and parent name once, lowercased: what a label search
+    /// matches.
+    pub fn search_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .labels
+            .iter()
+            .flat_map(|l| std::iter::once(l.name()).chain(l.parents().iter().map(String::as_str)))
+            .map(str::to_lowercase)
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+}
+
+/// The status rule (CONTRACT §3) on a summary: untagged without a
+/// document, malformed, failed, stale when the image changed since it was
+/// tagged, needs-review when the headline is weak, missing or flagged.
+pub fn status_of(doc: Option<&SummaryRead>, image_etag: Option<&str>, review_below: f32) -> Status {
+    let s = match doc {
+        None => return Status::Untagged,
+        Some(Err(_)) => return Status::Malformed,
+        Some(Ok(s)) => s,
+    };
+    if s.error.is_some() {
+        return Status::Failed;
+    }
+    if let (Some(now), Some(then)) = (image_etag, s.source_etag.as_deref())
+        && normalize_etag(now) != normalize_etag(then)
+    {
+        return Status::Stale;
+    }
+    match s.headline() {
+        Some((_, c)) if c >= review_below && !s.flagged => Status::Tagged,
+        // No labels at all is as doubtful as a weak one.
+        _ => Status::NeedsReview,
+    }
+}
+
+/// Summarises a document read.
+pub fn summarize(read: &Result<ParsedMetadata, Malformed>) -> SummaryRead {
+    read.as_ref().map(DocSummary::of).map_err(Clone::clone)
+}

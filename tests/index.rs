@@ -1,0 +1,360 @@
+//! The persistent index: real SQLite on disk, a real S3 server on loopback.
+//! A refresh agrees with a fresh audit, reads only what changed, follows
+//! adds, deletes, replaced images and documents changed by another
+//! writer, and a broken or foreign index file is rebuilt, never trusted.
+
+use crate::common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use common::fixtures;
+use common::s3mem::{self, MemS3};
+use futures::TryStreamExt;
+use imgtag::catalog::{Assessed, Filter, audit};
+use imgtag::contract::{Layout, Status};
+use imgtag::index::query::{Query, rows};
+use imgtag::index::refresh::{RefreshOptions, RefreshStats, refresh};
+use imgtag::index::{Index, IndexSpec, IndexedStore};
+use imgtag::storage::{DynStore, LocalStore, PutCondition, S3Store};
+
+fn spec(bucket: &str) -> IndexSpec {
+    IndexSpec::new("http://127.0.0.1", bucket, &Layout::default())
+}
+
+async fn refreshed(index: &Arc<Index>, store: &DynStore) -> RefreshStats {
+    refresh(
+        index,
+        store,
+        &Layout::default(),
+        &RefreshOptions::default(),
+        &|_| {},
+    )
+    .await
+    .unwrap()
+}
+
+async fn indexed_rows(index: &Index, filter: Filter) -> Vec<Assessed> {
+    let q = Query {
+        layout: Layout::default(),
+        review_below: 70.0,
+        filter,
+        unreadable: Arc::default(),
+    };
+    rows(index, q).try_collect().await.unwrap()
+}
+
+async fn audited(store: &DynStore) -> Vec<Assessed> {
+    audit(store.clone(), Layout::default(), 70.0)
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+/// What an operator sees of a row.
+fn view(rows: &[Assessed]) -> Vec<(String, Option<Status>, Option<(String, f32)>)> {
+    rows.iter()
+        .map(|a| {
+            (
+                a.key().to_string(),
+                a.status,
+                a.headline().map(|(n, c)| (n.to_string(), c)),
+            )
+        })
+        .collect()
+}
+
+fn open(path: &Path, spec: &IndexSpec) -> (Arc<Index>, Option<String>) {
+    let (ix, note) = Index::open(path, spec).unwrap();
+    (Arc::new(ix), note)
+}
+
+async fn s3_bucket(mem: &MemS3, name: &str) -> (s3mem::TestServer, DynStore) {
+    mem.create_bucket(name);
+    let server = s3mem::serve(mem.clone()).await;
+    let store = S3Store::from_client(s3mem::client(&server.endpoint()), name).with_page_size(4);
+    (server, Arc::new(store))
+}
+
+#[tokio::test]
+async fn a_refreshed_index_agrees_with_an_audit_and_reopening_reads_nothing() {
+    let mem = MemS3::new();
+    let (_server, store) = s3_bucket(&mem, "ixb").await;
+    fixtures::populate(&store).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ix.sqlite");
+
+    let (index, note) = open(&path, &spec("ixb"));
+    assert_eq!(note, None);
+    let first = refreshed(&index, &store).await;
+    assert!(first.read > 0 && first.added > 0, "{first:?}");
+    let fresh = audited(&store).await;
+    assert_eq!(
+        view(&indexed_rows(&index, Filter::default()).await),
+        view(&fresh)
+    );
+    drop(index);
+
+    // Re-open in a new "process": nothing changed, so no document is read.
+    let (index, note) = open(&path, &spec("ixb"));
+    assert_eq!(note, None);
+    let before = mem.requests();
+    let second = refreshed(&index, &store).await;
+    assert_eq!(
+        (second.read, second.added, second.changed, second.removed),
+        (0, 0, 0, 0)
+    );
+    let gets = mem.requests() - before;
+    // Listing pages only (page size 4): far fewer requests than objects.
+    assert!(
+        gets <= second.listed / 4 + 3,
+        "{gets} requests for {second:?}"
+    );
+    assert_eq!(
+        view(&indexed_rows(&index, Filter::default()).await),
+        view(&fresh)
+    );
+}
+
+#[tokio::test]
+async fn reconcile_follows_adds_deletes_replaced_images_and_changed_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let store: DynStore = Arc::new(LocalStore::open(&bucket).unwrap().with_page_size(2));
+    fixtures::populate(&store).await;
+    let (index, _) = open(&dir.path().join("ix.sqlite"), &spec("local"));
+    refreshed(&index, &store).await;
+
+    // Another writer changes the bucket behind the index's back.
+    let put = |k: &'static str, b: &'static [u8]| {
+        let store = store.clone();
+        async move {
+            store
+                .put(k, Bytes::from_static(b), PutCondition::None)
+                .await
+                .unwrap();
+        }
+    };
+    put("uploads/new.jpg", b"new image").await;
+    put("uploads/2024/cat.jpg", b"replaced bytes").await;
+    std::fs::remove_file(bucket.join("uploads/broken.jpg")).unwrap();
+    put(
+        "metadata/weak cat.jpg.json",
+        br#"{"Labels":[{"Name":"Cat","Confidence":99.0}]}"#,
+    )
+    .await;
+
+    let stats = refreshed(&index, &store).await;
+    assert_eq!(stats.added, 1, "{stats:?}");
+    assert!(stats.removed >= 1 && stats.changed >= 2, "{stats:?}");
+    assert_eq!(
+        stats.read, 1,
+        "only the changed document is read: {stats:?}"
+    );
+    let got = view(&indexed_rows(&index, Filter::default()).await);
+    assert_eq!(got, view(&audited(&store).await));
+    let status = |k: &str| got.iter().find(|r| r.0 == k).map(|r| r.1);
+    assert_eq!(status("uploads/new.jpg"), Some(Some(Status::Untagged)));
+    assert_eq!(status("uploads/2024/cat.jpg"), Some(Some(Status::Stale)));
+    assert_eq!(status("uploads/broken.jpg"), None);
+    // Its document is now an orphan.
+    assert_eq!(
+        status("metadata/broken.jpg.json"),
+        Some(Some(Status::Orphan))
+    );
+    assert_eq!(status("uploads/weak cat.jpg"), Some(Some(Status::Tagged)));
+}
+
+#[tokio::test]
+async fn writes_through_the_indexed_store_show_without_a_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let inner: DynStore = Arc::new(LocalStore::open(&bucket).unwrap());
+    inner
+        .put(
+            "uploads/a.jpg",
+            Bytes::from_static(b"img"),
+            PutCondition::None,
+        )
+        .await
+        .unwrap();
+    let (index, _) = open(&dir.path().join("ix.sqlite"), &spec("local"));
+    refreshed(&index, &inner).await;
+    let store = IndexedStore::wrap(inner, index.clone(), Layout::default());
+    store
+        .put(
+            "metadata/a.jpg.json",
+            Bytes::from_static(br#"{"Labels":[{"Name":"Dog","Confidence":88.0}]}"#),
+            PutCondition::CreateOnly,
+        )
+        .await
+        .unwrap();
+    let got = view(&indexed_rows(&index, Filter::default()).await);
+    assert_eq!(
+        got,
+        vec![(
+            "uploads/a.jpg".to_string(),
+            Some(Status::Tagged),
+            Some(("Dog".to_string(), 88.0))
+        )]
+    );
+    // And the next refresh reads nothing: the index already has it.
+    assert_eq!(refreshed(&index, &store).await.read, 0);
+}
+
+#[tokio::test]
+async fn label_search_answers_from_the_index_with_parents() {
+    let mem = MemS3::new();
+    let (_server, store) = s3_bucket(&mem, "labels").await;
+    fixtures::populate(&store).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (index, _) = open(&dir.path().join("ix.sqlite"), &spec("labels"));
+    refreshed(&index, &store).await;
+    let fresh = audited(&store).await;
+    for (label, below) in [
+        ("cat", None),
+        ("FELINE", Some(70.0)),
+        ("animal", None),
+        ("nothing", None),
+    ] {
+        let filter = Filter {
+            label: Some(label.into()),
+            below,
+            ..Filter::default()
+        };
+        let want: Vec<_> = fresh
+            .iter()
+            .filter(|a| filter.matches(a))
+            .cloned()
+            .collect();
+        let got = indexed_rows(&index, filter).await;
+        assert_eq!(view(&got), view(&want), "{label} {below:?}");
+    }
+    let weak = indexed_rows(
+        &index,
+        Filter {
+            label: Some("feline".into()),
+            below: Some(70.0),
+            ..Filter::default()
+        },
+    )
+    .await;
+    assert!(
+        weak.iter().any(|a| a.key() == "uploads/weak cat.jpg"),
+        "{:?}",
+        view(&weak)
+    );
+}
+
+#[tokio::test]
+async fn a_broken_old_or_foreign_index_is_rebuilt_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let store: DynStore = Arc::new(LocalStore::open(&bucket).unwrap());
+    fixtures::populate(&store).await;
+    let path = dir.path().join("ix.sqlite");
+    let want = view(&audited(&store).await);
+
+    let (index, _) = open(&path, &spec("one"));
+    refreshed(&index, &store).await;
+    drop(index);
+    // Another bucket's spec at the same path: never mixed in.
+    let (index, note) = open(&path, &spec("two"));
+    assert!(note.unwrap().contains("belongs to bucket"));
+    assert!(indexed_rows(&index, Filter::default()).await.is_empty());
+    drop(index);
+
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "garbage",
+            b"this is not a database at all, just text".repeat(200),
+        ),
+        ("empty", Vec::new()),
+    ];
+    let valid = std::fs::read(&path).unwrap();
+    cases.push(("truncated", valid[..valid.len().min(1500)].to_vec()));
+    for (what, bytes) in cases {
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let (index, _note) = open(&path, &spec("two"));
+        refreshed(&index, &store).await;
+        assert_eq!(
+            view(&indexed_rows(&index, Filter::default()).await),
+            want,
+            "{what}"
+        );
+    }
+
+    // An index of another schema version.
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+    }
+    let (index, note) = open(&path, &spec("two"));
+    assert!(note.unwrap().contains("schema version 99"));
+    refreshed(&index, &store).await;
+    assert_eq!(view(&indexed_rows(&index, Filter::default()).await), want);
+}
+
+#[tokio::test]
+async fn two_writers_on_one_index_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let store: DynStore = Arc::new(LocalStore::open(&bucket).unwrap().with_page_size(3));
+    fixtures::populate(&store).await;
+    let path = dir.path().join("ix.sqlite");
+    let (a, _) = open(&path, &spec("local"));
+    let (b, _) = open(&path, &spec("local"));
+    let (x, y) = tokio::join!(refreshed(&a, &store), refreshed(&b, &store));
+    assert!(x.listed > 0 && y.listed > 0);
+    let want = view(&audited(&store).await);
+    assert_eq!(view(&indexed_rows(&a, Filter::default()).await), want);
+    assert_eq!(view(&indexed_rows(&b, Filter::default()).await), want);
+}
+
+#[tokio::test]
+async fn unreadable_documents_are_reported_and_read_again_next_time() {
+    let mem = MemS3::new();
+    let (_server, store) = s3_bucket(&mem, "flaky").await;
+    fixtures::populate(&store).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (index, _) = open(&dir.path().join("ix.sqlite"), &spec("flaky"));
+    // The next requests fail with 500: the refresh either fails with a
+    // storage error (listing) or names the documents it could not read.
+    mem.inject_faults(std::iter::repeat_n(s3s::S3ErrorCode::InternalError, 8));
+    for _ in 0..4 {
+        match refresh(
+            &index,
+            &store,
+            &Layout::default(),
+            &RefreshOptions::default(),
+            &|_| {},
+        )
+        .await
+        {
+            Err(e) => assert!(matches!(e, imgtag::index::IndexError::Storage(_)), "{e}"),
+            Ok(stats) => {
+                let rows = indexed_rows(&index, Filter::default()).await;
+                for key in stats.unreadable.keys() {
+                    assert!(
+                        rows.iter()
+                            .any(|a| a.metadata.as_ref().is_some_and(|m| &m.key == key))
+                    );
+                }
+            }
+        }
+    }
+    let stats = refreshed(&index, &store).await;
+    assert!(stats.unreadable.is_empty(), "{stats:?}");
+    assert_eq!(
+        view(&indexed_rows(&index, Filter::default()).await),
+        view(&audited(&store).await)
+    );
+}
