@@ -358,3 +358,57 @@ async fn unreadable_documents_are_reported_and_read_again_next_time() {
         view(&audited(&store).await)
     );
 }
+
+/// The binary on an S3-compatible server: a second `ls` of an unchanged
+/// bucket reads no document and prints what the first printed, which is
+/// what `--no-index` prints; `imgtag index` says what it did; two
+/// processes refreshing one index at once both succeed.
+#[tokio::test]
+async fn ls_through_the_index_prints_what_a_fresh_audit_prints() {
+    use common::bin::{imgtag_async, stdout};
+    let mem = MemS3::new();
+    let (server, store) = s3_bucket(&mem, "binbucket").await;
+    fixtures::populate(&store).await;
+    let home = tempfile::tempdir().unwrap();
+    let endpoint = server.endpoint();
+    let common = [
+        "--bucket",
+        "binbucket",
+        "--endpoint-url",
+        &endpoint,
+        "--path-style",
+    ];
+    let ls = |extra: &'static [&'static str]| {
+        let mut args = vec!["ls", "--json"];
+        args.extend(common);
+        args.extend(extra);
+        let home = home.path().to_path_buf();
+        async move { stdout(&imgtag_async(&home, &args).await) }
+    };
+    let first = ls(&[]).await;
+    let before = mem.requests();
+    let second = ls(&[]).await;
+    let second_requests = mem.requests() - before;
+    let plain = ls(&["--no-index"]).await;
+    assert_eq!(first, second);
+    assert_eq!(first, plain);
+    assert!(first.lines().count() >= 10, "{first}");
+    // 21 objects, one listing page per prefix: no GET of any document.
+    assert!(second_requests <= 4, "{second_requests} requests");
+    let weak = ls(&["--label", "feline", "--below", "70"]).await;
+    assert!(
+        weak.contains("weak cat.jpg") && !weak.contains("2024/cat.jpg"),
+        "{weak}"
+    );
+
+    let mut args = vec!["index"];
+    args.extend(common);
+    let (a, b) = tokio::join!(
+        imgtag_async(home.path(), &args),
+        imgtag_async(home.path(), &args)
+    );
+    for out in [a, b] {
+        let text = stdout(&out);
+        assert!(text.contains("0 documents read"), "{text}");
+    }
+}

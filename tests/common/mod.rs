@@ -1,3 +1,4 @@
+pub mod bin;
 pub mod faulty_proxy;
 pub mod fixtures;
 pub mod s3mem;

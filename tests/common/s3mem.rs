@@ -41,6 +41,8 @@ struct State {
     /// from inside Lambda, for recursive-loop detection).
     trace_ids: Vec<String>,
     list_quirk: Option<ListQuirk>,
+    /// Added before every answer: a server as far away as S3 is.
+    latency: std::time::Duration,
 }
 
 /// Listing misbehaviours seen in S3-compatible servers.
@@ -127,6 +129,19 @@ impl MemS3 {
         }
     }
 
+    /// Delays every answer by `d` (benchmarks: concurrency shows only
+    /// when requests take time).
+    pub fn set_latency(&self, d: std::time::Duration) {
+        self.state.lock().unwrap().latency = d;
+    }
+
+    async fn delay(&self) {
+        let d = self.state.lock().unwrap().latency;
+        if !d.is_zero() {
+            tokio::time::sleep(d).await;
+        }
+    }
+
     pub fn requests(&self) -> u64 {
         self.state.lock().unwrap().requests
     }
@@ -175,6 +190,7 @@ impl S3 for MemS3 {
                 .get("x-amzn-trace-id")
                 .and_then(|v| v.to_str().ok()),
         )?;
+        self.delay().await;
         let input = req.input;
         let st = self.state.lock().unwrap();
         if st.list_quirk == Some(ListQuirk::EmptyPages) {
@@ -262,6 +278,7 @@ impl S3 for MemS3 {
                 .get("x-amzn-trace-id")
                 .and_then(|v| v.to_str().ok()),
         )?;
+        self.delay().await;
         let input = req.input;
         let obj = {
             let st = self.state.lock().unwrap();
@@ -302,6 +319,7 @@ impl S3 for MemS3 {
                 .get("x-amzn-trace-id")
                 .and_then(|v| v.to_str().ok()),
         )?;
+        self.delay().await;
         let input = req.input;
         let obj = {
             let st = self.state.lock().unwrap();
@@ -329,6 +347,7 @@ impl S3 for MemS3 {
                 .get("x-amzn-trace-id")
                 .and_then(|v| v.to_str().ok()),
         )?;
+        self.delay().await;
         let input = req.input;
         let body = match input.body {
             Some(b) => {

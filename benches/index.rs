@@ -1,0 +1,254 @@
+//! The persistent index at scale, against the in-process S3 server with a
+//! per-request latency (a server as far away as S3 is), each figure
+//! against a baseline measured in the same run:
+//!
+//! - first open (empty index): documents read per second, against the
+//!   bound `in_flight / latency`;
+//! - re-open of an unchanged bucket: a refresh, against a bare
+//!   `aws-sdk-s3` paginator listing both prefixes concurrently;
+//! - time to first screen on re-open (open the index, first 100 rows);
+//! - a label query (`--label X --below N`) over every indexed row;
+//! - the index's size on disk per object.
+//!
+//! Run: `cargo bench --bench index` (IMGTAG_BENCH_OBJECTS, default
+//! 1,000,000: half images, 45% documents, 5% orphan documents;
+//! IMGTAG_BENCH_LATENCY_MS, default 20).
+
+#[path = "../tests/common/s3mem.rs"]
+#[allow(dead_code)]
+mod s3mem;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use imgtag::catalog::Filter;
+use imgtag::contract::Layout;
+use imgtag::index::query::{Query, rows};
+use imgtag::index::refresh::{DEFAULT_IN_FLIGHT, RefreshOptions, refresh};
+use imgtag::index::{Index, IndexSpec};
+use imgtag::storage::{DynStore, S3Store};
+
+const BUCKET: &str = "bench-bucket";
+
+/// Everyday labels; one image in 100 gets the rare one.
+const LABELS: [&str; 8] = [
+    "Cat", "Dog", "Car", "Tree", "Person", "Food", "Chair", "Bus",
+];
+
+fn doc(i: usize) -> String {
+    let main = if i % 100 == 7 {
+        "Zebra"
+    } else {
+        LABELS[i % LABELS.len()]
+    };
+    let conf = 50.0 + (i % 50) as f32;
+    format!(
+        r#"{{"Labels":[{{"Name":"{main}","Confidence":{conf},"Parents":[{{"Name":"Animal"}}]}},{{"Name":"Animal","Confidence":98.1}},{{"Name":"Outdoors","Confidence":77.0}}],"ImgTag":{{"SchemaVersion":1,"Source":{{"Bucket":"{BUCKET}","Key":"uploads/2024/{i:07}-photo.jpg","ETag":"\"e\"","Size":1}},"Detector":"rekognition","MinConfidence":55.0,"MaxLabels":null,"TaggedAt":"2026-11-24T10:00:00Z","TaggedBy":"bench","Review":null,"Error":null}}}}"#
+    )
+}
+
+async fn bare_listing(client: &aws_sdk_s3::Client) -> usize {
+    let list = |prefix: &'static str| async move {
+        let mut n = 0;
+        let mut pages = client
+            .list_objects_v2()
+            .bucket(BUCKET)
+            .prefix(prefix)
+            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            n += page.expect("listing").contents().len();
+        }
+        n
+    };
+    let (a, b) = tokio::join!(list("uploads/"), list("metadata/"));
+    a + b
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let total = env("IMGTAG_BENCH_OBJECTS", 1_000_000) as usize;
+    let latency = Duration::from_millis(env("IMGTAG_BENCH_LATENCY_MS", 20));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run(total, latency));
+}
+
+async fn run(total: usize, latency: Duration) {
+    let images = total / 2;
+    let mem = s3mem::MemS3::new();
+    mem.create_bucket(BUCKET);
+    let mut docs = 0;
+    for i in 0..images {
+        mem.insert(BUCKET, &format!("uploads/2024/{i:07}-photo.jpg"), "i");
+        if i % 10 != 0 {
+            mem.insert(
+                BUCKET,
+                &format!("metadata/2024/{i:07}-photo.jpg.json"),
+                doc(i),
+            );
+            docs += 1;
+        } else {
+            mem.insert(
+                BUCKET,
+                &format!("metadata/gone/{i:07}-photo.jpg.json"),
+                doc(i),
+            );
+        }
+    }
+    mem.set_latency(latency);
+    let server = s3mem::serve(mem.clone()).await;
+    let client = s3mem::client(&server.endpoint());
+    let store: DynStore = Arc::new(S3Store::from_client(client.clone(), BUCKET));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.sqlite");
+    let spec = IndexSpec::new("bench", BUCKET, &Layout::default());
+    println!(
+        "index: {total} objects ({images} images, {docs} paired documents, {} orphans), latency {} ms, {} documents in flight",
+        images - docs,
+        latency.as_millis(),
+        DEFAULT_IN_FLIGHT
+    );
+
+    let t = Instant::now();
+    let listed = bare_listing(&client).await;
+    let bare = t.elapsed();
+    assert_eq!(listed, total);
+    println!(
+        "  bare paginator, both prefixes at once : {:>8.2} s",
+        secs(bare)
+    );
+
+    // First open: every document is read.
+    let index = Arc::new(Index::open(&path, &spec).unwrap().0);
+    let t = Instant::now();
+    let stats = refresh(
+        &index,
+        &store,
+        &Layout::default(),
+        &RefreshOptions::default(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    let first = t.elapsed();
+    assert_eq!(stats.read as usize, total - images);
+    let bound = DEFAULT_IN_FLIGHT as f64 / latency.as_secs_f64();
+    // The reads start after the listing: their rate over their own time.
+    let read_time = (first.saturating_sub(bare)).max(Duration::from_millis(1));
+    let rate = stats.read as f64 / secs(read_time);
+    println!(
+        "  first open (list + read every doc)    : {:>8.2} s",
+        secs(first)
+    );
+    println!(
+        "  documents read per second             : {rate:>8.0} /s, bound {bound:.0} /s, ratio {:.2} (target >= 0.8)",
+        rate / bound
+    );
+    drop(index);
+
+    // Re-open of the unchanged bucket, baseline again in the same breath.
+    let t = Instant::now();
+    let index = Arc::new(Index::open(&path, &spec).unwrap().0);
+    let mut first_rows = rows(&index, query()).take(100);
+    let mut n = 0;
+    while let Some(r) = first_rows.next().await {
+        r.unwrap();
+        n += 1;
+    }
+    let first_screen = t.elapsed();
+    assert_eq!(n, 100);
+    let t = Instant::now();
+    let stats = refresh(
+        &index,
+        &store,
+        &Layout::default(),
+        &RefreshOptions::default(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    let reopen = t.elapsed();
+    assert_eq!(
+        (stats.read, stats.added, stats.changed, stats.removed),
+        (0, 0, 0, 0)
+    );
+    let t = Instant::now();
+    assert_eq!(bare_listing(&client).await, total);
+    let bare2 = t.elapsed();
+    let bare_best = bare.min(bare2);
+    println!(
+        "  time to first screen on re-open       : {:>8.3} s (target <= 1 s)",
+        secs(first_screen)
+    );
+    println!(
+        "  re-open refresh (no document read)    : {:>8.2} s, bare {:.2} s, ratio {:.2} (target <= 1.2)",
+        secs(reopen),
+        secs(bare_best),
+        secs(reopen) / secs(bare_best)
+    );
+
+    // A label query over every indexed row.
+    let filter = Filter {
+        label: Some("zebra".into()),
+        below: Some(70.0),
+        ..Filter::default()
+    };
+    let t = Instant::now();
+    let hits: Vec<_> = rows(&index, Query { filter, ..query() })
+        .try_collect()
+        .await
+        .unwrap();
+    let q = t.elapsed();
+    println!(
+        "  --label zebra --below 70              : {:>8.1} ms, {} images (target <= 100 ms)",
+        q.as_secs_f64() * 1e3,
+        hits.len()
+    );
+    let t = Instant::now();
+    let all = rows(&index, query())
+        .try_fold(0usize, |n, _| async move { Ok(n + 1) })
+        .await
+        .unwrap();
+    println!(
+        "  full audit from the index             : {:>8.2} s for {all} rows",
+        secs(t.elapsed())
+    );
+    let size: u64 = ["", "-wal"]
+        .iter()
+        .filter_map(|s| std::fs::metadata(format!("{}{s}", path.display())).ok())
+        .map(|m| m.len())
+        .sum();
+    println!(
+        "  index on disk                         : {:>8.1} MB, {:.0} bytes per object",
+        size as f64 / 1e6,
+        size as f64 / total as f64
+    );
+}
+
+fn query() -> Query {
+    Query {
+        layout: Layout::default(),
+        review_below: 70.0,
+        filter: Filter::default(),
+        unreadable: Arc::default(),
+    }
+}
