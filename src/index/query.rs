@@ -214,3 +214,43 @@ pub fn count_rows(index: &Index, layout: &Layout) -> Result<u64, IndexError> {
         Ok(images + orphans)
     })
 }
+
+/// The images a selection names, answered from the index (refresh it
+/// first): what `catalog::select` gives from a fresh audit.
+pub async fn select(
+    index: &Index,
+    layout: &Layout,
+    review_below: f32,
+    selection: &crate::catalog::Selection,
+) -> Result<Vec<crate::catalog::Selected>, IndexError> {
+    use crate::catalog::{Selected, Selection};
+    use futures::TryStreamExt;
+    let filter = match selection {
+        Selection::Keys(keys) => {
+            return Ok(keys
+                .iter()
+                .map(|k| Selected {
+                    key: k.clone(),
+                    metadata_key: None,
+                })
+                .collect());
+        }
+        Selection::Matching(f) => f.clone(),
+        Selection::All => Filter::default(),
+    };
+    let q = Query {
+        layout: layout.clone(),
+        review_below,
+        filter,
+        unreadable: Arc::default(),
+    };
+    rows(index, q)
+        .try_filter_map(|a| async move {
+            Ok(a.image.map(|image| Selected {
+                key: image.key,
+                metadata_key: a.metadata.map(|m| m.key),
+            }))
+        })
+        .try_collect()
+        .await
+}
