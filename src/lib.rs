@@ -29,6 +29,7 @@ pub mod demo;
 pub mod detection;
 pub mod headline;
 pub mod imaging;
+pub mod inventory;
 pub mod key_index;
 pub mod lambda;
 pub mod outcome;
