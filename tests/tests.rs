@@ -10,6 +10,7 @@ mod cli;
 mod deploy;
 mod faults;
 mod headline;
+mod inventory;
 mod lambda_events;
 mod local_model;
 #[cfg(unix)]
