@@ -511,3 +511,70 @@ async fn the_latest_manifest_is_found_by_its_folder_name() {
         Some(format!("{BASE}2026-12-01T00-00Z/manifest.json"))
     );
 }
+
+/// deploy/athena.sql reads metadata documents with the OpenX JSON SerDe,
+/// which needs one document per line and silently yields NULL for fields
+/// the table does not declare: imgtag writes one line per document, and the
+/// table declares every field imgtag writes.
+#[test]
+fn the_athena_table_declares_every_field_imgtag_writes_on_one_line() {
+    let doc: imgtag::contract::MetadataDoc = serde_json::from_value(serde_json::json!({
+        "Labels": [{
+            "Name": "Cat", "Confidence": 91.2,
+            "Parents": [{"Name": "Feline"}], "Aliases": [{"Name": "Kitty"}],
+            "Categories": [{"Name": "Animals and Pets"}],
+            "Instances": [{"BoundingBox": {"Width": 0.5, "Height": 0.5, "Left": 0.1, "Top": 0.2},
+                           "Confidence": 90.0}]
+        }],
+        "LabelModelVersion": "3.0",
+        "ImgTag": {
+            "SchemaVersion": 1,
+            "Source": {"Bucket": "b", "Key": "uploads/cat\npic.jpg", "ETag": "\"e\"", "Size": 1},
+            "Detector": "rekognition", "MinConfidence": 55.0, "MaxLabels": 10,
+            "TaggedAt": "2026-11-24T10:00:00Z", "TaggedBy": "imgtag",
+            "Review": {"Added": ["Cat"], "Removed": ["Pet"], "Flagged": ["Cat"],
+                       "ReviewedAt": "2026-11-24T10:05:00Z"},
+            "Error": {"Code": "NotAnImage", "Message": "line one\nline two"}
+        }
+    }))
+    .unwrap();
+    let bytes = doc.to_json_bytes();
+    let newlines = bytes.iter().filter(|&&b| b == b'\n').count();
+    assert_eq!(newlines, 1, "one line per document");
+    assert_eq!(bytes.last(), Some(&b'\n'));
+
+    let sql =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/athena.sql")).unwrap();
+    let start = sql.find("CREATE EXTERNAL TABLE").expect("the table");
+    let end = start + sql[start..].find("ROW FORMAT").expect("its SerDe");
+    let ddl = &sql[start..end];
+    let declared: std::collections::HashSet<String> = ddl
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or_default())
+        .flat_map(|l| l.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let mut keys = Vec::new();
+    collect_keys(&serde_json::from_slice(&bytes).unwrap(), &mut keys);
+    assert!(keys.len() > 30, "{keys:?}");
+    for k in keys {
+        assert!(
+            declared.contains(&k.to_ascii_lowercase()),
+            "{k} is not in the Athena table"
+        );
+    }
+    assert!(sql[end..].starts_with("ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe'"));
+}
+
+fn collect_keys(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                out.push(k.clone());
+                collect_keys(v, out);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| collect_keys(v, out)),
+        _ => {}
+    }
+}
