@@ -223,7 +223,9 @@ pub async fn latest_manifest(
     let mut latest: Option<String> = None;
     while let Some(page) = pages.try_next().await.map_err(storage_err(config_prefix))? {
         for o in page {
-            let Some(rest) = o.key[config_prefix.len()..].strip_suffix("/manifest.json") else {
+            // The prefix may come with or without its trailing slash.
+            let rest = o.key[config_prefix.len()..].trim_start_matches('/');
+            let Some(rest) = rest.strip_suffix("/manifest.json") else {
                 continue;
             };
             // Only `<timestamp>/manifest.json`, not deeper copies.

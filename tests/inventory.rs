@@ -506,9 +506,15 @@ async fn the_latest_manifest_is_found_by_its_folder_name() {
         "x",
     )
     .await;
+    let want = Some(format!("{BASE}2026-12-01T00-00Z/manifest.json"));
     assert_eq!(
         inventory::latest_manifest(&store, BASE).await.unwrap(),
-        Some(format!("{BASE}2026-12-01T00-00Z/manifest.json"))
+        want
+    );
+    let no_slash = BASE.trim_end_matches('/');
+    assert_eq!(
+        inventory::latest_manifest(&store, no_slash).await.unwrap(),
+        want
     );
 }
 
