@@ -115,7 +115,7 @@ fn storage_err(key: &str) -> impl FnOnce(StorageError) -> InventoryError + '_ {
 
 /// The data files' format, from the manifest's `fileFormat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileFormat {
+enum FileFormat {
     Csv,
     Orc,
     Parquet,
