@@ -6,6 +6,7 @@
 //! - [`catalog`]: images paired with their metadata; audits.
 //! - [`summary`]: what an audit keeps of a document, and the status rule.
 //! - [`index`]: the persistent bucket index (SQLite) that makes re-opening cheap.
+//! - [`inventory`]: S3 Inventory reports as a listing source, past what one listing serves.
 //! - [`key_index`]: positions by borrowed key, for tables that own their keys.
 //! - [`config`]: the options every front end shares.
 //! - [`imaging`]: bounded decoding and model preprocessing.
@@ -32,6 +33,7 @@ pub mod detection;
 pub mod headline;
 pub mod imaging;
 pub mod index;
+pub mod inventory;
 pub mod key_index;
 pub mod lambda;
 pub mod outcome;

@@ -11,6 +11,7 @@ mod deploy;
 mod faults;
 mod headline;
 mod index;
+mod inventory;
 mod lambda_events;
 mod local_model;
 #[cfg(unix)]
