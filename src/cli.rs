@@ -166,8 +166,9 @@ pub async fn refresh_index(
     index: &std::sync::Arc<crate::index::Index>,
     store: &DynStore,
     layout: &Layout,
+    opts: &crate::index::refresh::RefreshOptions,
 ) -> Result<crate::index::refresh::RefreshStats, CliError> {
-    use crate::index::refresh::{Progress, RefreshOptions, refresh};
+    use crate::index::refresh::{Progress, refresh};
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_message("listing");
     let show = |p: Progress| match p {
@@ -179,7 +180,7 @@ pub async fn refresh_index(
         }
     };
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    let stats = refresh(index, store, layout, &RefreshOptions::default(), &show).await;
+    let stats = refresh(index, store, layout, opts, &show).await;
     bar.finish_and_clear();
     Ok(stats?)
 }

@@ -412,3 +412,73 @@ async fn ls_through_the_index_prints_what_a_fresh_audit_prints() {
         assert!(text.contains("0 documents read"), "{text}");
     }
 }
+
+/// An S3 Inventory report as the listing: the index it builds is the one
+/// a listing builds, and refreshing from it sends no LIST to the bucket.
+#[tokio::test]
+async fn an_inventory_report_serves_as_the_listing() {
+    use crate::inventory::{encode, gzip, manifest};
+    let mem = MemS3::new();
+    let (_server, store) = s3_bucket(&mem, "invsrc").await;
+    fixtures::populate(&store).await;
+    let mut csv = String::new();
+    for prefix in ["uploads/", "metadata/"] {
+        let mut pages = store.list(prefix);
+        while let Some(page) = pages.try_next().await.unwrap() {
+            for o in page {
+                let etag = o
+                    .etag
+                    .as_deref()
+                    .unwrap_or("")
+                    .trim_matches('"')
+                    .to_string();
+                csv.push_str(&format!(
+                    "\"invsrc\",\"{}\",\"{}\",\"2026-11-24T10:00:00.000Z\",\"{etag}\"\n",
+                    encode(&o.key, false),
+                    o.size
+                ));
+            }
+        }
+    }
+    let dest_dir = tempfile::tempdir().unwrap();
+    let dest: DynStore = Arc::new(LocalStore::open(dest_dir.path()).unwrap());
+    let data = gzip(&csv, flate2::Compression::default());
+    let key = "inv/invsrc/all/data/part-0.csv.gz";
+    dest.put(key, Bytes::from(data.clone()), PutCondition::None)
+        .await
+        .unwrap();
+    let m = manifest(
+        "Bucket, Key, Size, LastModifiedDate, ETag",
+        "CSV",
+        &[(key, &data)],
+    );
+    dest.put(
+        "inv/invsrc/all/2026-11-24T10-00Z/manifest.json",
+        Bytes::from(m),
+        PutCondition::None,
+    )
+    .await
+    .unwrap();
+    let listing = imgtag::inventory::load(&dest, "inv/invsrc/all/2026-11-24T10-00Z/manifest.json")
+        .await
+        .unwrap()
+        .read(&dest, &["uploads/", "metadata/"])
+        .await
+        .unwrap();
+    let opts = RefreshOptions {
+        inventory: Some(Arc::new(listing)),
+        ..RefreshOptions::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (index, _) = open(&dir.path().join("ix.sqlite"), &spec("invsrc"));
+    let layout = Layout::default();
+    let refresh_from_report = || refresh(&index, &store, &layout, &opts, &|_| {});
+    let first = refresh_from_report().await.unwrap();
+    assert!(first.read > 0);
+    let want = view(&audited(&store).await);
+    assert_eq!(view(&indexed_rows(&index, Filter::default()).await), want);
+    let before = mem.requests();
+    let again = refresh_from_report().await.unwrap();
+    assert_eq!((again.read, again.added, again.removed), (0, 0, 0));
+    assert_eq!(mem.requests(), before, "no request reaches the bucket");
+}

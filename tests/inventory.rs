@@ -23,7 +23,7 @@ const BASE: &str = "inventory/photos/daily/";
 
 /// S3 Inventory's key encoding (HTML-form style: `+` for a space). With
 /// `slash`, `/` is escaped too: decoding must not care.
-fn encode(key: &str, slash: bool) -> String {
+pub(crate) fn encode(key: &str, slash: bool) -> String {
     let mut out = String::new();
     for b in key.bytes() {
         match b {
@@ -38,7 +38,7 @@ fn encode(key: &str, slash: bool) -> String {
     out
 }
 
-fn gzip(text: &str, level: Compression) -> Vec<u8> {
+pub(crate) fn gzip(text: &str, level: Compression) -> Vec<u8> {
     let mut e = GzEncoder::new(Vec::new(), level);
     e.write_all(text.as_bytes()).unwrap();
     e.finish().unwrap()
@@ -66,7 +66,7 @@ fn row(
     )
 }
 
-fn manifest(schema: &str, format: &str, files: &[(&str, &[u8])]) -> String {
+pub(crate) fn manifest(schema: &str, format: &str, files: &[(&str, &[u8])]) -> String {
     let files: Vec<_> = files
         .iter()
         .map(|(k, b)| serde_json::json!({"key": k, "size": b.len(), "MD5checksum": md5_hex(b)}))

@@ -13,6 +13,7 @@ use imgtag::cli::{self, CliError};
 use imgtag::config::{CommonArgs, Settings};
 use imgtag::contract::Status;
 use imgtag::index::query::{self, Query};
+use imgtag::index::refresh::RefreshOptions;
 use imgtag::index::{Index, IndexedStore};
 use imgtag::pipeline::{ReviewEdit, TagOptions};
 use imgtag::sanitize::for_terminal;
@@ -69,6 +70,51 @@ enum Command {
 struct IndexArgs {
     #[command(flatten)]
     common: CommonArgs,
+    /// Take the keys from an S3 Inventory report (CSV) instead of listing
+    /// the bucket: the bucket (or folder) the reports are delivered to.
+    #[arg(long, value_name = "BUCKET|PATH", requires = "inventory_manifest")]
+    inventory_bucket: Option<String>,
+    /// The report's manifest.json key in --inventory-bucket, or the
+    /// configuration's prefix ending in `/` to take the newest report.
+    #[arg(long, value_name = "KEY", requires = "inventory_bucket")]
+    inventory_manifest: Option<String>,
+}
+
+impl IndexArgs {
+    /// Reads the inventory report the flags name, if any.
+    async fn inventory(
+        &self,
+        settings: &Settings,
+    ) -> anyhow::Result<Option<Arc<imgtag::inventory::Listing>>> {
+        let (Some(bucket), Some(key)) = (&self.inventory_bucket, &self.inventory_manifest) else {
+            return Ok(None);
+        };
+        let spec = BucketSpec::parse(bucket).map_err(anyhow::Error::msg)?;
+        let store: DynStore = match spec {
+            BucketSpec::S3(name) => {
+                Arc::new(imgtag::storage::S3Store::connect(&name, &settings.s3).await)
+            }
+            BucketSpec::Local(path) => Arc::new(imgtag::storage::LocalStore::open(&path)?),
+        };
+        let key = if key.ends_with('/') {
+            imgtag::inventory::latest_manifest(&store, key)
+                .await?
+                .with_context(|| format!("no inventory report under {}", for_terminal(key)))?
+        } else {
+            key.clone()
+        };
+        let manifest = imgtag::inventory::load(&store, &key).await?;
+        let layout = &settings.layout;
+        let listing = manifest
+            .read(&store, &[layout.uploads_prefix(), layout.metadata_prefix()])
+            .await?;
+        eprintln!(
+            "inventory report {}: {} objects under the two prefixes",
+            for_terminal(&key),
+            listing.len()
+        );
+        Ok(Some(Arc::new(listing)))
+    }
 }
 
 #[derive(clap::Args)]
@@ -133,6 +179,10 @@ struct LsArgs {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     json: bool,
+    /// Answer from the index as the last refresh left it, without listing
+    /// the bucket (instant on any size; see `imgtag index`).
+    #[arg(long, conflicts_with = "no_index")]
+    no_refresh: bool,
 }
 
 #[derive(clap::Args)]
@@ -371,14 +421,19 @@ async fn ls(args: LsArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
     let listing = || format!("listing {}", store.describe());
     let summary = match index {
         Some(index) => {
-            let stats = cli::refresh_index(&index, &store, &layout)
-                .await
-                .with_context(listing)?;
+            let unreadable = if args.no_refresh {
+                Default::default()
+            } else {
+                cli::refresh_index(&index, &store, &layout, &RefreshOptions::default())
+                    .await
+                    .with_context(listing)?
+                    .unreadable
+            };
             let q = Query {
                 layout: layout.clone(),
                 review_below,
                 filter: filter.clone(),
-                unreadable: Arc::new(stats.unreadable),
+                unreadable: Arc::new(unreadable),
             };
             let mut summary = cli::ls(query::rows(&index, q), &filter, sample, args.json, out)
                 .await
@@ -726,7 +781,11 @@ async fn index(args: IndexArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
         anyhow::bail!("there is no index to build with --no-index");
     };
     let started = std::time::Instant::now();
-    let stats = cli::refresh_index(&index, &store, &settings.layout)
+    let opts = RefreshOptions {
+        inventory: args.inventory(&settings).await?,
+        ..RefreshOptions::default()
+    };
+    let stats = cli::refresh_index(&index, &store, &settings.layout, &opts)
         .await
         .with_context(|| format!("indexing {}", store.describe()))?;
     let (objects, docs) = index.counts()?;

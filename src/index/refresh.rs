@@ -19,16 +19,20 @@ use crate::summary::{SummaryRead, summarize};
 /// How many documents are read at once by default.
 pub const DEFAULT_IN_FLIGHT: usize = 64;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RefreshOptions {
     /// Documents read at once.
     pub in_flight: usize,
+    /// Where the keys come from: the store's listing, or an S3 Inventory
+    /// report (for buckets past what one listing serves).
+    pub inventory: Option<Arc<crate::inventory::Listing>>,
 }
 
 impl Default for RefreshOptions {
     fn default() -> Self {
         RefreshOptions {
             in_flight: DEFAULT_IN_FLIGHT,
+            inventory: None,
         }
     }
 }
@@ -67,9 +71,13 @@ pub async fn refresh(
     let catalog = Arc::new(Mutex::new(Catalog::new(layout.clone())));
     let listed = std::sync::atomic::AtomicU64::new(0);
     let sync = |prefix: String| {
-        let (index, store, catalog, listed) = (index.clone(), store.clone(), &catalog, &listed);
+        let (index, catalog, listed) = (index.clone(), &catalog, &listed);
+        let pages = match &opts.inventory {
+            Some(inv) => inv.list(&prefix, 1000),
+            None => store.list(&prefix),
+        };
         async move {
-            sync_prefix(&index, &store, &prefix, catalog, &|n| {
+            sync_prefix(&index, pages, &prefix, catalog, &|n| {
                 let total = listed.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
                 progress(Progress::Listed(total));
             })
@@ -110,12 +118,11 @@ struct Diff {
 /// Lists one prefix, reconciling each page with the index as it comes.
 async fn sync_prefix(
     index: &Arc<Index>,
-    store: &DynStore,
+    mut pages: futures::stream::BoxStream<'static, crate::storage::Result<Vec<ObjectInfo>>>,
     prefix: &str,
     catalog: &Mutex<Catalog>,
     listed: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Diff, IndexError> {
-    let mut pages = store.list(prefix);
     let mut after: Option<String> = None;
     let mut diff = Diff::default();
     while let Some(page) = pages.try_next().await? {
