@@ -254,3 +254,25 @@ pub async fn select(
         .try_collect()
         .await
 }
+
+/// What a row shows, hashed: after a refresh a TUI is sent only the rows
+/// whose fingerprint changed (the document is identified by its ETag).
+pub fn fingerprint(a: &Assessed) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    a.key().hash(&mut h);
+    a.status.map(Status::index).hash(&mut h);
+    a.key_kind.map(super::kind_code).hash(&mut h);
+    a.image.as_ref().map(|i| (&i.etag, i.size)).hash(&mut h);
+    a.metadata.as_ref().map(|m| (&m.key, &m.etag, m.size)).hash(&mut h);
+    a.read_error.hash(&mut h);
+    h.finish()
+}
+
+/// A key's hash, for remembering a million rows in little memory.
+pub fn key_hash(key: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
+}

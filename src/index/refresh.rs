@@ -3,7 +3,7 @@
 //! the index has not summarised are read (many in flight), then the
 //! pairing is stored.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,6 +47,8 @@ pub struct RefreshStats {
     pub added: u64,
     pub changed: u64,
     pub removed: u64,
+    /// The keys gone since the last refresh (images and metadata).
+    pub removed_keys: Vec<String>,
     /// Documents read (GET) because the index had no summary of them.
     pub read: u64,
     /// Documents that could not be read this time: key and why.
@@ -92,27 +94,28 @@ pub async fn refresh(
         listed: listed.into_inner(),
         added: a.added + b.added,
         changed: a.changed + b.changed,
-        removed: a.removed + b.removed,
+        removed: (a.removed.len() + b.removed.len()) as u64,
+        removed_keys: [a.removed, b.removed].concat(),
         ..RefreshStats::default()
     };
-    read_missing(index, store, layout, opts, progress, &mut stats).await?;
+    let gone = read_missing(index, store, layout, opts, progress, &mut stats).await?;
     let catalog = Arc::into_inner(catalog)
         .expect("listing is over")
         .into_inner()
         .unwrap_or_else(|e| e.into_inner());
     let ix = index.clone();
-    let docs_changed = b.changed + b.removed > 0;
-    tokio::task::spawn_blocking(move || ix.with(|c| store_pairs(c, &catalog, docs_changed)))
+    let docs_changed = b.changed > 0 || stats.removed_keys.iter().any(|k| k.starts_with(layout.metadata_prefix()));
+    tokio::task::spawn_blocking(move || ix.with(|c| store_pairs(c, &catalog, &gone, docs_changed)))
         .await
         .expect("pairing does not panic")?;
     Ok(stats)
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Diff {
     added: u64,
     changed: u64,
-    removed: u64,
+    removed: Vec<String>,
 }
 
 /// Lists one prefix, reconciling each page with the index as it comes.
@@ -146,7 +149,7 @@ async fn sync_prefix(
         .expect("reconcile does not panic")?;
         diff.added += d.added;
         diff.changed += d.changed;
-        diff.removed += d.removed;
+        diff.removed.extend(d.removed);
         catalog
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -158,7 +161,7 @@ async fn sync_prefix(
         tokio::task::spawn_blocking(move || ix.with(|c| sync_tail(c, &p, after.as_deref())))
             .await
             .expect("reconcile does not panic")?;
-    diff.removed += removed;
+    diff.removed.extend(removed);
     Ok(diff)
 }
 
@@ -198,7 +201,7 @@ fn sync_page(
     for obj in page {
         while let Some((k, ..)) = old.next_if(|(k, ..)| k < &obj.key) {
             delete_object(&tx, &k)?;
-            diff.removed += 1;
+            diff.removed.push(k);
         }
         match old.next_if(|(k, ..)| *k == obj.key) {
             Some((_, size, etag)) if size == obj.size && etag == identity(obj) => {}
@@ -214,20 +217,22 @@ fn sync_page(
     }
     for (k, ..) in old {
         delete_object(&tx, &k)?;
-        diff.removed += 1;
+        diff.removed.push(k);
     }
     tx.commit()?;
     Ok(diff)
 }
 
 /// Drops the keys after the last listed one: gone from the bucket.
-fn sync_tail(c: &mut Connection, prefix: &str, after: Option<&str>) -> rusqlite::Result<u64> {
+fn sync_tail(c: &mut Connection, prefix: &str, after: Option<&str>) -> rusqlite::Result<Vec<String>> {
     let end = prefix_end(prefix);
-    let n = c.execute(
-        "DELETE FROM objects WHERE key >= ?1 AND key > ?2 AND (?3 IS NULL OR key < ?3)",
-        params![prefix, after.unwrap_or(""), end],
+    let mut stmt = c.prepare(
+        "DELETE FROM objects WHERE key >= ?1 AND key > ?2 AND (?3 IS NULL OR key < ?3) RETURNING key",
     )?;
-    Ok(n as u64)
+    let keys = stmt
+        .query_map(params![prefix, after.unwrap_or(""), end], |r| r.get(0))?
+        .collect();
+    keys
 }
 
 fn delete_object(c: &Connection, key: &str) -> rusqlite::Result<()> {
@@ -260,7 +265,7 @@ fn missing_docs(c: &Connection, layout: &Layout) -> rusqlite::Result<Vec<ObjectI
 }
 
 /// Reads the documents the index lacks, `in_flight` at a time, storing
-/// summaries in batches.
+/// summaries in batches. Returns the keys found deleted meanwhile.
 async fn read_missing(
     index: &Arc<Index>,
     store: &DynStore,
@@ -268,7 +273,8 @@ async fn read_missing(
     opts: &RefreshOptions,
     progress: &(dyn Fn(Progress) + Send + Sync),
     stats: &mut RefreshStats,
-) -> Result<(), IndexError> {
+) -> Result<HashSet<String>, IndexError> {
+    let mut gone = HashSet::new();
     let (ix, l) = (index.clone(), layout.clone());
     let missing = tokio::task::spawn_blocking(move || ix.with(|c| missing_docs(c, &l)))
         .await
@@ -290,7 +296,10 @@ async fn read_missing(
             match r {
                 Ok((read, info)) => done.push((info, Some(summarize(&read)))),
                 // Deleted since it was listed.
-                Err(StorageError::NotFound { .. }) => done.push((obj, None)),
+                Err(StorageError::NotFound { .. }) => {
+                    gone.insert(obj.key.clone());
+                    done.push((obj, None));
+                }
                 Err(e) => {
                     stats.unreadable.insert(obj.key, e.to_string());
                 }
@@ -306,7 +315,7 @@ async fn read_missing(
             .await
             .expect("storing does not panic")?;
     }
-    Ok(())
+    Ok(gone)
 }
 
 /// A GET, retried with backoff when the store says to slow down: a
@@ -352,12 +361,20 @@ fn store_batch(
 
 /// Stores the catalog's pairing (only what differs), passing over legacy
 /// documents another image claims, then drops summaries no object uses.
-fn store_pairs(c: &mut Connection, catalog: &Catalog, docs_changed: bool) -> rusqlite::Result<()> {
+fn store_pairs(
+    c: &mut Connection,
+    catalog: &Catalog,
+    gone: &HashSet<String>,
+    docs_changed: bool,
+) -> rusqlite::Result<()> {
     let tx = c.transaction()?;
     let mut want: Vec<(&str, &str, KeyKind)> = Vec::with_capacity(catalog.images().len());
     for img in catalog.images() {
         if let Some((m, kind)) = img.meta {
             let meta = &catalog.metadata(m).key;
+            if gone.contains(meta) {
+                continue;
+            }
             if kind == KeyKind::Canonical || !claimed_by_other(&tx, meta, &img.info.key)? {
                 want.push((&img.info.key, meta, kind));
             }
@@ -369,7 +386,7 @@ fn store_pairs(c: &mut Connection, catalog: &Catalog, docs_changed: bool) -> rus
         stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
             .collect::<rusqlite::Result<_>>()?
     };
-    let mut keep = std::collections::HashSet::with_capacity(want.len());
+    let mut keep = HashSet::with_capacity(want.len());
     for (image, meta, kind) in &want {
         keep.insert(*image);
         let same = have
