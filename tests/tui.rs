@@ -13,7 +13,7 @@ use imgtag::catalog::Assessed;
 use imgtag::contract::{Layout, Status, assess, parse_metadata};
 use imgtag::detection::{DynDetector, LocalDetector};
 use imgtag::storage::{DynStore, LocalStore, ObjectInfo, S3Store};
-use imgtag::tui::app::{App, Header, Mode, Msg, ThumbState};
+use imgtag::tui::app::{App, Cmd, Header, Mode, Msg, ThumbState};
 use imgtag::tui::keys::Keymap;
 use imgtag::tui::runtime::{DetectorSource, Runtime, RuntimeConfig};
 use imgtag::tui::thumbs::ThumbCache;
@@ -274,7 +274,7 @@ fn keys_filter_sort_marks_and_resize() {
     app.update(key('f'));
     assert_eq!(app.rows.status_filter(), Some(Status::NeedsReview));
     assert_eq!(
-        app.selected_row().unwrap().key,
+        &*app.selected_row().unwrap().key,
         "uploads/holiday/beach photo.jpg"
     );
     app.update(code(KeyCode::Esc));
@@ -288,7 +288,7 @@ fn keys_filter_sort_marks_and_resize() {
         .rows
         .view()
         .iter()
-        .map(|&i| app.rows[i as usize].key.clone())
+        .map(|&i| app.rows[i as usize].key.to_string())
         .collect();
     assert_eq!(keys, ["uploads/cat.jpg", "uploads/holiday/beach photo.jpg"]);
     app.update(code(KeyCode::Enter));
@@ -301,7 +301,7 @@ fn keys_filter_sort_marks_and_resize() {
         .rows
         .view()
         .iter()
-        .map(|&i| app.rows[i as usize].headline().map(|b| b.1))
+        .map(|&i| app.rows.headline(&app.rows[i as usize]).map(|b| b.1))
         .collect();
     assert_eq!(best[..3], [Some(65.3), Some(88.0), Some(91.2)]);
     assert!(best[3..].iter().all(Option::is_none));
@@ -312,18 +312,17 @@ fn keys_filter_sort_marks_and_resize() {
     assert_eq!(app.marks.len(), 2);
     let cmds = app.update(key('t'));
     let [
-        imgtag::tui::app::Cmd::Tag {
+        Cmd::Tag {
             jobs,
             force,
             min_confidence,
+            replace_unreadable: false,
         },
     ] = &cmds[..]
     else {
         panic!("{cmds:?}")
     };
-    assert_eq!(jobs.len(), 2);
-    assert!(*force);
-    assert_eq!(*min_confidence, 55.0);
+    assert_eq!((jobs.len(), *force, *min_confidence), (2, true, 55.0));
     assert!(app.marks.is_empty());
     // Threshold keys and exact entry.
     app.update(key('+'));
@@ -482,8 +481,9 @@ impl Harness {
         self.app
             .rows
             .iter()
-            .find(|r| r.key.contains(needle))
+            .find(|(_, r)| r.key.contains(needle))
             .unwrap()
+            .1
             .status
     }
 }
@@ -593,7 +593,7 @@ async fn threshold_change_then_rerun_writes_at_the_new_threshold() {
     h.select("chelsea");
     // The weak seed result: one label.
     assert_eq!(
-        h.app.selected_row().unwrap().headline(),
+        h.app.rows.headline(h.app.selected_row().unwrap()),
         Some(("Feline", 65.3))
     );
     h.keys("---"); // 55 -> 40
@@ -629,8 +629,7 @@ async fn threshold_change_then_rerun_writes_at_the_new_threshold() {
             .all(|l| l["Confidence"].as_f64().unwrap() >= 90.0)
     );
     // The row shows the new document at once.
-    let row = h.app.selected_row().unwrap();
-    let shown = row.doc.as_ref().unwrap();
+    let shown = h.app.selected_doc().unwrap();
     assert_eq!(shown.imgtag.as_ref().unwrap().min_confidence, 90.0);
 }
 
@@ -727,12 +726,12 @@ fn a_large_marked_rerun_with_rekognition_asks_first() {
         "{text}"
     );
     let cmds = app.update(key('y'));
-    let [imgtag::tui::app::Cmd::Tag { jobs, .. }] = &cmds[..] else {
+    let [Cmd::Tag { jobs, .. }] = &cmds[..] else {
         panic!("{cmds:?}")
     };
     assert_eq!(jobs.len(), 12);
     assert_eq!(app.work.total, 12);
-    assert!(app.rows.iter().all(|r| r.busy));
+    assert!(app.rows.iter().all(|(_, r)| r.busy));
 }
 
 // ---------------------------------------------------------------------------
@@ -779,7 +778,7 @@ fn the_seed_cat_leads_the_lowest_confidence_sort_and_needs_review() {
     let mut app = listed(audit_rows(), true);
     let seed = app.rows.find("uploads/cats/seed.jpg").unwrap() as usize;
     assert_eq!(app.rows[seed].status, Some(Status::NeedsReview));
-    assert_eq!(app.rows[seed].headline(), Some(("Feline", 65.3)));
+    assert_eq!(app.rows.headline(&app.rows[seed]), Some(("Feline", 65.3)));
     let strong = app.rows.find("uploads/cats/strong.jpg").unwrap() as usize;
     assert_eq!(app.rows[strong].status, Some(Status::Tagged));
     app.update(key('s'));
@@ -792,14 +791,14 @@ fn the_seed_cat_leads_the_lowest_confidence_sort_and_needs_review() {
         .iter()
         .map(|&i| &app.rows[i as usize])
         .filter(|r| matches!(r.status, Some(Status::Tagged | Status::NeedsReview)))
-        .map(|r| r.key.as_str())
+        .map(|r| &*r.key)
         .collect();
     assert_eq!(order[0], "uploads/cats/seed.jpg", "{order:?}");
     // The same holds with only needs-review shown.
     app.update(key('f'));
     app.update(key('f'));
     assert_eq!(app.rows.status_filter(), Some(Status::NeedsReview));
-    assert_eq!(app.selected_row().unwrap().key, "uploads/cats/seed.jpg");
+    assert_eq!(&*app.selected_row().unwrap().key, "uploads/cats/seed.jpg");
 }
 
 fn seed_cat_app(theme: imgtag::tui::theme::Theme) -> App {
@@ -864,7 +863,7 @@ fn snapshot_seed_cat_detail_marks_the_weak_headline() {
     use imgtag::tui::theme::Theme;
     for (name, theme) in [("dark", Theme::dark()), ("light", Theme::light())] {
         let app = seed_cat_app(theme);
-        assert_eq!(app.selected_row().unwrap().key, "uploads/cats/seed.jpg");
+        assert_eq!(&*app.selected_row().unwrap().key, "uploads/cats/seed.jpg");
         let t = render(&app);
         let text = screen_text(&t);
         assert!(
@@ -893,7 +892,7 @@ fn flagged_labels_show_as_flagged() {
         .rows
         .view()
         .iter()
-        .position(|&i| app.rows[i as usize].key == "uploads/flagged.jpg")
+        .position(|&i| &*app.rows[i as usize].key == "uploads/flagged.jpg")
         .unwrap();
     app.cursor = pos;
     let r = app.selected_row().unwrap();
@@ -916,8 +915,10 @@ fn spot_check_jumps_to_unreviewed_tagged_images_only() {
         app.update(key('x'));
         let r = app.selected_row().unwrap();
         assert_eq!(r.status, Some(Status::Tagged), "{}", r.key);
-        assert!(r.doc.as_ref().unwrap().review().is_none(), "{}", r.key);
-        seen.insert(r.key.clone());
+        assert!(!r.reviewed(), "{}", r.key);
+        let doc = app.selected_doc().unwrap();
+        assert!(doc.review().is_none(), "{}", r.key);
+        seen.insert(r.key.to_string());
     }
     // Tagged and unreviewed: the strong cat and the dog; never the
     // reviewed dog, the flagged cat or the seed cat.
@@ -934,7 +935,7 @@ fn spot_check_jumps_to_unreviewed_tagged_images_only() {
     let (_, msg) = app.message.clone().unwrap();
     assert!(msg.contains("no unreviewed tagged image"), "{msg}");
     assert_eq!(
-        app.selected_row().unwrap().key,
+        &*app.selected_row().unwrap().key,
         "uploads/holiday/beach photo.jpg"
     );
 }
@@ -1034,7 +1035,7 @@ async fn bulk_edit_on_marked_images_asks_then_writes_each() {
     );
     assert!(!h.dir.path().join("metadata/new.jpg.json").exists());
     assert!(h.app.marks.is_empty());
-    assert!(h.app.rows.iter().all(|r| !r.busy));
+    assert!(h.app.rows.iter().all(|(_, r)| !r.busy));
     let (_, msg) = h.app.message.clone().unwrap();
     assert_eq!(msg, "edit saved on 2 of 2 images, 0 not saved");
     // Without marks, e edits the selected image alone, without asking.

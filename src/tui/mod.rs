@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod keys;
+pub mod names;
 pub mod rows;
 pub mod runtime;
 pub mod termbg;
@@ -110,12 +111,19 @@ pub fn restore_terminal() {
 }
 
 /// Restores the terminal before a panic message is printed, so a panic
-/// never leaves the operator's shell in raw mode.
+/// never leaves the operator's shell in raw mode. A panic on another
+/// thread (a task, which the runtime reports as a failed job) goes to the
+/// log only: printing it would draw over the screen, and restoring the
+/// terminal would leave the UI running without raw mode.
 fn install_panic_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        restore_terminal();
-        previous(info);
+        if std::thread::current().name() == Some("main") {
+            restore_terminal();
+            previous(info);
+        } else {
+            tracing::error!(panic = %info, "a task panicked");
+        }
     }));
 }
 
@@ -330,7 +338,9 @@ pub fn init_file_logging() -> Option<std::path::PathBuf> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(file))
+        // Keys and error texts in log fields are escaped: they can neither
+        // forge log lines nor act on a terminal that shows the log.
+        .with_writer(std::sync::Mutex::new(crate::sanitize::SafeLogWriter(file)))
         .try_init()
         .ok()?;
     Some(path)

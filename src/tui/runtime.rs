@@ -13,7 +13,7 @@ use ratatui_image::Resize;
 use ratatui_image::picker::Picker;
 use tokio::sync::{OnceCell, Semaphore, mpsc};
 
-use crate::catalog::{audit, reassess};
+use crate::catalog::{audit, find_metadata, reassess};
 use crate::config::DetectorKind;
 use crate::contract::Layout;
 use crate::detection::DynDetector;
@@ -61,6 +61,7 @@ pub struct Runtime {
     thumbs: Arc<ThumbCache>,
     picker: Picker,
     thumb_generation: Arc<AtomicU64>,
+    doc_generation: Arc<AtomicU64>,
     pending: Arc<AtomicUsize>,
     jobs: Arc<AtomicUsize>,
     listing: Option<tokio::task::JoinHandle<()>>,
@@ -96,6 +97,7 @@ impl Runtime {
             thumbs: Arc::new(thumbs),
             picker,
             thumb_generation: Arc::new(AtomicU64::new(0)),
+            doc_generation: Arc::new(AtomicU64::new(0)),
             pending: Arc::new(AtomicUsize::new(0)),
             jobs: Arc::new(AtomicUsize::new(0)),
             listing: None,
@@ -158,6 +160,7 @@ impl Runtime {
                 jobs,
                 min_confidence,
                 force,
+                replace_unreadable,
             } => {
                 self.stop.store(false, Ordering::SeqCst);
                 for job in jobs {
@@ -165,6 +168,7 @@ impl Runtime {
                     opts.min_confidence = min_confidence;
                     opts.max_labels = self.config.max_labels;
                     opts.force = force;
+                    opts.replace_unreadable = replace_unreadable;
                     opts.metadata_key = job.metadata_key.clone();
                     self.tag_job(job.key, opts);
                 }
@@ -183,7 +187,38 @@ impl Runtime {
             Cmd::CancelThumb => {
                 self.thumb_generation.fetch_add(1, Ordering::SeqCst);
             }
+            Cmd::LoadDoc {
+                key,
+                metadata_key,
+                rev,
+            } => self.load_doc(key, metadata_key, rev),
         }
+    }
+
+    /// Reads a row's document for the detail pane. Waits like a thumbnail
+    /// does, so holding a key down to scroll reads only where it stops.
+    fn load_doc(&self, key: String, metadata_key: String, rev: u32) {
+        let generation = self.doc_generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let current = self.doc_generation.clone();
+        let store = self.store.clone();
+        let layout = self.config.layout.clone();
+        let tx = self.tx.clone();
+        let delay = self.config.thumb_delay;
+        self.spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if current.load(Ordering::SeqCst) != generation {
+                // The selection moved on, and a newer load took its place.
+                return;
+            }
+            let result = match find_metadata(&store, &layout, &key, Some(&metadata_key)).await {
+                Ok(Some(f)) => f.read.map(|p| Box::new(p.doc)).map_err(|m| m.to_string()),
+                Ok(None) => Err("the metadata is gone (press r to reload)".into()),
+                Err(e) => Err(crate::storage::error_chain(&e)),
+            };
+            let _ = tx.send(Msg::Doc { key, rev, result });
+        });
     }
 
     fn list(&mut self, generation: u64) {
@@ -275,7 +310,10 @@ impl Runtime {
                 .await
                 .clone();
             let outcome = match detector {
-                Ok(d) => tag(&store, &d, &key, &opts).await,
+                Ok(d) => {
+                    let (store, key, opts) = (store.clone(), key.clone(), opts.clone());
+                    contained(async move { tag(&store, &d, &key, &opts).await }).await
+                }
                 Err(message) => Outcome::Fatal { message },
             };
             if matches!(outcome, Outcome::Fatal { .. }) {
@@ -308,7 +346,10 @@ impl Runtime {
             let Ok(_permit) = slots.acquire_owned().await else {
                 return;
             };
-            let outcome = edit_review(&store, &key, &edit, &opts).await;
+            let outcome = {
+                let (store, key) = (store.clone(), key.clone());
+                contained(async move { edit_review(&store, &key, &edit, &opts).await }).await
+            };
             let row = reread(&store, &config, &key, &outcome).await;
             let _ = tx.send(Msg::Tagged {
                 key,
@@ -358,6 +399,34 @@ impl Runtime {
             };
             let _ = tx.send(Msg::Thumb { key, area, result });
         });
+    }
+}
+
+/// Runs a job on its own task, so that a panic in it comes back as an
+/// outcome (and the row stops being busy) instead of ending the job
+/// silently.
+async fn contained<F>(job: F) -> Outcome
+where
+    F: std::future::Future<Output = Outcome> + Send + 'static,
+{
+    match tokio::spawn(job).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let why = if e.is_panic() {
+                let payload = e.into_panic();
+                payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic".into())
+            } else {
+                "cancelled".into()
+            };
+            tracing::error!(error = %why, "a job's task failed");
+            Outcome::Skipped {
+                reason: format!("failed: the job stopped unexpectedly ({why}); nothing written"),
+            }
+        }
     }
 }
 
