@@ -13,8 +13,9 @@ use imgtag::catalog::Assessed;
 use imgtag::contract::{Layout, Status, assess, parse_metadata};
 use imgtag::detection::{DynDetector, LocalDetector};
 use imgtag::storage::{DynStore, LocalStore, ObjectInfo, S3Store};
-use imgtag::tui::app::{App, Cmd, Header, Mode, Msg, ThumbState};
+use imgtag::tui::app::{App, Cmd, DocState, Header, Mode, Msg, ThumbState};
 use imgtag::tui::keys::Keymap;
+use imgtag::tui::rows::RowSummary;
 use imgtag::tui::runtime::{DetectorSource, Runtime, RuntimeConfig};
 use imgtag::tui::thumbs::ThumbCache;
 use imgtag::tui::view;
@@ -1115,4 +1116,228 @@ fn every_screen_reads_in_both_themes() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// compact rows: documents on selection, removals, search, trust
+
+/// The row of `needle` as the runtime would hand it over from an index:
+/// a summary with no document in hand.
+fn summary_of(app: &App, needle: &str) -> RowSummary {
+    let (_, r) = app
+        .rows
+        .iter()
+        .find(|(_, r)| r.key.contains(needle))
+        .unwrap();
+    RowSummary {
+        key: r.key.to_string(),
+        image: r.image.as_ref().map(|i| ObjectInfo {
+            key: r.key.to_string(),
+            size: i.size,
+            etag: i.etag.clone(),
+            last_modified: i.last_modified,
+        }),
+        metadata_key: r.metadata_key.as_deref().map(str::to_string),
+        key_kind: r.key_kind,
+        status: r.status,
+        readable: r.readable(),
+        ..RowSummary::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detail_loads_the_document_of_the_selected_row() {
+    let mut h = Harness::demo().await;
+    h.app.docs.clear();
+    h.select("chelsea");
+    assert!(matches!(
+        h.app.doc_state(h.app.selected_row().unwrap()),
+        DocState::Loading
+    ));
+    let text = screen_text(&render(&h.app));
+    assert!(
+        text.contains("loading…") && !text.contains("▶ Feline"),
+        "{text}"
+    );
+    h.settle().await;
+    let text = screen_text(&render(&h.app));
+    assert!(
+        text.contains("▶ Feline 65.3") && !text.contains("loading…"),
+        "{text}"
+    );
+    assert_eq!(h.app.selected_doc().unwrap().labels.len(), 1);
+
+    // Another process rewrites the document; the index replaces the row:
+    // the old document is not shown, the new one is read.
+    let path = "metadata/animals/chelsea.png.json";
+    let mut doc = h.doc(path);
+    doc["Labels"][0]["Confidence"] = serde_json::json!(12.5);
+    std::fs::write(h.dir.path().join(path), doc.to_string()).unwrap();
+    let s = summary_of(&h.app, "chelsea");
+    let generation = h.app.generation;
+    h.send(Msg::Summaries {
+        generation,
+        rows: vec![s],
+    });
+    assert!(h.app.selected_doc().is_none());
+    h.settle().await;
+    let text = screen_text(&render(&h.app));
+    assert!(text.contains("▶ Feline 12.5"), "{text}");
+}
+
+#[test]
+fn removed_keys_leave_the_list_and_the_counts() {
+    let mut app = listed(mixed_rows(), true);
+    assert_eq!(app.selected_row().unwrap().key.as_ref(), "uploads/cat.jpg");
+    app.update(key(' ')); // marks the cat, moves to the dog
+    app.update(key('k'));
+    let generation = app.generation;
+    // An old listing's removals are ignored.
+    app.update(Msg::Removed {
+        generation: generation - 1,
+        keys: vec!["uploads/cat.jpg".into()],
+    });
+    assert_eq!(app.rows.len(), 7);
+    app.update(Msg::Removed {
+        generation,
+        keys: vec!["uploads/cat.jpg".into(), "metadata/gone.jpg.json".into()],
+    });
+    assert_eq!((app.rows.len(), app.rows.view().len()), (5, 5));
+    assert_eq!(
+        (app.count(Status::Tagged), app.count(Status::Orphan)),
+        (0, 0)
+    );
+    assert!(app.marks.is_empty());
+    assert_eq!(app.selected_row().unwrap().key.as_ref(), "uploads/dog.jpg");
+    let text = screen_text(&render(&app));
+    assert!(
+        !text.contains("cat.jpg") && !text.contains("gone.jpg"),
+        "{text}"
+    );
+    assert!(text.contains(" 5/5 "), "{text}");
+    // Listed again: back in its place.
+    app.update(Msg::Rows {
+        generation,
+        rows: vec![mixed_rows().remove(0)],
+    });
+    assert_eq!(app.rows.view()[0], 0);
+    assert_eq!(app.count(Status::Tagged), 1);
+}
+
+#[test]
+fn slash_search_matches_labels_and_their_parents() {
+    const TABBY: &str =
+        r#"{"Labels":[{"Name":"Tabby","Confidence":88.0,"Parents":[{"Name":"Housecat"}]}]}"#;
+    let mut rows = mixed_rows();
+    rows.push(row("uploads/zz.jpg", Some(("metadata/zz.jpg.json", TABBY))));
+    let mut app = listed(rows, true);
+    let shown = |app: &mut App, needle: &str| {
+        app.update(key('/'));
+        for c in needle.chars() {
+            app.update(key(c));
+        }
+        app.update(code(KeyCode::Enter));
+        let keys: Vec<String> = (app.rows.view().iter())
+            .map(|&i| app.rows[i as usize].key.to_string())
+            .collect();
+        app.update(code(KeyCode::Esc));
+        keys
+    };
+    assert_eq!(shown(&mut app, "HOUSEC"), ["uploads/zz.jpg"]);
+    assert_eq!(shown(&mut app, "tabb"), ["uploads/zz.jpg"]);
+    // Animal is a label of the cat and a parent of its Feline.
+    assert_eq!(shown(&mut app, "animal"), ["uploads/cat.jpg"]);
+    assert_eq!(
+        shown(&mut app, "Holiday/BEA"),
+        ["uploads/holiday/beach photo.jpg"]
+    );
+    assert!(shown(&mut app, "nothing-like-it").is_empty());
+}
+
+/// A detector whose task panics: the pipeline never answers.
+struct Panicking;
+
+#[async_trait::async_trait]
+impl imgtag::detection::Detector for Panicking {
+    fn kind(&self) -> imgtag::detection::DetectorKind {
+        imgtag::detection::DetectorKind::Local
+    }
+    async fn detect(
+        &self,
+        _: imgtag::detection::DetectInput,
+        _: imgtag::detection::DetectParams,
+    ) -> Result<imgtag::detection::Detection, imgtag::detection::DetectFailure> {
+        panic!("detector bug")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicked_tag_job_is_reported_as_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    imgtag::demo::ensure(dir.path()).unwrap();
+    let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
+    let mut h = Harness::new(store, DetectorSource::Ready(Arc::new(Panicking)), dir).await;
+    h.select("chelsea");
+    h.send(key('t'));
+    assert!(h.app.selected_row().unwrap().busy);
+    h.settle().await;
+    assert!(!h.app.selected_row().unwrap().busy, "still busy");
+    assert!(h.app.rows.iter().all(|(_, r)| !r.busy));
+    let (level, msg) = h.app.message.clone().unwrap();
+    assert_eq!(level, imgtag::tui::app::Level::Error);
+    assert!(
+        msg.contains("stopped unexpectedly") && msg.contains("detector bug"),
+        "{msg}"
+    );
+    // The run is over: the next one counts from zero.
+    assert_eq!(h.app.work, imgtag::tui::app::Work::default());
+    assert_eq!(h.status_of("chelsea"), Some(Status::NeedsReview));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_document_is_replaced_only_after_a_yes() {
+    const FOREIGN: &str = r#"{"tags":["x"],"owner":"another tool"}"#;
+    let dir = tempfile::tempdir().unwrap();
+    imgtag::demo::ensure(dir.path()).unwrap();
+    let path = dir.path().join("metadata/animals/chelsea.png.json");
+    std::fs::write(&path, FOREIGN).unwrap();
+    let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
+    let det: DynDetector = Arc::new(LocalDetector::load().unwrap());
+    let mut h = Harness::new(store, DetectorSource::Ready(det), dir).await;
+    h.select("chelsea");
+    assert_eq!(h.status_of("chelsea"), Some(Status::Malformed));
+    h.send(key('t'));
+    let Mode::Confirm { text, cmd } = &h.app.mode else {
+        panic!("{:?}", h.app.mode)
+    };
+    assert!(
+        text.contains("Replace the unreadable metadata document"),
+        "{text}"
+    );
+    assert!(matches!(
+        cmd,
+        Cmd::Tag {
+            replace_unreadable: true,
+            ..
+        }
+    ));
+    // Enter is not a yes here; n keeps the document.
+    h.send(code(KeyCode::Enter));
+    assert!(matches!(h.app.mode, Mode::Confirm { .. }));
+    h.send(key('n'));
+    h.settle().await;
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), FOREIGN);
+    // y replaces it, for this run only.
+    h.send(key('t'));
+    h.send(key('y'));
+    h.settle().await;
+    let doc = h.doc("metadata/animals/chelsea.png.json");
+    assert!(
+        doc["ImgTag"].is_object() && !label_names(&doc).is_empty(),
+        "{doc}"
+    );
+    assert_ne!(h.status_of("chelsea"), Some(Status::Malformed));
+    // The next t on a readable document asks nothing.
+    h.send(key('t'));
+    assert_eq!(h.app.mode, Mode::Normal);
 }

@@ -725,6 +725,15 @@ mod tests {
                         rows.upsert(RowSummary::from_assessed(&a));
                         rows.refresh();
                     }
+                    // The index reports keys that vanished; some come back.
+                    let gone = format!("uploads/{:05}.jpg", next() % ((page + 1) * 50));
+                    rows.remove(&gone);
+                    rows.refresh();
+                    if next() % 2 == 0 {
+                        let n: usize = gone[8..13].parse().unwrap();
+                        rows.upsert(RowSummary::from_assessed(&assessed(n, Some(50.0), "Cat")));
+                        rows.refresh();
+                    }
                     let incremental = rows.view.clone();
                     let counts = (rows.counts, rows.unreadable);
                     rows.view_dirty = true;
@@ -734,6 +743,7 @@ mod tests {
                         "{sort:?} {status:?} {text:?} page {page}"
                     );
                     let mut fresh = [0usize; 7];
+                    assert_eq!(rows.iter().count(), rows.len());
                     for (_, r) in rows.iter() {
                         fresh[Status::ALL
                             .iter()
@@ -741,7 +751,7 @@ mod tests {
                             .unwrap()] += 1;
                     }
                     assert_eq!(counts, (fresh, 0));
-                    assert_eq!(rows.index.len(), rows.len());
+                    assert_eq!(rows.index.len(), rows.slots());
                 }
                 assert!(!rows.view().is_empty());
                 // Typing a longer filter narrows the view it has.
@@ -755,5 +765,67 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A removed row leaves the view and the counts, keeps its position,
+    /// and comes back there when its key is listed again.
+    #[test]
+    fn removed_rows_are_tombstones() {
+        let mut rows = Rows::new();
+        for n in 0..4 {
+            rows.upsert(RowSummary::from_assessed(&assessed(n, Some(90.0), "Cat")));
+        }
+        rows.refresh();
+        let tagged = rows.count(Status::Tagged);
+        assert_eq!(rows.remove("uploads/00001.jpg"), Some(1));
+        assert_eq!(rows.remove("uploads/00001.jpg"), None);
+        assert_eq!(rows.remove("uploads/nope.jpg"), None);
+        rows.refresh();
+        assert_eq!(rows.view(), [0, 2, 3]);
+        assert_eq!((rows.len(), rows.slots()), (3, 4));
+        assert_eq!(rows.count(Status::Tagged), tagged - 1);
+        assert_eq!(rows.find("uploads/00001.jpg"), None);
+        assert!(rows[1].is_gone() && rows[1].names().is_empty());
+        // A later position stays where it was.
+        assert_eq!(rows.find("uploads/00003.jpg"), Some(3));
+        assert_eq!(
+            rows.upsert(RowSummary::from_assessed(&assessed(1, None, ""))),
+            1
+        );
+        rows.refresh();
+        assert_eq!(rows.view(), [0, 1, 2, 3]);
+        assert_eq!(rows.count(Status::Untagged), 1);
+        assert_eq!(rows.len(), 4);
+    }
+
+    /// `/` matches a row by its key (any case) or by one of its label or
+    /// parent names, held as interned ids.
+    #[test]
+    fn text_filter_matches_keys_labels_and_parents() {
+        let mut rows = Rows::new();
+        let mut with_parent = RowSummary::from_assessed(&assessed(0, Some(80.0), "Tabby"));
+        with_parent.names.push("Feline".into());
+        rows.upsert(with_parent);
+        rows.upsert(RowSummary::from_assessed(&assessed(1, Some(80.0), "Dog")));
+        let mut upper = RowSummary::from_assessed(&assessed(2, None, ""));
+        upper.key = "uploads/HOLIDAY/Beach.JPG".into();
+        rows.upsert(upper);
+        for (needle, want) in [
+            ("tabby", vec![0]),
+            ("FELI", vec![0]),
+            ("dog", vec![1]),
+            ("holiday/beach", vec![2]),
+            ("uploads/0000", vec![0, 1]),
+            ("cat", vec![]),
+        ] {
+            rows.set_text_filter(needle.into());
+            rows.refresh();
+            assert_eq!(rows.view(), want, "{needle}");
+        }
+        // Names are stored once, whatever the number of rows.
+        for n in 3..100 {
+            rows.upsert(RowSummary::from_assessed(&assessed(n, Some(80.0), "Dog")));
+        }
+        assert_eq!(rows.names.len(), 3);
     }
 }
