@@ -158,9 +158,21 @@ impl Row {
         &self.names
     }
 
-    /// `needle` is lowercase; `names` says which name ids match it.
+    /// `needle` is lowercase; `names` says which name ids match it
+    /// (empty: none does).
     fn matches_text(&self, needle: &str, names: &[bool]) -> bool {
-        self.names.iter().any(|&id| names[id as usize]) || contains_ignore_case(&self.key, needle)
+        (!names.is_empty() && self.names.iter().any(|&id| names[id as usize]))
+            || contains_ignore_case(&self.key, needle)
+    }
+}
+
+/// An unsigned key whose order is `f32::total_cmp`'s.
+fn conf_order(c: f32) -> u32 {
+    let b = c.to_bits();
+    if b & 0x8000_0000 != 0 {
+        !b
+    } else {
+        b | 0x8000_0000
     }
 }
 
@@ -205,7 +217,7 @@ impl Sort {
 struct Needle {
     /// Lowercase.
     text: String,
-    /// By name id: the name contains `text`.
+    /// By name id: the name contains `text` (empty if none does).
     names: Vec<bool>,
 }
 
@@ -608,11 +620,15 @@ impl Rows {
     /// The text filter, lowercased, and the names it matches.
     fn needle(&self) -> Needle {
         let text = self.text_filter.to_lowercase();
-        let names = if text.is_empty() {
+        let mut names = if text.is_empty() {
             Vec::new()
         } else {
             self.names.matching(&text)
         };
+        // A key search matches no name: rows skip their names.
+        if !names.contains(&true) {
+            names.clear();
+        }
         Needle { text, names }
     }
 
@@ -629,9 +645,38 @@ impl Rows {
         .then(a.cmp(&b))
     }
 
+    /// Sorts positions as [`Rows::cmp_rows`] orders them, on packed
+    /// integer keys: a million rows sort without chasing the key arrays
+    /// for every comparison.
     fn sort_slice(&self, v: &mut [u32]) {
-        if self.sort != Sort::Name {
-            v.sort_unstable_by(|&a, &b| self.cmp_rows(a, b));
+        match self.sort {
+            Sort::Name => {}
+            Sort::LowestConfidence => {
+                let mut keys: Vec<u64> = v
+                    .iter()
+                    .map(|&i| {
+                        (u64::from(conf_order(self.conf_keys[i as usize])) << 32) | u64::from(i)
+                    })
+                    .collect();
+                keys.sort_unstable();
+                for (slot, k) in v.iter_mut().zip(keys) {
+                    *slot = k as u32;
+                }
+            }
+            Sort::Newest => {
+                let mut keys: Vec<u128> = v
+                    .iter()
+                    .map(|&i| {
+                        // Newest first: the time's order, reversed.
+                        let t = !((self.time_keys[i as usize] as u64) ^ (1 << 63));
+                        (u128::from(t) << 32) | u128::from(i)
+                    })
+                    .collect();
+                keys.sort_unstable();
+                for (slot, k) in v.iter_mut().zip(keys) {
+                    *slot = k as u32;
+                }
+            }
         }
     }
 
