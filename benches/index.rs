@@ -168,7 +168,7 @@ async fn run(total: usize, latency: Duration) {
     // Re-open of the unchanged bucket, baseline again in the same breath.
     let t = Instant::now();
     let index = Arc::new(Index::open(&path, &spec).unwrap().0);
-    let mut first_rows = rows(&index, query()).take(100);
+    let mut first_rows = std::pin::pin!(rows(&index, query()).take(100));
     let mut n = 0;
     while let Some(r) = first_rows.next().await {
         r.unwrap();

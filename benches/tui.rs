@@ -304,7 +304,7 @@ fn assessed(n: usize, kind: Kind, version: u64, rng: &mut Rng) -> Assessed {
         image: Some(image),
         metadata,
         key_kind: read.as_ref().map(|_| KeyKind::Canonical),
-        read,
+        doc: read.as_ref().map(imgtag::summary::summarize),
         read_error: None,
     }
 }
@@ -507,7 +507,7 @@ impl Session {
                 key: image_key(n),
                 outcome: Outcome::Tagged {
                     metadata_key: format!("metadata/{}.json", &image_key(n)["uploads/".len()..]),
-                    labels: row.doc().map_or(0, |d| d.doc.labels.len()),
+                    labels: row.doc().map_or(0, |d| d.labels.len()),
                     headline,
                 },
                 row: Some(Box::new(row)),

@@ -46,6 +46,9 @@ pub struct DocSummary {
     /// An operator flagged it in a review.
     #[serde(rename = "f", default, skip_serializing_if = "std::ops::Not::not")]
     pub flagged: bool,
+    /// It has a review (labels added, removed or flagged by hand).
+    #[serde(rename = "r", default, skip_serializing_if = "std::ops::Not::not")]
+    pub reviewed: bool,
 }
 
 /// A document read: its summary, or why it could not be read.
@@ -74,6 +77,7 @@ impl DocSummary {
             source_key: source.map(|s| s.key.clone()),
             source_etag: source.and_then(|s| s.etag.clone()),
             flagged: doc.review().is_some_and(|r| !r.flagged.is_empty()),
+            reviewed: doc.review().is_some_and(|r| !r.is_empty()),
         }
     }
 

@@ -13,8 +13,9 @@ use imgtag::catalog::Assessed;
 use imgtag::contract::{Layout, Status, assess, parse_metadata};
 use imgtag::detection::{DynDetector, LocalDetector};
 use imgtag::storage::{DynStore, LocalStore, ObjectInfo, S3Store};
-use imgtag::tui::app::{App, Header, Mode, Msg, ThumbState};
+use imgtag::tui::app::{App, Cmd, DocState, Header, Mode, Msg, ThumbState};
 use imgtag::tui::keys::Keymap;
+use imgtag::tui::rows::RowSummary;
 use imgtag::tui::runtime::{DetectorSource, Runtime, RuntimeConfig};
 use imgtag::tui::thumbs::ThumbCache;
 use imgtag::tui::view;
@@ -274,7 +275,7 @@ fn keys_filter_sort_marks_and_resize() {
     app.update(key('f'));
     assert_eq!(app.rows.status_filter(), Some(Status::NeedsReview));
     assert_eq!(
-        app.selected_row().unwrap().key,
+        &*app.selected_row().unwrap().key,
         "uploads/holiday/beach photo.jpg"
     );
     app.update(code(KeyCode::Esc));
@@ -288,7 +289,7 @@ fn keys_filter_sort_marks_and_resize() {
         .rows
         .view()
         .iter()
-        .map(|&i| app.rows[i as usize].key.clone())
+        .map(|&i| app.rows[i as usize].key.to_string())
         .collect();
     assert_eq!(keys, ["uploads/cat.jpg", "uploads/holiday/beach photo.jpg"]);
     app.update(code(KeyCode::Enter));
@@ -301,7 +302,7 @@ fn keys_filter_sort_marks_and_resize() {
         .rows
         .view()
         .iter()
-        .map(|&i| app.rows[i as usize].headline().map(|b| b.1))
+        .map(|&i| app.rows.headline(&app.rows[i as usize]).map(|b| b.1))
         .collect();
     assert_eq!(best[..3], [Some(65.3), Some(88.0), Some(91.2)]);
     assert!(best[3..].iter().all(Option::is_none));
@@ -312,18 +313,17 @@ fn keys_filter_sort_marks_and_resize() {
     assert_eq!(app.marks.len(), 2);
     let cmds = app.update(key('t'));
     let [
-        imgtag::tui::app::Cmd::Tag {
+        Cmd::Tag {
             jobs,
             force,
             min_confidence,
+            replace_unreadable: false,
         },
     ] = &cmds[..]
     else {
         panic!("{cmds:?}")
     };
-    assert_eq!(jobs.len(), 2);
-    assert!(*force);
-    assert_eq!(*min_confidence, 55.0);
+    assert_eq!((jobs.len(), *force, *min_confidence), (2, true, 55.0));
     assert!(app.marks.is_empty());
     // Threshold keys and exact entry.
     app.update(key('+'));
@@ -416,6 +416,7 @@ impl Harness {
                 review_below: 70.0,
                 max_labels: None,
                 concurrency: 2,
+                index: None,
                 thumb_delay: Duration::ZERO,
             },
             detector,
@@ -482,8 +483,9 @@ impl Harness {
         self.app
             .rows
             .iter()
-            .find(|r| r.key.contains(needle))
+            .find(|(_, r)| r.key.contains(needle))
             .unwrap()
+            .1
             .status
     }
 }
@@ -593,7 +595,7 @@ async fn threshold_change_then_rerun_writes_at_the_new_threshold() {
     h.select("chelsea");
     // The weak seed result: one label.
     assert_eq!(
-        h.app.selected_row().unwrap().headline(),
+        h.app.rows.headline(h.app.selected_row().unwrap()),
         Some(("Feline", 65.3))
     );
     h.keys("---"); // 55 -> 40
@@ -629,8 +631,7 @@ async fn threshold_change_then_rerun_writes_at_the_new_threshold() {
             .all(|l| l["Confidence"].as_f64().unwrap() >= 90.0)
     );
     // The row shows the new document at once.
-    let row = h.app.selected_row().unwrap();
-    let shown = row.doc.as_ref().unwrap();
+    let shown = h.app.selected_doc().unwrap();
     assert_eq!(shown.imgtag.as_ref().unwrap().min_confidence, 90.0);
 }
 
@@ -727,12 +728,12 @@ fn a_large_marked_rerun_with_rekognition_asks_first() {
         "{text}"
     );
     let cmds = app.update(key('y'));
-    let [imgtag::tui::app::Cmd::Tag { jobs, .. }] = &cmds[..] else {
+    let [Cmd::Tag { jobs, .. }] = &cmds[..] else {
         panic!("{cmds:?}")
     };
     assert_eq!(jobs.len(), 12);
     assert_eq!(app.work.total, 12);
-    assert!(app.rows.iter().all(|r| r.busy));
+    assert!(app.rows.iter().all(|(_, r)| r.busy));
 }
 
 // ---------------------------------------------------------------------------
@@ -779,7 +780,7 @@ fn the_seed_cat_leads_the_lowest_confidence_sort_and_needs_review() {
     let mut app = listed(audit_rows(), true);
     let seed = app.rows.find("uploads/cats/seed.jpg").unwrap() as usize;
     assert_eq!(app.rows[seed].status, Some(Status::NeedsReview));
-    assert_eq!(app.rows[seed].headline(), Some(("Feline", 65.3)));
+    assert_eq!(app.rows.headline(&app.rows[seed]), Some(("Feline", 65.3)));
     let strong = app.rows.find("uploads/cats/strong.jpg").unwrap() as usize;
     assert_eq!(app.rows[strong].status, Some(Status::Tagged));
     app.update(key('s'));
@@ -792,14 +793,14 @@ fn the_seed_cat_leads_the_lowest_confidence_sort_and_needs_review() {
         .iter()
         .map(|&i| &app.rows[i as usize])
         .filter(|r| matches!(r.status, Some(Status::Tagged | Status::NeedsReview)))
-        .map(|r| r.key.as_str())
+        .map(|r| &*r.key)
         .collect();
     assert_eq!(order[0], "uploads/cats/seed.jpg", "{order:?}");
     // The same holds with only needs-review shown.
     app.update(key('f'));
     app.update(key('f'));
     assert_eq!(app.rows.status_filter(), Some(Status::NeedsReview));
-    assert_eq!(app.selected_row().unwrap().key, "uploads/cats/seed.jpg");
+    assert_eq!(&*app.selected_row().unwrap().key, "uploads/cats/seed.jpg");
 }
 
 fn seed_cat_app(theme: imgtag::tui::theme::Theme) -> App {
@@ -864,7 +865,7 @@ fn snapshot_seed_cat_detail_marks_the_weak_headline() {
     use imgtag::tui::theme::Theme;
     for (name, theme) in [("dark", Theme::dark()), ("light", Theme::light())] {
         let app = seed_cat_app(theme);
-        assert_eq!(app.selected_row().unwrap().key, "uploads/cats/seed.jpg");
+        assert_eq!(&*app.selected_row().unwrap().key, "uploads/cats/seed.jpg");
         let t = render(&app);
         let text = screen_text(&t);
         assert!(
@@ -893,7 +894,7 @@ fn flagged_labels_show_as_flagged() {
         .rows
         .view()
         .iter()
-        .position(|&i| app.rows[i as usize].key == "uploads/flagged.jpg")
+        .position(|&i| &*app.rows[i as usize].key == "uploads/flagged.jpg")
         .unwrap();
     app.cursor = pos;
     let r = app.selected_row().unwrap();
@@ -916,8 +917,10 @@ fn spot_check_jumps_to_unreviewed_tagged_images_only() {
         app.update(key('x'));
         let r = app.selected_row().unwrap();
         assert_eq!(r.status, Some(Status::Tagged), "{}", r.key);
-        assert!(r.doc.as_ref().unwrap().review().is_none(), "{}", r.key);
-        seen.insert(r.key.clone());
+        assert!(!r.reviewed(), "{}", r.key);
+        let doc = app.selected_doc().unwrap();
+        assert!(doc.review().is_none(), "{}", r.key);
+        seen.insert(r.key.to_string());
     }
     // Tagged and unreviewed: the strong cat and the dog; never the
     // reviewed dog, the flagged cat or the seed cat.
@@ -934,7 +937,7 @@ fn spot_check_jumps_to_unreviewed_tagged_images_only() {
     let (_, msg) = app.message.clone().unwrap();
     assert!(msg.contains("no unreviewed tagged image"), "{msg}");
     assert_eq!(
-        app.selected_row().unwrap().key,
+        &*app.selected_row().unwrap().key,
         "uploads/holiday/beach photo.jpg"
     );
 }
@@ -1034,7 +1037,7 @@ async fn bulk_edit_on_marked_images_asks_then_writes_each() {
     );
     assert!(!h.dir.path().join("metadata/new.jpg.json").exists());
     assert!(h.app.marks.is_empty());
-    assert!(h.app.rows.iter().all(|r| !r.busy));
+    assert!(h.app.rows.iter().all(|(_, r)| !r.busy));
     let (_, msg) = h.app.message.clone().unwrap();
     assert_eq!(msg, "edit saved on 2 of 2 images, 0 not saved");
     // Without marks, e edits the selected image alone, without asking.
@@ -1114,4 +1117,228 @@ fn every_screen_reads_in_both_themes() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// compact rows: documents on selection, removals, search, trust
+
+/// The row of `needle` as the runtime would hand it over from an index:
+/// a summary with no document in hand.
+fn summary_of(app: &App, needle: &str) -> RowSummary {
+    let (_, r) = app
+        .rows
+        .iter()
+        .find(|(_, r)| r.key.contains(needle))
+        .unwrap();
+    RowSummary {
+        key: r.key.to_string(),
+        image: r.image.as_ref().map(|i| ObjectInfo {
+            key: r.key.to_string(),
+            size: i.size,
+            etag: i.etag.clone(),
+            last_modified: i.last_modified,
+        }),
+        metadata_key: r.metadata_key.as_deref().map(str::to_string),
+        key_kind: r.key_kind,
+        status: r.status,
+        readable: r.readable(),
+        ..RowSummary::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detail_loads_the_document_of_the_selected_row() {
+    let mut h = Harness::demo().await;
+    h.app.docs.clear();
+    h.select("chelsea");
+    assert!(matches!(
+        h.app.doc_state(h.app.selected_row().unwrap()),
+        DocState::Loading
+    ));
+    let text = screen_text(&render(&h.app));
+    assert!(
+        text.contains("loading…") && !text.contains("▶ Feline"),
+        "{text}"
+    );
+    h.settle().await;
+    let text = screen_text(&render(&h.app));
+    assert!(
+        text.contains("▶ Feline 65.3") && !text.contains("loading…"),
+        "{text}"
+    );
+    assert_eq!(h.app.selected_doc().unwrap().labels.len(), 1);
+
+    // Another process rewrites the document; the index replaces the row:
+    // the old document is not shown, the new one is read.
+    let path = "metadata/animals/chelsea.png.json";
+    let mut doc = h.doc(path);
+    doc["Labels"][0]["Confidence"] = serde_json::json!(12.5);
+    std::fs::write(h.dir.path().join(path), doc.to_string()).unwrap();
+    let s = summary_of(&h.app, "chelsea");
+    let generation = h.app.generation;
+    h.send(Msg::Summaries {
+        generation,
+        rows: vec![s],
+    });
+    assert!(h.app.selected_doc().is_none());
+    h.settle().await;
+    let text = screen_text(&render(&h.app));
+    assert!(text.contains("▶ Feline 12.5"), "{text}");
+}
+
+#[test]
+fn removed_keys_leave_the_list_and_the_counts() {
+    let mut app = listed(mixed_rows(), true);
+    assert_eq!(app.selected_row().unwrap().key.as_ref(), "uploads/cat.jpg");
+    app.update(key(' ')); // marks the cat, moves to the dog
+    app.update(key('k'));
+    let generation = app.generation;
+    // An old listing's removals are ignored.
+    app.update(Msg::Removed {
+        generation: generation - 1,
+        keys: vec!["uploads/cat.jpg".into()],
+    });
+    assert_eq!(app.rows.len(), 7);
+    app.update(Msg::Removed {
+        generation,
+        keys: vec!["uploads/cat.jpg".into(), "metadata/gone.jpg.json".into()],
+    });
+    assert_eq!((app.rows.len(), app.rows.view().len()), (5, 5));
+    assert_eq!(
+        (app.count(Status::Tagged), app.count(Status::Orphan)),
+        (0, 0)
+    );
+    assert!(app.marks.is_empty());
+    assert_eq!(app.selected_row().unwrap().key.as_ref(), "uploads/dog.jpg");
+    let text = screen_text(&render(&app));
+    assert!(
+        !text.contains("cat.jpg") && !text.contains("gone.jpg"),
+        "{text}"
+    );
+    assert!(text.contains(" 5/5 "), "{text}");
+    // Listed again: back in its place.
+    app.update(Msg::Rows {
+        generation,
+        rows: vec![mixed_rows().remove(0)],
+    });
+    assert_eq!(app.rows.view()[0], 0);
+    assert_eq!(app.count(Status::Tagged), 1);
+}
+
+#[test]
+fn slash_search_matches_labels_and_their_parents() {
+    const TABBY: &str =
+        r#"{"Labels":[{"Name":"Tabby","Confidence":88.0,"Parents":[{"Name":"Housecat"}]}]}"#;
+    let mut rows = mixed_rows();
+    rows.push(row("uploads/zz.jpg", Some(("metadata/zz.jpg.json", TABBY))));
+    let mut app = listed(rows, true);
+    let shown = |app: &mut App, needle: &str| {
+        app.update(key('/'));
+        for c in needle.chars() {
+            app.update(key(c));
+        }
+        app.update(code(KeyCode::Enter));
+        let keys: Vec<String> = (app.rows.view().iter())
+            .map(|&i| app.rows[i as usize].key.to_string())
+            .collect();
+        app.update(code(KeyCode::Esc));
+        keys
+    };
+    assert_eq!(shown(&mut app, "HOUSEC"), ["uploads/zz.jpg"]);
+    assert_eq!(shown(&mut app, "tabb"), ["uploads/zz.jpg"]);
+    // Animal is a label of the cat and a parent of its Feline.
+    assert_eq!(shown(&mut app, "animal"), ["uploads/cat.jpg"]);
+    assert_eq!(
+        shown(&mut app, "Holiday/BEA"),
+        ["uploads/holiday/beach photo.jpg"]
+    );
+    assert!(shown(&mut app, "nothing-like-it").is_empty());
+}
+
+/// A detector whose task panics: the pipeline never answers.
+struct Panicking;
+
+#[async_trait::async_trait]
+impl imgtag::detection::Detector for Panicking {
+    fn kind(&self) -> imgtag::detection::DetectorKind {
+        imgtag::detection::DetectorKind::Local
+    }
+    async fn detect(
+        &self,
+        _: imgtag::detection::DetectInput,
+        _: imgtag::detection::DetectParams,
+    ) -> Result<imgtag::detection::Detection, imgtag::detection::DetectFailure> {
+        panic!("detector bug")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicked_tag_job_is_reported_as_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    imgtag::demo::ensure(dir.path()).unwrap();
+    let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
+    let mut h = Harness::new(store, DetectorSource::Ready(Arc::new(Panicking)), dir).await;
+    h.select("chelsea");
+    h.send(key('t'));
+    assert!(h.app.selected_row().unwrap().busy);
+    h.settle().await;
+    assert!(!h.app.selected_row().unwrap().busy, "still busy");
+    assert!(h.app.rows.iter().all(|(_, r)| !r.busy));
+    let (level, msg) = h.app.message.clone().unwrap();
+    assert_eq!(level, imgtag::tui::app::Level::Error);
+    assert!(
+        msg.contains("stopped unexpectedly") && msg.contains("detector bug"),
+        "{msg}"
+    );
+    // The run is over: the next one counts from zero.
+    assert_eq!(h.app.work, imgtag::tui::app::Work::default());
+    assert_eq!(h.status_of("chelsea"), Some(Status::NeedsReview));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_document_is_replaced_only_after_a_yes() {
+    const FOREIGN: &str = r#"{"tags":["x"],"owner":"another tool"}"#;
+    let dir = tempfile::tempdir().unwrap();
+    imgtag::demo::ensure(dir.path()).unwrap();
+    let path = dir.path().join("metadata/animals/chelsea.png.json");
+    std::fs::write(&path, FOREIGN).unwrap();
+    let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
+    let det: DynDetector = Arc::new(LocalDetector::load().unwrap());
+    let mut h = Harness::new(store, DetectorSource::Ready(det), dir).await;
+    h.select("chelsea");
+    assert_eq!(h.status_of("chelsea"), Some(Status::Malformed));
+    h.send(key('t'));
+    let Mode::Confirm { text, cmd } = &h.app.mode else {
+        panic!("{:?}", h.app.mode)
+    };
+    assert!(
+        text.contains("Replace the unreadable metadata document"),
+        "{text}"
+    );
+    assert!(matches!(
+        cmd,
+        Cmd::Tag {
+            replace_unreadable: true,
+            ..
+        }
+    ));
+    // Enter is not a yes here; n keeps the document.
+    h.send(code(KeyCode::Enter));
+    assert!(matches!(h.app.mode, Mode::Confirm { .. }));
+    h.send(key('n'));
+    h.settle().await;
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), FOREIGN);
+    // y replaces it, for this run only.
+    h.send(key('t'));
+    h.send(key('y'));
+    h.settle().await;
+    let doc = h.doc("metadata/animals/chelsea.png.json");
+    assert!(
+        doc["ImgTag"].is_object() && !label_names(&doc).is_empty(),
+        "{doc}"
+    );
+    assert_ne!(h.status_of("chelsea"), Some(Status::Malformed));
+    // The next t on a readable document asks nothing.
+    h.send(key('t'));
+    assert_eq!(h.app.mode, Mode::Normal);
 }

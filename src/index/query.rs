@@ -264,7 +264,10 @@ pub fn fingerprint(a: &Assessed) -> u64 {
     a.status.map(Status::index).hash(&mut h);
     a.key_kind.map(super::kind_code).hash(&mut h);
     a.image.as_ref().map(|i| (&i.etag, i.size)).hash(&mut h);
-    a.metadata.as_ref().map(|m| (&m.key, &m.etag, m.size)).hash(&mut h);
+    a.metadata
+        .as_ref()
+        .map(|m| (&m.key, &m.etag, m.size))
+        .hash(&mut h);
     a.read_error.hash(&mut h);
     h.finish()
 }

@@ -104,7 +104,11 @@ pub async fn refresh(
         .into_inner()
         .unwrap_or_else(|e| e.into_inner());
     let ix = index.clone();
-    let docs_changed = b.changed > 0 || stats.removed_keys.iter().any(|k| k.starts_with(layout.metadata_prefix()));
+    let docs_changed = b.changed > 0
+        || stats
+            .removed_keys
+            .iter()
+            .any(|k| k.starts_with(layout.metadata_prefix()));
     tokio::task::spawn_blocking(move || ix.with(|c| store_pairs(c, &catalog, &gone, docs_changed)))
         .await
         .expect("pairing does not panic")?;
@@ -224,7 +228,11 @@ fn sync_page(
 }
 
 /// Drops the keys after the last listed one: gone from the bucket.
-fn sync_tail(c: &mut Connection, prefix: &str, after: Option<&str>) -> rusqlite::Result<Vec<String>> {
+fn sync_tail(
+    c: &mut Connection,
+    prefix: &str,
+    after: Option<&str>,
+) -> rusqlite::Result<Vec<String>> {
     let end = prefix_end(prefix);
     let mut stmt = c.prepare(
         "DELETE FROM objects WHERE key >= ?1 AND key > ?2 AND (?3 IS NULL OR key < ?3) RETURNING key",

@@ -4,6 +4,8 @@
 //! [`Cmd`]s, which the runtime runs off the UI task.
 
 use std::collections::HashSet;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
 
 use crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
@@ -12,13 +14,13 @@ use ratatui::layout::{Rect, Size};
 use ratatui_image::protocol::Protocol;
 
 use crate::catalog::Assessed;
-use crate::contract::{Layout, Status};
+use crate::contract::{Layout, MetadataDoc, Status};
 use crate::detection::DetectorKind;
 use crate::pipeline::{Outcome, ReviewEdit};
 use crate::sanitize::for_terminal;
 
 use super::keys::{Action, Keymap};
-use super::rows::{Row, Rows};
+use super::rows::{Row, RowSummary, Rows};
 use super::theme::Theme;
 use super::view;
 
@@ -32,6 +34,25 @@ pub enum Msg {
     Rows {
         generation: u64,
         rows: Vec<Assessed>,
+    },
+    /// Rows from an index (or any source that has no document in hand)
+    /// for listing `generation`: added, or replacing the row of their key.
+    Summaries {
+        generation: u64,
+        rows: Vec<RowSummary>,
+    },
+    /// These keys (images or orphan metadata) are gone from the bucket:
+    /// their rows leave the list.
+    Removed {
+        generation: u64,
+        keys: Vec<String>,
+    },
+    /// The document of row `key` at revision `rev`, loaded for the detail
+    /// pane (an error text if it could not be read).
+    Doc {
+        key: String,
+        rev: u32,
+        result: Result<Box<MetadataDoc>, String>,
     },
     /// Listing `generation` ended, with an error text if it failed.
     ListingDone {
@@ -70,6 +91,9 @@ pub enum Cmd {
         /// Re-run detection even if the metadata records the same
         /// settings: the operator asked for it.
         force: bool,
+        /// Overwrite metadata that cannot be read (malformed, foreign,
+        /// too large): only after the operator confirmed it for this run.
+        replace_unreadable: bool,
     },
     /// The same label edit on each image, one conditional write each.
     Review {
@@ -84,7 +108,29 @@ pub enum Cmd {
     },
     /// The selection left the image: stop loading its thumbnail.
     CancelThumb,
+    /// Read the document of row `key` (revision `rev`) for the detail
+    /// pane; answered by [`Msg::Doc`]. A newer request supersedes it.
+    LoadDoc {
+        key: String,
+        metadata_key: String,
+        rev: u32,
+    },
 }
+
+/// Documents kept for the detail pane, most recently used first.
+pub const DOC_CACHE: usize = 64;
+
+/// The selected row's document, as the detail pane can show it.
+pub enum DocState<'a> {
+    /// The row has no readable document.
+    None,
+    Loading,
+    Ready(&'a MetadataDoc),
+    Failed(&'a str),
+}
+
+/// A cached document and the row revision it was loaded for.
+type CachedDoc = (u32, Result<Arc<MetadataDoc>, String>);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TagJob {
@@ -221,6 +267,10 @@ pub struct App {
     /// Picks the spot check's image (seedable for tests).
     pub rng: fastrand::Rng,
     pub thumb: Option<Thumb>,
+    /// Recently shown documents by row key (the rows keep only a summary).
+    pub docs: lru::LruCache<Box<str>, CachedDoc>,
+    /// The document load in flight: row key and revision.
+    pub doc_loading: Option<(Box<str>, u32)>,
     /// The terminal's size in cells.
     pub size: Size,
     /// Thumbnails are drawn (off with `--image-protocol none`).
@@ -257,6 +307,8 @@ impl App {
             reviews: Work::default(),
             rng: fastrand::Rng::new(),
             thumb: None,
+            docs: lru::LruCache::new(NonZeroUsize::new(DOC_CACHE).expect("non-zero")),
+            doc_loading: None,
             size: Size::new(120, 40),
             thumbnails: true,
             quit: false,
@@ -275,6 +327,8 @@ impl App {
         self.marks.clear();
         self.refresh_view();
         self.thumb = None;
+        self.docs.clear();
+        self.doc_loading = None;
         vec![Cmd::List {
             generation: self.generation,
         }]
@@ -282,6 +336,27 @@ impl App {
 
     pub fn selected_row(&self) -> Option<&Row> {
         self.selected_index().map(|i| &self.rows[i as usize])
+    }
+
+    /// The document of `row` for the detail pane: cached for the row's
+    /// current revision, or loading.
+    pub fn doc_state(&self, row: &Row) -> DocState<'_> {
+        if !row.readable() {
+            return DocState::None;
+        }
+        match self.docs.peek(&*row.key) {
+            Some((rev, Ok(doc))) if *rev == row.rev => DocState::Ready(doc),
+            Some((rev, Err(e))) if *rev == row.rev => DocState::Failed(e),
+            _ => DocState::Loading,
+        }
+    }
+
+    /// The selected row's document, if it is loaded.
+    pub fn selected_doc(&self) -> Option<&MetadataDoc> {
+        match self.doc_state(self.selected_row()?) {
+            DocState::Ready(d) => Some(d),
+            _ => None,
+        }
     }
 
     fn selected_index(&self) -> Option<u32> {
@@ -318,9 +393,32 @@ impl App {
             Msg::Rows { generation, rows } => {
                 if generation == self.generation {
                     for a in rows {
-                        self.rows.upsert(Row::from_assessed(a));
+                        self.upsert_assessed(a, false);
                     }
                 }
+                Vec::new()
+            }
+            Msg::Summaries { generation, rows } => {
+                if generation == self.generation {
+                    for r in rows {
+                        self.rows.upsert(r);
+                    }
+                }
+                Vec::new()
+            }
+            Msg::Removed { generation, keys } => {
+                if generation == self.generation {
+                    for k in keys {
+                        if let Some(i) = self.rows.remove(&k) {
+                            self.marks.remove(&i);
+                            self.docs.pop(k.as_str());
+                        }
+                    }
+                }
+                Vec::new()
+            }
+            Msg::Doc { key, rev, result } => {
+                self.on_doc(key, rev, result);
                 Vec::new()
             }
             Msg::ListingDone { generation, error } => {
@@ -367,10 +465,70 @@ impl App {
             self.detail_scroll = 0;
         }
         cmds.extend(self.thumb_cmd());
+        cmds.extend(self.doc_cmd());
         cmds
     }
 
-    fn selected_key(&self) -> Option<String> {
+    /// Adds or replaces the row of an audited image. Rows carry a summary
+    /// only; the document is loaded when the row is selected, so a row
+    /// replaced after a write (`fresh`) drops its cached document.
+    fn upsert_assessed(&mut self, a: Assessed, fresh: bool) {
+        let i = self.rows.upsert(RowSummary::from_assessed(&a));
+        if fresh {
+            let key = self.rows[i as usize].key.clone();
+            self.docs.pop(&key);
+        }
+    }
+
+    /// A loaded document: kept if its row has not been replaced since.
+    fn on_doc(&mut self, key: String, rev: u32, result: Result<Box<MetadataDoc>, String>) {
+        if self
+            .doc_loading
+            .as_ref()
+            .is_some_and(|(k, r)| **k == *key && *r == rev)
+        {
+            self.doc_loading = None;
+        }
+        let Some(i) = self.rows.find(&key) else {
+            return;
+        };
+        if self.rows[i as usize].rev == rev {
+            let doc = result.map(|d| Arc::new(*d));
+            self.docs.put(key.into_boxed_str(), (rev, doc));
+        }
+    }
+
+    /// A document load when the selected row's document is not cached
+    /// for its revision.
+    fn doc_cmd(&mut self) -> Option<Cmd> {
+        let i = self.selected_index()?;
+        let row = &self.rows[i as usize];
+        if !row.readable() {
+            return None;
+        }
+        let metadata_key = row.metadata_key.as_deref()?;
+        // `get` marks it recently used.
+        if self
+            .docs
+            .get(&*row.key)
+            .is_some_and(|(rev, _)| *rev == row.rev)
+        {
+            return None;
+        }
+        let loading = (row.key.clone(), row.rev);
+        if self.doc_loading.as_ref() == Some(&loading) {
+            return None;
+        }
+        let cmd = Cmd::LoadDoc {
+            key: row.key.to_string(),
+            metadata_key: metadata_key.to_string(),
+            rev: row.rev,
+        };
+        self.doc_loading = Some(loading);
+        Some(cmd)
+    }
+
+    fn selected_key(&self) -> Option<Box<str>> {
         self.selected_row().map(|r| r.key.clone())
     }
 
@@ -395,7 +553,7 @@ impl App {
         if let Some(a) = row {
             // A row that was in another listing generation is still shown
             // as soon as it is written.
-            self.rows.upsert(Row::from_assessed(*a));
+            self.upsert_assessed(*a, true);
         }
         if review {
             self.reviews.done += 1;
@@ -554,11 +712,11 @@ impl App {
         let area = Size::new(area.width, area.height);
         let want = self
             .selected_row()
-            .and_then(|r| r.image.as_ref())
+            .and_then(|r| r.image.as_ref().map(|img| (r, img)))
             .filter(|_| self.thumbnails && area.width > 2 && area.height > 1)
-            .map(|img| {
+            .map(|(r, img)| {
                 (
-                    img.key.clone(),
+                    r.key.to_string(),
                     img.etag.as_deref().map(str::to_string),
                     img.size,
                 )
@@ -612,7 +770,8 @@ impl App {
                 Vec::new()
             }
             Mode::Confirm { text, cmd } => match k.code {
-                KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => self.start_cmd(cmd),
+                KeyCode::Char('y') | KeyCode::Char('Y') => self.start_cmd(cmd),
+                KeyCode::Enter if !replaces(&cmd) => self.start_cmd(cmd),
                 KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc | KeyCode::Char('q') => {
                     self.info("cancelled");
                     Vec::new()
@@ -838,8 +997,8 @@ impl App {
             }
             Some(r) => {
                 let targets = vec![TagJob {
-                    key: r.key.clone(),
-                    metadata_key: r.metadata_key.clone(),
+                    key: r.key.to_string(),
+                    metadata_key: r.metadata_key.as_deref().map(str::to_string),
                 }];
                 self.mode = Mode::Input(Input {
                     kind: InputKind::Edit {
@@ -912,8 +1071,8 @@ impl App {
     fn job_for(&self, i: u32) -> Option<TagJob> {
         let r = &self.rows[i as usize];
         (!r.is_orphan()).then(|| TagJob {
-            key: r.key.clone(),
-            metadata_key: r.metadata_key.clone(),
+            key: r.key.to_string(),
+            metadata_key: r.metadata_key.as_deref().map(str::to_string),
         })
     }
 
@@ -933,11 +1092,25 @@ impl App {
         }
         self.marks.clear();
         let n = jobs.len();
+        let unreadable = targets
+            .iter()
+            .filter(|&&i| self.rows[i as usize].status == Some(Status::Malformed))
+            .count();
         let cmd = Cmd::Tag {
             jobs,
             min_confidence: self.min_confidence,
             force: true,
+            replace_unreadable: unreadable > 0,
         };
+        // Never overwrite what imgtag cannot read without asking (the
+        // contract's rule): an explicit yes for this one run.
+        if unreadable > 0 {
+            self.mode = Mode::Confirm {
+                text: replace_question(n, unreadable, self.paid_phrase(n)),
+                cmd,
+            };
+            return Vec::new();
+        }
         // A large marked set costs money with Rekognition: say how much.
         if self.header.paid && n > CONFIRM_PAID_ABOVE {
             self.mode = Mode::Confirm {
@@ -953,13 +1126,18 @@ impl App {
         self.start_cmd(cmd)
     }
 
+    /// The cost of tagging `n` images, if it has one worth stating.
+    fn paid_phrase(&self, n: usize) -> Option<String> {
+        (self.header.paid && n > CONFIRM_PAID_ABOVE)
+            .then(|| DetectorKind::Rekognition.cost_phrase(n))
+    }
+
     fn ask_tag_untagged(&mut self) {
         let jobs: Vec<TagJob> = self
             .rows
             .iter()
-            .enumerate()
             .filter(|(_, r)| r.status == Some(Status::Untagged) && !r.busy)
-            .filter_map(|(i, _)| self.job_for(i as u32))
+            .filter_map(|(i, _)| self.job_for(i))
             .collect();
         if jobs.is_empty() {
             self.info("no untagged images");
@@ -987,6 +1165,7 @@ impl App {
                 jobs,
                 min_confidence: self.min_confidence,
                 force: false,
+                replace_unreadable: false,
             },
         };
     }
@@ -1069,17 +1248,37 @@ impl App {
 
 /// An image whose labels can be edited: tagged, readable, not an orphan.
 fn editable(r: &Row) -> bool {
-    !r.is_orphan() && r.doc.is_some() && r.problem.is_none()
+    !r.is_orphan() && r.readable() && r.problem.is_none()
 }
 
 /// Tagged and never reviewed (`ImgTag.Review` absent or empty).
 fn unreviewed_tagged(r: &Row) -> bool {
-    r.status == Some(Status::Tagged)
-        && !r.busy
-        && r.doc
-            .as_ref()
-            .and_then(|d| d.review())
-            .is_none_or(|rv| rv.is_empty())
+    r.status == Some(Status::Tagged) && !r.busy && !r.reviewed()
+}
+
+/// A tagging command that overwrites unreadable documents: Enter alone
+/// does not confirm it.
+fn replaces(cmd: &Cmd) -> bool {
+    matches!(
+        cmd,
+        Cmd::Tag {
+            replace_unreadable: true,
+            ..
+        }
+    )
+}
+
+/// The question before tagging overwrites unreadable documents.
+fn replace_question(n: usize, unreadable: usize, cost: Option<String>) -> String {
+    let what = if unreadable == 1 {
+        "the unreadable metadata document (malformed or not imgtag's)".to_string()
+    } else {
+        format!("{unreadable} unreadable metadata documents (malformed or not imgtag's)")
+    };
+    let cost = cost
+        .map(|c| format!(" Tagging {n} images {c}."))
+        .unwrap_or_default();
+    format!("Replace {what}? It is overwritten and lost.{cost} y/N")
 }
 
 fn edit_is_empty(e: &ReviewEdit) -> bool {

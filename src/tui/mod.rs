@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod keys;
+pub mod names;
 pub mod rows;
 pub mod runtime;
 pub mod termbg;
@@ -110,12 +111,19 @@ pub fn restore_terminal() {
 }
 
 /// Restores the terminal before a panic message is printed, so a panic
-/// never leaves the operator's shell in raw mode.
+/// never leaves the operator's shell in raw mode. A panic on another
+/// thread (a task, which the runtime reports as a failed job) goes to the
+/// log only: printing it would draw over the screen, and restoring the
+/// terminal would leave the UI running without raw mode.
 fn install_panic_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        restore_terminal();
-        previous(info);
+        if std::thread::current().name() == Some("main") {
+            restore_terminal();
+            previous(info);
+        } else {
+            tracing::error!(panic = %info, "a task panicked");
+        }
     }));
 }
 
@@ -191,6 +199,17 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
     let keymap = Keymap::from_config(&settings.keys)?;
     let store = settings.open_store().await?;
     let bucket_id = bucket_id(&settings);
+    // Every write the TUI makes goes through the index; one that cannot be
+    // opened is noted and the TUI works without it.
+    let (store, index, index_note) = match settings.open_index() {
+        Ok(Some((ix, note))) => (
+            crate::index::IndexedStore::wrap(store, ix.clone(), settings.layout.clone()),
+            Some(ix),
+            note,
+        ),
+        Ok(None) => (store, None, None),
+        Err(e) => (store, None, Some(format!("working without the index: {e}"))),
+    };
 
     install_panic_hook();
     enable_raw_mode()?;
@@ -215,6 +234,10 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
     if picker.is_none() {
         app.thumbnails = false;
     }
+    if let Some(note) = index_note {
+        tracing::warn!("{note}");
+        app.message = Some((app::Level::Info, note));
+    }
     let mut rt = Runtime::new(
         store,
         RuntimeConfig {
@@ -223,6 +246,7 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
             max_labels: settings.max_labels,
             concurrency: opts.concurrency.max(1),
             thumb_delay: Duration::from_millis(40),
+            index,
         },
         DetectorSource::Build {
             kind: settings.detector,
@@ -330,7 +354,9 @@ pub fn init_file_logging() -> Option<std::path::PathBuf> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(file))
+        // Keys and error texts in log fields are escaped: they can neither
+        // forge log lines nor act on a terminal that shows the log.
+        .with_writer(std::sync::Mutex::new(crate::sanitize::SafeLogWriter(file)))
         .try_init()
         .ok()?;
     Some(path)

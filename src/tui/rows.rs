@@ -15,73 +15,164 @@
 use std::cmp::Ordering;
 
 use crate::catalog::Assessed;
-use crate::contract::{KeyKind, MetadataDoc, Status};
+use crate::contract::{KeyKind, Status};
 use crate::key_index::KeyIndex;
 use crate::storage::ObjectInfo;
 
-/// One line of the list: an image with its metadata, or orphan metadata.
-#[derive(Debug, Clone)]
-pub struct Row {
+use super::names::{Names, contains_ignore_case};
+
+/// Longest problem text a row keeps (the detail pane shows the whole one
+/// from the document when it is loaded).
+const PROBLEM_MAX: usize = 240;
+
+/// What the runtime hands the table for one image (or orphan metadata):
+/// built from an audit's [`Assessed`] or from an index row. Plain owned
+/// data; [`Rows::upsert`] keeps a compact form of it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RowSummary {
     /// The image key, or the metadata key of an orphan.
     pub key: String,
+    /// The image (None for orphan metadata); its key is not kept.
     pub image: Option<ObjectInfo>,
     pub metadata_key: Option<String>,
     pub key_kind: Option<KeyKind>,
     /// None: the metadata could not be read (see `problem`).
     pub status: Option<Status>,
-    pub doc: Option<MetadataDoc>,
+    /// The headline label's name and confidence.
+    pub headline: Option<(String, f32)>,
+    /// Every label and parent name of the document: what `/` searches.
+    pub names: Vec<String>,
     /// Why the metadata is malformed, unreadable or failed.
     pub problem: Option<String>,
+    /// The document parsed: the detail pane can load and show it.
+    pub readable: bool,
+    /// `ImgTag.Review` is present and not empty.
+    pub reviewed: bool,
+}
+
+impl RowSummary {
+    pub fn from_assessed(a: &Assessed) -> RowSummary {
+        let problem = a.problem();
+        let doc = a.doc();
+        let mut names = Vec::new();
+        for l in doc.map(|d| d.labels.as_slice()).unwrap_or_default() {
+            names.push(l.name().to_string());
+            names.extend(l.parents().iter().cloned());
+        }
+        RowSummary {
+            key: a.key().to_string(),
+            image: a.image.clone(),
+            metadata_key: a.metadata.as_ref().map(|m| m.key.clone()),
+            key_kind: a.key_kind,
+            status: a.status,
+            headline: a.headline().map(|(n, c)| (n.to_string(), c)),
+            names,
+            problem,
+            readable: doc.is_some(),
+            reviewed: doc.is_some_and(|d| d.reviewed),
+        }
+    }
+}
+
+/// What a row keeps of its image: not its key (the row's key is it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageMeta {
+    pub size: u64,
+    /// Quoted, as the store gives it.
+    pub etag: Option<Box<str>>,
+    /// Seconds since the Unix epoch.
+    pub last_modified: Option<i64>,
+}
+
+const READABLE: u8 = 1;
+const REVIEWED: u8 = 2;
+const GONE: u8 = 4;
+const NO_NAME: u32 = u32::MAX;
+
+/// One line of the list, compact: a summary of the image and its
+/// metadata, with label names as ids into the table's [`Names`]. The
+/// full document is loaded when the row is selected.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The image key, or the metadata key of an orphan.
+    pub key: Box<str>,
+    pub metadata_key: Option<Box<str>>,
+    pub image: Option<ImageMeta>,
+    /// Why the metadata is malformed, unreadable or failed (shortened).
+    pub problem: Option<Box<str>>,
+    /// Label and parent name ids, each once.
+    names: Box<[u32]>,
+    headline_name: u32,
+    headline_conf: f32,
+    /// Bumped each time the row is replaced: a document loaded for an
+    /// older revision is not shown.
+    pub rev: u32,
+    pub key_kind: Option<KeyKind>,
+    /// None: the metadata could not be read (see `problem`).
+    pub status: Option<Status>,
     /// A job on this image is queued or running.
     pub busy: bool,
-    /// The best label's confidence, cached for sorting.
-    headline_conf: Option<f32>,
-    /// Key, label and parent names, lowercased and joined: what `/`
-    /// searches, built once so filtering a large bucket is one scan a row.
-    search: Box<str>,
+    flags: u8,
 }
 
 impl Row {
-    pub fn from_assessed(a: Assessed) -> Row {
-        let problem = a.problem();
-        let key = a.key().to_string();
-        let headline_conf = a.headline().map(|h| h.1);
-        let mut search = key.to_lowercase();
-        if let Some(d) = a.doc() {
-            for name in d.search_names() {
-                search.push('\n');
-                search.push_str(&name);
-            }
-        }
-        Row {
-            search: search.into_boxed_str(),
-            key,
-            metadata_key: a.metadata.map(|m| m.key),
-            image: a.image,
-            key_kind: a.key_kind,
-            status: a.status,
-            doc: None,
-            problem,
-            busy: false,
-            headline_conf,
-        }
-    }
-
-    pub fn headline(&self) -> Option<(&str, f32)> {
-        self.doc
-            .as_ref()
-            .and_then(|d| d.headline())
-            .map(|l| (l.name.as_str(), l.confidence))
-    }
-
     pub fn is_orphan(&self) -> bool {
         self.image.is_none()
     }
 
-    /// `needle` is lowercase and has no newline.
-    fn matches_text(&self, needle: &str) -> bool {
-        self.search.contains(needle)
+    /// The metadata parsed: there is a document to load and show.
+    pub fn readable(&self) -> bool {
+        self.flags & READABLE != 0
     }
+
+    /// The document has a non-empty `ImgTag.Review`.
+    pub fn reviewed(&self) -> bool {
+        self.flags & REVIEWED != 0
+    }
+
+    /// Removed from the bucket: kept only so positions stay stable.
+    pub fn is_gone(&self) -> bool {
+        self.flags & GONE != 0
+    }
+
+    /// The headline's name id and confidence.
+    pub fn headline_id(&self) -> Option<(u32, f32)> {
+        (self.headline_name != NO_NAME).then_some((self.headline_name, self.headline_conf))
+    }
+
+    /// The label and parent name ids.
+    pub fn names(&self) -> &[u32] {
+        &self.names
+    }
+
+    /// `needle` is lowercase; `names` says which name ids match it
+    /// (empty: none does).
+    fn matches_text(&self, needle: &str, names: &[bool]) -> bool {
+        (!names.is_empty() && self.names.iter().any(|&id| names[id as usize]))
+            || contains_ignore_case(&self.key, needle)
+    }
+}
+
+/// An unsigned key whose order is `f32::total_cmp`'s.
+fn conf_order(c: f32) -> u32 {
+    let b = c.to_bits();
+    if b & 0x8000_0000 != 0 {
+        !b
+    } else {
+        b | 0x8000_0000
+    }
+}
+
+/// A problem text cut to [`PROBLEM_MAX`] bytes at a char boundary.
+fn short_problem(p: String) -> Box<str> {
+    if p.len() <= PROBLEM_MAX {
+        return p.into_boxed_str();
+    }
+    let mut end = PROBLEM_MAX;
+    while !p.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &p[..end]).into_boxed_str()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,12 +200,26 @@ impl Sort {
     }
 }
 
+/// A text filter ready to test rows with.
+struct Needle {
+    /// Lowercase.
+    text: String,
+    /// By name id: the name contains `text` (empty if none does).
+    names: Vec<bool>,
+}
+
 /// The rows, their index by key, and the filtered, sorted view.
 #[derive(Debug, Clone)]
 pub struct Rows {
     rows: Vec<Row>,
     /// Row positions by key: the keys live only in the rows.
     index: KeyIndex,
+    /// Label and parent names, by the ids rows hold.
+    names: Names,
+    /// Rows not removed.
+    live: usize,
+    /// The last revision given to a row.
+    rev: u32,
     /// Sort keys, parallel to `rows` and compact, so sorting and merging
     /// 100,000 rows touches a few hundred KB, not the rows themselves.
     conf_keys: Vec<f32>,
@@ -158,6 +263,9 @@ impl Rows {
         Rows {
             rows: Vec::new(),
             index: KeyIndex::new(),
+            names: Names::new(),
+            live: 0,
+            rev: 0,
             conf_keys: Vec::new(),
             time_keys: Vec::new(),
             counts: [0; Status::ALL.len()],
@@ -173,10 +281,12 @@ impl Rows {
         }
     }
 
-    /// Drops every row (a reload); the sort and the filters stay.
+    /// Drops every row (a reload); the sort and the filters stay. The
+    /// names stay interned: a reload lists the same vocabulary.
     pub fn clear(&mut self) {
         self.rows.clear();
         self.index.clear();
+        self.live = 0;
         self.conf_keys.clear();
         self.time_keys.clear();
         self.counts = [0; Status::ALL.len()];
@@ -187,59 +297,145 @@ impl Rows {
         self.view_dirty = true;
     }
 
+    /// Rows listed and not removed.
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.live
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.live == 0
     }
 
-    /// Every row, in position order.
-    pub fn iter(&self) -> std::slice::Iter<'_, Row> {
-        self.rows.iter()
+    /// Positions ever given out since the last [`Rows::clear`] (removed
+    /// rows keep theirs).
+    pub fn slots(&self) -> usize {
+        self.rows.len()
     }
 
-    /// The position of the row with this key.
+    /// Every row not removed, with its position, in position order.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &Row)> {
+        self.rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.is_gone())
+            .map(|(i, r)| (i as u32, r))
+    }
+
+    /// The position of the row with this key (None if removed).
     pub fn find(&self, key: &str) -> Option<u32> {
+        self.slot(key).filter(|&i| !self.rows[i as usize].is_gone())
+    }
+
+    /// The position of this key, removed or not.
+    fn slot(&self, key: &str) -> Option<u32> {
         let rows = &self.rows;
-        self.index.find(key, |i| rows[i as usize].key.as_str())
+        self.index.find(key, |i| &rows[i as usize].key)
+    }
+
+    /// A label name by the id a row holds.
+    pub fn name(&self, id: u32) -> &str {
+        self.names.get(id)
+    }
+
+    /// The row's headline label name and confidence.
+    pub fn headline<'a>(&'a self, row: &Row) -> Option<(&'a str, f32)> {
+        row.headline_id().map(|(id, c)| (self.names.get(id), c))
+    }
+
+    /// The compact row for a summary, with a fresh revision.
+    fn compact(&mut self, s: RowSummary) -> Row {
+        let mut names: Vec<u32> = s.names.iter().map(|n| self.names.intern(n)).collect();
+        names.sort_unstable();
+        names.dedup();
+        let (headline_name, headline_conf) = match &s.headline {
+            Some((n, c)) => (self.names.intern(n), *c),
+            None => (NO_NAME, f32::INFINITY),
+        };
+        self.rev = self.rev.wrapping_add(1);
+        let flags = if s.readable { READABLE } else { 0 } | if s.reviewed { REVIEWED } else { 0 };
+        Row {
+            key: s.key.into_boxed_str(),
+            metadata_key: s.metadata_key.map(String::into_boxed_str),
+            image: s.image.map(|i| ImageMeta {
+                size: i.size,
+                etag: i.etag,
+                last_modified: i.last_modified,
+            }),
+            problem: s.problem.map(short_problem),
+            names: names.into_boxed_slice(),
+            headline_name,
+            headline_conf,
+            rev: self.rev,
+            key_kind: s.key_kind,
+            status: s.status,
+            busy: false,
+            flags,
+        }
     }
 
     /// Adds a row, or replaces the row with its key in place (keeping its
-    /// `busy` flag); the view catches up on the next [`Rows::refresh`].
-    pub fn upsert(&mut self, row: Row) {
-        let conf = row.headline_conf.unwrap_or(f32::INFINITY);
+    /// `busy` flag; a removed row comes back at its old position); the
+    /// view catches up on the next [`Rows::refresh`]. Returns the row's
+    /// position.
+    pub fn upsert(&mut self, summary: RowSummary) -> u32 {
+        let row = self.compact(summary);
+        let conf = row.headline_conf;
         let time = row
             .image
             .as_ref()
             .and_then(|i| i.last_modified)
             .unwrap_or(i64::MIN);
-        match self.find(&row.key) {
+        match self.slot(&row.key) {
             Some(i) => {
-                let (old_status, busy) = {
-                    let old = &self.rows[i as usize];
-                    (old.status, old.busy)
-                };
-                self.count_row(old_status, -1);
+                let old = &self.rows[i as usize];
+                let (old_status, busy, gone) = (old.status, old.busy, old.is_gone());
+                if gone {
+                    self.live += 1;
+                } else {
+                    self.count_row(old_status, -1);
+                }
                 self.count_row(row.status, 1);
                 self.rows[i as usize] = Row { busy, ..row };
                 self.conf_keys[i as usize] = conf;
                 self.time_keys[i as usize] = time;
                 self.touched.push(i);
+                i
             }
             None => {
                 let i = self.rows.len() as u32;
                 self.count_row(row.status, 1);
+                self.live += 1;
                 let rows = &self.rows;
                 self.index
-                    .insert_unique(&row.key, i, |j| rows[j as usize].key.as_str());
+                    .insert_unique(&row.key, i, |j| &rows[j as usize].key);
                 self.rows.push(row);
                 self.conf_keys.push(conf);
                 self.time_keys.push(time);
                 self.appended_from.get_or_insert(i as usize);
+                i
             }
         }
+    }
+
+    /// The image (or orphan metadata) `key` is gone from the bucket: the
+    /// row leaves the view and the counts but keeps its position (and its
+    /// key, so it can come back there), as a tombstone without its
+    /// summary. Returns its position if it was listed.
+    pub fn remove(&mut self, key: &str) -> Option<u32> {
+        let i = self.find(key)?;
+        let row = &mut self.rows[i as usize];
+        let status = row.status;
+        row.flags = GONE;
+        row.busy = false;
+        row.names = Box::new([]);
+        row.problem = None;
+        row.metadata_key = None;
+        row.image = None;
+        row.headline_name = NO_NAME;
+        self.count_row(status, -1);
+        self.live -= 1;
+        self.touched.push(i);
+        Some(i)
     }
 
     /// Marks a row as having a job queued or running (or not). Busy is
@@ -331,7 +527,7 @@ impl Rows {
         {
             return false;
         }
-        let needle = self.text_filter.to_lowercase();
+        let needle = self.needle();
         if std::mem::take(&mut self.view_dirty) {
             self.narrowed = false;
             self.appended_from = None;
@@ -349,8 +545,13 @@ impl Rows {
             view.retain(|&i| self.shown(i, &needle));
             self.view = view;
         }
+        // A row appended since the last refresh is merged in with its page,
+        // however often it changed.
+        let appended = self.appended_from.unwrap_or(usize::MAX);
         for i in std::mem::take(&mut self.touched) {
-            self.move_touched(i, &needle);
+            if (i as usize) < appended {
+                self.move_touched(i, &needle);
+            }
         }
         if let Some(from) = self.appended_from.take() {
             self.merge_appended(from, &needle);
@@ -360,7 +561,7 @@ impl Rows {
 
     /// Takes a changed row out of the view and puts it back where it
     /// belongs now, if it is still shown.
-    fn move_touched(&mut self, i: u32, needle: &str) {
+    fn move_touched(&mut self, i: u32, needle: &Needle) {
         if let Some(pos) = self.view.iter().position(|&v| v == i) {
             self.view.remove(pos);
         }
@@ -374,7 +575,7 @@ impl Rows {
 
     /// Sorts the rows appended since position `from` and merges them in;
     /// a page that sorts after the view (a listing by name) is appended.
-    fn merge_appended(&mut self, from: usize, needle: &str) {
+    fn merge_appended(&mut self, from: usize, needle: &Needle) {
         let mut new: Vec<u32> = (from as u32..self.rows.len() as u32)
             .filter(|&i| self.shown(i, needle))
             .collect();
@@ -390,14 +591,32 @@ impl Rows {
         }
     }
 
-    fn shown(&self, i: u32, needle: &str) -> bool {
+    fn shown(&self, i: u32, needle: &Needle) -> bool {
         let r = &self.rows[i as usize];
+        if r.is_gone() {
+            return false;
+        }
         if let Some(f) = self.status_filter
             && r.status != Some(f)
         {
             return false;
         }
-        needle.is_empty() || r.matches_text(needle)
+        needle.text.is_empty() || r.matches_text(&needle.text, &needle.names)
+    }
+
+    /// The text filter, lowercased, and the names it matches.
+    fn needle(&self) -> Needle {
+        let text = self.text_filter.to_lowercase();
+        let mut names = if text.is_empty() {
+            Vec::new()
+        } else {
+            self.names.matching(&text)
+        };
+        // A key search matches no name: rows skip their names.
+        if !names.contains(&true) {
+            names.clear();
+        }
+        Needle { text, names }
     }
 
     /// The order of two rows under the current sort. Rows arrive in key
@@ -413,9 +632,38 @@ impl Rows {
         .then(a.cmp(&b))
     }
 
+    /// Sorts positions as [`Rows::cmp_rows`] orders them, on packed
+    /// integer keys: a million rows sort without chasing the key arrays
+    /// for every comparison.
     fn sort_slice(&self, v: &mut [u32]) {
-        if self.sort != Sort::Name {
-            v.sort_unstable_by(|&a, &b| self.cmp_rows(a, b));
+        match self.sort {
+            Sort::Name => {}
+            Sort::LowestConfidence => {
+                let mut keys: Vec<u64> = v
+                    .iter()
+                    .map(|&i| {
+                        (u64::from(conf_order(self.conf_keys[i as usize])) << 32) | u64::from(i)
+                    })
+                    .collect();
+                keys.sort_unstable();
+                for (slot, k) in v.iter_mut().zip(keys) {
+                    *slot = k as u32;
+                }
+            }
+            Sort::Newest => {
+                let mut keys: Vec<u128> = v
+                    .iter()
+                    .map(|&i| {
+                        // Newest first: the time's order, reversed.
+                        let t = !((self.time_keys[i as usize] as u64) ^ (1 << 63));
+                        (u128::from(t) << 32) | u128::from(i)
+                    })
+                    .collect();
+                keys.sort_unstable();
+                for (slot, k) in v.iter_mut().zip(keys) {
+                    *slot = k as u32;
+                }
+            }
         }
     }
 
@@ -464,7 +712,7 @@ mod tests {
             }),
             image: Some(img),
             key_kind: None,
-            read,
+            doc: read.as_ref().map(crate::summary::summarize),
             read_error: None,
         }
     }
@@ -498,7 +746,7 @@ mod tests {
                         let n = page * 50 + k;
                         let r = next();
                         let conf = (r % 5 != 0).then_some((r % 1000) as f32 / 10.0);
-                        rows.upsert(Row::from_assessed(assessed(n, conf, names[r % 4])));
+                        rows.upsert(RowSummary::from_assessed(&assessed(n, conf, names[r % 4])));
                     }
                     rows.refresh();
                     // Results of tagging runs change rows in place.
@@ -506,7 +754,16 @@ mod tests {
                         let n = next() % ((page + 1) * 50);
                         let r = next();
                         let a = assessed(n, Some((r % 1000) as f32 / 10.0), names[r % 4]);
-                        rows.upsert(Row::from_assessed(a));
+                        rows.upsert(RowSummary::from_assessed(&a));
+                        rows.refresh();
+                    }
+                    // The index reports keys that vanished; some come back.
+                    let gone = format!("uploads/{:05}.jpg", next() % ((page + 1) * 50));
+                    rows.remove(&gone);
+                    rows.refresh();
+                    if next() % 2 == 0 {
+                        let n: usize = gone[8..13].parse().unwrap();
+                        rows.upsert(RowSummary::from_assessed(&assessed(n, Some(50.0), "Cat")));
                         rows.refresh();
                     }
                     let incremental = rows.view.clone();
@@ -518,14 +775,15 @@ mod tests {
                         "{sort:?} {status:?} {text:?} page {page}"
                     );
                     let mut fresh = [0usize; 7];
-                    for r in rows.iter() {
+                    assert_eq!(rows.iter().count(), rows.len());
+                    for (_, r) in rows.iter() {
                         fresh[Status::ALL
                             .iter()
                             .position(|x| Some(*x) == r.status)
                             .unwrap()] += 1;
                     }
                     assert_eq!(counts, (fresh, 0));
-                    assert_eq!(rows.index.len(), rows.len());
+                    assert_eq!(rows.index.len(), rows.slots());
                 }
                 assert!(!rows.view().is_empty());
                 // Typing a longer filter narrows the view it has.
@@ -539,5 +797,67 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A removed row leaves the view and the counts, keeps its position,
+    /// and comes back there when its key is listed again.
+    #[test]
+    fn removed_rows_are_tombstones() {
+        let mut rows = Rows::new();
+        for n in 0..4 {
+            rows.upsert(RowSummary::from_assessed(&assessed(n, Some(90.0), "Cat")));
+        }
+        rows.refresh();
+        let tagged = rows.count(Status::Tagged);
+        assert_eq!(rows.remove("uploads/00001.jpg"), Some(1));
+        assert_eq!(rows.remove("uploads/00001.jpg"), None);
+        assert_eq!(rows.remove("uploads/nope.jpg"), None);
+        rows.refresh();
+        assert_eq!(rows.view(), [0, 2, 3]);
+        assert_eq!((rows.len(), rows.slots()), (3, 4));
+        assert_eq!(rows.count(Status::Tagged), tagged - 1);
+        assert_eq!(rows.find("uploads/00001.jpg"), None);
+        assert!(rows[1].is_gone() && rows[1].names().is_empty());
+        // A later position stays where it was.
+        assert_eq!(rows.find("uploads/00003.jpg"), Some(3));
+        assert_eq!(
+            rows.upsert(RowSummary::from_assessed(&assessed(1, None, ""))),
+            1
+        );
+        rows.refresh();
+        assert_eq!(rows.view(), [0, 1, 2, 3]);
+        assert_eq!(rows.count(Status::Untagged), 1);
+        assert_eq!(rows.len(), 4);
+    }
+
+    /// `/` matches a row by its key (any case) or by one of its label or
+    /// parent names, held as interned ids.
+    #[test]
+    fn text_filter_matches_keys_labels_and_parents() {
+        let mut rows = Rows::new();
+        let mut with_parent = RowSummary::from_assessed(&assessed(0, Some(80.0), "Tabby"));
+        with_parent.names.push("Feline".into());
+        rows.upsert(with_parent);
+        rows.upsert(RowSummary::from_assessed(&assessed(1, Some(80.0), "Dog")));
+        let mut upper = RowSummary::from_assessed(&assessed(2, None, ""));
+        upper.key = "uploads/HOLIDAY/Beach.JPG".into();
+        rows.upsert(upper);
+        for (needle, want) in [
+            ("tabby", vec![0]),
+            ("FELI", vec![0]),
+            ("dog", vec![1]),
+            ("holiday/beach", vec![2]),
+            ("uploads/0000", vec![0, 1]),
+            ("cat", vec![]),
+        ] {
+            rows.set_text_filter(needle.into());
+            rows.refresh();
+            assert_eq!(rows.view(), want, "{needle}");
+        }
+        // Names are stored once, whatever the number of rows.
+        for n in 3..100 {
+            rows.upsert(RowSummary::from_assessed(&assessed(n, Some(80.0), "Dog")));
+        }
+        assert_eq!(rows.names.len(), 3);
     }
 }

@@ -13,10 +13,13 @@ use ratatui_image::Resize;
 use ratatui_image::picker::Picker;
 use tokio::sync::{OnceCell, Semaphore, mpsc};
 
-use crate::catalog::{audit, reassess};
+use crate::catalog::{Assessed, Filter, audit, find_metadata, reassess};
 use crate::config::DetectorKind;
 use crate::contract::Layout;
 use crate::detection::DynDetector;
+use crate::index::Index;
+use crate::index::query::{self, Query, fingerprint, key_hash};
+use crate::index::refresh::{RefreshOptions, refresh};
 use crate::pipeline::{Outcome, ReviewEdit, TagOptions, edit_review, tag};
 use crate::storage::{DynStore, S3Options};
 
@@ -47,6 +50,9 @@ pub struct RuntimeConfig {
     /// How long a thumbnail request waits before starting, so that keys
     /// held down to scroll do not decode every image passed.
     pub thumb_delay: std::time::Duration,
+    /// The bucket's persistent index: the list shows what it holds at
+    /// once, then what a refresh changed.
+    pub index: Option<Arc<Index>>,
 }
 
 pub struct Runtime {
@@ -61,6 +67,7 @@ pub struct Runtime {
     thumbs: Arc<ThumbCache>,
     picker: Picker,
     thumb_generation: Arc<AtomicU64>,
+    doc_generation: Arc<AtomicU64>,
     pending: Arc<AtomicUsize>,
     jobs: Arc<AtomicUsize>,
     listing: Option<tokio::task::JoinHandle<()>>,
@@ -96,6 +103,7 @@ impl Runtime {
             thumbs: Arc::new(thumbs),
             picker,
             thumb_generation: Arc::new(AtomicU64::new(0)),
+            doc_generation: Arc::new(AtomicU64::new(0)),
             pending: Arc::new(AtomicUsize::new(0)),
             jobs: Arc::new(AtomicUsize::new(0)),
             listing: None,
@@ -158,6 +166,7 @@ impl Runtime {
                 jobs,
                 min_confidence,
                 force,
+                replace_unreadable,
             } => {
                 self.stop.store(false, Ordering::SeqCst);
                 for job in jobs {
@@ -165,6 +174,7 @@ impl Runtime {
                     opts.min_confidence = min_confidence;
                     opts.max_labels = self.config.max_labels;
                     opts.force = force;
+                    opts.replace_unreadable = replace_unreadable;
                     opts.metadata_key = job.metadata_key.clone();
                     self.tag_job(job.key, opts);
                 }
@@ -183,7 +193,38 @@ impl Runtime {
             Cmd::CancelThumb => {
                 self.thumb_generation.fetch_add(1, Ordering::SeqCst);
             }
+            Cmd::LoadDoc {
+                key,
+                metadata_key,
+                rev,
+            } => self.load_doc(key, metadata_key, rev),
         }
+    }
+
+    /// Reads a row's document for the detail pane. Waits like a thumbnail
+    /// does, so holding a key down to scroll reads only where it stops.
+    fn load_doc(&self, key: String, metadata_key: String, rev: u32) {
+        let generation = self.doc_generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let current = self.doc_generation.clone();
+        let store = self.store.clone();
+        let layout = self.config.layout.clone();
+        let tx = self.tx.clone();
+        let delay = self.config.thumb_delay;
+        self.spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if current.load(Ordering::SeqCst) != generation {
+                // The selection moved on, and a newer load took its place.
+                return;
+            }
+            let result = match find_metadata(&store, &layout, &key, Some(&metadata_key)).await {
+                Ok(Some(f)) => f.read.map(|p| Box::new(p.doc)).map_err(|m| m.to_string()),
+                Ok(None) => Err("the metadata is gone (press r to reload)".into()),
+                Err(e) => Err(crate::storage::error_chain(&e)),
+            };
+            let _ = tx.send(Msg::Doc { key, rev, result });
+        });
     }
 
     fn list(&mut self, generation: u64) {
@@ -192,44 +233,19 @@ impl Runtime {
         }
         let store = self.store.clone();
         let tx = self.tx.clone();
-        let layout = self.config.layout.clone();
-        let review_below = self.config.review_below;
+        let config = self.config.clone();
         self.listing = Some(self.spawn(async move {
-            let rows = audit(store, layout, review_below).ready_chunks(ROWS_PER_MESSAGE);
-            let mut rows = std::pin::pin!(rows);
-            while let Some(chunk) = rows.next().await {
-                let mut batch = Vec::with_capacity(chunk.len());
-                let mut error = None;
-                for item in chunk {
-                    match item {
-                        Ok(a) => batch.push(a),
-                        Err(e) => {
-                            error = Some(crate::storage::error_chain(&e));
-                            break;
-                        }
-                    }
+            let result = match &config.index {
+                Some(ix) => list_indexed(ix, &store, &config, generation, &tx).await,
+                None => {
+                    let rows = audit(store, config.layout.clone(), config.review_below)
+                        .map(|r| r.map_err(|e| crate::storage::error_chain(&e)));
+                    send_rows(rows, generation, &tx, |_| true).await
                 }
-                if !batch.is_empty()
-                    && tx
-                        .send(Msg::Rows {
-                            generation,
-                            rows: batch,
-                        })
-                        .is_err()
-                {
-                    return;
-                }
-                if let Some(error) = error {
-                    let _ = tx.send(Msg::ListingDone {
-                        generation,
-                        error: Some(error),
-                    });
-                    return;
-                }
-            }
+            };
             let _ = tx.send(Msg::ListingDone {
                 generation,
-                error: None,
+                error: result.err(),
             });
         }));
     }
@@ -275,7 +291,10 @@ impl Runtime {
                 .await
                 .clone();
             let outcome = match detector {
-                Ok(d) => tag(&store, &d, &key, &opts).await,
+                Ok(d) => {
+                    let (store, key, opts) = (store.clone(), key.clone(), opts.clone());
+                    contained(async move { tag(&store, &d, &key, &opts).await }).await
+                }
                 Err(message) => Outcome::Fatal { message },
             };
             if matches!(outcome, Outcome::Fatal { .. }) {
@@ -308,7 +327,10 @@ impl Runtime {
             let Ok(_permit) = slots.acquire_owned().await else {
                 return;
             };
-            let outcome = edit_review(&store, &key, &edit, &opts).await;
+            let outcome = {
+                let (store, key) = (store.clone(), key.clone());
+                contained(async move { edit_review(&store, &key, &edit, &opts).await }).await
+            };
             let row = reread(&store, &config, &key, &outcome).await;
             let _ = tx.send(Msg::Tagged {
                 key,
@@ -361,6 +383,34 @@ impl Runtime {
     }
 }
 
+/// Runs a job on its own task, so that a panic in it comes back as an
+/// outcome (and the row stops being busy) instead of ending the job
+/// silently.
+async fn contained<F>(job: F) -> Outcome
+where
+    F: std::future::Future<Output = Outcome> + Send + 'static,
+{
+    match tokio::spawn(job).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let why = if e.is_panic() {
+                let payload = e.into_panic();
+                payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic".into())
+            } else {
+                "cancelled".into()
+            };
+            tracing::error!(error = %why, "a job's task failed");
+            Outcome::Skipped {
+                reason: format!("failed: the job stopped unexpectedly ({why}); nothing written"),
+            }
+        }
+    }
+}
+
 /// The image's row after a write, so the list shows the result at once.
 async fn reread(
     store: &DynStore,
@@ -382,4 +432,99 @@ async fn reread(
             None
         }
     }
+}
+
+/// Sends the rows `keep` passes in messages of [`ROWS_PER_MESSAGE`]; stops
+/// at the first error, or quietly when the app has gone.
+async fn send_rows<E: ToString>(
+    rows: impl futures::Stream<Item = Result<Assessed, E>>,
+    generation: u64,
+    tx: &mpsc::UnboundedSender<Msg>,
+    mut keep: impl FnMut(&Assessed) -> bool,
+) -> Result<(), String> {
+    let mut rows = std::pin::pin!(rows.ready_chunks(ROWS_PER_MESSAGE));
+    while let Some(chunk) = rows.next().await {
+        let mut batch = Vec::with_capacity(chunk.len());
+        let mut error = None;
+        for item in chunk {
+            match item {
+                Ok(a) if keep(&a) => batch.push(a),
+                Ok(_) => {}
+                Err(e) => {
+                    error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        if !batch.is_empty()
+            && tx
+                .send(Msg::Rows {
+                    generation,
+                    rows: batch,
+                })
+                .is_err()
+        {
+            return Ok(());
+        }
+        if let Some(e) = error {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// The list from the index: what it holds, at once (the first screen
+/// does not wait for the bucket), then a refresh, then only the rows it
+/// changed and the keys it found gone.
+async fn list_indexed(
+    index: &Arc<Index>,
+    store: &DynStore,
+    config: &RuntimeConfig,
+    generation: u64,
+    tx: &mpsc::UnboundedSender<Msg>,
+) -> Result<(), String> {
+    let q = Query {
+        layout: config.layout.clone(),
+        review_below: config.review_below,
+        filter: Filter::default(),
+        unreadable: Arc::default(),
+    };
+    // Fingerprints by key hash: 16 bytes a row, not the rows themselves.
+    let mut shown = std::collections::HashMap::new();
+    let mut orphans = std::collections::HashMap::new();
+    send_rows(query::rows(index, q.clone()), generation, tx, |a| {
+        let h = key_hash(a.key());
+        shown.insert(h, fingerprint(a));
+        if a.image.is_none() {
+            orphans.insert(h, a.key().to_string());
+        }
+        true
+    })
+    .await?;
+    let stats = refresh(
+        index,
+        store,
+        &config.layout,
+        &RefreshOptions::default(),
+        &|_| {},
+    )
+    .await
+    .map_err(|e| crate::storage::error_chain(&e))?;
+    let q = Query {
+        unreadable: Arc::new(stats.unreadable),
+        ..q
+    };
+    send_rows(query::rows(index, q), generation, tx, |a| {
+        let h = key_hash(a.key());
+        orphans.remove(&h);
+        shown.get(&h) != Some(&fingerprint(a))
+    })
+    .await?;
+    // Gone: what the refresh dropped, and orphans that are orphans no more.
+    let mut keys = stats.removed_keys;
+    keys.extend(orphans.into_values());
+    if !keys.is_empty() {
+        let _ = tx.send(Msg::Removed { generation, keys });
+    }
+    Ok(())
 }

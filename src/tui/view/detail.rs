@@ -12,7 +12,7 @@ use crate::contract::{KeyKind, MetadataDoc, Status};
 use crate::headline::{Headline, headline_of};
 use crate::sanitize::for_terminal;
 
-use super::super::app::{App, Mode, Pane, ThumbState};
+use super::super::app::{App, DocState, Mode, Pane, ThumbState};
 use super::super::rows::Row;
 use super::super::theme::Theme;
 use super::{Areas, fit_left, fit_right, pane_block};
@@ -47,9 +47,20 @@ pub(super) fn draw(f: &mut Frame, app: &App, a: &Areas) {
     } else {
         a.detail_text.union(a.thumb)
     };
-    let mut lines = header_lines(app, row);
-    if let Some(doc) = &row.doc {
-        label_lines(app, row, doc, text_area.width as usize, &mut lines);
+    let state = app.doc_state(row);
+    let doc = match state {
+        DocState::Ready(d) => Some(d),
+        _ => None,
+    };
+    let mut lines = header_lines(app, row, doc);
+    match state {
+        DocState::Ready(doc) => label_lines(app, row, doc, text_area.width as usize, &mut lines),
+        DocState::Loading => lines.push(Line::from(Span::styled("loading…", app.theme.dim))),
+        DocState::Failed(e) => lines.push(Line::from(Span::styled(
+            format!("document: {}", for_terminal(e)),
+            app.theme.error,
+        ))),
+        DocState::None => {}
     }
     f.render_widget(
         Paragraph::new(lines)
@@ -61,7 +72,7 @@ pub(super) fn draw(f: &mut Frame, app: &App, a: &Areas) {
 
 fn draw_thumbnail(f: &mut Frame, app: &App, row: &Row, area: Rect) {
     let dim = app.theme.dim;
-    match app.thumb.as_ref().filter(|t| t.key == row.key) {
+    match app.thumb.as_ref().filter(|t| *t.key == *row.key) {
         Some(t) => match &t.state {
             ThumbState::Ready(p) => f.render_widget(Image::new(p), area),
             ThumbState::Loading => {
@@ -84,7 +95,7 @@ fn draw_thumbnail(f: &mut Frame, app: &App, row: &Row, area: Rect) {
 
 /// Status, metadata key, tagging record, hint and problem, then a blank
 /// line.
-fn header_lines(app: &App, row: &Row) -> Vec<Line<'static>> {
+fn header_lines(app: &App, row: &Row, doc: Option<&MetadataDoc>) -> Vec<Line<'static>> {
     let theme = &app.theme;
     let mut lines = vec![status_line(theme, row)];
     let meta = match (&row.metadata_key, row.key_kind) {
@@ -95,7 +106,7 @@ fn header_lines(app: &App, row: &Row) -> Vec<Line<'static>> {
         (None, _) => "— (no metadata)".into(),
     };
     lines.push(field(theme, "metadata ", meta));
-    if let Some(t) = row.doc.as_ref().and_then(|d| d.imgtag.as_ref()) {
+    if let Some(t) = doc.and_then(|d| d.imgtag.as_ref()) {
         let tagged = format!(
             "{} by {} with {} at {}",
             for_terminal(&t.tagged_at),
@@ -120,12 +131,11 @@ fn header_lines(app: &App, row: &Row) -> Vec<Line<'static>> {
             }
         }
     }
-    let doc = row.doc.as_ref();
     let headline = doc.and_then(headline_of);
     if let (Some(d), Some(h)) = (doc, &headline) {
         lines.push(headline_field(theme, d, h));
     }
-    if let Some(h) = hint(app, row, headline.as_ref()) {
+    if let Some(h) = hint(app, row, doc, headline.as_ref()) {
         for part in h.lines() {
             lines.push(Line::from(Span::styled(part.to_string(), theme.dim)));
         }
@@ -189,19 +199,24 @@ fn field(theme: &Theme, name: &'static str, value: String) -> Line<'static> {
 
 /// What to do about a row in this status; for one that needs review, why:
 /// which specific label is weak, or which labels were flagged.
-fn hint(app: &App, row: &Row, headline: Option<&Headline>) -> Option<String> {
+fn hint(
+    app: &App,
+    row: &Row,
+    doc: Option<&MetadataDoc>,
+    headline: Option<&Headline>,
+) -> Option<String> {
     match row.status {
         Some(Status::Untagged) => Some("not tagged yet: t tags it".to_string()),
         Some(Status::Stale) => Some("the image changed after it was tagged: t re-tags it".into()),
-        Some(Status::NeedsReview) => Some(review_hint(app, row, headline)),
+        Some(Status::NeedsReview) => Some(review_hint(app, doc, headline)),
         Some(Status::Malformed) => Some("the metadata is not valid: t re-tags the image".into()),
         Some(Status::Orphan) => Some("no image under uploads/ for this metadata".into()),
         _ => None,
     }
 }
 
-fn review_hint(app: &App, row: &Row, headline: Option<&Headline>) -> String {
-    let Some(doc) = &row.doc else {
+fn review_hint(app: &App, doc: Option<&MetadataDoc>, headline: Option<&Headline>) -> String {
+    let Some(doc) = doc else {
         return "needs review".into();
     };
     let mut why = Vec::new();

@@ -118,8 +118,8 @@ fn title(app: &App) -> Line<'static> {
 }
 
 /// The headline cell: name and confidence, or why there is none.
-fn headline_cell(row: &Row, width: usize) -> String {
-    match (row.headline(), row.status) {
+fn headline_cell(app: &App, row: &Row, width: usize) -> String {
+    match (app.rows.headline(row), row.status) {
         (Some((name, c)), _) => {
             let c = format!(" {c:>5.1}");
             format!(
@@ -141,12 +141,11 @@ fn list_line(app: &App, row: &Row, marked: bool, selected: bool, cols: &Columns)
     } else {
         row.status.map_or("E", crate::contract::Status::glyph)
     };
-    let image = match &row.image {
-        Some(img) => {
-            let rest = app.layout.image_rest(&img.key).unwrap_or(&img.key);
-            fit_left(&for_terminal(rest), cols.image)
-        }
-        None => fit_right("—", cols.image),
+    let image = if row.is_orphan() {
+        fit_right("—", cols.image)
+    } else {
+        let rest = app.layout.image_rest(&row.key).unwrap_or(&row.key);
+        fit_left(&for_terminal(rest), cols.image)
     };
     let meta = match &row.metadata_key {
         Some(k) => {
@@ -164,7 +163,7 @@ fn list_line(app: &App, row: &Row, marked: bool, selected: bool, cols: &Columns)
         Style::new()
     };
     let paint = |s: Style| if selected { base } else { s };
-    let conf_style = match row.headline() {
+    let conf_style = match app.rows.headline(row) {
         Some((_, c)) => theme.confidence(c, app.min_confidence, app.review_below),
         None => theme.dim,
     };
@@ -183,7 +182,7 @@ fn list_line(app: &App, row: &Row, marked: bool, selected: bool, cols: &Columns)
         ),
         Span::styled(glyph.to_string(), paint(theme.status(row.status))),
         Span::styled(format!(" {image} "), base),
-        Span::styled(headline_cell(row, cols.best), paint(conf_style)),
+        Span::styled(headline_cell(app, row, cols.best), paint(conf_style)),
         Span::styled(" │ ".to_string(), paint(theme.faint)),
         Span::styled(
             meta,

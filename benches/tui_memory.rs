@@ -1,0 +1,455 @@
+//! The TUI at a million rows (issue: a persistent index), measured against
+//! baselines in the same run:
+//!
+//! 1. Heap bytes per row of the app's state beyond the key strings (image
+//!    and metadata key), counted by a global allocator: target <= 300 B.
+//!    Baseline: the former row (the whole parsed document and a
+//!    lowercased search string per row), kept here as `OldRow`.
+//! 2. Frame time (`App::update` + `view::draw` on a 160x48 `TestBackend`)
+//!    for a scroll step, a sort switch, a status-filter keystroke and a
+//!    `/` search keystroke with 1,000,000 rows, against the same with 100
+//!    rows.
+//!
+//! Run: `cargo bench --bench tui_memory` (IMGTAG_BENCH_ROWS sets the
+//! large size, IMGTAG_BENCH_OLD_ROWS the baseline's).
+
+use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use imgtag::catalog::Assessed;
+use imgtag::contract::{
+    ImgTagInfo, KeyKind, Label, Layout, MetadataDoc, NameRef, ParsedMetadata, Shape, SourceRef,
+    Status, assess,
+};
+use imgtag::storage::ObjectInfo;
+use imgtag::tui::app::{App, Header, Msg};
+use imgtag::tui::keys::Keymap;
+use imgtag::tui::view;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::layout::Size;
+
+// ---------------------------------------------------------------------------
+// Heap accounting
+
+/// Counts live heap bytes, so memory is measured, not guessed.
+struct Counting;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// A counting allocator must implement the unsafe trait; it only forwards to
+// `System`.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: AllocLayout) -> *mut u8 {
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() {
+            LIVE.fetch_add(l.size(), Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, l: AllocLayout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(l) };
+        if !p.is_null() {
+            LIVE.fetch_add(l.size(), Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: AllocLayout, new_size: usize) -> *mut u8 {
+        let q = unsafe { System.realloc(p, l, new_size) };
+        if !q.is_null() {
+            LIVE.fetch_add(new_size, Ordering::Relaxed);
+            LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        }
+        q
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: AllocLayout) {
+        unsafe { System.dealloc(p, l) };
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn live() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+// ---------------------------------------------------------------------------
+// Synthetic bucket
+
+/// A small deterministic generator (PCG-style LCG).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const STEMS: [&str; 20] = [
+    "Cat", "Dog", "Bird", "Car", "Tree", "Flower", "Building", "Person", "Food", "Boat",
+    "Mountain", "Beach", "Road", "Sky", "Table", "Chair", "Bottle", "Phone", "Book", "Lamp",
+];
+const KINDS: [&str; 15] = [
+    "",
+    " Toy",
+    " Art",
+    " Sign",
+    " Logo",
+    " Shadow",
+    " Outdoors",
+    " Indoors",
+    " Closeup",
+    " Silhouette",
+    " Crowd",
+    " Pattern",
+    " Drawing",
+    " Reflection",
+    " Night",
+];
+
+/// 300 label names, e.g. "Beach Reflection".
+fn vocabulary() -> Vec<String> {
+    STEMS
+        .iter()
+        .flat_map(|s| KINDS.iter().map(move |k| format!("{s}{k}")))
+        .collect()
+}
+
+fn image_key(n: usize) -> String {
+    let month = n / 40_000;
+    format!(
+        "uploads/{}/{:02}/IMG_{n:06}.jpg",
+        2020 + month / 12,
+        month % 12 + 1
+    )
+}
+
+fn etag(n: usize) -> String {
+    let h = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    format!("\"{h:016x}{:016x}\"", h.rotate_left(29))
+}
+
+/// Eight labels, two parents each, from the vocabulary.
+fn labels(rng: &mut Rng, vocab: &[String]) -> Vec<Label> {
+    let mut conf = 45.0 + rng.below(550) as f32 / 10.0;
+    (0..8)
+        .map(|_| {
+            let mut l = Label::new(vocab[rng.below(vocab.len() as u64) as usize].clone(), conf);
+            l.parents = (0..2)
+                .map(|_| NameRef::new(vocab[rng.below(vocab.len() as u64) as usize].clone()))
+                .collect();
+            conf = (conf - rng.below(80) as f32 / 10.0).max(50.0);
+            l
+        })
+        .collect()
+}
+
+/// One assessed image, as the listing produces it: 1 in 10 untagged.
+fn assessed(n: usize, rng: &mut Rng, vocab: &[String]) -> Assessed {
+    assessed_with_doc(n, rng, vocab).0
+}
+
+/// [`assessed`] and the full document, which rows used to hold.
+fn assessed_with_doc(
+    n: usize,
+    rng: &mut Rng,
+    vocab: &[String],
+) -> (
+    Assessed,
+    Option<Result<ParsedMetadata, imgtag::contract::Malformed>>,
+) {
+    let key = image_key(n);
+    let image_etag = etag(n);
+    let size = 800_000 + rng.below(5_000_000);
+    let read = (!n.is_multiple_of(10)).then(|| {
+        Ok(ParsedMetadata {
+            doc: MetadataDoc {
+                labels: labels(rng, vocab),
+                label_model_version: None,
+                extra: Default::default(),
+                imgtag: Some(ImgTagInfo {
+                    extra: Default::default(),
+                    schema_version: 1,
+                    source: SourceRef {
+                        bucket: "photos".into(),
+                        key: key.clone(),
+                        etag: Some(image_etag.clone()),
+                        size: Some(size),
+                    },
+                    detector: "local:mobilenetv2".into(),
+                    min_confidence: 55.0,
+                    max_labels: None,
+                    tagged_at: "2024-06-01T12:00:00Z".into(),
+                    tagged_by: "imgtag 0.1.0".into(),
+                    review: None,
+                    error: None,
+                }),
+            },
+            shape: Shape::ImgTag,
+        })
+    });
+    let metadata = read.as_ref().map(|_| ObjectInfo {
+        key: format!("metadata/{}.json", &key["uploads/".len()..]),
+        size: 1200,
+        etag: Some(etag(n + 7).into()),
+        last_modified: Some(1_700_000_000 + n as i64 * 60),
+    });
+    let a = Assessed {
+        status: Some(assess(read.as_ref(), Some(&image_etag), 70.0)),
+        image: Some(ObjectInfo {
+            key,
+            size,
+            etag: Some(image_etag.into()),
+            last_modified: Some(1_700_000_000 + n as i64 * 60 + rng.below(600) as i64),
+        }),
+        metadata,
+        key_kind: read.as_ref().map(|_| KeyKind::Canonical),
+        doc: read.as_ref().map(imgtag::summary::summarize),
+        read_error: None,
+    };
+    (a, read)
+}
+
+/// Image and metadata key bytes of one image: what the target leaves out.
+fn key_bytes(a: &Assessed) -> usize {
+    a.key().len() + a.metadata.as_ref().map_or(0, |m| m.key.len())
+}
+
+// ---------------------------------------------------------------------------
+// Part 1: memory
+
+/// The row as it was before the compact summary: the whole document and
+/// a lowercased search string.
+#[allow(dead_code)] // held for its size only
+struct OldRow {
+    key: String,
+    image: Option<ObjectInfo>,
+    metadata_key: Option<String>,
+    key_kind: Option<KeyKind>,
+    status: Option<Status>,
+    doc: Option<MetadataDoc>,
+    problem: Option<String>,
+    busy: bool,
+    headline_conf: Option<f32>,
+    search: Box<str>,
+}
+
+impl OldRow {
+    fn from_assessed(
+        a: Assessed,
+        read: Option<Result<ParsedMetadata, imgtag::contract::Malformed>>,
+    ) -> OldRow {
+        let key = a.key().to_string();
+        let doc = read.and_then(Result::ok).map(|p| p.doc);
+        let mut search = key.to_lowercase();
+        for l in doc.iter().flat_map(|d| &d.labels) {
+            search.push('\n');
+            search.push_str(&l.name.to_lowercase());
+            for p in &l.parents {
+                search.push('\n');
+                search.push_str(&p.name.to_lowercase());
+            }
+        }
+        OldRow {
+            headline_conf: doc
+                .as_ref()
+                .and_then(|d| d.headline())
+                .map(|l| l.confidence),
+            search: search.into_boxed_str(),
+            key,
+            metadata_key: a.metadata.map(|m| m.key),
+            image: a.image,
+            key_kind: a.key_kind,
+            status: a.status,
+            doc,
+            problem: None,
+            busy: false,
+        }
+    }
+}
+
+fn new_app() -> App {
+    let header = Header {
+        bucket: "s3://photos".into(),
+        detector: "local".into(),
+        paid: false,
+    };
+    let mut app = App::new(header, Layout::default(), Keymap::default(), 55.0, 70.0);
+    app.size = Size::new(WIDTH, HEIGHT);
+    app.thumbnails = false;
+    app
+}
+
+/// The app with `rows` images listed, and the heap bytes it holds beyond
+/// the key strings.
+fn listed_app(rows: usize) -> (App, usize) {
+    let vocab = vocabulary();
+    let mut rng = Rng(7);
+    let before = live();
+    let mut app = new_app();
+    app.start();
+    let generation = app.generation;
+    let mut keys = 0;
+    for start in (0..rows).step_by(1000) {
+        let batch: Vec<Assessed> = (start..(start + 1000).min(rows))
+            .map(|n| assessed(n, &mut rng, &vocab))
+            .collect();
+        keys += batch.iter().map(key_bytes).sum::<usize>();
+        app.update(Msg::Rows {
+            generation,
+            rows: batch,
+        });
+    }
+    app.update(Msg::ListingDone {
+        generation,
+        error: None,
+    });
+    let held = live().saturating_sub(before).saturating_sub(keys);
+    (app, held)
+}
+
+/// Heap bytes per row of the former representation, beyond the keys.
+fn old_bytes_per_row(rows: usize) -> f64 {
+    let vocab = vocabulary();
+    let mut rng = Rng(7);
+    let before = live();
+    let mut table = Vec::new();
+    let mut keys = 0;
+    for n in 0..rows {
+        let (a, read) = assessed_with_doc(n, &mut rng, &vocab);
+        keys += key_bytes(&a);
+        table.push(OldRow::from_assessed(a, read));
+    }
+    let held = live().saturating_sub(before).saturating_sub(keys);
+    drop(table);
+    held as f64 / rows as f64
+}
+
+// ---------------------------------------------------------------------------
+// Part 2: frames
+
+const WIDTH: u16 = 160;
+const HEIGHT: u16 = 48;
+
+fn key(c: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(c, KeyModifiers::NONE))
+}
+
+/// One frame: the message, then a draw.
+fn frame(app: &mut App, term: &mut Terminal<TestBackend>, msg: Msg) -> Duration {
+    let t = Instant::now();
+    app.update(msg);
+    term.draw(|f| view::draw(f, app)).expect("draw");
+    t.elapsed()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn max(v: &[Duration]) -> Duration {
+    v.iter().copied().max().unwrap_or_default()
+}
+
+/// (median, max) per operation: scroll, sort, status filter, `/` key.
+fn measure(app: &mut App) -> [(Duration, Duration); 4] {
+    let mut term = Terminal::new(TestBackend::new(WIDTH, HEIGHT)).expect("terminal");
+    frame(app, &mut term, Msg::Resize(WIDTH, HEIGHT));
+    let scroll: Vec<_> = (0..300)
+        .map(|_| frame(app, &mut term, key(KeyCode::Char('j'))))
+        .collect();
+    // Name, lowest confidence, newest, three times.
+    let sort: Vec<_> = (0..9)
+        .map(|_| frame(app, &mut term, key(KeyCode::Char('s'))))
+        .collect();
+    // Every status, and back to all.
+    let filter: Vec<_> = (0..8)
+        .map(|_| frame(app, &mut term, key(KeyCode::Char('f'))))
+        .collect();
+    // A label name typed a key at a time (the first key scans every row,
+    // the next ones narrow), a key name, then erased.
+    let mut search = Vec::new();
+    for needle in ["reflec", "img_0420", "night"] {
+        frame(app, &mut term, key(KeyCode::Char('/')));
+        for c in needle.chars() {
+            search.push(frame(app, &mut term, key(KeyCode::Char(c))));
+        }
+        search.push(frame(app, &mut term, key(KeyCode::Backspace)));
+        frame(app, &mut term, key(KeyCode::Esc));
+    }
+    [
+        (median(scroll.clone()), max(&scroll)),
+        (median(sort.clone()), max(&sort)),
+        (median(filter.clone()), max(&filter)),
+        (median(search.clone()), max(&search)),
+    ]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let rows = env_usize("IMGTAG_BENCH_ROWS", 1_000_000);
+    let old_rows = env_usize("IMGTAG_BENCH_OLD_ROWS", 50_000);
+    println!("tui_memory: {rows} rows, 8 labels + 2 parents each from 300 names");
+
+    let t = Instant::now();
+    let (mut big, held) = listed_app(rows);
+    let per_row = held as f64 / rows as f64;
+    println!(
+        "  listed in {:.1} s; state holds {:.1} MB beyond keys",
+        t.elapsed().as_secs_f64(),
+        held as f64 / 1e6
+    );
+    let old = old_bytes_per_row(old_rows);
+    println!(
+        "memory per row beyond key strings: {per_row:.0} B (target <= 300: {}); \
+         former row: {old:.0} B (measured on {old_rows} rows), {:.1}x less",
+        if per_row <= 300.0 { "met" } else { "NOT met" },
+        old / per_row
+    );
+
+    let (mut small, _) = listed_app(100);
+    let b = measure(&mut big);
+    let s = measure(&mut small);
+    println!("frame time (update + draw, 160x48), median / max, {rows} rows vs 100 rows:");
+    for (i, name) in [
+        "scroll (j)",
+        "sort switch (s)",
+        "status filter (f)",
+        "/ search key",
+    ]
+    .iter()
+    .enumerate()
+    {
+        println!(
+            "  {name:<18} {:>8.2} / {:>8.2} ms   vs {:>6.3} / {:>6.3} ms   ratio {:>7.1}x",
+            ms(b[i].0),
+            ms(b[i].1),
+            ms(s[i].0),
+            ms(s[i].1),
+            ms(b[i].0) / ms(s[i].0).max(1e-6)
+        );
+    }
+    assert_eq!(big.rows.len(), rows);
+}
