@@ -28,6 +28,36 @@ use tokio::sync::mpsc;
 // ---------------------------------------------------------------------------
 // helpers
 
+thread_local! {
+    /// The documents the test's rows were made from, by image key.
+    static DOCS: std::cell::RefCell<std::collections::HashMap<String, imgtag::contract::MetadataDoc>> =
+        Default::default();
+}
+
+/// Updates the app and answers the document loads it asks for from
+/// [`DOCS`], as the runtime would; returns the other commands, in order.
+fn up(app: &mut App, msg: Msg) -> Vec<Cmd> {
+    let mut out = Vec::new();
+    let mut pending: std::collections::VecDeque<Cmd> = app.update(msg).into();
+    while let Some(cmd) = pending.pop_front() {
+        let doc = match &cmd {
+            Cmd::LoadDoc { key, .. } => DOCS.with(|d| d.borrow().get(key).cloned()),
+            _ => None,
+        };
+        match (cmd, doc) {
+            (Cmd::LoadDoc { key, rev, .. }, Some(doc)) => {
+                pending.extend(app.update(Msg::Doc {
+                    key,
+                    rev,
+                    result: Ok(Box::new(doc)),
+                }));
+            }
+            (cmd, _) => out.push(cmd),
+        }
+    }
+    out
+}
+
 fn header() -> Header {
     Header {
         bucket: "s3://photos".into(),
@@ -64,6 +94,9 @@ fn row(key: &str, meta: Option<(&str, &str)>) -> Assessed {
         ),
         None => (None, None),
     };
+    if let Some(Ok(p)) = &read {
+        DOCS.with(|d| d.borrow_mut().insert(key.to_string(), p.doc.clone()));
+    }
     Assessed {
         status: Some(assess(read.as_ref(), img.etag.as_deref(), 70.0)),
         image: Some(img),
@@ -141,12 +174,15 @@ fn listed(rows: Vec<Assessed>, done: bool) -> App {
     let mut app = new_app(Size::new(120, 30));
     app.start();
     let generation = app.generation;
-    app.update(Msg::Rows { generation, rows });
+    up(&mut app, Msg::Rows { generation, rows });
     if done {
-        app.update(Msg::ListingDone {
-            generation,
-            error: None,
-        });
+        up(
+            &mut app,
+            Msg::ListingDone {
+                generation,
+                error: None,
+            },
+        );
     }
     app
 }
@@ -188,7 +224,7 @@ fn snapshot_mixed_statuses_with_detail_bars() {
 fn snapshot_help_overlay_lists_every_key() {
     let mut app = listed(mixed_rows(), true);
     app.size = Size::new(120, 36);
-    app.update(key('?'));
+    up(&mut app, key('?'));
     assert_eq!(app.mode, Mode::Help);
     let t = render(&app);
     let text = screen_text(&t);
@@ -196,14 +232,14 @@ fn snapshot_help_overlay_lists_every_key() {
         assert!(text.contains(a.describe()), "help lacks {a:?}");
     }
     insta::assert_snapshot!("help_overlay", t.backend());
-    app.update(key('x'));
+    up(&mut app, key('x'));
     assert_eq!(app.mode, Mode::Normal);
 }
 
 #[test]
 fn snapshot_confirmation_states_count_and_cost() {
     let mut app = listed(mixed_rows(), true);
-    app.update(key('T'));
+    up(&mut app, key('T'));
     let Mode::Confirm { text, .. } = &app.mode else {
         panic!("no confirmation: {:?}", app.mode)
     };
@@ -215,7 +251,7 @@ fn snapshot_confirmation_states_count_and_cost() {
     let t = render(&app);
     insta::assert_snapshot!("confirm_tag_untagged", t.backend());
     // n cancels without any command.
-    assert!(app.update(key('n')).is_empty());
+    assert!(up(&mut app, key('n')).is_empty());
     assert_eq!(app.mode, Mode::Normal);
 }
 
@@ -223,16 +259,19 @@ fn snapshot_confirmation_states_count_and_cost() {
 fn snapshot_error_in_status_line() {
     let mut app = listed(mixed_rows()[..2].to_vec(), false);
     let generation = app.generation;
-    app.update(Msg::ListingDone {
-        generation,
-        error: Some("access denied: s3:ListBucket on photos".into()),
-    });
+    up(
+        &mut app,
+        Msg::ListingDone {
+            generation,
+            error: Some("access denied: s3:ListBucket on photos".into()),
+        },
+    );
     let t = render(&app);
     let text = screen_text(&t);
     assert!(text.contains("listing failed: access denied"), "{text}");
     insta::assert_snapshot!("error_in_status_line", t.backend());
     // The UI keeps working.
-    app.update(key('j'));
+    up(&mut app, key('j'));
     assert_eq!(app.cursor, 1);
 }
 
@@ -269,21 +308,21 @@ fn keys_filter_sort_marks_and_resize() {
     let mut app = listed(mixed_rows(), true);
     assert_eq!(app.rows.view().len(), 7);
     // Status filter cycles: untagged first.
-    app.update(key('f'));
+    up(&mut app, key('f'));
     assert_eq!(app.rows.status_filter(), Some(Status::Untagged));
     assert_eq!(app.rows.view().len(), 1);
-    app.update(key('f'));
+    up(&mut app, key('f'));
     assert_eq!(app.rows.status_filter(), Some(Status::NeedsReview));
     assert_eq!(
         &*app.selected_row().unwrap().key,
         "uploads/holiday/beach photo.jpg"
     );
-    app.update(code(KeyCode::Esc));
+    up(&mut app, code(KeyCode::Esc));
     assert_eq!(app.rows.view().len(), 7);
     // Text filter matches keys and labels (and parents), live.
-    app.update(key('/'));
+    up(&mut app, key('/'));
     for c in "feline".chars() {
-        app.update(key(c));
+        up(&mut app, key(c));
     }
     let keys: Vec<_> = app
         .rows
@@ -292,12 +331,12 @@ fn keys_filter_sort_marks_and_resize() {
         .map(|&i| app.rows[i as usize].key.to_string())
         .collect();
     assert_eq!(keys, ["uploads/cat.jpg", "uploads/holiday/beach photo.jpg"]);
-    app.update(code(KeyCode::Enter));
+    up(&mut app, code(KeyCode::Enter));
     assert_eq!(app.rows.text_filter(), "feline");
-    app.update(code(KeyCode::Esc));
+    up(&mut app, code(KeyCode::Esc));
     // Lowest headline confidence first; images without labels last. The
     // cat's headline is Cat 91.2 (the specific label), not Animal 98.2.
-    app.update(key('s'));
+    up(&mut app, key('s'));
     let best: Vec<_> = app
         .rows
         .view()
@@ -307,11 +346,11 @@ fn keys_filter_sort_marks_and_resize() {
     assert_eq!(best[..3], [Some(65.3), Some(88.0), Some(91.2)]);
     assert!(best[3..].iter().all(Option::is_none));
     // Marks, and t acts on the marked set.
-    app.update(key('g'));
-    app.update(key(' '));
-    app.update(key(' '));
+    up(&mut app, key('g'));
+    up(&mut app, key(' '));
+    up(&mut app, key(' '));
     assert_eq!(app.marks.len(), 2);
-    let cmds = app.update(key('t'));
+    let cmds = up(&mut app, key('t'));
     let [
         Cmd::Tag {
             jobs,
@@ -326,53 +365,59 @@ fn keys_filter_sort_marks_and_resize() {
     assert_eq!((jobs.len(), *force, *min_confidence), (2, true, 55.0));
     assert!(app.marks.is_empty());
     // Threshold keys and exact entry.
-    app.update(key('+'));
+    up(&mut app, key('+'));
     assert_eq!(app.min_confidence, 60.0);
-    app.update(key('-'));
-    app.update(key('-'));
+    up(&mut app, key('-'));
+    up(&mut app, key('-'));
     assert_eq!(app.min_confidence, 50.0);
-    app.update(key('='));
+    up(&mut app, key('='));
     for c in "72.5".chars() {
-        app.update(key(c));
+        up(&mut app, key(c));
     }
-    app.update(code(KeyCode::Enter));
+    up(&mut app, code(KeyCode::Enter));
     assert_eq!(app.min_confidence, 72.5);
-    app.update(key('='));
+    up(&mut app, key('='));
     for c in "150".chars() {
-        app.update(key(c));
+        up(&mut app, key(c));
     }
-    app.update(code(KeyCode::Enter));
+    up(&mut app, code(KeyCode::Enter));
     assert_eq!(app.min_confidence, 72.5);
     assert!(app.message.as_ref().unwrap().1.contains("outside 0-100"));
     // Paging and jumps; a resize changes the page and still draws.
-    app.update(key('G'));
+    up(&mut app, key('G'));
     assert_eq!(app.cursor, 6);
-    app.update(code(KeyCode::Home));
+    up(&mut app, code(KeyCode::Home));
     assert_eq!(app.cursor, 0);
-    app.update(Msg::Resize(60, 12));
-    app.update(code(KeyCode::PageDown));
+    up(&mut app, Msg::Resize(60, 12));
+    up(&mut app, code(KeyCode::PageDown));
     assert_eq!(app.cursor, app.page_rows().min(6));
     let t = render(&app);
     assert_eq!(t.backend().buffer().area.width, 60);
     // Mouse: a click on the third list row selects it.
-    app.update(Msg::Resize(120, 30));
+    up(&mut app, Msg::Resize(120, 30));
     let body = view::areas(ratatui::layout::Rect::new(0, 0, 120, 30)).list_body;
-    app.update(Msg::Mouse(crossterm::event::MouseEvent {
-        kind: crossterm::event::MouseEventKind::Down(crossterm::event::MouseButton::Left),
-        column: body.x + 3,
-        row: body.y + 2,
-        modifiers: KeyModifiers::NONE,
-    }));
+    up(
+        &mut app,
+        Msg::Mouse(crossterm::event::MouseEvent {
+            kind: crossterm::event::MouseEventKind::Down(crossterm::event::MouseButton::Left),
+            column: body.x + 3,
+            row: body.y + 2,
+            modifiers: KeyModifiers::NONE,
+        }),
+    );
     assert_eq!(app.cursor, app.offset + 2);
-    app.update(Msg::Mouse(crossterm::event::MouseEvent {
-        kind: crossterm::event::MouseEventKind::ScrollDown,
-        column: body.x + 3,
-        row: body.y + 2,
-        modifiers: KeyModifiers::NONE,
-    }));
+    up(
+        &mut app,
+        Msg::Mouse(crossterm::event::MouseEvent {
+            kind: crossterm::event::MouseEventKind::ScrollDown,
+            column: body.x + 3,
+            row: body.y + 2,
+            modifiers: KeyModifiers::NONE,
+        }),
+    );
     assert_eq!(app.cursor, (app.offset + 2 + 3).min(6));
     // q quits.
-    app.update(key('q'));
+    up(&mut app, key('q'));
     assert!(app.quit);
 }
 
@@ -716,10 +761,10 @@ fn a_large_marked_rerun_with_rekognition_asks_first() {
         .collect();
     let mut app = listed(rows, true);
     for _ in 0..12 {
-        app.update(key(' '));
+        up(&mut app, key(' '));
     }
     assert_eq!(app.marks.len(), 12);
-    assert!(app.update(key('t')).is_empty());
+    assert!(up(&mut app, key('t')).is_empty());
     let Mode::Confirm { text, .. } = &app.mode else {
         panic!("no confirmation")
     };
@@ -727,7 +772,7 @@ fn a_large_marked_rerun_with_rekognition_asks_first() {
         text.contains("Re-run 12 marked images with Rekognition: about $0.01"),
         "{text}"
     );
-    let cmds = app.update(key('y'));
+    let cmds = up(&mut app, key('y'));
     let [Cmd::Tag { jobs, .. }] = &cmds[..] else {
         panic!("{cmds:?}")
     };
@@ -783,7 +828,7 @@ fn the_seed_cat_leads_the_lowest_confidence_sort_and_needs_review() {
     assert_eq!(app.rows.headline(&app.rows[seed]), Some(("Feline", 65.3)));
     let strong = app.rows.find("uploads/cats/strong.jpg").unwrap() as usize;
     assert_eq!(app.rows[strong].status, Some(Status::Tagged));
-    app.update(key('s'));
+    up(&mut app, key('s'));
     assert_eq!(app.rows.sort().label(), "lowest confidence");
     // Among tagged and needs-review images, the seed cat comes first
     // (its most confident label, 98.2, would have put it near the end).
@@ -797,8 +842,8 @@ fn the_seed_cat_leads_the_lowest_confidence_sort_and_needs_review() {
         .collect();
     assert_eq!(order[0], "uploads/cats/seed.jpg", "{order:?}");
     // The same holds with only needs-review shown.
-    app.update(key('f'));
-    app.update(key('f'));
+    up(&mut app, key('f'));
+    up(&mut app, key('f'));
     assert_eq!(app.rows.status_filter(), Some(Status::NeedsReview));
     assert_eq!(&*app.selected_row().unwrap().key, "uploads/cats/seed.jpg");
 }
@@ -808,14 +853,20 @@ fn seed_cat_app(theme: imgtag::tui::theme::Theme) -> App {
     app.theme = theme;
     app.start();
     let generation = app.generation;
-    app.update(Msg::Rows {
-        generation,
-        rows: audit_rows(),
-    });
-    app.update(Msg::ListingDone {
-        generation,
-        error: None,
-    });
+    up(
+        &mut app,
+        Msg::Rows {
+            generation,
+            rows: audit_rows(),
+        },
+    );
+    up(
+        &mut app,
+        Msg::ListingDone {
+            generation,
+            error: None,
+        },
+    );
     app
 }
 
@@ -897,6 +948,17 @@ fn flagged_labels_show_as_flagged() {
         .position(|&i| &*app.rows[i as usize].key == "uploads/flagged.jpg")
         .unwrap();
     app.cursor = pos;
+    // Moved without a key press: hand it the document it would load.
+    let rev = app.selected_row().unwrap().rev;
+    let doc = DOCS.with(|d| d.borrow()["uploads/flagged.jpg"].clone());
+    up(
+        &mut app,
+        Msg::Doc {
+            key: "uploads/flagged.jpg".into(),
+            rev,
+            result: Ok(Box::new(doc)),
+        },
+    );
     let r = app.selected_row().unwrap();
     assert_eq!(r.status, Some(Status::NeedsReview));
     let text = screen_text(&render(&app));
@@ -914,7 +976,7 @@ fn spot_check_jumps_to_unreviewed_tagged_images_only() {
     app.rng = fastrand::Rng::with_seed(7);
     let mut seen = std::collections::HashSet::new();
     for _ in 0..40 {
-        app.update(key('x'));
+        up(&mut app, key('x'));
         let r = app.selected_row().unwrap();
         assert_eq!(r.status, Some(Status::Tagged), "{}", r.key);
         assert!(!r.reviewed(), "{}", r.key);
@@ -928,12 +990,12 @@ fn spot_check_jumps_to_unreviewed_tagged_images_only() {
     seen.sort();
     assert_eq!(seen, ["uploads/cats/strong.jpg", "uploads/dog.jpg"]);
     // Only in the current view.
-    app.update(key('/'));
+    up(&mut app, key('/'));
     for c in "holiday".chars() {
-        app.update(key(c));
+        up(&mut app, key(c));
     }
-    app.update(code(KeyCode::Enter));
-    app.update(key('x'));
+    up(&mut app, code(KeyCode::Enter));
+    up(&mut app, key('x'));
     let (_, msg) = app.message.clone().unwrap();
     assert!(msg.contains("no unreviewed tagged image"), "{msg}");
     assert_eq!(
@@ -1069,23 +1131,23 @@ fn every_screen_reads_in_both_themes() {
         // Every row selected in turn: every status, detail and selection.
         for _ in 0..app.rows.view().len() {
             screens.push(("row", render(&app)));
-            app.update(key('j'));
+            up(&mut app, key('j'));
         }
-        app.update(key(' '));
-        app.update(key('k'));
-        app.update(key(' '));
+        up(&mut app, key(' '));
+        up(&mut app, key('k'));
+        up(&mut app, key(' '));
         screens.push(("marks", render(&app)));
-        app.update(key('e'));
-        app.update(key('+'));
+        up(&mut app, key('e'));
+        up(&mut app, key('+'));
         screens.push(("prompt", render(&app)));
-        app.update(code(KeyCode::Esc));
-        app.update(key('?'));
+        up(&mut app, code(KeyCode::Esc));
+        up(&mut app, key('?'));
         screens.push(("help", render(&app)));
-        app.update(key('q'));
+        up(&mut app, key('q'));
         let mut app = seed_cat_app(theme);
-        app.update(key('T'));
+        up(&mut app, key('T'));
         screens.push(("confirm", render(&app)));
-        app.update(key('n'));
+        up(&mut app, key('n'));
         app.message = Some((
             imgtag::tui::app::Level::Error,
             "listing failed: boom".into(),
@@ -1094,7 +1156,7 @@ fn every_screen_reads_in_both_themes() {
         let mut app = listed(mixed_rows(), false);
         app.theme = theme;
         screens.push(("listing", render(&app)));
-        app.update(key('x'));
+        up(&mut app, key('x'));
         screens.push(("spot", render(&app)));
 
         let vanishing = theme.vanishing();
@@ -1190,19 +1252,25 @@ async fn detail_loads_the_document_of_the_selected_row() {
 fn removed_keys_leave_the_list_and_the_counts() {
     let mut app = listed(mixed_rows(), true);
     assert_eq!(app.selected_row().unwrap().key.as_ref(), "uploads/cat.jpg");
-    app.update(key(' ')); // marks the cat, moves to the dog
-    app.update(key('k'));
+    up(&mut app, key(' ')); // marks the cat, moves to the dog
+    up(&mut app, key('k'));
     let generation = app.generation;
     // An old listing's removals are ignored.
-    app.update(Msg::Removed {
-        generation: generation - 1,
-        keys: vec!["uploads/cat.jpg".into()],
-    });
+    up(
+        &mut app,
+        Msg::Removed {
+            generation: generation - 1,
+            keys: vec!["uploads/cat.jpg".into()],
+        },
+    );
     assert_eq!(app.rows.len(), 7);
-    app.update(Msg::Removed {
-        generation,
-        keys: vec!["uploads/cat.jpg".into(), "metadata/gone.jpg.json".into()],
-    });
+    up(
+        &mut app,
+        Msg::Removed {
+            generation,
+            keys: vec!["uploads/cat.jpg".into(), "metadata/gone.jpg.json".into()],
+        },
+    );
     assert_eq!((app.rows.len(), app.rows.view().len()), (5, 5));
     assert_eq!(
         (app.count(Status::Tagged), app.count(Status::Orphan)),
@@ -1217,10 +1285,13 @@ fn removed_keys_leave_the_list_and_the_counts() {
     );
     assert!(text.contains(" 5/5 "), "{text}");
     // Listed again: back in its place.
-    app.update(Msg::Rows {
-        generation,
-        rows: vec![mixed_rows().remove(0)],
-    });
+    up(
+        &mut app,
+        Msg::Rows {
+            generation,
+            rows: vec![mixed_rows().remove(0)],
+        },
+    );
     assert_eq!(app.rows.view()[0], 0);
     assert_eq!(app.count(Status::Tagged), 1);
 }
@@ -1233,15 +1304,15 @@ fn slash_search_matches_labels_and_their_parents() {
     rows.push(row("uploads/zz.jpg", Some(("metadata/zz.jpg.json", TABBY))));
     let mut app = listed(rows, true);
     let shown = |app: &mut App, needle: &str| {
-        app.update(key('/'));
+        up(app, key('/'));
         for c in needle.chars() {
-            app.update(key(c));
+            up(app, key(c));
         }
-        app.update(code(KeyCode::Enter));
+        up(app, code(KeyCode::Enter));
         let keys: Vec<String> = (app.rows.view().iter())
             .map(|&i| app.rows[i as usize].key.to_string())
             .collect();
-        app.update(code(KeyCode::Esc));
+        up(app, code(KeyCode::Esc));
         keys
     };
     assert_eq!(shown(&mut app, "HOUSEC"), ["uploads/zz.jpg"]);
