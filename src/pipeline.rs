@@ -37,7 +37,10 @@ pub struct TagOptions {
     /// imgtag's, over the size limit) instead of leaving it alone. Only
     /// ever set for one run, by an explicit `--force`.
     pub replace_unreadable: bool,
-    /// Attempts for transient detector failures, with exponential backoff.
+    /// Attempts for transient detector failures, with exponential backoff:
+    /// the one retry layer for detection (detectors make one call per
+    /// attempt; see `RekognitionDetector::from_client`). Also bounds the
+    /// retries of a write whose detection is already paid for.
     pub attempts: u32,
     pub backoff: Duration,
 }

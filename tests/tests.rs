@@ -24,6 +24,7 @@ mod review;
 // split them and drop these two allows.
 #[allow(clippy::too_many_lines)]
 mod store_suite;
+mod trust;
 mod tui;
 mod tui_e2e;
 #[allow(clippy::too_many_lines)]
