@@ -8,6 +8,7 @@ mod audit;
 mod backfill;
 mod cli;
 mod deploy;
+mod fault_runs;
 mod faults;
 mod headline;
 mod lambda_events;
