@@ -101,7 +101,13 @@ pub fn build_document(
     review: Option<Review>,
 ) -> MetadataDoc {
     let (labels, version, error) = match result {
-        Ok((labels, version)) => (apply_review(labels, review.as_ref()), version, None),
+        Ok((labels, version)) => {
+            let mut labels = apply_review(labels, review.as_ref());
+            // What the reader would refuse is never written: a document
+            // imgtag cannot read back would be stuck as "malformed".
+            labels.retain(|l| !l.name.trim().is_empty() && (0.0..=100.0).contains(&l.confidence));
+            (labels, version, None)
+        }
         Err(e) => (Vec::new(), None, Some(e)),
     };
     MetadataDoc {

@@ -16,6 +16,7 @@ mod local_model;
 #[cfg(unix)]
 mod local_store;
 mod pipeline;
+mod properties;
 mod reader;
 mod rekognition;
 mod review;
