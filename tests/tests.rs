@@ -11,6 +11,7 @@ mod deploy;
 mod fault_runs;
 mod faults;
 mod headline;
+mod hostile;
 mod lambda_events;
 mod local_model;
 #[cfg(unix)]
