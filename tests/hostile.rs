@@ -340,6 +340,18 @@ fn a_hostile_bucket_is_listed_shown_tagged_and_reviewed_safely() {
     // Readable, if large: re-tagged like any other document.
     assert_eq!(outcome("uploads/many.jpg"), Some("tagged".into()));
     assert_eq!(outcome("uploads/huge.jpg"), Some("failed".into()));
+    // A FIFO or a link at a metadata key is in the way, not followed.
+    assert_eq!(outcome("uploads/fifo-meta.jpg"), Some("skipped".into()));
+    assert_eq!(outcome("uploads/link-meta.jpg"), Some("skipped".into()));
+    // A FIFO or a link in place of an image is not an image of the bucket.
+    assert_eq!(outcome("uploads/pipe.jpg"), None);
+    assert_eq!(outcome("uploads/link.jpg"), None);
+    // The 1,024-byte key has no room for its metadata key: said, not hidden.
+    let long = by_key
+        .keys()
+        .find(|k| k.len() == 1024)
+        .expect("the long key");
+    assert_eq!(outcome(long), Some("skipped".into()), "{:?}", by_key[long]);
     assert_eq!(outcome("uploads/empty.jpg"), Some("failed".into()));
     assert_eq!(
         outcome("uploads/esc\x1b[31mred\x07.jpg"),
