@@ -25,6 +25,9 @@ fn spawn(home: &Path, args: &[&str]) -> Child {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
         .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ACCESS_KEY_ID", crate::common::s3mem::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", crate::common::s3mem::SECRET_KEY)
+        .env("AWS_REGION", crate::common::s3mem::REGION)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -372,4 +375,87 @@ fn a_hostile_bucket_is_listed_shown_tagged_and_reviewed_safely() {
         "Cat",
     ]);
     h.assert_untouched(&bomb);
+}
+
+/// The same on an S3-compatible server, where keys can hold `..`
+/// segments and be 1,024 bytes long in one piece.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_s3_bucket_is_listed_shown_tagged_and_reviewed_safely() {
+    use crate::common::s3mem::{self, MemS3};
+    let mem = MemS3::new();
+    mem.create_bucket("hostile");
+    let long = format!("uploads/{}.jpg", "k".repeat(1024 - 12));
+    let keys = [
+        "uploads/esc\x1b]0;title\x07.jpg",
+        "uploads/\u{202e}gpj.exe",
+        "uploads/../../etc/passwd.jpg",
+        "uploads/a/../b.jpg",
+        "uploads/bomb.jpg",
+        long.as_str(),
+    ];
+    for k in keys {
+        mem.insert("hostile", k, COFFEE);
+    }
+    mem.insert("hostile", "uploads/empty.jpg", "");
+    let bomb = format!("{}{}", "{\"a\":".repeat(50_000), "}".repeat(50_000));
+    mem.insert("hostile", "metadata/bomb.jpg.json", bomb.clone());
+    let server = s3mem::serve(mem.clone()).await;
+    let home = tempfile::tempdir().unwrap();
+    let endpoint = server.endpoint();
+    let imgtag = |args: Vec<String>| {
+        let home = home.path().to_path_buf();
+        let endpoint = endpoint.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+            all.extend([
+                "--bucket",
+                "hostile",
+                "--endpoint-url",
+                &endpoint,
+                "--path-style",
+            ]);
+            let (status, out, err) = run(&home, &all);
+            assert!(status.code().is_some(), "{args:?}: {status:?} {err}");
+            (out, err)
+        })
+    };
+    let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (out, _) = imgtag(argv(&["ls", "--json"])).await.unwrap();
+    assert_eq!(out.lines().count(), keys.len() + 1, "{out}");
+    for k in keys {
+        imgtag(argv(&["show", k])).await.unwrap();
+    }
+    let (out, err) = imgtag(argv(&["tag", "--all", "--json", "--detector", "local"]))
+        .await
+        .unwrap();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let outcome = |k: &str| {
+        let v = lines
+            .iter()
+            .find(|v| v["key"] == k)
+            .unwrap_or_else(|| panic!("{k}: {err}"));
+        (v["outcome"].as_str().unwrap().to_string(), v.clone())
+    };
+    let (o, v) = outcome("uploads/../../etc/passwd.jpg");
+    assert_eq!(o, "tagged", "{v}");
+    // `..` is only text in an S3 key: the document stays under metadata/.
+    assert_eq!(v["metadata_key"], "metadata/../../etc/passwd.jpg.json");
+    assert_eq!(outcome("uploads/bomb.jpg").0, "skipped");
+    assert_eq!(outcome("uploads/empty.jpg").0, "failed");
+    assert_eq!(outcome(&long).0, "skipped", "no room for its metadata key");
+    imgtag(argv(&["review", "--add", "Cat", "--status", "malformed"]))
+        .await
+        .unwrap();
+    imgtag(argv(&["review", "uploads/bomb.jpg", "--add", "Cat"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        mem.object("hostile", "metadata/bomb.jpg.json")
+            .unwrap()
+            .data,
+        bomb
+    );
 }
