@@ -151,7 +151,7 @@ fn outcomes(out: &[u8]) -> BTreeMap<String, String> {
 async fn tag_all(store: DynStore, det: DynDetector) -> (imgtag::cli::TagSummary, Vec<u8>) {
     let run = imgtag::cli::TagRun {
         selection: Selection::All,
-        concurrency: 8,
+        concurrency: 16,
         dry_run: false,
         yes: true,
         json: true,
@@ -266,12 +266,12 @@ async fn the_lambda_handler_over_120_images_through_faults_loses_nothing() {
     ));
     let counting = Arc::new(Counting::default());
     let det: DynDetector = counting.clone();
-    // Four function instances at once, two records per event.
+    // Eight function instances at once, two records per event.
     let keys: Vec<String> = (0..n).map(key).collect();
     let events: Vec<serde_json::Value> = keys.chunks(2).map(event).collect();
     let deliveries = tokio::time::timeout(BOUND, async {
         let mut total = 0;
-        for batch in events.chunks(4) {
+        for batch in events.chunks(8) {
             let runs = batch.iter().map(|ev| deliver(ev, &buckets, &det, &opts));
             total += futures::future::join_all(runs).await.iter().sum::<usize>();
         }
