@@ -323,3 +323,66 @@ async fn an_empty_etag_is_never_a_write_condition() {
     }
     assert_eq!(mem.object("b", "metadata/a.json").unwrap().data, "theirs");
 }
+
+/// Output that fails after its first line, as a pipe closed by `head -1`.
+struct ClosedAfterOneLine {
+    lines: usize,
+}
+
+impl std::io::Write for ClosedAfterOneLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.lines >= 1 {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
+        self.lines += buf.iter().filter(|b| **b == b'\n').count();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// On a closed output the run stops scheduling, but every image already
+/// being tagged finishes: each paid detection has its document.
+#[tokio::test]
+async fn a_closed_output_stops_the_run_after_the_writes_in_flight() {
+    let (_dir, store) = local_with_images(30).await;
+    let rule = mock!(Client::detect_labels).then_output(output);
+    let det: DynDetector = Arc::new(RekognitionDetector::from_client(rek_client(&[&rule]), 4));
+    let run = imgtag::cli::TagRun {
+        selection: Selection::All,
+        concurrency: 4,
+        dry_run: false,
+        yes: true,
+        json: true,
+        progress: false,
+    };
+    let mut out = ClosedAfterOneLine { lines: 0 };
+    let err = imgtag::cli::tag(
+        store.clone(),
+        det,
+        opts(),
+        70.0,
+        &run,
+        &mut out,
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, imgtag::cli::CliError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe),
+        "{err:?}"
+    );
+    let mut written = 0;
+    for i in 0..30 {
+        if store
+            .head(&format!("metadata/{i:02}.jpg.json"))
+            .await
+            .is_ok()
+        {
+            written += 1;
+        }
+    }
+    assert_eq!(written, rule.num_calls(), "a detection without its write");
+    assert!(written < 30, "scheduling went on: {written}");
+}
