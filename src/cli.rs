@@ -735,6 +735,11 @@ where
         .buffer_unordered(bulk.concurrency.max(1));
     let mut tally = Tally::default();
     let mut done = 0usize;
+    // Output that cannot be written (`| head -1` closed the pipe) stops
+    // the run like Ctrl-C: nothing new starts, the writes in flight finish
+    // (dropping them could cut a paid detection off from its write), then
+    // the error is returned.
+    let mut closed: Option<std::io::Error> = None;
     while let Some((key, outcome)) = results.next().await {
         done += 1;
         bar.inc(1);
@@ -743,14 +748,24 @@ where
         if matches!(outcome, Outcome::Fatal { .. }) {
             stop.store(true, Ordering::SeqCst);
         }
+        if closed.is_some() {
+            continue;
+        }
         let line = if bulk.json {
             outcome.json_line(&key)
         } else {
             outcome.text(&key)
         };
-        bar.suspend(|| writeln!(out, "{line}"))?;
+        // Each line as it happens, for scripts that read the stream.
+        if let Err(e) = bar.suspend(|| writeln!(out, "{line}").and_then(|()| out.flush())) {
+            stop.store(true, Ordering::SeqCst);
+            closed = Some(e);
+        }
     }
     bar.finish_and_clear();
+    if let Some(e) = closed {
+        return Err(CliError::Output(e));
+    }
     Ok(TagSummary {
         selected,
         interrupted: stop.load(Ordering::SeqCst) && done < selected && tally.fatal.is_none(),

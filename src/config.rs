@@ -56,6 +56,19 @@ pub fn parse_confidence(s: &str) -> Result<f32, String> {
     }
 }
 
+/// A positive, finite number of calls a second.
+pub fn parse_tps(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    if v.is_finite() && v > 0.0 && v <= 100_000.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not a rate above 0 (calls a second)"))
+    }
+}
+
 /// The options every imgtag command takes.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct CommonArgs {
@@ -129,6 +142,13 @@ pub struct CommonArgs {
     #[arg(long, value_name = "N", value_parser = parse_confidence)]
     pub review_below: Option<f32>,
 
+    /// Rekognition calls a second at most, across every image being tagged
+    /// (default 5, the lowest default quota of any region): set it to your
+    /// account's DetectLabels quota, or below it to leave room for other
+    /// callers.
+    #[arg(long, value_name = "N", value_parser = parse_tps)]
+    pub rekognition_tps: Option<f64>,
+
     /// Config file (default: config.toml in the platform config dir, e.g.
     /// ~/.config/imgtag/config.toml on Linux).
     #[arg(long, env = "IMGTAG_CONFIG", value_name = "FILE")]
@@ -151,6 +171,7 @@ pub struct FileConfig {
     pub min_confidence: Option<f32>,
     pub max_labels: Option<u32>,
     pub review_below: Option<f32>,
+    pub rekognition_tps: Option<f64>,
     /// Key bindings of imgtag-tui.
     pub keys: Option<toml::Table>,
     /// imgtag-tui's theme: auto, dark or light.
@@ -187,6 +208,8 @@ pub struct Settings {
     pub min_confidence: f32,
     pub max_labels: Option<u32>,
     pub review_below: f32,
+    /// Rekognition calls a second, at most (client-side pacing).
+    pub rekognition_tps: f64,
     pub keys: toml::Table,
     /// imgtag-tui's theme from the config file (its `--theme` wins).
     pub theme: Option<ThemeChoice>,
@@ -248,6 +271,12 @@ impl CommonArgs {
             .review_below
             .or(check("review-below", file.review_below)?)
             .unwrap_or(DEFAULT_REVIEW_BELOW);
+        let rekognition_tps = match (self.rekognition_tps, file.rekognition_tps) {
+            (Some(v), _) => v,
+            (None, Some(v)) => parse_tps(&v.to_string())
+                .map_err(|e| ConfigError::Invalid(format!("rekognition-tps: {e}")))?,
+            (None, None) => crate::detection::DEFAULT_REKOGNITION_TPS,
+        };
         Ok(Settings {
             demo: self.demo,
             bucket,
@@ -264,6 +293,7 @@ impl CommonArgs {
             min_confidence,
             max_labels: self.max_labels.or(file.max_labels),
             review_below,
+            rekognition_tps,
             keys: file.keys.unwrap_or_default(),
             theme: file.theme,
             config_file,
@@ -353,6 +383,7 @@ mod tests {
         assert_eq!(s.review_below, DEFAULT_REVIEW_BELOW);
         assert_eq!(s.keys["quit"].as_str(), Some("x"));
         assert_eq!(s.theme, Some(ThemeChoice::Light));
+        assert_eq!(s.rekognition_tps, crate::detection::DEFAULT_REKOGNITION_TPS);
 
         let args = CommonArgs {
             config: Some(path.clone()),
@@ -363,11 +394,27 @@ mod tests {
 
         std::fs::write(&path, "bucket = \"b\"\nmin-confidnce = 3\n").unwrap();
         let err = CommonArgs {
-            config: Some(path),
+            config: Some(path.clone()),
             ..Default::default()
         }
         .resolve()
         .unwrap_err();
         assert!(err.to_string().contains("min-confidnce"), "{err}");
+
+        // Pacing: the file's key, the flag over it, nonsense refused.
+        std::fs::write(&path, "bucket = \"bkt\"\nrekognition-tps = 20\n").unwrap();
+        let mut args = CommonArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        assert_eq!(args.resolve().unwrap().rekognition_tps, 20.0);
+        args.rekognition_tps = Some(2.5);
+        assert_eq!(args.resolve().unwrap().rekognition_tps, 2.5);
+        std::fs::write(&path, "bucket = \"bkt\"\nrekognition-tps = 0\n").unwrap();
+        args.rekognition_tps = None;
+        let err = args.resolve().unwrap_err();
+        assert!(err.to_string().contains("rekognition-tps"), "{err}");
+        assert!(parse_tps("-1").is_err() && parse_tps("nan").is_err());
+        assert_eq!(parse_tps("0.5"), Ok(0.5));
     }
 }

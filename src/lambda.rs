@@ -197,10 +197,10 @@ impl LambdaConfig {
     }
 
     /// The pipeline options every invocation uses. One attempt per
-    /// detection: Lambda's asynchronous retry (S3 events) and Batch
-    /// Operations' `TemporaryFailure` retry are the retry layer, on top of
-    /// the SDK's own bounded retry of throttling; a pipeline retry on top
-    /// would multiply the calls.
+    /// detection, and the detector's client makes one call per attempt:
+    /// Lambda's asynchronous retry (S3 events) and Batch Operations'
+    /// `TemporaryFailure` retry are the only retry layer, so an image costs
+    /// at most as many calls as the event is delivered.
     pub fn tag_options(&self) -> TagOptions {
         let mut opts = TagOptions::new(self.layout.clone(), TAGGED_BY);
         opts.min_confidence = self.min_confidence;

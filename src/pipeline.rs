@@ -37,7 +37,10 @@ pub struct TagOptions {
     /// imgtag's, over the size limit) instead of leaving it alone. Only
     /// ever set for one run, by an explicit `--force`.
     pub replace_unreadable: bool,
-    /// Attempts for transient detector failures, with exponential backoff.
+    /// Attempts for transient detector failures, with exponential backoff:
+    /// the one retry layer for detection (detectors make one call per
+    /// attempt; see `RekognitionDetector::from_client`). Also bounds the
+    /// retries of a write whose detection is already paid for.
     pub attempts: u32,
     pub backoff: Duration,
 }
@@ -98,7 +101,13 @@ pub fn build_document(
     review: Option<Review>,
 ) -> MetadataDoc {
     let (labels, version, error) = match result {
-        Ok((labels, version)) => (apply_review(labels, review.as_ref()), version, None),
+        Ok((labels, version)) => {
+            let mut labels = apply_review(labels, review.as_ref());
+            // What the reader would refuse is never written: a document
+            // imgtag cannot read back would be stuck as "malformed".
+            labels.retain(|l| !l.name.trim().is_empty() && (0.0..=100.0).contains(&l.confidence));
+            (labels, version, None)
+        }
         Err(e) => (Vec::new(), None, Some(e)),
     };
     MetadataDoc {

@@ -243,6 +243,8 @@ struct State<'w> {
     /// Listing: images to queue on the next listing whatever their ETag.
     retry: HashSet<String>,
     summary: WatchSummary,
+    /// Why outcomes can no longer be written (stdout closed): stop.
+    out_error: Option<std::io::Error>,
 }
 
 impl<'w> State<'w> {
@@ -299,6 +301,7 @@ impl<'w> State<'w> {
             seen: HashMap::new(),
             retry: HashSet::new(),
             summary: WatchSummary::default(),
+            out_error: None,
         })
     }
 
@@ -450,8 +453,13 @@ impl<'w> State<'w> {
         } else {
             format!("{}  {}", now_rfc3339(), outcome.text(&key))
         };
-        writeln!(self.out, "{line}")?;
-        self.out.flush()?;
+        // Output that cannot be written (a closed pipe) ends the watch once
+        // what is being tagged has finished; see `watch`.
+        if self.out_error.is_none()
+            && let Err(e) = writeln!(self.out, "{line}").and_then(|()| self.out.flush())
+        {
+            self.out_error = Some(e);
+        }
         self.summary.tally.add(&outcome);
         if let Outcome::Retry { .. } = &outcome {
             // Tried again after an interval: from the folder, or on a
@@ -733,7 +741,7 @@ pub async fn watch(
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-    while w.summary.tally.fatal.is_none() {
+    while w.summary.tally.fatal.is_none() && w.out_error.is_none() {
         w.start_scan();
         w.fill();
         let (scan_wanted, next_scan) = (w.scan_wanted(), w.next_scan);
@@ -753,6 +761,9 @@ pub async fn watch(
         s.abort();
     }
     w.drain().await?;
+    if let Some(e) = w.out_error.take() {
+        return Err(WatchError::Output(e));
+    }
     w.summary.seconds = started.elapsed().as_secs_f64();
     Ok(w.summary)
 }

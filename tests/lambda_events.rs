@@ -1026,8 +1026,8 @@ mod rekognition_mock {
                 .object("events", "metadata/old cat.png.json")
                 .is_none()
         );
-        // One retry layer: the SDK's (2 attempts in this client), not
-        // multiplied by pipeline attempts; the job retries the task later.
-        assert_eq!(throttled.num_calls(), 2);
+        // One retry layer: the job retries the task later. Neither the
+        // client (2 attempts configured here) nor the pipeline retries.
+        assert_eq!(throttled.num_calls(), 1);
     }
 }

@@ -8,8 +8,10 @@ mod audit;
 mod backfill;
 mod cli;
 mod deploy;
+mod fault_runs;
 mod faults;
 mod headline;
+mod hostile;
 mod index;
 mod inventory;
 mod lambda_events;
@@ -17,6 +19,7 @@ mod local_model;
 #[cfg(unix)]
 mod local_store;
 mod pipeline;
+mod properties;
 mod reader;
 mod rekognition;
 mod review;
@@ -26,6 +29,7 @@ mod review;
 // split them and drop these two allows.
 #[allow(clippy::too_many_lines)]
 mod store_suite;
+mod trust;
 mod tui;
 mod tui_e2e;
 #[allow(clippy::too_many_lines)]

@@ -320,7 +320,15 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
 /// endpoint override does not apply: S3 Control is a different service).
 #[cfg(feature = "backfill-submit")]
 async fn s3control_client(s3: &imgtag::storage::S3Options) -> aws_sdk_s3control::Client {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    use aws_config::timeout::TimeoutConfig;
+    // A service that stops answering gives an error, not a hang.
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(Duration::from_secs(60))
+            .operation_timeout(Duration::from_secs(180))
+            .build(),
+    );
     if let Some(p) = &s3.profile {
         loader = loader.profile_name(p);
     }
@@ -488,9 +496,14 @@ impl TagArgs {
 async fn tag(args: TagArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
     let selection = args.selection()?;
     let (settings, store) = open(&args.common).await?;
-    let detector = imgtag::detection::build(settings.detector, &settings.s3, args.concurrency)
-        .await
-        .context("starting the detector")?;
+    let detector = imgtag::detection::build_paced(
+        settings.detector,
+        &settings.s3,
+        args.concurrency,
+        settings.rekognition_tps,
+    )
+    .await
+    .context("starting the detector")?;
     let opts = TagOptions {
         force: args.force,
         replace_unreadable: args.force,
@@ -535,9 +548,14 @@ async fn watch(args: WatchArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
         },
         BucketSpec::S3(_) => imgtag::watch::WatchSource::Listing(store),
     };
-    let detector = imgtag::detection::build(settings.detector, &settings.s3, args.concurrency)
-        .await
-        .context("starting the detector")?;
+    let detector = imgtag::detection::build_paced(
+        settings.detector,
+        &settings.s3,
+        args.concurrency,
+        settings.rekognition_tps,
+    )
+    .await
+    .context("starting the detector")?;
     let opts = imgtag::watch::WatchOptions {
         tag: TagOptions::from_settings(&settings, "imgtag"),
         review_below: settings.review_below,

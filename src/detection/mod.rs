@@ -9,9 +9,11 @@ use bytes::Bytes;
 use crate::contract::Label;
 
 pub mod local;
+pub mod pacing;
 pub mod rekognition;
 
 pub use local::LocalDetector;
+pub use pacing::{DEFAULT_REKOGNITION_TPS, RateLimiter};
 pub use rekognition::RekognitionDetector;
 
 /// Which label detector to run.
@@ -144,11 +146,24 @@ pub trait Detector: Send + Sync {
 
 pub type DynDetector = Arc<dyn Detector>;
 
-/// Builds the detector a run asks for.
+/// Builds the detector a run asks for, Rekognition paced at
+/// [`DEFAULT_REKOGNITION_TPS`].
 pub async fn build(
     kind: DetectorKind,
     s3: &crate::storage::S3Options,
     concurrency: usize,
+) -> Result<DynDetector, DetectFailure> {
+    build_paced(kind, s3, concurrency, DEFAULT_REKOGNITION_TPS).await
+}
+
+/// Builds the detector a run asks for; Rekognition calls are paced at
+/// `rekognition_tps` a second across all images in flight
+/// (`Settings::rekognition_tps`).
+pub async fn build_paced(
+    kind: DetectorKind,
+    s3: &crate::storage::S3Options,
+    concurrency: usize,
+    rekognition_tps: f64,
 ) -> Result<DynDetector, DetectFailure> {
     Ok(match kind {
         DetectorKind::Local => {
@@ -156,6 +171,8 @@ pub async fn build(
                 message: format!("loading the local model: {e}"),
             })?)
         }
-        DetectorKind::Rekognition => Arc::new(RekognitionDetector::connect(s3, concurrency).await),
+        DetectorKind::Rekognition => {
+            Arc::new(RekognitionDetector::connect(s3, concurrency, Some(rekognition_tps)).await)
+        }
     })
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_sdk_rekognition::Client;
 use aws_sdk_rekognition::config::Region;
 use aws_sdk_rekognition::error::{ProvideErrorMetadata, SdkError};
@@ -22,6 +23,7 @@ use aws_sdk_rekognition::types::{Image, S3Object};
 use bytes::Bytes;
 use image::ImageFormat;
 
+use super::pacing::RateLimiter;
 use super::{DetectFailure, DetectInput, DetectParams, Detection, Detector, DetectorKind};
 use crate::contract::{BoundingBox, Instance, Label, NameRef};
 use crate::imaging::{self, DecodeLimits};
@@ -41,18 +43,35 @@ pub struct RekognitionDetector {
     /// Client-side cap on calls in flight, to stay under the account's TPS
     /// quota instead of leaning on throttling.
     permits: Arc<tokio::sync::Semaphore>,
+    /// Client-side calls per second, shared by every image being tagged.
+    pacing: Option<Arc<RateLimiter>>,
 }
 
+/// A call that has not answered in this long is given up (and is a
+/// transient failure the pipeline may retry).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl RekognitionDetector {
-    pub async fn connect(opts: &crate::storage::S3Options, concurrency: usize) -> Self {
+    /// The detector for a run, paced at `tps` calls a second (`None`: not
+    /// paced). Its client makes one attempt per call: see
+    /// [`from_client`](Self::from_client).
+    pub async fn connect(
+        opts: &crate::storage::S3Options,
+        concurrency: usize,
+        tps: Option<f64>,
+    ) -> Self {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            // Throttling (ThrottlingException,
-            // ProvisionedThroughputExceededException) and 5xx are retried
-            // with exponential backoff by the SDK's standard retry.
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(5)
-                    .with_max_backoff(Duration::from_secs(20)),
+            .retry_config(RetryConfig::disabled())
+            // A service that stops answering must give an error, not a
+            // hang: every attempt is bounded.
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .read_timeout(ATTEMPT_TIMEOUT)
+                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                    .operation_timeout(ATTEMPT_TIMEOUT)
+                    .build(),
             );
         if let Some(p) = &opts.profile {
             loader = loader.profile_name(p);
@@ -61,14 +80,43 @@ impl RekognitionDetector {
             loader = loader.region(Region::new(r.clone()));
         }
         let shared = loader.load().await;
-        Self::from_client(Client::new(&shared), concurrency)
+        let det = Self::from_client(Client::new(&shared), concurrency);
+        match tps {
+            Some(tps) => det.with_rate(tps),
+            None => det,
+        }
     }
 
+    /// Wraps a client, turning its own retries off. Detection is retried
+    /// in exactly one place, the pipeline (`TagOptions::attempts`; none in
+    /// the Lambda, whose invocation retry is its layer), because there a
+    /// retry goes through this detector's rate limit and is counted like
+    /// any call; SDK retries inside one call would bypass both and
+    /// multiply with the pipeline's (5 x 3 x 3 calls per image before).
     pub fn from_client(client: Client, concurrency: usize) -> Self {
+        let conf = client
+            .config()
+            .to_builder()
+            .retry_config(RetryConfig::disabled())
+            .build();
         RekognitionDetector {
-            client,
+            client: Client::from_conf(conf),
             permits: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
+            pacing: None,
         }
+    }
+
+    /// Paces calls at `tps` a second (burst: one second's worth, at least
+    /// one call). A non-positive or non-finite rate leaves calls unpaced.
+    pub fn with_rate(mut self, tps: f64) -> Self {
+        self.pacing = (tps.is_finite() && tps > 0.0)
+            .then(|| Arc::new(RateLimiter::new(tps, tps.floor().max(1.0) as u32)));
+        self
+    }
+
+    /// The rate limit calls go through, if paced.
+    pub fn pacing(&self) -> Option<&RateLimiter> {
+        self.pacing.as_deref()
     }
 
     /// Whether an S3 object can be sent by reference, judging by its first
@@ -174,16 +222,24 @@ fn map_err(
                     DetectFailure::permanent("InvalidImageFormat", message)
                 }
                 E::ImageTooLargeException(_) => DetectFailure::permanent("ImageTooLarge", message),
-                E::InvalidParameterException(_) => {
-                    DetectFailure::permanent("InvalidParameter", message)
-                }
-                // Usually a wrongly decoded key, another region, or a
-                // missing s3:GetObject: not the image's fault, so nothing
-                // is recorded and the image stays untagged.
-                E::InvalidS3ObjectException(_) => DetectFailure::Transient {
+                // imgtag checks what it sends (sizes, formats, limits): a
+                // refused parameter is a setting (MaxLabels, MinConfidence)
+                // or an imgtag bug, the same for every image. Stop the run
+                // rather than record it against each image or retry it.
+                E::InvalidParameterException(_) => DetectFailure::Config {
                     message: format!(
-                        "Rekognition could not read the object (check the key, that the bucket \
-                         is in Rekognition's region, and s3:GetObject): {message}"
+                        "Rekognition refused the request's parameters (check --min-confidence \
+                         and --max-labels): {message}"
+                    ),
+                },
+                // A wrongly decoded key, a bucket in another region than
+                // Rekognition's, or a missing s3:GetObject for Rekognition:
+                // not the image's fault, and the next image fails the same.
+                E::InvalidS3ObjectException(_) => DetectFailure::Config {
+                    message: format!(
+                        "Rekognition could not read the image from S3 (check that the bucket \
+                         is in Rekognition's region, --region, and that the caller may \
+                         s3:GetObject it): {message}"
                     ),
                 },
                 E::AccessDeniedException(_) => DetectFailure::Config { message },
@@ -248,6 +304,9 @@ impl Detector for RekognitionDetector {
             .map_err(|_| DetectFailure::Config {
                 message: "detector shut down".into(),
             })?;
+        if let Some(pacing) = &self.pacing {
+            pacing.acquire().await;
+        }
         let out = self
             .client
             .detect_labels()

@@ -511,6 +511,17 @@ impl Store for S3Store {
     }
 
     async fn put(&self, key: &str, body: Bytes, condition: PutCondition) -> Result<String> {
+        // `If-Match: ""` is taken as "any" by some servers: an empty ETag
+        // is never a condition to write under.
+        if let PutCondition::IfMatch(etag) = &condition
+            && crate::contract::normalize_etag(etag).is_empty()
+        {
+            return Err(StorageError::Conflict {
+                key: key.to_string(),
+                reason: "no ETag to match (the store gave an empty one): not rewritten blind"
+                    .into(),
+            });
+        }
         let if_match = matches!(condition, PutCondition::IfMatch(_));
         // S3's ETag of a single-part PUT is the MD5 of its body.
         let sent_md5 = (condition != PutCondition::None).then(|| hex::encode(Md5::digest(&body)));
