@@ -10,6 +10,7 @@ use crate::contract::Label;
 
 pub mod local;
 pub mod rekognition;
+pub mod yolox;
 
 pub use local::LocalDetector;
 pub use rekognition::RekognitionDetector;
