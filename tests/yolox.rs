@@ -459,3 +459,50 @@ fn tag_local_finds_a_person_and_retags_classifier_only_results() {
     let summary = String::from_utf8_lossy(&old.stderr);
     assert!(summary.contains("1 tagged, 0 unchanged"), "{summary}");
 }
+
+// -------------------------------------------------------------- evaluation
+
+/// The licensed evaluation set (`assets/eval/`): Person (with a box) on
+/// every photo with people, and every expected label found, as today; the
+/// classifier alone finds fewer (printed for comparison).
+#[test]
+fn evaluation_set_finds_people_and_expected_labels() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("assets/eval/expected.json")).unwrap())
+            .unwrap();
+    let options = DetectOptions {
+        min_confidence: expected["min_confidence"].as_f64().unwrap() as f32,
+        ..DetectOptions::default()
+    };
+    let (mut wanted, mut found, mut classifier_found) = (0, 0, 0);
+    let mut missing = Vec::new();
+    for photo in expected["photos"].as_array().unwrap() {
+        let path = photo["path"].as_str().unwrap();
+        let bytes = std::fs::read(root.join(path)).unwrap();
+        let labels = model().detect_bytes_with(&bytes, &options).unwrap();
+        let alone = model().classify_bytes(&bytes, &options).unwrap();
+        let has = |name: &str| labels.iter().any(|l| l.name == name);
+        if photo["people"].as_bool().unwrap() {
+            let person = labels.iter().find(|l| l.name == "Person");
+            let person = person.unwrap_or_else(|| panic!("{path}: no Person in {labels:?}"));
+            assert!(!person.instances.is_empty(), "{path}: Person without a box");
+        }
+        for name in photo["labels"].as_array().unwrap() {
+            let name = name.as_str().unwrap();
+            wanted += 1;
+            classifier_found += usize::from(alone.iter().any(|l| l.name == name));
+            if has(name) {
+                found += 1;
+            } else {
+                missing.push(format!("{path}: {name}"));
+            }
+        }
+    }
+    eprintln!(
+        "evaluation: {found} of {wanted} expected labels found ({classifier_found} by the \
+         classifier alone); missing {missing:?}"
+    );
+    assert_eq!(found, wanted, "missing {missing:?}");
+    assert!(classifier_found < found);
+}
