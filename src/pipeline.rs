@@ -291,12 +291,26 @@ impl Target {
             && t.detector == detector
             && t.min_confidence == opts.min_confidence
             && t.max_labels == opts.max_labels
+            && self.same_local_model(detector)
         {
             return Err(Outcome::Unchanged {
                 metadata_key: self.key.clone(),
             });
         }
         Ok(())
+    }
+
+    /// A local result is only "the same request" when it came from the
+    /// models the local detector runs now (older ones had no detector). A
+    /// recorded failure is about the image, whatever the model.
+    fn same_local_model(&self, detector: &str) -> bool {
+        detector != crate::detection::DetectorKind::Local.as_str()
+            || self.prior.as_ref().is_some_and(|p| {
+                p.doc.error().is_some()
+                    || crate::detection::local::is_current_version(
+                        p.doc.label_model_version.as_deref(),
+                    )
+            })
     }
 }
 

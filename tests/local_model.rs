@@ -70,8 +70,14 @@ fn model_is_send_sync_and_versioned() {
 
 #[test]
 fn chelsea_is_a_cat_with_parents() {
+    // The classifier alone: its labels are exactly its hierarchy (the merge
+    // with the object detector is tested in tests/yolox.rs).
+    let options = DetectOptions {
+        min_confidence: 55.0,
+        ..DetectOptions::default()
+    };
     let labels = model()
-        .detect_bytes(&sample("chelsea.png"), 55.0, None)
+        .classify_bytes(&sample("chelsea.png"), &options)
         .unwrap();
     let names = by_name(&labels);
     for required in ["Cat", "Animal"] {

@@ -23,6 +23,7 @@ mod properties;
 mod reader;
 mod rekognition;
 mod review;
+mod yolox;
 // `store_suite::exercise` (one scenario run on three stores) and
 // `watch::watch_polls_a_bucket_and_survives_an_outage` are over 100 lines;
 // their bodies are being reworked on other branches (issue 9), which should

@@ -1,8 +1,13 @@
-//! The offline label detector: torchvision's MobileNetV2 (ImageNet-1k) run
-//! with tract, and a WordNet-derived label hierarchy that turns the 1000
-//! class probabilities into Rekognition-style labels with parents.
+//! The offline label detector: two models run with tract on every image,
+//! merged into one Rekognition-shaped answer.
 //!
-//! Model and labels are embedded in the binary (`assets/model/`).
+//! - torchvision's MobileNetV2 (ImageNet-1k) and a WordNet-derived label
+//!   hierarchy that turns the 1000 class probabilities into labels with
+//!   parents (scenes, breeds, food, objects);
+//! - YOLOX-Nano (COCO, [`super::yolox`]): people, vehicles, furniture...
+//!   with bounding boxes (`Instances`), which ImageNet cannot name.
+//!
+//! Models and labels are embedded in the binary (`assets/model/`).
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -14,11 +19,19 @@ use tract_onnx::prelude::*;
 
 use super::{DetectFailure, DetectInput, DetectParams, Detector, DetectorKind};
 
+use super::yolox::{self, Yolox};
 use crate::contract::{Label, NameRef};
 use crate::imaging::{self, DecodeLimits, INPUT_SIZE, ImagingError, TENSOR_LEN};
 
-/// `LabelModelVersion` written by the local detector.
-pub const MODEL_VERSION: &str = "imgtag-mobilenet_v2-1";
+/// `LabelModelVersion` written by the local detector: both models, so a
+/// document tagged by the classifier alone is not "the same request".
+pub const MODEL_VERSION: &str = "imgtag-mobilenet_v2-1+yolox_nano-1";
+
+/// Whether a document's `LabelModelVersion` is what the local detector
+/// writes now (the pipeline re-tags older local results).
+pub fn is_current_version(label_model_version: Option<&str>) -> bool {
+    label_model_version == Some(MODEL_VERSION)
+}
 /// Number of ImageNet classes the model outputs.
 pub const NUM_CLASSES: usize = 1000;
 
@@ -84,6 +97,8 @@ struct NodeJson {
 #[derive(Debug, Clone)]
 pub struct Hierarchy {
     names: Vec<String>,
+    /// Lower-cased name -> first node of that name.
+    index: std::collections::HashMap<String, u32>,
     /// For each node, all its ancestors, nearest first, without duplicates.
     ancestors: Vec<Vec<u32>>,
     /// For each class, its node and all that node's ancestors.
@@ -157,7 +172,12 @@ impl Hierarchy {
                 v
             })
             .collect();
+        let mut index = std::collections::HashMap::with_capacity(n);
+        for (i, node) in file.nodes.iter().enumerate() {
+            index.entry(node.name.to_lowercase()).or_insert(i as u32);
+        }
         Ok(Hierarchy {
+            index,
             names: file.nodes.into_iter().map(|node| node.name).collect(),
             ancestors,
             class_closure,
@@ -177,6 +197,11 @@ impl Hierarchy {
     /// Display name of node `node`.
     pub fn name(&self, node: usize) -> Option<&str> {
         self.names.get(node).map(String::as_str)
+    }
+
+    /// The node called `name` (case-insensitive), if any.
+    pub fn node(&self, name: &str) -> Option<usize> {
+        self.index.get(&name.to_lowercase()).map(|&i| i as usize)
     }
 
     /// Display name of class `class` (model output index).
@@ -305,6 +330,85 @@ pub type Detection = Result<Vec<Label>, DetectError>;
 pub struct LocalModel {
     plan: Plan,
     hierarchy: Arc<Hierarchy>,
+    detector: Yolox,
+}
+
+/// Per-worker input tensors of both models (reused between images).
+struct Buffers {
+    classifier: Vec<f32>,
+    detector: Vec<f32>,
+}
+
+impl Buffers {
+    fn new() -> Self {
+        Buffers {
+            classifier: vec![0f32; TENSOR_LEN],
+            detector: vec![0f32; yolox::TENSOR_LEN],
+        }
+    }
+}
+
+/// Adds `names` to `label`'s parents, skipping those already there.
+fn add_parents<'a>(label: &mut Label, names: impl IntoIterator<Item = &'a str>) {
+    for name in names {
+        if !label
+            .parents
+            .iter()
+            .any(|p| p.name.eq_ignore_ascii_case(name))
+        {
+            label.parents.push(NameRef::new(name));
+        }
+    }
+}
+
+/// One label per name (case-insensitive) from both models' labels: the
+/// higher confidence, every instance, the parents of both (the
+/// classifier's first). Then every label present as another's parent is
+/// raised to at least that label's confidence, so a parent is never less
+/// confident than its child. Sorted by confidence, then name.
+pub fn merge_labels(classified: Vec<Label>, detected: Vec<Label>) -> Vec<Label> {
+    let mut merged: Vec<Label> = Vec::with_capacity(classified.len() + detected.len());
+    let mut index: std::collections::HashMap<String, usize> = Default::default();
+    for label in classified.into_iter().chain(detected) {
+        match index.get(&label.name.to_lowercase()) {
+            Some(&i) => {
+                let kept = &mut merged[i];
+                kept.confidence = kept.confidence.max(label.confidence);
+                add_parents(kept, label.parents.iter().map(|p| p.name.as_str()));
+                kept.instances.extend(label.instances);
+            }
+            None => {
+                index.insert(label.name.to_lowercase(), merged.len());
+                merged.push(label);
+            }
+        }
+    }
+    // Raise parents to their children's confidence, to a fixed point (at
+    // most one round per level of depth).
+    let edges: Vec<(usize, usize)> = merged
+        .iter()
+        .enumerate()
+        .flat_map(|(child, l)| {
+            l.parents
+                .iter()
+                .filter_map(|p| index.get(&p.name.to_lowercase()))
+                .map(move |&parent| (child, parent))
+        })
+        .collect();
+    for _ in 0..=merged.len() {
+        let mut changed = false;
+        for &(child, parent) in &edges {
+            if merged[parent].confidence < merged[child].confidence {
+                merged[parent].confidence = merged[child].confidence;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    yolox::sort_labels(&mut merged);
+    merged
 }
 
 impl LocalModel {
@@ -316,7 +420,43 @@ impl LocalModel {
         Ok(LocalModel {
             plan,
             hierarchy: Arc::new(hierarchy),
+            detector: Yolox::load()?,
         })
+    }
+
+    /// The object detector.
+    pub fn detector(&self) -> &Yolox {
+        &self.detector
+    }
+
+    /// Both models' labels as one answer ([`merge_labels`]), after placing
+    /// the detector's labels in the classifier's hierarchy too (a detected
+    /// "Cup" gets the classifier's ancestors of "Cup", each added as a
+    /// label), so a label's parents depend on its name only. Truncated to
+    /// `max_labels`.
+    pub fn merge(
+        &self,
+        classified: Vec<Label>,
+        mut detected: Vec<Label>,
+        max_labels: Option<u32>,
+    ) -> Vec<Label> {
+        let h = &self.hierarchy;
+        for i in 0..detected.len() {
+            let Some(node) = h.node(&detected[i].name) else {
+                continue;
+            };
+            let confidence = detected[i].confidence;
+            add_parents(&mut detected[i], h.ancestor_names(node));
+            for &a in &h.ancestors[node] {
+                let label = yolox::upsert(&mut detected, &h.names[a as usize], confidence);
+                add_parents(label, h.ancestor_names(a as usize));
+            }
+        }
+        let mut labels = merge_labels(classified, detected);
+        if let Some(max) = max_labels {
+            labels.truncate(max as usize);
+        }
+        labels
     }
 
     /// The label hierarchy.
@@ -371,7 +511,7 @@ impl LocalModel {
         self.hierarchy.labels(probs, min_confidence, max_labels)
     }
 
-    /// Decode, preprocess, classify and label one image.
+    /// Decode one image, run both models and merge their labels.
     pub fn detect_bytes(
         &self,
         bytes: &[u8],
@@ -394,21 +534,39 @@ impl LocalModel {
         bytes: &[u8],
         options: &DetectOptions,
     ) -> Result<Vec<Label>, DetectError> {
-        let mut tensor = vec![0f32; TENSOR_LEN];
-        self.detect_into(bytes, options, &mut tensor)
+        self.detect_into(bytes, options, &mut Buffers::new())
     }
 
+    /// The classifier's labels alone (no object detector) for one image.
+    pub fn classify_bytes(
+        &self,
+        bytes: &[u8],
+        options: &DetectOptions,
+    ) -> Result<Vec<Label>, DetectError> {
+        let img = imaging::decode(bytes, &options.limits)?;
+        let mut tensor = vec![0f32; TENSOR_LEN];
+        imaging::preprocess(&img, &mut tensor)?;
+        drop(img);
+        let probs = self.classify(&tensor)?;
+        Ok(self.labels(&probs, options.min_confidence, options.max_labels))
+    }
+
+    /// Decodes once, runs both models, merges their labels.
     fn detect_into(
         &self,
         bytes: &[u8],
         options: &DetectOptions,
-        tensor: &mut [f32],
+        buffers: &mut Buffers,
     ) -> Result<Vec<Label>, DetectError> {
         let img = imaging::decode(bytes, &options.limits)?;
-        imaging::preprocess(&img, tensor)?;
+        imaging::preprocess(&img, &mut buffers.classifier)?;
+        let detected = self
+            .detector
+            .detect(&img, options.min_confidence, &mut buffers.detector)?;
         drop(img);
-        let probs = self.classify(tensor)?;
-        Ok(self.labels(&probs, options.min_confidence, options.max_labels))
+        let probs = self.classify(&buffers.classifier)?;
+        let classified = self.labels(&probs, options.min_confidence, None);
+        Ok(self.merge(classified, detected, options.max_labels))
     }
 
     /// Detect labels in many images using `workers` threads (0 = one per
@@ -435,12 +593,12 @@ impl LocalModel {
             let handles: Vec<_> = (0..workers)
                 .map(|_| {
                     scope.spawn(|| {
-                        let mut tensor = vec![0f32; TENSOR_LEN];
+                        let mut buffers = Buffers::new();
                         let mut done = Vec::new();
                         loop {
                             let i = next.fetch_add(1, Ordering::Relaxed);
                             let Some(bytes) = images.get(i) else { break };
-                            done.push((i, self.detect_into(bytes.as_ref(), options, &mut tensor)));
+                            done.push((i, self.detect_into(bytes.as_ref(), options, &mut buffers)));
                         }
                         done
                     })

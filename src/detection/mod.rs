@@ -11,6 +11,7 @@ use crate::contract::Label;
 pub mod local;
 pub mod pacing;
 pub mod rekognition;
+pub mod yolox;
 
 pub use local::LocalDetector;
 pub use pacing::{DEFAULT_REKOGNITION_TPS, RateLimiter};

@@ -1,0 +1,443 @@
+//! The offline object detector: Megvii's YOLOX-Nano (COCO, 80 classes) run
+//! with tract. It finds what the ImageNet classifier cannot name (people,
+//! vehicles, furniture) and where they are, as Rekognition-style labels
+//! with `Instances`.
+//!
+//! Input: 1x3x416x416, B, G, R, 0-255, the image scaled to fit and placed
+//! at the top-left of a canvas filled with 114 (YOLOX's letterbox). Output:
+//! 1x3549x85, one row per anchor (strides 8, 16, 32 on a 52, 26, 13 grid):
+//! box offsets and log sizes (not yet decoded), then objectness and 80
+//! class scores (the graph already applies their sigmoid).
+//!
+//! Model and class names are embedded in the binary (`assets/model/`).
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use image::RgbImage;
+use serde::Deserialize;
+use tract_onnx::prelude::*;
+
+use super::local::DetectError;
+use crate::contract::{BoundingBox, Instance, Label, NameRef};
+use crate::imaging;
+
+/// Identifies this model in `LabelModelVersion` (with the classifier's).
+pub const MODEL_VERSION: &str = "yolox_nano-1";
+/// Side of the square input.
+pub const SIDE: usize = 416;
+/// Length of the input tensor.
+pub const TENSOR_LEN: usize = 3 * SIDE * SIDE;
+/// Number of COCO classes.
+pub const NUM_CLASSES: usize = 80;
+/// Values per anchor row: 4 box, objectness, 80 classes.
+pub const ROW: usize = 5 + NUM_CLASSES;
+/// The anchor strides, in output order.
+pub const STRIDES: [usize; 3] = [8, 16, 32];
+/// Number of anchors (52² + 26² + 13²).
+pub const NUM_ANCHORS: usize = 3549;
+/// Grey of the letterbox padding, as YOLOX was trained.
+pub const PAD_VALUE: f32 = 114.0;
+/// IoU above which a weaker box of the same class is suppressed (YOLOX's
+/// demo value).
+pub const NMS_IOU: f32 = 0.45;
+/// Below this score a box is never reported, whatever `MinConfidence`
+/// says: lower scores are noise and would flood NMS.
+pub const SCORE_FLOOR: f32 = 0.10;
+
+const MODEL_BYTES: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/assets/model/yolox_nano.onnx"
+));
+const CLASSES_JSON: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/assets/model/coco_labels.json"
+));
+
+fn model_err(e: impl std::fmt::Display) -> DetectError {
+    DetectError::Model(format!("{e:#}"))
+}
+
+/// A detected box in letterboxed input pixels (x1, y1, x2, y2).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BoxDet {
+    /// COCO class index (0 = person).
+    pub class: usize,
+    /// Objectness x class score, 0-1.
+    pub score: f32,
+    pub x1: f32,
+    pub y1: f32,
+    pub x2: f32,
+    pub y2: f32,
+}
+
+impl BoxDet {
+    fn area(&self) -> f32 {
+        (self.x2 - self.x1).max(0.0) * (self.y2 - self.y1).max(0.0)
+    }
+}
+
+/// Intersection over union of two boxes (0 when either is empty).
+pub fn iou(a: &BoxDet, b: &BoxDet) -> f32 {
+    let w = (a.x2.min(b.x2) - a.x1.max(b.x1)).max(0.0);
+    let h = (a.y2.min(b.y2) - a.y1.max(b.y1)).max(0.0);
+    let inter = w * h;
+    let union = a.area() + b.area() - inter;
+    if union > 0.0 { inter / union } else { 0.0 }
+}
+
+/// The anchor grid: (x, y, stride) of every output row, in output order.
+fn anchor(index: usize) -> Option<(f32, f32, f32)> {
+    let mut first = 0;
+    for s in STRIDES {
+        let n = SIDE / s;
+        if index < first + n * n {
+            let i = index - first;
+            return Some(((i % n) as f32, (i / n) as f32, s as f32));
+        }
+        first += n * n;
+    }
+    None
+}
+
+/// Decodes one raw row's box into letterboxed pixels (x1, y1, x2, y2).
+pub fn decode_box(index: usize, row: &[f32]) -> Option<[f32; 4]> {
+    let (gx, gy, s) = anchor(index)?;
+    let cx = (row[0] + gx) * s;
+    let cy = (row[1] + gy) * s;
+    let w = row[2].exp() * s;
+    let h = row[3].exp() * s;
+    Some([cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0])
+}
+
+/// Every (anchor, class) whose score (objectness x class) is at least
+/// `score_min`, decoded. Non-finite values are skipped.
+pub fn decode(raw: &[f32], score_min: f32) -> Vec<BoxDet> {
+    let mut out = Vec::new();
+    for (index, row) in raw.chunks_exact(ROW).enumerate() {
+        let objectness = row[4];
+        // A class score is at most 1, so a weak objectness rules out the row.
+        if objectness.is_nan() || objectness < score_min {
+            continue;
+        }
+        let Some([x1, y1, x2, y2]) = decode_box(index, row) else {
+            break;
+        };
+        if ![x1, y1, x2, y2].iter().all(|v| v.is_finite()) {
+            continue;
+        }
+        for (class, &p) in row[5..].iter().enumerate() {
+            let score = objectness * p;
+            if score >= score_min && score.is_finite() {
+                out.push(BoxDet {
+                    class,
+                    score,
+                    x1,
+                    y1,
+                    x2,
+                    y2,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Greedy non-maximum suppression within each class: keeps the best box,
+/// drops every box of the same class overlapping a kept one by more than
+/// `iou_max`. Result sorted by score (descending), then class.
+pub fn nms(mut boxes: Vec<BoxDet>, iou_max: f32) -> Vec<BoxDet> {
+    boxes.sort_by(|a, b| a.class.cmp(&b.class).then(b.score.total_cmp(&a.score)));
+    let mut kept: Vec<BoxDet> = Vec::new();
+    let mut class_start = 0;
+    for b in boxes {
+        if kept.get(class_start).is_some_and(|k| k.class != b.class) {
+            class_start = kept.len();
+        }
+        if kept[class_start..].iter().all(|k| iou(k, &b) <= iou_max) {
+            kept.push(b);
+        }
+    }
+    kept.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.class.cmp(&b.class)));
+    kept
+}
+
+/// How an image was placed on the input canvas.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Letterbox {
+    /// Input pixels per original pixel.
+    pub ratio: f64,
+    /// Original size.
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Letterbox {
+    /// The placement of a `width` x `height` image: scaled to fit 416x416,
+    /// aspect kept, and the scaled size.
+    pub fn new(width: u32, height: u32) -> (Self, u32, u32) {
+        let side = SIDE as f64;
+        let ratio = (side / f64::from(height)).min(side / f64::from(width));
+        let scaled = |v: u32| ((f64::from(v) * ratio).round() as u32).clamp(1, SIDE as u32);
+        let lb = Letterbox {
+            ratio,
+            width,
+            height,
+        };
+        (lb, scaled(width), scaled(height))
+    }
+
+    /// A box in input pixels as Rekognition's fractions of the original
+    /// image, clamped to the image.
+    pub fn bounding_box(&self, b: &BoxDet) -> BoundingBox {
+        let (w, h) = (f64::from(self.width), f64::from(self.height));
+        let fx = |v: f32| (f64::from(v) / self.ratio / w).clamp(0.0, 1.0);
+        let fy = |v: f32| (f64::from(v) / self.ratio / h).clamp(0.0, 1.0);
+        let (left, top) = (fx(b.x1), fy(b.y1));
+        BoundingBox {
+            left: left as f32,
+            top: top as f32,
+            width: (fx(b.x2) - left).max(0.0) as f32,
+            height: (fy(b.y2) - top).max(0.0) as f32,
+        }
+    }
+}
+
+/// Writes `img` letterboxed into `out` (length [`TENSOR_LEN`]): scaled
+/// with the bilinear filter the classifier uses, B, G, R planes, 0-255,
+/// padding 114.
+pub fn letterbox_into(img: &RgbImage, out: &mut [f32]) -> Result<Letterbox, DetectError> {
+    if out.len() != TENSOR_LEN {
+        return Err(DetectError::BadLength {
+            expected: TENSOR_LEN,
+            got: out.len(),
+        });
+    }
+    let (lb, w, h) = Letterbox::new(img.width(), img.height());
+    let scaled;
+    let src = if (w, h) == img.dimensions() {
+        img
+    } else {
+        scaled = imaging::resize_rgb(img, w, h)?;
+        &scaled
+    };
+    out.fill(PAD_VALUE);
+    let plane = SIDE * SIDE;
+    for (y, row) in src.rows().enumerate() {
+        for (x, px) in row.enumerate() {
+            let at = y * SIDE + x;
+            // Model channel 0 is blue.
+            out[at] = f32::from(px[2]);
+            out[plane + at] = f32::from(px[1]);
+            out[2 * plane + at] = f32::from(px[0]);
+        }
+    }
+    Ok(lb)
+}
+
+#[derive(Deserialize)]
+struct ClassesFile {
+    format: u32,
+    classes: Vec<ClassJson>,
+    /// Ancestors of every name that is some class's parent.
+    parents: std::collections::HashMap<String, Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct ClassJson {
+    name: String,
+    parents: Vec<String>,
+}
+
+/// Everyday names and parents (all ancestors, nearest first) of the 80
+/// classes, from `assets/model/coco_labels.json`.
+#[derive(Debug, Clone)]
+pub struct ClassNames {
+    classes: Vec<(String, Vec<String>)>,
+    parents: std::collections::HashMap<String, Vec<String>>,
+}
+
+impl ClassNames {
+    /// Parses a coco_labels.json document (format 1, 80 classes).
+    pub fn from_json(json: &str) -> Result<Self, DetectError> {
+        let file: ClassesFile =
+            serde_json::from_str(json).map_err(|e| DetectError::Labels(e.to_string()))?;
+        if file.format != 1 || file.classes.len() != NUM_CLASSES {
+            return Err(DetectError::Labels(format!(
+                "coco_labels.json: format {}, {} classes (expected 1, {NUM_CLASSES})",
+                file.format,
+                file.classes.len()
+            )));
+        }
+        Ok(ClassNames {
+            classes: file
+                .classes
+                .into_iter()
+                .map(|c| (c.name, c.parents))
+                .collect(),
+            parents: file.parents,
+        })
+    }
+
+    /// The embedded class names.
+    pub fn embedded() -> Result<Self, DetectError> {
+        Self::from_json(CLASSES_JSON)
+    }
+
+    /// Name of class `class`.
+    pub fn name(&self, class: usize) -> Option<&str> {
+        self.classes.get(class).map(|c| c.0.as_str())
+    }
+
+    /// Ancestors of class `class`, nearest first.
+    pub fn parents(&self, class: usize) -> &[String] {
+        self.classes.get(class).map_or(&[], |c| c.1.as_slice())
+    }
+
+    /// One label per class with a box at or above `min_confidence`
+    /// (percent): its confidence is its best box's, every such box is an
+    /// instance. Then each ancestor as a label of its own (as Rekognition
+    /// returns them), as confident as its best descendant. Sorted by
+    /// confidence, then name.
+    pub fn labels(&self, boxes: &[BoxDet], lb: &Letterbox, min_confidence: f32) -> Vec<Label> {
+        let mut labels: Vec<Label> = Vec::new();
+        for b in boxes {
+            let confidence = percent(b.score);
+            let Some((name, parents)) = self.classes.get(b.class) else {
+                continue;
+            };
+            if confidence < min_confidence || confidence <= 0.0 {
+                continue;
+            }
+            let instance = Instance {
+                bounding_box: Some(lb.bounding_box(b)),
+                confidence: Some(confidence),
+                dominant_colors: Vec::new(),
+            };
+            let label = upsert(&mut labels, name, confidence);
+            label.instances.push(instance);
+            if label.parents.is_empty() {
+                label.parents = parents.iter().map(NameRef::new).collect();
+            }
+            for parent in parents {
+                let p = upsert(&mut labels, parent, confidence);
+                if p.parents.is_empty() {
+                    let above = self.parents.get(parent).map_or(&[][..], Vec::as_slice);
+                    p.parents = above.iter().map(NameRef::new).collect();
+                }
+            }
+        }
+        sort_labels(&mut labels);
+        labels
+    }
+}
+
+/// The label called `name` (raising its confidence to `confidence`), added
+/// if missing.
+pub(crate) fn upsert<'a>(labels: &'a mut Vec<Label>, name: &str, confidence: f32) -> &'a mut Label {
+    let at = match labels
+        .iter()
+        .position(|l| l.name.eq_ignore_ascii_case(name))
+    {
+        Some(i) => {
+            labels[i].confidence = labels[i].confidence.max(confidence);
+            i
+        }
+        None => {
+            labels.push(Label::new(name, confidence));
+            labels.len() - 1
+        }
+    };
+    &mut labels[at]
+}
+
+/// Highest confidence first, then name (the order every label list uses).
+pub fn sort_labels(labels: &mut [Label]) {
+    labels.sort_by(|a, b| {
+        b.confidence
+            .total_cmp(&a.confidence)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+}
+
+/// A 0-1 score as a percentage rounded to 3 decimals (like the
+/// classifier's labels).
+fn percent(score: f32) -> f32 {
+    ((f64::from(score).clamp(0.0, 1.0) * 100_000.0).round() / 1000.0) as f32
+}
+
+type Plan = Arc<TypedRunnableModel>;
+
+/// YOLOX-Nano and its class names, ready to run. `Send + Sync`, cheap to
+/// clone; every call runs with its own state.
+#[derive(Debug, Clone)]
+pub struct Yolox {
+    plan: Plan,
+    classes: Arc<ClassNames>,
+}
+
+impl Yolox {
+    /// Loads the embedded model (fixed 1x3x416x416 input) and class names.
+    pub fn load() -> Result<Self, DetectError> {
+        let classes = ClassNames::embedded()?;
+        let plan = tract_onnx::onnx()
+            .model_for_read(&mut Cursor::new(MODEL_BYTES))
+            .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, SIDE, SIDE]).into()))
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(model_err)?;
+        Ok(Yolox {
+            plan,
+            classes: Arc::new(classes),
+        })
+    }
+
+    /// The class names.
+    pub fn classes(&self) -> &ClassNames {
+        &self.classes
+    }
+
+    /// The raw output (3549 x 85 values) for one input tensor.
+    pub fn raw(&self, tensor: &[f32]) -> Result<Vec<f32>, DetectError> {
+        if tensor.len() != TENSOR_LEN {
+            return Err(DetectError::BadLength {
+                expected: TENSOR_LEN,
+                got: tensor.len(),
+            });
+        }
+        let input = Tensor::from_shape(&[1, 3, SIDE, SIDE], tensor).map_err(model_err)?;
+        let outputs = self.plan.run(tvec!(input.into())).map_err(model_err)?;
+        let output = outputs
+            .first()
+            .ok_or_else(|| DetectError::Model("detector produced no output".into()))?;
+        let view = output.to_plain_array_view::<f32>().map_err(model_err)?;
+        let raw: Vec<f32> = view.iter().copied().collect();
+        if raw.len() != NUM_ANCHORS * ROW {
+            return Err(DetectError::BadLength {
+                expected: NUM_ANCHORS * ROW,
+                got: raw.len(),
+            });
+        }
+        Ok(raw)
+    }
+
+    /// Boxes after NMS, in input pixels, scoring at least `score_min`
+    /// (never below [`SCORE_FLOOR`]).
+    pub fn boxes(&self, tensor: &[f32], score_min: f32) -> Result<Vec<BoxDet>, DetectError> {
+        let raw = self.raw(tensor)?;
+        Ok(nms(decode(&raw, score_min.max(SCORE_FLOOR)), NMS_IOU))
+    }
+
+    /// Letterboxes `img` into `tensor`, runs the model and returns its
+    /// labels at or above `min_confidence` (percent).
+    pub fn detect(
+        &self,
+        img: &RgbImage,
+        min_confidence: f32,
+        tensor: &mut [f32],
+    ) -> Result<Vec<Label>, DetectError> {
+        let lb = letterbox_into(img, tensor)?;
+        let boxes = self.boxes(tensor, min_confidence / 100.0)?;
+        Ok(self.classes.labels(&boxes, &lb, min_confidence))
+    }
+}
