@@ -1051,6 +1051,7 @@ async fn bulk_edit_on_marked_images_asks_then_writes_each() {
         kind: imgtag::config::DetectorKind::Local,
         s3: Default::default(),
         concurrency: 1,
+        tps: 5.0,
     };
     let mut h = Harness::new(store, source, dir).await;
     assert_eq!(h.app.rows.len(), 4);

@@ -252,6 +252,7 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
             kind: settings.detector,
             s3: settings.s3.clone(),
             concurrency: opts.concurrency.max(1),
+            tps: settings.rekognition_tps,
         },
         ThumbCache::new(ThumbCache::default_dir(), &bucket_id),
         picker.unwrap_or_else(Picker::halfblocks),

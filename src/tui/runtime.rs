@@ -37,6 +37,8 @@ pub enum DetectorSource {
         kind: DetectorKind,
         s3: S3Options,
         concurrency: usize,
+        /// Rekognition calls a second, at most (`--rekognition-tps`).
+        tps: f64,
     },
     Ready(DynDetector),
 }
@@ -283,7 +285,8 @@ impl Runtime {
                             kind,
                             s3,
                             concurrency,
-                        } => crate::detection::build(*kind, s3, *concurrency)
+                            tps,
+                        } => crate::detection::build_paced(*kind, s3, *concurrency, *tps)
                             .await
                             .map_err(|e| e.to_string()),
                     }
