@@ -196,7 +196,7 @@ async fn tag_steps(
     let canonical = canonical_key(key, &opts.layout)?;
     let target = Target::find(store, opts, key, canonical).await?;
     let head = store.head(key).await.map_err(storage_outcome)?;
-    target.skip_if_done(detector.name(), opts, &head)?;
+    target.skip_if_done(detector.as_ref(), opts, &head)?;
     let (result, source) = match read_input(store, detector.as_ref(), key, &head).await? {
         Ok((input, info)) => {
             let source = source_ref(store, key, &info);
@@ -275,7 +275,7 @@ impl Target {
     /// is `Unchanged`. Checked before the image is read.
     fn skip_if_done(
         &self,
-        detector: &str,
+        detector: &dyn crate::detection::Detector,
         opts: &TagOptions,
         head: &ObjectInfo,
     ) -> Result<(), Outcome> {
@@ -288,10 +288,10 @@ impl Target {
         );
         if !opts.force
             && same_image
-            && t.detector == detector
+            && t.detector == detector.name()
             && t.min_confidence == opts.min_confidence
             && t.max_labels == opts.max_labels
-            && self.same_local_model(detector)
+            && self.same_models(detector.model_version())
         {
             return Err(Outcome::Unchanged {
                 metadata_key: self.key.clone(),
@@ -300,17 +300,16 @@ impl Target {
         Ok(())
     }
 
-    /// A local result is only "the same request" when it came from the
-    /// models the local detector runs now (older ones had no detector). A
-    /// recorded failure is about the image, whatever the model.
-    fn same_local_model(&self, detector: &str) -> bool {
-        detector != crate::detection::DetectorKind::Local.as_str()
-            || self.prior.as_ref().is_some_and(|p| {
-                p.doc.error().is_some()
-                    || crate::detection::local::is_current_version(
-                        p.doc.label_model_version.as_deref(),
-                    )
-            })
+    /// A result is only "the same request" when it came from the models
+    /// the detector runs now (the local detector once ran one model, now
+    /// two). A recorded failure is about the image, whatever the model.
+    fn same_models(&self, version: Option<&str>) -> bool {
+        let Some(version) = version else {
+            return true;
+        };
+        self.prior.as_ref().is_some_and(|p| {
+            p.doc.error().is_some() || p.doc.label_model_version.as_deref() == Some(version)
+        })
     }
 }
 

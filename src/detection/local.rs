@@ -657,6 +657,10 @@ impl Detector for LocalDetector {
         DetectorKind::Local
     }
 
+    fn model_version(&self) -> Option<&str> {
+        Some(MODEL_VERSION)
+    }
+
     async fn detect(
         &self,
         input: DetectInput,

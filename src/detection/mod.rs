@@ -128,6 +128,12 @@ pub trait Detector: Send + Sync {
     fn name(&self) -> &'static str {
         self.kind().as_str()
     }
+    /// The models that answer, as recorded in `LabelModelVersion`, when the
+    /// detector knows it before answering: a document from other models
+    /// is not "the same request" and is re-tagged.
+    fn model_version(&self) -> Option<&str> {
+        None
+    }
     /// Whether the detector can read an S3 object by reference, so the
     /// pipeline need not download it.
     fn reads_s3(&self) -> bool {

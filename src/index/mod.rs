@@ -204,7 +204,7 @@ impl Index {
 
     fn try_open(path: &Path, spec: &IndexSpec) -> Result<Index, Problem> {
         let conn = Connection::open(path).map_err(Problem::classify)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
+        conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(Problem::classify)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(Problem::classify)?;
@@ -261,7 +261,7 @@ impl Index {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|source| self.err(source))?;
-        c.busy_timeout(std::time::Duration::from_secs(5))
+        c.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(|source| self.err(source))?;
         Ok(c)
     }
@@ -284,7 +284,7 @@ impl Index {
     ) -> Result<(), IndexError> {
         let identity = identity(info);
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             upsert_object(&tx, info)?;
             store_doc(&tx, &identity, doc)?;
             if let Some(rest) = layout.metadata_rest(&info.key) {

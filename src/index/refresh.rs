@@ -191,7 +191,7 @@ fn sync_page(
     page: &[ObjectInfo],
 ) -> rusqlite::Result<Diff> {
     let last = &page.last().expect("non-empty").key;
-    let tx = c.transaction()?;
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let old: Vec<(String, u64, String)> = tx
         .prepare_cached(
             "SELECT key, size, etag FROM objects WHERE key >= ?1 AND key > ?2 AND key <= ?3 ORDER BY key",
@@ -352,7 +352,7 @@ fn store_batch(
     c: &mut Connection,
     done: &[(ObjectInfo, Option<SummaryRead>)],
 ) -> rusqlite::Result<()> {
-    let tx = c.transaction()?;
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     for (info, doc) in done {
         match doc {
             // The GET's ETag wins over the listing's: the document may
@@ -375,7 +375,7 @@ fn store_pairs(
     gone: &HashSet<String>,
     docs_changed: bool,
 ) -> rusqlite::Result<()> {
-    let tx = c.transaction()?;
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut want: Vec<(&str, &str, KeyKind)> = Vec::with_capacity(catalog.images().len());
     for img in catalog.images() {
         if let Some((m, kind)) = img.meta {
