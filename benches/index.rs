@@ -15,7 +15,6 @@
 //! IMGTAG_BENCH_LATENCY_MS, default 20).
 
 #[path = "../tests/common/s3mem.rs"]
-#[allow(dead_code)]
 mod s3mem;
 
 use std::sync::Arc;
@@ -165,9 +164,21 @@ async fn run(total: usize, latency: Duration) {
     );
     drop(index);
 
-    // Re-open of the unchanged bucket, baseline again in the same breath.
+    reopen(&path, &spec, &store, &client, total, bare).await;
+}
+
+/// Re-open of the unchanged bucket (the baseline again in the same
+/// breath), a label query, the index's size.
+async fn reopen(
+    path: &std::path::Path,
+    spec: &IndexSpec,
+    store: &DynStore,
+    client: &aws_sdk_s3::Client,
+    total: usize,
+    bare: Duration,
+) {
     let t = Instant::now();
-    let index = Arc::new(Index::open(&path, &spec).unwrap().0);
+    let index = Arc::new(Index::open(path, spec).unwrap().0);
     let mut first_rows = std::pin::pin!(rows(&index, query()).take(100));
     let mut n = 0;
     while let Some(r) = first_rows.next().await {
@@ -179,7 +190,7 @@ async fn run(total: usize, latency: Duration) {
     let t = Instant::now();
     let stats = refresh(
         &index,
-        &store,
+        store,
         &Layout::default(),
         &RefreshOptions::default(),
         &|_| {},
@@ -192,7 +203,7 @@ async fn run(total: usize, latency: Duration) {
         (0, 0, 0, 0)
     );
     let t = Instant::now();
-    assert_eq!(bare_listing(&client).await, total);
+    assert_eq!(bare_listing(client).await, total);
     let bare2 = t.elapsed();
     let bare_best = bare.min(bare2);
     println!(

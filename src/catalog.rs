@@ -534,10 +534,10 @@ impl Filter {
         if !self.statuses.is_empty() && !a.status.is_some_and(|s| self.statuses.contains(&s)) {
             return false;
         }
-        if let Some(want) = &self.label {
-            if !a.doc().is_some_and(|d| d.has_label(want)) {
-                return false;
-            }
+        if let Some(want) = &self.label
+            && !a.doc().is_some_and(|d| d.has_label(want))
+        {
+            return false;
         }
         if let Some(below) = self.below {
             let Some(doc) = a.doc() else { return false };

@@ -302,8 +302,14 @@ impl CommonArgs {
     }
 }
 
+#[cfg(feature = "index")]
+/// An opened index, and a note for the user when it was rebuilt or
+/// replaced for this run.
+pub type OpenedIndex = (std::sync::Arc<crate::index::Index>, Option<String>);
+
 impl Settings {
     /// What the bucket's index belongs to.
+    #[cfg(feature = "index")]
     pub fn index_spec(&self) -> crate::index::IndexSpec {
         match &self.bucket {
             BucketSpec::S3(name) => crate::index::IndexSpec::new(
@@ -318,14 +324,10 @@ impl Settings {
         }
     }
 
+    #[cfg(feature = "index")]
     /// Opens the bucket's index unless `--no-index`; the message says
     /// when it was rebuilt or replaced for this run.
-    pub fn open_index(
-        &self,
-    ) -> Result<
-        Option<(std::sync::Arc<crate::index::Index>, Option<String>)>,
-        crate::index::IndexError,
-    > {
+    pub fn open_index(&self) -> Result<Option<OpenedIndex>, crate::index::IndexError> {
         if self.no_index {
             return Ok(None);
         }

@@ -32,6 +32,7 @@ pub mod demo;
 pub mod detection;
 pub mod headline;
 pub mod imaging;
+#[cfg(feature = "index")]
 pub mod index;
 pub mod inventory;
 pub mod key_index;

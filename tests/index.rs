@@ -52,8 +52,10 @@ async fn audited(store: &DynStore) -> Vec<Assessed> {
         .unwrap()
 }
 
-/// What an operator sees of a row.
-fn view(rows: &[Assessed]) -> Vec<(String, Option<Status>, Option<(String, f32)>)> {
+/// What an operator sees of each row: key, status, headline.
+type View = Vec<(String, Option<Status>, Option<(String, f32)>)>;
+
+fn view(rows: &[Assessed]) -> View {
     rows.iter()
         .map(|a| {
             (

@@ -34,6 +34,13 @@ thread_local! {
         Default::default();
 }
 
+/// Types `text`, a key press a character.
+fn type_text(app: &mut App, text: &str) {
+    for c in text.chars() {
+        up(app, key(c));
+    }
+}
+
 /// Updates the app and answers the document loads it asks for from
 /// [`DOCS`], as the runtime would; returns the other commands, in order.
 fn up(app: &mut App, msg: Msg) -> Vec<Cmd> {
@@ -321,9 +328,7 @@ fn keys_filter_sort_marks_and_resize() {
     assert_eq!(app.rows.view().len(), 7);
     // Text filter matches keys and labels (and parents), live.
     up(&mut app, key('/'));
-    for c in "feline".chars() {
-        up(&mut app, key(c));
-    }
+    type_text(&mut app, "feline");
     let keys: Vec<_> = app
         .rows
         .view()
@@ -371,15 +376,11 @@ fn keys_filter_sort_marks_and_resize() {
     up(&mut app, key('-'));
     assert_eq!(app.min_confidence, 50.0);
     up(&mut app, key('='));
-    for c in "72.5".chars() {
-        up(&mut app, key(c));
-    }
+    type_text(&mut app, "72.5");
     up(&mut app, code(KeyCode::Enter));
     assert_eq!(app.min_confidence, 72.5);
     up(&mut app, key('='));
-    for c in "150".chars() {
-        up(&mut app, key(c));
-    }
+    type_text(&mut app, "150");
     up(&mut app, code(KeyCode::Enter));
     assert_eq!(app.min_confidence, 72.5);
     assert!(app.message.as_ref().unwrap().1.contains("outside 0-100"));

@@ -237,10 +237,8 @@ fn sync_tail(
     let mut stmt = c.prepare(
         "DELETE FROM objects WHERE key >= ?1 AND key > ?2 AND (?3 IS NULL OR key < ?3) RETURNING key",
     )?;
-    let keys = stmt
-        .query_map(params![prefix, after.unwrap_or(""), end], |r| r.get(0))?
-        .collect();
-    keys
+    stmt.query_map(params![prefix, after.unwrap_or(""), end], |r| r.get(0))?
+        .collect()
 }
 
 fn delete_object(c: &Connection, key: &str) -> rusqlite::Result<()> {
