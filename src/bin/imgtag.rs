@@ -408,6 +408,29 @@ async fn open_indexed(
     Ok((settings, store, index))
 }
 
+/// A selection by status, label or confidence answered from the index
+/// (refreshed first): the images it names, as keys. Without an index, or
+/// for named keys, the selection is left as it is.
+async fn from_index(
+    selection: Selection,
+    index: Option<Arc<Index>>,
+    store: &DynStore,
+    settings: &Settings,
+) -> anyhow::Result<Selection> {
+    let Some(index) = index else {
+        return Ok(selection);
+    };
+    if matches!(selection, Selection::Keys(_)) {
+        return Ok(selection);
+    }
+    let layout = &settings.layout;
+    cli::refresh_index(&index, store, layout, &RefreshOptions::default())
+        .await
+        .with_context(|| format!("listing {}", store.describe()))?;
+    let picked = query::select(&index, layout, settings.review_below, &selection).await?;
+    Ok(Selection::Keys(picked.into_iter().map(|s| s.key).collect()))
+}
+
 async fn ls(args: LsArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
     let (settings, store, index) = open_indexed(&args.common).await?;
     let filter = Filter {
@@ -494,8 +517,8 @@ impl TagArgs {
 }
 
 async fn tag(args: TagArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
-    let selection = args.selection()?;
-    let (settings, store) = open(&args.common).await?;
+    let (settings, store, index) = open_indexed(&args.common).await?;
+    let selection = from_index(args.selection()?, index, &store, &settings).await?;
     let detector = imgtag::detection::build_paced(
         settings.detector,
         &settings.s3,
@@ -728,8 +751,8 @@ async fn review(args: ReviewArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode>
     };
     edit.validate()
         .map_err(|e| anyhow::anyhow!("{e} (use --add, --remove or --flag)"))?;
-    let selection = args.selection()?;
-    let (settings, store) = open(&args.common).await?;
+    let (settings, store, index) = open_indexed(&args.common).await?;
+    let selection = from_index(args.selection()?, index, &store, &settings).await?;
     let run = cli::ReviewRun {
         selection,
         edit,
