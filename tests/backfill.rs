@@ -3,9 +3,8 @@
 //! manifest goes, and the job the command prints.
 
 use crate::common;
+use common::bin::imgtag;
 
-use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -123,24 +122,6 @@ async fn manifest_lists_untagged_and_stale_images_with_encoded_keys() {
             .is_err()
     );
     assert_eq!(mem.object("backlog", manifest_key).unwrap().data, csv);
-}
-
-fn imgtag(home: &Path, args: &[&str]) -> Output {
-    let config = home.join("empty-config.toml");
-    std::fs::write(&config, "").unwrap();
-    Command::new(env!("CARGO_BIN_EXE_imgtag"))
-        .args(args)
-        .arg("--config")
-        .arg(&config)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("AWS_ACCESS_KEY_ID", s3mem::ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", s3mem::SECRET_KEY)
-        .env("AWS_REGION", s3mem::REGION)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .expect("run imgtag")
 }
 
 #[tokio::test]

@@ -4,44 +4,14 @@
 use crate::common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
+use common::bin::{imgtag, imgtag_async};
 use common::fixtures::{self, ESC_KEY};
 use common::s3mem::{self, MemS3};
 use imgtag::contract::Status;
 use imgtag::storage::{DynStore, LocalStore, S3Store};
-
-/// Runs the binary with a clean environment: no AWS config, no user config.
-fn imgtag(home: &Path, args: &[&str]) -> Output {
-    let config = home.join("empty-config.toml");
-    std::fs::write(&config, "").unwrap();
-    Command::new(env!("CARGO_BIN_EXE_imgtag"))
-        .args(args)
-        .arg("--config")
-        .arg(&config)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("AWS_ACCESS_KEY_ID", s3mem::ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", s3mem::SECRET_KEY)
-        .env("AWS_REGION", s3mem::REGION)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .expect("run imgtag")
-}
-
-async fn imgtag_async(home: &Path, args: &[&str]) -> Output {
-    let home = home.to_path_buf();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        imgtag(&home, &refs)
-    })
-    .await
-    .unwrap()
-}
 
 fn statuses(out: &Output) -> BTreeMap<String, String> {
     assert!(
