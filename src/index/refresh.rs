@@ -130,36 +130,53 @@ async fn sync_prefix(
     catalog: &Mutex<Catalog>,
     listed: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Diff, IndexError> {
-    let mut after: Option<String> = None;
-    let mut diff = Diff::default();
-    while let Some(page) = pages.try_next().await? {
-        let Some(last) = page.last().map(|o| o.key.clone()) else {
-            continue;
-        };
-        let ordered = page.windows(2).all(|w| w[0].key < w[1].key)
-            && after.as_deref().is_none_or(|a| page[0].key.as_str() > a);
-        if !ordered {
-            return Err(IndexError::Unordered {
-                prefix: prefix.into(),
-            });
+    // The next page is fetched while this one is reconciled: the listing
+    // runs at the store's pace, not the store's plus the index's.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<ObjectInfo>>(4);
+    let lister = async move {
+        while let Some(page) = pages.try_next().await? {
+            if tx.send(page).await.is_err() {
+                break;
+            }
         }
-        listed(page.len() as u64);
-        let (ix, p, a) = (index.clone(), prefix.to_string(), after.take());
-        let (page, d) = tokio::task::spawn_blocking(move || {
-            let d = ix.with(|c| sync_page(c, &p, a.as_deref(), &page))?;
-            Ok::<_, IndexError>((page, d))
-        })
-        .await
-        .expect("reconcile does not panic")?;
-        diff.added += d.added;
-        diff.changed += d.changed;
-        diff.removed.extend(d.removed);
-        catalog
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .add_page(page);
-        after = Some(last);
-    }
+        Ok::<_, IndexError>(())
+    };
+    let syncer = async {
+        let mut after: Option<String> = None;
+        let mut diff = Diff::default();
+        while let Some(page) = rx.recv().await {
+            let Some(last) = page.last().map(|o| o.key.clone()) else {
+                continue;
+            };
+            let ordered = page.windows(2).all(|w| w[0].key < w[1].key)
+                && after.as_deref().is_none_or(|a| page[0].key.as_str() > a);
+            if !ordered {
+                return Err(IndexError::Unordered {
+                    prefix: prefix.into(),
+                });
+            }
+            listed(page.len() as u64);
+            let (ix, p, a) = (index.clone(), prefix.to_string(), after.take());
+            let (page, d) = tokio::task::spawn_blocking(move || {
+                let d = ix.with(|c| sync_page(c, &p, a.as_deref(), &page))?;
+                Ok::<_, IndexError>((page, d))
+            })
+            .await
+            .expect("reconcile does not panic")?;
+            diff.added += d.added;
+            diff.changed += d.changed;
+            diff.removed.extend(d.removed);
+            catalog
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .add_page(page);
+            after = Some(last);
+        }
+        Ok((diff, after))
+    };
+    let (listing, synced) = tokio::join!(lister, syncer);
+    let (mut diff, after) = synced?;
+    listing?;
     let (ix, p) = (index.clone(), prefix.to_string());
     let removed =
         tokio::task::spawn_blocking(move || ix.with(|c| sync_tail(c, &p, after.as_deref())))
@@ -286,6 +303,19 @@ async fn read_missing(
         .await
         .expect("query does not panic")?;
     let total = missing.len() as u64;
+    // Summaries are stored by their own task, so reading never waits on
+    // the disk.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(ObjectInfo, Option<SummaryRead>)>>(4);
+    let ix = index.clone();
+    let storer = tokio::spawn(async move {
+        while let Some(done) = rx.recv().await {
+            let ix = ix.clone();
+            tokio::task::spawn_blocking(move || ix.with(|c| store_batch(c, &done)))
+                .await
+                .expect("storing does not panic")?;
+        }
+        Ok::<_, IndexError>(())
+    });
     let mut reads = futures::stream::iter(missing)
         .map(|obj| {
             let store = store.clone();
@@ -316,11 +346,12 @@ async fn read_missing(
             done: stats.read + stats.unreadable.len() as u64,
             total,
         });
-        let ix = index.clone();
-        tokio::task::spawn_blocking(move || ix.with(|c| store_batch(c, &done)))
-            .await
-            .expect("storing does not panic")?;
+        if tx.send(done).await.is_err() {
+            break;
+        }
     }
+    drop(tx);
+    storer.await.expect("the storing task does not panic")?;
     Ok(gone)
 }
 
@@ -387,25 +418,31 @@ fn store_pairs(
         }
     }
     want.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let have: HashMap<String, (String, i64)> = {
-        let mut stmt = tx.prepare("SELECT image, meta, kind FROM pairs")?;
-        stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
-            .collect::<rusqlite::Result<_>>()?
-    };
-    let mut keep = HashSet::with_capacity(want.len());
-    for (image, meta, kind) in &want {
-        keep.insert(*image);
-        let same = have
-            .get(*image)
-            .is_some_and(|(m, k)| m == meta && *k == kind_code(*kind));
-        if !same {
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO pairs(image, meta, kind) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![image, meta, kind_code(*kind)])?;
+    // A merge of two sorted lists: what is stored against what is wanted.
+    let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
+    {
+        let mut stmt = tx.prepare("SELECT image, meta, kind FROM pairs ORDER BY image")?;
+        let mut have = stmt.query([])?;
+        let mut want = want.iter().peekable();
+        while let Some(r) = have.next()? {
+            let image: String = r.get(0)?;
+            while let Some(w) = want.next_if(|w| w.0 < image.as_str()) {
+                upserts.push(*w);
+            }
+            match want.next_if(|w| w.0 == image.as_str()) {
+                Some(w)
+                    if r.get_ref(1)?.as_str()? == w.1 && r.get::<_, i64>(2)? == kind_code(w.2) => {}
+                Some(w) => upserts.push(*w),
+                None => deletes.push(image),
+            }
         }
+        upserts.extend(want.copied());
     }
-    for image in have.keys().filter(|k| !keep.contains(k.as_str())) {
+    for (image, meta, kind) in upserts {
+        tx.prepare_cached("INSERT OR REPLACE INTO pairs(image, meta, kind) VALUES (?1, ?2, ?3)")?
+            .execute(params![image, meta, kind_code(kind)])?;
+    }
+    for image in deletes {
         tx.prepare_cached("DELETE FROM pairs WHERE image = ?1")?
             .execute([image])?;
     }
