@@ -48,8 +48,9 @@ async fn cold_start() -> anyhow::Result<State> {
     };
     let s3 = imgtag::storage::s3::sdk_client(&s3opts).await;
     // One image at a time per invocation: one detector call in flight.
-    // The detector's client keeps its own bounded SDK retry of throttling;
-    // the pipeline does not retry on top (see `LambdaConfig::tag_options`).
+    // No retry inside the function: the detector's client has its SDK
+    // retries off and the pipeline makes one attempt here (see
+    // `LambdaConfig::tag_options`); Lambda's own retry is the only layer.
     let detector = imgtag::detection::build(config.detector, &s3opts, 1)
         .await
         .context("starting the detector")?;
