@@ -1,5 +1,6 @@
-//! Whole runs over a network that breaks (issue 12): `imgtag tag --all`
-//! and the Lambda handler, over 500 and 120 images on the in-memory S3
+//! Whole runs over a network that breaks (issue 12): `imgtag tag --all`,
+//! the TUI's tag-untagged (`T`) and the Lambda handler, over 500, 500 and
+//! 120 images on the in-memory S3
 //! server behind the faulty proxy (500 and 503 SlowDown answers, resets
 //! mid-body, slow and stalled bodies, lost PUT replies), with a detector
 //! that counts its calls. Every image ends tagged or reported, none is
@@ -16,14 +17,17 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use common::faulty_proxy::{FaultyProxy, Rates};
 use common::s3mem::{self, MemS3, TestServer};
+use common::tui::Harness;
 use imgtag::catalog::Selection;
-use imgtag::contract::{Label, Layout, parse_metadata};
+use imgtag::contract::{Label, Layout, Status, parse_metadata};
 use imgtag::detection::{
     DetectFailure, DetectInput, DetectParams, Detection, Detector, DetectorKind, DynDetector,
 };
 use imgtag::lambda::{HandlerOptions, LambdaConfig, S3Buckets, handle_invocation};
-use imgtag::pipeline::TagOptions;
+use imgtag::pipeline::{Outcome, TagOptions};
 use imgtag::storage::{DynStore, S3Store};
+use imgtag::tui::app::Mode;
+use imgtag::tui::runtime::DetectorSource;
 
 const BUCKET: &str = "faulty";
 const SEED: u64 = 0x7A_61_12;
@@ -121,6 +125,16 @@ async fn rig(images: usize) -> Rig {
 }
 
 impl Rig {
+    /// The bucket through the proxy, with short timeouts so that stalled
+    /// bodies cost little.
+    fn store(&self) -> DynStore {
+        Arc::new(
+            S3Store::from_client(s3mem::client(&self.proxy.endpoint()), BUCKET)
+                .with_page_size(100)
+                .with_body_idle_timeout(Duration::from_millis(300)),
+        )
+    }
+
     /// Every image has its document, written for it.
     fn assert_all_tagged(&self, images: usize) {
         for i in 0..images {
@@ -176,11 +190,7 @@ async fn tag_all(store: DynStore, det: DynDetector) -> (imgtag::cli::TagSummary,
 async fn tag_all_over_500_images_through_faults_loses_nothing() {
     let n = 500;
     let rig = rig(n).await;
-    let store: DynStore = Arc::new(
-        S3Store::from_client(s3mem::client(&rig.proxy.endpoint()), BUCKET)
-            .with_page_size(100)
-            .with_body_idle_timeout(Duration::from_millis(300)),
-    );
+    let store = rig.store();
     let det = Arc::new(Counting::default());
     let (summary, out) = tag_all(store.clone(), det.clone()).await;
     let first = outcomes(&out);
@@ -209,6 +219,68 @@ async fn tag_all_over_500_images_through_faults_loses_nothing() {
         c.internal_error + c.slow_down >= 20 && c.slow_body >= 10,
         "{c:?}"
     );
+}
+
+/// Presses `T` and confirms; returns each key's outcome of that run.
+async fn tag_untagged_in_the_tui(h: &mut Harness) -> BTreeMap<String, Outcome> {
+    let before = h.outcomes.len();
+    h.keys("T");
+    assert!(
+        matches!(h.app.mode, Mode::Confirm { .. }),
+        "no confirmation"
+    );
+    h.keys("y");
+    h.settle().await;
+    let mut by_key = BTreeMap::new();
+    for (k, o) in &h.outcomes[before..] {
+        assert!(by_key.insert(k.clone(), o.clone()).is_none(), "{k} twice");
+    }
+    by_key
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tuis_tag_untagged_over_500_images_through_faults_loses_nothing() {
+    let n = 500;
+    let rig = rig(n).await;
+    let det = Arc::new(Counting::default());
+    let source = DetectorSource::Ready(det.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = Harness::with_concurrency(rig.store(), source, dir, 16).await;
+    // The listing went through the faults whole.
+    assert_eq!(h.app.count(Status::Untagged), n, "{:?}", h.app.message);
+    let first = tag_untagged_in_the_tui(&mut h).await;
+    assert_eq!(first.len(), n, "every image reported once");
+    let retry = first
+        .values()
+        .filter(|o| matches!(o, Outcome::Retry { .. }))
+        .count();
+    let bad: Vec<_> = first
+        .iter()
+        .filter(|(_, o)| !matches!(o, Outcome::Tagged { .. } | Outcome::Retry { .. }))
+        .collect();
+    assert!(bad.is_empty(), "no conflict, no failure: {bad:?}");
+    assert!(retry <= n / 50, "{retry} left to retry");
+    // What is still shown untagged (left to retry, or its row's re-read
+    // broke) goes again; nothing is detected twice.
+    let left = h.app.count(Status::Untagged);
+    if left > 0 {
+        let second = tag_untagged_in_the_tui(&mut h).await;
+        assert_eq!(second.len(), left);
+        assert!(
+            second
+                .values()
+                .all(|o| matches!(o, Outcome::Tagged { .. } | Outcome::Unchanged { .. })),
+            "{second:?}"
+        );
+    }
+    assert_eq!(h.app.count(Status::Untagged), 0);
+    assert!(!h.app.work.active());
+    rig.assert_all_tagged(n);
+    assert_eq!(det.calls(), n, "each image detected exactly once");
+    assert_eq!(det.distinct(), n);
+    let c = rig.proxy.counts();
+    eprintln!("faults injected: {c:?}; first pass left {left} untagged");
+    assert!(c.reset_body >= 10 && c.lost_put_reply >= 10, "{c:?}");
 }
 
 fn event(keys: &[String]) -> serde_json::Value {

@@ -4,9 +4,9 @@
 //! a real local-folder bucket and the real local model.
 
 use crate::common;
+use common::tui::{Harness, key};
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use imgtag::catalog::Assessed;
@@ -16,14 +16,11 @@ use imgtag::storage::{DynStore, LocalStore, ObjectInfo, S3Store};
 use imgtag::tui::app::{App, Cmd, DocState, Header, Mode, Msg, ThumbState};
 use imgtag::tui::keys::Keymap;
 use imgtag::tui::rows::RowSummary;
-use imgtag::tui::runtime::{DetectorSource, Runtime, RuntimeConfig};
-use imgtag::tui::thumbs::ThumbCache;
+use imgtag::tui::runtime::DetectorSource;
 use imgtag::tui::view;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::layout::Size;
-use ratatui_image::picker::Picker;
-use tokio::sync::mpsc;
 
 // ---------------------------------------------------------------------------
 // helpers
@@ -149,10 +146,6 @@ fn mixed_rows() -> Vec<Assessed> {
         ),
         orphan("metadata/gone.jpg.json"),
     ]
-}
-
-fn key(c: char) -> Msg {
-    Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
 }
 
 fn code(c: KeyCode) -> Msg {
@@ -424,117 +417,6 @@ fn keys_filter_sort_marks_and_resize() {
 
 // ---------------------------------------------------------------------------
 // headless runs against a real bucket
-
-struct Harness {
-    app: App,
-    rt: Runtime,
-    rx: mpsc::UnboundedReceiver<Msg>,
-    dir: tempfile::TempDir,
-}
-
-impl Harness {
-    async fn demo() -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        imgtag::demo::ensure(dir.path()).unwrap();
-        let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
-        let det: DynDetector = Arc::new(LocalDetector::load().unwrap());
-        Harness::new(store, DetectorSource::Ready(det), dir).await
-    }
-
-    async fn new(store: DynStore, detector: DetectorSource, dir: tempfile::TempDir) -> Harness {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let mut app = App::new(
-            Header {
-                bucket: "demo".into(),
-                detector: "local".into(),
-                paid: false,
-            },
-            Layout::default(),
-            Keymap::default(),
-            55.0,
-            70.0,
-        );
-        app.size = Size::new(120, 30);
-        let mut rt = Runtime::new(
-            store,
-            RuntimeConfig {
-                layout: Layout::default(),
-                review_below: 70.0,
-                max_labels: None,
-                concurrency: 2,
-                index: None,
-                thumb_delay: Duration::ZERO,
-            },
-            detector,
-            ThumbCache::new(Some(dir.path().join(".cache")), "test"),
-            Picker::halfblocks(),
-            tx,
-        );
-        for cmd in app.start() {
-            rt.run(cmd);
-        }
-        let mut h = Harness { app, rt, rx, dir };
-        h.settle().await;
-        h
-    }
-
-    fn send(&mut self, msg: Msg) {
-        for cmd in self.app.update(msg) {
-            self.rt.run(cmd);
-        }
-    }
-
-    fn keys(&mut self, s: &str) {
-        for c in s.chars() {
-            self.send(key(c));
-        }
-    }
-
-    /// Runs until no task is left and no message is waiting.
-    async fn settle(&mut self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            while let Ok(msg) = self.rx.try_recv() {
-                self.send(msg);
-            }
-            if self.rt.pending() == 0 && self.rx.is_empty() {
-                return;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "did not settle");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    fn select(&mut self, needle: &str) {
-        let pos = self
-            .app
-            .rows
-            .view()
-            .iter()
-            .position(|&i| self.app.rows[i as usize].key.contains(needle))
-            .unwrap_or_else(|| panic!("{needle} not listed"));
-        self.send(key('g'));
-        for _ in 0..pos {
-            self.send(key('j'));
-        }
-        assert!(self.app.selected_row().unwrap().key.contains(needle));
-    }
-
-    fn doc(&self, key: &str) -> serde_json::Value {
-        let bytes = std::fs::read(self.dir.path().join(key)).unwrap();
-        serde_json::from_slice(&bytes).unwrap()
-    }
-
-    fn status_of(&self, needle: &str) -> Option<Status> {
-        self.app
-            .rows
-            .iter()
-            .find(|(_, r)| r.key.contains(needle))
-            .unwrap()
-            .1
-            .status
-    }
-}
 
 fn label_names(doc: &serde_json::Value) -> Vec<String> {
     doc["Labels"]

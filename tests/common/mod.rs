@@ -2,3 +2,4 @@ pub mod bin;
 pub mod faulty_proxy;
 pub mod fixtures;
 pub mod s3mem;
+pub mod tui;
