@@ -15,19 +15,7 @@ const DEADLINE: Duration = Duration::from_secs(90);
 
 /// The binary with a clean environment, its output piped to the test.
 fn spawn(home: &Path, args: &[&str]) -> Child {
-    let config = home.join("empty-config.toml");
-    std::fs::write(&config, "").unwrap();
-    Command::new(env!("CARGO_BIN_EXE_imgtag"))
-        .args(args)
-        .arg("--config")
-        .arg(&config)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_ACCESS_KEY_ID", crate::common::s3mem::ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", crate::common::s3mem::SECRET_KEY)
-        .env("AWS_REGION", crate::common::s3mem::REGION)
+    crate::common::bin::command(home, args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -377,28 +365,45 @@ fn a_hostile_bucket_is_listed_shown_tagged_and_reviewed_safely() {
     h.assert_untouched(&bomb);
 }
 
-/// The same on an S3-compatible server, where keys can hold `..`
-/// segments and be 1,024 bytes long in one piece.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hostile_s3_bucket_is_listed_shown_tagged_and_reviewed_safely() {
-    use crate::common::s3mem::{self, MemS3};
-    let mem = MemS3::new();
-    mem.create_bucket("hostile");
+/// The hostile keys of an S3 bucket, where keys can hold `..` segments
+/// and be 1,024 bytes long in one piece; each holds a real photo.
+fn s3_hostile_keys() -> Vec<String> {
     let long = format!("uploads/{}.jpg", "k".repeat(1024 - 12));
-    let keys = [
+    [
         "uploads/esc\x1b]0;title\x07.jpg",
         "uploads/\u{202e}gpj.exe",
         "uploads/../../etc/passwd.jpg",
         "uploads/a/../b.jpg",
         "uploads/bomb.jpg",
         long.as_str(),
-    ];
-    for k in keys {
-        mem.insert("hostile", k, COFFEE);
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The hostile S3 bucket: the keys above, a zero-byte image, one that
+/// claims 5 GiB, and a JSON bomb as a document. Returns the bomb.
+fn s3_hostile_bucket(mem: &crate::common::s3mem::MemS3) -> String {
+    mem.create_bucket("hostile");
+    for k in s3_hostile_keys() {
+        mem.insert("hostile", &k, COFFEE);
     }
     mem.insert("hostile", "uploads/empty.jpg", "");
+    // Claims 5 GiB (and would stream them): never downloaded whole.
+    mem.insert_zeros("hostile", "uploads/huge.jpg", 5 << 30);
     let bomb = format!("{}{}", "{\"a\":".repeat(50_000), "}".repeat(50_000));
     mem.insert("hostile", "metadata/bomb.jpg.json", bomb.clone());
+    bomb
+}
+
+/// The same through the binary on an S3-compatible server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_s3_bucket_is_listed_shown_tagged_and_reviewed_safely() {
+    use crate::common::s3mem::{self, MemS3};
+    let mem = MemS3::new();
+    let bomb = s3_hostile_bucket(&mem);
+    let keys = s3_hostile_keys();
+    let long = keys.last().unwrap().clone();
     let server = s3mem::serve(mem.clone()).await;
     let home = tempfile::tempdir().unwrap();
     let endpoint = server.endpoint();
@@ -421,8 +426,13 @@ async fn a_hostile_s3_bucket_is_listed_shown_tagged_and_reviewed_safely() {
     };
     let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let (out, _) = imgtag(argv(&["ls", "--json"])).await.unwrap();
-    assert_eq!(out.lines().count(), keys.len() + 1, "{out}");
-    for k in keys {
+    assert_eq!(out.lines().count(), keys.len() + 2, "{out}");
+    let huge = out
+        .lines()
+        .find(|l| l.contains("uploads/huge.jpg"))
+        .unwrap();
+    assert!(huge.contains(&(5u64 << 30).to_string()), "{huge}");
+    for k in keys.iter().map(String::as_str).chain(["uploads/huge.jpg"]) {
         imgtag(argv(&["show", k])).await.unwrap();
     }
     let (out, err) = imgtag(argv(&["tag", "--all", "--json", "--detector", "local"]))
@@ -445,6 +455,8 @@ async fn a_hostile_s3_bucket_is_listed_shown_tagged_and_reviewed_safely() {
     assert_eq!(v["metadata_key"], "metadata/../../etc/passwd.jpg.json");
     assert_eq!(outcome("uploads/bomb.jpg").0, "skipped");
     assert_eq!(outcome("uploads/empty.jpg").0, "failed");
+    let (o, v) = outcome("uploads/huge.jpg");
+    assert_eq!(o, "failed", "{v}");
     assert_eq!(outcome(&long).0, "skipped", "no room for its metadata key");
     imgtag(argv(&["review", "--add", "Cat", "--status", "malformed"]))
         .await
@@ -458,4 +470,109 @@ async fn a_hostile_s3_bucket_is_listed_shown_tagged_and_reviewed_safely() {
             .data,
         bomb
     );
+}
+
+/// No control character and no bidi override reaches the terminal.
+fn assert_screen_safe(screen: &str) {
+    let bad = |c: char| {
+        (c.is_control() && c != '\n')
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    };
+    assert!(
+        !screen.chars().any(bad),
+        "raw control on screen: {screen:?}"
+    );
+}
+
+/// The outcome of the TUI's job on image `k`, as text.
+fn tui_outcome(h: &crate::common::tui::Harness, k: &str) -> String {
+    let found = h.outcomes.iter().find(|(key, _)| key == k);
+    format!("{:?}", found.unwrap_or_else(|| panic!("{k} not tagged")).1)
+}
+
+/// The TUI on `store` with the local model, its listing done.
+async fn tui_on(store: imgtag::storage::DynStore) -> crate::common::tui::Harness {
+    let det: imgtag::detection::DynDetector =
+        std::sync::Arc::new(imgtag::detection::LocalDetector::load().unwrap());
+    let source = imgtag::tui::runtime::DetectorSource::Ready(det);
+    let dir = tempfile::tempdir().unwrap();
+    crate::common::tui::Harness::new(store, source, dir).await
+}
+
+/// Selects every row in turn (its document and thumbnail load) and draws
+/// the screen each time, then tags the untagged (`T`, confirmed).
+async fn walk_draw_and_tag(h: &mut crate::common::tui::Harness) {
+    use crate::common::tui::key;
+    use ratatui::{Terminal, backend::TestBackend};
+    h.send(key('g'));
+    for _ in 0..h.app.rows.len() {
+        h.settle().await;
+        let mut t = Terminal::new(TestBackend::new(120, 30)).unwrap();
+        t.draw(|f| imgtag::tui::view::draw(f, &h.app)).unwrap();
+        let buf = t.backend().buffer();
+        let screen: String = buf.content().iter().map(|c| c.symbol()).collect();
+        assert_screen_safe(&screen);
+        h.send(key('j'));
+    }
+    h.keys("Ty");
+    h.settle().await;
+}
+
+/// The TUI, headless, over the hostile folder bucket: walked and drawn,
+/// then `T` tags the untagged; nothing outside the bucket or unreadable
+/// is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tui_lists_shows_and_tags_a_hostile_folder_safely() {
+    use std::sync::Arc;
+    let hb = hostile_bucket();
+    let bomb = std::fs::read(hb.bucket.join("metadata/bomb.jpg.json")).unwrap();
+    let store: imgtag::storage::DynStore =
+        Arc::new(imgtag::storage::LocalStore::open(&hb.bucket).unwrap());
+    let mut h = tui_on(store).await;
+    assert!(h.app.rows.len() >= 11, "{:?}", h.app.message);
+    walk_draw_and_tag(&mut h).await;
+    let outcome = |k: &str| tui_outcome(&h, k);
+    assert!(outcome("uploads/huge.jpg").starts_with("Failed"));
+    assert!(outcome("uploads/esc\x1b[31mred\x07.jpg").starts_with("Tagged"));
+    assert!(!h.outcomes.iter().any(|(k, _)| k == "uploads/pipe.jpg"));
+    hb.assert_untouched(&bomb);
+}
+
+/// The TUI, headless, over the hostile S3 bucket: every row selected (its
+/// document and thumbnail loaded) and drawn, then `T` tags the untagged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tui_lists_shows_and_tags_a_hostile_s3_bucket_safely() {
+    use crate::common::s3mem::{self, MemS3};
+    use crate::common::tui::key;
+    use imgtag::storage::{DynStore, S3Store};
+    use std::sync::Arc;
+
+    let mem = MemS3::new();
+    let bomb = s3_hostile_bucket(&mem);
+    let server = s3mem::serve(mem.clone()).await;
+    let store: DynStore = Arc::new(S3Store::from_client(
+        s3mem::client(&server.endpoint()),
+        "hostile",
+    ));
+    let mut h = tui_on(store).await;
+    let n = s3_hostile_keys().len() + 2;
+    assert_eq!(h.app.rows.len(), n, "{:?}", h.app.message);
+    walk_draw_and_tag(&mut h).await;
+    let outcome = |k: &str| tui_outcome(&h, k);
+    assert!(outcome("uploads/huge.jpg").starts_with("Failed"));
+    assert!(outcome("uploads/empty.jpg").starts_with("Failed"));
+    assert!(outcome("uploads/../../etc/passwd.jpg").starts_with("Tagged"));
+    let long = s3_hostile_keys().pop().unwrap();
+    assert!(outcome(&long).starts_with("Skipped"), "{}", outcome(&long));
+    // The bomb is not untagged, and not imgtag's to replace unasked.
+    assert!(!h.outcomes.iter().any(|(k, _)| k == "uploads/bomb.jpg"));
+    h.select("bomb");
+    h.send(key('t'));
+    let confirm = matches!(h.app.mode, imgtag::tui::app::Mode::Confirm { .. });
+    assert!(confirm, "replacing an unreadable document asks first");
+    h.send(key('n'));
+    h.settle().await;
+    let kept = mem.object("hostile", "metadata/bomb.jpg.json").unwrap();
+    assert_eq!(kept.data, bomb);
 }

@@ -6,7 +6,7 @@ use crate::common;
 
 use std::ops::Range;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -20,33 +20,10 @@ use imgtag::storage::{
     DynStore, LocalStore, Object, ObjectInfo, PutCondition, S3Store, StorageError, Store, StoreKind,
 };
 
-fn imgtag(home: &Path, bucket: &[String], args: &[&str]) -> Output {
-    let config = home.join("empty-config.toml");
-    std::fs::write(&config, "").unwrap();
-    Command::new(env!("CARGO_BIN_EXE_imgtag"))
-        .args(args)
-        .args(bucket)
-        .arg("--config")
-        .arg(&config)
-        .env_clear()
-        .env("HOME", home)
-        .env("AWS_ACCESS_KEY_ID", s3mem::ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", s3mem::SECRET_KEY)
-        .env("AWS_REGION", s3mem::REGION)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .expect("run imgtag")
-}
-
 async fn run(home: &Path, bucket: &[String], args: &[&str]) -> Output {
-    let (home, bucket) = (home.to_path_buf(), bucket.to_vec());
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        imgtag(&home, &bucket, &refs)
-    })
-    .await
-    .unwrap()
+    let mut all = args.to_vec();
+    all.extend(bucket.iter().map(String::as_str));
+    common::bin::imgtag_async(home, &all).await
 }
 
 fn json_lines(out: &Output) -> Vec<serde_json::Value> {

@@ -31,20 +31,9 @@ struct Watch {
 
 impl Watch {
     fn start(home: &Path, args: &[&str]) -> Watch {
-        let config = home.join("empty-config.toml");
-        std::fs::write(&config, "").unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_imgtag"))
-            .arg("watch")
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", home)
-            .env("AWS_ACCESS_KEY_ID", s3mem::ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", s3mem::SECRET_KEY)
-            .env("AWS_REGION", s3mem::REGION)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
+        let mut all = vec!["watch"];
+        all.extend(args);
+        let mut child = crate::common::bin::command(home, &all)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -9,11 +9,13 @@ use std::process::{Command, Output};
 
 use super::s3mem;
 
-pub fn imgtag(home: &Path, args: &[&str]) -> Output {
+/// `imgtag ARGS --config <empty>` with a clean environment, ready to run
+/// or spawn.
+pub fn command(home: &Path, args: &[&str]) -> Command {
     let config = home.join("empty-config.toml");
     std::fs::write(&config, "").unwrap();
-    Command::new(env!("CARGO_BIN_EXE_imgtag"))
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imgtag"));
+    cmd.args(args)
         .arg("--config")
         .arg(&config)
         .env_clear()
@@ -22,9 +24,12 @@ pub fn imgtag(home: &Path, args: &[&str]) -> Output {
         .env("AWS_ACCESS_KEY_ID", s3mem::ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", s3mem::SECRET_KEY)
         .env("AWS_REGION", s3mem::REGION)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .expect("run imgtag")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    cmd
+}
+
+pub fn imgtag(home: &Path, args: &[&str]) -> Output {
+    command(home, args).output().expect("run imgtag")
 }
 
 /// [`imgtag`] off the async runtime, so an in-process server keeps serving.

@@ -27,6 +27,30 @@ pub struct MemObj {
     pub data: Bytes,
     pub etag: String,
     pub modified: SystemTime,
+    /// A size claimed beyond `data` (which is then empty): the object
+    /// reads as that many zero bytes, streamed, so a 5 GB object costs no
+    /// memory and a client that reads it all takes as long as it would.
+    pub claimed: Option<u64>,
+}
+
+impl MemObj {
+    pub fn len(&self) -> u64 {
+        self.claimed.unwrap_or(self.data.len() as u64)
+    }
+
+    /// Bytes `start..end` of the object as a response body.
+    fn body(&self, start: u64, end: u64) -> StreamingBlob {
+        if self.claimed.is_none() {
+            let part = self.data.slice(start as usize..end as usize);
+            return StreamingBlob::from(s3s::Body::from(part));
+        }
+        const CHUNK: u64 = 1 << 20;
+        let zeros = Bytes::from(vec![0u8; CHUNK as usize]);
+        let chunks = (start..end)
+            .step_by(CHUNK as usize)
+            .map(move |at| Ok::<_, std::io::Error>(zeros.slice(..(end - at).min(CHUNK) as usize)));
+        StreamingBlob::wrap(futures::stream::iter(chunks))
+    }
 }
 
 #[derive(Default)]
@@ -85,14 +109,26 @@ impl MemS3 {
             etag: md5_hex(&data),
             data,
             modified: SystemTime::now(),
+            claimed: None,
         };
-        self.state
-            .lock()
-            .unwrap()
-            .buckets
-            .get_mut(bucket)
-            .expect("bucket exists")
-            .insert(key.into(), obj);
+        self.put(bucket, key, obj);
+    }
+
+    fn put(&self, bucket: &str, key: &str, obj: MemObj) {
+        let mut st = self.state.lock().unwrap();
+        let b = st.buckets.get_mut(bucket).expect("bucket exists");
+        b.insert(key.into(), obj);
+    }
+
+    /// Inserts an object of `len` zero bytes that holds no memory.
+    pub fn insert_zeros(&self, bucket: &str, key: &str, len: u64) {
+        let obj = MemObj {
+            data: Bytes::new(),
+            etag: format!("{:032x}", len),
+            modified: SystemTime::now(),
+            claimed: Some(len),
+        };
+        self.put(bucket, key, obj);
     }
 
     pub fn object(&self, bucket: &str, key: &str) -> Option<MemObj> {
@@ -241,7 +277,7 @@ impl S3 for MemS3 {
             last = Some(k.clone());
             contents.push(Object {
                 key: Some(if encode { url_encode_key(k) } else { k.clone() }),
-                size: Some(o.data.len() as i64),
+                size: Some(o.len() as i64),
                 e_tag: Some(ETag::Strong(o.etag.clone())),
                 last_modified: Some(Timestamp::from(o.modified)),
                 ..Default::default()
@@ -289,23 +325,21 @@ impl S3 for MemS3 {
             b.get(&input.key).cloned()
         };
         let obj = obj.ok_or_else(|| self.missing())?;
-        let len = obj.data.len() as u64;
-        let (body, content_range) = match input.range {
-            None => (obj.data.clone(), None),
+        let len = obj.len();
+        let (start, end, content_range) = match input.range {
+            None => (0, len, None),
             Some(r) => {
                 let rr = r.check(len)?;
-                (
-                    obj.data.slice(rr.start as usize..rr.end as usize),
-                    Some(format!("bytes {}-{}/{}", rr.start, rr.end - 1, len)),
-                )
+                let range = format!("bytes {}-{}/{}", rr.start, rr.end - 1, len);
+                (rr.start, rr.end, Some(range))
             }
         };
         Ok(S3Response::new(GetObjectOutput {
-            content_length: Some(body.len() as i64),
+            content_length: Some((end - start) as i64),
             content_range,
             e_tag: Some(ETag::Strong(obj.etag.clone())),
             last_modified: Some(Timestamp::from(obj.modified)),
-            body: Some(StreamingBlob::from(s3s::Body::from(body))),
+            body: Some(obj.body(start, end)),
             ..Default::default()
         }))
     }
@@ -331,7 +365,7 @@ impl S3 for MemS3 {
         };
         let obj = obj.ok_or_else(|| self.missing())?;
         Ok(S3Response::new(HeadObjectOutput {
-            content_length: Some(obj.data.len() as i64),
+            content_length: Some(obj.len() as i64),
             e_tag: Some(ETag::Strong(obj.etag.clone())),
             last_modified: Some(Timestamp::from(obj.modified)),
             ..Default::default()
@@ -391,6 +425,7 @@ impl S3 for MemS3 {
                 data: body,
                 etag: etag.clone(),
                 modified: SystemTime::now(),
+                claimed: None,
             },
         );
         Ok(S3Response::new(PutObjectOutput {
