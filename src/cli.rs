@@ -598,7 +598,11 @@ pub async fn ctrl_c() {
         // No signal handling: run until killed.
         std::future::pending::<()>().await;
     }
-    eprintln!("\nstopping: finishing the writes in flight (Ctrl-C again to quit now)");
+    // Ignored if stderr is gone: the stop goes on all the same.
+    let _ = writeln!(
+        std::io::stderr(),
+        "\nstopping: finishing the writes in flight (Ctrl-C again to quit now)"
+    );
     tokio::spawn(async {
         if tokio::signal::ctrl_c().await.is_ok() {
             std::process::exit(130);

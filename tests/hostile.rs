@@ -184,6 +184,45 @@ fn ls_into_a_closed_pipe_exits_quietly() {
     assert!(!first.is_empty());
 }
 
+/// With stderr closed, an error still exits 1 (not a panic's 101) and a
+/// run's summary on stderr does not break the run.
+#[test]
+fn a_closed_stderr_keeps_the_exit_code() {
+    let home = tempfile::tempdir().unwrap();
+    let missing = home.path().join("no-such-bucket");
+    let run = |args: &[&str]| {
+        let mut child = crate::common::bin::command(home.path(), args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stderr.take());
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        (wait(&mut child, "imgtag"), out)
+    };
+    let (status, _) = run(&["ls", "--bucket", missing.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let (_dir, bucket) = folder_with_images(3);
+    let args = [
+        "tag",
+        "--all",
+        "--yes",
+        "--json",
+        "--bucket",
+        bucket.to_str().unwrap(),
+    ];
+    let (status, out) = run(&args);
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+}
+
 /// A folder bucket built to break things, and the files outside it that
 /// it points at.
 struct Hostile {

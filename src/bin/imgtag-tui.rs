@@ -1,5 +1,6 @@
 //! `imgtag-tui`: the operator's terminal UI.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -54,9 +55,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let msg = format!("{e:#}");
-            eprintln!("imgtag-tui: {}", imgtag::sanitize::for_terminal(&msg));
+            // Not eprintln!: with stderr closed it would panic.
+            let mut err = std::io::stderr();
+            let _ = writeln!(err, "imgtag-tui: {}", imgtag::sanitize::for_terminal(&msg));
             if let Some(log) = log {
-                eprintln!("log: {}", log.display());
+                let _ = writeln!(err, "log: {}", log.display());
             }
             ExitCode::FAILURE
         }

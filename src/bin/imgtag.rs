@@ -19,6 +19,14 @@ use imgtag::pipeline::{ReviewEdit, TagOptions};
 use imgtag::sanitize::for_terminal;
 use imgtag::storage::{BucketSpec, DynStore};
 
+/// `eprintln!` that never panics: with stderr closed (`2>&-`, or a reader
+/// that went away) a message is lost, not the exit code.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "imgtag",
@@ -108,7 +116,7 @@ impl IndexArgs {
         let listing = manifest
             .read(&store, &[layout.uploads_prefix(), layout.metadata_prefix()])
             .await?;
-        eprintln!(
+        say!(
             "inventory report {}: {} objects under the two prefixes",
             for_terminal(&key),
             listing.len()
@@ -388,13 +396,13 @@ async fn open_indexed(
     let index = match settings.open_index() {
         Ok(Some((index, note))) => {
             if let Some(note) = note {
-                eprintln!("{}", for_terminal(&note));
+                say!("{}", for_terminal(&note));
             }
             Some(index)
         }
         Ok(None) => None,
         Err(e) => {
-            eprintln!(
+            say!(
                 "{}",
                 for_terminal(&format!("working without the index: {e:#}"))
             );
@@ -443,9 +451,10 @@ async fn ls(args: LsArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
         seed: args.seed.unwrap_or_else(|| fastrand::u64(..)),
     });
     if let Some(s) = sample {
-        eprintln!(
+        say!(
             "sampling {} images (--seed {} picks the same ones again)",
-            s.size, s.seed
+            s.size,
+            s.seed
         );
     }
     let (layout, review_below) = (settings.layout.clone(), settings.review_below);
@@ -483,7 +492,7 @@ async fn ls(args: LsArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
         .with_context(listing)?,
     };
     out.flush()?;
-    eprintln!("{summary}");
+    say!("{summary}");
     if summary.unreadable > 0 {
         return Err(CliError::Partial {
             count: summary.unreadable,
@@ -554,7 +563,7 @@ async fn tag(args: TagArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
     .context("tagging")?;
     out.flush()?;
     if !args.dry_run {
-        eprintln!("{summary}");
+        say!("{summary}");
     }
     exit_code(&summary)
 }
@@ -593,7 +602,7 @@ async fn watch(args: WatchArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
         .await
         .context("watching")?;
     out.flush()?;
-    eprintln!("{summary}");
+    say!("{summary}");
     if let Some(fatal) = &summary.tally.fatal {
         anyhow::bail!("stopped: {fatal}");
     }
@@ -620,7 +629,7 @@ async fn backfill(args: BackfillArgs, out: &mut Out<'_>) -> anyhow::Result<ExitC
     let csv = backfill::manifest_csv(store.bucket_name(), &keys);
     if let Some(path) = &args.out {
         std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))?;
-        eprintln!(
+        say!(
             "{} images in {}",
             keys.len(),
             for_terminal(&path.display().to_string())
@@ -631,7 +640,7 @@ async fn backfill(args: BackfillArgs, out: &mut Out<'_>) -> anyhow::Result<ExitC
         anyhow::bail!("S3 Batch Operations needs an S3 bucket; for a local folder use --out FILE");
     }
     if keys.is_empty() {
-        eprintln!("nothing to backfill: no image has the status asked for");
+        say!("nothing to backfill: no image has the status asked for");
         return Ok(ExitCode::SUCCESS);
     }
     let key = args
@@ -666,7 +675,7 @@ async fn backfill(args: BackfillArgs, out: &mut Out<'_>) -> anyhow::Result<ExitC
     manifest.report_written(settings.s3.region.as_deref());
     let missing = target.missing();
     if !missing.is_empty() {
-        eprintln!(
+        say!(
             "fill in the <...> placeholders or pass {}",
             missing.join(", ")
         );
@@ -684,7 +693,7 @@ struct Manifest<'a> {
 impl Manifest<'_> {
     #[cfg(feature = "backfill-submit")]
     fn report_submitted(&self, id: &str, account: &str) {
-        eprintln!(
+        say!(
             "created Batch Operations job {} for {} images (manifest s3://{}/{}); it runs \
              once confirmed in the S3 console or with\n  aws s3control update-job-status \
              --account-id {} --job-id {} --requested-job-status Ready",
@@ -698,7 +707,7 @@ impl Manifest<'_> {
     }
 
     fn report_written(&self, region: Option<&str>) {
-        eprintln!(
+        say!(
             "wrote s3://{}/{} ({} images). Create the job with:\n  aws s3control create-job{} --cli-input-json file://job.json\n\
              where job.json is the JSON above, then confirm it in the S3 console or with\n  \
              aws s3control update-job-status --account-id ID --job-id JOB --requested-job-status Ready",
@@ -769,9 +778,9 @@ async fn review(args: ReviewArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode>
         .context("reviewing")?;
     out.flush()?;
     if !args.dry_run {
-        eprintln!("{summary}");
+        say!("{summary}");
     } else {
-        eprintln!("{} images would be edited", summary.selected);
+        say!("{} images would be edited", summary.selected);
     }
     exit_code(&summary)
 }
@@ -795,7 +804,7 @@ fn main() -> ExitCode {
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("imgtag: cannot start the async runtime: {e}");
+            say!("imgtag: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -810,7 +819,7 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             let msg = format!("{e:#}");
-            eprintln!("imgtag: {}", for_terminal(&msg));
+            say!("imgtag: {}", for_terminal(&msg));
             ExitCode::FAILURE
         }
     }
@@ -849,7 +858,7 @@ async fn index(args: IndexArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
     let mut unreadable: Vec<_> = stats.unreadable.iter().collect();
     unreadable.sort();
     for (key, why) in unreadable {
-        eprintln!("unreadable: {}: {}", for_terminal(key), for_terminal(why));
+        say!("unreadable: {}: {}", for_terminal(key), for_terminal(why));
     }
     if !stats.unreadable.is_empty() {
         return Err(CliError::Partial {
