@@ -1,0 +1,148 @@
+//! Issue 11's acceptance figure, end to end: the `imgtag ls` binary on an
+//! unchanged 5,000-image bucket on the in-process S3 server with a
+//! per-request latency, against a bare `aws-sdk-s3` paginator listing both
+//! prefixes concurrently in the same run. The second `ls` (the index
+//! exists) must cost at most 1.5x the bare listing, and print the same
+//! rows as the first and as `--no-index`.
+//!
+//! Run: `cargo bench --bench ls_reopen` (IMGTAG_BENCH_IMAGES, default
+//! 5,000, 90% with a document; IMGTAG_BENCH_LATENCY_MS, default 20).
+
+#[path = "../tests/common/s3mem.rs"]
+mod s3mem;
+
+#[allow(dead_code)]
+#[path = "../tests/common/bin.rs"]
+mod bin;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const BUCKET: &str = "reopen";
+const RUNS: usize = 5;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A document as a Rekognition-backed tagger writes it.
+fn document(i: usize) -> String {
+    let conf = 55.0 + (i % 45) as f32;
+    format!(
+        r#"{{"Labels":[{{"Name":"Cat","Confidence":{conf},"Parents":[{{"Name":"Animal"}}]}},{{"Name":"Animal","Confidence":98.0}}],"ImgTag":{{"SchemaVersion":1,"Source":{{"Bucket":"{BUCKET}","Key":"uploads/{i:05}.jpg"}},"Detector":"rekognition","MinConfidence":55.0,"TaggedAt":"2026-11-24T10:00:00Z","TaggedBy":"bench"}}}}"#
+    )
+}
+
+/// Both prefixes listed at once, every page, nothing else.
+async fn bare_listing(client: &aws_sdk_s3::Client) -> usize {
+    let list = |prefix: &'static str| async move {
+        let mut pages = client
+            .list_objects_v2()
+            .bucket(BUCKET)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        let mut n = 0;
+        while let Some(page) = pages.next().await {
+            n += page.expect("listing").contents().len();
+        }
+        n
+    };
+    let (a, b) = tokio::join!(list("uploads/"), list("metadata/"));
+    a + b
+}
+
+/// `imgtag ls --json` with its index in `home`; its rows and wall time.
+async fn ls(home: &Path, endpoint: &str, extra: &[&str]) -> (String, Duration) {
+    let mut args = vec![
+        "ls",
+        "--json",
+        "--bucket",
+        BUCKET,
+        "--endpoint-url",
+        endpoint,
+        "--path-style",
+    ];
+    args.extend(extra);
+    let t = Instant::now();
+    let out = bin::imgtag_async(home, &args).await;
+    (bin::stdout(&out), t.elapsed())
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let images = env("IMGTAG_BENCH_IMAGES", 5_000) as usize;
+    let latency = Duration::from_millis(env("IMGTAG_BENCH_LATENCY_MS", 20));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run(images, latency));
+}
+
+async fn run(images: usize, latency: Duration) {
+    let mem = s3mem::MemS3::new();
+    mem.create_bucket(BUCKET);
+    for i in 0..images {
+        mem.insert(BUCKET, &format!("uploads/{i:05}.jpg"), "i");
+        if i % 10 != 0 {
+            mem.insert(BUCKET, &format!("metadata/{i:05}.jpg.json"), document(i));
+        }
+    }
+    mem.set_latency(latency);
+    let server = s3mem::serve(mem.clone()).await;
+    let endpoint = server.endpoint();
+    let client = s3mem::client(&endpoint);
+    let home = tempfile::tempdir().unwrap();
+    println!(
+        "ls_reopen: {images} images, latency {} ms, median of {RUNS} runs",
+        latency.as_millis()
+    );
+    let (first, cold) = ls(home.path(), &endpoint, &[]).await;
+    let (no_index, _) = ls(home.path(), &endpoint, &["--no-index"]).await;
+    let mut bare = Vec::new();
+    let mut again = Vec::new();
+    let mut local = Vec::new();
+    for _ in 0..RUNS {
+        // The part that needs no network: start, open the index, print.
+        let (rows, took) = ls(home.path(), &endpoint, &["--no-refresh"]).await;
+        assert_eq!(rows, first);
+        local.push(took);
+        let t = Instant::now();
+        assert_eq!(bare_listing(&client).await, images * 19 / 10);
+        bare.push(t.elapsed());
+        let (rows, took) = ls(home.path(), &endpoint, &[]).await;
+        assert_eq!(rows, first, "a re-open lists what the first open did");
+        again.push(took);
+    }
+    assert_eq!(no_index, first, "the index agrees with --no-index");
+    let (bare, again, local) = (median(bare), median(again), median(local));
+    println!(
+        "  bare paginator, both prefixes : {:>7.3} s",
+        bare.as_secs_f64()
+    );
+    println!(
+        "  first `imgtag ls` (cold index): {:>7.3} s",
+        cold.as_secs_f64()
+    );
+    println!(
+        "  `imgtag ls --no-refresh`      : {:>7.3} s (start, index, print)",
+        local.as_secs_f64()
+    );
+    println!(
+        "  second `imgtag ls`            : {:>7.3} s = {:.2}x the bare listing (target <= 1.5x)",
+        again.as_secs_f64(),
+        again.as_secs_f64() / bare.as_secs_f64()
+    );
+}
