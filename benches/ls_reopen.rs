@@ -11,7 +11,6 @@
 #[path = "../tests/common/s3mem.rs"]
 mod s3mem;
 
-#[allow(dead_code)]
 #[path = "../tests/common/bin.rs"]
 mod bin;
 
