@@ -247,9 +247,10 @@ pub struct Shown {
 pub async fn lookup(
     store: &DynStore,
     layout: &Layout,
-    review_below: f32,
+    rule: impl Into<crate::summary::ReviewRule>,
     key: &str,
 ) -> Result<Shown, CliError> {
+    let rule = rule.into();
     let (image_key, image, found) = match layout.metadata_rest(key) {
         Some(rest) => lookup_metadata_key(store, layout, key, rest).await?,
         None => lookup_image_key(store, layout, key).await?,
@@ -259,11 +260,7 @@ pub async fn lookup(
     }
     let status = match &image {
         None => Status::Orphan,
-        Some(i) => assess(
-            found.as_ref().map(|f| &f.read),
-            i.etag.as_deref(),
-            review_below,
-        ),
+        Some(i) => assess(found.as_ref().map(|f| &f.read), i.etag.as_deref(), rule),
     };
     Ok(Shown {
         image_key,
@@ -272,7 +269,7 @@ pub async fn lookup(
         key_kind: found.as_ref().map(|f| f.kind),
         read: found.map(|f| f.read),
         status,
-        review_below,
+        review_below: rule.below,
     })
 }
 
@@ -622,7 +619,7 @@ pub async fn tag(
     let targets = select(&store, &opts.layout, review_below, &run.selection).await?;
     let kind = detector.kind();
     if run.dry_run {
-        print_dry_run(&targets, kind, run.json, out, err)?;
+        print_dry_run(&targets, kind, opts.features, run.json, out, err)?;
         return Ok(TagSummary {
             selected: targets.len(),
             ..Default::default()
@@ -632,7 +629,7 @@ pub async fn tag(
         return Err(CliError::Usage(format!(
             "this would tag {} images {}; check with --dry-run, then pass --yes",
             targets.len(),
-            kind.cost_phrase(targets.len())
+            kind.cost_phrase_with(targets.len(), opts.features)
         )));
     }
     let bulk = Bulk {
@@ -657,6 +654,7 @@ pub async fn tag(
 fn print_dry_run(
     targets: &[Selected],
     kind: DetectorKind,
+    features: crate::detection::Features,
     json: bool,
     out: &mut dyn Write,
     err: &mut dyn Write,
@@ -675,7 +673,7 @@ fn print_dry_run(
         err,
         "{} images {}",
         targets.len(),
-        kind.cost_phrase(targets.len())
+        kind.cost_phrase_with(targets.len(), features)
     )?;
     if kind.is_paid() {
         write!(

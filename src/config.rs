@@ -10,8 +10,8 @@ use crate::contract::{
     ContractError, DEFAULT_MIN_CONFIDENCE, DEFAULT_REVIEW_BELOW, LabelFilters, Layout,
 };
 use crate::detection::Features;
-use crate::summary::ReviewRule;
 use crate::storage::{BucketSpec, S3Options};
+use crate::summary::ReviewRule;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -286,6 +286,7 @@ impl CommonArgs {
                 None => (FileConfig::default(), None),
             },
         };
+        let (features, filters) = self.request(&file)?;
         let bucket = if self.demo {
             BucketSpec::Local(
                 crate::demo::default_dir().map_err(|e| ConfigError::Invalid(e.to_string()))?,
@@ -328,29 +329,6 @@ impl CommonArgs {
             .review_below
             .or(check("review-below", file.review_below)?)
             .unwrap_or(DEFAULT_REVIEW_BELOW);
-        let features = match (self.features, &file.features) {
-            (Some(f), _) => f,
-            (None, Some(names)) => Features::from_names(names)
-                .map_err(|e| ConfigError::Invalid(format!("features: {e}")))?,
-            (None, None) => Features::default(),
-        };
-        let list = |flag: &Vec<String>, file: &Option<Vec<String>>| -> Vec<String> {
-            let v = if flag.is_empty() { file.clone().unwrap_or_default() } else { flag.clone() };
-            v.into_iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect()
-        };
-        let filters = LabelFilters {
-            label_inclusion_filters: list(&self.include_labels, &file.include_labels),
-            label_exclusion_filters: list(&self.exclude_labels, &file.exclude_labels),
-            label_category_inclusion_filters: list(
-                &self.include_categories,
-                &file.include_categories,
-            ),
-            label_category_exclusion_filters: list(
-                &self.exclude_categories,
-                &file.exclude_categories,
-            ),
-        };
-        filters.validate().map_err(ConfigError::Invalid)?;
         let review_min_brightness = self
             .review_min_brightness
             .or(check("review-min-brightness", file.review_min_brightness)?);
@@ -389,6 +367,42 @@ impl CommonArgs {
             config_file,
             no_index: self.no_index,
         })
+    }
+
+    /// DetectLabels `Features` and `Settings.GeneralLabels`: the flags, else
+    /// the file's keys. A filter list given as flags replaces the file's.
+    fn request(&self, file: &FileConfig) -> Result<(Features, LabelFilters), ConfigError> {
+        let features = match (self.features, &file.features) {
+            (Some(f), _) => f,
+            (None, Some(names)) => Features::from_names(names)
+                .map_err(|e| ConfigError::Invalid(format!("features: {e}")))?,
+            (None, None) => Features::default(),
+        };
+        let list = |flag: &Vec<String>, file: &Option<Vec<String>>| -> Vec<String> {
+            let v = if flag.is_empty() {
+                file.clone().unwrap_or_default()
+            } else {
+                flag.clone()
+            };
+            v.into_iter()
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())
+                .collect()
+        };
+        let filters = LabelFilters {
+            label_inclusion_filters: list(&self.include_labels, &file.include_labels),
+            label_exclusion_filters: list(&self.exclude_labels, &file.exclude_labels),
+            label_category_inclusion_filters: list(
+                &self.include_categories,
+                &file.include_categories,
+            ),
+            label_category_exclusion_filters: list(
+                &self.exclude_categories,
+                &file.exclude_categories,
+            ),
+        };
+        filters.validate().map_err(ConfigError::Invalid)?;
+        Ok((features, filters))
     }
 }
 

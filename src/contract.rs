@@ -319,7 +319,8 @@ impl LabelFilters {
     /// exclusion drops them; names compare case-insensitively.
     pub fn apply(&self, labels: &mut Vec<Label>) {
         let has = |list: &[String], name: &str| list.iter().any(|n| n.eq_ignore_ascii_case(name));
-        let in_category = |list: &[String], l: &Label| l.categories.iter().any(|c| has(list, &c.name));
+        let in_category =
+            |list: &[String], l: &Label| l.categories.iter().any(|c| has(list, &c.name));
         labels.retain(|l| {
             (self.label_inclusion_filters.is_empty() || has(&self.label_inclusion_filters, &l.name))
                 && !has(&self.label_exclusion_filters, &l.name)

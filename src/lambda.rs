@@ -348,13 +348,11 @@ fn filters_vars(get: &dyn Fn(&str) -> Option<String>) -> Result<LabelFilters, La
         label_category_inclusion_filters: list("IMGTAG_INCLUDE_CATEGORIES"),
         label_category_exclusion_filters: list("IMGTAG_EXCLUDE_CATEGORIES"),
     };
-    filters
-        .validate()
-        .map_err(|message| LambdaError::Config {
-            var: "IMGTAG_INCLUDE_LABELS/IMGTAG_EXCLUDE_LABELS/IMGTAG_INCLUDE_CATEGORIES/\
+    filters.validate().map_err(|message| LambdaError::Config {
+        var: "IMGTAG_INCLUDE_LABELS/IMGTAG_EXCLUDE_LABELS/IMGTAG_INCLUDE_CATEGORIES/\
                   IMGTAG_EXCLUDE_CATEGORIES",
-            message,
-        })?;
+        message,
+    })?;
     Ok(filters)
 }
 

@@ -473,7 +473,10 @@ async fn write(
     source: SourceRef,
     result: Result<Detection, ErrorInfo>,
 ) -> Outcome {
-    let properties = result.as_ref().ok().and_then(|d| d.image_properties.clone());
+    let properties = result
+        .as_ref()
+        .ok()
+        .and_then(|d| d.image_properties.clone());
     let result = result.map(|d| (d.labels, d.label_model_version));
     let mut doc = build_document(source, detector, opts, result, target.review());
     if let Some(prior) = &target.prior {

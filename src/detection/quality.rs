@@ -104,7 +104,11 @@ fn luma(img: &RgbImage) -> Vec<f32> {
 fn measure_luma(y: &[f32], width: usize) -> Quality {
     let n = y.len().max(1) as f64;
     let mean = y.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-    let var = y.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+    let var = y
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / n;
     Quality {
         brightness: percent(mean / 255.0),
         contrast: percent(var.sqrt() / 127.5),

@@ -244,7 +244,11 @@ fn settings(filters: &LabelFilters) -> Option<DetectLabelsSettings> {
             filters.label_category_exclusion_filters.clone(),
         ))
         .build();
-    Some(DetectLabelsSettings::builder().general_labels(general).build())
+    Some(
+        DetectLabelsSettings::builder()
+            .general_labels(general)
+            .build(),
+    )
 }
 
 fn to_quality(q: &aws_sdk_rekognition::types::DetectLabelsImageQuality) -> ImageQuality {
