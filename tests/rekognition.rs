@@ -388,6 +388,46 @@ async fn raw(store: &DynStore, key: &str) -> serde_json::Value {
     serde_json::from_slice(&store.get(key, 1 << 20).await.unwrap().body).unwrap()
 }
 
+/// The document of `cat_with_properties` asked with `filters()`:
+/// ImageProperties field for field, and what ImgTag records.
+fn assert_stored_as_returned(v: &serde_json::Value) {
+    let p = &v["ImageProperties"];
+    assert_eq!(
+        p["Quality"],
+        serde_json::json!({"Brightness": 61.25, "Sharpness": 87.5, "Contrast": 70.75})
+    );
+    let colour = serde_json::json!({
+        "Red": 120, "Green": 80, "Blue": 40, "HexCode": "#785028",
+        "CSSColor": "sienna", "SimplifiedColor": "brown", "PixelPercent": 41.5
+    });
+    assert_eq!(p["DominantColors"], serde_json::json!([colour]));
+    assert_eq!(
+        p["Foreground"],
+        serde_json::json!({"Quality": {"Brightness": 55.0, "Sharpness": 90.0},
+                           "DominantColors": [colour]})
+    );
+    assert_eq!(
+        p["Background"],
+        serde_json::json!({"Quality": {"Brightness": 70.0}})
+    );
+    assert_eq!(
+        v["Labels"][0]["Instances"][0]["DominantColors"],
+        serde_json::json!([colour])
+    );
+    assert_eq!(
+        v["ImgTag"]["Features"],
+        serde_json::json!(["GENERAL_LABELS", "IMAGE_PROPERTIES"])
+    );
+    assert_eq!(
+        v["ImgTag"]["Settings"],
+        serde_json::json!({"GeneralLabels": {
+            "LabelInclusionFilters": ["Cat", "Animal"],
+            "LabelExclusionFilters": ["Pet"],
+            "LabelCategoryExclusionFilters": ["Weapons and Military"]
+        }})
+    );
+}
+
 /// `--features IMAGE_PROPERTIES` and the label filters are sent as
 /// DetectLabels `Features` and `Settings.GeneralLabels`; the answer's
 /// `ImageProperties` is stored as the API returned it, and `ImgTag`
@@ -429,42 +469,7 @@ async fn features_and_filters_are_sent_recorded_and_part_of_the_same_request() {
     let out = tag(&store, &det, "uploads/cat.png", &asked).await;
     assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");
     assert_eq!(with_all.num_calls(), 1);
-    let v = raw(&store, "metadata/cat.png.json").await;
-    let p = &v["ImageProperties"];
-    assert_eq!(
-        p["Quality"],
-        serde_json::json!({"Brightness": 61.25, "Sharpness": 87.5, "Contrast": 70.75})
-    );
-    let colour = serde_json::json!({
-        "Red": 120, "Green": 80, "Blue": 40, "HexCode": "#785028",
-        "CSSColor": "sienna", "SimplifiedColor": "brown", "PixelPercent": 41.5
-    });
-    assert_eq!(p["DominantColors"], serde_json::json!([colour]));
-    assert_eq!(
-        p["Foreground"],
-        serde_json::json!({"Quality": {"Brightness": 55.0, "Sharpness": 90.0},
-                           "DominantColors": [colour]})
-    );
-    assert_eq!(
-        p["Background"],
-        serde_json::json!({"Quality": {"Brightness": 70.0}})
-    );
-    assert_eq!(
-        v["Labels"][0]["Instances"][0]["DominantColors"],
-        serde_json::json!([colour])
-    );
-    assert_eq!(
-        v["ImgTag"]["Features"],
-        serde_json::json!(["GENERAL_LABELS", "IMAGE_PROPERTIES"])
-    );
-    assert_eq!(
-        v["ImgTag"]["Settings"],
-        serde_json::json!({"GeneralLabels": {
-            "LabelInclusionFilters": ["Cat", "Animal"],
-            "LabelExclusionFilters": ["Pet"],
-            "LabelCategoryExclusionFilters": ["Weapons and Military"]
-        }})
-    );
+    assert_stored_as_returned(&raw(&store, "metadata/cat.png.json").await);
 
     // The same request: skipped, not paid again; the filters compare as
     // sets of names, whatever their order or case.
