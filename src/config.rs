@@ -531,6 +531,59 @@ mod tests {
         let err = args.resolve().unwrap_err();
         assert!(err.to_string().contains("rekognition-tps"), "{err}");
         assert!(parse_tps("-1").is_err() && parse_tps("nan").is_err());
+
+        // Features, filters and quality thresholds: the file's keys, flags
+        // over them, nonsense refused.
+        std::fs::write(
+            &path,
+            "bucket = \"bkt\"\nfeatures = [\"GENERAL_LABELS\", \"IMAGE_PROPERTIES\"]\n\
+             include-labels = [\"Cat\"]\nexclude-categories = [\"Weapons and Military\"]\n\
+             review-min-sharpness = 30\n",
+        )
+        .unwrap();
+        let mut args = CommonArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let s = args.resolve().unwrap();
+        assert_eq!(s.features, Features::ALL);
+        assert_eq!(s.filters.label_inclusion_filters, ["Cat"]);
+        assert_eq!(
+            s.filters.label_category_exclusion_filters,
+            ["Weapons and Military"]
+        );
+        let rule = s.review_rule();
+        assert_eq!(
+            (rule.min_sharpness, rule.min_brightness),
+            (Some(30.0), None)
+        );
+        args.include_labels = vec!["Dog".into()];
+        args.features = Some(Features::default());
+        args.review_min_brightness = Some(20.0);
+        let s = args.resolve().unwrap();
+        assert_eq!(s.filters.label_inclusion_filters, ["Dog"]);
+        assert_eq!(s.features, Features::default());
+        assert_eq!(s.review_rule().min_brightness, Some(20.0));
+        args.exclude_labels = vec!["x".repeat(51)];
+        assert!(
+            args.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("exclude-labels")
+        );
+        std::fs::write(&path, "bucket = \"bkt\"\nfeatures = [\"FACES\"]\n").unwrap();
+        let err = CommonArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("features"), "{err}");
+        assert!(Features::parse_list("image-properties").is_err());
+        assert_eq!(
+            Features::parse_list("general_labels,IMAGE-PROPERTIES"),
+            Ok(Features::ALL)
+        );
         assert_eq!(parse_tps("0.5"), Ok(0.5));
     }
 }

@@ -1010,6 +1010,36 @@ mod tests {
     }
 
     #[test]
+    fn features_and_filters_come_from_the_environment() {
+        let c = LambdaConfig::from_vars(vars(&[("IMGTAG_BUCKETS", "b")])).unwrap();
+        assert_eq!(c.features, Features::default());
+        assert!(c.filters.is_empty());
+        let c = LambdaConfig::from_vars(vars(&[
+            ("IMGTAG_BUCKETS", "b"),
+            ("IMGTAG_FEATURES", "GENERAL_LABELS, image_properties"),
+            ("IMGTAG_INCLUDE_LABELS", "Cat, Dog"),
+            ("IMGTAG_EXCLUDE_CATEGORIES", "Weapons and Military"),
+        ]))
+        .unwrap();
+        let opts = c.tag_options();
+        assert_eq!(opts.features, Features::ALL);
+        assert_eq!(opts.filters.label_inclusion_filters, ["Cat", "Dog"]);
+        assert_eq!(
+            opts.filters.label_category_exclusion_filters,
+            ["Weapons and Military"]
+        );
+        for (var, value) in [
+            ("IMGTAG_FEATURES", "IMAGE_PROPERTIES"),
+            ("IMGTAG_FEATURES", "FACES"),
+            ("IMGTAG_EXCLUDE_LABELS", &"x".repeat(51)),
+        ] {
+            let err = LambdaConfig::from_vars(vars(&[("IMGTAG_BUCKETS", "b"), (var, value)]))
+                .unwrap_err();
+            assert!(err.to_string().contains(var), "{err}");
+        }
+    }
+
+    #[test]
     fn config_defaults_and_overrides() {
         let c = LambdaConfig::from_vars(vars(&[("IMGTAG_BUCKETS", "imgtag-bucket")])).unwrap();
         assert_eq!(c.buckets, AllowedBuckets::only(["imgtag-bucket"]));
