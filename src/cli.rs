@@ -467,6 +467,7 @@ fn print_provenance(t: &crate::contract::ImgTagInfo, out: &mut dyn Write) -> Res
             for_terminal(&e.message)
         )?;
     }
+    print_request(t, out)?;
     if let Some(r) = t.review.as_ref().filter(|r| !r.is_empty()) {
         let list = |v: &[String]| {
             v.iter()
@@ -481,6 +482,67 @@ fn print_provenance(t: &crate::contract::ImgTagInfo, out: &mut dyn Write) -> Res
             list(&r.removed),
             list(&r.flagged)
         )?;
+    }
+    Ok(())
+}
+
+/// The DetectLabels features and filters the labels were asked with, when
+/// not the default (GENERAL_LABELS, unfiltered).
+fn print_request(t: &crate::contract::ImgTagInfo, out: &mut dyn Write) -> Result<(), CliError> {
+    let filters = t.label_filters();
+    if t.features.is_empty() && filters.is_empty() {
+        return Ok(());
+    }
+    let list = |v: &[String]| {
+        v.iter()
+            .map(|s| for_terminal(s).into_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut line = if t.features.is_empty() {
+        crate::detection::GENERAL_LABELS.to_string()
+    } else {
+        list(&t.features)
+    };
+    for (what, names) in [
+        ("include-labels", &filters.label_inclusion_filters),
+        ("exclude-labels", &filters.label_exclusion_filters),
+        (
+            "include-categories",
+            &filters.label_category_inclusion_filters,
+        ),
+        (
+            "exclude-categories",
+            &filters.label_category_exclusion_filters,
+        ),
+    ] {
+        if !names.is_empty() {
+            line.push_str(&format!("; {what} [{}]", list(names)));
+        }
+    }
+    writeln!(out, "request   {line}")?;
+    Ok(())
+}
+
+/// `ImageProperties.Quality` in one line ("quality   brightness 46.85 ·
+/// sharpness 57.27 · contrast 25.19"), when the document has it.
+pub fn print_quality(
+    doc: &crate::contract::MetadataDoc,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let Some(q) = doc.image_properties().and_then(|p| p.quality) else {
+        return Ok(());
+    };
+    let parts: Vec<String> = [
+        ("brightness", q.brightness),
+        ("sharpness", q.sharpness),
+        ("contrast", q.contrast),
+    ]
+    .into_iter()
+    .filter_map(|(what, v)| v.map(|v| format!("{what} {v}")))
+    .collect();
+    if !parts.is_empty() {
+        writeln!(out, "quality   {}", parts.join(" · "))?;
     }
     Ok(())
 }

@@ -624,3 +624,39 @@ async fn label_filters_apply_to_the_local_model() {
         [all[1].as_str()]
     );
 }
+
+/// `imgtag show` says what was asked when it was not the default, and
+/// the quality a document records; the status follows the review rule.
+#[tokio::test]
+async fn show_prints_the_request_and_the_quality() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
+    put(&store, "uploads/cat.png", CHELSEA).await;
+    let mut asked = opts();
+    asked.features = imgtag::detection::Features::ALL;
+    asked.filters.label_exclusion_filters = vec!["Pet".into()];
+    let out = tag(&store, &local_detector(), "uploads/cat.png", &asked).await;
+    assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");
+    let rule = imgtag::summary::ReviewRule {
+        min_sharpness: Some(99.0),
+        ..imgtag::summary::ReviewRule::from(0.0)
+    };
+    let shown = imgtag::cli::lookup(&store, &Layout::default(), rule, "uploads/cat.png")
+        .await
+        .unwrap();
+    assert_eq!(shown.status, Status::NeedsReview);
+    let mut text = Vec::new();
+    imgtag::cli::print_shown(&shown, false, &mut text).unwrap();
+    let parsed = shown.read.as_ref().unwrap().as_ref().unwrap();
+    imgtag::cli::print_quality(&parsed.doc, &mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains("request   GENERAL_LABELS, IMAGE_PROPERTIES; exclude-labels [Pet]\n"),
+        "{text}"
+    );
+    assert!(text.contains("quality   brightness "), "{text}");
+    let shown = imgtag::cli::lookup(&store, &Layout::default(), 0.0, "uploads/cat.png")
+        .await
+        .unwrap();
+    assert_eq!(shown.status, Status::Tagged, "the rule off");
+}
