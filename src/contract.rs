@@ -458,7 +458,7 @@ impl MetadataDoc {
 
     /// Sets (or, with `None`, removes) `ImageProperties`.
     pub fn set_image_properties(&mut self, properties: Option<&ImageProperties>) {
-        match properties.and_then(|p| serde_json::to_value(p).ok()) {
+        match properties.and_then(json_value) {
             Some(v) => self.extra.insert(IMAGE_PROPERTIES.into(), v),
             None => self.extra.remove(IMAGE_PROPERTIES),
         };
@@ -470,6 +470,13 @@ impl MetadataDoc {
         out.push(b'\n');
         out
     }
+}
+
+/// A value as JSON, its `f32` fields written as their shortest decimal
+/// (`46.85`, not the `46.849998474121094` a direct `to_value` gives by
+/// widening to `f64`), like every other number in the document.
+pub fn json_value<T: Serialize>(value: &T) -> Option<Value> {
+    serde_json::from_str(&serde_json::to_string(value).ok()?).ok()
 }
 
 fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>

@@ -551,6 +551,20 @@ async fn local_quality_is_measured_stored_and_reviewed() {
         (sq.brightness, sq.sharpness, sq.contrast),
         (Some(qb.brightness), Some(qb.sharpness), Some(qb.contrast))
     );
+    // Written as short decimals, like Rekognition's numbers.
+    let text = String::from_utf8(
+        store
+            .get("metadata/blurred.png.json", 1 << 20)
+            .await
+            .unwrap()
+            .body
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains(&format!("\"Sharpness\":{}", qb.sharpness)),
+        "{text}"
+    );
     assert_eq!(
         stored.imgtag.as_ref().unwrap().features,
         ["GENERAL_LABELS", "IMAGE_PROPERTIES"]

@@ -330,11 +330,11 @@ fn cat_with_properties() -> DetectLabelsOutput {
             .hex_code("#785028")
             .css_color("sienna")
             .simplified_color("brown")
-            .pixel_percent(41.5)
+            .pixel_percent(41.7)
             .build()
     };
     let quality = DetectLabelsImageQuality::builder()
-        .brightness(61.25)
+        .brightness(61.3)
         .sharpness(87.5)
         .contrast(70.75)
         .build();
@@ -394,11 +394,11 @@ fn assert_stored_as_returned(v: &serde_json::Value) {
     let p = &v["ImageProperties"];
     assert_eq!(
         p["Quality"],
-        serde_json::json!({"Brightness": 61.25, "Sharpness": 87.5, "Contrast": 70.75})
+        serde_json::json!({"Brightness": 61.3, "Sharpness": 87.5, "Contrast": 70.75})
     );
     let colour = serde_json::json!({
         "Red": 120, "Green": 80, "Blue": 40, "HexCode": "#785028",
-        "CSSColor": "sienna", "SimplifiedColor": "brown", "PixelPercent": 41.5
+        "CSSColor": "sienna", "SimplifiedColor": "brown", "PixelPercent": 41.7
     });
     assert_eq!(p["DominantColors"], serde_json::json!([colour]));
     assert_eq!(

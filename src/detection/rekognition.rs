@@ -211,7 +211,7 @@ fn to_label(l: &aws_sdk_rekognition::types::Label) -> Label {
                 dominant_colors: i
                     .dominant_colors()
                     .iter()
-                    .filter_map(|c| serde_json::to_value(to_color(c)).ok())
+                    .filter_map(|c| crate::contract::json_value(&to_color(c)))
                     .collect(),
             })
             .collect(),
