@@ -287,6 +287,8 @@ fn assessed(n: usize, kind: Kind, version: u64, rng: &mut Rng) -> Assessed {
                             code: "InvalidImageFormat".into(),
                             message: "the image could not be decoded".into(),
                         }),
+                        features: Vec::new(),
+                        settings: None,
                     }),
                 },
                 shape: Shape::ImgTag,

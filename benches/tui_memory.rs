@@ -194,6 +194,8 @@ fn assessed_with_doc(
                     tagged_by: "imgtag 0.1.0".into(),
                     review: None,
                     error: None,
+                    features: Vec::new(),
+                    settings: None,
                 }),
             },
             shape: Shape::ImgTag,

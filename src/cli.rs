@@ -247,9 +247,10 @@ pub struct Shown {
 pub async fn lookup(
     store: &DynStore,
     layout: &Layout,
-    review_below: f32,
+    rule: impl Into<crate::summary::ReviewRule>,
     key: &str,
 ) -> Result<Shown, CliError> {
+    let rule = rule.into();
     let (image_key, image, found) = match layout.metadata_rest(key) {
         Some(rest) => lookup_metadata_key(store, layout, key, rest).await?,
         None => lookup_image_key(store, layout, key).await?,
@@ -259,11 +260,7 @@ pub async fn lookup(
     }
     let status = match &image {
         None => Status::Orphan,
-        Some(i) => assess(
-            found.as_ref().map(|f| &f.read),
-            i.etag.as_deref(),
-            review_below,
-        ),
+        Some(i) => assess(found.as_ref().map(|f| &f.read), i.etag.as_deref(), rule),
     };
     Ok(Shown {
         image_key,
@@ -272,7 +269,7 @@ pub async fn lookup(
         key_kind: found.as_ref().map(|f| f.kind),
         read: found.map(|f| f.read),
         status,
-        review_below,
+        review_below: rule.below,
     })
 }
 
@@ -470,6 +467,7 @@ fn print_provenance(t: &crate::contract::ImgTagInfo, out: &mut dyn Write) -> Res
             for_terminal(&e.message)
         )?;
     }
+    print_request(t, out)?;
     if let Some(r) = t.review.as_ref().filter(|r| !r.is_empty()) {
         let list = |v: &[String]| {
             v.iter()
@@ -484,6 +482,67 @@ fn print_provenance(t: &crate::contract::ImgTagInfo, out: &mut dyn Write) -> Res
             list(&r.removed),
             list(&r.flagged)
         )?;
+    }
+    Ok(())
+}
+
+/// The DetectLabels features and filters the labels were asked with, when
+/// not the default (GENERAL_LABELS, unfiltered).
+fn print_request(t: &crate::contract::ImgTagInfo, out: &mut dyn Write) -> Result<(), CliError> {
+    let filters = t.label_filters();
+    if t.features.is_empty() && filters.is_empty() {
+        return Ok(());
+    }
+    let list = |v: &[String]| {
+        v.iter()
+            .map(|s| for_terminal(s).into_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut line = if t.features.is_empty() {
+        crate::detection::GENERAL_LABELS.to_string()
+    } else {
+        list(&t.features)
+    };
+    for (what, names) in [
+        ("include-labels", &filters.label_inclusion_filters),
+        ("exclude-labels", &filters.label_exclusion_filters),
+        (
+            "include-categories",
+            &filters.label_category_inclusion_filters,
+        ),
+        (
+            "exclude-categories",
+            &filters.label_category_exclusion_filters,
+        ),
+    ] {
+        if !names.is_empty() {
+            line.push_str(&format!("; {what} [{}]", list(names)));
+        }
+    }
+    writeln!(out, "request   {line}")?;
+    Ok(())
+}
+
+/// `ImageProperties.Quality` in one line ("quality   brightness 46.85 ·
+/// sharpness 57.27 · contrast 25.19"), when the document has it.
+pub fn print_quality(
+    doc: &crate::contract::MetadataDoc,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let Some(q) = doc.image_properties().and_then(|p| p.quality) else {
+        return Ok(());
+    };
+    let parts: Vec<String> = [
+        ("brightness", q.brightness),
+        ("sharpness", q.sharpness),
+        ("contrast", q.contrast),
+    ]
+    .into_iter()
+    .filter_map(|(what, v)| v.map(|v| format!("{what} {v}")))
+    .collect();
+    if !parts.is_empty() {
+        writeln!(out, "quality   {}", parts.join(" · "))?;
     }
     Ok(())
 }
@@ -626,7 +685,7 @@ pub async fn tag(
     let targets = select(&store, &opts.layout, review_below, &run.selection).await?;
     let kind = detector.kind();
     if run.dry_run {
-        print_dry_run(&targets, kind, run.json, out, err)?;
+        print_dry_run(&targets, kind, opts.features, run.json, out, err)?;
         return Ok(TagSummary {
             selected: targets.len(),
             ..Default::default()
@@ -636,7 +695,7 @@ pub async fn tag(
         return Err(CliError::Usage(format!(
             "this would tag {} images {}; check with --dry-run, then pass --yes",
             targets.len(),
-            kind.cost_phrase(targets.len())
+            kind.cost_phrase_with(targets.len(), opts.features)
         )));
     }
     let bulk = Bulk {
@@ -661,6 +720,7 @@ pub async fn tag(
 fn print_dry_run(
     targets: &[Selected],
     kind: DetectorKind,
+    features: crate::detection::Features,
     json: bool,
     out: &mut dyn Write,
     err: &mut dyn Write,
@@ -679,7 +739,7 @@ fn print_dry_run(
         err,
         "{} images {}",
         targets.len(),
-        kind.cost_phrase(targets.len())
+        kind.cost_phrase_with(targets.len(), features)
     )?;
     if kind.is_paid() {
         write!(

@@ -6,8 +6,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::contract::{ContractError, DEFAULT_MIN_CONFIDENCE, DEFAULT_REVIEW_BELOW, Layout};
+use crate::contract::{
+    ContractError, DEFAULT_MIN_CONFIDENCE, DEFAULT_REVIEW_BELOW, LabelFilters, Layout,
+};
+use crate::detection::Features;
 use crate::storage::{BucketSpec, S3Options};
+use crate::summary::ReviewRule;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -142,6 +146,44 @@ pub struct CommonArgs {
     #[arg(long, value_name = "N", value_parser = parse_confidence)]
     pub review_below: Option<f32>,
 
+    /// DetectLabels features, comma-separated: GENERAL_LABELS (always
+    /// asked) and IMAGE_PROPERTIES (brightness, sharpness, contrast and
+    /// dominant colours, stored under ImageProperties; Rekognition bills it
+    /// per image on top of the labels, the local model measures quality
+    /// itself at no cost). Default: GENERAL_LABELS.
+    #[arg(long, value_name = "LIST", value_parser = Features::parse_list)]
+    pub features: Option<Features>,
+
+    /// Only these labels may be returned (Rekognition's
+    /// LabelInclusionFilters; comma-separated or repeated; at most 100).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub include_labels: Vec<String>,
+
+    /// These labels are never returned (LabelExclusionFilters).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub exclude_labels: Vec<String>,
+
+    /// Only labels in these categories may be returned
+    /// (LabelCategoryInclusionFilters, e.g. "Animals and Pets").
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub include_categories: Vec<String>,
+
+    /// Labels in these categories are never returned
+    /// (LabelCategoryExclusionFilters).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub exclude_categories: Vec<String>,
+
+    /// An image whose ImageProperties.Quality.Brightness is below this
+    /// (0-100) needs review (default: off; images without quality numbers
+    /// are not judged).
+    #[arg(long, value_name = "N", value_parser = parse_confidence)]
+    pub review_min_brightness: Option<f32>,
+
+    /// An image whose ImageProperties.Quality.Sharpness is below this
+    /// (0-100) needs review (default: off).
+    #[arg(long, value_name = "N", value_parser = parse_confidence)]
+    pub review_min_sharpness: Option<f32>,
+
     /// Rekognition calls a second at most, across every image being tagged
     /// (default 5, the lowest default quota of any region): set it to your
     /// account's DetectLabels quota, or below it to leave room for other
@@ -172,6 +214,14 @@ pub struct FileConfig {
     pub max_labels: Option<u32>,
     pub review_below: Option<f32>,
     pub rekognition_tps: Option<f64>,
+    /// `features = ["GENERAL_LABELS", "IMAGE_PROPERTIES"]`.
+    pub features: Option<Vec<String>>,
+    pub include_labels: Option<Vec<String>>,
+    pub exclude_labels: Option<Vec<String>>,
+    pub include_categories: Option<Vec<String>>,
+    pub exclude_categories: Option<Vec<String>>,
+    pub review_min_brightness: Option<f32>,
+    pub review_min_sharpness: Option<f32>,
     /// Key bindings of imgtag-tui.
     pub keys: Option<toml::Table>,
     /// imgtag-tui's theme: auto, dark or light.
@@ -210,6 +260,13 @@ pub struct Settings {
     pub review_below: f32,
     /// Rekognition calls a second, at most (client-side pacing).
     pub rekognition_tps: f64,
+    /// DetectLabels `Features`.
+    pub features: Features,
+    /// DetectLabels `Settings.GeneralLabels`.
+    pub filters: LabelFilters,
+    /// Quality below which an image needs review (off when `None`).
+    pub review_min_brightness: Option<f32>,
+    pub review_min_sharpness: Option<f32>,
     pub keys: toml::Table,
     /// imgtag-tui's theme from the config file (its `--theme` wins).
     pub theme: Option<ThemeChoice>,
@@ -229,6 +286,7 @@ impl CommonArgs {
                 None => (FileConfig::default(), None),
             },
         };
+        let (features, filters) = self.request(&file)?;
         let bucket = if self.demo {
             BucketSpec::Local(
                 crate::demo::default_dir().map_err(|e| ConfigError::Invalid(e.to_string()))?,
@@ -271,6 +329,12 @@ impl CommonArgs {
             .review_below
             .or(check("review-below", file.review_below)?)
             .unwrap_or(DEFAULT_REVIEW_BELOW);
+        let review_min_brightness = self
+            .review_min_brightness
+            .or(check("review-min-brightness", file.review_min_brightness)?);
+        let review_min_sharpness = self
+            .review_min_sharpness
+            .or(check("review-min-sharpness", file.review_min_sharpness)?);
         let rekognition_tps = match (self.rekognition_tps, file.rekognition_tps) {
             (Some(v), _) => v,
             (None, Some(v)) => parse_tps(&v.to_string())
@@ -294,11 +358,51 @@ impl CommonArgs {
             max_labels: self.max_labels.or(file.max_labels),
             review_below,
             rekognition_tps,
+            features,
+            filters,
+            review_min_brightness,
+            review_min_sharpness,
             keys: file.keys.unwrap_or_default(),
             theme: file.theme,
             config_file,
             no_index: self.no_index,
         })
+    }
+
+    /// DetectLabels `Features` and `Settings.GeneralLabels`: the flags, else
+    /// the file's keys. A filter list given as flags replaces the file's.
+    fn request(&self, file: &FileConfig) -> Result<(Features, LabelFilters), ConfigError> {
+        let features = match (self.features, &file.features) {
+            (Some(f), _) => f,
+            (None, Some(names)) => Features::from_names(names)
+                .map_err(|e| ConfigError::Invalid(format!("features: {e}")))?,
+            (None, None) => Features::default(),
+        };
+        let list = |flag: &Vec<String>, file: &Option<Vec<String>>| -> Vec<String> {
+            let v = if flag.is_empty() {
+                file.clone().unwrap_or_default()
+            } else {
+                flag.clone()
+            };
+            v.into_iter()
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())
+                .collect()
+        };
+        let filters = LabelFilters {
+            label_inclusion_filters: list(&self.include_labels, &file.include_labels),
+            label_exclusion_filters: list(&self.exclude_labels, &file.exclude_labels),
+            label_category_inclusion_filters: list(
+                &self.include_categories,
+                &file.include_categories,
+            ),
+            label_category_exclusion_filters: list(
+                &self.exclude_categories,
+                &file.exclude_categories,
+            ),
+        };
+        filters.validate().map_err(ConfigError::Invalid)?;
+        Ok((features, filters))
     }
 }
 
@@ -308,6 +412,16 @@ impl CommonArgs {
 pub type OpenedIndex = (std::sync::Arc<crate::index::Index>, Option<String>);
 
 impl Settings {
+    /// When an image needs review: the headline threshold and the quality
+    /// thresholds.
+    pub fn review_rule(&self) -> ReviewRule {
+        ReviewRule {
+            below: self.review_below,
+            min_brightness: self.review_min_brightness,
+            min_sharpness: self.review_min_sharpness,
+        }
+    }
+
     /// What the bucket's index belongs to.
     #[cfg(feature = "index")]
     pub fn index_spec(&self) -> crate::index::IndexSpec {
@@ -417,6 +531,59 @@ mod tests {
         let err = args.resolve().unwrap_err();
         assert!(err.to_string().contains("rekognition-tps"), "{err}");
         assert!(parse_tps("-1").is_err() && parse_tps("nan").is_err());
+
+        // Features, filters and quality thresholds: the file's keys, flags
+        // over them, nonsense refused.
+        std::fs::write(
+            &path,
+            "bucket = \"bkt\"\nfeatures = [\"GENERAL_LABELS\", \"IMAGE_PROPERTIES\"]\n\
+             include-labels = [\"Cat\"]\nexclude-categories = [\"Weapons and Military\"]\n\
+             review-min-sharpness = 30\n",
+        )
+        .unwrap();
+        let mut args = CommonArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let s = args.resolve().unwrap();
+        assert_eq!(s.features, Features::ALL);
+        assert_eq!(s.filters.label_inclusion_filters, ["Cat"]);
+        assert_eq!(
+            s.filters.label_category_exclusion_filters,
+            ["Weapons and Military"]
+        );
+        let rule = s.review_rule();
+        assert_eq!(
+            (rule.min_sharpness, rule.min_brightness),
+            (Some(30.0), None)
+        );
+        args.include_labels = vec!["Dog".into()];
+        args.features = Some(Features::default());
+        args.review_min_brightness = Some(20.0);
+        let s = args.resolve().unwrap();
+        assert_eq!(s.filters.label_inclusion_filters, ["Dog"]);
+        assert_eq!(s.features, Features::default());
+        assert_eq!(s.review_rule().min_brightness, Some(20.0));
+        args.exclude_labels = vec!["x".repeat(51)];
+        assert!(
+            args.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("exclude-labels")
+        );
+        std::fs::write(&path, "bucket = \"bkt\"\nfeatures = [\"FACES\"]\n").unwrap();
+        let err = CommonArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("features"), "{err}");
+        assert!(Features::parse_list("image-properties").is_err());
+        assert_eq!(
+            Features::parse_list("general_labels,IMAGE-PROPERTIES"),
+            Ok(Features::ALL)
+        );
         assert_eq!(parse_tps("0.5"), Ok(0.5));
     }
 }

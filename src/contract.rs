@@ -173,6 +173,242 @@ pub struct ImgTagInfo {
     pub review: Option<Review>,
     #[serde(default)]
     pub error: Option<ErrorInfo>,
+    /// DetectLabels `Features` the labels were asked with. Absent or empty:
+    /// `GENERAL_LABELS` alone (documents written before imgtag recorded it,
+    /// and every default request, which writes nothing here).
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub features: Vec<String>,
+    /// DetectLabels `Settings` the labels were asked with (the label and
+    /// category filters). Absent: no filters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<RequestSettings>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl ImgTagInfo {
+    /// The label filters the document was made with (none when absent).
+    pub fn label_filters(&self) -> LabelFilters {
+        self.settings
+            .as_ref()
+            .and_then(|s| s.general_labels.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// DetectLabels `Settings` as imgtag records it in `ImgTag.Settings`: the
+/// request's shape, so a reader sees exactly what was asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct RequestSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub general_labels: Option<LabelFilters>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RequestSettings {
+    /// `Settings` for these filters, or `None` when there are none (so a
+    /// default request records nothing).
+    pub fn for_filters(filters: &LabelFilters) -> Option<Self> {
+        (!filters.is_empty()).then(|| RequestSettings {
+            general_labels: Some(filters.clone()),
+            extra: Extra::new(),
+        })
+    }
+}
+
+/// DetectLabels `Settings.GeneralLabels`: which labels and categories the
+/// answer may hold. Rekognition allows at most 100 entries of 50
+/// characters in each list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct LabelFilters {
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub label_inclusion_filters: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub label_exclusion_filters: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub label_category_inclusion_filters: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub label_category_exclusion_filters: Vec<String>,
+}
+
+/// Rekognition's limits on each filter list.
+pub const MAX_FILTERS: usize = 100;
+pub const MAX_FILTER_CHARS: usize = 50;
+
+impl LabelFilters {
+    pub fn is_empty(&self) -> bool {
+        self.lists().iter().all(|(_, l)| l.is_empty())
+    }
+
+    /// Each list with the name of the option that sets it.
+    fn lists(&self) -> [(&'static str, &Vec<String>); 4] {
+        [
+            ("include-labels", &self.label_inclusion_filters),
+            ("exclude-labels", &self.label_exclusion_filters),
+            ("include-categories", &self.label_category_inclusion_filters),
+            ("exclude-categories", &self.label_category_exclusion_filters),
+        ]
+    }
+
+    /// Rekognition's limits, checked before any paid call: at most 100
+    /// non-empty names of at most 50 characters, no control characters.
+    pub fn validate(&self) -> Result<(), String> {
+        for (what, list) in self.lists() {
+            if list.len() > MAX_FILTERS {
+                return Err(format!(
+                    "{what}: {} names, Rekognition takes at most {MAX_FILTERS}",
+                    list.len()
+                ));
+            }
+            for name in list {
+                if name.trim().is_empty() || name.chars().any(char::is_control) {
+                    return Err(format!("{what}: {name:?} is not a label or category name"));
+                }
+                if name.chars().count() > MAX_FILTER_CHARS {
+                    return Err(format!(
+                        "{what}: {name:?} is over Rekognition's {MAX_FILTER_CHARS} characters"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The same filters whatever the order or case of the names: what the
+    /// "same request" comparison looks at.
+    pub fn normalized(&self) -> LabelFilters {
+        let norm = |l: &Vec<String>| {
+            let mut v: Vec<String> = l.iter().map(|n| n.trim().to_lowercase()).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        LabelFilters {
+            label_inclusion_filters: norm(&self.label_inclusion_filters),
+            label_exclusion_filters: norm(&self.label_exclusion_filters),
+            label_category_inclusion_filters: norm(&self.label_category_inclusion_filters),
+            label_category_exclusion_filters: norm(&self.label_category_exclusion_filters),
+        }
+    }
+
+    /// Applies the filters to labels a detector returned without them (the
+    /// local model): inclusion keeps only the names (or categories) listed,
+    /// exclusion drops them; names compare case-insensitively.
+    pub fn apply(&self, labels: &mut Vec<Label>) {
+        let has = |list: &[String], name: &str| list.iter().any(|n| n.eq_ignore_ascii_case(name));
+        let in_category =
+            |list: &[String], l: &Label| l.categories.iter().any(|c| has(list, &c.name));
+        labels.retain(|l| {
+            (self.label_inclusion_filters.is_empty() || has(&self.label_inclusion_filters, &l.name))
+                && !has(&self.label_exclusion_filters, &l.name)
+                && (self.label_category_inclusion_filters.is_empty()
+                    || in_category(&self.label_category_inclusion_filters, l))
+                && !in_category(&self.label_category_exclusion_filters, l)
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Image properties
+
+/// The key of DetectLabels' `ImageProperties` in a document.
+pub const IMAGE_PROPERTIES: &str = "ImageProperties";
+
+/// DetectLabels `ImageProperties`: image quality, dominant colours, and
+/// the same for the foreground and background. Kept in the document as the
+/// API returned it (every field, known or not); this type is the typed
+/// view imgtag writes and reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageProperties {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<ImageQuality>,
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub dominant_colors: Vec<DominantColor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub foreground: Option<ImageRegion>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub background: Option<ImageRegion>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `Quality`: each 0-100, higher is brighter, sharper, more contrasted.
+/// Foreground and background carry Brightness and Sharpness only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageQuality {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brightness: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sharpness: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contrast: Option<f32>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `Foreground` / `Background`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageRegion {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<ImageQuality>,
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub dominant_colors: Vec<DominantColor>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// One of `DominantColors`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct DominantColor {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub red: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub green: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hex_code: Option<String>,
+    #[serde(rename = "CSSColor", default, skip_serializing_if = "Option::is_none")]
+    pub css_color: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simplified_color: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pixel_percent: Option<f32>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -213,12 +449,34 @@ impl MetadataDoc {
         self.imgtag.as_ref().and_then(|t| t.review.as_ref())
     }
 
+    /// `ImageProperties`, when the document has them in a shape imgtag
+    /// reads (anything else stays in the document untouched, and reads as
+    /// `None` here).
+    pub fn image_properties(&self) -> Option<ImageProperties> {
+        serde_json::from_value(self.extra.get(IMAGE_PROPERTIES)?.clone()).ok()
+    }
+
+    /// Sets (or, with `None`, removes) `ImageProperties`.
+    pub fn set_image_properties(&mut self, properties: Option<&ImageProperties>) {
+        match properties.and_then(json_value) {
+            Some(v) => self.extra.insert(IMAGE_PROPERTIES.into(), v),
+            None => self.extra.remove(IMAGE_PROPERTIES),
+        };
+    }
+
     /// Serialises the document: the one writer every path uses.
     pub fn to_json_bytes(&self) -> Vec<u8> {
         let mut out = serde_json::to_vec(self).expect("metadata documents always serialise");
         out.push(b'\n');
         out
     }
+}
+
+/// A value as JSON, its `f32` fields written as their shortest decimal
+/// (`46.85`, not the `46.849998474121094` a direct `to_value` gives by
+/// widening to `f64`), like every other number in the document.
+pub fn json_value<T: Serialize>(value: &T) -> Option<Value> {
+    serde_json::from_str(&serde_json::to_string(value).ok()?).ok()
 }
 
 fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -661,10 +919,10 @@ pub fn normalize_etag(etag: &str) -> &str {
 pub fn assess(
     metadata: Option<&Result<ParsedMetadata, Malformed>>,
     image_etag: Option<&str>,
-    review_below: f32,
+    rule: impl Into<crate::summary::ReviewRule>,
 ) -> Status {
     let summary = metadata.map(crate::summary::summarize);
-    crate::summary::status_of(summary.as_ref(), image_etag, review_below)
+    crate::summary::status_of(summary.as_ref(), image_etag, rule)
 }
 
 #[cfg(test)]

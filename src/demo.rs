@@ -59,6 +59,8 @@ fn tagged_doc(key: &str, data: &[u8], labels: Vec<Label>) -> Vec<u8> {
             tagged_by: "imgtag-lambda".into(),
             review: None,
             error: None,
+            features: Vec::new(),
+            settings: None,
             extra: Default::default(),
         }),
     }

@@ -11,9 +11,9 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 use crate::config::DetectorKind;
-use crate::contract::{DEFAULT_MIN_CONFIDENCE, Layout, is_folder_placeholder};
+use crate::contract::{DEFAULT_MIN_CONFIDENCE, LabelFilters, Layout, is_folder_placeholder};
 use crate::detection::{
-    DetectFailure, DetectInput, DetectParams, Detection, Detector, DynDetector,
+    DetectFailure, DetectInput, DetectParams, Detection, Detector, DynDetector, Features,
 };
 use crate::pipeline::{Outcome, TagOptions, tag};
 use crate::storage::{
@@ -53,6 +53,12 @@ pub struct LambdaConfig {
     /// many pixels (`IMGTAG_MAX_MEGAPIXELS`), so that the decoder's needs
     /// fit the function's memory; `None` leaves the decoder's own limit.
     pub max_pixels: Option<u64>,
+    /// DetectLabels `Features` (`IMGTAG_FEATURES`).
+    pub features: Features,
+    /// DetectLabels `Settings.GeneralLabels` (`IMGTAG_INCLUDE_LABELS`,
+    /// `IMGTAG_EXCLUDE_LABELS`, `IMGTAG_INCLUDE_CATEGORIES`,
+    /// `IMGTAG_EXCLUDE_CATEGORIES`).
+    pub filters: LabelFilters,
 }
 
 /// The decoder's own ceiling ([`crate::imaging::DecodeLimits`]), which
@@ -119,7 +125,8 @@ impl LambdaConfig {
     /// Reads `IMGTAG_BUCKETS` (required), `IMGTAG_MIN_CONFIDENCE`,
     /// `IMGTAG_MAX_LABELS`, `IMGTAG_UPLOADS_PREFIX`,
     /// `IMGTAG_METADATA_PREFIX`, `IMGTAG_DETECTOR`,
-    /// `IMGTAG_MAX_MEGAPIXELS` and `IMGTAG_PATH_STYLE` from the process
+    /// `IMGTAG_MAX_MEGAPIXELS`, `IMGTAG_PATH_STYLE`, `IMGTAG_FEATURES` and
+    /// the label filters (`IMGTAG_INCLUDE_LABELS`, ...) from the process
     /// environment.
     pub fn from_env() -> Result<Self, LambdaError> {
         Self::from_vars(|name| std::env::var(name).ok())
@@ -185,6 +192,14 @@ impl LambdaConfig {
         };
         let buckets = buckets_var(get("IMGTAG_BUCKETS"))?;
         let max_pixels = max_pixels_var(get("IMGTAG_MAX_MEGAPIXELS"))?;
+        let features = match get("IMGTAG_FEATURES") {
+            None => Features::default(),
+            Some(v) => Features::parse_list(&v).map_err(|message| LambdaError::Config {
+                var: "IMGTAG_FEATURES",
+                message,
+            })?,
+        };
+        let filters = filters_vars(&get)?;
         Ok(LambdaConfig {
             layout,
             min_confidence,
@@ -193,6 +208,8 @@ impl LambdaConfig {
             path_style,
             buckets,
             max_pixels,
+            features,
+            filters,
         })
     }
 
@@ -205,6 +222,8 @@ impl LambdaConfig {
         let mut opts = TagOptions::new(self.layout.clone(), TAGGED_BY);
         opts.min_confidence = self.min_confidence;
         opts.max_labels = self.max_labels;
+        opts.features = self.features;
+        opts.filters = self.filters.clone();
         opts.attempts = 1;
         opts
     }
@@ -276,6 +295,12 @@ impl Detector for PixelBound {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
+    fn model_version(&self) -> Option<&str> {
+        self.inner.model_version()
+    }
+    fn applies_filters(&self) -> bool {
+        self.inner.applies_filters()
+    }
     fn reads_s3(&self) -> bool {
         self.inner.reads_s3()
     }
@@ -303,6 +328,32 @@ impl Detector for PixelBound {
         }
         self.inner.detect(input, params).await
     }
+}
+
+/// The label filters from their comma-separated variables.
+fn filters_vars(get: &dyn Fn(&str) -> Option<String>) -> Result<LabelFilters, LambdaError> {
+    let list = |var| -> Vec<String> {
+        get(var)
+            .map(|v| {
+                v.split(',')
+                    .map(|n| n.trim().to_string())
+                    .filter(|n| !n.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let filters = LabelFilters {
+        label_inclusion_filters: list("IMGTAG_INCLUDE_LABELS"),
+        label_exclusion_filters: list("IMGTAG_EXCLUDE_LABELS"),
+        label_category_inclusion_filters: list("IMGTAG_INCLUDE_CATEGORIES"),
+        label_category_exclusion_filters: list("IMGTAG_EXCLUDE_CATEGORIES"),
+    };
+    filters.validate().map_err(|message| LambdaError::Config {
+        var: "IMGTAG_INCLUDE_LABELS/IMGTAG_EXCLUDE_LABELS/IMGTAG_INCLUDE_CATEGORIES/\
+                  IMGTAG_EXCLUDE_CATEGORIES",
+        message,
+    })?;
+    Ok(filters)
 }
 
 /// S3 event keys are form-encoded (see [`crate::contract::decode_form_key`]).
@@ -955,6 +1006,36 @@ mod tests {
                 .iter()
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn features_and_filters_come_from_the_environment() {
+        let c = LambdaConfig::from_vars(vars(&[("IMGTAG_BUCKETS", "b")])).unwrap();
+        assert_eq!(c.features, Features::default());
+        assert!(c.filters.is_empty());
+        let c = LambdaConfig::from_vars(vars(&[
+            ("IMGTAG_BUCKETS", "b"),
+            ("IMGTAG_FEATURES", "GENERAL_LABELS, image_properties"),
+            ("IMGTAG_INCLUDE_LABELS", "Cat, Dog"),
+            ("IMGTAG_EXCLUDE_CATEGORIES", "Weapons and Military"),
+        ]))
+        .unwrap();
+        let opts = c.tag_options();
+        assert_eq!(opts.features, Features::ALL);
+        assert_eq!(opts.filters.label_inclusion_filters, ["Cat", "Dog"]);
+        assert_eq!(
+            opts.filters.label_category_exclusion_filters,
+            ["Weapons and Military"]
+        );
+        for (var, value) in [
+            ("IMGTAG_FEATURES", "IMAGE_PROPERTIES"),
+            ("IMGTAG_FEATURES", "FACES"),
+            ("IMGTAG_EXCLUDE_LABELS", &"x".repeat(51)),
+        ] {
+            let err = LambdaConfig::from_vars(vars(&[("IMGTAG_BUCKETS", "b"), (var, value)]))
+                .unwrap_err();
+            assert!(err.to_string().contains(var), "{err}");
         }
     }
 

@@ -8,10 +8,12 @@ use bytes::Bytes;
 
 use crate::catalog::{MetadataRead, find_metadata};
 use crate::contract::{
-    ErrorInfo, ImgTagInfo, Label, Layout, MetadataDoc, ParsedMetadata, Review, SCHEMA_VERSION,
-    SourceRef, is_folder_placeholder, normalize_etag,
+    ErrorInfo, ImgTagInfo, Label, LabelFilters, Layout, MetadataDoc, ParsedMetadata,
+    RequestSettings, Review, SCHEMA_VERSION, SourceRef, is_folder_placeholder, normalize_etag,
 };
-use crate::detection::{DetectFailure, DetectInput, DetectParams, Detection, DynDetector};
+use crate::detection::{
+    DetectFailure, DetectInput, DetectParams, Detection, DynDetector, Features,
+};
 pub use crate::outcome::Outcome;
 use crate::storage::{DynStore, ObjectInfo, PutCondition, StorageError};
 
@@ -25,6 +27,12 @@ pub struct TagOptions {
     pub layout: Layout,
     pub min_confidence: f32,
     pub max_labels: Option<u32>,
+    /// DetectLabels `Features` (`--features`): labels, and image
+    /// properties when asked.
+    pub features: Features,
+    /// DetectLabels `Settings.GeneralLabels` (`--include-labels` and
+    /// friends).
+    pub filters: LabelFilters,
     /// Re-run even if the metadata already records this image, detector
     /// and threshold.
     pub force: bool,
@@ -51,6 +59,8 @@ impl TagOptions {
             layout,
             min_confidence: crate::contract::DEFAULT_MIN_CONFIDENCE,
             max_labels: None,
+            features: Features::default(),
+            filters: LabelFilters::default(),
             force: false,
             tagged_by: tagged_by.into(),
             metadata_key: None,
@@ -60,12 +70,25 @@ impl TagOptions {
         }
     }
 
-    /// The options a front end's settings give: layout and thresholds.
+    /// The options a front end's settings give: layout, thresholds,
+    /// features and filters.
     pub fn from_settings(settings: &crate::config::Settings, tagged_by: &str) -> Self {
         TagOptions {
             min_confidence: settings.min_confidence,
             max_labels: settings.max_labels,
+            features: settings.features,
+            filters: settings.filters.clone(),
             ..TagOptions::new(settings.layout.clone(), tagged_by)
+        }
+    }
+
+    /// What the detector is asked.
+    pub fn params(&self) -> DetectParams {
+        DetectParams {
+            min_confidence: self.min_confidence,
+            max_labels: self.max_labels,
+            features: self.features,
+            filters: self.filters.clone(),
         }
     }
 }
@@ -125,6 +148,8 @@ pub fn build_document(
             tagged_by: opts.tagged_by.clone(),
             review,
             error,
+            features: opts.features.recorded(),
+            settings: RequestSettings::for_filters(&opts.filters),
         }),
     }
 }
@@ -292,12 +317,23 @@ impl Target {
             && t.min_confidence == opts.min_confidence
             && t.max_labels == opts.max_labels
             && self.same_models(detector.model_version())
+            && self.same_features(t, opts)
         {
             return Err(Outcome::Unchanged {
                 metadata_key: self.key.clone(),
             });
         }
         Ok(())
+    }
+
+    /// A result is only "the same request" when it was asked with the same
+    /// features and label filters (a document without them was asked for
+    /// GENERAL_LABELS alone, unfiltered; filters compare as sets of names,
+    /// any case). A recorded failure is about the image, whatever was asked.
+    fn same_features(&self, t: &ImgTagInfo, opts: &TagOptions) -> bool {
+        t.error.is_some()
+            || (Features::of_document(&t.features) == Some(opts.features)
+                && t.label_filters().normalized() == opts.filters.normalized())
     }
 
     /// A result is only "the same request" when it came from the models
@@ -399,15 +435,19 @@ async fn detect(
     opts: &TagOptions,
     key: &str,
 ) -> Result<Result<Detection, ErrorInfo>, Outcome> {
-    let params = DetectParams {
-        min_confidence: opts.min_confidence,
-        max_labels: opts.max_labels,
-    };
+    let params = opts.params();
     let mut delay = opts.backoff;
     let mut attempt = 1;
     loop {
-        match detector.detect(input.clone(), params).await {
-            Ok(d) => return Ok(Ok(d)),
+        match detector.detect(input.clone(), params.clone()).await {
+            Ok(mut d) => {
+                // The local model knows no filters: they apply to its answer
+                // here, so a document records only what it holds.
+                if !detector.applies_filters() {
+                    params.filters.apply(&mut d.labels);
+                }
+                return Ok(Ok(d));
+            }
             Err(DetectFailure::Permanent { code, message }) => {
                 return Ok(Err(ErrorInfo { code, message }));
             }
@@ -433,11 +473,18 @@ async fn write(
     source: SourceRef,
     result: Result<Detection, ErrorInfo>,
 ) -> Outcome {
+    let properties = result
+        .as_ref()
+        .ok()
+        .and_then(|d| d.image_properties.clone());
     let result = result.map(|d| (d.labels, d.label_model_version));
     let mut doc = build_document(source, detector, opts, result, target.review());
     if let Some(prior) = &target.prior {
         carry_unknown_fields(&mut doc, &prior.doc);
     }
+    // This detection's answer, never the one it replaces: a re-run without
+    // IMAGE_PROPERTIES leaves none.
+    doc.set_image_properties(properties.as_ref());
     // The detection is paid for: a transient write failure is retried
     // here rather than reported, which would make the caller detect again.
     let (mut delay, mut attempt) = (opts.backoff, 1);
@@ -638,6 +685,8 @@ async fn adopt(
         tagged_by: opts.tagged_by.clone(),
         review: None,
         error: None,
+        features: Vec::new(),
+        settings: None,
     })
 }
 

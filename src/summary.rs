@@ -1,6 +1,6 @@
 //! What an audit needs of a metadata document, and nothing more: the
 //! labels with their parents, the headline, the error, the source and the
-//! review flags. Small enough to keep for a million images (in memory or
+//! review flags, and the image quality numbers. Small enough to keep for a million images (in memory or
 //! in the persistent index), and the only input of the status rule.
 
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,59 @@ pub struct DocSummary {
     /// It has a review (labels added, removed or flagged by hand).
     #[serde(rename = "r", default, skip_serializing_if = "std::ops::Not::not")]
     pub reviewed: bool,
+    /// `ImageProperties.Quality` Brightness and Sharpness, when the
+    /// document has them: what the quality review rule compares.
+    #[serde(rename = "q", default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<QualitySummary>,
+}
+
+/// Brightness and sharpness (0-100) of an image, as its document records.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct QualitySummary(pub Option<f32>, pub Option<f32>);
+
+impl QualitySummary {
+    pub fn brightness(&self) -> Option<f32> {
+        self.0
+    }
+    pub fn sharpness(&self) -> Option<f32> {
+        self.1
+    }
+}
+
+/// When an image needs review: its headline label is below `below`, or
+/// (when set) its recorded brightness or sharpness is below the minimum.
+/// The quality minimums are off by default; a document without quality
+/// numbers is not judged by them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReviewRule {
+    pub below: f32,
+    pub min_brightness: Option<f32>,
+    pub min_sharpness: Option<f32>,
+}
+
+impl From<f32> for ReviewRule {
+    /// The headline threshold alone.
+    fn from(below: f32) -> Self {
+        ReviewRule {
+            below,
+            min_brightness: None,
+            min_sharpness: None,
+        }
+    }
+}
+
+impl ReviewRule {
+    /// Why the image's quality needs review ("sharpness 12.5 is below
+    /// 30"), or `None`.
+    pub fn quality_reason(&self, s: &DocSummary) -> Option<String> {
+        let q = s.quality?;
+        let low = |what: &str, value: Option<f32>, min: Option<f32>| match (value, min) {
+            (Some(v), Some(m)) if v < m => Some(format!("{what} {v} is below {m}")),
+            _ => None,
+        };
+        low("brightness", q.brightness(), self.min_brightness)
+            .or_else(|| low("sharpness", q.sharpness(), self.min_sharpness))
+    }
 }
 
 /// A document read: its summary, or why it could not be read.
@@ -78,6 +131,11 @@ impl DocSummary {
             source_etag: source.and_then(|s| s.etag.clone()),
             flagged: doc.review().is_some_and(|r| !r.flagged.is_empty()),
             reviewed: doc.review().is_some_and(|r| !r.is_empty()),
+            quality: doc
+                .image_properties()
+                .and_then(|p| p.quality)
+                .map(|q| QualitySummary(q.brightness, q.sharpness))
+                .filter(|q| q.0.is_some() || q.1.is_some()),
         }
     }
 
@@ -112,8 +170,15 @@ impl DocSummary {
 
 /// The status rule (CONTRACT §3) on a summary: untagged without a
 /// document, malformed, failed, stale when the image changed since it was
-/// tagged, needs-review when the headline is weak, missing or flagged.
-pub fn status_of(doc: Option<&SummaryRead>, image_etag: Option<&str>, review_below: f32) -> Status {
+/// tagged, needs-review when the headline is weak, missing or flagged, or
+/// the image's quality is below the rule's minimums. `rule` may be the
+/// bare headline threshold (`70.0`).
+pub fn status_of(
+    doc: Option<&SummaryRead>,
+    image_etag: Option<&str>,
+    rule: impl Into<ReviewRule>,
+) -> Status {
+    let rule = rule.into();
     let s = match doc {
         None => return Status::Untagged,
         Some(Err(_)) => return Status::Malformed,
@@ -127,8 +192,11 @@ pub fn status_of(doc: Option<&SummaryRead>, image_etag: Option<&str>, review_bel
     {
         return Status::Stale;
     }
+    if rule.quality_reason(s).is_some() {
+        return Status::NeedsReview;
+    }
     match s.headline() {
-        Some((_, c)) if c >= review_below && !s.flagged => Status::Tagged,
+        Some((_, c)) if c >= rule.below && !s.flagged => Status::Tagged,
         // No labels at all is as doubtful as a weak one.
         _ => Status::NeedsReview,
     }

@@ -185,7 +185,7 @@ fn sam_template_matches_the_handler_and_the_build() {
             set_vars.push((name.to_string(), value.trim().to_string()));
         }
     }
-    assert_eq!(set_vars.len(), 7, "{set_vars:?}");
+    assert_eq!(set_vars.len(), 8, "{set_vars:?}");
     // The function trusts exactly the stack's bucket, and decodes no more
     // than the MaxMegapixels parameter says.
     assert!(set_vars.contains(&("IMGTAG_BUCKETS".into(), "!Ref BucketName".into())));
@@ -209,6 +209,7 @@ fn sam_template_matches_the_handler_and_the_build() {
         ("MinConfidence", "55"),
         ("MaxLabels", "\"\""),
         ("MaxMegapixels", "50"),
+        ("Features", "GENERAL_LABELS"),
     ] {
         let at = t.find(&format!("  {param}:\n")).unwrap();
         assert!(
@@ -219,12 +220,15 @@ fn sam_template_matches_the_handler_and_the_build() {
     let with_bucket = |name: &str| match name {
         "IMGTAG_BUCKETS" => Some("my-imgtag-bucket".to_string()),
         "IMGTAG_MAX_MEGAPIXELS" => Some("50".to_string()),
+        "IMGTAG_FEATURES" => Some("GENERAL_LABELS,IMAGE_PROPERTIES".to_string()),
         _ => defaults(name),
     };
     let config = imgtag::lambda::LambdaConfig::from_vars(with_bucket).unwrap();
     // The parameter's ceiling is the handler's, and the memory is sized
     // for it.
     assert_eq!(config.max_pixels, Some(50_000_000));
+    // The parameter's other allowed value is one the handler accepts.
+    assert_eq!(config.features, imgtag::detection::Features::ALL);
     let max = t.find("  MaxMegapixels:\n").unwrap();
     assert!(t[max..].contains("MaxValue: 50\n"));
     assert_eq!(imgtag::lambda::MAX_MEGAPIXELS, 50.0);

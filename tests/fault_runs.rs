@@ -82,6 +82,7 @@ impl Detector for Counting {
         Ok(Detection {
             labels: vec![Label::new("Thing", 90.0)],
             label_model_version: None,
+            image_properties: None,
         })
     }
 }

@@ -228,6 +228,7 @@ impl Detector for Fixed {
         Ok(Detection {
             labels: vec![Label::new("Cup", 90.0)],
             label_model_version: None,
+            image_properties: None,
         })
     }
 }

@@ -262,6 +262,7 @@ impl Detector for Racing {
         Ok(Detection {
             labels: vec![imgtag::contract::Label::new("Ours", 90.0)],
             label_model_version: None,
+            image_properties: None,
         })
     }
 }
@@ -311,6 +312,7 @@ impl Detector for Flaky {
         Ok(Detection {
             labels: vec![imgtag::contract::Label::new("Fine", 80.0)],
             label_model_version: None,
+            image_properties: None,
         })
     }
 }
@@ -482,4 +484,193 @@ async fn foreign_documents_survive_on_s3() {
         "foreign",
     )))
     .await;
+}
+
+/// A real photo changed by `f`, as PNG.
+fn variant(photo: &[u8], f: impl Fn(image::DynamicImage) -> image::DynamicImage) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    f(image::load_from_memory(photo).unwrap())
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
+}
+
+/// The local detector measures quality itself when IMAGE_PROPERTIES is
+/// asked: a blurred copy of a photo is less sharp, a darkened one less
+/// bright; the numbers land in `ImageProperties.Quality` like
+/// Rekognition's, and the review rule's sharpness minimum flags the
+/// blurred image, only when it is set.
+#[tokio::test]
+async fn local_quality_is_measured_stored_and_reviewed() {
+    use imgtag::detection::quality::measure_bytes;
+    use imgtag::summary::ReviewRule;
+    let blurred = variant(CHELSEA, |i| i.blur(4.0));
+    let dark = variant(CHELSEA, |i| i.brighten(-90));
+    let (q, qb, qd) = (
+        measure_bytes(CHELSEA).unwrap(),
+        measure_bytes(&blurred).unwrap(),
+        measure_bytes(&dark).unwrap(),
+    );
+    assert!(qb.sharpness < q.sharpness / 2.0, "{q:?} vs blurred {qb:?}");
+    assert!(qb.contrast < q.contrast, "{q:?} vs blurred {qb:?}");
+    assert!(
+        (qb.brightness - q.brightness).abs() < 3.0,
+        "{q:?} vs {qb:?}"
+    );
+    assert!(qd.brightness < q.brightness - 25.0, "{q:?} vs dark {qd:?}");
+    // Same for the other sample photo, a JPEG.
+    let c = measure_bytes(COFFEE).unwrap();
+    let cb = measure_bytes(&variant(COFFEE, |i| i.blur(4.0))).unwrap();
+    assert!(cb.sharpness < c.sharpness / 2.0, "{c:?} vs blurred {cb:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
+    put(&store, "uploads/cat.png", CHELSEA).await;
+    put(&store, "uploads/blurred.png", blurred).await;
+    put(&store, "uploads/coffee.jpg", COFFEE).await;
+    let mut asked = opts();
+    asked.features = imgtag::detection::Features::ALL;
+    let det = local_detector();
+    for key in ["uploads/cat.png", "uploads/blurred.png"] {
+        let out = tag(&store, &det, key, &asked).await;
+        assert!(matches!(out, Outcome::Tagged { .. }), "{key}: {out:?}");
+    }
+    // Labels only: no quality measured, none stored.
+    let out = tag(&store, &det, "uploads/coffee.jpg", &opts()).await;
+    assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");
+    assert!(
+        doc(&store, "metadata/coffee.jpg.json")
+            .await
+            .image_properties()
+            .is_none()
+    );
+
+    let stored = doc(&store, "metadata/blurred.png.json").await;
+    let sq = stored.image_properties().unwrap().quality.unwrap();
+    assert_eq!(
+        (sq.brightness, sq.sharpness, sq.contrast),
+        (Some(qb.brightness), Some(qb.sharpness), Some(qb.contrast))
+    );
+    // Written as short decimals, like Rekognition's numbers.
+    let text = String::from_utf8(
+        store
+            .get("metadata/blurred.png.json", 1 << 20)
+            .await
+            .unwrap()
+            .body
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains(&format!("\"Sharpness\":{}", qb.sharpness)),
+        "{text}"
+    );
+    assert_eq!(
+        stored.imgtag.as_ref().unwrap().features,
+        ["GENERAL_LABELS", "IMAGE_PROPERTIES"]
+    );
+
+    let status = |key: &'static str, rule: ReviewRule| {
+        let store = store.clone();
+        async move {
+            let head = store.head(&format!("uploads/{key}")).await.unwrap();
+            let body = store
+                .get(&format!("metadata/{key}.json"), 1 << 20)
+                .await
+                .unwrap()
+                .body;
+            assess(Some(&parse_metadata(&body)), head.etag.as_deref(), rule)
+        }
+    };
+    // The headline rule out of the way (0), so only quality decides.
+    let off = ReviewRule::from(0.0);
+    let sharp = ReviewRule {
+        min_sharpness: Some((q.sharpness + qb.sharpness) / 2.0),
+        ..off
+    };
+    assert_eq!(status("cat.png", off).await, Status::Tagged);
+    assert_eq!(status("blurred.png", off).await, Status::Tagged);
+    assert_eq!(status("cat.png", sharp).await, Status::Tagged);
+    assert_eq!(status("blurred.png", sharp).await, Status::NeedsReview);
+    // A document without quality numbers is not judged by them.
+    assert_eq!(status("coffee.jpg", sharp).await, Status::Tagged);
+    let bright = ReviewRule {
+        min_brightness: Some(q.brightness + 1.0),
+        ..off
+    };
+    assert_eq!(status("cat.png", bright).await, Status::NeedsReview);
+}
+
+/// The local model knows no filters: the pipeline applies them to its
+/// answer, and the document records them like Rekognition's.
+#[tokio::test]
+async fn label_filters_apply_to_the_local_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
+    put(&store, "uploads/coffee.jpg", COFFEE).await;
+    let det = local_detector();
+    let out = tag(&store, &det, "uploads/coffee.jpg", &opts()).await;
+    assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");
+    let all: Vec<String> = names(&doc(&store, "metadata/coffee.jpg.json").await)
+        .into_iter()
+        .map(String::from)
+        .collect();
+    assert!(all.len() >= 2, "{all:?}");
+    let mut filtered = opts();
+    filtered.filters.label_exclusion_filters = vec![all[0].to_uppercase()];
+    let out = tag(&store, &det, "uploads/coffee.jpg", &filtered).await;
+    assert!(
+        matches!(out, Outcome::Tagged { .. }),
+        "a new request: {out:?}"
+    );
+    let d = doc(&store, "metadata/coffee.jpg.json").await;
+    assert!(!names(&d).contains(&all[0].as_str()), "{:?}", names(&d));
+    assert_eq!(names(&d).len(), all.len() - 1);
+    assert_eq!(
+        d.imgtag.unwrap().label_filters().label_exclusion_filters,
+        [all[0].to_uppercase()]
+    );
+    filtered.filters.label_inclusion_filters = vec![all[1].clone()];
+    let out = tag(&store, &det, "uploads/coffee.jpg", &filtered).await;
+    assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");
+    assert_eq!(
+        names(&doc(&store, "metadata/coffee.jpg.json").await),
+        [all[1].as_str()]
+    );
+}
+
+/// `imgtag show` says what was asked when it was not the default, and
+/// the quality a document records; the status follows the review rule.
+#[tokio::test]
+async fn show_prints_the_request_and_the_quality() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
+    put(&store, "uploads/cat.png", CHELSEA).await;
+    let mut asked = opts();
+    asked.features = imgtag::detection::Features::ALL;
+    asked.filters.label_exclusion_filters = vec!["Pet".into()];
+    let out = tag(&store, &local_detector(), "uploads/cat.png", &asked).await;
+    assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");
+    let rule = imgtag::summary::ReviewRule {
+        min_sharpness: Some(99.0),
+        ..imgtag::summary::ReviewRule::from(0.0)
+    };
+    let shown = imgtag::cli::lookup(&store, &Layout::default(), rule, "uploads/cat.png")
+        .await
+        .unwrap();
+    assert_eq!(shown.status, Status::NeedsReview);
+    let mut text = Vec::new();
+    imgtag::cli::print_shown(&shown, false, &mut text).unwrap();
+    let parsed = shown.read.as_ref().unwrap().as_ref().unwrap();
+    imgtag::cli::print_quality(&parsed.doc, &mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains("request   GENERAL_LABELS, IMAGE_PROPERTIES; exclude-labels [Pet]\n"),
+        "{text}"
+    );
+    assert!(text.contains("quality   brightness "), "{text}");
+    let shown = imgtag::cli::lookup(&store, &Layout::default(), 0.0, "uploads/cat.png")
+        .await
+        .unwrap();
+    assert_eq!(shown.status, Status::Tagged, "the rule off");
 }

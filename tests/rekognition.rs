@@ -314,3 +314,271 @@ async fn local_images_go_as_bytes_and_unsupported_formats_are_reencoded() {
     );
     assert_eq!(never.num_calls(), 0);
 }
+
+/// The cat, with what IMAGE_PROPERTIES adds: quality, dominant colours
+/// (whole image, foreground, background, and per instance).
+fn cat_with_properties() -> DetectLabelsOutput {
+    use aws_sdk_rekognition::types::{
+        DetectLabelsImageBackground, DetectLabelsImageForeground, DetectLabelsImageProperties,
+        DetectLabelsImageQuality, DominantColor,
+    };
+    let color = || {
+        DominantColor::builder()
+            .red(120)
+            .green(80)
+            .blue(40)
+            .hex_code("#785028")
+            .css_color("sienna")
+            .simplified_color("brown")
+            .pixel_percent(41.7)
+            .build()
+    };
+    let quality = DetectLabelsImageQuality::builder()
+        .brightness(61.3)
+        .sharpness(87.5)
+        .contrast(70.75)
+        .build();
+    let properties = DetectLabelsImageProperties::builder()
+        .quality(quality)
+        .dominant_colors(color())
+        .foreground(
+            DetectLabelsImageForeground::builder()
+                .quality(
+                    DetectLabelsImageQuality::builder()
+                        .brightness(55.0)
+                        .sharpness(90.0)
+                        .build(),
+                )
+                .dominant_colors(color())
+                .build(),
+        )
+        .background(
+            DetectLabelsImageBackground::builder()
+                .quality(DetectLabelsImageQuality::builder().brightness(70.0).build())
+                .build(),
+        )
+        .build();
+    let cat = Label::builder()
+        .name("Cat")
+        .confidence(91.2)
+        .instances(
+            Instance::builder()
+                .confidence(90.5)
+                .dominant_colors(color())
+                .build(),
+        )
+        .build();
+    DetectLabelsOutput::builder()
+        .labels(cat)
+        .label_model_version("3.0")
+        .image_properties(properties)
+        .build()
+}
+
+fn filters() -> imgtag::contract::LabelFilters {
+    imgtag::contract::LabelFilters {
+        label_inclusion_filters: vec!["Cat".into(), "Animal".into()],
+        label_exclusion_filters: vec!["Pet".into()],
+        label_category_inclusion_filters: Vec::new(),
+        label_category_exclusion_filters: vec!["Weapons and Military".into()],
+    }
+}
+
+async fn raw(store: &DynStore, key: &str) -> serde_json::Value {
+    serde_json::from_slice(&store.get(key, 1 << 20).await.unwrap().body).unwrap()
+}
+
+/// The document of `cat_with_properties` asked with `filters()`:
+/// ImageProperties field for field, and what ImgTag records.
+fn assert_stored_as_returned(v: &serde_json::Value) {
+    let p = &v["ImageProperties"];
+    assert_eq!(
+        p["Quality"],
+        serde_json::json!({"Brightness": 61.3, "Sharpness": 87.5, "Contrast": 70.75})
+    );
+    let colour = serde_json::json!({
+        "Red": 120, "Green": 80, "Blue": 40, "HexCode": "#785028",
+        "CSSColor": "sienna", "SimplifiedColor": "brown", "PixelPercent": 41.7
+    });
+    assert_eq!(p["DominantColors"], serde_json::json!([colour]));
+    assert_eq!(
+        p["Foreground"],
+        serde_json::json!({"Quality": {"Brightness": 55.0, "Sharpness": 90.0},
+                           "DominantColors": [colour]})
+    );
+    assert_eq!(
+        p["Background"],
+        serde_json::json!({"Quality": {"Brightness": 70.0}})
+    );
+    assert_eq!(
+        v["Labels"][0]["Instances"][0]["DominantColors"],
+        serde_json::json!([colour])
+    );
+    assert_eq!(
+        v["ImgTag"]["Features"],
+        serde_json::json!(["GENERAL_LABELS", "IMAGE_PROPERTIES"])
+    );
+    assert_eq!(
+        v["ImgTag"]["Settings"],
+        serde_json::json!({"GeneralLabels": {
+            "LabelInclusionFilters": ["Cat", "Animal"],
+            "LabelExclusionFilters": ["Pet"],
+            "LabelCategoryExclusionFilters": ["Weapons and Military"]
+        }})
+    );
+}
+
+/// `--features IMAGE_PROPERTIES` and the label filters are sent as
+/// DetectLabels `Features` and `Settings.GeneralLabels`; the answer's
+/// `ImageProperties` is stored as the API returned it, and `ImgTag`
+/// records what was asked. The same request is then skipped (no second
+/// paid call); other features or filters are a new request.
+#[tokio::test]
+async fn features_and_filters_are_sent_recorded_and_part_of_the_same_request() {
+    use aws_sdk_rekognition::types::DetectLabelsFeatureName as F;
+    let dir = tempfile::tempdir().unwrap();
+    let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
+    store
+        .put(
+            "uploads/cat.png",
+            Bytes::from_static(CHELSEA),
+            PutCondition::None,
+        )
+        .await
+        .unwrap();
+    let with_all = mock!(Client::detect_labels)
+        .match_requests(|r| {
+            let general = r.settings().and_then(|s| s.general_labels());
+            r.features() == [F::GeneralLabels, F::ImageProperties]
+                && general.is_some_and(|g| {
+                    g.label_inclusion_filters() == ["Cat", "Animal"]
+                        && g.label_exclusion_filters() == ["Pet"]
+                        && g.label_category_inclusion_filters().is_empty()
+                        && g.label_category_exclusion_filters() == ["Weapons and Military"]
+                })
+        })
+        .then_output(cat_with_properties);
+    let labels_only = mock!(Client::detect_labels)
+        .match_requests(|r| r.features() == [F::GeneralLabels] && r.settings().is_none())
+        .then_output(cat_response);
+    let det = detector(&[&with_all, &labels_only]);
+    let mut asked = opts();
+    asked.features = imgtag::detection::Features::ALL;
+    asked.filters = filters();
+
+    let out = tag(&store, &det, "uploads/cat.png", &asked).await;
+    assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");
+    assert_eq!(with_all.num_calls(), 1);
+    assert_stored_as_returned(&raw(&store, "metadata/cat.png.json").await);
+
+    // The same request: skipped, not paid again; the filters compare as
+    // sets of names, whatever their order or case.
+    let out = tag(&store, &det, "uploads/cat.png", &asked).await;
+    assert!(matches!(out, Outcome::Unchanged { .. }), "{out:?}");
+    let mut reordered = asked.clone();
+    reordered.filters.label_inclusion_filters = vec!["animal".into(), "CAT".into()];
+    let out = tag(&store, &det, "uploads/cat.png", &reordered).await;
+    assert!(matches!(out, Outcome::Unchanged { .. }), "{out:?}");
+    assert_eq!(with_all.num_calls(), 1);
+
+    // Other filters are another request: re-tagged (the rule above no
+    // longer matches, so nothing answers it but a fresh mock).
+    let other_filters = mock!(Client::detect_labels)
+        .match_requests(|r| {
+            r.settings()
+                .and_then(|s| s.general_labels())
+                .is_some_and(|g| g.label_exclusion_filters() == ["Pet", "Animal"])
+        })
+        .then_output(cat_with_properties);
+    let det2 = detector(&[&other_filters, &labels_only]);
+    let mut other = asked.clone();
+    other.filters.label_exclusion_filters.push("Animal".into());
+    let out = tag(&store, &det2, "uploads/cat.png", &other).await;
+    assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");
+    assert_eq!(other_filters.num_calls(), 1);
+
+    // Labels only, unfiltered: another request again, and its document
+    // holds no ImageProperties and records nothing (the default shape).
+    let out = tag(&store, &det2, "uploads/cat.png", &opts()).await;
+    assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");
+    assert_eq!(labels_only.num_calls(), 1);
+    let v = raw(&store, "metadata/cat.png.json").await;
+    assert!(v.get("ImageProperties").is_none(), "{v}");
+    assert!(v["ImgTag"].get("Features").is_none(), "{v}");
+    assert!(v["ImgTag"].get("Settings").is_none(), "{v}");
+    let out = tag(&store, &det2, "uploads/cat.png", &opts()).await;
+    assert!(matches!(out, Outcome::Unchanged { .. }), "{out:?}");
+    assert_eq!(labels_only.num_calls(), 1);
+
+    // Asking for image properties now is a new request too.
+    let out = tag(&store, &det, "uploads/cat.png", &asked).await;
+    assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");
+    assert_eq!(with_all.num_calls(), 2);
+}
+
+/// A document another tool (or a newer Rekognition) wrote with fields
+/// imgtag does not model inside `ImageProperties` and `ImgTag.Settings`
+/// reads, and writes back, with every one of them.
+#[test]
+fn image_properties_round_trip_with_unknown_fields() {
+    let text = serde_json::json!({
+        "Labels": [{"Name": "Cat", "Confidence": 91.2, "Parents": [], "Aliases": [],
+                    "Categories": [], "Instances": []}],
+        "LabelModelVersion": "3.0",
+        "ImageProperties": {
+            "Quality": {"Brightness": 61.25, "Sharpness": 12.5, "Contrast": 70.0, "Noise": 3.0},
+            "DominantColors": [{"Red": 1, "Green": 2, "Blue": 3, "CSSColor": "black",
+                                "Luminance": 0.1}],
+            "Foreground": {"Quality": {"Brightness": 50.0}, "Mask": "rle:abc"},
+            "Depth": {"Near": 0.2}
+        },
+        "ImgTag": {
+            "SchemaVersion": 1,
+            "Source": {"Bucket": "b", "Key": "uploads/cat.png", "ETag": "\"e\"", "Size": 1},
+            "Detector": "rekognition", "MinConfidence": 55.0, "MaxLabels": null,
+            "TaggedAt": "t", "TaggedBy": "other", "Review": null, "Error": null,
+            "Features": ["GENERAL_LABELS", "IMAGE_PROPERTIES"],
+            "Settings": {"GeneralLabels": {"LabelInclusionFilters": ["Cat"]},
+                         "ImageProperties": {"MaxDominantColors": 3}}
+        }
+    });
+    let parsed = parse_metadata(text.to_string().as_bytes()).unwrap();
+    let props = parsed.doc.image_properties().expect("typed view");
+    let q = props.quality.as_ref().unwrap();
+    assert_eq!(
+        (q.brightness, q.sharpness, q.contrast),
+        (Some(61.25), Some(12.5), Some(70.0))
+    );
+    assert_eq!(q.extra["Noise"], 3.0);
+    assert_eq!(props.dominant_colors[0].css_color.as_deref(), Some("black"));
+    let t = parsed.doc.imgtag.as_ref().unwrap();
+    assert_eq!(t.label_filters().label_inclusion_filters, ["Cat"]);
+    let back: serde_json::Value = serde_json::from_slice(&parsed.doc.to_json_bytes()).unwrap();
+    assert_eq!(back, text);
+    // The quality the audit keeps (what the review rule and the index use).
+    let s = imgtag::summary::DocSummary::of(&parsed);
+    let q = s.quality.unwrap();
+    assert_eq!((q.brightness(), q.sharpness()), (Some(61.25), Some(12.5)));
+    let stored = serde_json::to_value(&s).unwrap();
+    assert_eq!(stored["q"], serde_json::json!([61.25, 12.5]));
+    let again: imgtag::summary::DocSummary = serde_json::from_value(stored).unwrap();
+    assert_eq!(again, s);
+}
+
+/// Cost: image properties are billed per image on top of the labels.
+#[test]
+fn image_properties_add_to_the_cost_estimate() {
+    use imgtag::detection::{DetectorKind, Features};
+    let labels = DetectorKind::Rekognition.cost_phrase_with(2000, Features::default());
+    assert_eq!(labels, DetectorKind::Rekognition.cost_phrase(2000));
+    assert!(labels.contains("$2.00"), "{labels}");
+    let both = DetectorKind::Rekognition.cost_phrase_with(2000, Features::ALL);
+    assert!(
+        both.contains("$3.50") && both.contains("image properties"),
+        "{both}"
+    );
+    assert_eq!(
+        DetectorKind::Local.cost_phrase_with(2000, Features::ALL),
+        "with the local model (no cost)"
+    );
+}

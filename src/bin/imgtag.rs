@@ -729,7 +729,7 @@ impl Manifest<'_> {
 
 async fn show(args: ShowArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
     let (settings, store) = open(&args.common).await?;
-    let shown = cli::lookup(&store, &settings.layout, settings.review_below, &args.key)
+    let shown = cli::lookup(&store, &settings.layout, settings.review_rule(), &args.key)
         .await
         .with_context(|| format!("looking up {}", for_terminal(&args.key)))?;
     cli::print_shown(&shown, args.json, out)?;

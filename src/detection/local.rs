@@ -678,6 +678,7 @@ impl Detector for LocalDetector {
             .map_err(|_| DetectFailure::Config {
                 message: "detector shut down".into(),
             })?;
+        let quality = super::quality::spawn(&bytes, &params);
         let model = self.model.clone();
         let labels = tokio::task::spawn_blocking(move || {
             model.detect_bytes(&bytes, params.min_confidence, params.max_labels)
@@ -690,6 +691,7 @@ impl Detector for LocalDetector {
             Ok(labels) => Ok(super::Detection {
                 labels,
                 label_model_version: Some(MODEL_VERSION.into()),
+                image_properties: quality.await,
             }),
             Err(DetectError::Imaging(e)) => Err(DetectFailure::permanent(e.code(), e.to_string())),
             Err(e) => Err(DetectFailure::Config {

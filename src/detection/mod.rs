@@ -6,10 +6,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::contract::Label;
+use crate::contract::{ImageProperties, Label, LabelFilters};
 
 pub mod local;
 pub mod pacing;
+pub mod quality;
 pub mod rekognition;
 pub mod yolox;
 
@@ -31,6 +32,12 @@ pub enum DetectorKind {
 
 /// Rekognition DetectLabels' first-tier price, dollars per image.
 const REKOGNITION_PRICE_PER_IMAGE: f64 = 0.001;
+/// DetectLabels' `IMAGE_PROPERTIES` feature, billed per image on top of
+/// the labels: $0.75 per 1,000 images in the first tier, as AWS's
+/// Rekognition pricing page lists "Image Properties" (the project's field
+/// notes only record that it is billed separately; check the page for
+/// your region and tier).
+const REKOGNITION_IMAGE_PROPERTIES_PRICE_PER_IMAGE: f64 = 0.00075;
 
 impl DetectorKind {
     /// `ImgTag.Detector`.
@@ -53,18 +60,128 @@ impl DetectorKind {
         self.price_per_image() > 0.0
     }
 
+    /// What one image costs with these features, in dollars: labels, plus
+    /// image properties when asked (billed separately by Rekognition).
+    pub fn price_per_image_with(self, features: Features) -> f64 {
+        match self {
+            DetectorKind::Rekognition if features.image_properties => {
+                REKOGNITION_PRICE_PER_IMAGE + REKOGNITION_IMAGE_PROPERTIES_PRICE_PER_IMAGE
+            }
+            kind => kind.price_per_image(),
+        }
+    }
+
     /// "with Rekognition: about $1.50 at $1.00 per 1,000 images" or "with
     /// the local model (no cost)": the one cost sentence every front end
-    /// shows before a bulk run.
+    /// shows before a bulk run (labels only; see
+    /// [`cost_phrase_with`](Self::cost_phrase_with)).
     pub fn cost_phrase(self, images: usize) -> String {
+        self.cost_phrase_with(images, Features::default())
+    }
+
+    /// [`cost_phrase`](Self::cost_phrase) for a request with these
+    /// features: "with Rekognition: about $1.75 at $1.00 per 1,000 images
+    /// for labels + $0.75 for image properties".
+    pub fn cost_phrase_with(self, images: usize, features: Features) -> String {
         match self {
-            DetectorKind::Rekognition => format!(
-                "with Rekognition: about ${:.2} at ${:.2} per 1,000 images",
-                images as f64 * self.price_per_image(),
-                1000.0 * self.price_per_image()
-            ),
+            DetectorKind::Rekognition => {
+                let mut phrase = format!(
+                    "with Rekognition: about ${:.2} at ${:.2} per 1,000 images",
+                    images as f64 * self.price_per_image_with(features),
+                    1000.0 * self.price_per_image()
+                );
+                if features.image_properties {
+                    phrase.push_str(&format!(
+                        " for labels + ${:.2} for image properties",
+                        1000.0 * REKOGNITION_IMAGE_PROPERTIES_PRICE_PER_IMAGE
+                    ));
+                }
+                phrase
+            }
             DetectorKind::Local => "with the local model (no cost)".into(),
         }
+    }
+}
+
+/// DetectLabels `Features`: what a request asks for. `GENERAL_LABELS` is
+/// always asked (imgtag's documents are label documents: a status and a
+/// headline need labels); `IMAGE_PROPERTIES` adds image quality and
+/// dominant colours, billed separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Features {
+    pub image_properties: bool,
+}
+
+/// The names DetectLabels uses.
+pub const GENERAL_LABELS: &str = "GENERAL_LABELS";
+pub const IMAGE_PROPERTIES: &str = "IMAGE_PROPERTIES";
+
+impl Features {
+    /// Labels and image properties.
+    pub const ALL: Features = Features {
+        image_properties: true,
+    };
+
+    /// The names as DetectLabels takes them, GENERAL_LABELS first.
+    pub fn names(self) -> Vec<&'static str> {
+        let mut names = vec![GENERAL_LABELS];
+        if self.image_properties {
+            names.push(IMAGE_PROPERTIES);
+        }
+        names
+    }
+
+    /// What `ImgTag.Features` records: nothing for the default request, so
+    /// its documents are as they always were.
+    pub fn recorded(self) -> Vec<String> {
+        if self == Features::default() {
+            Vec::new()
+        } else {
+            self.names().into_iter().map(String::from).collect()
+        }
+    }
+
+    /// Reads a list of feature names: `GENERAL_LABELS`, `IMAGE_PROPERTIES`,
+    /// any case, `-` for `_`. An empty list is the default.
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Features, String> {
+        let mut labels = names.is_empty();
+        let mut features = Features::default();
+        for name in names {
+            let norm = name.as_ref().trim().to_ascii_uppercase().replace('-', "_");
+            match norm.as_str() {
+                GENERAL_LABELS => labels = true,
+                IMAGE_PROPERTIES => features.image_properties = true,
+                _ => {
+                    return Err(format!(
+                        "unknown feature {:?}: one of {GENERAL_LABELS}, {IMAGE_PROPERTIES}",
+                        name.as_ref()
+                    ));
+                }
+            }
+        }
+        if !labels {
+            return Err(format!(
+                "{GENERAL_LABELS} is required: imgtag writes label documents (add \
+                 {IMAGE_PROPERTIES} beside it)"
+            ));
+        }
+        Ok(features)
+    }
+
+    /// A comma-separated list (`--features`, `IMGTAG_FEATURES`).
+    pub fn parse_list(list: &str) -> Result<Features, String> {
+        let names: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .collect();
+        Features::from_names(&names)
+    }
+
+    /// The features a document records (`ImgTag.Features`); `None` when
+    /// it names one this imgtag does not know.
+    pub fn of_document(recorded: &[String]) -> Option<Features> {
+        Features::from_names(recorded).ok()
     }
 }
 
@@ -83,16 +200,24 @@ pub enum DetectInput {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// What a detection asks for: everything that changes the answer
+/// (besides the models), so all of it is recorded in `ImgTag`.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct DetectParams {
     pub min_confidence: f32,
     pub max_labels: Option<u32>,
+    /// DetectLabels `Features`.
+    pub features: Features,
+    /// DetectLabels `Settings.GeneralLabels`.
+    pub filters: LabelFilters,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Detection {
     pub labels: Vec<Label>,
     pub label_model_version: Option<String>,
+    /// `ImageProperties`, when `IMAGE_PROPERTIES` was asked for.
+    pub image_properties: Option<ImageProperties>,
 }
 
 /// Why detection failed, sorted by what the caller should do about it.
@@ -133,6 +258,12 @@ pub trait Detector: Send + Sync {
     /// is not "the same request" and is re-tagged.
     fn model_version(&self) -> Option<&str> {
         None
+    }
+    /// Whether the detector applies `DetectParams::filters` itself
+    /// (Rekognition does, server-side); otherwise the pipeline applies
+    /// them to what it returns.
+    fn applies_filters(&self) -> bool {
+        false
     }
     /// Whether the detector can read an S3 object by reference, so the
     /// pipeline need not download it.

@@ -19,13 +19,18 @@ use aws_sdk_rekognition::config::Region;
 use aws_sdk_rekognition::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_rekognition::operation::detect_labels::DetectLabelsError;
 use aws_sdk_rekognition::primitives::Blob;
-use aws_sdk_rekognition::types::{Image, S3Object};
+use aws_sdk_rekognition::types::{
+    DetectLabelsFeatureName, DetectLabelsSettings, GeneralLabelsSettings, Image, S3Object,
+};
 use bytes::Bytes;
 use image::ImageFormat;
 
 use super::pacing::RateLimiter;
 use super::{DetectFailure, DetectInput, DetectParams, Detection, Detector, DetectorKind};
-use crate::contract::{BoundingBox, Instance, Label, NameRef};
+use crate::contract::{
+    BoundingBox, DominantColor, ImageProperties, ImageQuality, ImageRegion, Instance, Label,
+    LabelFilters, NameRef,
+};
 use crate::imaging::{self, DecodeLimits};
 
 /// Rekognition's limits.
@@ -203,9 +208,88 @@ fn to_label(l: &aws_sdk_rekognition::types::Label) -> Label {
                     top: b.top().unwrap_or(0.0),
                 }),
                 confidence: i.confidence(),
-                dominant_colors: Vec::new(),
+                dominant_colors: i
+                    .dominant_colors()
+                    .iter()
+                    .filter_map(|c| crate::contract::json_value(&to_color(c)))
+                    .collect(),
             })
             .collect(),
+    }
+}
+
+/// The request's `Features`: GENERAL_LABELS, and IMAGE_PROPERTIES when asked.
+fn features(params: &DetectParams) -> Vec<DetectLabelsFeatureName> {
+    params
+        .features
+        .names()
+        .into_iter()
+        .map(DetectLabelsFeatureName::from)
+        .collect()
+}
+
+/// The request's `Settings`, only when there are filters (a default
+/// request sends none, as before).
+fn settings(filters: &LabelFilters) -> Option<DetectLabelsSettings> {
+    if filters.is_empty() {
+        return None;
+    }
+    let general = GeneralLabelsSettings::builder()
+        .set_label_inclusion_filters(Some(filters.label_inclusion_filters.clone()))
+        .set_label_exclusion_filters(Some(filters.label_exclusion_filters.clone()))
+        .set_label_category_inclusion_filters(Some(
+            filters.label_category_inclusion_filters.clone(),
+        ))
+        .set_label_category_exclusion_filters(Some(
+            filters.label_category_exclusion_filters.clone(),
+        ))
+        .build();
+    Some(
+        DetectLabelsSettings::builder()
+            .general_labels(general)
+            .build(),
+    )
+}
+
+fn to_quality(q: &aws_sdk_rekognition::types::DetectLabelsImageQuality) -> ImageQuality {
+    ImageQuality {
+        brightness: q.brightness(),
+        sharpness: q.sharpness(),
+        contrast: q.contrast(),
+        extra: Default::default(),
+    }
+}
+
+fn to_color(c: &aws_sdk_rekognition::types::DominantColor) -> DominantColor {
+    DominantColor {
+        red: c.red(),
+        green: c.green(),
+        blue: c.blue(),
+        hex_code: c.hex_code().map(str::to_string),
+        css_color: c.css_color().map(str::to_string),
+        simplified_color: c.simplified_color().map(str::to_string),
+        pixel_percent: c.pixel_percent(),
+        extra: Default::default(),
+    }
+}
+
+/// `ImageProperties` as the API returned it, field for field.
+fn to_properties(p: &aws_sdk_rekognition::types::DetectLabelsImageProperties) -> ImageProperties {
+    let colors = |v: &[aws_sdk_rekognition::types::DominantColor]| v.iter().map(to_color).collect();
+    ImageProperties {
+        quality: p.quality().map(to_quality),
+        dominant_colors: colors(p.dominant_colors()),
+        foreground: p.foreground().map(|f| ImageRegion {
+            quality: f.quality().map(to_quality),
+            dominant_colors: colors(f.dominant_colors()),
+            extra: Default::default(),
+        }),
+        background: p.background().map(|b| ImageRegion {
+            quality: b.quality().map(to_quality),
+            dominant_colors: colors(b.dominant_colors()),
+            extra: Default::default(),
+        }),
+        extra: Default::default(),
     }
 }
 
@@ -228,8 +312,8 @@ fn map_err(
                 // rather than record it against each image or retry it.
                 E::InvalidParameterException(_) => DetectFailure::Config {
                     message: format!(
-                        "Rekognition refused the request's parameters (check --min-confidence \
-                         and --max-labels): {message}"
+                        "Rekognition refused the request's parameters (check --min-confidence, \
+                         --max-labels, --features and the label filters): {message}"
                     ),
                 },
                 // A wrongly decoded key, a bucket in another region than
@@ -275,6 +359,10 @@ impl Detector for RekognitionDetector {
         true
     }
 
+    fn applies_filters(&self) -> bool {
+        true
+    }
+
     fn accepts_s3_object(&self, header: &[u8], size: u64) -> bool {
         Self::accepts_by_reference(header, size)
     }
@@ -313,6 +401,8 @@ impl Detector for RekognitionDetector {
             .image(image)
             .min_confidence(params.min_confidence)
             .set_max_labels(params.max_labels.map(|m| m.min(i32::MAX as u32) as i32))
+            .set_features(Some(features(&params)))
+            .set_settings(settings(&params.filters))
             .send()
             .await
             .map_err(map_err)?;
@@ -323,6 +413,7 @@ impl Detector for RekognitionDetector {
         Ok(Detection {
             labels,
             label_model_version: out.label_model_version().map(str::to_string),
+            image_properties: out.image_properties().map(to_properties),
         })
     }
 }

@@ -28,8 +28,8 @@ mod store;
 pub use store::IndexedStore;
 
 /// Bumped whenever the tables change; an index of another version is
-/// rebuilt.
-pub const SCHEMA_VERSION: i64 = 1;
+/// rebuilt. 2: summaries carry the image quality (`DocSummary::quality`).
+pub const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
