@@ -63,13 +63,13 @@ pub fn manifest_csv(bucket: &str, keys: &[String]) -> String {
 pub async fn backlog(
     store: &DynStore,
     layout: &Layout,
-    review_below: f32,
+    rule: impl Into<crate::summary::ReviewRule>,
     statuses: &[Status],
 ) -> Result<Vec<String>, StorageError> {
     let picked = select(
         store,
         layout,
-        review_below,
+        rule,
         &Selection::Matching(Filter::statuses(statuses.to_vec())),
     )
     .await?;

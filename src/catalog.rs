@@ -10,7 +10,7 @@ use crate::contract::{
 };
 use crate::key_index::KeyIndex;
 use crate::storage::{DynStore, ObjectInfo, StorageError};
-use crate::summary::{DocSummary, SummaryRead, summarize};
+use crate::summary::{DocSummary, ReviewRule, SummaryRead, summarize};
 
 /// An image and the metadata object paired with it.
 #[derive(Debug, Clone)]
@@ -346,8 +346,9 @@ pub const READ_CONCURRENCY: usize = 16;
 pub fn audit(
     store: DynStore,
     layout: Layout,
-    review_below: f32,
+    rule: impl Into<ReviewRule>,
 ) -> impl Stream<Item = Result<Assessed, StorageError>> {
+    let rule = rule.into();
     let meta_prefix = layout.metadata_prefix().to_string();
     let uploads_prefix = layout.uploads_prefix().to_string();
     let catalog = Catalog::new(layout);
@@ -386,7 +387,7 @@ pub fn audit(
                 .try_flatten()
                 .map_ok(move |(image, meta)| {
                     let store = store2.clone();
-                    async move { Ok(assess_one(&store, image, meta, review_below).await) }
+                    async move { Ok(assess_one(&store, image, meta, rule).await) }
                 })
                 .try_buffered(READ_CONCURRENCY);
             let orphans = stream::once(async move {
@@ -417,11 +418,11 @@ async fn assess_one(
     store: &DynStore,
     image: ObjectInfo,
     meta: Option<(ObjectInfo, KeyKind)>,
-    review_below: f32,
+    rule: ReviewRule,
 ) -> Assessed {
     let Some((meta, kind)) = meta else {
         return Assessed {
-            status: Some(assess(None, image.etag.as_deref(), review_below)),
+            status: Some(assess(None, image.etag.as_deref(), rule)),
             image: Some(image),
             metadata: None,
             key_kind: None,
@@ -440,7 +441,7 @@ async fn assess_one(
             read_error: None,
         },
         Ok((read, _)) => Assessed {
-            status: Some(assess(Some(&read), image.etag.as_deref(), review_below)),
+            status: Some(assess(Some(&read), image.etag.as_deref(), rule)),
             image: Some(image),
             metadata: Some(meta),
             key_kind: Some(kind),
@@ -475,8 +476,9 @@ pub async fn reassess(
     layout: &Layout,
     image_key: &str,
     metadata_key: Option<&str>,
-    review_below: f32,
+    rule: impl Into<ReviewRule>,
 ) -> Result<Assessed, StorageError> {
+    let rule = rule.into();
     let image = match store.head(image_key).await {
         Ok(i) => Some(i),
         Err(StorageError::NotFound { .. }) => None,
@@ -486,7 +488,7 @@ pub async fn reassess(
     Ok(match found {
         Some(f) => Assessed {
             status: Some(match &image {
-                Some(img) => assess(Some(&f.read), img.etag.as_deref(), review_below),
+                Some(img) => assess(Some(&f.read), img.etag.as_deref(), rule),
                 None => Status::Orphan,
             }),
             image,
@@ -572,9 +574,10 @@ pub struct Selected {
 pub async fn select(
     store: &DynStore,
     layout: &Layout,
-    review_below: f32,
+    rule: impl Into<ReviewRule>,
     selection: &Selection,
 ) -> Result<Vec<Selected>, StorageError> {
+    let rule = rule.into();
     if let Selection::Keys(keys) = selection {
         return Ok(keys
             .iter()
@@ -585,7 +588,7 @@ pub async fn select(
             .collect());
     }
     let mut out = Vec::new();
-    let mut rows = std::pin::pin!(audit(store.clone(), layout.clone(), review_below));
+    let mut rows = std::pin::pin!(audit(store.clone(), layout.clone(), rule));
     while let Some(a) = rows.try_next().await? {
         if let Some(image) = &a.image
             && match selection {

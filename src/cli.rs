@@ -676,13 +676,13 @@ pub async fn tag(
     store: DynStore,
     detector: DynDetector,
     opts: TagOptions,
-    review_below: f32,
+    rule: impl Into<crate::summary::ReviewRule>,
     run: &TagRun,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<TagSummary, CliError> {
     let started = std::time::Instant::now();
-    let targets = select(&store, &opts.layout, review_below, &run.selection).await?;
+    let targets = select(&store, &opts.layout, rule, &run.selection).await?;
     let kind = detector.kind();
     if run.dry_run {
         print_dry_run(&targets, kind, opts.features, run.json, out, err)?;
@@ -873,12 +873,12 @@ pub struct ReviewRun {
 pub async fn review(
     store: DynStore,
     opts: TagOptions,
-    review_below: f32,
+    rule: impl Into<crate::summary::ReviewRule>,
     run: &ReviewRun,
     out: &mut dyn Write,
 ) -> Result<TagSummary, CliError> {
     let started = std::time::Instant::now();
-    let targets = select(&store, &opts.layout, review_below, &run.selection).await?;
+    let targets = select(&store, &opts.layout, rule, &run.selection).await?;
     if run.dry_run {
         for t in &targets {
             if run.bulk.json {

@@ -463,7 +463,7 @@ async fn ls(args: LsArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
             s.seed
         );
     }
-    let (layout, review_below) = (settings.layout.clone(), settings.review_below);
+    let (layout, rule) = (settings.layout.clone(), settings.review_rule());
     let listing = || format!("listing {}", store.describe());
     let summary = match index {
         Some(index) => {
@@ -477,7 +477,7 @@ async fn ls(args: LsArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
             };
             let q = Query {
                 layout: layout.clone(),
-                review_below,
+                review_below: rule.below,
                 filter: filter.clone(),
                 unreadable: Arc::new(unreadable),
             };
@@ -488,7 +488,7 @@ async fn ls(args: LsArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
             summary
         }
         None => cli::ls(
-            audit(store.clone(), layout, review_below),
+            audit(store.clone(), layout, rule),
             &filter,
             sample,
             args.json,
@@ -560,7 +560,7 @@ async fn tag(args: TagArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
         store,
         detector,
         opts,
-        settings.review_below,
+        settings.review_rule(),
         &run,
         out,
         &mut err,
@@ -627,7 +627,7 @@ async fn backfill(args: BackfillArgs, out: &mut Out<'_>) -> anyhow::Result<ExitC
     let keys = backfill::backlog(
         &store,
         &settings.layout,
-        settings.review_below,
+        settings.review_rule(),
         &args.status,
     )
     .await
@@ -779,7 +779,7 @@ async fn review(args: ReviewArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode>
         },
     };
     let opts = TagOptions::from_settings(&settings, "imgtag");
-    let summary = cli::review(store, opts, settings.review_below, &run, out)
+    let summary = cli::review(store, opts, settings.review_rule(), &run, out)
         .await
         .context("reviewing")?;
     out.flush()?;
