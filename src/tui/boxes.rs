@@ -15,7 +15,7 @@ pub const BOX_COLOUR: Rgb<u8> = Rgb([255, 200, 0]);
 /// The outline's border, so it also stands out on bright yellow or white.
 pub const EDGE_COLOUR: Rgb<u8> = Rgb([0, 0, 0]);
 /// How many screen pixels (or half-block rows) wide an outline shows.
-const SHOWN_STROKE: f32 = 2.0;
+const SHOWN_STROKE: f32 = 3.0;
 
 /// The labels in the order the detail pane lists them: highest confidence
 /// first, ties in document order.
@@ -58,7 +58,7 @@ pub fn clamp_box(b: &BoundingBox) -> Option<BoundingBox> {
 }
 
 /// The outline width in image pixels for an image of `image` pixels shown
-/// in about `shown` screen pixels, so that it is about two screen pixels
+/// in about `shown` screen pixels, so that it is about three screen pixels
 /// wide whatever the scale (and at least 2, at most an eighth of the
 /// shorter side).
 pub fn stroke_for(image: (u32, u32), shown: (u32, u32)) -> u32 {
@@ -152,8 +152,8 @@ mod tests {
 
     #[test]
     fn the_stroke_follows_the_scale() {
-        // Shown at a quarter of its size: 8 image pixels make 2 shown.
-        assert_eq!(stroke_for((512, 512), (128, 128)), 8);
+        // Shown at a quarter of its size: 12 image pixels make 3 shown.
+        assert_eq!(stroke_for((512, 512), (128, 128)), 12);
         // Shown larger than it is: never below 2.
         assert_eq!(stroke_for((512, 384), (2048, 2048)), 2);
         // A tiny thumbnail: never more than an eighth of the short side.
