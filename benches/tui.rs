@@ -527,6 +527,7 @@ impl Session {
             return Msg::Thumb {
                 key: t.key.clone(),
                 area: t.area,
+                boxes: t.boxes.clone(),
                 result: Ok(self.proto.clone()),
             };
         }

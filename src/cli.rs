@@ -599,6 +599,28 @@ fn print_labels(labels: &[crate::contract::Label], out: &mut dyn Write) -> Resul
             }
         );
         writeln!(out, "{}", line.trim_end())?;
+        print_instances(l, out)?;
+    }
+    Ok(())
+}
+
+/// One line per instance box of a label, as the document gives it
+/// (fractions of the image; a box without fields or with odd values is
+/// printed as it is, not judged).
+fn print_instances(l: &crate::contract::Label, out: &mut dyn Write) -> Result<(), CliError> {
+    for i in &l.instances {
+        let conf = i
+            .confidence
+            .map(|c| format!("  conf {c:.1}"))
+            .unwrap_or_default();
+        match &i.bounding_box {
+            Some(b) => writeln!(
+                out,
+                "    box  left {:.2} top {:.2} width {:.2} height {:.2}{conf}",
+                b.left, b.top, b.width, b.height
+            )?,
+            None => writeln!(out, "    instance without a box{conf}")?,
+        }
     }
     Ok(())
 }

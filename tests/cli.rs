@@ -410,3 +410,75 @@ fn ctrl_c_stops_cleanly_keeping_finished_writes() {
         imgtag::contract::parse_metadata(&std::fs::read(d).unwrap()).unwrap();
     }
 }
+
+/// `show` prints each label's instance boxes under it; `--json` carries
+/// them in the document.
+#[test]
+fn show_prints_instance_boxes() {
+    let home = tempfile::tempdir().unwrap();
+    let bucket = tempfile::tempdir().unwrap();
+    let root = bucket.path();
+    std::fs::create_dir_all(root.join("uploads")).unwrap();
+    std::fs::create_dir_all(root.join("metadata")).unwrap();
+    std::fs::write(root.join("uploads/park.jpg"), b"not looked at").unwrap();
+    let doc = r#"{"Labels":[
+      {"Name":"Person","Confidence":99.1,"Instances":[
+        {"BoundingBox":{"Width":0.4,"Height":0.55,"Left":0.12,"Top":0.3},"Confidence":91.2},
+        {"BoundingBox":{"Width":0.1,"Height":0.2,"Left":0.7,"Top":0.05}},
+        {"Confidence":60.0}]},
+      {"Name":"Grass","Confidence":80.0},
+      {"Name":"Dog\u001b[2J","Confidence":70.0,"Instances":[
+        {"BoundingBox":{"Width":0.3,"Height":0.25,"Left":0.5,"Top":0.6},"Confidence":70.04}]}]}"#;
+    std::fs::write(root.join("metadata/park.jpg.json"), doc).unwrap();
+    let b = root.to_str().unwrap();
+
+    let out = imgtag(home.path(), &["show", "--bucket", b, "uploads/park.jpg"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_terminal_safe(&out.stdout);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {text}"))
+    };
+    let person = at("  Person");
+    assert_eq!(
+        &lines[person + 1..person + 4],
+        [
+            "    box  left 0.12 top 0.30 width 0.40 height 0.55  conf 91.2",
+            "    box  left 0.70 top 0.05 width 0.10 height 0.20",
+            "    instance without a box  conf 60.0",
+        ]
+    );
+    // A label without instances has no box line under it.
+    let grass = at("  Grass");
+    assert!(!lines[grass + 1].contains("box"), "{text}");
+    let dog = at("  Dog");
+    assert_eq!(
+        lines[dog + 1],
+        "    box  left 0.50 top 0.60 width 0.30 height 0.25  conf 70.0"
+    );
+    assert_eq!(text.matches("    box ").count(), 3);
+
+    let out = imgtag(
+        home.path(),
+        &["show", "--bucket", b, "uploads/park.jpg", "--json"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let person = &v["metadata"]["Labels"][0];
+    assert_eq!(person["Instances"].as_array().unwrap().len(), 3);
+    assert!(
+        (person["Instances"][0]["BoundingBox"]["Left"]
+            .as_f64()
+            .unwrap()
+            - 0.12)
+            .abs()
+            < 1e-6
+    );
+}

@@ -6,6 +6,7 @@ mod common;
 
 mod audit;
 mod backfill;
+mod boxes;
 mod cli;
 mod deploy;
 mod fault_runs;

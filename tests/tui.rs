@@ -1297,3 +1297,123 @@ async fn an_unreadable_document_is_replaced_only_after_a_yes() {
     h.send(key('t'));
     assert_eq!(h.app.mode, Mode::Normal);
 }
+
+// ---------------------------------------------------------------------------
+// instance boxes on the thumbnail
+
+/// Three people (one box hostile: a negative width), a dog, and a label
+/// without boxes.
+const PEOPLE_AND_DOG: &str = r#"{"Labels":[
+ {"Name":"Animal","Confidence":97.0},
+ {"Name":"Person","Confidence":99.0,"Instances":[
+  {"BoundingBox":{"Width":0.2,"Height":0.5,"Left":0.1,"Top":0.2},"Confidence":99.0},
+  {"BoundingBox":{"Width":0.2,"Height":0.5,"Left":0.4,"Top":0.2},"Confidence":95.0},
+  {"BoundingBox":{"Width":0.1,"Height":0.4,"Left":0.7,"Top":0.3},"Confidence":80.0},
+  {"BoundingBox":{"Width":-0.1,"Height":0.4,"Left":0.7,"Top":0.3},"Confidence":70.0}]},
+ {"Name":"Dog","Confidence":88.0,"Parents":[{"Name":"Animal"}],"Instances":[
+  {"BoundingBox":{"Width":0.3,"Height":0.3,"Left":0.6,"Top":0.6},"Confidence":88.0}]}]}"#;
+
+/// The boxes of the last thumbnail request among `cmds` (None: no
+/// request). A request made before the document was loaded is superseded
+/// by the one made when it arrives.
+fn thumb_boxes(cmds: &[Cmd]) -> Option<Vec<(f32, f32)>> {
+    cmds.iter().rev().find_map(|c| match c {
+        Cmd::Thumb { boxes, .. } => Some(boxes.iter().map(|b| (b.left, b.top)).collect()),
+        _ => None,
+    })
+}
+
+#[test]
+fn label_boxes_are_drawn_on_the_thumbnail_and_switched_with_brackets() {
+    let mut app = new_app(Size::new(120, 30));
+    app.thumbnails = true;
+    app.start();
+    let generation = app.generation;
+    let rows = vec![
+        row("uploads/a.jpg", Some(("metadata/a.jpg.json", CAT))),
+        row(
+            "uploads/park.jpg",
+            Some(("metadata/park.jpg.json", PEOPLE_AND_DOG)),
+        ),
+    ];
+    let first = up(&mut app, Msg::Rows { generation, rows });
+    // No label of the cat has boxes: a bare thumbnail.
+    assert_eq!(thumb_boxes(&first), Some(vec![]));
+    let text = screen_text(&render(&app));
+    assert!(!text.contains('×') && !text.contains("boxes"), "{text}");
+
+    // The park: the first label with boxes (Person) is drawn at once; the
+    // hostile box is left out.
+    let cmds = up(&mut app, key('j'));
+    assert_eq!(
+        thumb_boxes(&cmds),
+        Some(vec![(0.1, 0.2), (0.4, 0.2), (0.7, 0.3)])
+    );
+    let text = screen_text(&render(&app));
+    assert!(
+        text.contains("Person ×3") && text.contains("Dog ×1"),
+        "{text}"
+    );
+    assert!(text.contains("□ boxes on the thumbnail"), "{text}");
+    assert!(!text.contains("Animal ×"), "{text}");
+
+    // The thumbnail arrives with Person's boxes; `]` asks for Dog's, and
+    // the Person image stays on screen until they are drawn.
+    let area = app.thumb.as_ref().unwrap().area;
+    let proto = |boxes| {
+        let img = image::DynamicImage::ImageRgb8(image::RgbImage::new(8, 8));
+        let p = Picker::halfblocks()
+            .new_protocol(img, Size::new(4, 4), ratatui_image::Resize::Fit(None))
+            .unwrap();
+        Msg::Thumb {
+            key: "uploads/park.jpg".into(),
+            area,
+            boxes,
+            result: Ok(p),
+        }
+    };
+    let person = app.thumb.as_ref().unwrap().boxes.clone();
+    up(&mut app, proto(person.clone()));
+    assert!(matches!(
+        app.thumb.as_ref().unwrap().state,
+        ThumbState::Ready(_)
+    ));
+    let cmds = up(&mut app, key(']'));
+    assert_eq!(thumb_boxes(&cmds), Some(vec![(0.6, 0.6)]));
+    assert!(matches!(
+        app.thumb.as_ref().unwrap().state,
+        ThumbState::Ready(_)
+    ));
+    assert!(app.message.as_ref().unwrap().1.contains("Dog ×1"));
+    // A late answer with Person's boxes is not taken for Dog's.
+    up(&mut app, proto(person));
+    let dog = app.thumb.as_ref().unwrap();
+    assert_eq!(dog.boxes.len(), 1);
+    // Then no boxes, then Person again; `[` goes back.
+    assert_eq!(thumb_boxes(&up(&mut app, key(']'))), Some(vec![]));
+    assert_eq!(
+        thumb_boxes(&up(&mut app, key(']'))).map(|b| b.len()),
+        Some(3)
+    );
+    assert_eq!(thumb_boxes(&up(&mut app, key('['))), Some(vec![]));
+    // Nothing changes: no new request.
+    assert_eq!(thumb_boxes(&up(&mut app, key('?'))), None);
+    up(&mut app, code(KeyCode::Esc));
+
+    // Another image and back: the first label with boxes again.
+    assert_eq!(thumb_boxes(&up(&mut app, key('k'))), Some(vec![]));
+    assert_eq!(
+        thumb_boxes(&up(&mut app, key('j'))).map(|b| b.len()),
+        Some(3)
+    );
+    // On the cat, `]` says why nothing happens.
+    up(&mut app, key('k'));
+    assert_eq!(thumb_boxes(&up(&mut app, key(']'))), None);
+    assert!(
+        app.message
+            .as_ref()
+            .unwrap()
+            .1
+            .contains("no label of this image has boxes")
+    );
+}

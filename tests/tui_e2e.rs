@@ -125,9 +125,12 @@ fn tag_an_untagged_image_from_the_keyboard() {
     assert!(s.contains("untagged"), "{s}");
     tmux.keys(&["t"]);
     let meta = root.join("metadata/pets/my cat.png.json");
-    let s = tmux.wait_for("the tag result on screen", |s| {
+    tmux.wait_for("the tag result on screen", |s| {
         s.contains("pets/my cat.png.json") && s.contains("tagged uploads/pets/my cat.png")
     });
+    // The new document is read after the result arrives.
+    let s = tmux.wait_for("the new labels", |s| s.contains("Cat ") && s.contains('█'));
+    assert!(s.contains("pets/my cat.png.json"), "{s}");
     let doc: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&meta).expect("metadata written")).unwrap();
     assert_eq!(doc["ImgTag"]["TaggedBy"], "imgtag-tui");

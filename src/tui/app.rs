@@ -14,11 +14,12 @@ use ratatui::layout::{Rect, Size};
 use ratatui_image::protocol::Protocol;
 
 use crate::catalog::Assessed;
-use crate::contract::{Layout, MetadataDoc, Status};
+use crate::contract::{BoundingBox, Layout, MetadataDoc, Status};
 use crate::detection::DetectorKind;
 use crate::pipeline::{Outcome, ReviewEdit};
 use crate::sanitize::for_terminal;
 
+use super::boxes;
 use super::keys::{Action, Keymap};
 use super::rows::{Row, RowSummary, Rows};
 use super::theme::Theme;
@@ -71,10 +72,12 @@ pub enum Msg {
         row: Option<Box<Assessed>>,
         review: bool,
     },
-    /// A thumbnail is ready (or failed) for `key` at `area` cells.
+    /// A thumbnail is ready (or failed) for `key` at `area` cells, with
+    /// `boxes` drawn on it.
     Thumb {
         key: String,
         area: Size,
+        boxes: Vec<BoundingBox>,
         result: Result<Protocol, String>,
     },
 }
@@ -105,6 +108,8 @@ pub enum Cmd {
         etag: Option<String>,
         size: u64,
         area: Size,
+        /// Instance boxes to draw on it (clamped to the image).
+        boxes: Vec<BoundingBox>,
     },
     /// The selection left the image: stop loading its thumbnail.
     CancelThumb,
@@ -115,6 +120,15 @@ pub enum Cmd {
         metadata_key: String,
         rev: u32,
     },
+}
+
+/// The labels of `doc` that have boxes to draw, in the detail pane's
+/// order.
+pub fn labels_with_boxes(doc: &MetadataDoc) -> Vec<usize> {
+    boxes::label_order(&doc.labels)
+        .into_iter()
+        .filter(|&i| !boxes::label_boxes(&doc.labels[i]).is_empty())
+        .collect()
 }
 
 /// Documents kept for the detail pane, most recently used first.
@@ -226,7 +240,23 @@ pub enum ThumbState {
 pub struct Thumb {
     pub key: String,
     pub area: Size,
+    /// The boxes asked for; the shown image may still have the previous
+    /// label's until the new one is encoded.
+    pub boxes: Vec<BoundingBox>,
     pub state: ThumbState,
+}
+
+/// Whose instance boxes the thumbnail shows.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum BoxChoice {
+    /// The first label with boxes, in the detail pane's order.
+    #[default]
+    Auto,
+    /// The label of this name (Auto again if the document has no such
+    /// label with boxes).
+    Label(String),
+    /// None: the bare thumbnail.
+    Off,
 }
 
 /// What the status line says about the bucket and the detector.
@@ -267,6 +297,9 @@ pub struct App {
     /// Picks the spot check's image (seedable for tests).
     pub rng: fastrand::Rng,
     pub thumb: Option<Thumb>,
+    /// Whose boxes the thumbnail shows; back to Auto when the selection
+    /// moves to another image.
+    pub boxes: BoxChoice,
     /// Recently shown documents by row key (the rows keep only a summary).
     pub docs: lru::LruCache<Box<str>, CachedDoc>,
     /// The document load in flight: row key and revision.
@@ -307,6 +340,7 @@ impl App {
             reviews: Work::default(),
             rng: fastrand::Rng::new(),
             thumb: None,
+            boxes: BoxChoice::Auto,
             docs: lru::LruCache::new(NonZeroUsize::new(DOC_CACHE).expect("non-zero")),
             doc_loading: None,
             size: Size::new(120, 40),
@@ -446,10 +480,16 @@ impl App {
                 row,
                 review,
             } => self.on_tagged(key, outcome, row, review),
-            Msg::Thumb { key, area, result } => {
+            Msg::Thumb {
+                key,
+                area,
+                boxes,
+                result,
+            } => {
                 if let Some(t) = &mut self.thumb
                     && t.key == key
                     && t.area == area
+                    && t.boxes == boxes
                 {
                     t.state = match result {
                         Ok(p) => ThumbState::Ready(p),
@@ -463,6 +503,7 @@ impl App {
         self.clamp_scroll();
         if self.selected_key() != before {
             self.detail_scroll = 0;
+            self.boxes = BoxChoice::Auto;
         }
         cmds.extend(self.thumb_cmd());
         cmds.extend(self.doc_cmd());
@@ -721,31 +762,100 @@ impl App {
                     img.size,
                 )
             });
-        match want {
-            None => {
-                let had = self.thumb.take().is_some();
-                had.then_some(Cmd::CancelThumb)
-            }
-            Some((key, etag, size)) => {
-                if let Some(t) = &self.thumb
-                    && t.key == key
-                    && t.area == area
-                {
+        let Some((key, etag, size)) = want else {
+            let had = self.thumb.take().is_some();
+            return had.then_some(Cmd::CancelThumb);
+        };
+        let boxes = self.shown_boxes();
+        match &mut self.thumb {
+            Some(t) if t.key == key && t.area == area => {
+                if t.boxes == boxes {
                     return None;
                 }
+                // Other boxes on the same image: the image shown stays
+                // until the new one is encoded (the decoded thumbnail is
+                // cached, so only drawing and encoding repeat).
+                t.boxes = boxes.clone();
+            }
+            _ => {
                 self.thumb = Some(Thumb {
                     key: key.clone(),
                     area,
+                    boxes: boxes.clone(),
                     state: ThumbState::Loading,
-                });
-                Some(Cmd::Thumb {
-                    key,
-                    etag,
-                    size,
-                    area,
                 })
             }
         }
+        Some(Cmd::Thumb {
+            key,
+            etag,
+            size,
+            area,
+            boxes,
+        })
+    }
+
+    /// The label of `doc` whose boxes the thumbnail shows, by index.
+    pub fn boxed_label(&self, doc: &MetadataDoc) -> Option<usize> {
+        let with_boxes = labels_with_boxes(doc);
+        match &self.boxes {
+            BoxChoice::Off => None,
+            BoxChoice::Label(name) => with_boxes
+                .iter()
+                .copied()
+                .find(|&i| doc.labels[i].name == *name)
+                .or_else(|| with_boxes.first().copied()),
+            BoxChoice::Auto => with_boxes.first().copied(),
+        }
+    }
+
+    /// The boxes to draw on the selected image's thumbnail.
+    fn shown_boxes(&self) -> Vec<BoundingBox> {
+        self.selected_doc()
+            .and_then(|d| {
+                self.boxed_label(d)
+                    .map(|i| boxes::label_boxes(&d.labels[i]))
+            })
+            .unwrap_or_default()
+    }
+
+    /// Moves to the next (`step` 1) or previous (-1) label with boxes;
+    /// past the last comes the bare thumbnail, then the first again.
+    fn cycle_boxes(&mut self, step: isize) {
+        let Some(doc) = self.selected_doc() else {
+            return;
+        };
+        let with_boxes = labels_with_boxes(doc);
+        if with_boxes.is_empty() {
+            self.info("no label of this image has boxes");
+            return;
+        }
+        let n = with_boxes.len() as isize;
+        // Positions 0..n are the labels, n is "no boxes".
+        let at = match self.boxed_label(doc) {
+            Some(i) => with_boxes.iter().position(|&j| j == i).unwrap_or(0) as isize,
+            None => n,
+        };
+        let next = (at + step).rem_euclid(n + 1) as usize;
+        let choice = match with_boxes.get(next) {
+            Some(&i) => BoxChoice::Label(doc.labels[i].name.clone()),
+            None => BoxChoice::Off,
+        };
+        let text = match &choice {
+            BoxChoice::Label(name) => {
+                let count = boxes::label_boxes(
+                    doc.labels
+                        .iter()
+                        .find(|l| l.name == *name)
+                        .expect("a label of the document"),
+                )
+                .len();
+                format!("boxes: {} ×{count}", for_terminal(name))
+            }
+            _ => "boxes: none".to_string(),
+        };
+        self.boxes = choice;
+        self.info(text);
     }
 
     // ------------------------------------------------------------------
@@ -933,6 +1043,8 @@ impl App {
                     .set_status_filter(STATUS_CYCLE[(pos + 1) % STATUS_CYCLE.len()]);
             }
             Action::Edit => self.start_edit(),
+            Action::NextBoxes => self.cycle_boxes(1),
+            Action::PrevBoxes => self.cycle_boxes(-1),
             Action::SpotCheck => self.spot_check(),
             Action::Reload => return self.reload(),
             Action::Help => self.mode = Mode::Help,

@@ -62,6 +62,8 @@ actions! {
     Sort           "sort"            ["s"]                   "cycle the sort: name, lowest confidence, newest";
     StatusFilter   "status-filter"   ["f"]                   "cycle the status filter";
     Edit           "edit"            ["e"]                   "edit labels by hand: +Add -Remove !Flag (the marked images, or the selected one)";
+    NextBoxes      "next-boxes"      ["]"]                   "draw the next label's boxes on the thumbnail (then none, then the first)";
+    PrevBoxes      "prev-boxes"      ["["]                   "draw the previous label's boxes on the thumbnail";
     SpotCheck      "spot-check"      ["x"]                   "spot check: jump to a random tagged image nobody has reviewed";
     Reload         "reload"          ["r"]                   "reload the listing";
     Help           "help"            ["?"]                   "this help";

@@ -7,6 +7,7 @@
 //! messages into `update` and draws once per batch.
 
 pub mod app;
+pub mod boxes;
 pub mod keys;
 pub mod names;
 pub mod rows;

@@ -10,12 +10,12 @@ use futures::StreamExt;
 use image::DynamicImage;
 use ratatui::layout::Size;
 use ratatui_image::Resize;
-use ratatui_image::picker::Picker;
+use ratatui_image::picker::{Picker, ProtocolType};
 use tokio::sync::{OnceCell, Semaphore, mpsc};
 
 use crate::catalog::{Assessed, Filter, audit, find_metadata, reassess};
 use crate::config::DetectorKind;
-use crate::contract::Layout;
+use crate::contract::{BoundingBox, Layout};
 use crate::detection::DynDetector;
 use crate::index::Index;
 use crate::index::query::{self, Query, fingerprint, key_hash};
@@ -191,7 +191,8 @@ impl Runtime {
                 etag,
                 size,
                 area,
-            } => self.thumb(key, etag, size, area),
+                boxes,
+            } => self.thumb(key, etag, size, area, boxes),
             Cmd::CancelThumb => {
                 self.thumb_generation.fetch_add(1, Ordering::SeqCst);
             }
@@ -344,7 +345,14 @@ impl Runtime {
         });
     }
 
-    fn thumb(&self, key: String, etag: Option<String>, size: u64, area: Size) {
+    fn thumb(
+        &self,
+        key: String,
+        etag: Option<String>,
+        size: u64,
+        area: Size,
+        boxes: Vec<BoundingBox>,
+    ) {
         let generation = self.thumb_generation.fetch_add(1, Ordering::SeqCst) + 1;
         let current = self.thumb_generation.clone();
         let store = self.store.clone();
@@ -364,10 +372,26 @@ impl Runtime {
                     if current.load(Ordering::SeqCst) != generation {
                         return;
                     }
+                    let drawn = boxes.clone();
                     tokio::task::spawn_blocking(move || {
+                        let mut img = (*img).clone();
+                        if !drawn.is_empty() {
+                            // Half-blocks show two pixels a cell, whatever
+                            // the font: the outline must survive that.
+                            let font = match picker.protocol_type() {
+                                ProtocolType::Halfblocks => (1, 2),
+                                _ => (picker.font_size().width, picker.font_size().height),
+                            };
+                            let shown = (
+                                u32::from(area.width) * u32::from(font.0),
+                                u32::from(area.height) * u32::from(font.1),
+                            );
+                            let stroke = super::boxes::stroke_for(img.dimensions(), shown);
+                            super::boxes::draw_boxes(&mut img, &drawn, stroke);
+                        }
                         picker
                             .new_protocol(
-                                DynamicImage::ImageRgb8((*img).clone()),
+                                DynamicImage::ImageRgb8(img),
                                 area,
                                 // Scale, not Fit: Fit never enlarges, so a
                                 // 512-px thumbnail filled a third of a wide
@@ -381,7 +405,12 @@ impl Runtime {
                 }
                 Err(e) => Err(e.to_string()),
             };
-            let _ = tx.send(Msg::Thumb { key, area, result });
+            let _ = tx.send(Msg::Thumb {
+                key,
+                area,
+                boxes,
+                result,
+            });
         });
     }
 }

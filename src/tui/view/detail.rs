@@ -12,7 +12,8 @@ use crate::contract::{KeyKind, MetadataDoc, Status};
 use crate::headline::{Headline, headline_of};
 use crate::sanitize::for_terminal;
 
-use super::super::app::{App, DocState, Mode, Pane, ThumbState};
+use super::super::app::{App, DocState, Mode, Pane, ThumbState, labels_with_boxes};
+use super::super::boxes::{label_boxes, label_order};
 use super::super::rows::Row;
 use super::super::theme::Theme;
 use super::{Areas, fit_left, fit_right, pane_block};
@@ -246,8 +247,10 @@ fn review_hint(app: &App, doc: Option<&MetadataDoc>, headline: Option<&Headline>
 }
 
 /// One bar per label, highest confidence first, with the MinConfidence
-/// mark on it; `▶` marks the headline and `!` a flagged label; parents,
-/// hand-added and flagged on a line under it.
+/// mark on it; `▶` marks the headline and `!` a flagged label; a label
+/// with instance boxes shows their count (`Person ×3`); parents,
+/// hand-added, flagged and whether its boxes are on the thumbnail on a
+/// line under it.
 fn label_lines(
     app: &App,
     row: &Row,
@@ -263,13 +266,14 @@ fn label_lines(
     let added = review.map(|r| r.added.as_slice()).unwrap_or_default();
     let flagged = review.map(|r| r.flagged.as_slice()).unwrap_or_default();
     let headline = headline_of(doc).map(|h| h.index);
+    let boxed = app.thumbnails.then(|| app.boxed_label(doc)).flatten();
+    let several = labels_with_boxes(doc).len() > 1;
     let mark_w = 2;
     let name_w = 18.min(width.saturating_sub(mark_w) / 3);
     let num_w = 6;
     let bar_w = width.saturating_sub(mark_w + name_w + num_w + 2);
-    let mut labels: Vec<_> = doc.labels.iter().enumerate().collect();
-    labels.sort_by(|a, b| b.1.confidence.total_cmp(&a.1.confidence));
-    for (i, l) in labels {
+    for i in label_order(&doc.labels) {
+        let l = &doc.labels[i];
         let style = theme.confidence(l.confidence, app.min_confidence, app.review_below);
         let is_headline = headline == Some(i);
         let is_flagged = flagged.iter().any(|f| f.eq_ignore_ascii_case(&l.name));
@@ -284,7 +288,13 @@ fn label_lines(
         } else {
             theme.headline
         };
-        let name = Span::raw(fit_right(&for_terminal(&l.name), name_w));
+        let count = label_boxes(l).len();
+        let shown_name = if count > 0 {
+            format!("{} ×{count}", for_terminal(&l.name))
+        } else {
+            for_terminal(&l.name).into_owned()
+        };
+        let name = Span::raw(fit_right(&shown_name, name_w));
         lines.push(Line::from(vec![
             Span::styled(mark, mark_style),
             if is_headline {
@@ -302,6 +312,17 @@ fn label_lines(
         }
         if is_flagged {
             extra.push(Span::styled("flagged as doubtful", theme.flagged));
+        }
+        if boxed == Some(i) {
+            let keys = if several {
+                "[ ] other labels' boxes"
+            } else {
+                "] hides them"
+            };
+            extra.push(Span::styled(
+                format!("□ boxes on the thumbnail ({keys})"),
+                theme.accent,
+            ));
         }
         if !l.parents.is_empty() {
             let parents: Vec<_> = l.parents.iter().map(|p| p.name.as_str()).collect();
