@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use crate::contract::Label;
 
+pub mod engine;
 pub mod local;
 pub mod pacing;
 pub mod rekognition;
