@@ -298,16 +298,22 @@ mod onnx {
         }
     }
 
-    /// One session on one thread: images run in parallel instead (on 2
-    /// cores that beats 2 threads per image; see the README's figures).
+    /// One session on one thread (`IMGTAG_ORT_THREADS` to change it):
+    /// images run in parallel instead, one per core, which beats several
+    /// threads per image on small models (see the README's figures).
     fn session(model: &[u8]) -> Result<Session, DetectError> {
         let env = environment()?;
+        let threads = std::env::var("IMGTAG_ORT_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(1)
+            .max(1);
         Session::builder(env)
             .and_then(|b| {
                 b.with_optimization_level(GraphOptimizationLevel::Level3)
                     .map_err(Into::into)
             })
-            .and_then(|b| b.with_intra_threads(1).map_err(Into::into))
+            .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
             .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
             .and_then(|mut b| b.commit_from_memory(model))
             .map_err(model_err)
