@@ -78,7 +78,7 @@ fn make_photos(dir: &Path, count: usize) -> Vec<PathBuf> {
             };
             let img = imageops::resize(&img, tw, th, imageops::FilterType::Triangle);
             let mut bytes = Vec::new();
-            JpegEncoder::new_with_quality(&mut Cursor::new(&mut bytes), 80 + (k % 3) * 5)
+            JpegEncoder::new_with_quality(&mut Cursor::new(&mut bytes), 80 + (i % 3) as u8 * 5)
                 .encode_image(&DynamicImage::ImageRgb8(img))
                 .expect("encode");
             let path = dir.join(format!("photo-{i:03}.jpg"));

@@ -327,10 +327,11 @@ mod onnx {
         let shape: [i64; 4] = shape.map(|d| d as i64);
         let tensor = TensorRef::from_array_view((shape, input)).map_err(model_err)?;
         let outputs = session.run(ort::inputs![tensor]).map_err(model_err)?;
-        if outputs.len() == 0 {
-            return Err(DetectError::Model("model produced no output".into()));
-        }
-        let (_, values) = outputs[0].try_extract_tensor::<f32>().map_err(model_err)?;
+        let output = outputs
+            .values()
+            .next()
+            .ok_or_else(|| DetectError::Model("model produced no output".into()))?;
+        let (_, values) = output.try_extract_tensor::<f32>().map_err(model_err)?;
         Ok(values.to_vec())
     }
 }
