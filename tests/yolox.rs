@@ -563,6 +563,7 @@ fn check_evaluation(model: &LocalModel) {
 // ------------------------------------------------------------------ engines
 
 /// Every photo of the evaluation set and the samples.
+#[cfg(feature = "ort")]
 fn evaluation_photos() -> Vec<(String, Vec<u8>)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut photos = Vec::new();
