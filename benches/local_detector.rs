@@ -17,7 +17,9 @@
 //! (`IMGTAG_BENCH_IMAGES`). The onnxruntime engine needs feature `ort` and
 //! `ORT_DYLIB_PATH`; without them its rows say why they are missing.
 //!
-//! Run: `ORT_DYLIB_PATH=... cargo bench --features ort --bench local_detector`.
+//! Run: `ORT_DYLIB_PATH=... cargo bench --features ort --bench local_detector`
+//! (`IMGTAG_BENCH_BIN` runs another `imgtag` binary than the one cargo
+//! built beside the bench).
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -158,7 +160,11 @@ fn imgtag_run(bucket: &Path, engine: EngineKind) -> Result<Duration, String> {
     let config = home.path().join("config.toml");
     std::fs::write(&config, "").map_err(|e| e.to_string())?;
     let start = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_imgtag"))
+    let bin = std::env::var_os("IMGTAG_BENCH_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_imgtag")),
+        PathBuf::from,
+    );
+    let out = Command::new(bin)
         .args(["tag", "--all", "--detector", "local", "--bucket"])
         .arg(bucket)
         .arg("--config")
