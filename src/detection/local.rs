@@ -1,5 +1,6 @@
-//! The offline label detector: two models run with tract on every image,
-//! merged into one Rekognition-shaped answer.
+//! The offline label detector: two models run on every image (on tract or
+//! onnxruntime, [`super::engine`]), merged into one Rekognition-shaped
+//! answer.
 //!
 //! - torchvision's MobileNetV2 (ImageNet-1k) and a WordNet-derived label
 //!   hierarchy that turns the 1000 class probabilities into labels with

@@ -1,7 +1,7 @@
 //! The offline object detector: Megvii's YOLOX-Nano (COCO, 80 classes) run
-//! with tract. It finds what the ImageNet classifier cannot name (people,
-//! vehicles, furniture) and where they are, as Rekognition-style labels
-//! with `Instances`.
+//! on tract or onnxruntime ([`super::engine`]). It finds what the ImageNet
+//! classifier cannot name (people, vehicles, furniture) and where they are,
+//! as Rekognition-style labels with `Instances`.
 //!
 //! Input: 1x3x416x416, B, G, R, 0-255, the image scaled to fit and placed
 //! at the top-left of a canvas filled with 114 (YOLOX's letterbox). Output:
