@@ -626,11 +626,18 @@ pub struct LocalDetector {
 }
 
 impl LocalDetector {
-    /// Loads the embedded model (a few hundred milliseconds).
+    /// Loads the embedded model (a few hundred milliseconds) on the engine
+    /// `IMGTAG_ENGINE` asks for.
     pub fn load() -> Result<Self, DetectError> {
+        Self::load_with(EngineChoice::from_env()?)
+    }
+
+    /// [`LocalDetector::load`] on the engine `choice` comes to (for a
+    /// front end's engine option).
+    pub fn load_with(choice: EngineChoice) -> Result<Self, DetectError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(LocalDetector {
-            model: LocalModel::load()?,
+            model: LocalModel::load_with(choice)?,
             permits: Arc::new(tokio::sync::Semaphore::new(cores)),
         })
     }
