@@ -1,46 +1,78 @@
-//! Throughput of the local label detector, end to end (JPEG decode ->
-//! preprocess -> MobileNetV2 inference -> labels), measured with
-//! `std::time` over a folder of generated photo-sized JPEGs.
+//! Throughput of the local label detector (MobileNetV2 + YOLOX-Nano), per
+//! engine, against the onnxruntime peer (`tools/ort_peer.py`: Python,
+//! onnxruntime, Pillow, two worker processes, the same models and
+//! preprocessing), on the same folder of photos in the same run:
 //!
-//! Run with `cargo bench --bench local_detector`. Set `IMGTAG_BENCH_IMAGES`
-//! to change the number of generated photos (default 60).
+//! 1. per-stage latency per image, one thread: decode, preprocess (both
+//!    models' inputs), inference of each model, labels and merge;
+//! 2. `imgtag tag --detector local --all` end to end (index, read, decode,
+//!    preprocess, infer, write the metadata), once per engine;
+//! 3. the peer on the same folder, when a Python with onnxruntime and
+//!    Pillow is found: `IMGTAG_PEER_PYTHON`, else the CI tools venv
+//!    (`$IMGTAG_CI_TOOLS` or `$TMPDIR/imgtag-ci-tools`, see `.ci/run`).
+//!
+//! The photos: the licensed photos of `assets/eval/` and `assets/samples/`
+//! (7), each cropped, maybe mirrored and re-encoded as JPEG at sizes from
+//! 640 to 2048 px on the longer side, 185 files by default
+//! (`IMGTAG_BENCH_IMAGES`). The onnxruntime engine needs feature `ort` and
+//! `ORT_DYLIB_PATH`; without them its rows say why they are missing.
+//!
+//! Run: `ORT_DYLIB_PATH=... cargo bench --features ort --bench local_detector`
+//! (`IMGTAG_BENCH_BIN` runs another `imgtag` binary than the one cargo
+//! built beside the bench).
 
 use std::io::Cursor;
-use std::path::Path;
-use std::sync::mpsc;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use image::codecs::jpeg::JpegEncoder;
 use image::{DynamicImage, RgbImage, imageops};
+use imgtag::detection::engine::{EngineChoice, EngineKind};
 use imgtag::detection::local::{DetectOptions, LocalModel};
-use imgtag::imaging::{self, DecodeLimits, TENSOR_LEN};
+use imgtag::detection::yolox;
+use imgtag::imaging::{self, TENSOR_LEN};
 
-const SAMPLES: [&str; 4] = ["chelsea.png", "coffee.jpg", "astronaut.jpg", "rocket.jpg"];
+const PHOTOS: [&str; 7] = [
+    "assets/eval/ascent.png",
+    "assets/eval/camera.png",
+    "assets/eval/raccoon.jpg",
+    "assets/samples/astronaut.jpg",
+    "assets/samples/chelsea.png",
+    "assets/samples/coffee.jpg",
+    "assets/samples/rocket.jpg",
+];
 
-/// Deterministic photo-like JPEGs: each sample cropped, maybe mirrored and
-/// scaled so that its longer side is between 1024 and 2048 px.
-fn generate_photos(dir: &Path, count: usize) -> Vec<std::path::PathBuf> {
-    let sources: Vec<RgbImage> = SAMPLES
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Deterministic photo-sized JPEGs from the real photos: cropped to 75-100%
+/// of each side, every other one mirrored, longer side 640..2048 px.
+fn make_photos(dir: &Path, count: usize) -> Vec<PathBuf> {
+    let sources: Vec<RgbImage> = PHOTOS
         .iter()
-        .map(|name| {
-            let path = format!("{}/assets/samples/{name}", env!("CARGO_MANIFEST_DIR"));
-            image::open(&path).expect("sample decodes").into_rgb8()
+        .map(|p| {
+            image::open(root().join(p))
+                .expect("photo decodes")
+                .into_rgb8()
         })
         .collect();
+    std::fs::create_dir_all(dir).expect("photo dir");
     (0..count)
         .map(|i| {
             let src = &sources[i % sources.len()];
             let (w, h) = src.dimensions();
-            // Crop 80..100% of each side, offset varying with i.
-            let cw = w * (80 + (i as u32 * 7) % 21) / 100;
-            let ch = h * (80 + (i as u32 * 13) % 21) / 100;
-            let x = (w - cw) * ((i as u32 * 3) % 5) / 4;
-            let y = (h - ch) * ((i as u32 * 5) % 5) / 4;
+            let k = i as u32;
+            let cw = w * (75 + (k * 7) % 26) / 100;
+            let ch = h * (75 + (k * 13) % 26) / 100;
+            let x = (w - cw) * ((k * 3) % 5) / 4;
+            let y = (h - ch) * ((k * 5) % 5) / 4;
             let mut img = imageops::crop_imm(src, x, y, cw, ch).to_image();
             if i % 2 == 1 {
                 img = imageops::flip_horizontal(&img);
             }
-            let long = 1024 + (i as u32 * 211) % 1025;
+            let long = 640 + (k * 211) % 1409;
             let (tw, th) = if cw >= ch {
                 (long, (long * ch / cw).max(1))
             } else {
@@ -48,7 +80,7 @@ fn generate_photos(dir: &Path, count: usize) -> Vec<std::path::PathBuf> {
             };
             let img = imageops::resize(&img, tw, th, imageops::FilterType::Triangle);
             let mut bytes = Vec::new();
-            JpegEncoder::new_with_quality(&mut Cursor::new(&mut bytes), 85)
+            JpegEncoder::new_with_quality(&mut Cursor::new(&mut bytes), 80 + (i % 3) as u8 * 5)
                 .encode_image(&DynamicImage::ImageRgb8(img))
                 .expect("encode");
             let path = dir.join(format!("photo-{i:03}.jpg"));
@@ -58,99 +90,183 @@ fn generate_photos(dir: &Path, count: usize) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v.get(v.len() / 2).copied().unwrap_or_default()
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-struct Stages {
-    decode: Vec<Duration>,
-    preprocess: Vec<Duration>,
-    inference: Vec<Duration>,
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
-/// (a) one image at a time on one thread.
-fn sequential(
-    model: &LocalModel,
-    images: &[Vec<u8>],
-    options: &DetectOptions,
-) -> (Duration, Stages) {
-    let mut stages = Stages {
-        decode: Vec::new(),
-        preprocess: Vec::new(),
-        inference: Vec::new(),
-    };
-    let mut tensor = vec![0f32; TENSOR_LEN];
-    let start = Instant::now();
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Median per-stage latency over `images`, one image at a time.
+fn stages(model: &LocalModel, images: &[Vec<u8>]) -> Vec<(&'static str, Duration)> {
+    let options = DetectOptions::default();
+    let mut t = [(); 7].map(|()| Vec::new());
+    let mut cls = vec![0f32; TENSOR_LEN];
+    let mut det = vec![0f32; yolox::TENSOR_LEN];
     for bytes in images {
-        let t = Instant::now();
+        let s = Instant::now();
         let img = imaging::decode(bytes, &options.limits).expect("decode");
-        stages.decode.push(t.elapsed());
-        let t = Instant::now();
-        imaging::preprocess(&img, &mut tensor).expect("preprocess");
-        stages.preprocess.push(t.elapsed());
-        let t = Instant::now();
-        let probs = model.classify(&tensor).expect("inference");
-        let labels = model.labels(&probs, options.min_confidence, options.max_labels);
-        stages.inference.push(t.elapsed());
-        std::hint::black_box(labels);
+        t[0].push(s.elapsed());
+        let s = Instant::now();
+        std::hint::black_box(
+            imaging::decode_for_size(bytes, &options.limits, 416).expect("decode"),
+        );
+        t[1].push(s.elapsed());
+        let s = Instant::now();
+        imaging::preprocess(&img, &mut cls).expect("preprocess");
+        t[2].push(s.elapsed());
+        let s = Instant::now();
+        let lb = yolox::letterbox_into(&img, &mut det).expect("letterbox");
+        t[3].push(s.elapsed());
+        let s = Instant::now();
+        let probs = model.classify(&cls).expect("classify");
+        t[4].push(s.elapsed());
+        let s = Instant::now();
+        let raw = model.detector().raw(&det).expect("detect");
+        t[5].push(s.elapsed());
+        let s = Instant::now();
+        let boxes = yolox::nms(yolox::decode(&raw, 0.55), yolox::NMS_IOU);
+        let detected = model.detector().classes().labels(&boxes, &lb, 55.0);
+        let classified = model.labels(&probs, 55.0, None);
+        std::hint::black_box(model.merge(classified, detected, None));
+        t[6].push(s.elapsed());
     }
-    (start.elapsed(), stages)
+    let names = [
+        "decode (image crate, full size)",
+        "  alternative: DCT-scaled decode",
+        "preprocess classifier (224)",
+        "preprocess detector (416)",
+        "infer MobileNetV2",
+        "infer YOLOX-Nano",
+        "boxes, NMS, labels, merge",
+    ];
+    names.into_iter().zip(t.map(median)).collect()
 }
 
-/// (b) the library's code path: `workers` threads, each doing everything.
-fn workers(model: &LocalModel, images: &[Vec<u8>], options: &DetectOptions, n: usize) -> Duration {
+/// One `imgtag tag --all --detector local` over `bucket` (its metadata
+/// removed first) with `engine`; its wall time, or why it failed.
+fn imgtag_run(bucket: &Path, engine: EngineKind) -> Result<Duration, String> {
+    let _ = std::fs::remove_dir_all(bucket.join("metadata"));
+    let home = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let config = home.path().join("config.toml");
+    std::fs::write(&config, "").map_err(|e| e.to_string())?;
     let start = Instant::now();
-    let results = model.detect_many(images, n, options);
+    let bin = std::env::var_os("IMGTAG_BENCH_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_imgtag")),
+        PathBuf::from,
+    );
+    let out = Command::new(bin)
+        .args(["tag", "--all", "--detector", "local", "--bucket"])
+        .arg(bucket)
+        .arg("--config")
+        .arg(&config)
+        .env("HOME", home.path())
+        .env("IMGTAG_ENGINE", engine.as_str())
+        .output()
+        .map_err(|e| e.to_string())?;
     let elapsed = start.elapsed();
-    assert!(results.iter().all(Result::is_ok));
-    elapsed
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || !stderr.contains(" 0 failed") {
+        return Err(stderr.lines().last().unwrap_or("failed").to_string());
+    }
+    Ok(elapsed)
 }
 
-/// (c) a two-stage pipeline: one thread decodes and preprocesses, the other
-/// runs inference.
-fn pipeline(model: &LocalModel, images: &[Vec<u8>], options: &DetectOptions) -> Duration {
+/// A Python that imports onnxruntime and PIL, if any.
+fn peer_python() -> Option<PathBuf> {
+    let tools = std::env::var_os("IMGTAG_CI_TOOLS").map_or_else(
+        || std::env::temp_dir().join("imgtag-ci-tools"),
+        PathBuf::from,
+    );
+    let candidates = [
+        std::env::var_os("IMGTAG_PEER_PYTHON").map(PathBuf::from),
+        Some(tools.join("bin/python3")),
+    ];
+    candidates.into_iter().flatten().find(|py| {
+        Command::new(py)
+            .args(["-c", "import onnxruntime, PIL"])
+            .env("PYTHONPATH", tools.join("lib"))
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+fn peer_run(python: &Path, photos: &Path) -> Result<Duration, String> {
+    let out_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let start = Instant::now();
-    std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::sync_channel::<Vec<f32>>(4);
-        scope.spawn(move || {
-            for bytes in images {
-                let img = imaging::decode(bytes, &options.limits).expect("decode");
-                let mut tensor = vec![0f32; TENSOR_LEN];
-                imaging::preprocess(&img, &mut tensor).expect("preprocess");
-                if tx.send(tensor).is_err() {
-                    break;
+    let out = Command::new(python)
+        .arg(root().join("tools/ort_peer.py"))
+        .arg(photos)
+        .arg(out_dir.path())
+        .args(["--workers", "2"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let elapsed = start.elapsed();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).to_string());
+    }
+    Ok(elapsed)
+}
+
+/// What skipping the detector when the classifier is sure would cost on
+/// the evaluation photos: how many are "sure" and how many of those lose
+/// labels with boxes.
+fn skip_detector_impact(model: &LocalModel) {
+    for threshold in [0.5f32, 0.8, 0.9] {
+        let (mut sure, mut lose) = (0, Vec::new());
+        for path in PHOTOS {
+            let bytes = std::fs::read(root().join(path)).expect("photo");
+            let img = imaging::decode(&bytes, &Default::default()).expect("decode");
+            let mut t = vec![0f32; TENSOR_LEN];
+            imaging::preprocess(&img, &mut t).expect("preprocess");
+            let top = model
+                .classify(&t)
+                .expect("classify")
+                .into_iter()
+                .fold(0f32, f32::max);
+            if top >= threshold {
+                sure += 1;
+                let labels = model.detect_bytes(&bytes, 55.0, None).expect("detect");
+                let boxed: Vec<_> = labels
+                    .iter()
+                    .filter(|l| !l.instances.is_empty())
+                    .map(|l| l.name.clone())
+                    .collect();
+                if !boxed.is_empty() {
+                    lose.push(format!("{path}: {boxed:?}"));
                 }
             }
-        });
-        for tensor in rx {
-            let probs = model.classify(&tensor).expect("inference");
-            std::hint::black_box(model.labels(&probs, options.min_confidence, options.max_labels));
         }
-    });
-    start.elapsed()
+        println!(
+            "skip the detector when the top class >= {threshold}: {sure} of {} photos \
+             skipped, {} of them would lose boxed labels {lose:?}",
+            PHOTOS.len(),
+            lose.len()
+        );
+    }
 }
 
-fn best_of<F: FnMut() -> Duration>(runs: usize, mut f: F) -> Duration {
-    (0..runs).map(|_| f()).min().unwrap_or_default()
-}
-
+#[allow(clippy::too_many_lines)]
 fn main() {
-    // `cargo bench` passes `--bench`; ignore arguments.
     let count: usize = std::env::var("IMGTAG_BENCH_IMAGES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(60)
-        .max(4);
-    let dir = tempfile::tempdir().expect("temp dir");
+        .unwrap_or(185)
+        .max(8);
+    let bucket = tempfile::tempdir().expect("temp dir");
+    let uploads = bucket.path().join("uploads");
     let t = Instant::now();
-    let paths = generate_photos(dir.path(), count);
+    let paths = make_photos(&uploads, count);
     let images: Vec<Vec<u8>> = paths.iter().map(|p| std::fs::read(p).unwrap()).collect();
-    let total_bytes: usize = images.iter().map(Vec::len).sum();
     let mut pixels: Vec<u64> = images
         .iter()
         .map(|b| {
@@ -160,92 +276,108 @@ fn main() {
         .collect();
     pixels.sort();
     println!(
-        "generated {count} JPEGs in {:.1} s: {:.0} KB average, median {:.1} MP",
+        "{count} JPEGs from {} licensed photos in {:.1} s: {:.0} KB average, median {:.2} MP",
+        PHOTOS.len(),
         t.elapsed().as_secs_f64(),
-        total_bytes as f64 / count as f64 / 1024.0,
+        images.iter().map(Vec::len).sum::<usize>() as f64 / count as f64 / 1024.0,
         pixels[pixels.len() / 2] as f64 / 1e6
     );
-
-    let t = Instant::now();
-    let model = LocalModel::load().expect("model loads");
-    println!("model load: {:.0} ms", ms(t.elapsed()));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!(
-        "cores: {cores}; load average at start: {}",
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .trim()
-    );
+    println!("cores: {cores}; load average at start: {}", loadavg());
 
-    // Warm up (page in the model weights, allocate buffers).
-    let options = DetectOptions::default();
-    let _ = sequential(&model, &images[..4], &options);
+    let mut engines = vec![EngineKind::Tract];
+    match EngineChoice::Exactly(EngineKind::OnnxRuntime).resolve() {
+        Ok(_) => engines.push(EngineKind::OnnxRuntime),
+        Err(e) => println!("onnxruntime engine: not measured ({e})"),
+    }
 
-    // Inference only.
-    let mut tensor = vec![0f32; TENSOR_LEN];
-    let img = imaging::decode(&images[0], &DecodeLimits::default()).unwrap();
-    imaging::preprocess(&img, &mut tensor).unwrap();
-    let runs = 40;
-    let inference_only = best_of(2, || {
+    // 1. Per-stage latency.
+    let sample = &images[..images.len().min(40)];
+    let mut table: Vec<(&str, Vec<Duration>)> = Vec::new();
+    for &engine in &engines {
         let t = Instant::now();
-        for _ in 0..runs {
-            std::hint::black_box(model.logits(&tensor).unwrap());
+        let model = LocalModel::load_with(EngineChoice::Exactly(engine)).expect("model loads");
+        println!("{engine}: both models loaded in {:.0} ms", ms(t.elapsed()));
+        let _ = stages(&model, &sample[..4]);
+        for (i, (name, d)) in stages(&model, sample).into_iter().enumerate() {
+            if table.len() <= i {
+                table.push((name, Vec::new()));
+            }
+            table[i].1.push(d);
         }
-        t.elapsed()
-    }) / runs;
-
-    let n = images.len() as f64;
-    let mut stages = None;
-    let seq = best_of(2, || {
-        let (d, s) = sequential(&model, &images, &options);
-        stages = Some(s);
-        d
-    });
-    let two_workers = best_of(2, || workers(&model, &images, &options, 2));
-    let piped = best_of(2, || pipeline(&model, &images, &options));
-    let mut s = stages.expect("ran");
-
-    let rate = |d: Duration| n / d.as_secs_f64();
-    println!();
-    println!("| mode                                   | images/s | ms/image | vs (a) |");
-    println!("|----------------------------------------|---------:|---------:|-------:|");
-    for (name, d) in [
-        ("(a) sequential, 1 thread", seq),
-        ("(b) detect_many, 2 workers (library)", two_workers),
-        ("(c) pipeline: decode thread -> infer", piped),
-    ] {
-        println!(
-            "| {name:38} | {:8.1} | {:8.2} | {:5.2}x |",
-            rate(d),
-            ms(d) / n,
-            seq.as_secs_f64() / d.as_secs_f64()
-        );
+        if engine == EngineKind::Tract {
+            skip_detector_impact(&model);
+        }
     }
     println!();
-    println!("per-image latency, medians over the sequential run:");
-    println!("| stage                      | median ms |");
-    println!("|----------------------------|----------:|");
     println!(
-        "| decode (JPEG, full size)   | {:9.2} |",
-        ms(median(&mut s.decode))
+        "per-image latency, medians over {} photos, one thread:",
+        sample.len()
+    );
+    let header: Vec<String> = engines.iter().map(|e| format!("{e:>11} ms")).collect();
+    println!(
+        "| stage                            | {} |",
+        header.join(" | ")
     );
     println!(
-        "| preprocess (resize+norm)   | {:9.2} |",
-        ms(median(&mut s.preprocess))
+        "|----------------------------------|{}|",
+        vec!["--------------:"; engines.len()].join("|")
     );
-    println!(
-        "| inference + labels         | {:9.2} |",
-        ms(median(&mut s.inference))
-    );
-    println!(
-        "| inference only (same img)  | {:9.2} |",
-        ms(inference_only)
-    );
+    for (name, ds) in &table {
+        let cells: Vec<String> = ds.iter().map(|d| format!("{:14.2}", ms(*d))).collect();
+        println!("| {name:32} | {} |", cells.join(" | "));
+    }
+
+    // 2 and 3. End to end, interleaved, best of 2.
+    let python = peer_python();
+    if python.is_none() {
+        println!("peer: no Python with onnxruntime and Pillow (IMGTAG_PEER_PYTHON), not run");
+    }
+    let mut rows: Vec<(String, Vec<Result<Duration, String>>)> = engines
+        .iter()
+        .map(|e| (format!("imgtag tag --detector local ({e})"), Vec::new()))
+        .collect();
+    if python.is_some() {
+        rows.push((
+            "Python onnxruntime + Pillow, 2 processes".into(),
+            Vec::new(),
+        ));
+    }
+    for _round in 0..2 {
+        for (i, &engine) in engines.iter().enumerate() {
+            rows[i].1.push(imgtag_run(bucket.path(), engine));
+        }
+        if let Some(py) = &python {
+            let last = rows.len() - 1;
+            rows[last].1.push(peer_run(py, &uploads));
+        }
+    }
     println!();
     println!(
-        "load average at end: {}",
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .trim()
+        "end to end on {count} photos (best of 2, interleaved), load average {}:",
+        loadavg()
     );
+    println!("| run                                        | images/s |   wall s |");
+    println!("|--------------------------------------------|---------:|---------:|");
+    let mut rates = Vec::new();
+    for (name, runs) in &rows {
+        let best = runs.iter().filter_map(|r| r.as_ref().ok()).min();
+        match best {
+            Some(d) => {
+                let rate = count as f64 / d.as_secs_f64();
+                rates.push(rate);
+                println!("| {name:42} | {rate:8.1} | {:8.2} |", d.as_secs_f64());
+            }
+            None => {
+                let why = runs.iter().find_map(|r| r.as_ref().err()).cloned();
+                println!("| {name:42} |   failed | {} |", why.unwrap_or_default());
+            }
+        }
+    }
+    if python.is_some() && rates.len() == rows.len() {
+        let peer = rates[rates.len() - 1];
+        for (i, e) in engines.iter().enumerate() {
+            println!("imgtag ({e}) / peer: {:.2}x", rates[i] / peer);
+        }
+    }
 }

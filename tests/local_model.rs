@@ -9,12 +9,18 @@ use std::time::{Duration, Instant};
 
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 use imgtag::contract::Label;
+use imgtag::detection::engine::{EngineChoice, EngineKind};
 use imgtag::detection::local::{DetectOptions, LocalModel, MODEL_VERSION, NUM_CLASSES};
 use imgtag::imaging::{self, DecodeLimits, ImagingError, TENSOR_LEN};
 
+/// The model on tract (explicitly: with feature `ort` and its library the
+/// default engine is onnxruntime, tested against the same reference below).
 fn model() -> &'static LocalModel {
     static MODEL: OnceLock<LocalModel> = OnceLock::new();
-    MODEL.get_or_init(|| LocalModel::load().expect("the embedded model loads"))
+    MODEL.get_or_init(|| {
+        LocalModel::load_with(EngineChoice::Exactly(EngineKind::Tract))
+            .expect("the embedded model loads")
+    })
 }
 
 fn sample(name: &str) -> Vec<u8> {
@@ -138,11 +144,26 @@ fn preprocessing_matches_reference_statistics() {
 
 #[test]
 fn logits_agree_with_onnxruntime() {
+    check_logits(model());
+}
+
+/// The onnxruntime engine against the same reference (the library is
+/// required: `.ci/run` sets `ORT_DYLIB_PATH`).
+#[cfg(feature = "ort")]
+#[test]
+fn onnxruntime_engine_logits_agree_with_the_reference() {
+    let model = LocalModel::load_with(EngineChoice::Exactly(EngineKind::OnnxRuntime))
+        .unwrap_or_else(|e| panic!("feature `ort` needs the onnxruntime library: {e}"));
+    assert_eq!(model.engine(), EngineKind::OnnxRuntime);
+    check_logits(&model);
+}
+
+fn check_logits(model: &LocalModel) {
     let tolerance = reference()["suggested_tolerance"]["logit_abs_if_resizer_differs"]
         .as_f64()
         .unwrap() as f32;
     for file in ["chelsea.png", "coffee.jpg", "astronaut.jpg", "rocket.jpg"] {
-        let logits = model().logits(&tensor_of(&sample(file))).unwrap();
+        let logits = model.logits(&tensor_of(&sample(file))).unwrap();
         assert_eq!(logits.len(), NUM_CLASSES);
         let reference = reference_sample(file);
         let want: Vec<(usize, f32)> = reference["top5"]
@@ -168,7 +189,7 @@ fn logits_agree_with_onnxruntime() {
             );
         }
         // Softmax is consistent with the logits: same order, sums to 1.
-        let probs = model().classify(&tensor_of(&sample(file))).unwrap();
+        let probs = model.classify(&tensor_of(&sample(file))).unwrap();
         assert_eq!(top_k(&probs, 5), got);
         let sum: f32 = probs.iter().sum();
         assert!((sum - 1.0).abs() < 1e-4, "{file}: sum {sum}");

@@ -8,15 +8,37 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use imgtag::contract::{BoundingBox, Instance, Label, NameRef};
+use imgtag::detection::engine::{EngineChoice, EngineKind};
 use imgtag::detection::local::{self, DetectOptions, LocalModel, merge_labels};
 use imgtag::detection::yolox::{
     self, BoxDet, ClassNames, Letterbox, NMS_IOU, NUM_ANCHORS, ROW, SIDE, TENSOR_LEN, Yolox,
 };
 use imgtag::imaging::{self, DecodeLimits};
 
+/// Both models on tract (explicitly: with feature `ort` and its library
+/// the default engine is onnxruntime, which has tests of its own below).
 fn model() -> &'static LocalModel {
     static MODEL: OnceLock<LocalModel> = OnceLock::new();
-    MODEL.get_or_init(|| LocalModel::load().expect("the embedded models load"))
+    MODEL.get_or_init(|| {
+        LocalModel::load_with(EngineChoice::Exactly(EngineKind::Tract))
+            .expect("the embedded models load")
+    })
+}
+
+/// Both models on onnxruntime. The library is required, not optional:
+/// `.ci/run` provides it (`ORT_DYLIB_PATH`, from the onnxruntime wheel).
+#[cfg(feature = "ort")]
+fn ort_model() -> &'static LocalModel {
+    static MODEL: OnceLock<LocalModel> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        LocalModel::load_with(EngineChoice::Exactly(EngineKind::OnnxRuntime)).unwrap_or_else(|e| {
+            panic!(
+                "the onnxruntime engine is needed by the tests of feature `ort`: {e}\n\
+                 (install the onnxruntime wheel and set ORT_DYLIB_PATH to its \
+                 onnxruntime/capi/libonnxruntime.so.*, as .ci/run does)"
+            )
+        })
+    })
 }
 
 fn detector() -> &'static Yolox {
@@ -69,6 +91,17 @@ fn bx(class: usize, score: f32, x1: f32, y1: f32, x2: f32, y2: f32) -> BoxDet {
 
 #[test]
 fn raw_output_matches_onnxruntime_on_the_same_input() {
+    check_raw_output(detector());
+}
+
+#[cfg(feature = "ort")]
+#[test]
+fn onnxruntime_engine_raw_output_matches_the_reference() {
+    assert_eq!(ort_model().detector().engine(), EngineKind::OnnxRuntime);
+    check_raw_output(ort_model().detector());
+}
+
+fn check_raw_output(detector: &Yolox) {
     let exact = &reference()["exact"];
     let tensor = exact_tensor();
     // Both sides built the same tensor.
@@ -81,7 +114,7 @@ fn raw_output_matches_onnxruntime_on_the_same_input() {
             "channel {c}"
         );
     }
-    let raw = detector().raw(&tensor).unwrap();
+    let raw = detector.raw(&tensor).unwrap();
     assert_eq!(raw.len(), NUM_ANCHORS * ROW);
     let sum: f64 = raw.iter().map(|&v| f64::from(v)).sum();
     let want = exact["output_sum"].as_f64().unwrap();
@@ -106,6 +139,16 @@ fn raw_output_matches_onnxruntime_on_the_same_input() {
 
 #[test]
 fn letterboxed_samples_and_boxes_match_onnxruntime() {
+    check_sample_boxes(detector());
+}
+
+#[cfg(feature = "ort")]
+#[test]
+fn onnxruntime_engine_boxes_match_the_reference() {
+    check_sample_boxes(ort_model().detector());
+}
+
+fn check_sample_boxes(detector: &Yolox) {
     let mut tensor = vec![0f32; TENSOR_LEN];
     for s in reference()["samples"].as_array().unwrap() {
         let file = s["file"].as_str().unwrap();
@@ -125,7 +168,7 @@ fn letterboxed_samples_and_boxes_match_onnxruntime() {
                 "{file} channel {c}: {mean} vs {want}"
             );
         }
-        let got = detector().boxes(&tensor, 0.10).unwrap();
+        let got = detector.boxes(&tensor, 0.10).unwrap();
         let boxes: Vec<(usize, f32, BoundingBox)> = got
             .iter()
             .map(|b| (b.class, b.score, lb.bounding_box(b)))
@@ -467,6 +510,16 @@ fn tag_local_finds_a_person_and_retags_classifier_only_results() {
 /// classifier alone finds fewer (printed for comparison).
 #[test]
 fn evaluation_set_finds_people_and_expected_labels() {
+    check_evaluation(model());
+}
+
+#[cfg(feature = "ort")]
+#[test]
+fn onnxruntime_engine_passes_the_evaluation_set() {
+    check_evaluation(ort_model());
+}
+
+fn check_evaluation(model: &LocalModel) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let expected: serde_json::Value =
         serde_json::from_slice(&std::fs::read(root.join("assets/eval/expected.json")).unwrap())
@@ -480,8 +533,8 @@ fn evaluation_set_finds_people_and_expected_labels() {
     for photo in expected["photos"].as_array().unwrap() {
         let path = photo["path"].as_str().unwrap();
         let bytes = std::fs::read(root.join(path)).unwrap();
-        let labels = model().detect_bytes_with(&bytes, &options).unwrap();
-        let alone = model().classify_bytes(&bytes, &options).unwrap();
+        let labels = model.detect_bytes_with(&bytes, &options).unwrap();
+        let alone = model.classify_bytes(&bytes, &options).unwrap();
         let has = |name: &str| labels.iter().any(|l| l.name == name);
         if photo["people"].as_bool().unwrap() {
             let person = labels.iter().find(|l| l.name == "Person");
@@ -505,4 +558,124 @@ fn evaluation_set_finds_people_and_expected_labels() {
     );
     assert_eq!(found, wanted, "missing {missing:?}");
     assert!(classifier_found < found);
+}
+
+// ------------------------------------------------------------------ engines
+
+/// Every photo of the evaluation set and the samples.
+#[cfg(feature = "ort")]
+fn evaluation_photos() -> Vec<(String, Vec<u8>)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut photos = Vec::new();
+    for dir in ["assets/eval", "assets/samples"] {
+        let mut names: Vec<_> = std::fs::read_dir(root.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "jpg" || e == "png"))
+            .collect();
+        names.sort();
+        for path in names {
+            photos.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+        }
+    }
+    assert!(photos.len() >= 7, "{}", photos.len());
+    photos
+}
+
+/// tract and onnxruntime give the same answer on every evaluation photo:
+/// the same labels (but those within 1 point of MinConfidence, which the
+/// engines' last digits may put on either side), confidences within 0.5,
+/// the same instances with boxes within 0.005 of the image's side.
+#[cfg(feature = "ort")]
+#[test]
+fn both_engines_give_the_same_labels_and_boxes() {
+    const MIN: f32 = 55.0;
+    let (tract, onnx) = (model(), ort_model());
+    assert_eq!(tract.engine(), EngineKind::Tract);
+    assert_eq!(onnx.engine(), EngineKind::OnnxRuntime);
+    let mut compared = 0;
+    for (path, bytes) in evaluation_photos() {
+        let a = tract.detect_bytes(&bytes, MIN, None).unwrap();
+        let b = onnx.detect_bytes(&bytes, MIN, None).unwrap();
+        let clear = |l: &&Label| l.confidence >= MIN + 1.0;
+        for (one, other, which) in [(&a, &b, "tract"), (&b, &a, "onnxruntime")] {
+            for label in one.iter().filter(clear) {
+                let twin = other.iter().find(|l| l.name == label.name);
+                let twin = twin.unwrap_or_else(|| panic!("{path}: only {which} has {label:?}"));
+                assert!(
+                    (label.confidence - twin.confidence).abs() <= 0.5,
+                    "{path}: {label:?} vs {twin:?}"
+                );
+                assert_eq!(
+                    label.instances.len(),
+                    twin.instances.len(),
+                    "{path}: {label:?} vs {twin:?}"
+                );
+                for (x, y) in label.instances.iter().zip(&twin.instances) {
+                    let (x, y) = (
+                        x.bounding_box.clone().unwrap(),
+                        y.bounding_box.clone().unwrap(),
+                    );
+                    for (g, w) in [
+                        (x.left, y.left),
+                        (x.top, y.top),
+                        (x.width, y.width),
+                        (x.height, y.height),
+                    ] {
+                        assert!(
+                            (g - w).abs() <= 0.005,
+                            "{path} {}: {x:?} vs {y:?}",
+                            label.name
+                        );
+                    }
+                }
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared >= 40, "only {compared} labels compared");
+}
+
+/// Asking for onnxruntime where it cannot be had is a clear error at
+/// start-up, never a panic or a silent fallback to tract.
+#[test]
+fn onnxruntime_engine_that_cannot_load_is_a_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let bucket = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(bucket.path().join("uploads")).unwrap();
+    std::fs::write(bucket.path().join("uploads/a.jpg"), sample("astronaut.jpg")).unwrap();
+    let config = home.path().join("empty-config.toml");
+    std::fs::write(&config, "").unwrap();
+    let b = bucket.path().to_str().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_imgtag"))
+        .args([
+            "tag",
+            "--bucket",
+            b,
+            "--all",
+            "--detector",
+            "local",
+            "--config",
+        ])
+        .arg(&config)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("IMGTAG_ENGINE", "onnxruntime")
+        .env(
+            "ORT_DYLIB_PATH",
+            home.path().join("no-such-libonnxruntime.so"),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let want = if cfg!(feature = "ort") {
+        "cannot load the onnxruntime library"
+    } else {
+        "built without the onnxruntime engine"
+    };
+    assert!(stderr.contains(want), "{stderr}");
+    assert!(!bucket.path().join("metadata/a.jpg.json").exists());
 }

@@ -1,5 +1,6 @@
-//! The offline label detector: two models run with tract on every image,
-//! merged into one Rekognition-shaped answer.
+//! The offline label detector: two models run on every image (on tract or
+//! onnxruntime, [`super::engine`]), merged into one Rekognition-shaped
+//! answer.
 //!
 //! - torchvision's MobileNetV2 (ImageNet-1k) and a WordNet-derived label
 //!   hierarchy that turns the 1000 class probabilities into labels with
@@ -9,14 +10,13 @@
 //!
 //! Models and labels are embedded in the binary (`assets/model/`).
 
-use std::io::Cursor;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use tract_onnx::prelude::*;
 
+use super::engine::{Engine, EngineChoice, EngineKind};
 use super::{DetectFailure, DetectInput, DetectParams, Detector, DetectorKind};
 
 use super::yolox::{self, Yolox};
@@ -71,10 +71,6 @@ impl DetectError {
             DetectError::BadLength { .. } => "BadLength",
         }
     }
-}
-
-fn model_err(e: impl std::fmt::Display) -> DetectError {
-    DetectError::Model(format!("{e:#}"))
 }
 
 #[derive(Deserialize)]
@@ -318,8 +314,6 @@ impl Default for DetectOptions {
     }
 }
 
-type Plan = Arc<TypedRunnableModel>;
-
 /// The outcome for one image: its labels or why it failed.
 pub type Detection = Result<Vec<Label>, DetectError>;
 
@@ -328,7 +322,7 @@ pub type Detection = Result<Vec<Label>, DetectError>;
 /// runs with its own state.
 #[derive(Debug, Clone)]
 pub struct LocalModel {
-    plan: Plan,
+    classifier: Engine,
     hierarchy: Arc<Hierarchy>,
     detector: Yolox,
 }
@@ -412,16 +406,28 @@ pub fn merge_labels(classified: Vec<Label>, detected: Vec<Label>) -> Vec<Label> 
 }
 
 impl LocalModel {
-    /// Load the embedded model (optimised for batch 1) and label hierarchy.
+    /// Load the embedded model (optimised for batch 1) and label hierarchy
+    /// on the engine `IMGTAG_ENGINE` asks for ([`EngineChoice::from_env`]).
     /// Takes a few hundred milliseconds: do it once and share the result.
     pub fn load() -> Result<Self, DetectError> {
+        Self::load_with(EngineChoice::from_env()?)
+    }
+
+    /// [`LocalModel::load`] on the engine `choice` comes to.
+    pub fn load_with(choice: EngineChoice) -> Result<Self, DetectError> {
+        let engine = choice.resolve()?;
         let hierarchy = Hierarchy::from_json(LABELS_JSON)?;
-        let plan = build_plan(1)?;
+        let side = INPUT_SIZE as usize;
         Ok(LocalModel {
-            plan,
+            classifier: Engine::load(engine, MODEL_BYTES, [1, 3, side, side])?,
             hierarchy: Arc::new(hierarchy),
-            detector: Yolox::load()?,
+            detector: Yolox::load_with(engine)?,
         })
+    }
+
+    /// The engine both models run on.
+    pub fn engine(&self) -> EngineKind {
+        self.classifier.kind()
     }
 
     /// The object detector.
@@ -473,14 +479,7 @@ impl LocalModel {
                 got: tensor.len(),
             });
         }
-        let side = INPUT_SIZE as usize;
-        let input = Tensor::from_shape(&[1, 3, side, side], tensor).map_err(model_err)?;
-        let outputs = self.plan.run(tvec!(input.into())).map_err(model_err)?;
-        let output = outputs
-            .first()
-            .ok_or_else(|| DetectError::Model("model produced no output".into()))?;
-        let view = output.to_plain_array_view::<f32>().map_err(model_err)?;
-        let logits: Vec<f32> = view.iter().copied().collect();
+        let logits = self.classifier.run(tensor)?;
         if logits.len() != NUM_CLASSES {
             return Err(DetectError::BadLength {
                 expected: NUM_CLASSES,
@@ -619,16 +618,6 @@ impl LocalModel {
     }
 }
 
-fn build_plan(batch: usize) -> Result<Plan, DetectError> {
-    let side = INPUT_SIZE as usize;
-    tract_onnx::onnx()
-        .model_for_read(&mut Cursor::new(MODEL_BYTES))
-        .and_then(|m| m.with_input_fact(0, f32::fact([batch, 3, side, side]).into()))
-        .and_then(|m| m.into_optimized())
-        .and_then(|m| m.into_runnable())
-        .map_err(model_err)
-}
-
 /// The offline model, run off the async threads with at most one
 /// inference per core at a time.
 pub struct LocalDetector {
@@ -637,11 +626,18 @@ pub struct LocalDetector {
 }
 
 impl LocalDetector {
-    /// Loads the embedded model (a few hundred milliseconds).
+    /// Loads the embedded model (a few hundred milliseconds) on the engine
+    /// `IMGTAG_ENGINE` asks for.
     pub fn load() -> Result<Self, DetectError> {
+        Self::load_with(EngineChoice::from_env()?)
+    }
+
+    /// [`LocalDetector::load`] on the engine `choice` comes to (for a
+    /// front end's engine option).
+    pub fn load_with(choice: EngineChoice) -> Result<Self, DetectError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(LocalDetector {
-            model: LocalModel::load()?,
+            model: LocalModel::load_with(choice)?,
             permits: Arc::new(tokio::sync::Semaphore::new(cores)),
         })
     }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use crate::contract::{ImageProperties, Label, LabelFilters};
 
+pub mod engine;
 pub mod local;
 pub mod pacing;
 pub mod quality;

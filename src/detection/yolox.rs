@@ -1,7 +1,7 @@
 //! The offline object detector: Megvii's YOLOX-Nano (COCO, 80 classes) run
-//! with tract. It finds what the ImageNet classifier cannot name (people,
-//! vehicles, furniture) and where they are, as Rekognition-style labels
-//! with `Instances`.
+//! on tract or onnxruntime ([`super::engine`]). It finds what the ImageNet
+//! classifier cannot name (people, vehicles, furniture) and where they are,
+//! as Rekognition-style labels with `Instances`.
 //!
 //! Input: 1x3x416x416, B, G, R, 0-255, the image scaled to fit and placed
 //! at the top-left of a canvas filled with 114 (YOLOX's letterbox). Output:
@@ -11,13 +11,12 @@
 //!
 //! Model and class names are embedded in the binary (`assets/model/`).
 
-use std::io::Cursor;
 use std::sync::Arc;
 
 use image::RgbImage;
 use serde::Deserialize;
-use tract_onnx::prelude::*;
 
+use super::engine::{Engine, EngineChoice, EngineKind};
 use super::local::DetectError;
 use crate::contract::{BoundingBox, Instance, Label, NameRef};
 use crate::imaging;
@@ -53,10 +52,6 @@ const CLASSES_JSON: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/assets/model/coco_labels.json"
 ));
-
-fn model_err(e: impl std::fmt::Display) -> DetectError {
-    DetectError::Model(format!("{e:#}"))
-}
 
 /// A detected box in letterboxed input pixels (x1, y1, x2, y2).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -366,30 +361,32 @@ fn percent(score: f32) -> f32 {
     ((f64::from(score).clamp(0.0, 1.0) * 100_000.0).round() / 1000.0) as f32
 }
 
-type Plan = Arc<TypedRunnableModel>;
-
 /// YOLOX-Nano and its class names, ready to run. `Send + Sync`, cheap to
 /// clone; every call runs with its own state.
 #[derive(Debug, Clone)]
 pub struct Yolox {
-    plan: Plan,
+    engine: Engine,
     classes: Arc<ClassNames>,
 }
 
 impl Yolox {
-    /// Loads the embedded model (fixed 1x3x416x416 input) and class names.
+    /// Loads the embedded model (fixed 1x3x416x416 input) and class names
+    /// on the engine `IMGTAG_ENGINE` asks for.
     pub fn load() -> Result<Self, DetectError> {
-        let classes = ClassNames::embedded()?;
-        let plan = tract_onnx::onnx()
-            .model_for_read(&mut Cursor::new(MODEL_BYTES))
-            .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, SIDE, SIDE]).into()))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map_err(model_err)?;
+        Self::load_with(EngineChoice::from_env()?.resolve()?)
+    }
+
+    /// [`Yolox::load`] on `engine`.
+    pub fn load_with(engine: EngineKind) -> Result<Self, DetectError> {
         Ok(Yolox {
-            plan,
-            classes: Arc::new(classes),
+            engine: Engine::load(engine, MODEL_BYTES, [1, 3, SIDE, SIDE])?,
+            classes: Arc::new(ClassNames::embedded()?),
         })
+    }
+
+    /// The engine the model runs on.
+    pub fn engine(&self) -> EngineKind {
+        self.engine.kind()
     }
 
     /// The class names.
@@ -405,13 +402,7 @@ impl Yolox {
                 got: tensor.len(),
             });
         }
-        let input = Tensor::from_shape(&[1, 3, SIDE, SIDE], tensor).map_err(model_err)?;
-        let outputs = self.plan.run(tvec!(input.into())).map_err(model_err)?;
-        let output = outputs
-            .first()
-            .ok_or_else(|| DetectError::Model("detector produced no output".into()))?;
-        let view = output.to_plain_array_view::<f32>().map_err(model_err)?;
-        let raw: Vec<f32> = view.iter().copied().collect();
+        let raw = self.engine.run(tensor)?;
         if raw.len() != NUM_ANCHORS * ROW {
             return Err(DetectError::BadLength {
                 expected: NUM_ANCHORS * ROW,
