@@ -440,6 +440,7 @@ fn print_shown_text(s: &Shown, out: &mut dyn Write) -> Result<(), CliError> {
                 print_provenance(t, out)?;
             }
             print_headline(&p.doc, s.review_below, out)?;
+            print_quality(&p.doc, out)?;
             print_labels(&p.doc.labels, out)?;
         }
         None => {}

@@ -2,6 +2,7 @@
 //! keys readable from a TOML config file in the platform config dir.
 //! Flags win over the file, the file over built-in defaults.
 
+use crate::detection::engine::EngineChoice;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -191,6 +192,11 @@ pub struct CommonArgs {
     #[arg(long, value_name = "N", value_parser = parse_tps)]
     pub rekognition_tps: Option<f64>,
 
+    /// The local model's engine: auto (onnxruntime when this build has it
+    /// and its library loads, else tract), tract or onnxruntime.
+    #[arg(long, env = "IMGTAG_ENGINE", value_name = "ENGINE")]
+    pub engine: Option<EngineChoice>,
+
     /// Config file (default: config.toml in the platform config dir, e.g.
     /// ~/.config/imgtag/config.toml on Linux).
     #[arg(long, env = "IMGTAG_CONFIG", value_name = "FILE")]
@@ -214,6 +220,7 @@ pub struct FileConfig {
     pub max_labels: Option<u32>,
     pub review_below: Option<f32>,
     pub rekognition_tps: Option<f64>,
+    pub engine: Option<String>,
     /// `features = ["GENERAL_LABELS", "IMAGE_PROPERTIES"]`.
     pub features: Option<Vec<String>>,
     pub include_labels: Option<Vec<String>>,
@@ -260,6 +267,8 @@ pub struct Settings {
     pub review_below: f32,
     /// Rekognition calls a second, at most (client-side pacing).
     pub rekognition_tps: f64,
+    /// The local model's engine.
+    pub engine: EngineChoice,
     /// DetectLabels `Features`.
     pub features: Features,
     /// DetectLabels `Settings.GeneralLabels`.
@@ -341,6 +350,13 @@ impl CommonArgs {
                 .map_err(|e| ConfigError::Invalid(format!("rekognition-tps: {e}")))?,
             (None, None) => crate::detection::DEFAULT_REKOGNITION_TPS,
         };
+        let engine = match (self.engine, &file.engine) {
+            (Some(e), _) => e,
+            (None, Some(e)) => e
+                .parse()
+                .map_err(|e| ConfigError::Invalid(format!("engine: {e}")))?,
+            (None, None) => EngineChoice::Auto,
+        };
         Ok(Settings {
             demo: self.demo,
             bucket,
@@ -358,6 +374,7 @@ impl CommonArgs {
             max_labels: self.max_labels.or(file.max_labels),
             review_below,
             rekognition_tps,
+            engine,
             features,
             filters,
             review_min_brightness,
@@ -585,5 +602,24 @@ mod tests {
             Ok(Features::ALL)
         );
         assert_eq!(parse_tps("0.5"), Ok(0.5));
+    }
+
+    #[test]
+    fn the_engine_comes_from_the_flag_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "bucket = \"bkt\"\nengine = \"tract\"\n").unwrap();
+        let mut args = CommonArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let tract = EngineChoice::Exactly(crate::detection::engine::EngineKind::Tract);
+        assert_eq!(args.resolve().unwrap().engine, tract);
+        args.engine = Some(EngineChoice::Auto);
+        assert_eq!(args.resolve().unwrap().engine, EngineChoice::Auto);
+        std::fs::write(&path, "bucket = \"bkt\"\nengine = \"cuda\"\n").unwrap();
+        args.engine = None;
+        let err = args.resolve().unwrap_err();
+        assert!(err.to_string().contains("engine"), "{err}");
     }
 }

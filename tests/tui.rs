@@ -21,6 +21,7 @@ use imgtag::tui::view;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::layout::Size;
+use ratatui_image::picker::Picker;
 
 // ---------------------------------------------------------------------------
 // helpers
@@ -935,6 +936,7 @@ async fn bulk_edit_on_marked_images_asks_then_writes_each() {
         s3: Default::default(),
         concurrency: 1,
         tps: 5.0,
+        engine: Default::default(),
     };
     let mut h = Harness::new(store, source, dir).await;
     assert_eq!(h.app.rows.len(), 4);

@@ -539,6 +539,7 @@ async fn tag(args: TagArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
         &settings.s3,
         args.concurrency,
         settings.rekognition_tps,
+        settings.engine,
     )
     .await
     .context("starting the detector")?;
@@ -591,6 +592,7 @@ async fn watch(args: WatchArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
         &settings.s3,
         args.concurrency,
         settings.rekognition_tps,
+        settings.engine,
     )
     .await
     .context("starting the detector")?;

@@ -1,6 +1,7 @@
 //! Label detectors behind one trait: the offline local model and Amazon
 //! Rekognition DetectLabels. Both return Rekognition-shaped labels.
 
+use engine::EngineChoice;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -292,7 +293,10 @@ pub async fn build(
     s3: &crate::storage::S3Options,
     concurrency: usize,
 ) -> Result<DynDetector, DetectFailure> {
-    build_paced(kind, s3, concurrency, DEFAULT_REKOGNITION_TPS).await
+    let engine = EngineChoice::from_env().map_err(|e| DetectFailure::Config {
+        message: e.to_string(),
+    })?;
+    build_paced(kind, s3, concurrency, DEFAULT_REKOGNITION_TPS, engine).await
 }
 
 /// Builds the detector a run asks for; Rekognition calls are paced at
@@ -303,12 +307,15 @@ pub async fn build_paced(
     s3: &crate::storage::S3Options,
     concurrency: usize,
     rekognition_tps: f64,
+    engine: EngineChoice,
 ) -> Result<DynDetector, DetectFailure> {
     Ok(match kind {
         DetectorKind::Local => {
-            Arc::new(LocalDetector::load().map_err(|e| DetectFailure::Config {
-                message: format!("loading the local model: {e}"),
-            })?)
+            Arc::new(
+                LocalDetector::load_with(engine).map_err(|e| DetectFailure::Config {
+                    message: format!("loading the local model: {e}"),
+                })?,
+            )
         }
         DetectorKind::Rekognition => {
             Arc::new(RekognitionDetector::connect(s3, concurrency, Some(rekognition_tps)).await)

@@ -276,6 +276,9 @@ pub struct App {
     pub theme: Theme,
     pub min_confidence: f32,
     pub review_below: f32,
+    /// What a Rekognition call asks for (labels, image properties): part
+    /// of the price the confirmations state.
+    pub features: crate::detection::Features,
 
     /// The rows, their counts, the sort, the filters and the view.
     pub rows: Rows,
@@ -326,6 +329,7 @@ impl App {
             theme: Theme::dark(),
             min_confidence,
             review_below,
+            features: Default::default(),
             rows: Rows::new(),
             cursor: 0,
             offset: 0,
@@ -1228,7 +1232,7 @@ impl App {
             self.mode = Mode::Confirm {
                 text: format!(
                     "Re-run {n} marked images {}, at MinConfidence {}?",
-                    DetectorKind::Rekognition.cost_phrase(n),
+                    DetectorKind::Rekognition.cost_phrase_with(n, self.features),
                     self.min_confidence
                 ),
                 cmd,
@@ -1241,7 +1245,7 @@ impl App {
     /// The cost of tagging `n` images, if it has one worth stating.
     fn paid_phrase(&self, n: usize) -> Option<String> {
         (self.header.paid && n > CONFIRM_PAID_ABOVE)
-            .then(|| DetectorKind::Rekognition.cost_phrase(n))
+            .then(|| DetectorKind::Rekognition.cost_phrase_with(n, self.features))
     }
 
     fn ask_tag_untagged(&mut self) {
@@ -1257,7 +1261,10 @@ impl App {
         }
         let n = jobs.len();
         let cost = if self.header.paid {
-            format!(" {}", DetectorKind::Rekognition.cost_phrase(n))
+            format!(
+                " {}",
+                DetectorKind::Rekognition.cost_phrase_with(n, self.features)
+            )
         } else {
             format!(" with the {} model (no cost)", self.header.detector)
         };

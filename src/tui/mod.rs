@@ -230,6 +230,7 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
         settings.review_below,
     );
     app.theme = theme;
+    app.features = settings.features;
     let size = terminal.size()?;
     app.size = Size::new(size.width, size.height);
     if picker.is_none() {
@@ -243,8 +244,10 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
         store,
         RuntimeConfig {
             layout: settings.layout.clone(),
-            review_below: settings.review_below,
+            review: settings.review_rule(),
             max_labels: settings.max_labels,
+            features: settings.features,
+            filters: settings.filters.clone(),
             concurrency: opts.concurrency.max(1),
             thumb_delay: Duration::from_millis(40),
             index,
@@ -254,6 +257,7 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
             s3: settings.s3.clone(),
             concurrency: opts.concurrency.max(1),
             tps: settings.rekognition_tps,
+            engine: settings.engine,
         },
         ThumbCache::new(ThumbCache::default_dir(), &bucket_id),
         picker.unwrap_or_else(Picker::halfblocks),

@@ -15,13 +15,15 @@ use tokio::sync::{OnceCell, Semaphore, mpsc};
 
 use crate::catalog::{Assessed, Filter, audit, find_metadata, reassess};
 use crate::config::DetectorKind;
+use crate::contract::LabelFilters;
 use crate::contract::{BoundingBox, Layout};
-use crate::detection::DynDetector;
+use crate::detection::{DynDetector, Features};
 use crate::index::Index;
 use crate::index::query::{self, Query, fingerprint, key_hash};
 use crate::index::refresh::{RefreshOptions, refresh};
 use crate::pipeline::{Outcome, ReviewEdit, TagOptions, edit_review, tag};
 use crate::storage::{DynStore, S3Options};
+use crate::summary::ReviewRule;
 
 use super::app::{Cmd, Msg, TagJob};
 use super::thumbs::ThumbCache;
@@ -39,14 +41,20 @@ pub enum DetectorSource {
         concurrency: usize,
         /// Rekognition calls a second, at most (`--rekognition-tps`).
         tps: f64,
+        /// The local model's engine (`--engine`).
+        engine: crate::detection::engine::EngineChoice,
     },
     Ready(DynDetector),
 }
 
 pub struct RuntimeConfig {
     pub layout: Layout,
-    pub review_below: f32,
+    /// When a listed image needs review.
+    pub review: ReviewRule,
     pub max_labels: Option<u32>,
+    /// DetectLabels `Features` and label filters for every tagging job.
+    pub features: Features,
+    pub filters: LabelFilters,
     /// Images tagged at once.
     pub concurrency: usize,
     /// How long a thumbnail request waits before starting, so that keys
@@ -175,6 +183,8 @@ impl Runtime {
                     let mut opts = TagOptions::new(self.config.layout.clone(), "imgtag-tui");
                     opts.min_confidence = min_confidence;
                     opts.max_labels = self.config.max_labels;
+                    opts.features = self.config.features;
+                    opts.filters = self.config.filters.clone();
                     opts.force = force;
                     opts.replace_unreadable = replace_unreadable;
                     opts.metadata_key = job.metadata_key.clone();
@@ -241,7 +251,7 @@ impl Runtime {
             let result = match &config.index {
                 Some(ix) => list_indexed(ix, &store, &config, generation, &tx).await,
                 None => {
-                    let rows = audit(store, config.layout.clone(), config.review_below)
+                    let rows = audit(store, config.layout.clone(), config.review)
                         .map(|r| r.map_err(|e| crate::storage::error_chain(&e)));
                     send_rows(rows, generation, &tx, |_| true).await
                 }
@@ -287,7 +297,8 @@ impl Runtime {
                             s3,
                             concurrency,
                             tps,
-                        } => crate::detection::build_paced(*kind, s3, *concurrency, *tps)
+                            engine,
+                        } => crate::detection::build_paced(*kind, s3, *concurrency, *tps, *engine)
                             .await
                             .map_err(|e| e.to_string()),
                     }
@@ -457,7 +468,7 @@ async fn reread(
         | Outcome::Conflict { metadata_key } => Some(metadata_key.as_str()),
         Outcome::Skipped { .. } | Outcome::Retry { .. } | Outcome::Fatal { .. } => None,
     };
-    match reassess(store, &config.layout, key, meta, config.review_below).await {
+    match reassess(store, &config.layout, key, meta, config.review).await {
         Ok(a) => Some(Box::new(a)),
         Err(e) => {
             tracing::warn!(key, error = %e, "re-reading after a write failed");
@@ -517,7 +528,7 @@ async fn list_indexed(
 ) -> Result<(), String> {
     let q = Query {
         layout: config.layout.clone(),
-        review_below: config.review_below,
+        review_below: config.review.below,
         filter: Filter::default(),
         unreadable: Arc::default(),
     };

@@ -69,7 +69,9 @@ impl Harness {
             store,
             RuntimeConfig {
                 layout: Layout::default(),
-                review_below: 70.0,
+                review: 70.0.into(),
+                features: Default::default(),
+                filters: Default::default(),
                 max_labels: None,
                 concurrency,
                 index: None,
