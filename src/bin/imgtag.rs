@@ -355,6 +355,9 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_ansi(false)
         .with_writer(|| imgtag::sanitize::SafeLogWriter(std::io::stderr()))
+        // Its own report of a failed write is an eprintln!, which panics
+        // when stderr is closed.
+        .log_internal_errors(false)
         .try_init();
 }
 
