@@ -9,7 +9,7 @@ use futures::Stream;
 use rusqlite::{Connection, Row, params};
 
 use super::refresh::prefix_end;
-use super::{Index, IndexError, etag_of_identity, kind_of, summary_from};
+use super::{Index, IndexError, etag_of_identity, kind_of, object_from_row, summary_from};
 use crate::catalog::{Assessed, Filter};
 use crate::contract::{Layout, Status};
 use crate::storage::ObjectInfo;
@@ -170,14 +170,7 @@ fn orphans(c: &Connection, layout: &Layout) -> rusqlite::Result<Vec<Assessed>> {
          WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) \
          AND NOT EXISTS (SELECT 1 FROM pairs p WHERE p.meta = m.key) ORDER BY key",
     )?;
-    let rows = stmt.query_map(params![mp, prefix_end(mp)], |r| {
-        Ok(ObjectInfo {
-            key: r.get(0)?,
-            size: r.get::<_, i64>(1)? as u64,
-            etag: etag_of_identity(r.get(2)?),
-            last_modified: r.get(3)?,
-        })
-    })?;
+    let rows = stmt.query_map(params![mp, prefix_end(mp)], object_from_row)?;
     let mut out = Vec::new();
     for info in rows {
         let info = info?;
