@@ -264,7 +264,8 @@ impl Index {
         .map_err(|source| self.err(source))?;
         c.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(|source| self.err(source))?;
-        tune(&c).map_err(|source| self.err(source))?;
+        c.pragma_update(None, "cache_size", -32_768)
+            .map_err(|source| self.err(source))?;
         Ok(c)
     }
 
@@ -316,9 +317,9 @@ impl Index {
     }
 }
 
-/// Reads through a memory map and a larger page cache: a reconcile or a
-/// label query over a million rows otherwise copies every page it visits
-/// through a `pread` into SQLite's 2 MB default cache.
+/// The writer reads through a memory map and a larger page cache, which
+/// it keeps across a refresh. (A reader lives for one query: mapping the
+/// file anew costs it a page fault per page, more than a `pread`.)
 fn tune(c: &Connection) -> rusqlite::Result<()> {
     c.pragma_update(None, "mmap_size", 1i64 << 31)?;
     c.pragma_update(None, "cache_size", -32_768)?;

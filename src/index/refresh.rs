@@ -215,11 +215,15 @@ fn sync_page(
 ) -> rusqlite::Result<Diff> {
     let last = &page.last().expect("non-empty").key;
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // One lower bound only: given two, SQLite seeks to one and filters
+    // on the other, and a seek to the prefix scans every earlier page.
+    let sql = match after {
+        Some(_) => "SELECT key, size, etag FROM objects WHERE key > ?1 AND key <= ?2 ORDER BY key",
+        None => "SELECT key, size, etag FROM objects WHERE key >= ?1 AND key <= ?2 ORDER BY key",
+    };
     let old: Vec<(String, u64, String)> = tx
-        .prepare_cached(
-            "SELECT key, size, etag FROM objects WHERE key >= ?1 AND key > ?2 AND key <= ?3 ORDER BY key",
-        )?
-        .query_map(params![prefix, after.unwrap_or(""), last], |r| {
+        .prepare_cached(sql)?
+        .query_map(params![after.unwrap_or(prefix), last], |r| {
             Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
@@ -271,10 +275,11 @@ fn sync_tail(
     let end = prefix_end(prefix);
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let removed: Vec<String> = tx
-        .prepare(
-            "DELETE FROM objects WHERE key >= ?1 AND key > ?2 AND (?3 IS NULL OR key < ?3) RETURNING key",
-        )?
-        .query_map(params![prefix, after.unwrap_or(""), end], |r| r.get(0))?
+        .prepare(match after {
+            Some(_) => "DELETE FROM objects WHERE key > ?1 AND (?2 IS NULL OR key < ?2) RETURNING key",
+            None => "DELETE FROM objects WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) RETURNING key",
+        })?
+        .query_map(params![after.unwrap_or(prefix), end], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     if !removed.is_empty() {
         mark_stale(&tx)?;
