@@ -276,8 +276,12 @@ fn sync_tail(
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let removed: Vec<String> = tx
         .prepare(match after {
-            Some(_) => "DELETE FROM objects WHERE key > ?1 AND (?2 IS NULL OR key < ?2) RETURNING key",
-            None => "DELETE FROM objects WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) RETURNING key",
+            Some(_) => {
+                "DELETE FROM objects WHERE key > ?1 AND (?2 IS NULL OR key < ?2) RETURNING key"
+            }
+            None => {
+                "DELETE FROM objects WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) RETURNING key"
+            }
         })?
         .query_map(params![after.unwrap_or(prefix), end], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
