@@ -11,11 +11,12 @@
 //! Run: `cargo bench --bench tui` (IMGTAG_BENCH_ROWS and
 //! IMGTAG_BENCH_FRAMES resize part 1).
 
-use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
+mod common;
+use common::{Rng, assessed_of, document, etag_of, live, peak_during};
+
 use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,10 +24,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use image::codecs::jpeg::JpegEncoder;
 use image::{DynamicImage, RgbImage};
 use imgtag::catalog::Assessed;
-use imgtag::contract::{
-    ErrorInfo, ImgTagInfo, KeyKind, Label, Layout, Malformed, MetadataDoc, NameRef, ParsedMetadata,
-    Shape, SourceRef, assess,
-};
+use imgtag::contract::{ErrorInfo, Label, Layout, Malformed, NameRef};
 use imgtag::imaging::{self, DecodeLimits};
 use imgtag::pipeline::Outcome;
 use imgtag::storage::{DynStore, LocalStore, ObjectInfo, PutCondition};
@@ -40,68 +38,6 @@ use ratatui::layout::{Rect, Size};
 use ratatui_image::Resize;
 use ratatui_image::picker::Picker;
 use ratatui_image::protocol::Protocol;
-
-// ---------------------------------------------------------------------------
-// Heap accounting
-
-/// Counts live and peak heap bytes, so memory is measured, not guessed.
-/// `realloc` and `alloc_zeroed` go straight to the system allocator so
-/// large buffers cost what they cost without the counter.
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(n: usize) {
-    let now = LIVE.fetch_add(n, Ordering::Relaxed) + n;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-// A counting allocator must implement the unsafe trait; it only forwards to
-// `System`. The only unsafe code in the package (`unsafe_code = "deny"`).
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: AllocLayout) -> *mut u8 {
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            grew(l.size());
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, l: AllocLayout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(l) };
-        if !p.is_null() {
-            grew(l.size());
-        }
-        p
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: AllocLayout, new_size: usize) -> *mut u8 {
-        let q = unsafe { System.realloc(p, l, new_size) };
-        if !q.is_null() {
-            if new_size >= l.size() {
-                grew(new_size - l.size());
-            } else {
-                LIVE.fetch_sub(l.size() - new_size, Ordering::Relaxed);
-            }
-        }
-        q
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: AllocLayout) {
-        unsafe { System.dealloc(p, l) };
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
-
-/// Runs `f`, returning its result and the heap peak above the live bytes
-/// at the start.
-fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let before = LIVE.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
-    let out = f();
-    (out, PEAK.load(Ordering::Relaxed).saturating_sub(before))
-}
 
 // ---------------------------------------------------------------------------
 // Statistics
@@ -145,22 +81,6 @@ fn met(ok: bool) -> &'static str {
 
 // ---------------------------------------------------------------------------
 // Synthetic bucket
-
-/// A small deterministic generator (PCG-style LCG).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// Label names with their Rekognition-style parents.
 const VOCAB: [(&str, &[&str]); 24] = [
@@ -220,8 +140,7 @@ fn image_key(n: usize) -> String {
 }
 
 fn etag(n: usize, version: u64) -> String {
-    let h = (n as u64 ^ version.rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    format!("\"{h:016x}{:016x}\"", h.rotate_left(29))
+    etag_of(n as u64 ^ version.rotate_left(17))
 }
 
 fn labels(rng: &mut Rng) -> Vec<Label> {
@@ -263,52 +182,16 @@ fn assessed(n: usize, kind: Kind, version: u64, rng: &mut Rng) -> Assessed {
             } else {
                 image_etag.clone()
             };
-            Some(Ok(ParsedMetadata {
-                doc: MetadataDoc {
-                    labels: if failed { Vec::new() } else { labels(rng) },
-                    label_model_version: None,
-                    extra: Default::default(),
-                    imgtag: Some(ImgTagInfo {
-                        extra: Default::default(),
-                        schema_version: 1,
-                        source: SourceRef {
-                            bucket: "photos".into(),
-                            key: key.clone(),
-                            etag: Some(source_etag),
-                            size: Some(size),
-                        },
-                        detector: "local:mobilenetv2".into(),
-                        min_confidence: 55.0,
-                        max_labels: None,
-                        tagged_at: "2024-06-01T12:00:00Z".into(),
-                        tagged_by: "imgtag 0.1.0".into(),
-                        review: None,
-                        error: failed.then(|| ErrorInfo {
-                            code: "InvalidImageFormat".into(),
-                            message: "the image could not be decoded".into(),
-                        }),
-                        features: Vec::new(),
-                        settings: None,
-                    }),
-                },
-                shape: Shape::ImgTag,
-            }))
+            let error = failed.then(|| ErrorInfo {
+                code: "InvalidImageFormat".into(),
+                message: "the image could not be decoded".into(),
+            });
+            let labels = if failed { Vec::new() } else { labels(rng) };
+            Some(Ok(document(&image, source_etag, labels, error)))
         }
     };
-    let metadata = read.as_ref().map(|_| ObjectInfo {
-        key: format!("metadata/{}.json", &key["uploads/".len()..]),
-        size: 1200,
-        etag: Some(etag(n, version + 7).into()),
-        last_modified: Some(1_700_000_000 + n as i64 * 600 + 900),
-    });
-    Assessed {
-        status: Some(assess(read.as_ref(), Some(&image_etag), 70.0)),
-        image: Some(image),
-        metadata,
-        key_kind: read.as_ref().map(|_| KeyKind::Canonical),
-        doc: read.as_ref().map(imgtag::summary::summarize),
-        read_error: None,
-    }
+    let meta_time = 1_700_000_000 + n as i64 * 600 + 900;
+    assessed_of(image, read.as_ref(), etag(n, version + 7), meta_time)
 }
 
 // ---------------------------------------------------------------------------
@@ -396,7 +279,7 @@ impl Session {
         // The initial listing, in pages of 1000 as S3 lists. The heap
         // measured is what the app holds afterwards (generation buffers
         // are freed within the window).
-        let before = LIVE.load(Ordering::Relaxed);
+        let before = live();
         let mut load = Duration::ZERO;
         let mut n = 0;
         while n < rows {
@@ -423,7 +306,7 @@ impl Session {
             slowest_page = slowest_page.max(e);
             n = end;
         }
-        let held = LIVE.load(Ordering::Relaxed).saturating_sub(before);
+        let held = live().saturating_sub(before);
         Session {
             rows,
             app,

@@ -13,16 +13,14 @@
 //! Run: `cargo bench --bench tui_memory` (IMGTAG_BENCH_ROWS sets the
 //! large size, IMGTAG_BENCH_OLD_ROWS the baseline's).
 
-use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{Rng, assessed_of, document, etag_of, live};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use imgtag::catalog::Assessed;
-use imgtag::contract::{
-    ImgTagInfo, KeyKind, Label, Layout, MetadataDoc, NameRef, ParsedMetadata, Shape, SourceRef,
-    Status, assess,
-};
+use imgtag::contract::{KeyKind, Label, Layout, MetadataDoc, NameRef, ParsedMetadata, Status};
 use imgtag::storage::ObjectInfo;
 use imgtag::tui::app::{App, Header, Msg};
 use imgtag::tui::keys::Keymap;
@@ -32,69 +30,7 @@ use ratatui::backend::TestBackend;
 use ratatui::layout::Size;
 
 // ---------------------------------------------------------------------------
-// Heap accounting
-
-/// Counts live heap bytes, so memory is measured, not guessed.
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// A counting allocator must implement the unsafe trait; it only forwards to
-// `System`.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: AllocLayout) -> *mut u8 {
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            LIVE.fetch_add(l.size(), Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, l: AllocLayout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(l) };
-        if !p.is_null() {
-            LIVE.fetch_add(l.size(), Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: AllocLayout, new_size: usize) -> *mut u8 {
-        let q = unsafe { System.realloc(p, l, new_size) };
-        if !q.is_null() {
-            LIVE.fetch_add(new_size, Ordering::Relaxed);
-            LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-        }
-        q
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: AllocLayout) {
-        unsafe { System.dealloc(p, l) };
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
-
-fn live() -> usize {
-    LIVE.load(Ordering::Relaxed)
-}
-
-// ---------------------------------------------------------------------------
 // Synthetic bucket
-
-/// A small deterministic generator (PCG-style LCG).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 const STEMS: [&str; 20] = [
     "Cat", "Dog", "Bird", "Car", "Tree", "Flower", "Building", "Person", "Food", "Boat",
@@ -136,8 +72,7 @@ fn image_key(n: usize) -> String {
 }
 
 fn etag(n: usize) -> String {
-    let h = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    format!("\"{h:016x}{:016x}\"", h.rotate_left(29))
+    etag_of(n as u64)
 }
 
 /// Eight labels, two parents each, from the vocabulary.
@@ -172,54 +107,21 @@ fn assessed_with_doc(
     let key = image_key(n);
     let image_etag = etag(n);
     let size = 800_000 + rng.below(5_000_000);
-    let read = (!n.is_multiple_of(10)).then(|| {
-        Ok(ParsedMetadata {
-            doc: MetadataDoc {
-                labels: labels(rng, vocab),
-                label_model_version: None,
-                extra: Default::default(),
-                imgtag: Some(ImgTagInfo {
-                    extra: Default::default(),
-                    schema_version: 1,
-                    source: SourceRef {
-                        bucket: "photos".into(),
-                        key: key.clone(),
-                        etag: Some(image_etag.clone()),
-                        size: Some(size),
-                    },
-                    detector: "local:mobilenetv2".into(),
-                    min_confidence: 55.0,
-                    max_labels: None,
-                    tagged_at: "2024-06-01T12:00:00Z".into(),
-                    tagged_by: "imgtag 0.1.0".into(),
-                    review: None,
-                    error: None,
-                    features: Vec::new(),
-                    settings: None,
-                }),
-            },
-            shape: Shape::ImgTag,
-        })
-    });
-    let metadata = read.as_ref().map(|_| ObjectInfo {
-        key: format!("metadata/{}.json", &key["uploads/".len()..]),
-        size: 1200,
-        etag: Some(etag(n + 7).into()),
-        last_modified: Some(1_700_000_000 + n as i64 * 60),
-    });
-    let a = Assessed {
-        status: Some(assess(read.as_ref(), Some(&image_etag), 70.0)),
-        image: Some(ObjectInfo {
-            key,
-            size,
-            etag: Some(image_etag.into()),
-            last_modified: Some(1_700_000_000 + n as i64 * 60 + rng.below(600) as i64),
-        }),
-        metadata,
-        key_kind: read.as_ref().map(|_| KeyKind::Canonical),
-        doc: read.as_ref().map(imgtag::summary::summarize),
-        read_error: None,
+    let mut image = ObjectInfo {
+        key,
+        size,
+        etag: Some(image_etag.clone().into()),
+        last_modified: None,
     };
+    let read =
+        (!n.is_multiple_of(10)).then(|| Ok(document(&image, image_etag, labels(rng, vocab), None)));
+    image.last_modified = Some(1_700_000_000 + n as i64 * 60 + rng.below(600) as i64);
+    let a = assessed_of(
+        image,
+        read.as_ref(),
+        etag(n + 7),
+        1_700_000_000 + n as i64 * 60,
+    );
     (a, read)
 }
 

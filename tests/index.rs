@@ -38,7 +38,7 @@ async fn refreshed(index: &Arc<Index>, store: &DynStore) -> RefreshStats {
 async fn indexed_rows(index: &Index, filter: Filter) -> Vec<Assessed> {
     let q = Query {
         layout: Layout::default(),
-        review_below: 70.0,
+        review: 70.0.into(),
         filter,
         unreadable: Arc::default(),
     };

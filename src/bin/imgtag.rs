@@ -444,7 +444,7 @@ async fn from_index(
     cli::refresh_index(&index, store, layout, &RefreshOptions::default())
         .await
         .with_context(|| format!("listing {}", store.describe()))?;
-    let picked = query::select(&index, layout, settings.review_below, &selection).await?;
+    let picked = query::select(&index, layout, settings.review_rule(), &selection).await?;
     Ok(Selection::Keys(picked.into_iter().map(|s| s.key).collect()))
 }
 
@@ -480,7 +480,7 @@ async fn ls(args: LsArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
             };
             let q = Query {
                 layout: layout.clone(),
-                review_below: rule.below,
+                review: rule,
                 filter: filter.clone(),
                 unreadable: Arc::new(unreadable),
             };

@@ -9,10 +9,11 @@ use futures::Stream;
 use rusqlite::{Connection, Row, params};
 
 use super::refresh::prefix_end;
-use super::{Index, IndexError, etag_of_identity, kind_of, summary_from};
+use super::{Index, IndexError, etag_of_identity, kind_of, object_from_row, summary_from};
 use crate::catalog::{Assessed, Filter};
 use crate::contract::{Layout, Status};
 use crate::storage::ObjectInfo;
+use crate::summary::ReviewRule;
 use crate::summary::status_of;
 
 /// Rows sent per message from the query thread.
@@ -22,7 +23,8 @@ const CHUNK: usize = 512;
 #[derive(Debug, Clone)]
 pub struct Query {
     pub layout: Layout,
-    pub review_below: f32,
+    /// When an image needs review.
+    pub review: ReviewRule,
     pub filter: Filter,
     /// Documents the last refresh could not read: key and why.
     pub unreadable: Arc<HashMap<String, String>>,
@@ -154,7 +156,7 @@ fn image_row(r: &Row, q: &Query) -> rusqlite::Result<Option<Assessed>> {
     Ok(Some(Assessed {
         status: doc
             .is_some()
-            .then(|| status_of(doc.as_ref(), image.etag.as_deref(), q.review_below)),
+            .then(|| status_of(doc.as_ref(), image.etag.as_deref(), q.review)),
         image: Some(image),
         key_kind: Some(kind_of(r.get(5)?)),
         metadata: Some(metadata),
@@ -170,14 +172,7 @@ fn orphans(c: &Connection, layout: &Layout) -> rusqlite::Result<Vec<Assessed>> {
          WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) \
          AND NOT EXISTS (SELECT 1 FROM pairs p WHERE p.meta = m.key) ORDER BY key",
     )?;
-    let rows = stmt.query_map(params![mp, prefix_end(mp)], |r| {
-        Ok(ObjectInfo {
-            key: r.get(0)?,
-            size: r.get::<_, i64>(1)? as u64,
-            etag: etag_of_identity(r.get(2)?),
-            last_modified: r.get(3)?,
-        })
-    })?;
+    let rows = stmt.query_map(params![mp, prefix_end(mp)], object_from_row)?;
     let mut out = Vec::new();
     for info in rows {
         let info = info?;
@@ -220,7 +215,7 @@ pub fn count_rows(index: &Index, layout: &Layout) -> Result<u64, IndexError> {
 pub async fn select(
     index: &Index,
     layout: &Layout,
-    review_below: f32,
+    review: impl Into<ReviewRule>,
     selection: &crate::catalog::Selection,
 ) -> Result<Vec<crate::catalog::Selected>, IndexError> {
     use crate::catalog::{Selected, Selection};
@@ -240,7 +235,7 @@ pub async fn select(
     };
     let q = Query {
         layout: layout.clone(),
-        review_below,
+        review: review.into(),
         filter,
         unreadable: Arc::default(),
     };

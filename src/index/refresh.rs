@@ -4,13 +4,13 @@
 //! pairing is stored.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use rusqlite::{Connection, params};
 
-use super::{Index, IndexError, etag_of_identity, identity, kind_code, store_doc, upsert_object};
+use super::{Index, IndexError, identity, kind_code, object_from_row, store_doc, upsert_object};
 use crate::catalog::{Catalog, read_metadata};
 use crate::contract::{KeyKind, Layout};
 use crate::storage::{DynStore, ObjectInfo, StorageError};
@@ -70,16 +70,15 @@ pub async fn refresh(
     opts: &RefreshOptions,
     progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<RefreshStats, IndexError> {
-    let catalog = Arc::new(Mutex::new(Catalog::new(layout.clone())));
     let listed = std::sync::atomic::AtomicU64::new(0);
     let sync = |prefix: String| {
-        let (index, catalog, listed) = (index.clone(), &catalog, &listed);
+        let (index, listed) = (index.clone(), &listed);
         let pages = match &opts.inventory {
             Some(inv) => inv.list(&prefix, 1000),
             None => store.list(&prefix),
         };
         async move {
-            sync_prefix(&index, pages, &prefix, catalog, &|n| {
+            sync_prefix(&index, pages, &prefix, &|n| {
                 let total = listed.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
                 progress(Progress::Listed(total));
             })
@@ -98,21 +97,41 @@ pub async fn refresh(
         removed_keys: [a.removed, b.removed].concat(),
         ..RefreshStats::default()
     };
-    let gone = read_missing(index, store, layout, opts, progress, &mut stats).await?;
-    let catalog = Arc::into_inner(catalog)
-        .expect("listing is over")
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner());
+    // An unchanged bucket (the usual re-open) needs no document read and
+    // no pairing: the listing was the whole refresh. The flag also covers
+    // a refresh that stopped half-way or left documents unread.
     let ix = index.clone();
-    let docs_changed = b.changed > 0
-        || stats
-            .removed_keys
-            .iter()
-            .any(|k| k.starts_with(layout.metadata_prefix()));
-    tokio::task::spawn_blocking(move || ix.with(|c| store_pairs(c, &catalog, &gone, docs_changed)))
-        .await
-        .expect("pairing does not panic")?;
+    if !blocking(move || ix.with(|c| is_stale(c))).await? {
+        return Ok(stats);
+    }
+    let gone = read_missing(index, store, layout, opts, progress, &mut stats).await?;
+    let (ix, l) = (index.clone(), layout.clone());
+    let complete = stats.unreadable.is_empty();
+    blocking(move || ix.with(|c| store_pairs(c, &l, &gone, complete))).await?;
     Ok(stats)
+}
+
+/// Runs index work on a blocking thread, so the listing streams on.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, IndexError> + Send + 'static,
+) -> Result<T, IndexError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("index work does not panic")
+}
+
+/// Whether objects changed (or documents went unread) since the pairing
+/// was last stored.
+fn is_stale(c: &Connection) -> rusqlite::Result<bool> {
+    c.prepare_cached("SELECT 1 FROM info WHERE k = 'stale'")?
+        .exists([])
+}
+
+/// Marks the pairing out of date, in the transaction that changes objects.
+fn mark_stale(c: &Connection) -> rusqlite::Result<()> {
+    c.prepare_cached("INSERT OR REPLACE INTO info(k, v) VALUES ('stale', '1')")?
+        .execute([])?;
+    Ok(())
 }
 
 #[derive(Debug, Default, Clone)]
@@ -127,7 +146,6 @@ async fn sync_prefix(
     index: &Arc<Index>,
     mut pages: futures::stream::BoxStream<'static, crate::storage::Result<Vec<ObjectInfo>>>,
     prefix: &str,
-    catalog: &Mutex<Catalog>,
     listed: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Diff, IndexError> {
     // The next page is fetched while this one is reconciled: the listing
@@ -157,19 +175,10 @@ async fn sync_prefix(
             }
             listed(page.len() as u64);
             let (ix, p, a) = (index.clone(), prefix.to_string(), after.take());
-            let (page, d) = tokio::task::spawn_blocking(move || {
-                let d = ix.with(|c| sync_page(c, &p, a.as_deref(), &page))?;
-                Ok::<_, IndexError>((page, d))
-            })
-            .await
-            .expect("reconcile does not panic")?;
+            let d = blocking(move || ix.with(|c| sync_page(c, &p, a.as_deref(), &page))).await?;
             diff.added += d.added;
             diff.changed += d.changed;
             diff.removed.extend(d.removed);
-            catalog
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .add_page(page);
             after = Some(last);
         }
         Ok((diff, after))
@@ -178,10 +187,7 @@ async fn sync_prefix(
     let (mut diff, after) = synced?;
     listing?;
     let (ix, p) = (index.clone(), prefix.to_string());
-    let removed =
-        tokio::task::spawn_blocking(move || ix.with(|c| sync_tail(c, &p, after.as_deref())))
-            .await
-            .expect("reconcile does not panic")?;
+    let removed = blocking(move || ix.with(|c| sync_tail(c, &p, after.as_deref()))).await?;
     diff.removed.extend(removed);
     Ok(diff)
 }
@@ -209,11 +215,15 @@ fn sync_page(
 ) -> rusqlite::Result<Diff> {
     let last = &page.last().expect("non-empty").key;
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // One lower bound only: given two, SQLite seeks to one and filters
+    // on the other, and a seek to the prefix scans every earlier page.
+    let sql = match after {
+        Some(_) => "SELECT key, size, etag FROM objects WHERE key > ?1 AND key <= ?2 ORDER BY key",
+        None => "SELECT key, size, etag FROM objects WHERE key >= ?1 AND key <= ?2 ORDER BY key",
+    };
     let old: Vec<(String, u64, String)> = tx
-        .prepare_cached(
-            "SELECT key, size, etag FROM objects WHERE key >= ?1 AND key > ?2 AND key <= ?3 ORDER BY key",
-        )?
-        .query_map(params![prefix, after.unwrap_or(""), last], |r| {
+        .prepare_cached(sql)?
+        .query_map(params![after.unwrap_or(prefix), last], |r| {
             Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
@@ -225,7 +235,7 @@ fn sync_page(
             diff.removed.push(k);
         }
         match old.next_if(|(k, ..)| *k == obj.key) {
-            Some((_, size, etag)) if size == obj.size && etag == identity(obj) => {}
+            Some((_, size, etag)) if size == obj.size && same_identity(&etag, obj) => {}
             Some(_) => {
                 upsert_object(&tx, obj)?;
                 diff.changed += 1;
@@ -240,8 +250,20 @@ fn sync_page(
         delete_object(&tx, &k)?;
         diff.removed.push(k);
     }
+    if diff.added + diff.changed > 0 || !diff.removed.is_empty() {
+        mark_stale(&tx)?;
+    }
     tx.commit()?;
     Ok(diff)
+}
+
+/// `identity(obj) == stored`, without building the identity string for
+/// the usual object with an ETag.
+fn same_identity(stored: &str, obj: &ObjectInfo) -> bool {
+    match &obj.etag {
+        Some(e) if !e.is_empty() => **e == *stored,
+        _ => identity(obj) == stored,
+    }
 }
 
 /// Drops the keys after the last listed one: gone from the bucket.
@@ -251,11 +273,23 @@ fn sync_tail(
     after: Option<&str>,
 ) -> rusqlite::Result<Vec<String>> {
     let end = prefix_end(prefix);
-    let mut stmt = c.prepare(
-        "DELETE FROM objects WHERE key >= ?1 AND key > ?2 AND (?3 IS NULL OR key < ?3) RETURNING key",
-    )?;
-    stmt.query_map(params![prefix, after.unwrap_or(""), end], |r| r.get(0))?
-        .collect()
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let removed: Vec<String> = tx
+        .prepare(match after {
+            Some(_) => {
+                "DELETE FROM objects WHERE key > ?1 AND (?2 IS NULL OR key < ?2) RETURNING key"
+            }
+            None => {
+                "DELETE FROM objects WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) RETURNING key"
+            }
+        })?
+        .query_map(params![after.unwrap_or(prefix), end], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if !removed.is_empty() {
+        mark_stale(&tx)?;
+    }
+    tx.commit()?;
+    Ok(removed)
 }
 
 fn delete_object(c: &Connection, key: &str) -> rusqlite::Result<()> {
@@ -272,14 +306,7 @@ fn missing_docs(c: &Connection, layout: &Layout) -> rusqlite::Result<Vec<ObjectI
          WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) AND key LIKE '%.json' \
          AND NOT EXISTS (SELECT 1 FROM docs d WHERE d.etag = o.etag) ORDER BY key",
     )?;
-    let rows = stmt.query_map(params![prefix, prefix_end(prefix)], |r| {
-        Ok(ObjectInfo {
-            key: r.get(0)?,
-            size: r.get::<_, i64>(1)? as u64,
-            etag: etag_of_identity(r.get(2)?),
-            last_modified: r.get(3)?,
-        })
-    })?;
+    let rows = stmt.query_map(params![prefix, prefix_end(prefix)], object_from_row)?;
     rows.filter(|o| {
         o.as_ref()
             .map_or(true, |o| layout.metadata_rest(&o.key).is_some())
@@ -299,9 +326,7 @@ async fn read_missing(
 ) -> Result<HashSet<String>, IndexError> {
     let mut gone = HashSet::new();
     let (ix, l) = (index.clone(), layout.clone());
-    let missing = tokio::task::spawn_blocking(move || ix.with(|c| missing_docs(c, &l)))
-        .await
-        .expect("query does not panic")?;
+    let missing = blocking(move || ix.with(|c| missing_docs(c, &l))).await?;
     let total = missing.len() as u64;
     // Summaries are stored by their own task, so reading never waits on
     // the disk.
@@ -310,9 +335,7 @@ async fn read_missing(
     let storer = tokio::spawn(async move {
         while let Some(done) = rx.recv().await {
             let ix = ix.clone();
-            tokio::task::spawn_blocking(move || ix.with(|c| store_batch(c, &done)))
-                .await
-                .expect("storing does not panic")?;
+            blocking(move || ix.with(|c| store_batch(c, &done))).await?;
         }
         Ok::<_, IndexError>(())
     });
@@ -393,18 +416,49 @@ fn store_batch(
             None => delete_object(&tx, &info.key)?,
         }
     }
+    if !done.is_empty() {
+        mark_stale(&tx)?;
+    }
     tx.commit()
 }
 
-/// Stores the catalog's pairing (only what differs), passing over legacy
-/// documents another image claims, then drops summaries no object uses.
+/// The pairing of every object the index holds: metadata first, so each
+/// image pairs as it is added.
+fn catalog_of(c: &Connection, layout: &Layout) -> rusqlite::Result<Catalog> {
+    let mut catalog = Catalog::new(layout.clone());
+    for prefix in [layout.metadata_prefix(), layout.uploads_prefix()] {
+        let mut stmt = c.prepare_cached(
+            "SELECT key, size, etag, modified FROM objects \
+             WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) ORDER BY key",
+        )?;
+        let mut rows = stmt.query_map(params![prefix, prefix_end(prefix)], object_from_row)?;
+        loop {
+            let page = rows
+                .by_ref()
+                .take(4096)
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            if page.is_empty() {
+                break;
+            }
+            catalog.add_page(page);
+        }
+    }
+    Ok(catalog)
+}
+
+/// Pairs the objects the index holds and stores the pairing (only what
+/// differs), passing over legacy documents another image claims, then
+/// drops summaries no object uses. One transaction: the pairing is of
+/// exactly the objects it reads. The stale flag is cleared when every
+/// document was read (`complete`).
 fn store_pairs(
     c: &mut Connection,
-    catalog: &Catalog,
+    layout: &Layout,
     gone: &HashSet<String>,
-    docs_changed: bool,
+    complete: bool,
 ) -> rusqlite::Result<()> {
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let catalog = catalog_of(&tx, layout)?;
     let mut want: Vec<(&str, &str, KeyKind)> = Vec::with_capacity(catalog.images().len());
     for img in catalog.images() {
         if let Some((m, kind)) = img.meta {
@@ -418,26 +472,7 @@ fn store_pairs(
         }
     }
     want.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    // A merge of two sorted lists: what is stored against what is wanted.
-    let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
-    {
-        let mut stmt = tx.prepare("SELECT image, meta, kind FROM pairs ORDER BY image")?;
-        let mut have = stmt.query([])?;
-        let mut want = want.iter().peekable();
-        while let Some(r) = have.next()? {
-            let image: String = r.get(0)?;
-            while let Some(w) = want.next_if(|w| w.0 < image.as_str()) {
-                upserts.push(*w);
-            }
-            match want.next_if(|w| w.0 == image.as_str()) {
-                Some(w)
-                    if r.get_ref(1)?.as_str()? == w.1 && r.get::<_, i64>(2)? == kind_code(w.2) => {}
-                Some(w) => upserts.push(*w),
-                None => deletes.push(image),
-            }
-        }
-        upserts.extend(want.copied());
-    }
+    let (upserts, deletes) = pairs_diff(&tx, &want)?;
     for (image, meta, kind) in upserts {
         tx.prepare_cached("INSERT OR REPLACE INTO pairs(image, meta, kind) VALUES (?1, ?2, ?3)")?
             .execute(params![image, meta, kind_code(kind)])?;
@@ -446,17 +481,45 @@ fn store_pairs(
         tx.prepare_cached("DELETE FROM pairs WHERE image = ?1")?
             .execute([image])?;
     }
-    if docs_changed {
-        tx.execute(
-            "DELETE FROM docs WHERE NOT EXISTS (SELECT 1 FROM objects o WHERE o.etag = docs.etag)",
-            [],
-        )?;
-        tx.execute(
-            "DELETE FROM doc_names WHERE doc NOT IN (SELECT id FROM docs)",
-            [],
-        )?;
+    tx.execute(
+        "DELETE FROM docs WHERE NOT EXISTS (SELECT 1 FROM objects o WHERE o.etag = docs.etag)",
+        [],
+    )?;
+    tx.execute(
+        "DELETE FROM doc_names WHERE doc NOT IN (SELECT id FROM docs)",
+        [],
+    )?;
+    if complete {
+        tx.execute("DELETE FROM info WHERE k = 'stale'", [])?;
     }
     tx.commit()
+}
+
+type Pair<'a> = (&'a str, &'a str, KeyKind);
+
+/// A merge of two sorted lists, what is stored against what is wanted:
+/// the pairs to write and the images to unpair.
+fn pairs_diff<'a>(
+    c: &Connection,
+    want: &[Pair<'a>],
+) -> rusqlite::Result<(Vec<Pair<'a>>, Vec<String>)> {
+    let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
+    let mut stmt = c.prepare("SELECT image, meta, kind FROM pairs ORDER BY image")?;
+    let mut have = stmt.query([])?;
+    let mut want = want.iter().peekable();
+    while let Some(r) = have.next()? {
+        let image: String = r.get(0)?;
+        while let Some(w) = want.next_if(|w| w.0 < image.as_str()) {
+            upserts.push(*w);
+        }
+        match want.next_if(|w| w.0 == image.as_str()) {
+            Some(w) if r.get_ref(1)?.as_str()? == w.1 && r.get::<_, i64>(2)? == kind_code(w.2) => {}
+            Some(w) => upserts.push(*w),
+            None => deletes.push(image),
+        }
+    }
+    upserts.extend(want.copied());
+    Ok((upserts, deletes))
 }
 
 /// Whether the legacy document at `meta` names another image as its own.

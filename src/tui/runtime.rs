@@ -528,7 +528,7 @@ async fn list_indexed(
 ) -> Result<(), String> {
     let q = Query {
         layout: config.layout.clone(),
-        review_below: config.review.below,
+        review: config.review,
         filter: Filter::default(),
         unreadable: Arc::default(),
     };
