@@ -17,6 +17,9 @@
 #[path = "../tests/common/s3mem.rs"]
 mod s3mem;
 
+#[path = "common/listing.rs"]
+mod listing;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +30,7 @@ use imgtag::index::query::{Query, rows};
 use imgtag::index::refresh::{DEFAULT_IN_FLIGHT, RefreshOptions, refresh};
 use imgtag::index::{Index, IndexSpec};
 use imgtag::storage::{DynStore, S3Store};
+use listing::{bare_listing, env};
 
 const BUCKET: &str = "bench-bucket";
 
@@ -47,34 +51,8 @@ fn doc(i: usize) -> String {
     )
 }
 
-async fn bare_listing(client: &aws_sdk_s3::Client) -> usize {
-    let list = |prefix: &'static str| async move {
-        let mut n = 0;
-        let mut pages = client
-            .list_objects_v2()
-            .bucket(BUCKET)
-            .prefix(prefix)
-            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            n += page.expect("listing").contents().len();
-        }
-        n
-    };
-    let (a, b) = tokio::join!(list("uploads/"), list("metadata/"));
-    a + b
-}
-
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
-}
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn main() {
@@ -133,7 +111,7 @@ async fn run(total: usize, latency: Duration) {
     );
 
     let t = Instant::now();
-    let listed = bare_listing(&client).await;
+    let listed = bare_listing(&client, BUCKET).await;
     let bare = t.elapsed();
     assert_eq!(listed, total);
     println!(
@@ -212,7 +190,7 @@ async fn reopen(
         (0, 0, 0, 0)
     );
     let t = Instant::now();
-    assert_eq!(bare_listing(client).await, total);
+    assert_eq!(bare_listing(client, BUCKET).await, total);
     let bare2 = t.elapsed();
     let bare_best = bare.min(bare2);
     println!(

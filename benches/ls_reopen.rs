@@ -14,18 +14,16 @@ mod s3mem;
 #[path = "../tests/common/bin.rs"]
 mod bin;
 
+#[path = "common/listing.rs"]
+mod listing;
+
+use listing::{bare_listing, env};
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 const BUCKET: &str = "reopen";
 const RUNS: usize = 5;
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A document as a Rekognition-backed tagger writes it.
 fn document(i: usize) -> String {
@@ -33,25 +31,6 @@ fn document(i: usize) -> String {
     format!(
         r#"{{"Labels":[{{"Name":"Cat","Confidence":{conf},"Parents":[{{"Name":"Animal"}}]}},{{"Name":"Animal","Confidence":98.0}}],"ImgTag":{{"SchemaVersion":1,"Source":{{"Bucket":"{BUCKET}","Key":"uploads/{i:05}.jpg"}},"Detector":"rekognition","MinConfidence":55.0,"TaggedAt":"2026-11-24T10:00:00Z","TaggedBy":"bench"}}}}"#
     )
-}
-
-/// Both prefixes listed at once, every page, nothing else.
-async fn bare_listing(client: &aws_sdk_s3::Client) -> usize {
-    let list = |prefix: &'static str| async move {
-        let mut pages = client
-            .list_objects_v2()
-            .bucket(BUCKET)
-            .prefix(prefix)
-            .into_paginator()
-            .send();
-        let mut n = 0;
-        while let Some(page) = pages.next().await {
-            n += page.expect("listing").contents().len();
-        }
-        n
-    };
-    let (a, b) = tokio::join!(list("uploads/"), list("metadata/"));
-    a + b
 }
 
 /// `imgtag ls --json` with its index in `home`; its rows and wall time.
@@ -119,7 +98,7 @@ async fn run(images: usize, latency: Duration) {
         assert_eq!(rows, first);
         local.push(took);
         let t = Instant::now();
-        assert_eq!(bare_listing(&client).await, images * 19 / 10);
+        assert_eq!(bare_listing(&client, BUCKET).await, images * 19 / 10);
         bare.push(t.elapsed());
         let (rows, took) = ls(home.path(), &endpoint, &[]).await;
         assert_eq!(rows, first, "a re-open lists what the first open did");
