@@ -414,6 +414,7 @@ fn s3_hostile_keys() -> Vec<String> {
         "uploads/../../etc/passwd.jpg",
         "uploads/a/../b.jpg",
         "uploads/bomb.jpg",
+        "uploads/many.jpg",
         long.as_str(),
     ]
     .map(String::from)
@@ -432,7 +433,22 @@ fn s3_hostile_bucket(mem: &crate::common::s3mem::MemS3) -> String {
     mem.insert_zeros("hostile", "uploads/huge.jpg", 5 << 30);
     let bomb = format!("{}{}", "{\"a\":".repeat(50_000), "}".repeat(50_000));
     mem.insert("hostile", "metadata/bomb.jpg.json", bomb.clone());
+    // 300,000 labels: over the 8 MiB limit, so an unreadable document.
+    let many = format!(
+        "[{}]",
+        vec![r#"{"Name":"a","Confidence":1}"#; 300_000].join(",")
+    );
+    assert!(many.len() as u64 > imgtag::contract::MAX_METADATA_BYTES);
+    mem.insert("hostile", "metadata/many.jpg.json", many);
     bomb
+}
+
+/// Neither unreadable document of the S3 hostile bucket was rewritten.
+fn assert_s3_documents_kept(mem: &crate::common::s3mem::MemS3, bomb: &str) {
+    let data = |k: &str| mem.object("hostile", k).unwrap().data;
+    assert_eq!(data("metadata/bomb.jpg.json"), bomb);
+    assert!(data("metadata/many.jpg.json").len() as u64 > imgtag::contract::MAX_METADATA_BYTES);
+    assert!(data("metadata/many.jpg.json").starts_with(br#"[{"Name":"a""#));
 }
 
 /// The same through the binary on an S3-compatible server.
@@ -493,6 +509,11 @@ async fn a_hostile_s3_bucket_is_listed_shown_tagged_and_reviewed_safely() {
     // `..` is only text in an S3 key: the document stays under metadata/.
     assert_eq!(v["metadata_key"], "metadata/../../etc/passwd.jpg.json");
     assert_eq!(outcome("uploads/bomb.jpg").0, "skipped");
+    assert_eq!(
+        outcome("uploads/many.jpg").0,
+        "skipped",
+        "over the size limit"
+    );
     assert_eq!(outcome("uploads/empty.jpg").0, "failed");
     let (o, v) = outcome("uploads/huge.jpg");
     assert_eq!(o, "failed", "{v}");
@@ -503,12 +524,7 @@ async fn a_hostile_s3_bucket_is_listed_shown_tagged_and_reviewed_safely() {
     imgtag(argv(&["review", "uploads/bomb.jpg", "--add", "Cat"]))
         .await
         .unwrap();
-    assert_eq!(
-        mem.object("hostile", "metadata/bomb.jpg.json")
-            .unwrap()
-            .data,
-        bomb
-    );
+    assert_s3_documents_kept(&mem, &bomb);
 }
 
 /// No control character and no bidi override reaches the terminal.
@@ -612,6 +628,6 @@ async fn the_tui_lists_shows_and_tags_a_hostile_s3_bucket_safely() {
     assert!(confirm, "replacing an unreadable document asks first");
     h.send(key('n'));
     h.settle().await;
-    let kept = mem.object("hostile", "metadata/bomb.jpg.json").unwrap();
-    assert_eq!(kept.data, bomb);
+    assert!(!h.outcomes.iter().any(|(k, _)| k == "uploads/many.jpg"));
+    assert_s3_documents_kept(&mem, &bomb);
 }
