@@ -327,7 +327,7 @@ fn keys_filter_sort_marks_and_resize() {
         .rows
         .view()
         .iter()
-        .map(|&i| app.rows[i as usize].key.to_string())
+        .map(|&i| app.rows.key(i).to_string())
         .collect();
     assert_eq!(keys, ["uploads/cat.jpg", "uploads/holiday/beach photo.jpg"]);
     up(&mut app, code(KeyCode::Enter));
@@ -662,7 +662,7 @@ fn a_large_marked_rerun_with_rekognition_asks_first() {
     };
     assert_eq!(jobs.len(), 12);
     assert_eq!(app.work.total, 12);
-    assert!(app.rows.iter().all(|(_, r)| r.busy));
+    assert!(app.rows.iter().all(|r| r.busy));
 }
 
 // ---------------------------------------------------------------------------
@@ -720,9 +720,9 @@ fn the_seed_cat_leads_the_lowest_confidence_sort_and_needs_review() {
         .rows
         .view()
         .iter()
-        .map(|&i| &app.rows[i as usize])
+        .map(|&i| app.rows.get(i))
         .filter(|r| matches!(r.status, Some(Status::Tagged | Status::NeedsReview)))
-        .map(|r| &*r.key)
+        .map(|r| r.key)
         .collect();
     assert_eq!(order[0], "uploads/cats/seed.jpg", "{order:?}");
     // The same holds with only needs-review shown.
@@ -829,7 +829,7 @@ fn flagged_labels_show_as_flagged() {
         .rows
         .view()
         .iter()
-        .position(|&i| &*app.rows[i as usize].key == "uploads/flagged.jpg")
+        .position(|&i| app.rows.key(i) == "uploads/flagged.jpg")
         .unwrap();
     app.cursor = pos;
     // Moved without a key press: hand it the document it would load.
@@ -985,7 +985,7 @@ async fn bulk_edit_on_marked_images_asks_then_writes_each() {
     );
     assert!(!h.dir.path().join("metadata/new.jpg.json").exists());
     assert!(h.app.marks.is_empty());
-    assert!(h.app.rows.iter().all(|(_, r)| !r.busy));
+    assert!(h.app.rows.iter().all(|r| !r.busy));
     let (_, msg) = h.app.message.clone().unwrap();
     assert_eq!(msg, "edit saved on 2 of 2 images, 0 not saved");
     // Without marks, e edits the selected image alone, without asking.
@@ -1073,11 +1073,7 @@ fn every_screen_reads_in_both_themes() {
 /// The row of `needle` as the runtime would hand it over from an index:
 /// a summary with no document in hand.
 fn summary_of(app: &App, needle: &str) -> RowSummary {
-    let (_, r) = app
-        .rows
-        .iter()
-        .find(|(_, r)| r.key.contains(needle))
-        .unwrap();
+    let r = app.rows.iter().find(|r| r.key.contains(needle)).unwrap();
     RowSummary {
         key: r.key.to_string(),
         image: r.image.as_ref().map(|i| ObjectInfo {
@@ -1100,7 +1096,7 @@ async fn detail_loads_the_document_of_the_selected_row() {
     h.app.docs.clear();
     h.select("chelsea");
     assert!(matches!(
-        h.app.doc_state(h.app.selected_row().unwrap()),
+        h.app.doc_state(&h.app.selected_row().unwrap()),
         DocState::Loading
     ));
     let text = screen_text(&render(&h.app));
@@ -1196,7 +1192,7 @@ fn slash_search_matches_labels_and_their_parents() {
         }
         up(app, code(KeyCode::Enter));
         let keys: Vec<String> = (app.rows.view().iter())
-            .map(|&i| app.rows[i as usize].key.to_string())
+            .map(|&i| app.rows.key(i).to_string())
             .collect();
         up(app, code(KeyCode::Esc));
         keys
@@ -1240,7 +1236,7 @@ async fn a_panicked_tag_job_is_reported_as_failed() {
     assert!(h.app.selected_row().unwrap().busy);
     h.settle().await;
     assert!(!h.app.selected_row().unwrap().busy, "still busy");
-    assert!(h.app.rows.iter().all(|(_, r)| !r.busy));
+    assert!(h.app.rows.iter().all(|r| !r.busy));
     let (level, msg) = h.app.message.clone().unwrap();
     assert_eq!(level, imgtag::tui::app::Level::Error);
     assert!(

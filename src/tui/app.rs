@@ -21,7 +21,7 @@ use crate::sanitize::for_terminal;
 
 use super::boxes;
 use super::keys::{Action, Keymap};
-use super::rows::{Row, RowSummary, Rows};
+use super::rows::{Row, RowRef, RowSummary, Rows};
 use super::theme::Theme;
 use super::view;
 
@@ -372,17 +372,17 @@ impl App {
         }]
     }
 
-    pub fn selected_row(&self) -> Option<&Row> {
-        self.selected_index().map(|i| &self.rows[i as usize])
+    pub fn selected_row(&self) -> Option<RowRef<'_>> {
+        self.selected_index().map(|i| self.rows.get(i))
     }
 
     /// The document of `row` for the detail pane: cached for the row's
     /// current revision, or loading.
-    pub fn doc_state(&self, row: &Row) -> DocState<'_> {
+    pub fn doc_state(&self, row: &RowRef) -> DocState<'_> {
         if !row.readable() {
             return DocState::None;
         }
-        match self.docs.peek(&*row.key) {
+        match self.docs.peek(row.key) {
             Some((rev, Ok(doc))) if *rev == row.rev => DocState::Ready(doc),
             Some((rev, Err(e))) if *rev == row.rev => DocState::Failed(e),
             _ => DocState::Loading,
@@ -391,7 +391,7 @@ impl App {
 
     /// The selected row's document, if it is loaded.
     pub fn selected_doc(&self) -> Option<&MetadataDoc> {
-        match self.doc_state(self.selected_row()?) {
+        match self.doc_state(&self.selected_row()?) {
             DocState::Ready(d) => Some(d),
             _ => None,
         }
@@ -520,8 +520,7 @@ impl App {
     fn upsert_assessed(&mut self, a: Assessed, fresh: bool) {
         let i = self.rows.upsert(RowSummary::from_assessed(&a));
         if fresh {
-            let key = self.rows[i as usize].key.clone();
-            self.docs.pop(&key);
+            self.docs.pop(self.rows.key(i));
         }
     }
 
@@ -547,7 +546,7 @@ impl App {
     /// for its revision.
     fn doc_cmd(&mut self) -> Option<Cmd> {
         let i = self.selected_index()?;
-        let row = &self.rows[i as usize];
+        let row = self.rows.get(i);
         if !row.readable() {
             return None;
         }
@@ -555,12 +554,12 @@ impl App {
         // `get` marks it recently used.
         if self
             .docs
-            .get(&*row.key)
+            .get(row.key)
             .is_some_and(|(rev, _)| *rev == row.rev)
         {
             return None;
         }
-        let loading = (row.key.clone(), row.rev);
+        let loading: (Box<str>, u32) = (row.key.into(), row.rev);
         if self.doc_loading.as_ref() == Some(&loading) {
             return None;
         }
@@ -574,7 +573,7 @@ impl App {
     }
 
     fn selected_key(&self) -> Option<Box<str>> {
-        self.selected_row().map(|r| r.key.clone())
+        self.selected_row().map(|r| r.key.into())
     }
 
     fn info(&mut self, text: impl Into<String>) {
@@ -757,14 +756,14 @@ impl App {
         let area = Size::new(area.width, area.height);
         let want = self
             .selected_row()
-            .and_then(|r| r.image.as_ref().map(|img| (r, img)))
             .filter(|_| self.thumbnails && area.width > 2 && area.height > 1)
-            .map(|(r, img)| {
-                (
+            .and_then(|r| {
+                let img = r.image.as_ref()?;
+                Some((
                     r.key.to_string(),
                     img.etag.as_deref().map(str::to_string),
                     img.size,
-                )
+                ))
             });
         let Some((key, etag, size)) = want else {
             let had = self.thumb.take().is_some();
@@ -1087,7 +1086,7 @@ impl App {
     fn start_edit(&mut self) {
         if !self.marks.is_empty() {
             let mut targets: Vec<u32> = self.marks.iter().copied().collect();
-            targets.sort_by(|a, b| self.rows[*a as usize].key.cmp(&self.rows[*b as usize].key));
+            targets.sort_by(|a, b| self.rows.key(*a).cmp(self.rows.key(*b)));
             let targets: Vec<TagJob> = targets
                 .into_iter()
                 .filter(|&i| editable(&self.rows[i as usize]))
@@ -1108,7 +1107,7 @@ impl App {
         }
         match self.selected_row() {
             Some(r) if r.is_orphan() => self.error("orphan metadata: its image is gone"),
-            Some(r) if !editable(r) => {
+            Some(r) if !editable(&r) => {
                 self.error("tag this image first; then its labels can be edited")
             }
             Some(r) => {
@@ -1185,7 +1184,7 @@ impl App {
     }
 
     fn job_for(&self, i: u32) -> Option<TagJob> {
-        let r = &self.rows[i as usize];
+        let r = self.rows.get(i);
         (!r.is_orphan()).then(|| TagJob {
             key: r.key.to_string(),
             metadata_key: r.metadata_key.as_deref().map(str::to_string),
@@ -1198,10 +1197,10 @@ impl App {
         } else {
             self.marks.iter().copied().collect()
         };
-        targets.sort_by(|a, b| self.rows[*a as usize].key.cmp(&self.rows[*b as usize].key));
+        targets.sort_by(|a, b| self.rows.key(*a).cmp(self.rows.key(*b)));
         let jobs: Vec<TagJob> = targets.iter().filter_map(|&i| self.job_for(i)).collect();
         if jobs.is_empty() {
-            if self.selected_row().is_some_and(Row::is_orphan) {
+            if self.selected_row().is_some_and(|r| r.is_orphan()) {
                 self.error("orphan metadata: its image is gone, nothing to tag");
             }
             return Vec::new();
@@ -1252,8 +1251,8 @@ impl App {
         let jobs: Vec<TagJob> = self
             .rows
             .iter()
-            .filter(|(_, r)| r.status == Some(Status::Untagged) && !r.busy)
-            .filter_map(|(i, _)| self.job_for(i))
+            .filter(|r| r.status == Some(Status::Untagged) && !r.busy)
+            .filter_map(|r| self.job_for(r.pos))
             .collect();
         if jobs.is_empty() {
             self.info("no untagged images");

@@ -103,14 +103,10 @@ fn status_key(status: Option<Status>) -> u8 {
 /// full document is loaded when the row is selected.
 #[derive(Debug, Clone)]
 pub struct Row {
-    /// The image key, or the metadata key of an orphan.
-    pub key: Box<str>,
     pub metadata_key: Option<Box<str>>,
     pub image: Option<ImageMeta>,
     /// Why the metadata is malformed, unreadable or failed (shortened).
     pub problem: Option<Box<str>>,
-    /// Label and parent name ids, each once.
-    names: Box<[u32]>,
     headline_name: u32,
     headline_conf: f32,
     /// Bumped each time the row is replaced: a document loaded for an
@@ -149,16 +145,56 @@ impl Row {
         (self.headline_name != NO_NAME).then_some((self.headline_name, self.headline_conf))
     }
 
-    /// The label and parent name ids.
-    pub fn names(&self) -> &[u32] {
-        &self.names
-    }
+}
 
-    /// `needle` is lowercase; `names` says which name ids match it
-    /// (empty: none does).
-    fn matches_text(&self, needle: &str, names: &[bool]) -> bool {
-        (!names.is_empty() && self.names.iter().any(|&id| names[id as usize]))
-            || contains_ignore_case(&self.key, needle)
+/// A row with its position and key (rows keep their keys in one arena,
+/// see [`Rows`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RowRef<'a> {
+    pub pos: u32,
+    /// The image key, or the metadata key of an orphan.
+    pub key: &'a str,
+    row: &'a Row,
+}
+
+impl std::ops::Deref for RowRef<'_> {
+    type Target = Row;
+
+    fn deref(&self) -> &Row {
+        self.row
+    }
+}
+
+/// The key at position `i` in an arena of keys end to end.
+fn key_at<'a>(text: &'a str, starts: &[u64], i: u32) -> &'a str {
+    &text[starts[i as usize] as usize..starts[i as usize + 1] as usize]
+}
+
+/// Calls `hit(r)` for each key `r` (the keys in `text` between
+/// consecutive `starts`) that contains the lowercase ASCII `needle`,
+/// ignoring ASCII case: a memchr for the needle's first byte over the
+/// whole run of keys, each candidate checked in place.
+fn scan_keys(text: &[u8], starts: &[u64], needle: &[u8], mut hit: impl FnMut(usize)) {
+    let rows = starts.len() - 1;
+    let (lower, upper) = (needle[0], needle[0].to_ascii_uppercase());
+    let end = starts[rows] as usize;
+    let (mut row, mut at) = (0, starts[0] as usize);
+    while row < rows {
+        let Some(off) = memchr::memchr2(lower, upper, &text[at..end]) else {
+            break;
+        };
+        let p = at + off;
+        while starts[row + 1] as usize <= p {
+            row += 1;
+        }
+        let row_end = starts[row + 1] as usize;
+        if p + needle.len() <= row_end && text[p..p + needle.len()].eq_ignore_ascii_case(needle) {
+            hit(row);
+            row += 1;
+            at = row_end;
+        } else {
+            at = p + 1;
+        }
     }
 }
 
@@ -219,6 +255,16 @@ impl Sort {
     }
 }
 
+/// The text filter's test for a batch of rows.
+enum TextTest<'a> {
+    /// No text filter.
+    All,
+    /// Row by row.
+    Each(&'a Needle),
+    /// Precomputed for every position.
+    Bits(Vec<u64>),
+}
+
 /// A text filter ready to test rows with.
 struct Needle {
     /// Lowercase.
@@ -264,8 +310,23 @@ impl Order {
 #[derive(Debug, Clone)]
 pub struct Rows {
     rows: Vec<Row>,
-    /// Row positions by key: the keys live only in the rows.
+    /// Every row's key end to end, and where each starts (one entry more
+    /// than rows): a `/` search scans one buffer, not a million
+    /// allocations. A position's key never changes until a clear.
+    key_text: String,
+    key_starts: Vec<u64>,
+    /// Rows whose key is not ASCII: the byte scan can miss a match there
+    /// that only a char-wise lowercasing finds (the Kelvin sign is a k).
+    non_ascii: Vec<u32>,
+    /// Row positions by key: the keys live only in `key_text`.
     index: KeyIndex,
+    /// Every row's label and parent name ids (each once), as a span
+    /// `(start, len)` into `name_ids` per row, so a search reads two
+    /// arrays in order. A replaced row's longer span goes at the end; the
+    /// old one is garbage until [`Rows::compact_names`].
+    name_ids: Vec<u32>,
+    name_spans: Vec<(u32, u32)>,
+    name_garbage: usize,
     /// Label and parent names, by the ids rows hold.
     names: Names,
     /// Rows not removed.
@@ -319,7 +380,13 @@ impl Rows {
     pub fn new() -> Rows {
         Rows {
             rows: Vec::new(),
+            key_text: String::new(),
+            key_starts: vec![0],
+            non_ascii: Vec::new(),
             index: KeyIndex::new(),
+            name_ids: Vec::new(),
+            name_spans: Vec::new(),
+            name_garbage: 0,
             names: Names::new(),
             live: 0,
             rev: 0,
@@ -344,7 +411,13 @@ impl Rows {
     /// names stay interned: a reload lists the same vocabulary.
     pub fn clear(&mut self) {
         self.rows.clear();
+        self.key_text.clear();
+        self.key_starts.truncate(1);
+        self.non_ascii.clear();
         self.index.clear();
+        self.name_ids.clear();
+        self.name_spans.clear();
+        self.name_garbage = 0;
         self.live = 0;
         self.conf_keys.clear();
         self.time_keys.clear();
@@ -375,13 +448,31 @@ impl Rows {
         self.rows.len()
     }
 
-    /// Every row not removed, with its position, in position order.
-    pub fn iter(&self) -> impl Iterator<Item = (u32, &Row)> {
-        self.rows
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| !r.is_gone())
-            .map(|(i, r)| (i as u32, r))
+    /// Every row not removed, in position order.
+    pub fn iter(&self) -> impl Iterator<Item = RowRef<'_>> {
+        (0..self.rows.len() as u32)
+            .map(|i| self.get(i))
+            .filter(|r| !r.is_gone())
+    }
+
+    /// The row at position `i` with its key.
+    pub fn get(&self, i: u32) -> RowRef<'_> {
+        RowRef {
+            pos: i,
+            key: self.key(i),
+            row: &self.rows[i as usize],
+        }
+    }
+
+    /// The key of the row at position `i`.
+    pub fn key(&self, i: u32) -> &str {
+        key_at(&self.key_text, &self.key_starts, i)
+    }
+
+    /// The label and parent name ids of the row at position `i`.
+    pub fn names_of(&self, i: u32) -> &[u32] {
+        let (start, len) = self.name_spans[i as usize];
+        &self.name_ids[start as usize..(start + len) as usize]
     }
 
     /// The position of the row with this key (None if removed).
@@ -391,8 +482,8 @@ impl Rows {
 
     /// The position of this key, removed or not.
     fn slot(&self, key: &str) -> Option<u32> {
-        let rows = &self.rows;
-        self.index.find(key, |i| &rows[i as usize].key)
+        let (text, starts) = (&self.key_text, &self.key_starts);
+        self.index.find(key, |i| key_at(text, starts, i))
     }
 
     /// A label name by the id a row holds.
@@ -405,8 +496,9 @@ impl Rows {
         row.headline_id().map(|(id, c)| (self.names.get(id), c))
     }
 
-    /// The compact row for a summary, with a fresh revision.
-    fn compact(&mut self, s: RowSummary) -> Row {
+    /// The compact row for a summary (its key aside), with a fresh
+    /// revision, and its name ids.
+    fn compact(&mut self, s: RowSummary) -> (Row, Vec<u32>) {
         let mut names: Vec<u32> = s.names.iter().map(|n| self.names.intern(n)).collect();
         names.sort_unstable();
         names.dedup();
@@ -416,8 +508,7 @@ impl Rows {
         };
         self.rev = self.rev.wrapping_add(1);
         let flags = if s.readable { READABLE } else { 0 } | if s.reviewed { REVIEWED } else { 0 };
-        Row {
-            key: s.key.into_boxed_str(),
+        let row = Row {
             metadata_key: s.metadata_key.map(String::into_boxed_str),
             image: s.image.map(|i| ImageMeta {
                 size: i.size,
@@ -425,7 +516,6 @@ impl Rows {
                 last_modified: i.last_modified,
             }),
             problem: s.problem.map(short_problem),
-            names: names.into_boxed_slice(),
             headline_name,
             headline_conf,
             rev: self.rev,
@@ -433,23 +523,26 @@ impl Rows {
             status: s.status,
             busy: false,
             flags,
-        }
+        };
+        (row, names)
     }
 
     /// Adds a row, or replaces the row with its key in place (keeping its
     /// `busy` flag; a removed row comes back at its old position); the
     /// view catches up on the next [`Rows::refresh`]. Returns the row's
     /// position.
-    pub fn upsert(&mut self, summary: RowSummary) -> u32 {
-        let row = self.compact(summary);
+    pub fn upsert(&mut self, mut summary: RowSummary) -> u32 {
+        let key = std::mem::take(&mut summary.key);
+        let (row, names) = self.compact(summary);
         let conf = row.headline_conf;
         let time = row
             .image
             .as_ref()
             .and_then(|i| i.last_modified)
             .unwrap_or(i64::MIN);
-        match self.slot(&row.key) {
+        match self.slot(&key) {
             Some(i) => {
+                self.set_names(i, &names);
                 let old = &self.rows[i as usize];
                 let (old_status, busy, gone) = (old.status, old.busy, old.is_gone());
                 if gone {
@@ -472,9 +565,16 @@ impl Rows {
                 let i = self.rows.len() as u32;
                 self.count_row(row.status, 1);
                 self.live += 1;
-                let rows = &self.rows;
+                self.key_text.push_str(&key);
+                self.key_starts.push(self.key_text.len() as u64);
+                if !key.is_ascii() {
+                    self.non_ascii.push(i);
+                }
+                let (text, starts) = (&self.key_text, &self.key_starts);
                 self.index
-                    .insert_unique(&row.key, i, |j| &rows[j as usize].key);
+                    .insert_unique(&key, i, |j| key_at(text, starts, j));
+                self.name_spans.push((0, 0));
+                self.set_names(i, &names);
                 self.status_keys.push(status_key(row.status));
                 self.rows.push(row);
                 self.conf_keys.push(conf);
@@ -495,16 +595,49 @@ impl Rows {
         let status = row.status;
         row.flags = GONE;
         row.busy = false;
-        row.names = Box::new([]);
         row.problem = None;
         row.metadata_key = None;
         row.image = None;
         row.headline_name = NO_NAME;
         self.status_keys[i as usize] = GONE_KEY;
+        self.set_names(i, &[]);
         self.count_row(status, -1);
         self.live -= 1;
         self.touched.push(i);
         Some(i)
+    }
+
+    /// Gives row `i` these name ids: in place if they fit its span, else
+    /// at the end of the arena.
+    fn set_names(&mut self, i: u32, names: &[u32]) {
+        let (start, len) = self.name_spans[i as usize];
+        let new_len = names.len() as u32;
+        if new_len <= len {
+            let start = start as usize;
+            self.name_ids[start..start + names.len()].copy_from_slice(names);
+            self.name_garbage += (len - new_len) as usize;
+            self.name_spans[i as usize] = (start as u32, new_len);
+            return;
+        }
+        self.name_garbage += len as usize;
+        let start = self.name_ids.len() as u32;
+        self.name_ids.extend_from_slice(names);
+        self.name_spans[i as usize] = (start, new_len);
+        if self.name_garbage > 4096 && self.name_garbage * 2 > self.name_ids.len() {
+            self.compact_names();
+        }
+    }
+
+    /// Rewrites the name arena without garbage, in position order.
+    fn compact_names(&mut self) {
+        let mut ids = Vec::with_capacity(self.name_ids.len() - self.name_garbage);
+        for span in &mut self.name_spans {
+            let (start, len) = *span;
+            *span = (ids.len() as u32, len);
+            ids.extend_from_slice(&self.name_ids[start as usize..(start + len) as usize]);
+        }
+        self.name_ids = ids;
+        self.name_garbage = 0;
     }
 
     /// Marks a row as having a job queued or running (or not). Busy is
@@ -607,7 +740,9 @@ impl Rows {
         if std::mem::take(&mut self.narrowed) {
             // Only rows shown now can match a longer filter.
             let mut view = std::mem::take(&mut self.view);
-            view.retain(|&i| self.shown(i, &needle));
+            let text = self.text_test(&needle, view.len());
+            view.retain(|&i| self.shown(i, &text));
+            drop(text);
             self.view = view;
         }
         // A row appended since the last refresh is merged in with its page,
@@ -634,7 +769,9 @@ impl Rows {
         touched.dedup();
         let mut view = std::mem::take(&mut self.view);
         view.retain(|v| touched.binary_search(v).is_err());
-        touched.retain(|&i| self.shown(i, needle));
+        let text = self.text_test(needle, touched.len());
+        touched.retain(|&i| self.shown(i, &text));
+        drop(text);
         self.sort_positions(self.sort, &mut touched);
         self.view = self.merge(self.sort, view, touched);
     }
@@ -642,9 +779,11 @@ impl Rows {
     /// Sorts the rows appended since position `from` and merges them in;
     /// a page that sorts after the view (a listing by name) is appended.
     fn merge_appended(&mut self, from: usize, needle: &Needle) {
+        let text = self.text_test(needle, self.rows.len() - from);
         let mut new: Vec<u32> = (from as u32..self.rows.len() as u32)
-            .filter(|&i| self.shown(i, needle))
+            .filter(|&i| self.shown(i, &text))
             .collect();
+        drop(text);
         self.sort_positions(self.sort, &mut new);
         if self.view.last().is_none_or(|&last| {
             new.first()
@@ -661,17 +800,18 @@ impl Rows {
     /// first), filtered.
     fn rebuild_view(&mut self, needle: &Needle) -> Vec<u32> {
         let n = self.rows.len() as u32;
+        if let Some(slot) = self.sort.order_slot() {
+            self.catch_up(slot);
+        }
+        let text = self.text_test(needle, n as usize);
         match self.sort.order_slot() {
-            None => (0..n).filter(|&i| self.shown(i, needle)).collect(),
-            Some(slot) => {
-                self.catch_up(slot);
-                let order = &self.orders[slot].pos;
-                order
-                    .iter()
-                    .copied()
-                    .filter(|&i| self.shown(i, needle))
-                    .collect()
-            }
+            None => (0..n).filter(|&i| self.shown(i, &text)).collect(),
+            Some(slot) => self.orders[slot]
+                .pos
+                .iter()
+                .copied()
+                .filter(|&i| self.shown(i, &text))
+                .collect(),
         }
     }
 
@@ -701,7 +841,9 @@ impl Rows {
         self.orders[slot] = order;
     }
 
-    fn shown(&self, i: u32, needle: &Needle) -> bool {
+    /// Whether row `i` passes the status filter and `text`, the text
+    /// filter's test ([`Rows::text_test`]).
+    fn shown(&self, i: u32, text: &TextTest) -> bool {
         let status = self.status_keys[i as usize];
         if status == GONE_KEY {
             return false;
@@ -711,7 +853,83 @@ impl Rows {
         {
             return false;
         }
-        needle.text.is_empty() || self.rows[i as usize].matches_text(&needle.text, &needle.names)
+        match text {
+            TextTest::All => true,
+            TextTest::Each(needle) => self.matches_text(i, needle),
+            TextTest::Bits(bits) => bits[i as usize / 64] >> (i % 64) & 1 != 0,
+        }
+    }
+
+    /// How to test the text filter on `asked` rows: one scan of every
+    /// row when many are asked, row by row when few are.
+    fn text_test<'a>(&self, needle: &'a Needle, asked: usize) -> TextTest<'a> {
+        if needle.text.is_empty() {
+            TextTest::All
+        } else if asked >= 4096 && asked * 8 >= self.rows.len() {
+            TextTest::Bits(self.text_matches(needle))
+        } else {
+            TextTest::Each(needle)
+        }
+    }
+
+    /// Whether row `i`'s names or key match the text filter.
+    fn matches_text(&self, i: u32, needle: &Needle) -> bool {
+        (!needle.names.is_empty() && self.names_of(i).iter().any(|&id| needle.names[id as usize]))
+            || contains_ignore_case(self.key(i), &needle.text)
+    }
+
+    /// The rows whose names or key match the text filter, as a bitset
+    /// over positions: the arenas are read in order, split across the
+    /// cores, so a keystroke on a million rows stays within a frame.
+    fn text_matches(&self, needle: &Needle) -> Vec<u64> {
+        let mut bits = vec![0u64; self.rows.len().div_ceil(64)];
+        let threads = if self.rows.len() < 1 << 16 {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+        };
+        let per = bits.len().div_ceil(threads).max(1);
+        std::thread::scope(|s| {
+            for (c, words) in bits.chunks_mut(per).enumerate() {
+                s.spawn(move || self.match_range(c * per * 64, words, needle));
+            }
+        });
+        bits
+    }
+
+    /// Sets the bits of the matching rows from position `from` on, one
+    /// bit per row of `words`.
+    fn match_range(&self, from: usize, words: &mut [u64], needle: &Needle) {
+        let to = (from + words.len() * 64).min(self.rows.len());
+        let mut set = |i: usize| words[(i - from) / 64] |= 1 << ((i - from) % 64);
+        if !needle.names.is_empty() {
+            for i in from..to {
+                if self.names_of(i as u32).iter().any(|&id| needle.names[id as usize]) {
+                    set(i);
+                }
+            }
+        }
+        if !needle.text.is_ascii() {
+            for i in from..to {
+                if contains_ignore_case(self.key(i as u32), &needle.text) {
+                    set(i);
+                }
+            }
+            return;
+        }
+        let starts = &self.key_starts[from..=to];
+        scan_keys(self.key_text.as_bytes(), starts, needle.text.as_bytes(), |r| {
+            set(from + r)
+        });
+        let first = self.non_ascii.partition_point(|&i| (i as usize) < from);
+        for &i in &self.non_ascii[first..] {
+            if i as usize >= to {
+                break;
+            }
+            if contains_ignore_case(self.key(i), &needle.text) {
+                set(i as usize);
+            }
+        }
     }
 
     /// The text filter, lowercased, and the names it matches.
@@ -921,7 +1139,7 @@ mod tests {
                     );
                     let mut fresh = [0usize; 7];
                     assert_eq!(rows.iter().count(), rows.len());
-                    for (_, r) in rows.iter() {
+                    for r in rows.iter() {
                         fresh[Status::ALL
                             .iter()
                             .position(|x| Some(*x) == r.status)
@@ -962,7 +1180,7 @@ mod tests {
         assert_eq!((rows.len(), rows.slots()), (3, 4));
         assert_eq!(rows.count(Status::Tagged), tagged - 1);
         assert_eq!(rows.find("uploads/00001.jpg"), None);
-        assert!(rows[1].is_gone() && rows[1].names().is_empty());
+        assert!(rows[1].is_gone() && rows.names_of(1).is_empty());
         // A later position stays where it was.
         assert_eq!(rows.find("uploads/00003.jpg"), Some(3));
         assert_eq!(
@@ -1004,6 +1222,70 @@ mod tests {
             rows.upsert(RowSummary::from_assessed(&assessed(n, Some(80.0), "Dog")));
         }
         assert_eq!(rows.names.len(), 3);
+    }
+
+    /// On a table large enough for the one-scan search (split across
+    /// threads), `/` finds exactly what a plain lowercase `contains` over
+    /// keys and names finds: mixed case, a needle across a key boundary,
+    /// non-ASCII keys (the Kelvin sign lowercases to `k`), names changed
+    /// in place and moved to the end of the name arena, and compacted.
+    #[test]
+    fn the_bulk_search_finds_what_a_plain_scan_finds() {
+        let labels = ["Cat", "Dog", "Kite", "Tabby Cat", "Cup"];
+        let summary = |n: usize, label: &str, extra: usize| {
+            let key = match n % 7 {
+                0 => format!("uploads/Été/IMG_{n:05}.JPG"),
+                1 => format!("uploads/\u{212A}ite_{n:05}.jpg"),
+                2 => format!("uploads/jpg{n:05}"),
+                _ => format!("uploads/a/img_{n:05}.jpg"),
+            };
+            let mut s = RowSummary::from_assessed(&assessed(n, Some(80.0), label));
+            s.key = key;
+            s.names.extend((0..extra).map(|k| format!("Extra {}", (n + k) % 11)));
+            s
+        };
+        let mut rows = Rows::new();
+        let n = 70_000;
+        for i in 0..n {
+            rows.upsert(summary(i, labels[i % labels.len()], i % 3));
+        }
+        // Rows re-tagged with fewer and with more names, some removed.
+        for i in (0..n).step_by(3) {
+            rows.upsert(summary(i, labels[(i + 1) % labels.len()], (i / 3) % 4));
+        }
+        for i in (0..n).step_by(1001) {
+            let key = rows.key(i as u32).to_string();
+            rows.remove(&key);
+        }
+        assert!(rows.name_garbage * 2 <= rows.name_ids.len().max(8192));
+        for needle in [
+            "cat", "CAT", "kite", "k", "gu", "jpg0", "été", "ÉTÉ/img_0001", "extra 1", "9",
+            "00042", "zzz",
+        ] {
+            rows.set_text_filter(needle.into());
+            rows.refresh();
+            let lower = needle.to_lowercase();
+            let want: Vec<u32> = rows
+                .iter()
+                .filter(|r| {
+                    r.key.to_lowercase().contains(&lower)
+                        || rows
+                            .names_of(r.pos)
+                            .iter()
+                            .any(|&id| rows.name(id).to_lowercase().contains(&lower))
+                })
+                .map(|r| r.pos)
+                .collect();
+            assert_eq!(rows.view(), want, "{needle}");
+        }
+        // The names a row shows are the last ones it was given.
+        let r = 3 * 5;
+        let mut got: Vec<&str> = rows.names_of(r).iter().map(|&id| rows.name(id)).collect();
+        got.sort_unstable();
+        let mut want = summary(r as usize, labels[(r as usize + 1) % labels.len()], 1).names;
+        want.sort_unstable();
+        want.dedup();
+        assert_eq!(got, want);
     }
 
     mod props {
@@ -1072,14 +1354,15 @@ mod tests {
             let needle = rows.text_filter.to_lowercase();
             let mut v: Vec<u32> = rows
                 .iter()
-                .filter(|(_, r)| rows.status_filter.is_none_or(|f| r.status == Some(f)))
-                .filter(|(_, r)| {
+                .filter(|r| rows.status_filter.is_none_or(|f| r.status == Some(f)))
+                .filter(|r| {
                     r.key.to_lowercase().contains(&needle)
-                        || r.names()
+                        || rows
+                            .names_of(r.pos)
                             .iter()
                             .any(|&id| rows.name(id).to_lowercase().contains(&needle))
                 })
-                .map(|(i, _)| i)
+                .map(|r| r.pos)
                 .collect();
             let (c, t) = (&rows.conf_keys, &rows.time_keys);
             match rows.sort {

@@ -132,7 +132,7 @@ impl Harness {
             .rows
             .view()
             .iter()
-            .position(|&i| self.app.rows[i as usize].key.contains(needle))
+            .position(|&i| self.app.rows.key(i).contains(needle))
             .unwrap_or_else(|| panic!("{needle} not listed"));
         self.send(key('g'));
         for _ in 0..pos {
@@ -150,9 +150,8 @@ impl Harness {
         self.app
             .rows
             .iter()
-            .find(|(_, r)| r.key.contains(needle))
+            .find(|r| r.key.contains(needle))
             .unwrap()
-            .1
             .status
     }
 }

@@ -14,7 +14,7 @@ use crate::sanitize::for_terminal;
 
 use super::super::app::{App, DocState, Mode, Pane, ThumbState, labels_with_boxes};
 use super::super::boxes::{label_boxes, label_order};
-use super::super::rows::Row;
+use super::super::rows::{Row, RowRef};
 use super::super::theme::Theme;
 use super::{Areas, fit_left, fit_right, pane_block};
 
@@ -24,7 +24,7 @@ pub(super) fn draw(f: &mut Frame, app: &App, a: &Areas) {
         Some(r) => format!(
             " {} ",
             fit_left(
-                &for_terminal(&r.key),
+                &for_terminal(r.key),
                 a.detail.width.saturating_sub(4) as usize
             )
             .trim_end()
@@ -40,7 +40,7 @@ pub(super) fn draw(f: &mut Frame, app: &App, a: &Areas) {
     // Hidden under a dialog: graphics protocols draw over whatever covers
     // them.
     if matches!(app.mode, Mode::Normal | Mode::Input(_)) && a.thumb.height > 0 && app.thumbnails {
-        draw_thumbnail(f, app, row, a.thumb);
+        draw_thumbnail(f, app, &row, a.thumb);
     }
     // Without thumbnails (`--image-protocol none`) the text takes the pane.
     let text_area = if app.thumbnails {
@@ -48,14 +48,14 @@ pub(super) fn draw(f: &mut Frame, app: &App, a: &Areas) {
     } else {
         a.detail_text.union(a.thumb)
     };
-    let state = app.doc_state(row);
+    let state = app.doc_state(&row);
     let doc = match state {
         DocState::Ready(d) => Some(d),
         _ => None,
     };
-    let mut lines = header_lines(app, row, doc);
+    let mut lines = header_lines(app, &row, doc);
     match state {
-        DocState::Ready(doc) => label_lines(app, row, doc, text_area.width as usize, &mut lines),
+        DocState::Ready(doc) => label_lines(app, &row, doc, text_area.width as usize, &mut lines),
         DocState::Loading => lines.push(Line::from(Span::styled("loading…", app.theme.dim))),
         DocState::Failed(e) => lines.push(Line::from(Span::styled(
             format!("document: {}", for_terminal(e)),
@@ -71,7 +71,7 @@ pub(super) fn draw(f: &mut Frame, app: &App, a: &Areas) {
     );
 }
 
-fn draw_thumbnail(f: &mut Frame, app: &App, row: &Row, area: Rect) {
+fn draw_thumbnail(f: &mut Frame, app: &App, row: &RowRef, area: Rect) {
     let dim = app.theme.dim;
     match app.thumb.as_ref().filter(|t| *t.key == *row.key) {
         Some(t) => match &t.state {

@@ -10,7 +10,7 @@ use crate::contract::Status;
 use crate::sanitize::for_terminal;
 
 use super::super::app::{App, Listing, Pane};
-use super::super::rows::Row;
+use super::super::rows::{Row, RowRef};
 use super::{Areas, fit_left, fit_right, pane_block};
 
 /// Column widths of the list body.
@@ -73,7 +73,7 @@ pub(super) fn draw(f: &mut Frame, app: &App, a: &Areas) {
             let marked = app.marks.contains(&idx);
             list_line(
                 app,
-                &app.rows[idx as usize],
+                &app.rows.get(idx),
                 marked,
                 pos == app.cursor,
                 &cols,
@@ -134,7 +134,13 @@ fn headline_cell(app: &App, row: &Row, width: usize) -> String {
     }
 }
 
-fn list_line(app: &App, row: &Row, marked: bool, selected: bool, cols: &Columns) -> Line<'static> {
+fn list_line(
+    app: &App,
+    row: &RowRef,
+    marked: bool,
+    selected: bool,
+    cols: &Columns,
+) -> Line<'static> {
     let theme = &app.theme;
     let glyph = if row.busy {
         "⟳"
@@ -144,7 +150,7 @@ fn list_line(app: &App, row: &Row, marked: bool, selected: bool, cols: &Columns)
     let image = if row.is_orphan() {
         fit_right("—", cols.image)
     } else {
-        let rest = app.layout.image_rest(&row.key).unwrap_or(&row.key);
+        let rest = app.layout.image_rest(row.key).unwrap_or(row.key);
         fit_left(&for_terminal(rest), cols.image)
     };
     let meta = match &row.metadata_key {
