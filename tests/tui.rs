@@ -524,7 +524,7 @@ async fn threshold_change_then_rerun_writes_at_the_new_threshold() {
     h.select("chelsea");
     // The weak seed result: one label.
     assert_eq!(
-        h.app.rows.headline(h.app.selected_row().unwrap()),
+        h.app.rows.headline(&h.app.selected_row().unwrap()),
         Some(("Feline", 65.3))
     );
     h.keys("---"); // 55 -> 40
@@ -1133,7 +1133,7 @@ async fn detail_loads_the_document_of_the_selected_row() {
 #[test]
 fn removed_keys_leave_the_list_and_the_counts() {
     let mut app = listed(mixed_rows(), true);
-    assert_eq!(app.selected_row().unwrap().key.as_ref(), "uploads/cat.jpg");
+    assert_eq!(app.selected_row().unwrap().key, "uploads/cat.jpg");
     up(&mut app, key(' ')); // marks the cat, moves to the dog
     up(&mut app, key('k'));
     let generation = app.generation;
@@ -1159,7 +1159,7 @@ fn removed_keys_leave_the_list_and_the_counts() {
         (0, 0)
     );
     assert!(app.marks.is_empty());
-    assert_eq!(app.selected_row().unwrap().key.as_ref(), "uploads/dog.jpg");
+    assert_eq!(app.selected_row().unwrap().key, "uploads/dog.jpg");
     let text = screen_text(&render(&app));
     assert!(
         !text.contains("cat.jpg") && !text.contains("gone.jpg"),

@@ -144,7 +144,6 @@ impl Row {
     pub fn headline_id(&self) -> Option<(u32, f32)> {
         (self.headline_name != NO_NAME).then_some((self.headline_name, self.headline_conf))
     }
-
 }
 
 /// A row with its position and key (rows keep their keys in one arena,
@@ -904,7 +903,11 @@ impl Rows {
         let mut set = |i: usize| words[(i - from) / 64] |= 1 << ((i - from) % 64);
         if !needle.names.is_empty() {
             for i in from..to {
-                if self.names_of(i as u32).iter().any(|&id| needle.names[id as usize]) {
+                if self
+                    .names_of(i as u32)
+                    .iter()
+                    .any(|&id| needle.names[id as usize])
+                {
                     set(i);
                 }
             }
@@ -918,9 +921,12 @@ impl Rows {
             return;
         }
         let starts = &self.key_starts[from..=to];
-        scan_keys(self.key_text.as_bytes(), starts, needle.text.as_bytes(), |r| {
-            set(from + r)
-        });
+        scan_keys(
+            self.key_text.as_bytes(),
+            starts,
+            needle.text.as_bytes(),
+            |r| set(from + r),
+        );
         let first = self.non_ascii.partition_point(|&i| (i as usize) < from);
         for &i in &self.non_ascii[first..] {
             if i as usize >= to {
@@ -1241,7 +1247,8 @@ mod tests {
             };
             let mut s = RowSummary::from_assessed(&assessed(n, Some(80.0), label));
             s.key = key;
-            s.names.extend((0..extra).map(|k| format!("Extra {}", (n + k) % 11)));
+            s.names
+                .extend((0..extra).map(|k| format!("Extra {}", (n + k) % 11)));
             s
         };
         let mut rows = Rows::new();
@@ -1259,8 +1266,18 @@ mod tests {
         }
         assert!(rows.name_garbage * 2 <= rows.name_ids.len().max(8192));
         for needle in [
-            "cat", "CAT", "kite", "k", "gu", "jpg0", "été", "ÉTÉ/img_0001", "extra 1", "9",
-            "00042", "zzz",
+            "cat",
+            "CAT",
+            "kite",
+            "k",
+            "gu",
+            "jpg0",
+            "été",
+            "ÉTÉ/img_0001",
+            "extra 1",
+            "9",
+            "00042",
+            "zzz",
         ] {
             rows.set_text_filter(needle.into());
             rows.refresh();

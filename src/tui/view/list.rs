@@ -71,13 +71,7 @@ pub(super) fn draw(f: &mut Frame, app: &App, a: &Areas) {
         .map(|pos| {
             let idx = view[pos];
             let marked = app.marks.contains(&idx);
-            list_line(
-                app,
-                &app.rows.get(idx),
-                marked,
-                pos == app.cursor,
-                &cols,
-            )
+            list_line(app, &app.rows.get(idx), marked, pos == app.cursor, &cols)
         })
         .collect();
     f.render_widget(Paragraph::new(lines), a.list_body);
