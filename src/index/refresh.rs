@@ -363,6 +363,9 @@ fn sync_tail(
         })?
         .query_map(params![after.unwrap_or(prefix), end], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
+    for key in &removed {
+        delete_object(&tx, key)?;
+    }
     if !removed.is_empty() {
         mark_stale(&tx)?;
     }
