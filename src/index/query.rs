@@ -102,7 +102,11 @@ fn send_rows(c: &Connection, q: &Query, tx: &Sender) -> rusqlite::Result<()> {
     let label = q.filter.label.as_ref().map(|l| l.to_lowercase());
     // NaN (which SQLite binds as NULL) keeps every row for the filter in
     // Rust to judge.
-    let below = q.filter.label.as_ref().and(q.filter.below.filter(|b| !b.is_nan()));
+    let below = q
+        .filter
+        .label
+        .as_ref()
+        .and(q.filter.below.filter(|b| !b.is_nan()));
     let sql = match (&label, below) {
         (Some(_), Some(_)) => LABEL_BELOW,
         (Some(_), None) => LABEL,
