@@ -29,8 +29,10 @@ pub use store::IndexedStore;
 
 /// Bumped whenever the tables change; an index of another version is
 /// rebuilt. 2: summaries carry the image quality (`DocSummary::quality`);
-/// 3: the `stale` flag that lets an unchanged re-open skip the pairing.
-pub const SCHEMA_VERSION: i64 = 3;
+/// 3: the `stale` flag that lets an unchanged re-open skip the pairing;
+/// 4: a pair carries both objects' fields and the name index the headline
+/// rank, so a label hit is two index reads (see [`query`]).
+pub const SCHEMA_VERSION: i64 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -141,23 +143,32 @@ impl std::fmt::Debug for Index {
     }
 }
 
+// A pair copies its image's and document's listing fields (kept in step
+// by `upsert_object` and `delete_object`), and `pairs_hit` covers them by
+// the document's identity: a label hit reads the name index, the summary
+// and one `pairs_hit` entry, not five tables. `doc_names.rank` is the
+// headline confidence (-inf without a headline, +inf for a failure), so
+// `--below` is a range of the name index.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS info(k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS objects(
     key TEXT PRIMARY KEY, size INTEGER NOT NULL, etag TEXT NOT NULL, modified INTEGER
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS objects_etag ON objects(etag);
 CREATE TABLE IF NOT EXISTS pairs(
-    image TEXT PRIMARY KEY, meta TEXT NOT NULL, kind INTEGER NOT NULL
+    image TEXT PRIMARY KEY, meta TEXT NOT NULL, kind INTEGER NOT NULL,
+    isize INTEGER NOT NULL, ietag TEXT NOT NULL, imod INTEGER,
+    msize INTEGER NOT NULL, metag TEXT NOT NULL, mmod INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS pairs_meta ON pairs(meta);
+CREATE INDEX IF NOT EXISTS pairs_hit
+    ON pairs(metag, image, meta, kind, isize, ietag, imod, msize, mmod);
 CREATE TABLE IF NOT EXISTS docs(
-    id INTEGER PRIMARY KEY, etag TEXT NOT NULL UNIQUE, summary TEXT, malformed TEXT,
-    conf REAL, failed INTEGER NOT NULL DEFAULT 0
+    id INTEGER PRIMARY KEY, etag TEXT NOT NULL UNIQUE, summary TEXT, malformed TEXT
 );
 CREATE TABLE IF NOT EXISTS names(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS doc_names(
-    name INTEGER NOT NULL, doc INTEGER NOT NULL, PRIMARY KEY(name, doc)
+    name INTEGER NOT NULL, rank REAL NOT NULL, doc INTEGER NOT NULL,
+    PRIMARY KEY(name, rank, doc)
 ) WITHOUT ROWID;
 ";
 
@@ -293,15 +304,15 @@ impl Index {
             store_doc(&tx, &identity, doc)?;
             if let Some(rest) = layout.metadata_rest(&info.key) {
                 let image = layout.image_key(rest);
-                let exists: bool = tx
-                    .query_row("SELECT 1 FROM objects WHERE key = ?1", [&image], |_| Ok(()))
-                    .optional()?
-                    .is_some();
-                if exists {
-                    tx.execute(
-                        "INSERT OR REPLACE INTO pairs(image, meta, kind) VALUES (?1, ?2, ?3)",
-                        params![image, info.key, kind_code(KeyKind::Canonical)],
-                    )?;
+                let image = tx
+                    .query_row(
+                        "SELECT key, size, etag, modified FROM objects WHERE key = ?1",
+                        [&image],
+                        object_from_row,
+                    )
+                    .optional()?;
+                if let Some(image) = image {
+                    store_pair(&tx, &image, info, KeyKind::Canonical)?;
                 }
             }
             tx.commit()
@@ -435,15 +446,60 @@ pub(crate) fn kind_of(code: i64) -> KeyKind {
     }
 }
 
+/// Stores an object, and its new fields in the pair it is part of.
 pub(crate) fn upsert_object(c: &Connection, info: &ObjectInfo) -> rusqlite::Result<()> {
-    c.prepare_cached(
-        "INSERT OR REPLACE INTO objects(key, size, etag, modified) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![
+    let fields = params![
         info.key,
         info.size as i64,
         identity(info),
         info.last_modified
+    ];
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO objects(key, size, etag, modified) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(fields)?;
+    c.prepare_cached("UPDATE pairs SET isize = ?2, ietag = ?3, imod = ?4 WHERE image = ?1")?
+        .execute(fields)?;
+    c.prepare_cached("UPDATE pairs SET msize = ?2, metag = ?3, mmod = ?4 WHERE meta = ?1")?
+        .execute(fields)?;
+    Ok(())
+}
+
+/// Drops an object, and the pair it was part of (the next pairing finds
+/// what it pairs with now).
+pub(crate) fn delete_object(c: &Connection, key: &str) -> rusqlite::Result<()> {
+    for sql in [
+        "DELETE FROM objects WHERE key = ?1",
+        "DELETE FROM pairs WHERE image = ?1",
+        "DELETE FROM pairs WHERE meta = ?1",
+    ] {
+        c.prepare_cached(sql)?.execute([key])?;
+    }
+    Ok(())
+}
+
+/// Pairs `image` with the document at `meta`, with copies of both
+/// objects' fields.
+pub(crate) fn store_pair(
+    c: &Connection,
+    image: &ObjectInfo,
+    meta: &ObjectInfo,
+    kind: KeyKind,
+) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO pairs(image, meta, kind, isize, ietag, imod, msize, metag, mmod) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        image.key,
+        meta.key,
+        kind_code(kind),
+        image.size as i64,
+        identity(image),
+        image.last_modified,
+        meta.size as i64,
+        identity(meta),
+        meta.last_modified
     ])?;
     Ok(())
 }
@@ -459,32 +515,40 @@ pub(crate) fn store_doc(c: &Connection, identity: &str, doc: &SummaryRead) -> ru
     if exists {
         return Ok(());
     }
-    let (summary, malformed, conf, failed) = match doc {
+    let (summary, malformed) = match doc {
         Ok(s) => (
             Some(serde_json::to_string(s).expect("summaries serialise")),
             None,
-            s.headline().map(|h| h.1),
-            s.error.is_some(),
         ),
-        Err(m) => (None, Some(m.reason.clone()), None, false),
+        Err(m) => (None, Some(m.reason.clone())),
     };
-    c.prepare_cached(
-        "INSERT INTO docs(etag, summary, malformed, conf, failed) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![identity, summary, malformed, conf, failed])?;
+    c.prepare_cached("INSERT INTO docs(etag, summary, malformed) VALUES (?1, ?2, ?3)")?
+        .execute(params![identity, summary, malformed])?;
     let id = c.last_insert_rowid();
     if let Ok(s) = doc {
+        let rank = headline_rank(s);
         for name in s.search_names() {
             c.prepare_cached("INSERT OR IGNORE INTO names(name) VALUES (?1)")?
                 .execute([&name])?;
             c.prepare_cached(
-                "INSERT OR IGNORE INTO doc_names(name, doc) \
-                 SELECT id, ?2 FROM names WHERE name = ?1",
+                "INSERT OR IGNORE INTO doc_names(name, rank, doc) \
+                 SELECT id, ?2, ?3 FROM names WHERE name = ?1",
             )?
-            .execute(params![name, id])?;
+            .execute(params![name, rank, id])?;
         }
     }
     Ok(())
+}
+
+/// Where a document sorts for `--below N` (which keeps tagged images whose
+/// headline is under N): a failure never matches, a document without a
+/// headline always does.
+fn headline_rank(s: &DocSummary) -> f64 {
+    match s.headline() {
+        _ if s.error.is_some() => f64::INFINITY,
+        Some((_, conf)) if !conf.is_nan() => f64::from(conf),
+        _ => f64::NEG_INFINITY,
+    }
 }
 
 /// Reads a stored summary back.

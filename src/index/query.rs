@@ -30,7 +30,29 @@ pub struct Query {
     pub unreadable: Arc<HashMap<String, String>>,
 }
 
-const COLUMNS: &str = "o.key, o.size, o.etag, o.modified, p.meta, p.kind, m.size, m.etag, m.modified, d.summary, d.malformed";
+/// Every image, with its pair and document if it has them.
+const ALL: &str = "SELECT o.key, o.size, o.etag, o.modified, p.meta, p.kind, m.size, m.etag, \
+    m.modified, d.summary, d.malformed FROM objects o LEFT JOIN pairs p ON p.image = o.key \
+    LEFT JOIN objects m ON m.key = p.meta LEFT JOIN docs d ON d.etag = m.etag \
+    WHERE o.key >= ?1 AND (?2 IS NULL OR o.key < ?2) ORDER BY o.key";
+
+/// The images whose document has a label (or parent) named ?3: a range of
+/// the name index, then per hit the summary and one `pairs_hit` entry
+/// (which carries both objects' fields).
+macro_rules! by_label {
+    ($below:literal) => {
+        concat!(
+            "SELECT p.image, p.isize, p.ietag, p.imod, p.meta, p.kind, p.msize, p.metag, \
+             p.mmod, d.summary, d.malformed FROM names n JOIN doc_names dn ON dn.name = n.id \
+             JOIN docs d ON d.id = dn.doc JOIN pairs p INDEXED BY pairs_hit ON p.metag = d.etag \
+             WHERE n.name = ?3 ",
+            $below,
+            " AND p.image >= ?1 AND (?2 IS NULL OR p.image < ?2) ORDER BY p.image"
+        )
+    };
+}
+const LABEL: &str = by_label!("AND ?4 IS NULL");
+const LABEL_BELOW: &str = by_label!("AND dn.rank < ?4");
 
 /// Streams the audit the index holds: images in key order, then orphan
 /// metadata, each filtered by `q.filter` (a label filter is answered from
@@ -77,25 +99,24 @@ fn send_rows(c: &Connection, q: &Query, tx: &Sender) -> rusqlite::Result<()> {
         }
         chunk.len() < CHUNK || tx.blocking_send(Ok(std::mem::take(chunk))).is_ok()
     };
-    let images = match &q.filter.label {
-        Some(_) => format!(
-            "SELECT {COLUMNS} FROM names n JOIN doc_names dn ON dn.name = n.id \
-             JOIN docs d ON d.id = dn.doc JOIN objects m ON m.etag = d.etag \
-             JOIN pairs p ON p.meta = m.key JOIN objects o ON o.key = p.image \
-             WHERE n.name = ?3 AND (?4 IS NULL OR (d.failed = 0 AND (d.conf IS NULL OR d.conf < ?4))) \
-             AND o.key >= ?1 AND (?2 IS NULL OR o.key < ?2) ORDER BY o.key"
-        ),
-        None => format!(
-            "SELECT {COLUMNS} FROM objects o LEFT JOIN pairs p ON p.image = o.key \
-             LEFT JOIN objects m ON m.key = p.meta LEFT JOIN docs d ON d.etag = m.etag \
-             WHERE o.key >= ?1 AND (?2 IS NULL OR o.key < ?2) AND ?3 IS NULL AND ?4 IS NULL \
-             ORDER BY o.key"
-        ),
-    };
     let label = q.filter.label.as_ref().map(|l| l.to_lowercase());
-    let below = q.filter.label.as_ref().and(q.filter.below);
-    let mut stmt = c.prepare(&images)?;
-    let mut rows = stmt.query(params![up, prefix_end(up), label, below])?;
+    // NaN (which SQLite binds as NULL) keeps every row for the filter in
+    // Rust to judge.
+    let below = q
+        .filter
+        .label
+        .as_ref()
+        .and(q.filter.below.filter(|b| !b.is_nan()));
+    let sql = match (&label, below) {
+        (Some(_), Some(_)) => LABEL_BELOW,
+        (Some(_), None) => LABEL,
+        (None, _) => ALL,
+    };
+    let mut stmt = c.prepare_cached(sql)?;
+    let mut rows = match &label {
+        Some(label) => stmt.query(params![up, prefix_end(up), label, below])?,
+        None => stmt.query(params![up, prefix_end(up)])?,
+    };
     while let Some(r) = rows.next()? {
         if let Some(a) = image_row(r, q)?
             && !emit(a, &mut chunk)

@@ -5,12 +5,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use rusqlite::{Connection, params};
 
-use super::{Index, IndexError, identity, kind_code, object_from_row, store_doc, upsert_object};
+use super::{
+    Index, IndexError, delete_object, identity, kind_code, object_from_row, store_doc, store_pair,
+    upsert_object,
+};
 use crate::catalog::{Catalog, read_metadata};
 use crate::contract::{KeyKind, Layout};
 use crate::storage::{DynStore, ObjectInfo, StorageError};
@@ -53,6 +57,9 @@ pub struct RefreshStats {
     pub read: u64,
     /// Documents that could not be read this time: key and why.
     pub unreadable: HashMap<String, String>,
+    /// How long documents were being read (from the first GET sent to the
+    /// last answered), for a rate.
+    pub read_time: Duration,
 }
 
 /// Progress, for a progress bar.
@@ -62,7 +69,9 @@ pub enum Progress {
     Read { done: u64, total: u64 },
 }
 
-/// Brings `index` up to date with `store`.
+/// Brings `index` up to date with `store`. Documents are read while the
+/// listing runs: each reconciled metadata page hands its new or changed
+/// documents to the readers at once.
 pub async fn refresh(
     index: &Arc<Index>,
     store: &DynStore,
@@ -70,25 +79,34 @@ pub async fn refresh(
     opts: &RefreshOptions,
     progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<RefreshStats, IndexError> {
-    let listed = std::sync::atomic::AtomicU64::new(0);
-    let sync = |prefix: String| {
-        let (index, listed) = (index.clone(), &listed);
+    let listed = AtomicU64::new(0);
+    let queued = AtomicU64::new(0);
+    let (want_tx, want_rx) = tokio::sync::mpsc::unbounded_channel();
+    let sync = |prefix: String, want: Option<Want>| {
+        let (index, listed, queued) = (index.clone(), &listed, &queued);
         let pages = match &opts.inventory {
             Some(inv) => inv.list(&prefix, 1000),
             None => store.list(&prefix),
         };
         async move {
-            sync_prefix(&index, pages, &prefix, &|n| {
-                let total = listed.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+            let want = want.map(|tx| (layout, tx, queued));
+            sync_prefix(&index, pages, &prefix, want.as_ref(), &|n| {
+                let total = listed.fetch_add(n, Ordering::Relaxed) + n;
                 progress(Progress::Listed(total));
             })
             .await
         }
     };
-    let (a, b) = futures::try_join!(
-        sync(layout.uploads_prefix().to_string()),
-        sync(layout.metadata_prefix().to_string())
-    )?;
+    let listing = async {
+        futures::try_join!(
+            sync(layout.uploads_prefix().to_string(), None),
+            // The sender goes with this prefix's listing: the readers stop
+            // when it is done and they have read what it sent.
+            sync(layout.metadata_prefix().to_string(), Some(want_tx))
+        )
+    };
+    let reading = read_docs(index, store, opts, want_rx, &queued, progress);
+    let ((a, b), mut reads) = futures::try_join!(listing, reading)?;
     let mut stats = RefreshStats {
         listed: listed.into_inner(),
         added: a.added + b.added,
@@ -102,14 +120,37 @@ pub async fn refresh(
     // a refresh that stopped half-way or left documents unread.
     let ix = index.clone();
     if !blocking(move || ix.with(|c| is_stale(c))).await? {
+        reads.add_to(&mut stats);
         return Ok(stats);
     }
-    let gone = read_missing(index, store, layout, opts, progress, &mut stats).await?;
+    // Documents unread from before (an interrupted refresh), not those
+    // this one already tried.
+    let (ix, l) = (index.clone(), layout.clone());
+    let tried: HashSet<String> = reads.unreadable.keys().cloned().collect();
+    let missing = blocking(move || ix.with(|c| missing_docs(c, &l, &tried))).await?;
+    if !missing.is_empty() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        queued.fetch_add(missing.len() as u64, Ordering::Relaxed);
+        for obj in missing {
+            let _ = tx.send(obj);
+        }
+        drop(tx);
+        let more = read_docs(index, store, opts, rx, &queued, progress).await?;
+        reads.merge(more);
+    }
+    let gone = std::mem::take(&mut reads.gone);
+    reads.add_to(&mut stats);
     let (ix, l) = (index.clone(), layout.clone());
     let complete = stats.unreadable.is_empty();
     blocking(move || ix.with(|c| store_pairs(c, &l, &gone, complete))).await?;
     Ok(stats)
 }
+
+/// Where a metadata prefix's listing sends the documents to read: the
+/// layout (which keys are documents), the readers' queue, and the count
+/// queued (for progress).
+type Want = tokio::sync::mpsc::UnboundedSender<ObjectInfo>;
+type WantTo<'a> = (&'a Layout, Want, &'a AtomicU64);
 
 /// Runs index work on a blocking thread, so the listing streams on.
 async fn blocking<T: Send + 'static>(
@@ -139,6 +180,8 @@ struct Diff {
     added: u64,
     changed: u64,
     removed: Vec<String>,
+    /// New or changed documents the index has no summary of.
+    unread: Vec<ObjectInfo>,
 }
 
 /// Lists one prefix, reconciling each page with the index as it comes.
@@ -146,6 +189,7 @@ async fn sync_prefix(
     index: &Arc<Index>,
     mut pages: futures::stream::BoxStream<'static, crate::storage::Result<Vec<ObjectInfo>>>,
     prefix: &str,
+    want: Option<&WantTo<'_>>,
     listed: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Diff, IndexError> {
     // The next page is fetched while this one is reconciled: the listing
@@ -175,10 +219,21 @@ async fn sync_prefix(
             }
             listed(page.len() as u64);
             let (ix, p, a) = (index.clone(), prefix.to_string(), after.take());
-            let d = blocking(move || ix.with(|c| sync_page(c, &p, a.as_deref(), &page))).await?;
+            let layout = want.map(|w| w.0.clone());
+            let d = blocking(move || {
+                ix.with(|c| sync_page(c, &p, a.as_deref(), &page, layout.as_ref()))
+            })
+            .await?;
             diff.added += d.added;
             diff.changed += d.changed;
             diff.removed.extend(d.removed);
+            if let Some((_, tx, queued)) = want {
+                queued.fetch_add(d.unread.len() as u64, Ordering::Relaxed);
+                for obj in d.unread {
+                    // The readers are gone only when the refresh failed.
+                    let _ = tx.send(obj);
+                }
+            }
             after = Some(last);
         }
         Ok((diff, after))
@@ -206,12 +261,14 @@ pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
 }
 
 /// Reconciles one listing page: the index's keys in (after, last] are
-/// replaced by the page's.
+/// replaced by the page's. With the layout (a metadata prefix), the new
+/// or changed documents without a summary are returned, to be read.
 fn sync_page(
     c: &mut Connection,
     prefix: &str,
     after: Option<&str>,
     page: &[ObjectInfo],
+    docs_of: Option<&Layout>,
 ) -> rusqlite::Result<Diff> {
     let last = &page.last().expect("non-empty").key;
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -239,10 +296,12 @@ fn sync_page(
             Some(_) => {
                 upsert_object(&tx, obj)?;
                 diff.changed += 1;
+                note_unread(&tx, obj, docs_of, &mut diff.unread)?;
             }
             None => {
                 upsert_object(&tx, obj)?;
                 diff.added += 1;
+                note_unread(&tx, obj, docs_of, &mut diff.unread)?;
             }
         }
     }
@@ -255,6 +314,25 @@ fn sync_page(
     }
     tx.commit()?;
     Ok(diff)
+}
+
+/// Adds `obj` to `unread` if it is a document (by `layout`) whose content
+/// the index has not summarised.
+fn note_unread(
+    c: &Connection,
+    obj: &ObjectInfo,
+    layout: Option<&Layout>,
+    unread: &mut Vec<ObjectInfo>,
+) -> rusqlite::Result<()> {
+    let Some(layout) = layout else { return Ok(()) };
+    if layout.metadata_rest(&obj.key).is_some()
+        && !c
+            .prepare_cached("SELECT 1 FROM docs WHERE etag = ?1")?
+            .exists([identity(obj)])?
+    {
+        unread.push(obj.clone());
+    }
+    Ok(())
 }
 
 /// `identity(obj) == stored`, without building the identity string for
@@ -285,6 +363,9 @@ fn sync_tail(
         })?
         .query_map(params![after.unwrap_or(prefix), end], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
+    for key in &removed {
+        delete_object(&tx, key)?;
+    }
     if !removed.is_empty() {
         mark_stale(&tx)?;
     }
@@ -292,14 +373,13 @@ fn sync_tail(
     Ok(removed)
 }
 
-fn delete_object(c: &Connection, key: &str) -> rusqlite::Result<()> {
-    c.prepare_cached("DELETE FROM objects WHERE key = ?1")?
-        .execute([key])?;
-    Ok(())
-}
-
-/// Metadata objects whose content the index has not summarised.
-fn missing_docs(c: &Connection, layout: &Layout) -> rusqlite::Result<Vec<ObjectInfo>> {
+/// Metadata objects whose content the index has not summarised, but for
+/// those in `tried`.
+fn missing_docs(
+    c: &Connection,
+    layout: &Layout,
+    tried: &HashSet<String>,
+) -> rusqlite::Result<Vec<ObjectInfo>> {
     let prefix = layout.metadata_prefix();
     let mut stmt = c.prepare(
         "SELECT key, size, etag, modified FROM objects o \
@@ -308,74 +388,125 @@ fn missing_docs(c: &Connection, layout: &Layout) -> rusqlite::Result<Vec<ObjectI
     )?;
     let rows = stmt.query_map(params![prefix, prefix_end(prefix)], object_from_row)?;
     rows.filter(|o| {
-        o.as_ref()
-            .map_or(true, |o| layout.metadata_rest(&o.key).is_some())
+        o.as_ref().map_or(true, |o| {
+            layout.metadata_rest(&o.key).is_some() && !tried.contains(&o.key)
+        })
     })
     .collect()
 }
 
-/// Reads the documents the index lacks, `in_flight` at a time, storing
-/// summaries in batches. Returns the keys found deleted meanwhile.
-async fn read_missing(
+/// What reading documents found.
+#[derive(Debug, Default)]
+struct Reads {
+    /// Read, or found deleted.
+    read: u64,
+    unreadable: HashMap<String, String>,
+    /// Deleted since they were listed.
+    gone: HashSet<String>,
+    /// From the first GET sent to the last answered.
+    busy: Duration,
+}
+
+impl Reads {
+    fn merge(&mut self, more: Reads) {
+        self.read += more.read;
+        self.unreadable.extend(more.unreadable);
+        self.gone.extend(more.gone);
+        self.busy += more.busy;
+    }
+
+    fn add_to(self, stats: &mut RefreshStats) {
+        stats.read += self.read;
+        stats.unreadable.extend(self.unreadable);
+        stats.read_time += self.busy;
+    }
+}
+
+/// A document read: the object as listed, and the summary of what the GET
+/// returned with the object as read, or why not.
+type Done = (ObjectInfo, Result<(SummaryRead, ObjectInfo), StorageError>);
+
+/// Reads the documents `want` names as they come, `in_flight` GETs at any
+/// moment (each its own task: a slot is refilled the moment its GET is
+/// answered), and hands the summaries to one writer that stores them in
+/// batches, so no read waits on the disk.
+async fn read_docs(
     index: &Arc<Index>,
     store: &DynStore,
-    layout: &Layout,
     opts: &RefreshOptions,
+    mut want: tokio::sync::mpsc::UnboundedReceiver<ObjectInfo>,
+    queued: &AtomicU64,
     progress: &(dyn Fn(Progress) + Send + Sync),
-    stats: &mut RefreshStats,
-) -> Result<HashSet<String>, IndexError> {
-    let mut gone = HashSet::new();
-    let (ix, l) = (index.clone(), layout.clone());
-    let missing = blocking(move || ix.with(|c| missing_docs(c, &l))).await?;
-    let total = missing.len() as u64;
-    // Summaries are stored by their own task, so reading never waits on
-    // the disk.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(ObjectInfo, Option<SummaryRead>)>>(4);
-    let ix = index.clone();
-    let storer = tokio::spawn(async move {
-        while let Some(done) = rx.recv().await {
-            let ix = ix.clone();
-            blocking(move || ix.with(|c| store_batch(c, &done))).await?;
-        }
-        Ok::<_, IndexError>(())
-    });
-    let mut reads = futures::stream::iter(missing)
-        .map(|obj| {
-            let store = store.clone();
-            async move {
-                let r = read_with_backoff(&store, &obj.key).await;
-                (obj, r)
-            }
-        })
-        .buffer_unordered(opts.in_flight.max(1))
-        .ready_chunks(256);
-    while let Some(batch) = reads.next().await {
-        let mut done = Vec::with_capacity(batch.len());
-        for (obj, r) in batch {
-            match r {
-                Ok((read, info)) => done.push((info, Some(summarize(&read)))),
-                // Deleted since it was listed.
-                Err(StorageError::NotFound { .. }) => {
-                    gone.insert(obj.key.clone());
-                    done.push((obj, None));
+) -> Result<Reads, IndexError> {
+    let (done_tx, done_rx) = tokio::sync::mpsc::channel::<Done>(8192);
+    let writer = tokio::spawn(write_docs(index.clone(), done_rx));
+    let mut reads = Reads::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut started: Option<Instant> = None;
+    let mut open = true;
+    let limit = opts.in_flight.max(1);
+    loop {
+        tokio::select! {
+            biased;
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                let done: Done = joined.expect("a document read does not panic");
+                match &done.1 {
+                    Ok(_) => reads.read += 1,
+                    Err(StorageError::NotFound { .. }) => {
+                        reads.read += 1;
+                        reads.gone.insert(done.0.key.clone());
+                    }
+                    Err(e) => {
+                        reads.unreadable.insert(done.0.key.clone(), e.to_string());
+                    }
                 }
-                Err(e) => {
-                    stats.unreadable.insert(obj.key, e.to_string());
+                progress(Progress::Read {
+                    done: reads.read + reads.unreadable.len() as u64,
+                    total: queued.load(Ordering::Relaxed),
+                });
+                if done_tx.send(done).await.is_err() {
+                    break;
                 }
             }
-        }
-        stats.read += done.len() as u64;
-        progress(Progress::Read {
-            done: stats.read + stats.unreadable.len() as u64,
-            total,
-        });
-        if tx.send(done).await.is_err() {
-            break;
+            obj = want.recv(), if open && tasks.len() < limit => match obj {
+                Some(obj) => {
+                    started.get_or_insert_with(Instant::now);
+                    let store = store.clone();
+                    tasks.spawn(async move {
+                        let r = read_with_backoff(&store, &obj.key)
+                            .await
+                            .map(|(read, info)| (summarize(&read), info));
+                        (obj, r)
+                    });
+                }
+                None => open = false,
+            },
+            else => break,
         }
     }
-    drop(tx);
-    storer.await.expect("the storing task does not panic")?;
-    Ok(gone)
+    reads.busy = started.map_or(Duration::ZERO, |t| t.elapsed());
+    drop(done_tx);
+    writer.await.expect("the writer does not panic")?;
+    Ok(reads)
+}
+
+/// Stores what the readers send, as many at a time as have arrived.
+async fn write_docs(
+    index: Arc<Index>,
+    mut done: tokio::sync::mpsc::Receiver<Done>,
+) -> Result<(), IndexError> {
+    while let Some(first) = done.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 4096 {
+            match done.try_recv() {
+                Ok(d) => batch.push(d),
+                Err(_) => break,
+            }
+        }
+        let ix = index.clone();
+        blocking(move || ix.with(|c| store_batch(c, &batch))).await?;
+    }
+    Ok(())
 }
 
 /// A GET, retried with backoff when the store says to slow down: a
@@ -399,21 +530,20 @@ async fn read_with_backoff(
     }
 }
 
-/// Stores read documents; `None` means the object is gone.
-fn store_batch(
-    c: &mut Connection,
-    done: &[(ObjectInfo, Option<SummaryRead>)],
-) -> rusqlite::Result<()> {
+/// Stores read documents; a document not found is deleted, one that
+/// could not be read is left for the next refresh.
+fn store_batch(c: &mut Connection, done: &[Done]) -> rusqlite::Result<()> {
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    for (info, doc) in done {
-        match doc {
+    for (listed, read) in done {
+        match read {
             // The GET's ETag wins over the listing's: the document may
             // have changed in between, and the summary is of what was read.
-            Some(doc) => {
+            Ok((doc, info)) => {
                 upsert_object(&tx, info)?;
                 store_doc(&tx, &identity(info), doc)?;
             }
-            None => delete_object(&tx, &info.key)?,
+            Err(StorageError::NotFound { .. }) => delete_object(&tx, &listed.key)?,
+            Err(_) => {}
         }
     }
     if !done.is_empty() {
@@ -459,30 +589,31 @@ fn store_pairs(
 ) -> rusqlite::Result<()> {
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let catalog = catalog_of(&tx, layout)?;
-    let mut want: Vec<(&str, &str, KeyKind)> = Vec::with_capacity(catalog.images().len());
+    let mut want: Vec<Pair> = Vec::with_capacity(catalog.images().len());
     for img in catalog.images() {
         if let Some((m, kind)) = img.meta {
-            let meta = &catalog.metadata(m).key;
-            if gone.contains(meta) {
+            let meta = catalog.metadata(m);
+            if gone.contains(&meta.key) {
                 continue;
             }
-            if kind == KeyKind::Canonical || !claimed_by_other(&tx, meta, &img.info.key)? {
-                want.push((&img.info.key, meta, kind));
+            if kind == KeyKind::Canonical || !claimed_by_other(&tx, &meta.key, &img.info.key)? {
+                want.push((&img.info, meta, kind));
             }
         }
     }
-    want.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    want.sort_unstable_by(|a, b| a.0.key.cmp(&b.0.key));
     let (upserts, deletes) = pairs_diff(&tx, &want)?;
     for (image, meta, kind) in upserts {
-        tx.prepare_cached("INSERT OR REPLACE INTO pairs(image, meta, kind) VALUES (?1, ?2, ?3)")?
-            .execute(params![image, meta, kind_code(kind)])?;
+        store_pair(&tx, image, meta, kind)?;
     }
     for image in deletes {
         tx.prepare_cached("DELETE FROM pairs WHERE image = ?1")?
             .execute([image])?;
     }
+    // One pass over the objects' identities (no index on them: a pass
+    // per stale refresh costs less than an index kept on every write).
     tx.execute(
-        "DELETE FROM docs WHERE NOT EXISTS (SELECT 1 FROM objects o WHERE o.etag = docs.etag)",
+        "DELETE FROM docs WHERE etag NOT IN (SELECT etag FROM objects)",
         [],
     )?;
     tx.execute(
@@ -495,7 +626,8 @@ fn store_pairs(
     tx.commit()
 }
 
-type Pair<'a> = (&'a str, &'a str, KeyKind);
+/// An image, its document, and how the document's key was found.
+type Pair<'a> = (&'a ObjectInfo, &'a ObjectInfo, KeyKind);
 
 /// A merge of two sorted lists, what is stored against what is wanted:
 /// the pairs to write and the images to unpair.
@@ -504,22 +636,38 @@ fn pairs_diff<'a>(
     want: &[Pair<'a>],
 ) -> rusqlite::Result<(Vec<Pair<'a>>, Vec<String>)> {
     let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
-    let mut stmt = c.prepare("SELECT image, meta, kind FROM pairs ORDER BY image")?;
+    let mut stmt = c.prepare(
+        "SELECT image, isize, ietag, imod, meta, msize, metag, mmod, kind FROM pairs ORDER BY image",
+    )?;
     let mut have = stmt.query([])?;
     let mut want = want.iter().peekable();
     while let Some(r) = have.next()? {
         let image: String = r.get(0)?;
-        while let Some(w) = want.next_if(|w| w.0 < image.as_str()) {
+        while let Some(w) = want.next_if(|w| w.0.key < image) {
             upserts.push(*w);
         }
-        match want.next_if(|w| w.0 == image.as_str()) {
-            Some(w) if r.get_ref(1)?.as_str()? == w.1 && r.get::<_, i64>(2)? == kind_code(w.2) => {}
+        match want.next_if(|w| w.0.key == image) {
+            Some(w) if same_pair(r, w)? => {}
             Some(w) => upserts.push(*w),
             None => deletes.push(image),
         }
     }
     upserts.extend(want.copied());
     Ok((upserts, deletes))
+}
+
+/// Whether a stored pair (a row of `pairs_diff`'s query) is `want`, copies
+/// of the objects' fields included.
+fn same_pair(r: &rusqlite::Row, want: &Pair) -> rusqlite::Result<bool> {
+    let same = |at: usize, o: &ObjectInfo| -> rusqlite::Result<bool> {
+        Ok(r.get::<_, i64>(at)? == o.size as i64
+            && same_identity(r.get_ref(at + 1)?.as_str()?, o)
+            && r.get::<_, Option<i64>>(at + 2)? == o.last_modified)
+    };
+    Ok(same(1, want.0)?
+        && r.get_ref(4)?.as_str()? == want.1.key
+        && same(5, want.1)?
+        && r.get::<_, i64>(8)? == kind_code(want.2))
 }
 
 /// Whether the legacy document at `meta` names another image as its own.
