@@ -315,7 +315,7 @@ fn keys_filter_sort_marks_and_resize() {
     up(&mut app, key('f'));
     assert_eq!(app.rows.status_filter(), Some(Status::NeedsReview));
     assert_eq!(
-        &*app.selected_row().unwrap().key,
+        app.selected_row().unwrap().key,
         "uploads/holiday/beach photo.jpg"
     );
     up(&mut app, code(KeyCode::Esc));
@@ -729,7 +729,7 @@ fn the_seed_cat_leads_the_lowest_confidence_sort_and_needs_review() {
     up(&mut app, key('f'));
     up(&mut app, key('f'));
     assert_eq!(app.rows.status_filter(), Some(Status::NeedsReview));
-    assert_eq!(&*app.selected_row().unwrap().key, "uploads/cats/seed.jpg");
+    assert_eq!(app.selected_row().unwrap().key, "uploads/cats/seed.jpg");
 }
 
 fn seed_cat_app(theme: imgtag::tui::theme::Theme) -> App {
@@ -800,7 +800,7 @@ fn snapshot_seed_cat_detail_marks_the_weak_headline() {
     use imgtag::tui::theme::Theme;
     for (name, theme) in [("dark", Theme::dark()), ("light", Theme::light())] {
         let app = seed_cat_app(theme);
-        assert_eq!(&*app.selected_row().unwrap().key, "uploads/cats/seed.jpg");
+        assert_eq!(app.selected_row().unwrap().key, "uploads/cats/seed.jpg");
         let t = render(&app);
         let text = screen_text(&t);
         assert!(
@@ -883,7 +883,7 @@ fn spot_check_jumps_to_unreviewed_tagged_images_only() {
     let (_, msg) = app.message.clone().unwrap();
     assert!(msg.contains("no unreviewed tagged image"), "{msg}");
     assert_eq!(
-        &*app.selected_row().unwrap().key,
+        app.selected_row().unwrap().key,
         "uploads/holiday/beach photo.jpg"
     );
 }
