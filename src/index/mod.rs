@@ -276,8 +276,9 @@ impl Index {
         .map_err(|source| self.err(source))?;
         c.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(|source| self.err(source))?;
-        c.pragma_update(None, "cache_size", -32_768)
-            .map_err(|source| self.err(source))?;
+        // Memory-mapped like the writer: a label query's random reads of a
+        // few thousand pages then cost no system call each.
+        tune(&c).map_err(|source| self.err(source))?;
         Ok(c)
     }
 
