@@ -171,9 +171,16 @@ fn key_at<'a>(text: &'a str, starts: &[u64], i: u32) -> &'a str {
 
 /// Calls `hit(r)` for each key `r` (the keys in `text` between
 /// consecutive `starts`) that contains the lowercase ASCII `needle`,
-/// ignoring ASCII case: a memchr for the needle's first byte over the
-/// whole run of keys, each candidate checked in place.
-fn scan_keys(text: &[u8], starts: &[u64], needle: &[u8], mut hit: impl FnMut(usize)) {
+/// ignoring ASCII case, among those `wanted` accepts: a memchr for the
+/// needle's first byte over the whole run of keys, each candidate in a
+/// wanted key checked in place.
+fn scan_keys(
+    text: &[u8],
+    starts: &[u64],
+    needle: &[u8],
+    wanted: impl Fn(usize) -> bool,
+    mut hit: impl FnMut(usize),
+) {
     let rows = starts.len() - 1;
     let (lower, upper) = (needle[0], needle[0].to_ascii_uppercase());
     let end = starts[rows] as usize;
@@ -187,7 +194,12 @@ fn scan_keys(text: &[u8], starts: &[u64], needle: &[u8], mut hit: impl FnMut(usi
             row += 1;
         }
         let row_end = starts[row + 1] as usize;
-        if p + needle.len() <= row_end && text[p..p + needle.len()].eq_ignore_ascii_case(needle) {
+        if !wanted(row) {
+            row += 1;
+            at = row_end;
+        } else if p + needle.len() <= row_end
+            && text[p..p + needle.len()].eq_ignore_ascii_case(needle)
+        {
             hit(row);
             row += 1;
             at = row_end;
@@ -261,7 +273,7 @@ enum TextTest<'a> {
     /// Row by row.
     Each(&'a Needle),
     /// Precomputed for every position.
-    Bits(Vec<u64>),
+    Bits(std::borrow::Cow<'a, [u64]>),
 }
 
 /// A text filter ready to test rows with.
@@ -358,6 +370,11 @@ pub struct Rows {
     appended_from: Option<usize>,
     /// Rows changed in place since the view was last updated.
     touched: Vec<u32>,
+    /// Which rows match each needle typed in this search (lowercase,
+    /// each a prefix of the next; the last is the current one): a longer
+    /// needle tests only its prefix's matches, a backspace reuses its
+    /// bits. Dropped when any row's names or the row count change.
+    memo: Vec<(String, Vec<u64>)>,
 }
 
 impl Default for Rows {
@@ -403,6 +420,7 @@ impl Rows {
             narrowed: false,
             appended_from: None,
             touched: Vec::new(),
+            memo: Vec::new(),
         }
     }
 
@@ -429,6 +447,7 @@ impl Rows {
         self.view.clear();
         self.appended_from = None;
         self.touched.clear();
+        self.memo.clear();
         self.view_dirty = true;
     }
 
@@ -609,6 +628,7 @@ impl Rows {
     /// Gives row `i` these name ids: in place if they fit its span, else
     /// at the end of the arena.
     fn set_names(&mut self, i: u32, names: &[u32]) {
+        self.memo.clear();
         let (start, len) = self.name_spans[i as usize];
         let new_len = names.len() as u32;
         if new_len <= len {
@@ -733,10 +753,12 @@ impl Rows {
             self.narrowed = false;
             self.appended_from = None;
             self.touched.clear();
+            self.memoize(&needle, self.rows.len());
             self.view = self.rebuild_view(&needle);
             return true;
         }
         if std::mem::take(&mut self.narrowed) {
+            self.memoize(&needle, self.view.len());
             // Only rows shown now can match a longer filter.
             let mut view = std::mem::take(&mut self.view);
             let text = self.text_test(&needle, view.len());
@@ -861,14 +883,38 @@ impl Rows {
 
     /// How to test the text filter on `asked` rows: one scan of every
     /// row when many are asked, row by row when few are.
-    fn text_test<'a>(&self, needle: &'a Needle, asked: usize) -> TextTest<'a> {
+    fn text_test<'a>(&'a self, needle: &'a Needle, asked: usize) -> TextTest<'a> {
         if needle.text.is_empty() {
             TextTest::All
-        } else if asked >= 4096 && asked * 8 >= self.rows.len() {
-            TextTest::Bits(self.text_matches(needle))
+        } else if let Some((_, bits)) = self.memo.last().filter(|(t, _)| *t == needle.text) {
+            TextTest::Bits(bits.into())
+        } else if self.bulk(asked) {
+            TextTest::Bits(self.text_matches(needle, None).into())
         } else {
             TextTest::Each(needle)
         }
+    }
+
+    /// Whether testing `asked` rows is better done by one scan of all.
+    fn bulk(&self, asked: usize) -> bool {
+        asked >= 4096 && asked * 8 >= self.rows.len()
+    }
+
+    /// Computes and keeps the bits of `needle` when `asked` rows are to
+    /// be tested, from the bits of the longest needle typed before it
+    /// that it extends.
+    fn memoize(&mut self, needle: &Needle, asked: usize) {
+        if needle.text.is_empty() || !self.bulk(asked) {
+            return;
+        }
+        self.memo
+            .retain(|(t, _)| needle.text.starts_with(t.as_str()));
+        if self.memo.last().is_some_and(|(t, _)| *t == needle.text) {
+            return;
+        }
+        let within = self.memo.last().map(|(_, bits)| bits.as_slice());
+        let bits = self.text_matches(needle, within);
+        self.memo.push((needle.text.clone(), bits));
     }
 
     /// Whether row `i`'s names or key match the text filter.
@@ -880,7 +926,9 @@ impl Rows {
     /// The rows whose names or key match the text filter, as a bitset
     /// over positions: the arenas are read in order, split across the
     /// cores, so a keystroke on a million rows stays within a frame.
-    fn text_matches(&self, needle: &Needle) -> Vec<u64> {
+    /// `within`, if given, holds every row that can match (a shorter
+    /// needle's matches): only those are tested.
+    fn text_matches(&self, needle: &Needle, within: Option<&[u64]>) -> Vec<u64> {
         let mut bits = vec![0u64; self.rows.len().div_ceil(64)];
         let threads = if self.rows.len() < 1 << 16 {
             1
@@ -890,30 +938,43 @@ impl Rows {
         let per = bits.len().div_ceil(threads).max(1);
         std::thread::scope(|s| {
             for (c, words) in bits.chunks_mut(per).enumerate() {
-                s.spawn(move || self.match_range(c * per * 64, words, needle));
+                let within = within.map(|w| &w[c * per..c * per + words.len()]);
+                s.spawn(move || self.match_range(c * per * 64, words, needle, within));
             }
         });
         bits
     }
 
     /// Sets the bits of the matching rows from position `from` on, one
-    /// bit per row of `words`.
-    fn match_range(&self, from: usize, words: &mut [u64], needle: &Needle) {
+    /// bit per row of `words`; only rows set in `within` (if given) can
+    /// match.
+    fn match_range(&self, from: usize, words: &mut [u64], needle: &Needle, within: Option<&[u64]>) {
         let to = (from + words.len() * 64).min(self.rows.len());
-        let mut set = |i: usize| words[(i - from) / 64] |= 1 << ((i - from) % 64);
+        let can =
+            |i: usize| within.is_none_or(|w| w[(i - from) / 64] >> ((i - from) % 64) & 1 != 0);
         if !needle.names.is_empty() {
-            for i in from..to {
-                if self
-                    .names_of(i as u32)
-                    .iter()
-                    .any(|&id| needle.names[id as usize])
-                {
-                    set(i);
+            for (k, word) in words.iter_mut().enumerate() {
+                let mut cand = within.map_or(u64::MAX, |w| w[k]);
+                while cand != 0 {
+                    let b = cand.trailing_zeros();
+                    cand &= cand - 1;
+                    let i = from + k * 64 + b as usize;
+                    if i >= to {
+                        break;
+                    }
+                    if self
+                        .names_of(i as u32)
+                        .iter()
+                        .any(|&id| needle.names[id as usize])
+                    {
+                        *word |= 1 << b;
+                    }
                 }
             }
         }
+        let mut set = |i: usize| words[(i - from) / 64] |= 1 << ((i - from) % 64);
         if !needle.text.is_ascii() {
-            for i in from..to {
+            for i in (from..to).filter(|&i| can(i)) {
                 if contains_ignore_case(self.key(i as u32), &needle.text) {
                     set(i);
                 }
@@ -925,6 +986,7 @@ impl Rows {
             self.key_text.as_bytes(),
             starts,
             needle.text.as_bytes(),
+            |r| can(from + r),
             |r| set(from + r),
         );
         let first = self.non_ascii.partition_point(|&i| (i as usize) < from);
@@ -932,7 +994,7 @@ impl Rows {
             if i as usize >= to {
                 break;
             }
-            if contains_ignore_case(self.key(i), &needle.text) {
+            if can(i as usize) && contains_ignore_case(self.key(i), &needle.text) {
                 set(i as usize);
             }
         }
@@ -1281,19 +1343,24 @@ mod tests {
         ] {
             rows.set_text_filter(needle.into());
             rows.refresh();
-            let lower = needle.to_lowercase();
-            let want: Vec<u32> = rows
-                .iter()
-                .filter(|r| {
-                    r.key.to_lowercase().contains(&lower)
-                        || rows
-                            .names_of(r.pos)
-                            .iter()
-                            .any(|&id| rows.name(id).to_lowercase().contains(&lower))
-                })
-                .map(|r| r.pos)
-                .collect();
-            assert_eq!(rows.view(), want, "{needle}");
+            assert_eq!(rows.view(), props::reference(&rows), "{needle}");
+        }
+        // Typed a key at a time (narrowing from the shorter needle's
+        // matches), erased (its bits reused), re-tagged mid-search (the
+        // kept bits dropped), typed again.
+        for (typed, retag) in [("img_0001", 0), ("tabby c", 3)] {
+            rows.clear_text_filter();
+            for end in (1..=typed.len()).chain((1..typed.len()).rev()) {
+                rows.set_text_filter(typed[..end].into());
+                rows.refresh();
+                assert_eq!(rows.view(), props::reference(&rows), "{}", &typed[..end]);
+                if end == retag {
+                    // Row 8 was a Tabby Cat, row 1 was not.
+                    rows.upsert(summary(8, "Dog", 0));
+                    rows.upsert(summary(1, "Tabby Cat", 0));
+                }
+            }
+            assert!(!rows.memo.is_empty(), "a bulk search keeps its bits");
         }
         // The names a row shows are the last ones it was given.
         let r = 3 * 5;
@@ -1367,7 +1434,7 @@ mod tests {
 
         /// The view by definition: every live row that passes the
         /// filters, fully sorted.
-        fn reference(rows: &Rows) -> Vec<u32> {
+        pub(super) fn reference(rows: &Rows) -> Vec<u32> {
             let needle = rows.text_filter.to_lowercase();
             let mut v: Vec<u32> = rows
                 .iter()
