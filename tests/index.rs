@@ -67,6 +67,38 @@ fn view(rows: &[Assessed]) -> View {
         .collect()
 }
 
+/// Every label (and parent) the audit shows, asked of the index with and
+/// without `--below`, must give what the filter gives on a fresh audit:
+/// the name index and the pairs' document ids are kept in step by every
+/// write, not only by a first open.
+async fn label_queries_agree(index: &Index, store: &DynStore) {
+    let fresh = audited(store).await;
+    let mut names: Vec<String> = fresh
+        .iter()
+        .filter_map(|a| a.doc())
+        .flat_map(|d| d.search_names())
+        .collect();
+    names.sort();
+    names.dedup();
+    assert!(!names.is_empty());
+    for name in names {
+        for below in [None, Some(70.0), Some(95.0)] {
+            let filter = Filter {
+                label: Some(name.clone()),
+                below,
+                ..Filter::default()
+            };
+            let want: Vec<_> = fresh
+                .iter()
+                .filter(|a| filter.matches(a))
+                .cloned()
+                .collect();
+            let got = indexed_rows(index, filter).await;
+            assert_eq!(view(&got), view(&want), "{name} {below:?}");
+        }
+    }
+}
+
 fn open(path: &Path, spec: &IndexSpec) -> (Arc<Index>, Option<String>) {
     let (ix, note) = Index::open(path, spec).unwrap();
     (Arc::new(ix), note)
@@ -167,6 +199,7 @@ async fn reconcile_follows_adds_deletes_replaced_images_and_changed_documents() 
         Some(Some(Status::Orphan))
     );
     assert_eq!(status("uploads/weak cat.jpg"), Some(Some(Status::Tagged)));
+    label_queries_agree(&index, &store).await;
 }
 
 #[tokio::test]
@@ -203,8 +236,20 @@ async fn writes_through_the_indexed_store_show_without_a_refresh() {
             Some(("Dog".to_string(), 88.0))
         )]
     );
+    label_queries_agree(&index, &store).await;
+    // A rewrite (another ETag, other labels) is searchable at once too.
+    store
+        .put(
+            "metadata/a.jpg.json",
+            Bytes::from_static(br#"{"Labels":[{"Name":"Wolf","Confidence":61.0}]}"#),
+            PutCondition::None,
+        )
+        .await
+        .unwrap();
+    label_queries_agree(&index, &store).await;
     // And the next refresh reads nothing: the index already has it.
     assert_eq!(refreshed(&index, &store).await.read, 0);
+    label_queries_agree(&index, &store).await;
 }
 
 #[tokio::test]
@@ -319,6 +364,7 @@ async fn two_writers_on_one_index_agree() {
     let want = view(&audited(&store).await);
     assert_eq!(view(&indexed_rows(&a, Filter::default()).await), want);
     assert_eq!(view(&indexed_rows(&b, Filter::default()).await), want);
+    label_queries_agree(&a, &store).await;
 }
 
 #[tokio::test]
@@ -359,6 +405,8 @@ async fn unreadable_documents_are_reported_and_read_again_next_time() {
         view(&indexed_rows(&index, Filter::default()).await),
         view(&audited(&store).await)
     );
+    // Documents read late are found by label like the others.
+    label_queries_agree(&index, &store).await;
 }
 
 /// The binary on an S3-compatible server: a second `ls` of an unchanged

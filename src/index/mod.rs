@@ -31,8 +31,9 @@ pub use store::IndexedStore;
 /// rebuilt. 2: summaries carry the image quality (`DocSummary::quality`);
 /// 3: the `stale` flag that lets an unchanged re-open skip the pairing;
 /// 4: a pair carries both objects' fields and the name index the headline
-/// rank, so a label hit is two index reads (see [`query`]).
-pub const SCHEMA_VERSION: i64 = 4;
+/// rank, so a label hit is two index reads (see [`query`]); 5: a pair
+/// carries its document's id (`mdoc`), and a label hit joins on it.
+pub const SCHEMA_VERSION: i64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -143,10 +144,12 @@ impl std::fmt::Debug for Index {
     }
 }
 
-// A pair copies its image's and document's listing fields (kept in step
-// by `upsert_object` and `delete_object`), and `pairs_hit` covers them by
-// the document's identity: a label hit reads the name index, the summary
-// and one `pairs_hit` entry, not five tables. `doc_names.rank` is the
+// A pair copies its image's and document's listing fields and its
+// document's id (kept in step by `upsert_object`, `store_pair` and
+// `delete_object`), and `pairs_doc` covers them by that id: a label hit
+// reads the name index, the summary and one `pairs_doc` entry, not five
+// tables. (An integer id, not the 34-byte ETag: the index is smaller, so
+// a query of scattered hits touches fewer pages.) `doc_names.rank` is the
 // headline confidence (-inf without a headline, +inf for a failure), so
 // `--below` is a range of the name index.
 const SCHEMA: &str = "
@@ -157,11 +160,11 @@ CREATE TABLE IF NOT EXISTS objects(
 CREATE TABLE IF NOT EXISTS pairs(
     image TEXT PRIMARY KEY, meta TEXT NOT NULL, kind INTEGER NOT NULL,
     isize INTEGER NOT NULL, ietag TEXT NOT NULL, imod INTEGER,
-    msize INTEGER NOT NULL, metag TEXT NOT NULL, mmod INTEGER
+    msize INTEGER NOT NULL, metag TEXT NOT NULL, mmod INTEGER, mdoc INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS pairs_meta ON pairs(meta);
-CREATE INDEX IF NOT EXISTS pairs_hit
-    ON pairs(metag, image, meta, kind, isize, ietag, imod, msize, mmod);
+CREATE INDEX IF NOT EXISTS pairs_doc
+    ON pairs(mdoc, image, meta, kind, isize, ietag, imod, msize, mmod);
 CREATE TABLE IF NOT EXISTS docs(
     id INTEGER PRIMARY KEY, etag TEXT NOT NULL UNIQUE, summary TEXT, malformed TEXT
 );
@@ -301,8 +304,9 @@ impl Index {
         let identity = identity(info);
         self.with(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            upsert_object(&tx, info)?;
+            // The document first: the pair's `mdoc` is looked up from it.
             store_doc(&tx, &identity, doc)?;
+            upsert_object(&tx, info)?;
             if let Some(rest) = layout.metadata_rest(&info.key) {
                 let image = layout.image_key(rest);
                 let image = tx
@@ -447,7 +451,9 @@ pub(crate) fn kind_of(code: i64) -> KeyKind {
     }
 }
 
-/// Stores an object, and its new fields in the pair it is part of.
+/// Stores an object, and its new fields in the pair it is part of (for a
+/// document: with the id of its summary, if one is stored; store the
+/// summary first).
 pub(crate) fn upsert_object(c: &Connection, info: &ObjectInfo) -> rusqlite::Result<()> {
     let fields = params![
         info.key,
@@ -461,8 +467,11 @@ pub(crate) fn upsert_object(c: &Connection, info: &ObjectInfo) -> rusqlite::Resu
     .execute(fields)?;
     c.prepare_cached("UPDATE pairs SET isize = ?2, ietag = ?3, imod = ?4 WHERE image = ?1")?
         .execute(fields)?;
-    c.prepare_cached("UPDATE pairs SET msize = ?2, metag = ?3, mmod = ?4 WHERE meta = ?1")?
-        .execute(fields)?;
+    c.prepare_cached(
+        "UPDATE pairs SET msize = ?2, metag = ?3, mmod = ?4, \
+         mdoc = (SELECT id FROM docs WHERE etag = ?3) WHERE meta = ?1",
+    )?
+    .execute(fields)?;
     Ok(())
 }
 
@@ -480,7 +489,7 @@ pub(crate) fn delete_object(c: &Connection, key: &str) -> rusqlite::Result<()> {
 }
 
 /// Pairs `image` with the document at `meta`, with copies of both
-/// objects' fields.
+/// objects' fields and the id of the document's summary.
 pub(crate) fn store_pair(
     c: &Connection,
     image: &ObjectInfo,
@@ -488,8 +497,8 @@ pub(crate) fn store_pair(
     kind: KeyKind,
 ) -> rusqlite::Result<()> {
     c.prepare_cached(
-        "INSERT OR REPLACE INTO pairs(image, meta, kind, isize, ietag, imod, msize, metag, mmod) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT OR REPLACE INTO pairs(image, meta, kind, isize, ietag, imod, msize, metag, mmod, mdoc) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, (SELECT id FROM docs WHERE etag = ?8))",
     )?
     .execute(params![
         image.key,

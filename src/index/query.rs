@@ -37,14 +37,14 @@ const ALL: &str = "SELECT o.key, o.size, o.etag, o.modified, p.meta, p.kind, m.s
     WHERE o.key >= ?1 AND (?2 IS NULL OR o.key < ?2) ORDER BY o.key";
 
 /// The images whose document has a label (or parent) named ?3: a range of
-/// the name index, then per hit the summary and one `pairs_hit` entry
+/// the name index, then per hit the summary and one `pairs_doc` entry
 /// (which carries both objects' fields).
 macro_rules! by_label {
     ($below:literal) => {
         concat!(
             "SELECT p.image, p.isize, p.ietag, p.imod, p.meta, p.kind, p.msize, p.metag, \
              p.mmod, d.summary, d.malformed FROM names n JOIN doc_names dn ON dn.name = n.id \
-             JOIN docs d ON d.id = dn.doc JOIN pairs p INDEXED BY pairs_hit ON p.metag = d.etag \
+             JOIN docs d ON d.id = dn.doc JOIN pairs p INDEXED BY pairs_doc ON p.mdoc = d.id \
              WHERE n.name = ?3 ",
             $below,
             " AND p.image >= ?1 AND (?2 IS NULL OR p.image < ?2) ORDER BY p.image"

@@ -553,9 +553,10 @@ fn store_batch(c: &mut Connection, done: &[Done]) -> rusqlite::Result<()> {
         match read {
             // The GET's ETag wins over the listing's: the document may
             // have changed in between, and the summary is of what was read.
+            // The summary first: the pair's `mdoc` is looked up from it.
             Ok((doc, info)) => {
-                upsert_object(&tx, info)?;
                 store_doc(&tx, &identity(info), doc)?;
+                upsert_object(&tx, info)?;
             }
             Err(StorageError::NotFound { .. }) => delete_object(&tx, &listed.key)?,
             Err(_) => {}

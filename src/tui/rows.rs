@@ -273,7 +273,32 @@ enum TextTest<'a> {
     /// Row by row.
     Each(&'a Needle),
     /// Precomputed for every position.
-    Bits(std::borrow::Cow<'a, [u64]>),
+    Bits(Vec<u64>),
+}
+
+/// The rows one needle matched, by name and by key, as bitsets over
+/// positions. What a longer needle can match is a subset of each: a
+/// name containing `reflec` contains `refle`, and so does a key.
+#[derive(Debug, Clone)]
+struct Memo {
+    /// The needle, lowercase.
+    text: String,
+    /// Its `Needle::names`: when a longer needle matches the same names
+    /// (`refle`, `reflec`), the rows it matches by name are these again.
+    names: Vec<bool>,
+    by_name: Vec<u64>,
+    by_key: Vec<u64>,
+}
+
+impl Memo {
+    /// Rows matched either way.
+    fn bits(&self) -> Vec<u64> {
+        self.by_name
+            .iter()
+            .zip(&self.by_key)
+            .map(|(n, k)| n | k)
+            .collect()
+    }
 }
 
 /// A text filter ready to test rows with.
@@ -370,11 +395,11 @@ pub struct Rows {
     appended_from: Option<usize>,
     /// Rows changed in place since the view was last updated.
     touched: Vec<u32>,
-    /// Which rows match each needle typed in this search (lowercase,
-    /// each a prefix of the next; the last is the current one): a longer
-    /// needle tests only its prefix's matches, a backspace reuses its
-    /// bits. Dropped when any row's names or the row count change.
-    memo: Vec<(String, Vec<u64>)>,
+    /// What each needle typed in this search matched (each a prefix of
+    /// the next; the last is the current one): a longer needle tests only
+    /// its prefix's matches, a backspace reuses its bits. Dropped when
+    /// any row's names or the row count change.
+    memo: Vec<Memo>,
 }
 
 impl Default for Rows {
@@ -728,6 +753,7 @@ impl Rows {
 
     pub fn clear_text_filter(&mut self) {
         self.text_filter.clear();
+        self.memo = Vec::new();
         self.view_dirty = true;
     }
 
@@ -886,10 +912,10 @@ impl Rows {
     fn text_test<'a>(&'a self, needle: &'a Needle, asked: usize) -> TextTest<'a> {
         if needle.text.is_empty() {
             TextTest::All
-        } else if let Some((_, bits)) = self.memo.last().filter(|(t, _)| *t == needle.text) {
-            TextTest::Bits(bits.into())
+        } else if let Some(memo) = self.memo.last().filter(|m| m.text == needle.text) {
+            TextTest::Bits(memo.bits())
         } else if self.bulk(asked) {
-            TextTest::Bits(self.text_matches(needle, None).into())
+            TextTest::Bits(self.text_matches(needle, None).bits())
         } else {
             TextTest::Each(needle)
         }
@@ -908,13 +934,12 @@ impl Rows {
             return;
         }
         self.memo
-            .retain(|(t, _)| needle.text.starts_with(t.as_str()));
-        if self.memo.last().is_some_and(|(t, _)| *t == needle.text) {
+            .retain(|m| needle.text.starts_with(m.text.as_str()));
+        if self.memo.last().is_some_and(|m| m.text == needle.text) {
             return;
         }
-        let within = self.memo.last().map(|(_, bits)| bits.as_slice());
-        let bits = self.text_matches(needle, within);
-        self.memo.push((needle.text.clone(), bits));
+        let memo = self.text_matches(needle, self.memo.last());
+        self.memo.push(memo);
     }
 
     /// Whether row `i`'s names or key match the text filter.
@@ -923,55 +948,81 @@ impl Rows {
             || contains_ignore_case(self.key(i), &needle.text)
     }
 
-    /// The rows whose names or key match the text filter, as a bitset
+    /// The rows whose names or key match the text filter, as bitsets
     /// over positions: the arenas are read in order, split across the
     /// cores, so a keystroke on a million rows stays within a frame.
-    /// `within`, if given, holds every row that can match (a shorter
-    /// needle's matches): only those are tested.
-    fn text_matches(&self, needle: &Needle, within: Option<&[u64]>) -> Vec<u64> {
-        let mut bits = vec![0u64; self.rows.len().div_ceil(64)];
+    /// `prev`, if given, is what a shorter needle matched: only its rows
+    /// are tested, and its name matches are taken as they are when the
+    /// needle matches the same names.
+    fn text_matches(&self, needle: &Needle, prev: Option<&Memo>) -> Memo {
+        let words = self.rows.len().div_ceil(64);
+        let same_names = prev.filter(|p| p.names == needle.names);
+        let mut by_name = same_names.map_or_else(|| vec![0u64; words], |p| p.by_name.clone());
+        let mut by_key = vec![0u64; words];
         let threads = if self.rows.len() < 1 << 16 {
             1
         } else {
             std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
         };
-        let per = bits.len().div_ceil(threads).max(1);
+        let per = words.div_ceil(threads).max(1);
+        let test_names = same_names.is_none() && !needle.names.is_empty();
         std::thread::scope(|s| {
-            for (c, words) in bits.chunks_mut(per).enumerate() {
-                let within = within.map(|w| &w[c * per..c * per + words.len()]);
-                s.spawn(move || self.match_range(c * per * 64, words, needle, within));
+            let chunks = by_name.chunks_mut(per).zip(by_key.chunks_mut(per));
+            for (c, (names, keys)) in chunks.enumerate() {
+                let span = c * per..c * per + names.len();
+                let prev = prev.map(|p| (&p.by_name[span.clone()], &p.by_key[span]));
+                s.spawn(move || {
+                    if test_names {
+                        self.names_range(c * per * 64, names, needle, prev.map(|p| p.0));
+                    }
+                    self.keys_range(c * per * 64, keys, needle, prev.map(|p| p.1));
+                });
             }
         });
-        bits
+        Memo {
+            text: needle.text.clone(),
+            names: needle.names.clone(),
+            by_name,
+            by_key,
+        }
     }
 
-    /// Sets the bits of the matching rows from position `from` on, one
-    /// bit per row of `words`; only rows set in `within` (if given) can
-    /// match.
-    fn match_range(&self, from: usize, words: &mut [u64], needle: &Needle, within: Option<&[u64]>) {
+    /// Sets the bits of the rows from position `from` on whose names
+    /// match, one bit per row of `words`; only rows set in `within` (if
+    /// given) can match.
+    fn names_range(&self, from: usize, words: &mut [u64], needle: &Needle, within: Option<&[u64]>) {
         let to = (from + words.len() * 64).min(self.rows.len());
-        let can =
-            |i: usize| within.is_none_or(|w| w[(i - from) / 64] >> ((i - from) % 64) & 1 != 0);
-        if !needle.names.is_empty() {
-            for (k, word) in words.iter_mut().enumerate() {
-                let mut cand = within.map_or(u64::MAX, |w| w[k]);
-                while cand != 0 {
-                    let b = cand.trailing_zeros();
-                    cand &= cand - 1;
-                    let i = from + k * 64 + b as usize;
-                    if i >= to {
-                        break;
-                    }
-                    if self
-                        .names_of(i as u32)
-                        .iter()
-                        .any(|&id| needle.names[id as usize])
-                    {
-                        *word |= 1 << b;
-                    }
+        let hit = |i: usize| {
+            self.names_of(i as u32)
+                .iter()
+                .any(|&id| needle.names[id as usize])
+        };
+        let Some(within) = within else {
+            for i in from..to {
+                if hit(i) {
+                    words[(i - from) / 64] |= 1 << ((i - from) % 64);
+                }
+            }
+            return;
+        };
+        for (k, word) in words.iter_mut().enumerate() {
+            let mut cand = within[k];
+            while cand != 0 {
+                let b = cand.trailing_zeros();
+                cand &= cand - 1;
+                if hit(from + k * 64 + b as usize) {
+                    *word |= 1 << b;
                 }
             }
         }
+    }
+
+    /// Sets the bits of the rows from position `from` on whose key
+    /// matches, as [`Rows::names_range`] does for names.
+    fn keys_range(&self, from: usize, words: &mut [u64], needle: &Needle, within: Option<&[u64]>) {
+        let to = (from + words.len() * 64).min(self.rows.len());
+        let can =
+            |i: usize| within.is_none_or(|w| w[(i - from) / 64] >> ((i - from) % 64) & 1 != 0);
         let mut set = |i: usize| words[(i - from) / 64] |= 1 << ((i - from) % 64);
         if !needle.text.is_ascii() {
             for i in (from..to).filter(|&i| can(i)) {
@@ -1348,7 +1399,10 @@ mod tests {
         // Typed a key at a time (narrowing from the shorter needle's
         // matches), erased (its bits reused), re-tagged mid-search (the
         // kept bits dropped), typed again.
-        for (typed, retag) in [("img_0001", 0), ("tabby c", 3)] {
+        // `kite_000` matches the same names from `k` to `kite` (rows
+        // matched by name are taken as they were) and keys with the Kelvin
+        // sign all along.
+        for (typed, retag) in [("img_0001", 0), ("tabby c", 3), ("kite_000", 0)] {
             rows.clear_text_filter();
             for end in (1..=typed.len()).chain((1..typed.len()).rev()) {
                 rows.set_text_filter(typed[..end].into());
