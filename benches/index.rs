@@ -234,8 +234,9 @@ async fn reopen(
     );
 }
 
-/// A label query over every indexed row, as `imgtag ls` asks it (a new
-/// read-only connection each time): the median of five, and the first.
+/// A label query over every indexed row: the first, on a new read-only
+/// connection (as `imgtag ls --label` asks it), then the median of four
+/// more (as a TUI asks again, on the connection the last query gave back).
 async fn label_query(index: &Index) {
     let filter = Filter {
         label: Some("zebra".into()),
@@ -259,11 +260,12 @@ async fn label_query(index: &Index) {
         times.push(t.elapsed().as_secs_f64() * 1e3);
         hits = got.len();
     }
-    let first = times[0];
+    let first = times.remove(0);
     times.sort_by(f64::total_cmp);
     println!(
-        "  --label zebra --below 70              : {:>8.1} ms median of 5 (first {first:.1}, max {:.1}), {hits} images (target <= 100 ms)",
-        times[2], times[4]
+        "  --label zebra --below 70              : {first:>8.1} ms first, then {:.1} ms (median of 4, max {:.1}), {hits} images (target <= 100 ms)",
+        (times[1] + times[2]) / 2.0,
+        times[3]
     );
 }
 

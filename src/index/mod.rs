@@ -13,7 +13,7 @@
 //! `imgtag` (WAL mode: readers beside one writer) agree.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
@@ -128,10 +128,15 @@ pub fn default_dir() -> Option<PathBuf> {
 }
 
 /// An open index. One writer connection behind a mutex; long reads
-/// ([`query`]) open their own connection so writes never wait on them.
+/// ([`query`]) use read-only connections of their own so writes never
+/// wait on them.
 pub struct Index {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Read-only connections a finished query gave back: the next query
+    /// finds their pages mapped and cached (a new connection faults each
+    /// page in again, and unmaps them all when it closes).
+    readers: Arc<Mutex<Vec<Connection>>>,
     spec: IndexSpec,
     /// Kept alive for an index in a temporary file (the fallback when the
     /// real one is locked by another process).
@@ -248,6 +253,7 @@ impl Index {
         Ok(Index {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
+            readers: Arc::default(),
             spec: spec.clone(),
             _temp: None,
         })
@@ -270,8 +276,21 @@ impl Index {
         f(&mut conn).map_err(|source| self.err(source))
     }
 
-    /// A read-only connection of its own, for a long query.
-    pub(crate) fn reader(&self) -> Result<Connection, IndexError> {
+    /// A read-only connection of its own, for a long query: one a query
+    /// gave back, or a new one.
+    pub(crate) fn reader(&self) -> Result<Reader, IndexError> {
+        let kept = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match kept {
+            Some(c) => c,
+            None => self.new_reader()?,
+        };
+        Ok(Reader {
+            conn: Some(conn),
+            pool: self.readers.clone(),
+        })
+    }
+
+    fn new_reader(&self) -> Result<Connection, IndexError> {
         let c = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -341,6 +360,32 @@ fn tune(c: &Connection) -> rusqlite::Result<()> {
     c.pragma_update(None, "mmap_size", 1i64 << 31)?;
     c.pragma_update(None, "cache_size", -32_768)?;
     Ok(())
+}
+
+/// A read-only connection that goes back to its index when dropped.
+pub(crate) struct Reader {
+    conn: Option<Connection>,
+    pool: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl std::ops::Deref for Reader {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        // Two kept are enough for a TUI and its refresh.
+        if pool.len() < 2
+            && let Some(c) = self.conn.take()
+        {
+            pool.push(c);
+        }
+    }
 }
 
 enum Problem {
