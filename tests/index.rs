@@ -83,20 +83,26 @@ async fn label_queries_agree(index: &Index, store: &DynStore) {
     assert!(!names.is_empty());
     for name in names {
         for below in [None, Some(70.0), Some(95.0)] {
-            let filter = Filter {
-                label: Some(name.clone()),
-                below,
-                ..Filter::default()
-            };
-            let want: Vec<_> = fresh
-                .iter()
-                .filter(|a| filter.matches(a))
-                .cloned()
-                .collect();
-            let got = indexed_rows(index, filter).await;
-            assert_eq!(view(&got), view(&want), "{name} {below:?}");
+            label_query_agrees(index, &fresh, &name, below).await;
         }
     }
+}
+
+/// `--label label --below below` from the index gives what the filter
+/// gives on the `fresh` audit.
+async fn label_query_agrees(index: &Index, fresh: &[Assessed], label: &str, below: Option<f32>) {
+    let filter = Filter {
+        label: Some(label.into()),
+        below,
+        ..Filter::default()
+    };
+    let want: Vec<_> = fresh
+        .iter()
+        .filter(|a| filter.matches(a))
+        .cloned()
+        .collect();
+    let got = indexed_rows(index, filter).await;
+    assert_eq!(view(&got), view(&want), "{label} {below:?}");
 }
 
 fn open(path: &Path, spec: &IndexSpec) -> (Arc<Index>, Option<String>) {
@@ -267,18 +273,7 @@ async fn label_search_answers_from_the_index_with_parents() {
         ("animal", None),
         ("nothing", None),
     ] {
-        let filter = Filter {
-            label: Some(label.into()),
-            below,
-            ..Filter::default()
-        };
-        let want: Vec<_> = fresh
-            .iter()
-            .filter(|a| filter.matches(a))
-            .cloned()
-            .collect();
-        let got = indexed_rows(&index, filter).await;
-        assert_eq!(view(&got), view(&want), "{label} {below:?}");
+        label_query_agrees(&index, &fresh, label, below).await;
     }
     let weak = indexed_rows(
         &index,
