@@ -191,51 +191,100 @@ pub struct FoundMetadata {
     pub read: MetadataRead,
 }
 
-/// Whether a document found under a legacy key belongs to another image:
-/// `a.json` shared by `a.jpg` and `a.png` names, once written by imgtag,
-/// the image it was made for in `ImgTag.Source.Key`. A canonical key is
-/// the image's own by construction.
-pub fn claimed_by_other(read: &MetadataRead, kind: KeyKind, image_key: &str) -> bool {
-    kind != KeyKind::Canonical
-        && read
-            .as_ref()
-            .ok()
-            .and_then(|p| p.doc.imgtag.as_ref())
-            .is_some_and(|t| t.source.key != image_key)
+/// The image a document names as its own (`ImgTag.Source.Key`), if any.
+fn source_key(read: &MetadataRead) -> Option<&str> {
+    let t = read.as_ref().ok()?.doc.imgtag.as_ref()?;
+    Some(t.source.key.as_str())
+}
+
+/// Whether the document read at `metadata_key` is another image's
+/// ([`Layout::owned_by_other`]).
+pub fn claimed_by_other(
+    layout: &Layout,
+    metadata_key: &str,
+    read: &MetadataRead,
+    image_key: &str,
+) -> bool {
+    layout.owned_by_other(metadata_key, source_key(read), image_key)
+}
+
+/// What [`find_metadata`] found for an image.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// The image's own document (boxed: it holds the parsed document).
+    Found(Box<FoundMetadata>),
+    /// No document of its own. `taken` is set when its canonical key holds
+    /// another image's document: no writer may create one there.
+    Absent { taken: Option<Taken> },
+}
+
+/// A canonical key that holds another image's document.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Taken {
+    pub key: String,
+    /// The image the document names as its own.
+    pub owner: String,
+}
+
+impl Taken {
+    /// Why a writer leaves the image alone. Untrusted keys: sanitise
+    /// before a terminal sees it.
+    pub fn reason(&self) -> String {
+        format!(
+            "{} holds the metadata of {:?}: not rewritten for this image (move or delete that document first)",
+            self.key, self.owner
+        )
+    }
+}
+
+impl Lookup {
+    /// The image's own document, if any.
+    pub fn found(self) -> Option<FoundMetadata> {
+        match self {
+            Lookup::Found(f) => Some(*f),
+            Lookup::Absent { .. } => None,
+        }
+    }
 }
 
 /// Finds an image's metadata: the one lookup every path uses (tag, review,
 /// show, ls, the TUI). Tries `hint` first (the key a listing paired), then
-/// the canonical key, then the legacy ones; a legacy document that another
-/// image claims is passed over.
+/// the canonical key, then the legacy ones; a document that another image
+/// owns is passed over, and reported when it sits at the canonical key.
 pub async fn find_metadata(
     store: &DynStore,
     layout: &Layout,
     image_key: &str,
     hint: Option<&str>,
-) -> Result<Option<FoundMetadata>, StorageError> {
+) -> Result<Lookup, StorageError> {
     let mut candidates = layout.metadata_candidates(image_key);
     if let Some(h) = hint {
         candidates.retain(|(_, k)| k != h);
         let kind = layout.key_kind(image_key, h).unwrap_or(KeyKind::Canonical);
         candidates.insert(0, (kind, h.to_string()));
     }
+    let mut taken = None;
     for (kind, key) in candidates {
         match read_metadata(store, &key).await {
-            Ok((read, info)) if !claimed_by_other(&read, kind, image_key) => {
-                return Ok(Some(FoundMetadata {
+            Ok((read, info)) if !claimed_by_other(layout, &key, &read, image_key) => {
+                return Ok(Lookup::Found(Box::new(FoundMetadata {
                     key,
                     kind,
                     info,
                     read,
-                }));
+                })));
             }
-            Ok(_) => continue,
+            Ok((read, _)) => {
+                if kind == KeyKind::Canonical {
+                    let owner = source_key(&read).unwrap_or_default().to_string();
+                    taken = Some(Taken { key, owner });
+                }
+            }
             Err(StorageError::NotFound { .. } | StorageError::InvalidKey { .. }) => continue,
             Err(e) => return Err(e),
         }
     }
-    Ok(None)
+    Ok(Lookup::Absent { taken })
 }
 
 /// One line of an audit: an image with its status, or an orphan.
@@ -351,7 +400,7 @@ pub fn audit(
     let rule = rule.into();
     let meta_prefix = layout.metadata_prefix().to_string();
     let uploads_prefix = layout.uploads_prefix().to_string();
-    let catalog = Catalog::new(layout);
+    let catalog = Catalog::new(layout.clone());
 
     let build = {
         let store = store.clone();
@@ -367,7 +416,7 @@ pub fn audit(
 
     stream::once(build)
         .map_ok(move |catalog| {
-            let store2 = store.clone();
+            let (store2, layout) = (store.clone(), layout.clone());
             let cat2 = catalog.clone();
             let images = store
                 .list(&uploads_prefix)
@@ -386,8 +435,8 @@ pub fn audit(
                 })
                 .try_flatten()
                 .map_ok(move |(image, meta)| {
-                    let store = store2.clone();
-                    async move { Ok(assess_one(&store, image, meta, rule).await) }
+                    let (store, layout) = (store2.clone(), layout.clone());
+                    async move { Ok(assess_one(&store, &layout, image, meta, rule).await) }
                 })
                 .try_buffered(READ_CONCURRENCY);
             let orphans = stream::once(async move {
@@ -416,6 +465,7 @@ pub fn audit(
 
 async fn assess_one(
     store: &DynStore,
+    layout: &Layout,
     image: ObjectInfo,
     meta: Option<(ObjectInfo, KeyKind)>,
     rule: ReviewRule,
@@ -431,8 +481,8 @@ async fn assess_one(
         };
     };
     match read_metadata(store, &meta.key).await {
-        // Another image's legacy document: this image has none.
-        Ok((read, _)) if claimed_by_other(&read, kind, &image.key) => Assessed {
+        // Another image's document: this image has none.
+        Ok((read, _)) if claimed_by_other(layout, &meta.key, &read, &image.key) => Assessed {
             status: Some(Status::Untagged),
             image: Some(image),
             metadata: None,
@@ -485,7 +535,7 @@ pub async fn reassess(
         Err(e) => return Err(e),
     };
     let found = find_metadata(store, layout, image_key, metadata_key).await?;
-    Ok(match found {
+    Ok(match found.found() {
         Some(f) => Assessed {
             status: Some(match &image {
                 Some(img) => assess(Some(&f.read), img.etag.as_deref(), rule),

@@ -10,7 +10,8 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::catalog::{
-    Assessed, Filter, FoundMetadata, Selected, Selection, find_metadata, read_metadata, select,
+    Assessed, Filter, FoundMetadata, Lookup, Selected, Selection, find_metadata, read_metadata,
+    select,
 };
 use crate::contract::{KeyKind, Layout, ParsedMetadata, Status, assess};
 use crate::detection::{DetectorKind, DynDetector};
@@ -241,6 +242,8 @@ pub struct Shown {
     pub status: Status,
     /// The threshold the status was assessed at.
     pub review_below: f32,
+    /// The image's canonical key holds another image's document.
+    pub taken: Option<crate::catalog::Taken>,
 }
 
 /// Finds an image (or metadata) key's pair and reads the metadata.
@@ -251,9 +254,13 @@ pub async fn lookup(
     key: &str,
 ) -> Result<Shown, CliError> {
     let rule = rule.into();
-    let (image_key, image, found) = match layout.metadata_rest(key) {
+    let (image_key, image, lookup) = match layout.metadata_rest(key) {
         Some(rest) => lookup_metadata_key(store, layout, key, rest).await?,
         None => lookup_image_key(store, layout, key).await?,
+    };
+    let (found, taken) = match lookup {
+        Lookup::Found(f) => (Some(*f), None),
+        Lookup::Absent { taken } => (None, taken),
     };
     if image.is_none() && found.is_none() {
         return Err(StorageError::NotFound { key: key.into() }.into());
@@ -270,10 +277,11 @@ pub async fn lookup(
         read: found.map(|f| f.read),
         status,
         review_below: rule.below,
+        taken,
     })
 }
 
-type Looked = (String, Option<ObjectInfo>, Option<FoundMetadata>);
+type Looked = (String, Option<ObjectInfo>, Lookup);
 
 async fn lookup_image_key(
     store: &DynStore,
@@ -308,10 +316,21 @@ async fn lookup_metadata_key(
         Err(StorageError::NotFound { .. }) => None,
         Err(e) => return Err(e.into()),
     };
-    let image = find_image_for_metadata(store, layout, rest).await?;
-    let image_key = image
+    // A document that names its image is that image's, wherever it sits.
+    let owner = read
         .as_ref()
-        .map_or_else(|| layout.image_key(rest), |i| i.key.clone());
+        .and_then(|(r, _)| r.as_ref().ok()?.doc.imgtag.as_ref())
+        .map(|t| t.source.key.clone())
+        .filter(|s| layout.key_kind(s, key).is_some());
+    let image = match &owner {
+        Some(o) => head_if_exists(store, o).await?,
+        None => find_image_for_metadata(store, layout, rest).await?,
+    };
+    let image_key = owner.unwrap_or_else(|| {
+        image
+            .as_ref()
+            .map_or_else(|| layout.image_key(rest), |i| i.key.clone())
+    });
     let kind = layout
         .key_kind(&image_key, key)
         .unwrap_or(KeyKind::Canonical);
@@ -321,7 +340,18 @@ async fn lookup_metadata_key(
         info,
         read,
     });
-    Ok((image_key, image, found))
+    let lookup = found.map_or(Lookup::Absent { taken: None }, |f| {
+        Lookup::Found(Box::new(f))
+    });
+    Ok((image_key, image, lookup))
+}
+
+async fn head_if_exists(store: &DynStore, key: &str) -> Result<Option<ObjectInfo>, CliError> {
+    match store.head(key).await {
+        Ok(i) => Ok(Some(i)),
+        Err(StorageError::NotFound { .. } | StorageError::InvalidKey { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The image a metadata rest belongs to: the canonical one, else one with
@@ -380,6 +410,8 @@ fn print_shown_json(s: &Shown, out: &mut dyn Write) -> Result<(), CliError> {
         headline: Option<&'a str>,
         confidence: Option<f32>,
         metadata: Option<&'a crate::contract::MetadataDoc>,
+        /// The canonical key, when it holds another image's document.
+        taken_by: Option<&'a crate::catalog::Taken>,
     }
     let parsed = s.read.as_ref().and_then(|r| r.as_ref().ok());
     let headline = parsed.and_then(|p| p.doc.headline());
@@ -402,6 +434,7 @@ fn print_shown_json(s: &Shown, out: &mut dyn Write) -> Result<(), CliError> {
             .and_then(|r| r.as_ref().err())
             .map(|m| m.reason.as_str()),
         metadata: parsed.map(|p| &p.doc),
+        taken_by: s.taken.as_ref(),
     };
     writeln!(out, "{}", json_line(&v))?;
     Ok(())
@@ -432,6 +465,9 @@ fn print_shown_text(s: &Shown, out: &mut dyn Write) -> Result<(), CliError> {
         )?,
         _ => writeln!(out, "metadata  — (untagged)")?,
     }
+    if let Some(t) = &s.taken {
+        writeln!(out, "note      {}", for_terminal(&t.reason()))?;
+    }
     writeln!(out, "status    {}", s.status)?;
     match &s.read {
         Some(Err(m)) => writeln!(out, "problem   {}", for_terminal(&m.reason))?,
@@ -449,17 +485,7 @@ fn print_shown_text(s: &Shown, out: &mut dyn Write) -> Result<(), CliError> {
 }
 
 fn print_provenance(t: &crate::contract::ImgTagInfo, out: &mut dyn Write) -> Result<(), CliError> {
-    writeln!(
-        out,
-        "tagged    {} by {} with {} at MinConfidence {}{}",
-        for_terminal(&t.tagged_at),
-        for_terminal(&t.tagged_by),
-        for_terminal(&t.detector),
-        t.min_confidence,
-        t.max_labels
-            .map(|m| format!(", MaxLabels {m}"))
-            .unwrap_or_default()
-    )?;
+    writeln!(out, "tagged    {}", for_terminal(&t.provenance()))?;
     if let Some(e) = &t.error {
         writeln!(
             out,

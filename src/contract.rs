@@ -141,6 +141,12 @@ pub struct Review {
     pub flagged: Vec<String>,
     #[serde(default)]
     pub reviewed_at: Option<String>,
+    /// Who reviewed (`imgtag`, `imgtag-tui`, ...): a review records its own
+    /// author, never the tagging's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewed_by: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 impl Review {
@@ -163,12 +169,18 @@ pub struct ErrorInfo {
 pub struct ImgTagInfo {
     pub schema_version: u32,
     pub source: SourceRef,
-    pub detector: String,
-    pub min_confidence: f32,
+    /// The tagging's provenance: absent when imgtag adopted a document
+    /// another tool tagged (a review never invents it; docs/format.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_confidence: Option<f32>,
     #[serde(default)]
     pub max_labels: Option<u32>,
-    pub tagged_at: String,
-    pub tagged_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tagged_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tagged_by: Option<String>,
     #[serde(default)]
     pub review: Option<Review>,
     #[serde(default)]
@@ -191,6 +203,34 @@ pub struct ImgTagInfo {
 }
 
 impl ImgTagInfo {
+    /// How the labels came to be, as every front end words it: what is
+    /// known of the tagging, or "by another tool" when imgtag only adopted
+    /// the document to keep a review in it. Untrusted text: sanitise it
+    /// before a terminal sees it.
+    pub fn provenance(&self) -> String {
+        if self.detector.is_none() && self.tagged_by.is_none() && self.tagged_at.is_none() {
+            return "by another tool".into();
+        }
+        let mut out = String::new();
+        if let Some(at) = &self.tagged_at {
+            out.push_str(at);
+            out.push(' ');
+        }
+        out.push_str("by ");
+        out.push_str(self.tagged_by.as_deref().unwrap_or("another tool"));
+        if let Some(d) = &self.detector {
+            out.push_str(" with ");
+            out.push_str(d);
+        }
+        if let Some(m) = self.min_confidence {
+            out.push_str(&format!(" at MinConfidence {m}"));
+        }
+        if let Some(m) = self.max_labels {
+            out.push_str(&format!(", MaxLabels {m}"));
+        }
+        out
+    }
+
     /// The label filters the document was made with (none when absent).
     pub fn label_filters(&self) -> LabelFilters {
         self.settings
@@ -427,7 +467,7 @@ pub struct MetadataDoc {
 }
 
 impl MetadataDoc {
-    /// The headline label (§3 of the contract): the main subject as
+    /// The headline label (docs/format.md): the main subject as
     /// specifically as the detector named it. It decides the status and is
     /// what every front end shows, sorts and filters by.
     pub fn headline(&self) -> Option<&Label> {
@@ -756,6 +796,23 @@ impl Layout {
         Layout::candidate_rests(rest)
             .map(|(kind, r)| (kind, format!("{}{r}.json", self.metadata)))
             .collect()
+    }
+
+    /// Whether the document at `metadata_key` is another image's than
+    /// `image_key`: it names its image in `ImgTag.Source.Key`, whatever key
+    /// it sits at (canonical or legacy), so no path reads it as this
+    /// image's or writes it for this image. The one rule: the catalog, the
+    /// pipeline's writers and the index all ask it (docs/format.md, "Who
+    /// owns a document"). A `Source.Key` that could not own this key (the
+    /// document was copied or moved with its prefix) says nothing, and the
+    /// image that pairs with it keeps it.
+    pub fn owned_by_other(
+        &self,
+        metadata_key: &str,
+        source_key: Option<&str>,
+        image_key: &str,
+    ) -> bool {
+        source_key.is_some_and(|s| s != image_key && self.key_kind(s, metadata_key).is_some())
     }
 
     /// How `metadata_key` pairs with `image_key`, if it is one of its

@@ -1,6 +1,6 @@
 //! The headline label of a document: its main subject, as specifically as
 //! the detector named it. This is what an operator audits, what statuses,
-//! `ls`, `--below` and the TUI's sort use (contract §3).
+//! `ls`, `--below` and the TUI's sort use (docs/format.md, "The headline label").
 //!
 //! The labels form a forest: a label's ancestors are its `Parents` when the
 //! document gives them, otherwise what the [`Taxonomy`] knows of its name;

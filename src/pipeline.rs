@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::catalog::{MetadataRead, find_metadata};
+use crate::catalog::{Lookup, MetadataRead, find_metadata};
 use crate::contract::{
     ErrorInfo, ImgTagInfo, Label, LabelFilters, Layout, MetadataDoc, ParsedMetadata,
     RequestSettings, Review, SCHEMA_VERSION, SourceRef, is_folder_placeholder, normalize_etag,
@@ -141,11 +141,11 @@ pub fn build_document(
             extra: Default::default(),
             schema_version: SCHEMA_VERSION,
             source,
-            detector: detector.into(),
-            min_confidence: opts.min_confidence,
+            detector: Some(detector.into()),
+            min_confidence: Some(opts.min_confidence),
             max_labels: opts.max_labels,
-            tagged_at: crate::clock::now_rfc3339(),
-            tagged_by: opts.tagged_by.clone(),
+            tagged_at: Some(crate::clock::now_rfc3339()),
+            tagged_by: Some(opts.tagged_by.clone()),
             review,
             error,
             features: opts.features.recorded(),
@@ -274,12 +274,13 @@ impl Target {
             .await
             .map_err(storage_outcome)?;
         Ok(match found {
-            None => Target {
+            Lookup::Absent { taken: Some(t) } => return Err(skipped(t.reason())),
+            Lookup::Absent { taken: None } => Target {
                 key: canonical,
                 condition: PutCondition::CreateOnly,
                 prior: None,
             },
-            Some(f) => Target {
+            Lookup::Found(f) => Target {
                 condition: if_match(&f.info)?,
                 prior: rewritable(&f.key, f.read, opts.replace_unreadable)?,
                 key: f.key,
@@ -313,8 +314,8 @@ impl Target {
         );
         if !opts.force
             && same_image
-            && t.detector == detector.name()
-            && t.min_confidence == opts.min_confidence
+            && t.detector.as_deref() == Some(detector.name())
+            && t.min_confidence == Some(opts.min_confidence)
             && t.max_labels == opts.max_labels
             && self.same_models(detector.model_version())
             && self.same_features(t, opts)
@@ -573,7 +574,7 @@ impl ReviewEdit {
 
 /// Merges an edit into a review: adding a label cancels an earlier
 /// removal of it and the other way round.
-fn merge_review(mut review: Review, edit: &ReviewEdit, now: String) -> Review {
+fn merge_review(mut review: Review, edit: &ReviewEdit, now: String, by: &str) -> Review {
     let same = |a: &String, b: &String| a.eq_ignore_ascii_case(b);
     for name in &edit.add {
         review.removed.retain(|r| !same(r, name));
@@ -595,6 +596,7 @@ fn merge_review(mut review: Review, edit: &ReviewEdit, now: String) -> Review {
         }
     }
     review.reviewed_at = Some(now);
+    review.reviewed_by = Some(by.to_string());
     review
 }
 
@@ -627,10 +629,16 @@ async fn review_steps(
     opts: &TagOptions,
 ) -> Result<Outcome, Outcome> {
     canonical_key(key, &opts.layout)?;
-    let found = find_metadata(store, &opts.layout, key, opts.metadata_key.as_deref())
+    let found = match find_metadata(store, &opts.layout, key, opts.metadata_key.as_deref())
         .await
         .map_err(storage_outcome)?
-        .ok_or_else(|| skipped("no metadata yet: tag the image first"))?;
+    {
+        Lookup::Found(f) => f,
+        Lookup::Absent { taken: Some(t) } => return Err(skipped(t.reason())),
+        Lookup::Absent { taken: None } => {
+            return Err(skipped("no metadata yet: tag the image first"));
+        }
+    };
     let condition = if_match(&found.info)?;
     // Never `None`: unreadable documents are refused when not replacing.
     let Some(ParsedMetadata { mut doc, .. }) = rewritable(&found.key, found.read, false)? else {
@@ -642,9 +650,14 @@ async fn review_steps(
     let now = crate::clock::now_rfc3339();
     let info = match doc.imgtag.take() {
         Some(t) => t,
-        None => adopt(store, key, opts, &now).await?,
+        None => adopt(store, key),
     };
-    let review = merge_review(info.review.clone().unwrap_or_default(), edit, now);
+    let review = merge_review(
+        info.review.clone().unwrap_or_default(),
+        edit,
+        now,
+        &opts.tagged_by,
+    );
     doc.labels = apply_review(std::mem::take(&mut doc.labels), Some(&review));
     doc.imgtag = Some(ImgTagInfo {
         review: Some(review),
@@ -666,28 +679,30 @@ fn if_match(info: &ObjectInfo) -> Result<PutCondition, Outcome> {
 }
 
 /// imgtag's block for a document another writer made (the seed's bare
-/// shape), so that a review can be kept in it.
-async fn adopt(
-    store: &DynStore,
-    key: &str,
-    opts: &TagOptions,
-    now: &str,
-) -> Result<ImgTagInfo, Outcome> {
-    let head = store.head(key).await.map_err(storage_outcome)?;
-    Ok(ImgTagInfo {
+/// shape), so that a review can be kept in it. Only what is known: the
+/// image it is for (so no other image's path rewrites it), never how it
+/// was tagged. No ETag either: the labels may describe an older version
+/// of the image, so staleness cannot be told and is not claimed.
+fn adopt(store: &DynStore, key: &str) -> ImgTagInfo {
+    ImgTagInfo {
         extra: Default::default(),
         schema_version: SCHEMA_VERSION,
-        source: source_ref(store, key, &head),
-        detector: "unknown".into(),
-        min_confidence: opts.min_confidence,
+        source: SourceRef {
+            bucket: store.bucket_name().into(),
+            key: key.into(),
+            etag: None,
+            size: None,
+        },
+        detector: None,
+        min_confidence: None,
         max_labels: None,
-        tagged_at: now.to_string(),
-        tagged_by: opts.tagged_by.clone(),
+        tagged_at: None,
+        tagged_by: None,
         review: None,
         error: None,
         features: Vec::new(),
         settings: None,
-    })
+    }
 }
 
 /// Writes a document under its condition: the one place a document is
@@ -739,16 +754,18 @@ mod review_tests {
             },
             &e,
             "t".into(),
+            "imgtag",
         );
         assert_eq!(r.added, vec!["Cat", "Dog", "Tabby Cat"]);
         assert_eq!(r.removed, vec!["Feline", "Pet Shop"]);
         assert_eq!(r.reviewed_at.as_deref(), Some("t"));
+        assert_eq!(r.reviewed_by.as_deref(), Some("imgtag"));
         // Flags keep the label and mark it; adding it again confirms it.
         let f = ReviewEdit::parse("!Pet !\"Pet Shop\"").unwrap();
         assert_eq!(f.flag, vec!["Pet", "Pet Shop"]);
-        let r = merge_review(r, &f, "u".into());
+        let r = merge_review(r, &f, "u".into(), "imgtag-tui");
         assert_eq!(r.flagged, vec!["Pet", "Pet Shop"]);
-        let r = merge_review(r, &ReviewEdit::parse("+pet").unwrap(), "v".into());
+        let r = merge_review(r, &ReviewEdit::parse("+pet").unwrap(), "v".into(), "imgtag");
         assert_eq!(r.flagged, vec!["Pet Shop"]);
         assert!(ReviewEdit::parse("!").is_err());
     }

@@ -168,7 +168,7 @@ impl DocSummary {
     }
 }
 
-/// The status rule (CONTRACT §3) on a summary: untagged without a
+/// The status rule (docs/format.md, "Statuses") on a summary: untagged without a
 /// document, malformed, failed, stale when the image changed since it was
 /// tagged, needs-review when the headline is weak, missing or flagged, or
 /// the image's quality is below the rule's minimums. `rule` may be the

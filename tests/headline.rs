@@ -1,4 +1,4 @@
-//! The headline label (contract §3): the four worked examples in every
+//! The headline label (docs/format.md, "The headline label"): the four worked examples in every
 //! accepted document shape, and properties that must hold for any labels.
 
 use imgtag::contract::{Label, NameRef, Shape, parse_metadata};

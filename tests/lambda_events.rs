@@ -99,7 +99,10 @@ async fn every_record_is_decoded_and_tagged_and_recursion_is_impossible() {
             .body,
     )
     .unwrap();
-    assert_eq!(doc.doc.imgtag.as_ref().unwrap().tagged_by, "imgtag-lambda");
+    assert_eq!(
+        doc.doc.imgtag.as_ref().unwrap().tagged_by.as_deref(),
+        Some("imgtag-lambda")
+    );
     assert!(doc.doc.labels.iter().any(|l| l.name == "Cat"));
     // Nothing was written for the skipped records.
     assert!(
@@ -299,9 +302,9 @@ fn record_outcomes(reply: &serde_json::Value) -> Vec<(&str, &str, &str)> {
 fn assert_tagged_by_lambda(b: &Buckets, bucket: &str, meta: &str, image: &str, label: &str) {
     let doc = b.doc(bucket, meta);
     let t = doc.doc.imgtag.as_ref().unwrap();
-    assert_eq!(t.tagged_by, "imgtag-lambda");
-    assert_eq!(t.detector, "local");
-    assert_eq!(t.min_confidence, 55.0);
+    assert_eq!(t.tagged_by.as_deref(), Some("imgtag-lambda"));
+    assert_eq!(t.detector.as_deref(), Some("local"));
+    assert_eq!(t.min_confidence, Some(55.0));
     assert_eq!(
         (t.source.bucket.as_str(), t.source.key.as_str()),
         (bucket, image)
@@ -425,7 +428,7 @@ async fn notification_fixture_tags_every_image_record_in_its_own_bucket() {
             .imgtag
             .unwrap()
             .min_confidence,
-        80.0
+        Some(80.0)
     );
 }
 
@@ -919,7 +922,7 @@ async fn an_image_over_the_pixel_bound_gets_an_error_document_not_a_crash() {
         .doc
         .imgtag
         .unwrap();
-    assert_eq!(t.detector, "local");
+    assert_eq!(t.detector.as_deref(), Some("local"));
 }
 
 // ---------------------------------------------------------------------------
@@ -984,8 +987,8 @@ mod rekognition_mock {
         let doc = b.doc("events", "metadata/old cat.png.json");
         assert_eq!(doc.doc.label_model_version.as_deref(), Some("3.0"));
         let t = doc.doc.imgtag.as_ref().unwrap();
-        assert_eq!(t.detector, "rekognition");
-        assert_eq!(t.tagged_by, "imgtag-lambda");
+        assert_eq!(t.detector.as_deref(), Some("rekognition"));
+        assert_eq!(t.tagged_by.as_deref(), Some("imgtag-lambda"));
         assert_eq!(doc.doc.labels[0].name, "Cat");
 
         // At-least-once: the same task again costs no DetectLabels call.

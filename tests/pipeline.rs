@@ -99,8 +99,12 @@ async fn end_to_end(store: DynStore) {
     assert_eq!(t.source.etag.as_deref(), head.etag.as_deref());
     assert_eq!(t.source.size, Some(CHELSEA.len() as u64));
     assert_eq!(
-        (t.detector.as_str(), t.min_confidence, t.tagged_by.as_str()),
-        ("local", 55.0, "test")
+        (
+            t.detector.as_deref(),
+            t.min_confidence,
+            t.tagged_by.as_deref()
+        ),
+        (Some("local"), Some(55.0), Some("test"))
     );
     assert_eq!(
         d.label_model_version.as_deref(),
@@ -124,7 +128,7 @@ async fn end_to_end(store: DynStore) {
     let d99 = doc(&store, metadata_key).await;
     assert!(d99.labels.len() < d.labels.len());
     assert!(d99.labels.iter().all(|l| l.confidence >= 99.0));
-    assert_eq!(d99.imgtag.as_ref().unwrap().min_confidence, 99.0);
+    assert_eq!(d99.imgtag.as_ref().unwrap().min_confidence, Some(99.0));
 
     // A human review survives a re-run.
     let mut reviewed = d.clone();
@@ -376,7 +380,7 @@ async fn a_legacy_key_is_updated_in_place() {
     assert_eq!(first.imgtag.unwrap().source.key, "uploads/old/cat.png");
 }
 
-/// Contract §2: a document imgtag cannot read is never overwritten unless
+/// docs/format.md, "The metadata JSON": a document imgtag cannot read is never overwritten unless
 /// the run is forced; unknown fields survive a re-tag and a review; a
 /// document from a newer imgtag is not rewritten.
 async fn foreign_documents_survive(store: DynStore) {

@@ -157,7 +157,10 @@ async fn s3_images_go_by_reference_and_labels_keep_their_shape() {
     assert_eq!(cat.categories[0].name, "Animals and Pets");
     let bb = cat.instances[0].bounding_box.as_ref().unwrap();
     assert_eq!((bb.width, bb.height, bb.left, bb.top), (0.5, 0.6, 0.1, 0.2));
-    assert_eq!(doc.imgtag.as_ref().unwrap().detector, "rekognition");
+    assert_eq!(
+        doc.imgtag.as_ref().unwrap().detector.as_deref(),
+        Some("rekognition")
+    );
     assert_eq!(doc.best_label().unwrap().name, "Animal");
 }
 

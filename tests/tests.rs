@@ -19,6 +19,7 @@ mod lambda_events;
 mod local_model;
 #[cfg(unix)]
 mod local_store;
+mod ownership;
 mod pipeline;
 mod properties;
 mod reader;

@@ -561,7 +561,7 @@ async fn threshold_change_then_rerun_writes_at_the_new_threshold() {
     );
     // The row shows the new document at once.
     let shown = h.app.selected_doc().unwrap();
-    assert_eq!(shown.imgtag.as_ref().unwrap().min_confidence, 90.0);
+    assert_eq!(shown.imgtag.as_ref().unwrap().min_confidence, Some(90.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

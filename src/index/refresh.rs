@@ -593,7 +593,7 @@ fn catalog_of(c: &Connection, layout: &Layout) -> rusqlite::Result<Catalog> {
 }
 
 /// Pairs the objects the index holds and stores the pairing (only what
-/// differs), passing over legacy documents another image claims, then
+/// differs), passing over documents another image owns, then
 /// drops summaries no object uses. One transaction: the pairing is of
 /// exactly the objects it reads. The stale flag is cleared when every
 /// document was read (`complete`).
@@ -612,7 +612,7 @@ fn store_pairs(
             if gone.contains(&meta.key) {
                 continue;
             }
-            if kind == KeyKind::Canonical || !claimed_by_other(&tx, &meta.key, &img.info.key)? {
+            if !claimed_by_other(&tx, layout, &meta.key, &img.info.key)? {
                 want.push((&img.info, meta, kind));
             }
         }
@@ -686,8 +686,14 @@ fn same_pair(r: &rusqlite::Row, want: &Pair) -> rusqlite::Result<bool> {
         && r.get::<_, i64>(8)? == kind_code(want.2))
 }
 
-/// Whether the legacy document at `meta` names another image as its own.
-fn claimed_by_other(c: &Connection, meta: &str, image: &str) -> rusqlite::Result<bool> {
+/// Whether the document at `meta` is another image's
+/// ([`Layout::owned_by_other`], the one rule the live audit applies too).
+fn claimed_by_other(
+    c: &Connection,
+    layout: &Layout,
+    meta: &str,
+    image: &str,
+) -> rusqlite::Result<bool> {
     let summary: Option<Option<String>> = rusqlite::OptionalExtension::optional(
         c.prepare_cached(
             "SELECT d.summary FROM objects o JOIN docs d ON d.etag = o.etag WHERE o.key = ?1",
@@ -695,5 +701,9 @@ fn claimed_by_other(c: &Connection, meta: &str, image: &str) -> rusqlite::Result
         .query_row([meta], |r| r.get(0)),
     )?;
     let doc = super::summary_from(summary.flatten(), None);
-    Ok(matches!(doc, Some(Ok(s)) if s.source_key.as_deref().is_some_and(|k| k != image)))
+    let source_key = match &doc {
+        Some(Ok(s)) => s.source_key.as_deref(),
+        _ => None,
+    };
+    Ok(layout.owned_by_other(meta, source_key, image))
 }

@@ -13,7 +13,7 @@ use ratatui_image::Resize;
 use ratatui_image::picker::{Picker, ProtocolType};
 use tokio::sync::{OnceCell, Semaphore, mpsc};
 
-use crate::catalog::{Assessed, Filter, audit, find_metadata, reassess};
+use crate::catalog::{Assessed, Filter, Lookup, audit, find_metadata, reassess};
 use crate::config::DetectorKind;
 use crate::contract::LabelFilters;
 use crate::contract::{BoundingBox, Layout};
@@ -231,7 +231,8 @@ impl Runtime {
                 // The selection moved on, and a newer load took its place.
                 return;
             }
-            let result = match find_metadata(&store, &layout, &key, Some(&metadata_key)).await {
+            let found = find_metadata(&store, &layout, &key, Some(&metadata_key)).await;
+            let result = match found.map(Lookup::found) {
                 Ok(Some(f)) => f.read.map(|p| Box::new(p.doc)).map_err(|m| m.to_string()),
                 Ok(None) => Err("the metadata is gone (press r to reload)".into()),
                 Err(e) => Err(crate::storage::error_chain(&e)),

@@ -522,3 +522,15 @@ pub fn client(endpoint: &str) -> aws_sdk_s3::Client {
         .build();
     aws_sdk_s3::Client::from_conf(conf)
 }
+
+/// A fresh server holding one empty bucket, and a store on it: the server
+/// stops when the returned `TestServer` is dropped.
+pub async fn bucket_store(bucket: &str) -> (TestServer, MemS3, imgtag::storage::DynStore) {
+    let mem = MemS3::new();
+    mem.create_bucket(bucket);
+    let server = serve(mem.clone()).await;
+    let store: imgtag::storage::DynStore = std::sync::Arc::new(
+        imgtag::storage::S3Store::from_client(client(&server.endpoint()), bucket),
+    );
+    (server, mem, store)
+}

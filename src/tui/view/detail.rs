@@ -108,13 +108,7 @@ fn header_lines(app: &App, row: &Row, doc: Option<&MetadataDoc>) -> Vec<Line<'st
     };
     lines.push(field(theme, "metadata ", meta));
     if let Some(t) = doc.and_then(|d| d.imgtag.as_ref()) {
-        let tagged = format!(
-            "{} by {} with {} at {}",
-            for_terminal(&t.tagged_at),
-            for_terminal(&t.tagged_by),
-            for_terminal(&t.detector),
-            t.min_confidence
-        );
+        let tagged = for_terminal(&t.provenance()).into_owned();
         lines.push(field(theme, "tagged   ", tagged));
         if let Some(r) = &t.review {
             let mut parts = Vec::new();
