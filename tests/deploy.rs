@@ -1,5 +1,5 @@
 //! The deployment files in `deploy/`: the IAM policies are valid JSON and
-//! grant exactly what the README says, and the SAM template agrees with the
+//! grant exactly what docs/deploy.md says, and the SAM template agrees with the
 //! handler (environment variable names, build output path). `cfn-lint`
 //! checks the template's CloudFormation syntax in CI (`.ci/run`).
 

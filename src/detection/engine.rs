@@ -12,7 +12,7 @@
 //! (`auto`, `tract`, `onnxruntime`); the library from `ORT_DYLIB_PATH`
 //! (ort's convention), else `libonnxruntime.so` on the loader's path.
 //! `auto` (the default) takes onnxruntime when this build has it and the
-//! library loads (about 2.5x faster, see the README), else tract; an
+//! library loads (about 2x faster, see docs/detectors.md), else tract; an
 //! explicit `onnxruntime` that cannot be had is an error, never a silent
 //! fallback.
 
@@ -300,7 +300,7 @@ mod onnx {
 
     /// One session on one thread (`IMGTAG_ORT_THREADS` to change it):
     /// images run in parallel instead, one per core, which beats several
-    /// threads per image on small models (see the README's figures).
+    /// threads per image on small models (see docs/detectors.md's figures).
     fn session(model: &[u8]) -> Result<Session, DetectError> {
         let env = environment()?;
         let threads = std::env::var("IMGTAG_ORT_THREADS")
