@@ -509,6 +509,28 @@ fn print_provenance(t: &crate::contract::ImgTagInfo, out: &mut dyn Write) -> Res
             list(&r.removed),
             list(&r.flagged)
         )?;
+        for c in &r.confirmed {
+            // What the detector said stays visible after a confirmation.
+            let detector = c
+                .detector_confidence
+                .map_or_else(|| "a human's label".into(), |d| format!("detector {d}"));
+            writeln!(
+                out,
+                "confirmed {} ({detector}) {} by {}",
+                for_terminal(&c.name),
+                for_terminal(c.confirmed_at.as_deref().unwrap_or("-")),
+                for_terminal(c.confirmed_by.as_deref().unwrap_or("-")),
+            )?;
+        }
+        if let Some(at) = &r.reviewed_at {
+            let by = r.reviewed_by.as_deref().unwrap_or("-");
+            writeln!(
+                out,
+                "reviewed  {} by {}",
+                for_terminal(at),
+                for_terminal(by)
+            )?;
+        }
     }
     Ok(())
 }
@@ -934,6 +956,7 @@ pub async fn review(
                 let line = serde_json::json!({
                     "key": t.key, "metadata_key": t.metadata_key, "outcome": "would-review",
                     "add": run.edit.add, "remove": run.edit.remove, "flag": run.edit.flag,
+                    "accept": run.edit.accept, "replace": run.edit.replace,
                 });
                 writeln!(out, "{}", json_line(&line))?;
             } else {

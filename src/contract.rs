@@ -139,6 +139,15 @@ pub struct Review {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub flagged: Vec<String>,
+    /// Labels the operator confirmed as they are (`a` in the TUI,
+    /// `imgtag review --accept`): a human's word, like an added label, with
+    /// what the detector had said kept here (an imgtag extension).
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub confirmed: Vec<Confirmed>,
     #[serde(default)]
     pub reviewed_at: Option<String>,
     /// Who reviewed (`imgtag`, `imgtag-tui`, ...): a review records its own
@@ -151,8 +160,36 @@ pub struct Review {
 
 impl Review {
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.flagged.is_empty()
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.flagged.is_empty()
+            && self.confirmed.is_empty()
     }
+
+    /// Whether the operator confirmed this label (any case).
+    pub fn is_confirmed(&self, name: &str) -> bool {
+        self.confirmed
+            .iter()
+            .any(|c| c.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// A label an operator confirmed: which, what the detector had said, when
+/// and by whom.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Confirmed {
+    pub name: String,
+    /// The detector's confidence when it was confirmed (absent when the
+    /// label was already a human's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector_confidence: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed_by: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 /// A permanent failure recorded instead of labels.

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::catalog::{Lookup, MetadataRead, find_metadata};
 use crate::contract::{
-    ErrorInfo, ImgTagInfo, Label, LabelFilters, Layout, MetadataDoc, ParsedMetadata,
+    Confirmed, ErrorInfo, ImgTagInfo, Label, LabelFilters, Layout, MetadataDoc, ParsedMetadata,
     RequestSettings, Review, SCHEMA_VERSION, SourceRef, is_folder_placeholder, normalize_etag,
 };
 use crate::detection::{
@@ -98,7 +98,9 @@ impl TagOptions {
 pub fn apply_review(mut labels: Vec<Label>, review: Option<&Review>) -> Vec<Label> {
     let Some(r) = review else { return labels };
     labels.retain(|l| !r.removed.iter().any(|x| x.eq_ignore_ascii_case(&l.name)));
-    for name in &r.added {
+    // A confirmed label is a human's word too (docs/format.md, "Review").
+    let confirmed = r.confirmed.iter().map(|c| &c.name);
+    for name in r.added.iter().chain(confirmed) {
         match labels
             .iter_mut()
             .find(|l| l.name.eq_ignore_ascii_case(name))
@@ -510,6 +512,11 @@ pub struct ReviewEdit {
     /// Labels marked as doubtful without removing them: the image then
     /// needs review.
     pub flag: Vec<String>,
+    /// Confirm the image's headline label as it is (`--accept`, `a`).
+    pub accept: bool,
+    /// `(old, new)`: the label `old` is replaced by `new` (`--replace
+    /// Feline=Cat`, a digit in the TUI); an image without `old` is skipped.
+    pub replace: Vec<(String, String)>,
 }
 
 impl ReviewEdit {
@@ -552,9 +559,25 @@ impl ReviewEdit {
         Ok(edit)
     }
 
+    /// Parses `--replace Feline=Cat`.
+    pub fn parse_replace(text: &str) -> Result<(String, String), String> {
+        match text.split_once('=') {
+            Some((old, new)) if !old.trim().is_empty() && !new.trim().is_empty() => {
+                Ok((old.trim().to_string(), new.trim().to_string()))
+            }
+            _ => Err(format!("{text:?}: write OLD=NEW, as Feline=Cat")),
+        }
+    }
+
     /// Names must be non-empty and printable; an edit must change something.
     pub fn validate(&self) -> Result<(), String> {
-        let names = self.add.iter().chain(&self.remove).chain(&self.flag);
+        let replaced = self.replace.iter().flat_map(|(o, n)| [o, n]);
+        let names = self
+            .add
+            .iter()
+            .chain(&self.remove)
+            .chain(&self.flag)
+            .chain(replaced);
         for name in names {
             if name.trim().is_empty() {
                 return Err("empty label name".into());
@@ -563,7 +586,12 @@ impl ReviewEdit {
                 return Err("label names cannot contain control characters".into());
             }
         }
-        if self.add.is_empty() && self.remove.is_empty() && self.flag.is_empty() {
+        if self.add.is_empty()
+            && self.remove.is_empty()
+            && self.flag.is_empty()
+            && self.replace.is_empty()
+            && !self.accept
+        {
             return Err(
                 "nothing to change: type +Label to add, -Label to remove, !Label to flag".into(),
             );
@@ -573,8 +601,10 @@ impl ReviewEdit {
 }
 
 /// Merges an edit into a review: adding a label cancels an earlier
-/// removal of it and the other way round.
-fn merge_review(mut review: Review, edit: &ReviewEdit, now: String, by: &str) -> Review {
+/// removal of it and the other way round; confirming one clears its flag.
+/// `replace` and `accept` come resolved against the document
+/// ([`resolve_edit`]).
+fn merge_review(mut review: Review, edit: &Resolved, now: String, by: &str) -> Review {
     let same = |a: &String, b: &String| a.eq_ignore_ascii_case(b);
     for name in &edit.add {
         review.removed.retain(|r| !same(r, name));
@@ -586,6 +616,7 @@ fn merge_review(mut review: Review, edit: &ReviewEdit, now: String, by: &str) ->
     for name in &edit.remove {
         review.added.retain(|a| !same(a, name));
         review.flagged.retain(|r| !same(r, name));
+        review.confirmed.retain(|c| !same(&c.name, name));
         if !review.removed.iter().any(|r| same(r, name)) {
             review.removed.push(name.clone());
         }
@@ -595,9 +626,61 @@ fn merge_review(mut review: Review, edit: &ReviewEdit, now: String, by: &str) ->
             review.flagged.push(name.clone());
         }
     }
+    if let Some((name, detector_confidence)) = &edit.confirm {
+        review.flagged.retain(|f| !same(f, name));
+        review.removed.retain(|r| !same(r, name));
+        if !review.is_confirmed(name) {
+            review.confirmed.push(Confirmed {
+                name: name.clone(),
+                detector_confidence: *detector_confidence,
+                confirmed_at: Some(now.clone()),
+                confirmed_by: Some(by.to_string()),
+                extra: Default::default(),
+            });
+        }
+    }
     review.reviewed_at = Some(now);
     review.reviewed_by = Some(by.to_string());
     review
+}
+
+/// An edit made concrete for one document: what to add, remove and flag,
+/// and the label to confirm with the detector's confidence for it.
+#[derive(Debug, Default)]
+struct Resolved {
+    add: Vec<String>,
+    remove: Vec<String>,
+    flag: Vec<String>,
+    confirm: Option<(String, Option<f32>)>,
+}
+
+/// Resolves `replace` and `accept` against the document: a replacement
+/// needs the old label there, an accept needs a headline. The reason is
+/// why the image is skipped.
+fn resolve_edit(edit: &ReviewEdit, doc: &MetadataDoc) -> Result<Resolved, String> {
+    let mut r = Resolved {
+        add: edit.add.clone(),
+        remove: edit.remove.clone(),
+        flag: edit.flag.clone(),
+        confirm: None,
+    };
+    let has = |name: &str| doc.labels.iter().any(|l| l.name.eq_ignore_ascii_case(name));
+    for (old, new) in &edit.replace {
+        if !has(old) {
+            return Err(format!("no label {old:?} to replace"));
+        }
+        r.remove.push(old.clone());
+        r.add.push(new.clone());
+    }
+    if edit.accept {
+        let h = doc.headline().ok_or("no headline label to accept")?;
+        let human = doc
+            .review()
+            .is_some_and(|rv| rv.added.iter().any(|a| a.eq_ignore_ascii_case(&h.name)));
+        let detector_confidence = (!human).then_some(h.confidence);
+        r.confirm = Some((h.name.clone(), detector_confidence));
+    }
+    Ok(r)
 }
 
 /// Applies a human correction to an image's metadata, recorded in
@@ -652,9 +735,10 @@ async fn review_steps(
         Some(t) => t,
         None => adopt(store, key),
     };
+    let resolved = resolve_edit(edit, &doc).map_err(skipped)?;
     let review = merge_review(
         info.review.clone().unwrap_or_default(),
-        edit,
+        &resolved,
         now,
         &opts.tagged_by,
     );
@@ -752,7 +836,7 @@ mod review_tests {
                 added: vec!["Feline".into()],
                 ..Default::default()
             },
-            &e,
+            &plain(&e),
             "t".into(),
             "imgtag",
         );
@@ -763,10 +847,76 @@ mod review_tests {
         // Flags keep the label and mark it; adding it again confirms it.
         let f = ReviewEdit::parse("!Pet !\"Pet Shop\"").unwrap();
         assert_eq!(f.flag, vec!["Pet", "Pet Shop"]);
-        let r = merge_review(r, &f, "u".into(), "imgtag-tui");
+        let r = merge_review(r, &plain(&f), "u".into(), "imgtag-tui");
         assert_eq!(r.flagged, vec!["Pet", "Pet Shop"]);
-        let r = merge_review(r, &ReviewEdit::parse("+pet").unwrap(), "v".into(), "imgtag");
+        let r = merge_review(
+            r,
+            &plain(&ReviewEdit::parse("+pet").unwrap()),
+            "v".into(),
+            "imgtag",
+        );
         assert_eq!(r.flagged, vec!["Pet Shop"]);
         assert!(ReviewEdit::parse("!").is_err());
+    }
+
+    fn plain(e: &ReviewEdit) -> Resolved {
+        Resolved {
+            add: e.add.clone(),
+            remove: e.remove.clone(),
+            flag: e.flag.clone(),
+            confirm: None,
+        }
+    }
+
+    /// The seed's weak cat: accept confirms `Feline` with what the detector
+    /// said; a replacement needs the old label; a confirmed label reads at
+    /// 100 and a removal takes the confirmation back.
+    #[test]
+    fn accept_and_replace_resolve_against_the_document() {
+        let doc: MetadataDoc = serde_json::from_str(
+            r#"{"Labels":[{"Name":"Animal","Confidence":98.2},{"Name":"Mammal","Confidence":95.7},
+            {"Name":"Pet","Confidence":91.4},{"Name":"Feline","Confidence":65.3}]}"#,
+        )
+        .unwrap();
+        let accept = ReviewEdit {
+            accept: true,
+            ..Default::default()
+        };
+        assert!(accept.validate().is_ok());
+        let r = resolve_edit(&accept, &doc).unwrap();
+        assert_eq!(r.confirm, Some(("Feline".to_string(), Some(65.3))));
+        let review = merge_review(Review::default(), &r, "t".into(), "imgtag-tui");
+        let c = &review.confirmed[0];
+        assert_eq!(
+            (c.confirmed_by.as_deref(), c.confirmed_at.as_deref()),
+            (Some("imgtag-tui"), Some("t"))
+        );
+        let labels = apply_review(doc.labels.clone(), Some(&review));
+        assert_eq!(
+            (labels[0].name.as_str(), labels[0].confidence),
+            ("Feline", 100.0)
+        );
+
+        let swap = ReviewEdit {
+            replace: vec![ReviewEdit::parse_replace("feline=Cat").unwrap()],
+            ..Default::default()
+        };
+        let r = resolve_edit(&swap, &doc).unwrap();
+        assert_eq!(
+            (r.remove.as_slice(), r.add.as_slice()),
+            (&["feline".to_string()][..], &["Cat".to_string()][..])
+        );
+        let review = merge_review(review, &r, "u".into(), "imgtag");
+        assert!(
+            review.confirmed.is_empty(),
+            "removing Feline takes its confirmation back"
+        );
+        let missing = ReviewEdit {
+            replace: vec![("Dog".into(), "Wolf".into())],
+            ..Default::default()
+        };
+        assert!(resolve_edit(&missing, &doc).unwrap_err().contains("Dog"));
+        assert!(ReviewEdit::parse_replace("Feline").is_err());
+        assert!(ReviewEdit::parse_replace("=Cat").is_err());
     }
 }

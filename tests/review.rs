@@ -111,6 +111,114 @@ async fn review_end_to_end(store: DynStore, bucket: Vec<String>) {
     assert_eq!(body(&store, "metadata/garbage.jpg.json").await, garbage);
 }
 
+const SEED_CAT: &str = r#"{"Labels":[{"Name":"Animal","Confidence":98.2},{"Name":"Mammal","Confidence":95.7},{"Name":"Pet","Confidence":91.4},{"Name":"Feline","Confidence":65.3}]}"#;
+const CHELSEA: &[u8] = include_bytes!("../assets/samples/chelsea.png");
+
+/// `--accept` confirms the headline as it is, `--replace` swaps it in one
+/// write, and a re-run of detection keeps both (issue 23).
+async fn accept_and_replace(store: DynStore, bucket: Vec<String>) {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    for k in ["q1", "q2"] {
+        let image = format!("uploads/{k}.png");
+        store
+            .put(&image, Bytes::from_static(CHELSEA), PutCondition::None)
+            .await
+            .unwrap();
+        let meta = format!("metadata/{k}.png.json");
+        store
+            .put(
+                &meta,
+                Bytes::from_static(SEED_CAT.as_bytes()),
+                PutCondition::None,
+            )
+            .await
+            .unwrap();
+    }
+    let lines = json_lines(
+        &run(
+            h,
+            &bucket,
+            &["review", "--json", "--accept", "uploads/q1.png"],
+        )
+        .await,
+    );
+    assert_eq!(lines[0]["outcome"], "tagged", "{}", lines[0]);
+    let doc = parse_metadata(&body(&store, "metadata/q1.png.json").await)
+        .unwrap()
+        .doc;
+    assert_eq!(
+        doc.headline().map(|l| (l.name.as_str(), l.confidence)),
+        Some(("Feline", 100.0))
+    );
+    let c = &doc.review().unwrap().confirmed[0];
+    assert_eq!(
+        (c.name.as_str(), c.detector_confidence),
+        ("Feline", Some(65.3))
+    );
+    assert_eq!(c.confirmed_by.as_deref(), Some("imgtag"));
+    let weak = json_lines(&run(h, &bucket, &["ls", "--json", "--status", "needs-review"]).await);
+    assert!(
+        weak.iter().any(|v| v["key"] == "uploads/q2.png"),
+        "{weak:?}"
+    );
+    assert!(
+        !weak.iter().any(|v| v["key"] == "uploads/q1.png"),
+        "accepted: {weak:?}"
+    );
+    let shown = run(h, &bucket, &["show", "uploads/q1.png"]).await;
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("confirmed Feline (detector 65.3)"), "{text}");
+
+    let q2 = ["review", "--json", "uploads/q2.png", "--replace"];
+    let lines = json_lines(&run(h, &bucket, &[&q2[..], &["Feline=Cat"]].concat()).await);
+    assert_eq!(lines[0]["outcome"], "tagged", "{}", lines[0]);
+    let before = body(&store, "metadata/q2.png.json").await;
+    let doc = parse_metadata(&before).unwrap().doc;
+    assert_eq!(doc.headline().map(|l| l.name.as_str()), Some("Cat"));
+    assert!(!doc.labels.iter().any(|l| l.name == "Feline"));
+    let lines = json_lines(&run(h, &bucket, &[&q2[..], &["Dog=Wolf"]].concat()).await);
+    assert_eq!(lines[0]["outcome"], "skipped", "{}", lines[0]);
+    assert_eq!(
+        body(&store, "metadata/q2.png.json").await,
+        before,
+        "nothing written"
+    );
+
+    // A re-run of detection keeps the confirmation and the replacement.
+    let tag = [
+        "tag",
+        "--json",
+        "--force",
+        "--detector",
+        "local",
+        "uploads/q1.png",
+        "uploads/q2.png",
+    ];
+    let lines = json_lines(&run(h, &bucket, &tag).await);
+    assert!(lines.iter().all(|v| v["outcome"] == "tagged"), "{lines:?}");
+    let q1 = parse_metadata(&body(&store, "metadata/q1.png.json").await)
+        .unwrap()
+        .doc;
+    assert!(
+        q1.labels
+            .iter()
+            .any(|l| l.name == "Feline" && l.confidence == 100.0),
+        "{:?}",
+        q1.labels
+    );
+    assert!(q1.review().unwrap().is_confirmed("feline"));
+    let q2 = parse_metadata(&body(&store, "metadata/q2.png.json").await)
+        .unwrap()
+        .doc;
+    assert!(
+        q2.labels
+            .iter()
+            .any(|l| l.name == "Cat" && l.confidence == 100.0)
+    );
+    assert!(!q2.labels.iter().any(|l| l.name == "Feline"));
+}
+
 async fn sample_is_reproducible(bucket: Vec<String>) {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
@@ -151,7 +259,8 @@ async fn review_and_sample_on_a_local_folder() {
     let dir = tempfile::tempdir().unwrap();
     let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
     let bucket = vec!["--bucket".into(), dir.path().display().to_string()];
-    review_end_to_end(store, bucket.clone()).await;
+    review_end_to_end(store.clone(), bucket.clone()).await;
+    accept_and_replace(store, bucket.clone()).await;
     sample_is_reproducible(bucket).await;
 }
 
@@ -171,7 +280,8 @@ async fn review_and_sample_on_s3() {
         server.endpoint(),
         "--path-style".into(),
     ];
-    review_end_to_end(store, bucket.clone()).await;
+    review_end_to_end(store.clone(), bucket.clone()).await;
+    accept_and_replace(store, bucket.clone()).await;
     sample_is_reproducible(bucket).await;
 }
 

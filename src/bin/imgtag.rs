@@ -141,6 +141,15 @@ struct ReviewArgs {
     /// needs review (repeatable or comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "LABEL")]
     flag: Vec<String>,
+    /// Confirm each image's headline label as it is: it then reads as a
+    /// human's word (confidence 100), and the detector's figure is kept in
+    /// ImgTag.Review.Confirmed.
+    #[arg(long)]
+    accept: bool,
+    /// Replace one label by another (OLD=NEW, repeatable), in one write:
+    /// `--replace Feline=Cat`. An image without OLD is skipped.
+    #[arg(long, value_name = "OLD=NEW", value_parser = ReviewEdit::parse_replace)]
+    replace: Vec<(String, String)>,
     /// Edit images with this label (or a label with this parent).
     #[arg(long, value_name = "NAME")]
     label: Option<String>,
@@ -768,9 +777,12 @@ async fn review(args: ReviewArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode>
         add: args.add.clone(),
         remove: args.remove.clone(),
         flag: args.flag.clone(),
+        accept: args.accept,
+        replace: args.replace.clone(),
     };
-    edit.validate()
-        .map_err(|e| anyhow::anyhow!("{e} (use --add, --remove or --flag)"))?;
+    edit.validate().map_err(|e| {
+        anyhow::anyhow!("{e} (use --add, --remove, --flag, --accept or --replace OLD=NEW)")
+    })?;
     let (settings, store, index) = open_indexed(&args.common).await?;
     let selection = from_index(args.selection()?, index, &store, &settings).await?;
     let run = cli::ReviewRun {
