@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod boxes;
+pub mod facts;
 pub mod keys;
 pub mod names;
 pub mod rows;
