@@ -1415,3 +1415,116 @@ fn label_boxes_are_drawn_on_the_thumbnail_and_switched_with_brackets() {
             .contains("no label of this image has boxes")
     );
 }
+
+// ---------------------------------------------------------------------------
+// a hostile document
+
+/// `labels` labels named `Label00000`...; every other one of the first is
+/// named again in `Review.Added` in capitals, among `added` names;
+/// `label00001` is flagged.
+fn hostile_json(labels: usize, added: usize) -> String {
+    let labels: Vec<_> = (0..labels)
+        .map(|i| {
+            serde_json::json!({"Name": format!("Label{i:05}"),
+                "Confidence": 99.9 - i as f64 * 0.004})
+        })
+        .collect();
+    let added: Vec<_> = (0..added)
+        .map(|j| match j {
+            j if j < labels.len() && j % 2 == 0 => format!("LABEL{j:05}"),
+            j => format!("a{j}"),
+        })
+        .collect();
+    serde_json::json!({
+        "Labels": labels,
+        "ImgTag": {"SchemaVersion": 1,
+            "Source": {"Bucket": "photos", "Key": "uploads/huge.jpg", "ETag": "\"e1\""},
+            "Detector": "rekognition", "MinConfidence": 55.0,
+            "TaggedAt": "2026-01-01T00:00:00Z", "TaggedBy": "imgtag",
+            "Review": {"Added": added, "Flagged": ["label00001"]}},
+    })
+    .to_string()
+}
+
+/// A document of 20,000 labels and 100,000 `Review.Added` names: its
+/// facts are computed once when it arrives (flags matched in any case),
+/// the pane's lines are built once for it however many frames and
+/// scrolls follow (again only when the width changes), and 40 frames take
+/// seconds, not the hours of a scan of every review list for every label
+/// on every frame.
+#[test]
+fn a_huge_document_is_analysed_once_and_frames_stay_cheap() {
+    let json = hostile_json(20_000, 100_000);
+    let mut app = listed(
+        vec![row(
+            "uploads/huge.jpg",
+            Some(("metadata/huge.jpg.json", &json)),
+        )],
+        true,
+    );
+    app.size = Size::new(160, 48);
+    let loaded = app.selected_loaded().expect("the document is loaded");
+    let facts = &loaded.facts;
+    assert_eq!(facts.flags.len(), 20_000);
+    for (i, f) in facts.flags.iter().enumerate() {
+        assert_eq!(f.added, i % 2 == 0, "label {i}");
+        assert_eq!(f.flagged, i == 1, "label {i}");
+        assert!(!f.removed, "label {i}");
+    }
+    let facts_at: *const _ = facts;
+
+    // Frames on another thread: the test fails (rather than hangs) when
+    // they are slow.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut frames = Vec::new();
+        up(&mut app, code(KeyCode::Tab));
+        for n in 0..40 {
+            let key = if n % 4 == 3 {
+                KeyCode::PageUp
+            } else {
+                KeyCode::PageDown
+            };
+            if n == 0 {
+                frames.push(screen_text(&render(&app)));
+            }
+            up(&mut app, code(key));
+            frames.push(screen_text(&render(&app)));
+        }
+        let _ = tx.send((app, frames));
+    });
+    let (mut app, frames) = rx
+        .recv_timeout(std::time::Duration::from_secs(90))
+        .expect("40 frames of one document within 90 s");
+    // The pane shows the flags, in the detail pane's order.
+    let first = &frames[0];
+    let line_of = |name: &str| first.lines().find(|l| l.contains(name)).unwrap_or("");
+    assert!(line_of("Label00001").contains("! Label00001"), "{first}");
+    assert!(first.contains("flagged as doubtful"), "{first}");
+    assert!(first.contains("added by hand"), "{first}");
+    // The review line names the first names of each list, not 100,000.
+    assert!(first.contains("+LABEL00000 +a1 +LABEL00002"), "{first}");
+    assert_eq!(view::NAMES_SHOWN, 20);
+    assert!(
+        first.contains("+a19 ") && !first.contains("+a21 "),
+        "{first}"
+    );
+    assert!(first.contains("more)"), "{first}");
+    // Scrolling moved the labels shown.
+    assert_ne!(frames[1], frames[2]);
+    assert!(!frames[3].contains("Label00001 "), "{}", frames[3]);
+    assert_eq!(app.detail_builds(), 1, "lines built once for 41 frames");
+    assert!(std::ptr::eq(
+        facts_at,
+        &app.selected_loaded().unwrap().facts
+    ));
+    up(&mut app, Msg::Resize(140, 48));
+    app.size = Size::new(140, 48);
+    render(&app);
+    render(&app);
+    assert_eq!(
+        app.detail_builds(),
+        2,
+        "a new width builds them again, once"
+    );
+}

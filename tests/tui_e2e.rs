@@ -176,3 +176,90 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// A terminal that answers `--theme auto`'s background query 400 ms late
+/// (tests/fixtures/slow_terminal.py), with keys typed while the probe
+/// waits: the keys act (`/dog` opens the filter prompt and types `dog`),
+/// and the late answer (`ESC ] 11 ; rgb:fdfd/f6f6/e3e3 ESC \`) types
+/// nothing and switches nothing.
+#[test]
+fn a_late_terminal_answer_is_no_keys_and_keys_typed_meanwhile_act() {
+    let home = tempfile::tempdir().unwrap();
+    let bucket = tempfile::tempdir().unwrap();
+    let root = bucket.path();
+    for (name, label) in [("cat", "Cat"), ("dog", "Dog"), ("fern", "Plant")] {
+        put(root, &format!("uploads/{name}.jpg"), b"not decoded");
+        let doc = format!(r#"{{"Labels":[{{"Name":"{label}","Confidence":93.0}}]}}"#);
+        put(root, &format!("metadata/{name}.jpg.json"), doc.as_bytes());
+    }
+    let tmux = Tmux {
+        socket: format!("imgtag-e2e-slow-{}", std::process::id()),
+    };
+    let done = home.path().join("answered");
+    let status_file = home.path().join("exit-status");
+    let script = format!(
+        "HOME='{home}' XDG_CONFIG_HOME='{home}/.config' SLOW_TERM_DELAY=0.4 SLOW_TERM_KEYS=/dog \
+         SLOW_TERM_DONE='{done}' python3 '{wrapper}' '{bin}' --bucket '{bucket}' --detector local \
+         --theme auto --image-protocol none; echo $? > '{status}'",
+        home = home.path().display(),
+        done = done.display(),
+        wrapper = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/slow_terminal.py"
+        ),
+        bin = env!("CARGO_BIN_EXE_imgtag-tui"),
+        bucket = root.display(),
+        status = status_file.display(),
+    );
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "e2e",
+        "-x",
+        "160",
+        "-y",
+        "48",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the slow terminal never answered; screen:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The answer has been written: give the app time to read it (and
+    // more than a held Esc's wait), then confirm the filter.
+    std::thread::sleep(Duration::from_millis(500));
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("the filter typed during the probe", |s| {
+        s.contains("dog.jpg") && !s.contains("cat.jpg")
+    });
+    for leaked in ["e3e3", "f6f6", "rgb", "11;"] {
+        assert!(
+            !s.contains(leaked),
+            "the answer became keys ({leaked}):\n{s}"
+        );
+    }
+    assert!(!s.contains("fern.jpg"), "{s}");
+    // The status filter was not switched (still every status) and the
+    // text filter is what was typed.
+    assert!(s.contains("1/3 · sort: name · all · /dog "), "{s}");
+    tmux.keys(&["q"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !status_file.exists() {
+        assert!(Instant::now() < deadline, "imgtag-tui did not quit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(&status_file).unwrap().trim(), "0");
+}

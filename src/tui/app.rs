@@ -3,6 +3,7 @@
 //! [`App::update`] changes the state and returns the slow work to start as
 //! [`Cmd`]s, which the runtime runs off the UI task.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::pipeline::{Outcome, ReviewEdit};
 use crate::sanitize::for_terminal;
 
 use super::boxes;
+use super::facts::DocFacts;
 use super::keys::{Action, Keymap};
 use super::rows::{Row, RowRef, RowSummary, Rows};
 use super::theme::Theme;
@@ -139,12 +141,30 @@ pub enum DocState<'a> {
     /// The row has no readable document.
     None,
     Loading,
-    Ready(&'a MetadataDoc),
+    Ready(&'a Loaded),
     Failed(&'a str),
 }
 
+/// A document as the detail pane keeps it: with what the pane derives
+/// from it, computed once when it arrives (never per frame).
+#[derive(Debug)]
+pub struct Loaded {
+    /// Unique per load: what the detail pane's line cache is keyed on
+    /// (an address could be reused by the next document).
+    pub id: u64,
+    pub doc: MetadataDoc,
+    pub facts: DocFacts,
+}
+
+impl Loaded {
+    pub fn new(id: u64, doc: MetadataDoc) -> Loaded {
+        let facts = DocFacts::of(&doc);
+        Loaded { id, doc, facts }
+    }
+}
+
 /// A cached document and the row revision it was loaded for.
-type CachedDoc = (u32, Result<Arc<MetadataDoc>, String>);
+type CachedDoc = (u32, Result<Arc<Loaded>, String>);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TagJob {
@@ -307,6 +327,11 @@ pub struct App {
     pub docs: lru::LruCache<Box<str>, CachedDoc>,
     /// The document load in flight: row key and revision.
     pub doc_loading: Option<(Box<str>, u32)>,
+    /// Documents loaded so far: the next [`Loaded::id`].
+    pub docs_loaded: u64,
+    /// The detail pane's label lines for the document shown, built once
+    /// per document, width and settings (the view fills it while drawing).
+    pub detail_cache: RefCell<Option<view::DetailLines>>,
     /// The terminal's size in cells.
     pub size: Size,
     /// Thumbnails are drawn (off with `--image-protocol none`).
@@ -347,6 +372,8 @@ impl App {
             boxes: BoxChoice::Auto,
             docs: lru::LruCache::new(NonZeroUsize::new(DOC_CACHE).expect("non-zero")),
             doc_loading: None,
+            docs_loaded: 0,
+            detail_cache: RefCell::new(None),
             size: Size::new(120, 40),
             thumbnails: true,
             quit: false,
@@ -391,10 +418,24 @@ impl App {
 
     /// The selected row's document, if it is loaded.
     pub fn selected_doc(&self) -> Option<&MetadataDoc> {
+        self.selected_loaded().map(|l| &l.doc)
+    }
+
+    /// The selected row's document with its derived facts, if loaded.
+    pub fn selected_loaded(&self) -> Option<&Loaded> {
         match self.doc_state(&self.selected_row()?) {
             DocState::Ready(d) => Some(d),
             _ => None,
         }
+    }
+
+    /// How many times the detail pane built its label lines: once per
+    /// document, width and settings, however many frames show them.
+    pub fn detail_builds(&self) -> u64 {
+        self.detail_cache
+            .borrow()
+            .as_ref()
+            .map_or(0, |c| c.builds())
     }
 
     fn selected_index(&self) -> Option<u32> {
@@ -537,7 +578,9 @@ impl App {
             return;
         };
         if self.rows[i as usize].rev == rev {
-            let doc = result.map(|d| Arc::new(*d));
+            self.docs_loaded += 1;
+            let id = self.docs_loaded;
+            let doc = result.map(|d| Arc::new(Loaded::new(id, *d)));
             self.docs.put(key.into_boxed_str(), (rev, doc));
         }
     }
@@ -799,14 +842,14 @@ impl App {
     }
 
     /// The label of `doc` whose boxes the thumbnail shows, by index.
-    pub fn boxed_label(&self, doc: &MetadataDoc) -> Option<usize> {
-        let with_boxes = labels_with_boxes(doc);
+    pub fn boxed_label(&self, doc: &Loaded) -> Option<usize> {
+        let with_boxes = &doc.facts.with_boxes;
         match &self.boxes {
             BoxChoice::Off => None,
             BoxChoice::Label(name) => with_boxes
                 .iter()
                 .copied()
-                .find(|&i| doc.labels[i].name == *name)
+                .find(|&i| doc.doc.labels[i].name == *name)
                 .or_else(|| with_boxes.first().copied()),
             BoxChoice::Auto => with_boxes.first().copied(),
         }
@@ -814,10 +857,10 @@ impl App {
 
     /// The boxes to draw on the selected image's thumbnail.
     fn shown_boxes(&self) -> Vec<BoundingBox> {
-        self.selected_doc()
+        self.selected_loaded()
             .and_then(|d| {
                 self.boxed_label(d)
-                    .map(|i| boxes::label_boxes(&d.labels[i]))
+                    .map(|i| boxes::label_boxes(&d.doc.labels[i]))
             })
             .unwrap_or_default()
     }
@@ -825,17 +868,18 @@ impl App {
     /// Moves to the next (`step` 1) or previous (-1) label with boxes;
     /// past the last comes the bare thumbnail, then the first again.
     fn cycle_boxes(&mut self, step: isize) {
-        let Some(doc) = self.selected_doc() else {
+        let Some(loaded) = self.selected_loaded() else {
             return;
         };
-        let with_boxes = labels_with_boxes(doc);
+        let doc = &loaded.doc;
+        let with_boxes = &loaded.facts.with_boxes;
         if with_boxes.is_empty() {
             self.info("no label of this image has boxes");
             return;
         }
         let n = with_boxes.len() as isize;
         // Positions 0..n are the labels, n is "no boxes".
-        let at = match self.boxed_label(doc) {
+        let at = match self.boxed_label(loaded) {
             Some(i) => with_boxes.iter().position(|&j| j == i).unwrap_or(0) as isize,
             None => n,
         };

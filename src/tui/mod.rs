@@ -8,8 +8,10 @@
 
 pub mod app;
 pub mod boxes;
+pub mod facts;
 pub mod keys;
 pub mod names;
+pub mod replies;
 pub mod rows;
 pub mod runtime;
 pub mod termbg;
@@ -20,7 +22,7 @@ pub mod view;
 use std::io::Write;
 use std::time::Duration;
 
-use crossterm::event::{DisableMouseCapture, EnableMouseCapture, Event, EventStream};
+use crossterm::event::{DisableMouseCapture, EnableMouseCapture, Event, EventStream, KeyEvent};
 use crossterm::execute;
 use crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
@@ -71,15 +73,21 @@ pub struct TuiOptions {
     pub theme: Option<ThemeChoice>,
 }
 
-/// The theme to draw with. `auto` asks the terminal, so it must run in raw
-/// mode and before the event reader starts; no answer means dark.
-fn theme_for(choice: ThemeChoice) -> theme::Theme {
+/// The theme to draw with, and the keys typed while the terminal was
+/// asked. `auto` asks the terminal, so it must run in raw mode and before
+/// the event reader starts; no answer means dark.
+fn theme_for(choice: ThemeChoice) -> (theme::Theme, Vec<KeyEvent>) {
     match choice {
-        ThemeChoice::Dark => theme::Theme::dark(),
-        ThemeChoice::Light => theme::Theme::light(),
-        ThemeChoice::Auto => termbg::query()
-            .map(theme::Theme::for_background)
-            .unwrap_or_else(theme::Theme::dark),
+        ThemeChoice::Dark => (theme::Theme::dark(), Vec::new()),
+        ThemeChoice::Light => (theme::Theme::light(), Vec::new()),
+        ThemeChoice::Auto => {
+            let probe = termbg::query();
+            let theme = probe
+                .background
+                .map(theme::Theme::for_background)
+                .unwrap_or_else(theme::Theme::dark);
+            (theme, probe.typed)
+        }
     }
 }
 
@@ -216,7 +224,7 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
     enable_raw_mode()?;
     let _guard = TerminalGuard;
     execute!(std::io::stdout(), EnterAlternateScreen, EnableMouseCapture)?;
-    let theme = theme_for(opts.theme.or(settings.theme).unwrap_or_default());
+    let (theme, typed) = theme_for(opts.theme.or(settings.theme).unwrap_or_default());
     let picker = picker_for(opts.image_protocol);
     let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
     terminal.clear()?;
@@ -267,6 +275,10 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
         rt.run(cmd);
     }
 
+    // Keys typed during the probe come first, before the reader's.
+    for k in typed {
+        let _ = tx.send(Msg::Key(k));
+    }
     let reader = spawn_event_reader(tx.clone());
 
     terminal.draw(|f| view::draw(f, &app))?;
@@ -295,26 +307,53 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
     Ok(())
 }
 
-/// Terminal events arrive as messages like everything else.
+/// Terminal events arrive as messages like everything else; terminal
+/// replies that crossterm read as keys are dropped on the way.
 fn spawn_event_reader(tx: mpsc::UnboundedSender<Msg>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut events = EventStream::new();
-        while let Some(ev) = events.next().await {
+        let mut filter = replies::ReplyFilter::default();
+        loop {
+            let ev = match filter.deadline() {
+                Some(at) => tokio::select! {
+                    ev = events.next() => ev,
+                    () = tokio::time::sleep_until(at.into()) => {
+                        let keys = filter.expire(std::time::Instant::now());
+                        if !send_keys(&tx, keys) {
+                            break;
+                        }
+                        continue;
+                    }
+                },
+                None => events.next().await,
+            };
             let msg = match ev {
-                Ok(Event::Key(k)) => Msg::Key(k),
-                Ok(Event::Mouse(m)) => Msg::Mouse(m),
-                Ok(Event::Resize(w, h)) => Msg::Resize(w, h),
-                Ok(_) => continue,
-                Err(e) => {
+                Some(Ok(Event::Key(k))) => {
+                    if !send_keys(&tx, filter.key(k, std::time::Instant::now())) {
+                        break;
+                    }
+                    continue;
+                }
+                Some(Ok(Event::Mouse(m))) => Msg::Mouse(m),
+                Some(Ok(Event::Resize(w, h))) => Msg::Resize(w, h),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => {
                     tracing::error!(error = %e, "reading terminal events");
                     break;
                 }
+                None => break,
             };
-            if tx.send(msg).is_err() {
+            // Keys held as a possible reply come before a later event.
+            if !send_keys(&tx, filter.flush()) || tx.send(msg).is_err() {
                 break;
             }
         }
     })
+}
+
+/// Sends keys as messages; false once the app is gone.
+fn send_keys(tx: &mpsc::UnboundedSender<Msg>, keys: Vec<KeyEvent>) -> bool {
+    keys.into_iter().all(|k| tx.send(Msg::Key(k)).is_ok())
 }
 
 /// On quit: drops queued work and waits (up to 30 s) for the writes in

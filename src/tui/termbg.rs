@@ -6,10 +6,15 @@
 //! DSR answer is in, a terminal that knows OSC 11 has answered it too, and
 //! one that does not is not waited for. Reading polls stdin with a short
 //! deadline and never leaves a reader blocked on it (that reader would eat
-//! the operator's first keys).
+//! the operator's first keys). Keys typed while it waits are handed back
+//! ([`Probe::typed`]); an answer that comes later is dropped from the event
+//! stream by [`super::replies::ReplyFilter`].
 
 use std::time::{Duration, Instant};
 
+use crossterm::event::KeyEvent;
+
+use super::replies::{REPLY_WAIT, Split, keys_of, split_probe};
 use super::theme::Background;
 
 /// How long the terminal gets to answer.
@@ -55,24 +60,43 @@ pub fn background_from_reply(reply: &[u8]) -> Option<Background> {
     parse_reply(reply).map(background_of)
 }
 
+/// What the probe found.
+#[derive(Debug, Default)]
+pub struct Probe {
+    /// None when stdin is not a terminal, or nothing usable came back in
+    /// time.
+    pub background: Option<Background>,
+    /// Keys the operator typed while the probe read: the app's first keys.
+    pub typed: Vec<KeyEvent>,
+}
+
 /// Asks the terminal (raw mode on, before the event reader starts).
-/// None when stdin is not a terminal, or nothing usable came back in time.
-pub fn query() -> Option<Background> {
+pub fn query() -> Probe {
     let started = Instant::now();
-    let reply = ask()?;
-    let found = background_from_reply(&reply);
-    tracing::debug!(reply = %String::from_utf8_lossy(&reply).escape_debug(), "OSC 11 answer");
+    let Some(split) = ask() else {
+        return Probe::default();
+    };
+    let found = background_from_reply(&split.reply);
+    tracing::debug!(reply = %String::from_utf8_lossy(&split.reply).escape_debug(), "OSC 11 answer");
     tracing::info!(
         ms = started.elapsed().as_millis() as u64,
         answered = found.is_some(),
         background = ?found,
+        typed = split.typed.len(),
         "terminal background query"
     );
-    found
+    // An escape sequence left unfinished is a key's (a lone Esc, an
+    // arrow cut short) or a reply's rest, which the event stream drops.
+    let mut typed = split.typed;
+    typed.extend(split.pending);
+    Probe {
+        background: found,
+        typed: keys_of(&typed),
+    }
 }
 
 #[cfg(unix)]
-fn ask() -> Option<Vec<u8>> {
+fn ask() -> Option<Split> {
     use std::io::{IsTerminal, Write};
     if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
         return None;
@@ -80,12 +104,24 @@ fn ask() -> Option<Vec<u8>> {
     let mut out = std::io::stdout();
     out.write_all(b"\x1b]11;?\x07\x1b[5n").ok()?;
     out.flush().ok()?;
-    let deadline = Instant::now() + TIMEOUT;
+    let mut deadline = Instant::now() + TIMEOUT;
+    let mut extended = false;
     let mut reply = Vec::new();
-    while !ends_with_dsr(&reply) {
-        let left = deadline.saturating_duration_since(Instant::now());
+    loop {
+        let split = split_probe(&reply);
+        if split.has_dsr() {
+            return Some(split);
+        }
+        let mut left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() && !split.pending.is_empty() && !extended {
+            // An answer is arriving: let it finish rather than leave its
+            // rest to the key handler.
+            extended = true;
+            deadline += REPLY_WAIT;
+            left = REPLY_WAIT;
+        }
         if left.is_zero() || !readable(left) {
-            break;
+            return Some(split);
         }
         let mut buf = [0u8; 256];
         // Straight from the descriptor, unbuffered: bytes after the reply
@@ -93,15 +129,14 @@ fn ask() -> Option<Vec<u8>> {
         // has data, so this does not block.
         let n = match rustix::io::read(std::io::stdin(), &mut buf) {
             Ok(n) if n > 0 => n,
-            _ => break,
+            _ => return Some(split_probe(&reply)),
         };
         reply.extend_from_slice(&buf[..n]);
     }
-    Some(reply)
 }
 
 #[cfg(not(unix))]
-fn ask() -> Option<Vec<u8>> {
+fn ask() -> Option<Split> {
     None
 }
 
@@ -113,17 +148,6 @@ fn readable(wait: Duration) -> bool {
     let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
     let wait = Timespec::try_from(wait.min(Duration::from_secs(1))).ok();
     poll(&mut fds, wait.as_ref()).is_ok_and(|n| n > 0) && fds[0].revents().contains(PollFlags::IN)
-}
-
-/// The DSR answer `ESC [ 0 n` (or any `ESC [ … n`) has arrived.
-fn ends_with_dsr(reply: &[u8]) -> bool {
-    reply
-        .windows(2)
-        .rposition(|w| w == b"\x1b[")
-        .is_some_and(|i| {
-            let rest = &reply[i + 2..];
-            rest.last() == Some(&b'n') && rest[..rest.len() - 1].iter().all(u8::is_ascii_digit)
-        })
 }
 
 #[cfg(test)]
@@ -156,8 +180,8 @@ mod tests {
         );
         // Mid grey is not light.
         assert_eq!(background_of([0.5, 0.5, 0.5]), Background::Dark);
-        assert!(ends_with_dsr(light));
-        assert!(!ends_with_dsr(b"\x1b]11;rgb:0/0/0\x07"));
+        assert!(split_probe(light).has_dsr());
+        assert!(!split_probe(b"\x1b]11;rgb:0/0/0\x07").has_dsr());
     }
 
     #[test]

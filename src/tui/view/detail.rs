@@ -1,6 +1,12 @@
 //! The detail pane: the selected image's thumbnail, a header (status,
 //! metadata key, who tagged it, a hint, the problem) and one confidence bar
 //! per label.
+//!
+//! A document can hold 60,000 labels and 400,000 review names (under the
+//! 8 MiB limit), and every key redraws: the label lines are built once per
+//! document, width and settings ([`DetailLines`], from the facts computed
+//! when the document arrived), the header shows at most [`NAMES_SHOWN`]
+//! names a list, and a frame wraps and draws only the visible lines.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -9,11 +15,11 @@ use ratatui::widgets::{Paragraph, Wrap};
 use ratatui_image::Image;
 
 use crate::contract::{KeyKind, MetadataDoc, Status};
-use crate::headline::{Headline, headline_of};
+use crate::headline::Headline;
 use crate::sanitize::for_terminal;
 
-use super::super::app::{App, DocState, Mode, Pane, ThumbState, labels_with_boxes};
-use super::super::boxes::{label_boxes, label_order};
+use super::super::app::{App, DocState, Loaded, Mode, Pane, ThumbState};
+use super::super::facts::LabelFlags;
 use super::super::rows::{Row, RowRef};
 use super::super::theme::Theme;
 use super::{Areas, fit_left, fit_right, pane_block};
@@ -55,20 +61,144 @@ pub(super) fn draw(f: &mut Frame, app: &App, a: &Areas) {
     };
     let mut lines = header_lines(app, &row, doc);
     match state {
-        DocState::Ready(doc) => label_lines(app, &row, doc, text_area.width as usize, &mut lines),
+        DocState::Ready(d) if d.doc.labels.is_empty() && row.problem.is_none() => {
+            lines.push(Line::from(Span::styled("no labels", app.theme.dim)));
+        }
+        DocState::Ready(_) | DocState::None => {}
         DocState::Loading => lines.push(Line::from(Span::styled("loading…", app.theme.dim))),
         DocState::Failed(e) => lines.push(Line::from(Span::styled(
             format!("document: {}", for_terminal(e)),
             app.theme.error,
         ))),
-        DocState::None => {}
     }
+    if text_area.is_empty() {
+        return;
+    }
+    let (lines, scroll) = match doc {
+        Some(d) => {
+            let mut cache = app.detail_cache.borrow_mut();
+            let cached = DetailLines::for_doc(&mut cache, app, d, text_area.width);
+            visible(lines, cached, app.detail_scroll, text_area)
+        }
+        None => (lines, app.detail_scroll),
+    };
     f.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
-            .scroll((app.detail_scroll, 0)),
+            .scroll((scroll, 0)),
         text_area,
     );
+}
+
+/// Rows a line takes when wrapped at `width`, as the pane wraps it.
+fn rows_of(line: &Line<'_>, width: u16) -> usize {
+    // One line at a time wraps as it does among others: the wrapper
+    // starts every line on a new row.
+    Paragraph::new(line.clone())
+        .wrap(Wrap { trim: false })
+        .line_count(width)
+}
+
+/// The lines from the first one on screen at `scroll` rows down (the
+/// header's, then the cached label lines'), enough to fill `area`, and
+/// the rows of the first one to skip.
+fn visible(
+    header: Vec<Line<'static>>,
+    labels: &DetailLines,
+    scroll: u16,
+    area: Rect,
+) -> (Vec<Line<'static>>, u16) {
+    let mut skip = usize::from(scroll);
+    let mut out = Vec::new();
+    for line in header {
+        let rows = rows_of(&line, area.width);
+        if skip >= rows && out.is_empty() {
+            skip -= rows;
+        } else {
+            out.push(line);
+        }
+    }
+    let from = if out.is_empty() {
+        // Below the header: the last label line starting at or above `skip`.
+        let i = labels
+            .starts
+            .partition_point(|&s| s <= skip)
+            .saturating_sub(1);
+        skip -= labels.starts[i];
+        i
+    } else {
+        0
+    };
+    // Every line takes a row at least: this many fill the area.
+    let take = usize::from(area.height) + 1;
+    out.extend(labels.lines.iter().skip(from).take(take).cloned());
+    (out, u16::try_from(skip).unwrap_or(u16::MAX))
+}
+
+/// What the label lines depend on besides the document.
+#[derive(Debug, Clone, PartialEq)]
+struct LinesKey {
+    doc: u64,
+    width: u16,
+    boxed: Option<usize>,
+    min_confidence: f32,
+    review_below: f32,
+    theme: Theme,
+}
+
+/// The label lines of one document, built once for a width and settings
+/// (see the module documentation), with where each starts in rows.
+#[derive(Debug)]
+pub struct DetailLines {
+    key: LinesKey,
+    lines: Vec<Line<'static>>,
+    /// Rows above each line: `starts[i]` for line `i`, then the total.
+    starts: Vec<usize>,
+    /// Builds so far (kept across documents), for tests and benches.
+    builds: u64,
+}
+
+impl DetailLines {
+    /// The cached lines for `doc` at `width`, rebuilt only when the
+    /// document or a setting they show changed.
+    fn for_doc<'c>(
+        cache: &'c mut Option<DetailLines>,
+        app: &App,
+        doc: &Loaded,
+        width: u16,
+    ) -> &'c DetailLines {
+        let key = LinesKey {
+            doc: doc.id,
+            width,
+            boxed: app.thumbnails.then(|| app.boxed_label(doc)).flatten(),
+            min_confidence: app.min_confidence,
+            review_below: app.review_below,
+            theme: app.theme,
+        };
+        if cache.as_ref().is_none_or(|c| c.key != key) {
+            let builds = cache.as_ref().map_or(0, |c| c.builds) + 1;
+            let lines = label_lines(app, doc, key.boxed, usize::from(width));
+            let mut starts = Vec::with_capacity(lines.len() + 1);
+            let mut at = 0;
+            for l in &lines {
+                starts.push(at);
+                at += rows_of(l, width);
+            }
+            starts.push(at);
+            *cache = Some(DetailLines {
+                key,
+                lines,
+                starts,
+                builds,
+            });
+        }
+        cache.as_ref().expect("filled above")
+    }
+
+    /// How many times lines were built.
+    pub fn builds(&self) -> u64 {
+        self.builds
+    }
 }
 
 fn draw_thumbnail(f: &mut Frame, app: &App, row: &RowRef, area: Rect) {
@@ -96,7 +226,8 @@ fn draw_thumbnail(f: &mut Frame, app: &App, row: &RowRef, area: Rect) {
 
 /// Status, metadata key, tagging record, hint and problem, then a blank
 /// line.
-fn header_lines(app: &App, row: &Row, doc: Option<&MetadataDoc>) -> Vec<Line<'static>> {
+fn header_lines(app: &App, row: &Row, loaded: Option<&Loaded>) -> Vec<Line<'static>> {
+    let doc = loaded.map(|l| &l.doc);
     let theme = &app.theme;
     let mut lines = vec![status_line(theme, row)];
     let meta = match (&row.metadata_key, row.key_kind) {
@@ -112,25 +243,21 @@ fn header_lines(app: &App, row: &Row, doc: Option<&MetadataDoc>) -> Vec<Line<'st
         lines.push(field(theme, "tagged   ", tagged));
         if let Some(r) = &t.review {
             let mut parts = Vec::new();
-            if !r.added.is_empty() {
-                parts.push(format!("+{}", for_terminal(&r.added.join(" +"))));
-            }
-            if !r.removed.is_empty() {
-                parts.push(format!("-{}", for_terminal(&r.removed.join(" -"))));
-            }
-            if !r.flagged.is_empty() {
-                parts.push(format!("!{}", for_terminal(&r.flagged.join(" !"))));
+            for (names, sign) in [(&r.added, "+"), (&r.removed, "-"), (&r.flagged, "!")] {
+                if !names.is_empty() {
+                    parts.push(name_list(names, sign, " "));
+                }
             }
             if !parts.is_empty() {
                 lines.push(field(theme, "review   ", parts.join(" ")));
             }
         }
     }
-    let headline = doc.and_then(headline_of);
-    if let (Some(d), Some(h)) = (doc, &headline) {
+    let headline = loaded.and_then(|l| l.facts.headline.as_ref());
+    if let (Some(d), Some(h)) = (doc, headline) {
         lines.push(headline_field(theme, d, h));
     }
-    if let Some(h) = hint(app, row, doc, headline.as_ref()) {
+    if let Some(h) = hint(app, row, doc, headline) {
         for part in h.lines() {
             lines.push(Line::from(Span::styled(part.to_string(), theme.dim)));
         }
@@ -231,7 +358,7 @@ fn review_hint(app: &App, doc: Option<&MetadataDoc>, headline: Option<&Headline>
     if let Some(r) = doc.review().filter(|r| !r.flagged.is_empty()) {
         why.push(format!(
             "flagged as doubtful: {}",
-            for_terminal(&r.flagged.join(", "))
+            name_list(&r.flagged, "", ", ")
         ));
     }
     format!(
@@ -240,49 +367,63 @@ fn review_hint(app: &App, doc: Option<&MetadataDoc>, headline: Option<&Headline>
     )
 }
 
+/// Review lists longer than this show their first names and a count:
+/// a line of 400,000 names helps nobody and would be wrapped on every
+/// frame.
+pub const NAMES_SHOWN: usize = 20;
+
+/// `+a +b … (+3 more)`: at most [`NAMES_SHOWN`] names, each after `sign`,
+/// made safe for the terminal.
+fn name_list(names: &[String], sign: &str, sep: &str) -> String {
+    let shown: Vec<String> = names
+        .iter()
+        .take(NAMES_SHOWN)
+        .map(|n| format!("{sign}{}", for_terminal(n)))
+        .collect();
+    let mut out = shown.join(sep);
+    if names.len() > NAMES_SHOWN {
+        out.push_str(&format!("{sep}… ({} more)", names.len() - NAMES_SHOWN));
+    }
+    out
+}
+
 /// One bar per label, highest confidence first, with the MinConfidence
 /// mark on it; `▶` marks the headline and `!` a flagged label; a label
 /// with instance boxes shows their count (`Person ×3`); parents,
 /// hand-added, flagged and whether its boxes are on the thumbnail on a
-/// line under it.
+/// line under it. `boxed`: the label whose boxes the thumbnail shows.
 fn label_lines(
     app: &App,
-    row: &Row,
-    doc: &MetadataDoc,
+    loaded: &Loaded,
+    boxed: Option<usize>,
     width: usize,
-    lines: &mut Vec<Line<'static>>,
-) {
-    let theme = &app.theme;
-    if doc.labels.is_empty() && row.problem.is_none() {
-        lines.push(Line::from(Span::styled("no labels", theme.dim)));
-    }
-    let review = doc.review();
-    let added = review.map(|r| r.added.as_slice()).unwrap_or_default();
-    let flagged = review.map(|r| r.flagged.as_slice()).unwrap_or_default();
-    let headline = headline_of(doc).map(|h| h.index);
-    let boxed = app.thumbnails.then(|| app.boxed_label(doc)).flatten();
-    let several = labels_with_boxes(doc).len() > 1;
+) -> Vec<Line<'static>> {
+    let (doc, facts) = (&loaded.doc, &loaded.facts);
+    let headline = facts.headline.as_ref().map(|h| h.index);
+    let several = facts.with_boxes.len() > 1;
     let mark_w = 2;
     let name_w = 18.min(width.saturating_sub(mark_w) / 3);
     let num_w = 6;
     let bar_w = width.saturating_sub(mark_w + name_w + num_w + 2);
-    for i in label_order(&doc.labels) {
+    let mut lines = Vec::with_capacity(doc.labels.len() * 2);
+    for &i in &facts.order {
         let l = &doc.labels[i];
+        let theme = &app.theme;
         let style = theme.confidence(l.confidence, app.min_confidence, app.review_below);
         let is_headline = headline == Some(i);
-        let is_flagged = flagged.iter().any(|f| f.eq_ignore_ascii_case(&l.name));
-        let mark = match (is_headline, is_flagged) {
+        let flags = facts.flags[i];
+        let mark = match (is_headline, flags.flagged) {
             (true, true) => "▶!",
             (true, false) => "▶ ",
             (false, true) => "! ",
             (false, false) => "  ",
         };
-        let mark_style = if is_flagged {
+        let mark_style = if flags.flagged {
             theme.flagged
         } else {
             theme.headline
         };
-        let count = label_boxes(l).len();
+        let count = facts.box_counts[i];
         let shown_name = if count > 0 {
             format!("{} ×{count}", for_terminal(&l.name))
         } else {
@@ -300,34 +441,13 @@ fn label_lines(
             Span::styled(bar(l.confidence, app.min_confidence, bar_w), style),
             Span::styled(format!(" {:>5.1}", l.confidence), style),
         ]));
-        let mut extra = Vec::new();
-        if is_headline {
-            extra.push(Span::styled("headline", theme.headline));
-        }
-        if is_flagged {
-            extra.push(Span::styled("flagged as doubtful", theme.flagged));
-        }
-        if boxed == Some(i) {
-            let keys = if several {
-                "[ ] other labels' boxes"
-            } else {
-                "] hides them"
-            };
-            extra.push(Span::styled(
-                format!("□ boxes on the thumbnail ({keys})"),
-                theme.accent,
-            ));
-        }
-        if !l.parents.is_empty() {
-            let parents: Vec<_> = l.parents.iter().map(|p| p.name.as_str()).collect();
-            extra.push(Span::styled(
-                format!("↳ {}", for_terminal(&parents.join(", "))),
-                theme.faint,
-            ));
-        }
-        if added.iter().any(|a| a.eq_ignore_ascii_case(&l.name)) {
-            extra.push(Span::styled("added by hand", theme.faint));
-        }
+        let extra = extra_spans(
+            theme,
+            l,
+            is_headline,
+            flags,
+            (boxed == Some(i)).then_some(several),
+        );
         if !extra.is_empty() {
             let mut spans = vec![Span::raw("    ")];
             for (n, e) in extra.into_iter().enumerate() {
@@ -339,6 +459,48 @@ fn label_lines(
             lines.push(Line::from(spans));
         }
     }
+    lines
+}
+
+/// What the line under a label's bar says: headline, flagged, its boxes
+/// on the thumbnail (`boxed`: whether other labels have boxes too),
+/// parents, added by hand.
+fn extra_spans(
+    theme: &Theme,
+    l: &crate::contract::Label,
+    is_headline: bool,
+    flags: LabelFlags,
+    boxed: Option<bool>,
+) -> Vec<Span<'static>> {
+    let mut extra = Vec::new();
+    if is_headline {
+        extra.push(Span::styled("headline", theme.headline));
+    }
+    if flags.flagged {
+        extra.push(Span::styled("flagged as doubtful", theme.flagged));
+    }
+    if let Some(several) = boxed {
+        let keys = if several {
+            "[ ] other labels' boxes"
+        } else {
+            "] hides them"
+        };
+        extra.push(Span::styled(
+            format!("□ boxes on the thumbnail ({keys})"),
+            theme.accent,
+        ));
+    }
+    if !l.parents.is_empty() {
+        let parents: Vec<_> = l.parents.iter().map(|p| p.name.as_str()).collect();
+        extra.push(Span::styled(
+            format!("↳ {}", for_terminal(&parents.join(", "))),
+            theme.faint,
+        ));
+    }
+    if flags.added {
+        extra.push(Span::styled("added by hand", theme.faint));
+    }
+    extra
 }
 
 /// `width` cells filled to `confidence`, with `┆` at MinConfidence.
@@ -370,5 +532,77 @@ fn human_size(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratatui::buffer::Buffer;
+    use ratatui::widgets::Widget;
+
+    fn rendered(lines: Vec<Line<'static>>, scroll: u16, area: Rect) -> Buffer {
+        let mut buf = Buffer::empty(area);
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .scroll((scroll, 0))
+            .render(area, &mut buf);
+        buf
+    }
+
+    /// Drawing only the lines on screen shows, at every scroll, what
+    /// wrapping and scrolling all of them shows: with header and label
+    /// lines that wrap (long words, spaces at the cut, wide characters)
+    /// and empty ones.
+    #[test]
+    fn the_visible_window_draws_what_the_whole_text_draws() {
+        let area = Rect::new(0, 0, 13, 6);
+        let text = |s: &str| Line::from(s.to_string());
+        let header = vec![
+            text("status"),
+            text("review   +Cat +Dog +averyveryverylongname +Fish"),
+            text(""),
+            text("t re-runs (+/- moves MinConfidence)"),
+        ];
+        let labels: Vec<Line<'static>> = (0..12)
+            .map(|i| match i % 4 {
+                0 => text(&format!("▶ Label{i} ██████")),
+                1 => Line::from(vec![
+                    Span::raw("    "),
+                    Span::raw("headline · ↳ 猫猫猫猫猫猫猫 · added"),
+                ]),
+                2 => text(""),
+                _ => text(&format!("  L{i}")),
+            })
+            .collect();
+        let mut starts = vec![0];
+        for l in &labels {
+            starts.push(starts.last().unwrap() + rows_of(l, area.width));
+        }
+        let cached = DetailLines {
+            key: LinesKey {
+                doc: 1,
+                width: area.width,
+                boxed: None,
+                min_confidence: 55.0,
+                review_below: 70.0,
+                theme: Theme::dark(),
+            },
+            lines: labels.clone(),
+            starts,
+            builds: 1,
+        };
+        let all: Vec<Line<'static>> = header.iter().cloned().chain(labels).collect();
+        let total: usize = all.iter().map(|l| rows_of(l, area.width)).sum();
+        assert!(total > all.len() + 5, "lines wrap: {total} rows");
+        for scroll in 0..total as u16 + 3 {
+            let (lines, skip) = visible(header.clone(), &cached, scroll, area);
+            assert!(lines.len() <= header.len() + usize::from(area.height) + 1);
+            assert_eq!(
+                rendered(lines, skip, area),
+                rendered(all.clone(), scroll, area),
+                "scroll {scroll}"
+            );
+        }
     }
 }

@@ -13,6 +13,8 @@ mod list;
 mod overlay;
 mod status;
 
+pub use detail::{DetailLines, NAMES_SHOWN};
+
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout as Split, Rect};
 use ratatui::text::Line;
