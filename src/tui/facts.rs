@@ -13,7 +13,7 @@ use super::boxes::{label_boxes, label_order};
 
 /// How the review names a label (names compare ASCII case-insensitively,
 /// as the pipeline's review does).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct LabelFlags {
     /// In `Review.Added`: added (or confirmed) by hand.
     pub added: bool,
@@ -21,6 +21,9 @@ pub struct LabelFlags {
     pub removed: bool,
     /// In `Review.Flagged`: flagged as doubtful.
     pub flagged: bool,
+    /// In `Review.Confirmed`: accepted as it is, with what the detector
+    /// had said (`None` when it was a human's label already).
+    pub confirmed: Option<Option<f32>>,
 }
 
 /// The per-document analysis behind the detail pane.
@@ -74,6 +77,11 @@ fn flags_of(doc: &MetadataDoc) -> Vec<LabelFlags> {
         return vec![LabelFlags::default(); doc.labels.len()];
     };
     let [added, removed, flagged] = lowered(review);
+    let confirmed: std::collections::HashMap<String, Option<f32>> = review
+        .confirmed
+        .iter()
+        .map(|c| (c.name.to_ascii_lowercase(), c.detector_confidence))
+        .collect();
     doc.labels
         .iter()
         .map(|l| {
@@ -83,6 +91,7 @@ fn flags_of(doc: &MetadataDoc) -> Vec<LabelFlags> {
                 added: added.contains(name.as_str()),
                 removed: removed.contains(name.as_str()),
                 flagged: flagged.contains(name.as_str()),
+                confirmed: confirmed.get(name.as_str()).copied(),
             }
         })
         .collect()
@@ -144,6 +153,7 @@ mod tests {
             added,
             removed,
             flagged,
+            confirmed: None,
         };
         assert_eq!(
             f.flags,

@@ -497,8 +497,14 @@ fn extra_spans(
             theme.faint,
         ));
     }
-    if flags.added {
-        extra.push(Span::styled("added by hand", theme.faint));
+    match flags.confirmed {
+        Some(Some(d)) => extra.push(Span::styled(
+            format!("confirmed (detector {d})"),
+            theme.faint,
+        )),
+        Some(None) => extra.push(Span::styled("confirmed", theme.faint)),
+        None if flags.added => extra.push(Span::styled("added by hand", theme.faint)),
+        None => {}
     }
     extra
 }
