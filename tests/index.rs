@@ -462,7 +462,7 @@ async fn ls_through_the_index_prints_what_a_fresh_audit_prints() {
 /// a listing builds, and refreshing from it sends no LIST to the bucket.
 #[tokio::test]
 async fn an_inventory_report_serves_as_the_listing() {
-    use crate::inventory::{encode, gzip, manifest};
+    use crate::inventory::{encode, gzip, manifest_of};
     let mem = MemS3::new();
     let (_server, store) = s3_bucket(&mem, "invsrc").await;
     fixtures::populate(&store).await;
@@ -492,7 +492,8 @@ async fn an_inventory_report_serves_as_the_listing() {
     dest.put(key, Bytes::from(data.clone()), PutCondition::None)
         .await
         .unwrap();
-    let m = manifest(
+    let m = manifest_of(
+        "invsrc",
         "Bucket, Key, Size, LastModifiedDate, ETag",
         "CSV",
         &[(key, &data)],
@@ -507,7 +508,7 @@ async fn an_inventory_report_serves_as_the_listing() {
     let listing = imgtag::inventory::load(&dest, "inv/invsrc/all/2026-11-24T10-00Z/manifest.json")
         .await
         .unwrap()
-        .read(&dest, &["uploads/", "metadata/"])
+        .read(&dest, "invsrc", &["uploads/", "metadata/"])
         .await
         .unwrap();
     let opts = RefreshOptions {
