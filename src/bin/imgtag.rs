@@ -399,16 +399,16 @@ async fn open_indexed(
     common: &CommonArgs,
 ) -> anyhow::Result<(Settings, DynStore, Option<Arc<Index>>)> {
     let settings = common.resolve()?;
-    // The index file opens while the store's client is built: both take
-    // milliseconds that a short `ls` notices.
-    let opening = tokio::task::spawn_blocking({
-        let settings = settings.clone();
-        move || settings.open_index()
-    });
     let store = settings
         .open_store()
         .await
         .with_context(|| format!("opening bucket {:?}", settings.bucket))?;
+    // After the store: the index is the one of the endpoint its client
+    // resolved.
+    let opening = tokio::task::spawn_blocking({
+        let (settings, store) = (settings.clone(), store.clone());
+        move || settings.open_index(&store)
+    });
     let index = match opening.await.context("opening the index")? {
         Ok(Some((index, note))) => {
             if let Some(note) = note {
