@@ -3,8 +3,8 @@
 //! and not a GET per document, and so that a label search over a million
 //! images is an indexed query.
 //!
-//! One index file per (endpoint, bucket, prefixes), in the platform cache
-//! dir. It holds every listed object (key, size, ETag, LastModified), the
+//! One index file per (endpoint, bucket, prefixes) and schema version, in
+//! the platform cache dir, readable by its owner only. It holds every listed object (key, size, ETag, LastModified), the
 //! pairing of images with their metadata, and one [`DocSummary`] per
 //! document ETag, with the label and parent names indexed for search.
 //! A refresh ([`refresh::refresh`]) lists both prefixes, reconciles page by
