@@ -439,15 +439,15 @@ impl Settings {
         }
     }
 
-    /// What the bucket's index belongs to.
+    /// What the bucket's index belongs to: for S3, the endpoint `store`
+    /// resolved when opened (the flag, the environment or a profile may
+    /// set it), not only the flag.
     #[cfg(feature = "index")]
-    pub fn index_spec(&self) -> crate::index::IndexSpec {
+    pub fn index_spec(&self, store: &crate::storage::DynStore) -> crate::index::IndexSpec {
         match &self.bucket {
-            BucketSpec::S3(name) => crate::index::IndexSpec::new(
-                self.s3.endpoint_url.as_deref().unwrap_or(""),
-                name,
-                &self.layout,
-            ),
+            BucketSpec::S3(name) => {
+                crate::index::IndexSpec::new(store.endpoint(), name, &self.layout)
+            }
             BucketSpec::Local(path) => {
                 let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
                 crate::index::IndexSpec::new("file", &path.to_string_lossy(), &self.layout)
@@ -456,13 +456,17 @@ impl Settings {
     }
 
     #[cfg(feature = "index")]
-    /// Opens the bucket's index unless `--no-index`; the message says
-    /// when it was rebuilt or replaced for this run.
-    pub fn open_index(&self) -> Result<Option<OpenedIndex>, crate::index::IndexError> {
+    /// Opens the index of `store` (the bucket the settings name, opened)
+    /// unless `--no-index`; the message says when it was rebuilt or
+    /// replaced for this run.
+    pub fn open_index(
+        &self,
+        store: &crate::storage::DynStore,
+    ) -> Result<Option<OpenedIndex>, crate::index::IndexError> {
         if self.no_index {
             return Ok(None);
         }
-        let spec = self.index_spec();
+        let spec = self.index_spec(store);
         let Some(dir) = crate::index::default_dir() else {
             return Ok(None);
         };

@@ -104,6 +104,28 @@ pub enum InventoryError {
         row: u64,
         reason: String,
     },
+    /// The report lists another bucket: taken as this one's listing it
+    /// would drop every key of this bucket as gone.
+    #[error(
+        "the inventory report {manifest:?} lists bucket {listed:?}, not {bucket:?}: \
+         name the report of {bucket:?}"
+    )]
+    OtherBucket {
+        manifest: String,
+        listed: String,
+        bucket: String,
+    },
+    /// Objects, but none under the prefixes: a report filtered to another
+    /// prefix, which would empty the index.
+    #[error(
+        "the inventory report {manifest:?} lists {rows} objects, none under {prefixes}: \
+         its configuration must include those prefixes"
+    )]
+    NothingUnderPrefixes {
+        manifest: String,
+        rows: u64,
+        prefixes: String,
+    },
 }
 
 fn storage_err(key: &str) -> impl FnOnce(StorageError) -> InventoryError + '_ {
@@ -138,6 +160,7 @@ struct Columns {
     key: usize,
     size: usize,
     etag: usize,
+    bucket: Option<usize>,
     last_modified: Option<usize>,
     is_latest: Option<usize>,
     is_delete_marker: Option<usize>,
@@ -157,6 +180,7 @@ impl Columns {
             key: need("Key")?,
             size: need("Size")?,
             etag: need("ETag")?,
+            bucket: pos("Bucket"),
             last_modified: pos("LastModifiedDate"),
             is_latest: pos("IsLatest"),
             is_delete_marker: pos("IsDeleteMarker"),
@@ -310,20 +334,60 @@ impl Manifest {
     /// destination bucket) and returns the current objects whose key starts
     /// with one of `prefixes`, sorted. Non-latest versions and delete
     /// markers are left out when the report lists versions.
+    ///
+    /// The report must be of `bucket` (its `sourceBucket`, and each row's
+    /// Bucket column), and if it lists any object, some must be under the
+    /// prefixes: either mistake would pass for a bucket whose images were
+    /// all deleted. Objects outside the prefixes are counted
+    /// ([`Listing::outside`]) and left out.
     pub async fn read(
         &self,
         store: &DynStore,
+        bucket: &str,
         prefixes: &[&str],
     ) -> Result<Listing, InventoryError> {
-        let prefixes: Arc<[String]> = prefixes.iter().map(|p| p.to_string()).collect();
-        let mut files = futures::stream::iter(&self.files)
-            .map(|f| read_file(store, f, self.cols, &prefixes))
-            .buffer_unordered(FILES_IN_FLIGHT);
-        let mut objects = Vec::new();
-        while let Some(rows) = files.try_next().await? {
-            objects.extend(rows);
+        if self.source_bucket != bucket {
+            return Err(InventoryError::OtherBucket {
+                manifest: self.key.clone(),
+                listed: self.source_bucket.clone(),
+                bucket: bucket.to_string(),
+            });
         }
-        Ok(Listing::from_unsorted(objects))
+        let want = Want {
+            bucket: Arc::from(bucket),
+            prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+        };
+        let mut files = futures::stream::iter(&self.files)
+            .map(|f| read_file(store, f, self.cols, &want))
+            .buffer_unordered(FILES_IN_FLIGHT);
+        let (mut objects, mut outside) = (Vec::new(), 0);
+        while let Some((rows, out)) = files.try_next().await? {
+            objects.extend(rows);
+            outside += out;
+        }
+        if objects.is_empty() && outside > 0 {
+            return Err(InventoryError::NothingUnderPrefixes {
+                manifest: self.key.clone(),
+                rows: outside,
+                prefixes: prefixes.join(" or "),
+            });
+        }
+        let mut listing = Listing::from_unsorted(objects);
+        listing.outside = outside;
+        Ok(listing)
+    }
+}
+
+/// Which rows a read keeps: of this bucket, under these prefixes.
+#[derive(Clone)]
+struct Want {
+    bucket: Arc<str>,
+    prefixes: Arc<[String]>,
+}
+
+impl Want {
+    fn covers(&self, key: &str) -> bool {
+        self.prefixes.iter().any(|p| key.starts_with(p.as_str()))
     }
 }
 
@@ -335,12 +399,12 @@ async fn read_file(
     store: &DynStore,
     file: &DataFile,
     cols: Columns,
-    prefixes: &Arc<[String]>,
-) -> Result<Vec<ObjectInfo>, InventoryError> {
+    want: &Want,
+) -> Result<(Vec<ObjectInfo>, u64), InventoryError> {
     let mut decode = Decode {
         md5: Md5::new(),
         gz: MultiGzDecoder::new(Vec::new()),
-        rows: RowParser::new(Arc::from(file.key.as_str()), cols, Arc::clone(prefixes)),
+        rows: RowParser::new(Arc::from(file.key.as_str()), cols, want.clone()),
     };
     let mut offset = 0;
     while offset < file.size {
@@ -402,7 +466,8 @@ impl Decode {
         Ok(())
     }
 
-    fn finish(mut self, expected_md5: String) -> Result<Vec<ObjectInfo>, InventoryError> {
+    /// The rows kept, and how many current rows were outside the prefixes.
+    fn finish(mut self, expected_md5: String) -> Result<(Vec<ObjectInfo>, u64), InventoryError> {
         let actual = hex::encode(self.md5.finalize_reset());
         if actual != expected_md5 {
             return Err(InventoryError::ChecksumMismatch {
@@ -426,7 +491,9 @@ impl Decode {
 struct RowParser {
     file: Arc<str>,
     cols: Columns,
-    prefixes: Arc<[String]>,
+    want: Want,
+    /// Current rows outside the prefixes.
+    outside: u64,
     rdr: csv_core::Reader,
     out: Vec<u8>,
     out_len: usize,
@@ -437,11 +504,12 @@ struct RowParser {
 }
 
 impl RowParser {
-    fn new(file: Arc<str>, cols: Columns, prefixes: Arc<[String]>) -> Self {
+    fn new(file: Arc<str>, cols: Columns, want: Want) -> Self {
         RowParser {
             file,
             cols,
-            prefixes,
+            want,
+            outside: 0,
             rdr: csv_core::Reader::new(),
             out: vec![0; 1024],
             out_len: 0,
@@ -461,9 +529,9 @@ impl RowParser {
         }
     }
 
-    fn finish(mut self) -> Result<Vec<ObjectInfo>, InventoryError> {
+    fn finish(mut self) -> Result<(Vec<ObjectInfo>, u64), InventoryError> {
         self.run(&[])?;
-        Ok(self.objects)
+        Ok((self.objects, self.outside))
     }
 
     fn bad(&self, reason: impl Into<String>) -> InventoryError {
@@ -515,7 +583,7 @@ impl RowParser {
     }
 
     /// The object a row stands for, if it is current and under a prefix.
-    fn record(&self) -> Result<Option<ObjectInfo>, InventoryError> {
+    fn record(&mut self) -> Result<Option<ObjectInfo>, InventoryError> {
         let c = self.cols;
         if self.n_ends == 1 && self.out_len == 0 {
             return Ok(None); // a blank line
@@ -524,6 +592,15 @@ impl RowParser {
             return Err(self.bad(format!(
                 "{} fields, the fileSchema names {}",
                 self.n_ends, c.count
+            )));
+        }
+        if let Some(i) = c.bucket
+            && self.field(i)?.trim() != &*self.want.bucket
+        {
+            return Err(self.bad(format!(
+                "a row of bucket {:?}, the manifest says {:?}",
+                self.field(i)?.trim(),
+                self.want.bucket
             )));
         }
         let flag = |i: Option<usize>| -> Result<Option<bool>, InventoryError> {
@@ -538,7 +615,8 @@ impl RowParser {
         if key.is_empty() {
             return Err(self.bad("an empty key"));
         }
-        if !self.prefixes.iter().any(|p| key.starts_with(p.as_str())) {
+        if !self.want.covers(&key) {
+            self.outside += 1;
             return Ok(None);
         }
         let size = self.field(c.size)?.trim();
@@ -580,6 +658,8 @@ fn parse_date(s: &str) -> Result<Option<i64>, String> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Listing {
     objects: Vec<ObjectInfo>,
+    /// Current objects of the report outside the prefixes, left out.
+    pub outside: u64,
 }
 
 impl Listing {
@@ -593,7 +673,10 @@ impl Listing {
         });
         objects.dedup_by(|later, first| later.key == first.key);
         objects.shrink_to_fit();
-        Listing { objects }
+        Listing {
+            objects,
+            outside: 0,
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -15,6 +15,7 @@
 //! - [`pipeline`]: the one tagging function every front end calls.
 //! - [`outcome`]: what happened to an image, printed and counted.
 //! - [`sanitize`]: making untrusted text safe for a terminal.
+//! - [`private`]: folders and files only their owner can read (index, thumbnails).
 //! - [`tui`]: the operator's terminal UI.
 //! - [`watch`]: tagging new images as they arrive, until stopped.
 //! - [`lambda`]: S3 event and Batch Operations handling (the automated path).
@@ -39,6 +40,7 @@ pub mod key_index;
 pub mod lambda;
 pub mod outcome;
 pub mod pipeline;
+pub mod private;
 pub mod sanitize;
 pub mod storage;
 pub mod summary;

@@ -17,7 +17,9 @@ use imgtag::contract::{Layout, Status};
 use imgtag::index::query::{Query, rows};
 use imgtag::index::refresh::{RefreshOptions, RefreshStats, refresh};
 use imgtag::index::{Index, IndexSpec, IndexedStore};
-use imgtag::storage::{DynStore, LocalStore, PutCondition, S3Store};
+use imgtag::storage::{
+    DynStore, LocalStore, Object, ObjectInfo, PutCondition, S3Store, Store, StoreKind,
+};
 
 fn spec(bucket: &str) -> IndexSpec {
     IndexSpec::new("http://127.0.0.1", bucket, &Layout::default())
@@ -304,9 +306,11 @@ async fn a_broken_old_or_foreign_index_is_rebuilt_with_a_message() {
     let (index, _) = open(&path, &spec("one"));
     refreshed(&index, &store).await;
     drop(index);
-    // Another bucket's spec at the same path: never mixed in.
+    // Another bucket's spec at the same path: never mixed in, never
+    // deleted (a temporary index serves).
     let (index, note) = open(&path, &spec("two"));
     assert!(note.unwrap().contains("belongs to bucket"));
+    assert_ne!(index.path(), path);
     assert!(indexed_rows(&index, Filter::default()).await.is_empty());
     drop(index);
 
@@ -333,13 +337,19 @@ async fn a_broken_old_or_foreign_index_is_rebuilt_with_a_message() {
         );
     }
 
-    // An index of another schema version.
+    // An index of an older schema version: rebuilt where it is (a newer
+    // one is left alone: tests/index_files.rs).
+    let older = imgtag::index::SCHEMA_VERSION - 1;
     {
         let c = rusqlite::Connection::open(&path).unwrap();
-        c.pragma_update(None, "user_version", 99).unwrap();
+        c.pragma_update(None, "user_version", older).unwrap();
     }
     let (index, note) = open(&path, &spec("two"));
-    assert!(note.unwrap().contains("schema version 99"));
+    assert!(note.unwrap().contains(&format!(
+        "rebuilding the index {} (schema version {older}",
+        path.display()
+    )));
+    assert_eq!(index.path(), path);
     refreshed(&index, &store).await;
     assert_eq!(view(&indexed_rows(&index, Filter::default()).await), want);
 }
@@ -462,7 +472,7 @@ async fn ls_through_the_index_prints_what_a_fresh_audit_prints() {
 /// a listing builds, and refreshing from it sends no LIST to the bucket.
 #[tokio::test]
 async fn an_inventory_report_serves_as_the_listing() {
-    use crate::inventory::{encode, gzip, manifest};
+    use crate::inventory::{encode, gzip, manifest_of};
     let mem = MemS3::new();
     let (_server, store) = s3_bucket(&mem, "invsrc").await;
     fixtures::populate(&store).await;
@@ -492,7 +502,8 @@ async fn an_inventory_report_serves_as_the_listing() {
     dest.put(key, Bytes::from(data.clone()), PutCondition::None)
         .await
         .unwrap();
-    let m = manifest(
+    let m = manifest_of(
+        "invsrc",
         "Bucket, Key, Size, LastModifiedDate, ETag",
         "CSV",
         &[(key, &data)],
@@ -507,7 +518,7 @@ async fn an_inventory_report_serves_as_the_listing() {
     let listing = imgtag::inventory::load(&dest, "inv/invsrc/all/2026-11-24T10-00Z/manifest.json")
         .await
         .unwrap()
-        .read(&dest, &["uploads/", "metadata/"])
+        .read(&dest, "invsrc", &["uploads/", "metadata/"])
         .await
         .unwrap();
     let opts = RefreshOptions {
@@ -526,4 +537,165 @@ async fn an_inventory_report_serves_as_the_listing() {
     let again = refresh_from_report().await.unwrap();
     assert_eq!((again.read, again.added, again.removed), (0, 0, 0));
     assert_eq!(mem.requests(), before, "no request reaches the bucket");
+}
+
+/// A store whose listing of `metadata/` is taken whole, then a write goes
+/// through the index, then the pages (listed before it) are handed over:
+/// a refresh racing a write.
+struct WriteMidListing {
+    inner: DynStore,
+    write: std::sync::Mutex<Option<(DynStore, &'static str, Bytes)>>,
+}
+
+#[async_trait::async_trait]
+impl Store for WriteMidListing {
+    fn kind(&self) -> StoreKind {
+        self.inner.kind()
+    }
+    fn bucket_name(&self) -> &str {
+        self.inner.bucket_name()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn list(
+        &self,
+        prefix: &str,
+    ) -> futures::stream::BoxStream<'static, imgtag::storage::Result<Vec<ObjectInfo>>> {
+        use futures::StreamExt;
+        let pages = self.inner.list(prefix);
+        let write = match prefix {
+            "metadata/" => self.write.lock().unwrap().take(),
+            _ => None,
+        };
+        let listed = async move {
+            let pages: Vec<Vec<ObjectInfo>> = pages.try_collect().await?;
+            if let Some((store, key, body)) = write {
+                store.put(key, body, PutCondition::None).await?;
+            }
+            Ok(futures::stream::iter(pages.into_iter().map(Ok)))
+        };
+        futures::stream::once(listed).try_flatten().boxed()
+    }
+    async fn get(&self, key: &str, limit: u64) -> imgtag::storage::Result<Object> {
+        self.inner.get(key, limit).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> imgtag::storage::Result<Bytes> {
+        self.inner.get_range(key, range).await
+    }
+    async fn head(&self, key: &str) -> imgtag::storage::Result<ObjectInfo> {
+        self.inner.head(key).await
+    }
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        condition: PutCondition,
+    ) -> imgtag::storage::Result<String> {
+        self.inner.put(key, body, condition).await
+    }
+}
+
+/// A page listed before a write and reconciled after it must not put the
+/// old ETag back: the index shows the written document.
+#[tokio::test]
+async fn a_page_listed_before_a_write_does_not_roll_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let inner: DynStore = Arc::new(LocalStore::open(&bucket).unwrap());
+    for (key, body) in [
+        ("uploads/a.jpg", &b"img"[..]),
+        (
+            "metadata/a.jpg.json",
+            br#"{"Labels":[{"Name":"Dog","Confidence":88.0}]}"#,
+        ),
+    ] {
+        inner
+            .put(key, Bytes::copy_from_slice(body), PutCondition::None)
+            .await
+            .unwrap();
+    }
+    let (index, _) = open(&dir.path().join("ix.sqlite"), &spec("local"));
+    refreshed(&index, &inner).await;
+    let edit = Bytes::from_static(br#"{"Labels":[{"Name":"Wolf","Confidence":91.0}]}"#);
+    let racing: DynStore = Arc::new(WriteMidListing {
+        inner: inner.clone(),
+        write: std::sync::Mutex::new(Some((
+            IndexedStore::wrap(inner.clone(), index.clone(), Layout::default()),
+            "metadata/a.jpg.json",
+            edit,
+        ))),
+    });
+    refreshed(&index, &racing).await;
+    let wolf = vec![(
+        "uploads/a.jpg".to_string(),
+        Some(Status::Tagged),
+        Some(("Wolf".to_string(), 91.0)),
+    )];
+    assert_eq!(view(&indexed_rows(&index, Filter::default()).await), wolf);
+    // The next refresh lists after the write and agrees.
+    refreshed(&index, &inner).await;
+    assert_eq!(view(&indexed_rows(&index, Filter::default()).await), wolf);
+    label_queries_agree(&index, &inner).await;
+}
+
+fn names_in(path: &Path) -> i64 {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.query_row("SELECT count(*) FROM names", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Documents full of unique names come and go (deleted, or rewritten
+/// with other names): the names table returns to what the bucket uses.
+#[tokio::test]
+async fn names_no_document_uses_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let store: DynStore = Arc::new(LocalStore::open(&bucket).unwrap());
+    fixtures::populate(&store).await;
+    let path = dir.path().join("ix.sqlite");
+    let (index, _) = open(&path, &spec("local"));
+    refreshed(&index, &store).await;
+    let baseline = names_in(&path);
+    let doc = |round: u32, i: u32| {
+        format!(
+            r#"{{"Labels":[{{"Name":"Only{round}x{i}","Confidence":90.0,"Parents":[{{"Name":"Kin{round}x{i}"}}]}}]}}"#
+        )
+    };
+    for round in 0..3 {
+        for i in 0..10 {
+            let (img, meta) = (
+                format!("uploads/u{i}.jpg"),
+                format!("metadata/u{i}.jpg.json"),
+            );
+            store
+                .put(&img, Bytes::from("i"), PutCondition::None)
+                .await
+                .unwrap();
+            store
+                .put(&meta, Bytes::from(doc(round, i)), PutCondition::None)
+                .await
+                .unwrap();
+        }
+        refreshed(&index, &store).await;
+        // This round's 20 names; the last round's went with its documents.
+        assert_eq!(names_in(&path), baseline + 20, "round {round}");
+    }
+    for i in 0..10 {
+        for key in [
+            format!("uploads/u{i}.jpg"),
+            format!("metadata/u{i}.jpg.json"),
+        ] {
+            std::fs::remove_file(bucket.join(key)).unwrap();
+        }
+    }
+    refreshed(&index, &store).await;
+    assert_eq!(names_in(&path), baseline);
+    label_queries_agree(&index, &store).await;
 }

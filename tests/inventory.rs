@@ -67,12 +67,22 @@ fn row(
 }
 
 pub(crate) fn manifest(schema: &str, format: &str, files: &[(&str, &[u8])]) -> String {
+    manifest_of("photos", schema, format, files)
+}
+
+/// A manifest of a report of `bucket`.
+pub(crate) fn manifest_of(
+    bucket: &str,
+    schema: &str,
+    format: &str,
+    files: &[(&str, &[u8])],
+) -> String {
     let files: Vec<_> = files
         .iter()
         .map(|(k, b)| serde_json::json!({"key": k, "size": b.len(), "MD5checksum": md5_hex(b)}))
         .collect();
     serde_json::json!({
-        "sourceBucket": "photos",
+        "sourceBucket": bucket,
         "destinationBucket": "arn:aws:s3:::inventory-dest",
         "version": "2016-11-30",
         "creationTimestamp": "1764583200000",
@@ -211,7 +221,10 @@ async fn exercise(store: DynStore) {
     assert_eq!(m.source_bucket, "photos");
     assert_eq!(m.files.len(), 3);
     assert_eq!(m.creation_timestamp_ms, Some(1_764_583_200_000));
-    let listing = m.read(&store, &["uploads/", "metadata/"]).await.unwrap();
+    let listing = m
+        .read(&store, "photos", &["uploads/", "metadata/"])
+        .await
+        .unwrap();
     assert_eq!(listing.len(), want.len());
     for n in [1, 2, 3, 1000] {
         check_pages(&listing, "uploads/", n, &want);
@@ -236,12 +249,16 @@ async fn exercise(store: DynStore) {
         listing.objects("other/").is_empty(),
         "rows outside the prefixes are not kept"
     );
+    assert_eq!(
+        listing.outside, 2,
+        "other/x.txt and uploadsX/y.jpg, counted"
+    );
     // The stream shape of Store::list gives the same pages.
     let listing = Arc::new(listing);
     let streamed: Vec<Vec<ObjectInfo>> = listing.list("uploads/", 2).try_collect().await.unwrap();
     assert_eq!(streamed, listing.pages("uploads/", 2).collect::<Vec<_>>());
     // Reading for one prefix keeps only that prefix.
-    let only = m.read(&store, &["metadata/"]).await.unwrap();
+    let only = m.read(&store, "photos", &["metadata/"]).await.unwrap();
     assert!(only.objects("uploads/").is_empty());
     assert_eq!(only.len(), listing.objects("metadata/").len());
 }
@@ -293,7 +310,7 @@ async fn keys_are_form_decoded_plus_is_a_space() {
         .collect();
     let body = gzip(&text, Compression::default());
     let m = one_file(&store, body.clone(), body.len(), &md5_hex(&body)).await;
-    let listing = m.read(&store, &["uploads/"]).await.unwrap();
+    let listing = m.read(&store, "photos", &["uploads/"]).await.unwrap();
     let mut want: Vec<&str> = cases.iter().map(|(_, k)| *k).collect();
     want.sort();
     let got: Vec<&str> = listing.objects("").iter().map(|o| o.key.as_str()).collect();
@@ -320,7 +337,7 @@ async fn a_wrong_md5_is_refused() {
     let (_dir, store) = local();
     let body = gzip("photos,uploads/a.jpg,1,abc\n", Compression::default());
     let m = one_file(&store, body.clone(), body.len(), &"0".repeat(32)).await;
-    let err = m.read(&store, &["uploads/"]).await.unwrap_err();
+    let err = m.read(&store, "photos", &["uploads/"]).await.unwrap_err();
     match err {
         InventoryError::ChecksumMismatch { key, actual, .. } => {
             assert!(key.ends_with("only.csv.gz"));
@@ -339,7 +356,7 @@ async fn a_truncated_gzip_is_refused_even_when_the_manifest_agrees() {
     );
     let cut = full[..full.len() - 6].to_vec();
     let m = one_file(&store, cut.clone(), cut.len(), &md5_hex(&cut)).await;
-    let err = m.read(&store, &["uploads/"]).await.unwrap_err();
+    let err = m.read(&store, "photos", &["uploads/"]).await.unwrap_err();
     assert!(matches!(err, InventoryError::Gzip { .. }), "{err:?}");
     assert!(err.to_string().contains("not a whole gzip file"), "{err}");
 }
@@ -349,7 +366,7 @@ async fn a_file_shorter_than_the_manifest_says_is_refused() {
     let (_dir, store) = local();
     let body = gzip("photos,uploads/a.jpg,1,abc\n", Compression::default());
     let m = one_file(&store, body.clone(), body.len() + 10, &md5_hex(&body)).await;
-    let err = m.read(&store, &["uploads/"]).await.unwrap_err();
+    let err = m.read(&store, "photos", &["uploads/"]).await.unwrap_err();
     match err {
         InventoryError::SizeMismatch {
             expected, actual, ..
@@ -366,7 +383,7 @@ async fn not_gzip_at_all_is_refused() {
     let (_dir, store) = local();
     let body = b"photos,uploads/a.jpg,1,abc\n".to_vec();
     let m = one_file(&store, body.clone(), body.len(), &md5_hex(&body)).await;
-    let err = m.read(&store, &["uploads/"]).await.unwrap_err();
+    let err = m.read(&store, "photos", &["uploads/"]).await.unwrap_err();
     assert!(matches!(err, InventoryError::Gzip { .. }), "{err:?}");
 }
 
@@ -384,7 +401,7 @@ async fn bad_rows_are_errors_with_their_row_number() {
     ] {
         let body = gzip(text, Compression::default());
         let m = one_file(&store, body.clone(), body.len(), &md5_hex(&body)).await;
-        match m.read(&store, &["uploads/"]).await.unwrap_err() {
+        match m.read(&store, "photos", &["uploads/"]).await.unwrap_err() {
             InventoryError::BadRow { row: r, reason, .. } => {
                 assert_eq!(r, row, "{text}");
                 assert!(reason.contains(says), "{reason}");
@@ -404,7 +421,7 @@ async fn a_missing_data_file_is_a_storage_error_naming_it() {
         let json = manifest(VERSIONED, "CSV", &[(lost.as_str(), &b"xx"[..])]);
         put(&store, "m.json", json).await;
         let m = inventory::load(&store, "m.json").await.unwrap();
-        match m.read(&store, &["uploads/"]).await.unwrap_err() {
+        match m.read(&store, "photos", &["uploads/"]).await.unwrap_err() {
             InventoryError::Storage { key, source } => {
                 assert!(key.ends_with("lost.csv.gz"));
                 assert!(
@@ -474,7 +491,7 @@ async fn a_file_spanning_several_ranged_reads_loses_no_row() {
     let (_server, mem, store) = s3().await;
     let m = one_file(&store, body.clone(), body.len(), &md5_hex(&body)).await;
     let before = mem.requests();
-    let listing = m.read(&store, &["uploads/"]).await.unwrap();
+    let listing = m.read(&store, "photos", &["uploads/"]).await.unwrap();
     assert_eq!(mem.requests() - before, 2, "two ranged GETs");
     assert_eq!(listing.len(), rows as usize);
     let all = listing.objects("uploads/");
@@ -583,4 +600,111 @@ fn collect_keys(v: &serde_json::Value, out: &mut Vec<String>) {
         serde_json::Value::Array(a) => a.iter().for_each(|v| collect_keys(v, out)),
         _ => {}
     }
+}
+
+/// A report of bucket B named for bucket A would drop every key of A as
+/// gone and list B's as A's: refused before a data file is read.
+#[tokio::test]
+async fn a_report_of_another_bucket_is_refused() {
+    let (_dir, store) = local();
+    let key = write_report(&store).await;
+    let m = inventory::load(&store, &key).await.unwrap();
+    let err = m
+        .read(&store, "bucket-a", &["uploads/", "metadata/"])
+        .await
+        .unwrap_err();
+    match &err {
+        InventoryError::OtherBucket { listed, bucket, .. } => {
+            assert_eq!((listed.as_str(), bucket.as_str()), ("photos", "bucket-a"))
+        }
+        other => panic!("{other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("\"photos\"") && text.contains("\"bucket-a\""),
+        "{text}"
+    );
+
+    // A manifest that names the right bucket over rows of another.
+    let body = gzip(
+        "photos,uploads/a.jpg,1,abc\nother,uploads/b.jpg,2,def\n",
+        Compression::default(),
+    );
+    let m = one_file(&store, body.clone(), body.len(), &md5_hex(&body)).await;
+    match m.read(&store, "photos", &["uploads/"]).await.unwrap_err() {
+        InventoryError::BadRow { row, reason, .. } => {
+            assert_eq!(row, 2);
+            assert!(reason.contains("\"other\""), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A report filtered to another prefix has objects but none under the
+/// prefixes: refused, where an empty bucket's empty report is a listing.
+#[tokio::test]
+async fn a_report_with_nothing_under_the_prefixes_is_refused() {
+    let (_dir, store) = local();
+    let body = gzip(
+        "photos,logs/a.txt,1,abc\nphotos,uploadsX/b.jpg,2,def\n",
+        Compression::default(),
+    );
+    let m = one_file(&store, body.clone(), body.len(), &md5_hex(&body)).await;
+    match m.read(&store, "photos", &["uploads/", "metadata/"]).await {
+        Err(InventoryError::NothingUnderPrefixes { rows, prefixes, .. }) => {
+            assert_eq!(rows, 2);
+            assert_eq!(prefixes, "uploads/ or metadata/");
+        }
+        other => panic!("{other:?}"),
+    }
+    let empty = gzip("", Compression::default());
+    let m = one_file(&store, empty.clone(), empty.len(), &md5_hex(&empty)).await;
+    let listing = m.read(&store, "photos", &["uploads/"]).await.unwrap();
+    assert!(listing.is_empty());
+}
+
+/// `imgtag index --bucket A` with a report of bucket B fails with the
+/// reason, and A's index is as it was.
+#[tokio::test]
+async fn the_cli_refuses_another_buckets_report_and_keeps_the_index() {
+    let home = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let a = root.path().join("bucket-a");
+    std::fs::create_dir(&a).unwrap();
+    let a_store: DynStore = Arc::new(LocalStore::open(&a).unwrap());
+    put(&a_store, "uploads/a.jpg", "image a").await;
+    let a_arg = a.to_str().unwrap();
+    let first = common::bin::imgtag_async(home.path(), &["index", "--bucket", a_arg]).await;
+    assert!(common::bin::stdout(&first).contains("1 new"));
+
+    let (dest_dir, dest) = local();
+    let body = gzip("bucket-b,uploads/b.jpg,3,abc\n", Compression::default());
+    let data = "inv/bucket-b/all/data/f.csv.gz";
+    put(&dest, data, body.clone()).await;
+    let m = manifest_of(
+        "bucket-b",
+        "Bucket, Key, Size, ETag",
+        "CSV",
+        &[(data, &body)],
+    );
+    put(&dest, "inv/bucket-b/all/manifest.json", m).await;
+    let args = [
+        "index",
+        "--bucket",
+        a_arg,
+        "--inventory-bucket",
+        dest_dir.path().to_str().unwrap(),
+        "--inventory-manifest",
+        "inv/bucket-b/all/manifest.json",
+    ];
+    let out = common::bin::imgtag_async(home.path(), &args).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("lists bucket \"bucket-b\", not \"bucket-a\""),
+        "{err}"
+    );
+    let again = common::bin::imgtag_async(home.path(), &["index", "--bucket", a_arg]).await;
+    let text = common::bin::stdout(&again);
+    assert!(text.contains("(0 new, 0 changed, 0 gone)"), "{text}");
 }

@@ -14,6 +14,8 @@ mod faults;
 mod headline;
 mod hostile;
 mod index;
+// Spawns this binary again: its helper `child_process` is the other process.
+mod index_files;
 mod inventory;
 mod lambda_events;
 mod local_model;

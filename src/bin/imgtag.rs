@@ -89,10 +89,12 @@ struct IndexArgs {
 }
 
 impl IndexArgs {
-    /// Reads the inventory report the flags name, if any.
+    /// Reads the inventory report the flags name, if any: a report of
+    /// `indexed` (the bucket being indexed), else an error.
     async fn inventory(
         &self,
         settings: &Settings,
+        indexed: &str,
     ) -> anyhow::Result<Option<Arc<imgtag::inventory::Listing>>> {
         let (Some(bucket), Some(key)) = (&self.inventory_bucket, &self.inventory_manifest) else {
             return Ok(None);
@@ -114,12 +116,17 @@ impl IndexArgs {
         let manifest = imgtag::inventory::load(&store, &key).await?;
         let layout = &settings.layout;
         let listing = manifest
-            .read(&store, &[layout.uploads_prefix(), layout.metadata_prefix()])
+            .read(
+                &store,
+                indexed,
+                &[layout.uploads_prefix(), layout.metadata_prefix()],
+            )
             .await?;
         say!(
-            "inventory report {}: {} objects under the two prefixes",
+            "inventory report {}: {} objects under the two prefixes, {} others left out",
             for_terminal(&key),
-            listing.len()
+            listing.len(),
+            listing.outside
         );
         Ok(Some(Arc::new(listing)))
     }
@@ -401,16 +408,16 @@ async fn open_indexed(
     common: &CommonArgs,
 ) -> anyhow::Result<(Settings, DynStore, Option<Arc<Index>>)> {
     let settings = common.resolve()?;
-    // The index file opens while the store's client is built: both take
-    // milliseconds that a short `ls` notices.
-    let opening = tokio::task::spawn_blocking({
-        let settings = settings.clone();
-        move || settings.open_index()
-    });
     let store = settings
         .open_store()
         .await
         .with_context(|| format!("opening bucket {:?}", settings.bucket))?;
+    // After the store: the index is the one of the endpoint its client
+    // resolved.
+    let opening = tokio::task::spawn_blocking({
+        let (settings, store) = (settings.clone(), store.clone());
+        move || settings.open_index(&store)
+    });
     let index = match opening.await.context("opening the index")? {
         Ok(Some((index, note))) => {
             if let Some(note) = note {
@@ -855,7 +862,7 @@ async fn index(args: IndexArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
     };
     let started = std::time::Instant::now();
     let opts = RefreshOptions {
-        inventory: args.inventory(&settings).await?,
+        inventory: args.inventory(&settings, store.bucket_name()).await?,
         ..RefreshOptions::default()
     };
     let stats = cli::refresh_index(&index, &store, &settings.layout, &opts)

@@ -3,8 +3,8 @@
 //! and not a GET per document, and so that a label search over a million
 //! images is an indexed query.
 //!
-//! One index file per (endpoint, bucket, prefixes), in the platform cache
-//! dir. It holds every listed object (key, size, ETag, LastModified), the
+//! One index file per (endpoint, bucket, prefixes) and schema version, in
+//! the platform cache dir, readable by its owner only. It holds every listed object (key, size, ETag, LastModified), the
 //! pairing of images with their metadata, and one [`DocSummary`] per
 //! document ETag, with the label and parent names indexed for search.
 //! A refresh ([`refresh::refresh`]) lists both prefixes, reconciles page by
@@ -27,13 +27,14 @@ mod store;
 
 pub use store::IndexedStore;
 
-/// Bumped whenever the tables change; an index of another version is
-/// rebuilt. 2: summaries carry the image quality (`DocSummary::quality`);
+/// Bumped whenever the tables change; an index of an older version is
+/// rebuilt, one of a newer version left alone (see [`Index::open`]). 2: summaries carry the image quality (`DocSummary::quality`);
 /// 3: the `stale` flag that lets an unchanged re-open skip the pairing;
 /// 4: a pair carries both objects' fields and the name index the headline
 /// rank, so a label hit is two index reads (see [`query`]); 5: a pair
-/// carries its document's id (`mdoc`), and a label hit joins on it.
-pub const SCHEMA_VERSION: i64 = 5;
+/// carries its document's id (`mdoc`), and a label hit joins on it; 6: the
+/// `writes` a refresh that listed before them must not undo.
+pub const SCHEMA_VERSION: i64 = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -89,8 +90,10 @@ impl IndexSpec {
     }
 
     /// A file name that is safe on every file system and differs for
-    /// every spec: a readable slug of the bucket and a 64-bit FNV-1a hash
-    /// of all four fields.
+    /// every spec: a readable slug of the bucket, a 64-bit FNV-1a hash of
+    /// all four fields, and the schema version, so that an older and a
+    /// newer imgtag each keep their own file instead of rebuilding each
+    /// other's.
     pub fn file_name(&self) -> String {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for (_, v) in self.fields() {
@@ -114,7 +117,7 @@ impl IndexSpec {
                 }
             })
             .collect();
-        format!("{slug}-{h:016x}.sqlite")
+        format!("{slug}-{h:016x}.v{SCHEMA_VERSION}.sqlite")
     }
 }
 
@@ -156,7 +159,9 @@ impl std::fmt::Debug for Index {
 // tables. (An integer id, not the 34-byte ETag: the index is smaller, so
 // a query of scattered hits touches fewer pages.) `doc_names.rank` is the
 // headline confidence (-inf without a headline, +inf for a failure), so
-// `--below` is a range of the name index.
+// `--below` is a range of the name index. `writes` numbers each key's
+// last write-through (AUTOINCREMENT: never reused, so numbers only grow):
+// a refresh leaves alone what was written after it began.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS info(k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS objects(
@@ -178,85 +183,107 @@ CREATE TABLE IF NOT EXISTS doc_names(
     name INTEGER NOT NULL, rank REAL NOT NULL, doc INTEGER NOT NULL,
     PRIMARY KEY(name, rank, doc)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS writes(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, at INTEGER NOT NULL
+);
 ";
 
 impl Index {
-    /// Opens (or creates) the index at `path`. An index that is corrupt,
-    /// of another schema version or of another bucket is replaced; one
-    /// that another process keeps locked is left alone and a temporary
-    /// index is used for this run. Either way the second value says what
-    /// happened, for the user.
+    /// Opens (or creates) the index at `path`. Only a file proven corrupt
+    /// is deleted and rebuilt. One of a newer schema or another bucket,
+    /// one that cannot be written, or one another process keeps locked is
+    /// left alone, and a temporary index serves this run. Either way the
+    /// second value says what happened, for the user. Other errors (disk
+    /// full, I/O) are returned and the files left as they are: another
+    /// process may have them open.
     pub fn open(path: &Path, spec: &IndexSpec) -> Result<(Index, Option<String>), IndexError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| IndexError::Io {
+            crate::private::create_dir(dir).map_err(|source| IndexError::Io {
                 path: dir.display().to_string(),
                 source,
             })?;
         }
+        let shown = path.display();
         match Self::try_open(path, spec) {
-            Ok(ix) => Ok((ix, None)),
-            Err(Problem::Locked) => {
-                let dir = tempfile::tempdir().map_err(|source| IndexError::Io {
-                    path: "temporary index".into(),
-                    source,
-                })?;
-                let tmp = dir.path().join("index.sqlite");
-                let mut ix = Self::try_open(&tmp, spec).map_err(|p| p.into_error(&tmp))?;
-                ix._temp = Some(dir);
-                Ok((
-                    ix,
-                    Some(format!(
-                        "the index {} is locked by another process; using a temporary one for this run",
-                        path.display()
-                    )),
-                ))
-            }
-            Err(Problem::Unusable(why)) => {
+            Ok(opened) => Ok(opened),
+            Err(Problem::Corrupt(why)) => {
                 remove_index_files(path)?;
-                let ix = Self::try_open(path, spec).map_err(|p| p.into_error(path))?;
-                Ok((
-                    ix,
-                    Some(format!("rebuilding the index {} ({why})", path.display())),
-                ))
+                let (ix, _) = Self::try_open(path, spec).map_err(|p| p.into_error(path))?;
+                Ok((ix, Some(format!("rebuilding the index {shown} ({why})"))))
             }
+            Err(Problem::Locked) => Self::temporary(
+                spec,
+                format!("the index {shown} is locked by another process"),
+            ),
+            Err(Problem::LeftAlone(why)) => {
+                Self::temporary(spec, format!("the index {shown} {why}"))
+            }
+            Err(p @ Problem::Failed(_)) => Err(p.into_error(path)),
         }
     }
 
-    fn try_open(path: &Path, spec: &IndexSpec) -> Result<Index, Problem> {
+    /// A throwaway index for this run, and the note saying why.
+    fn temporary(spec: &IndexSpec, why: String) -> Result<(Index, Option<String>), IndexError> {
+        // tempfile makes the folder 0700.
+        let dir = tempfile::tempdir().map_err(|source| IndexError::Io {
+            path: "temporary index".into(),
+            source,
+        })?;
+        let tmp = dir.path().join("index.sqlite");
+        let (mut ix, _) = Self::try_open(&tmp, spec).map_err(|p| p.into_error(&tmp))?;
+        ix._temp = Some(dir);
+        Ok((
+            ix,
+            Some(format!("{why}; using a temporary one for this run")),
+        ))
+    }
+
+    /// Opens without writing when the file is already this build's index
+    /// of this spec: another process may be writing (under WAL a reader
+    /// never waits for it). Only a new or older-schema file is written.
+    fn try_open(path: &Path, spec: &IndexSpec) -> Result<(Index, Option<String>), Problem> {
+        // Created 0600 before SQLite sees it: SQLite gives the -wal and
+        // -shm files the database file's mode.
+        crate::private::create_file(path).map_err(Problem::io)?;
+        for suffix in ["", "-wal", "-shm"] {
+            crate::private::restrict(&with_suffix(path, suffix));
+        }
         let conn = Connection::open(path).map_err(Problem::classify)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(Problem::classify)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
+        if conn
+            .is_readonly(rusqlite::MAIN_DB)
+            .map_err(Problem::classify)?
+        {
+            return Err(Problem::LeftAlone("cannot be written".into()));
+        }
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .map_err(Problem::classify)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(Problem::classify)?;
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(Problem::classify)?;
         tune(&conn).map_err(Problem::classify)?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(Problem::classify)?;
-        let has_tables: bool = conn
-            .query_row(
-                "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'info'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(Problem::classify)?;
-        if has_tables && version != SCHEMA_VERSION {
-            return Err(Problem::Unusable(format!(
-                "schema version {version}, this build uses {SCHEMA_VERSION}"
-            )));
-        }
-        conn.execute_batch(SCHEMA).map_err(Problem::classify)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(Problem::classify)?;
+        let note = match schema_of(&conn).map_err(Problem::classify)? {
+            Some(SCHEMA_VERSION) => None,
+            Some(v) if v > SCHEMA_VERSION => return Err(newer(v)),
+            _ => create_schema(&conn, spec)?,
+        };
         check_spec(&conn, spec)?;
-        Ok(Index {
+        let ix = Index {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
             readers: Arc::default(),
             spec: spec.clone(),
             _temp: None,
-        })
+        };
+        Ok((
+            ix,
+            note.map(|n| format!("rebuilding the index {} ({n})", path.display())),
+        ))
     }
 
     pub fn path(&self) -> &Path {
@@ -326,6 +353,7 @@ impl Index {
             // The document first: the pair's `mdoc` is looked up from it.
             store_doc(&tx, &identity, doc)?;
             upsert_object(&tx, info)?;
+            note_write(&tx, &info.key)?;
             if let Some(rest) = layout.metadata_rest(&info.key) {
                 let image = layout.image_key(rest);
                 let image = tx
@@ -389,8 +417,15 @@ impl Drop for Reader {
 }
 
 enum Problem {
+    /// Another process held a lock for the whole busy timeout.
     Locked,
-    Unusable(String),
+    /// Not a database, or a damaged one: the only files deleted.
+    Corrupt(String),
+    /// Someone else's (a newer imgtag's, another bucket's) or not ours to
+    /// write: kept as it is.
+    LeftAlone(String),
+    /// Anything else (disk full, an I/O error): kept, and an error.
+    Failed(IndexError),
 }
 
 impl Problem {
@@ -398,20 +433,110 @@ impl Problem {
         use rusqlite::ErrorCode as C;
         match e.sqlite_error_code() {
             Some(C::DatabaseBusy | C::DatabaseLocked) => Problem::Locked,
-            _ => Problem::Unusable(e.to_string()),
+            Some(C::DatabaseCorrupt | C::NotADatabase) => Problem::Corrupt(e.to_string()),
+            Some(C::ReadOnly | C::PermissionDenied | C::CannotOpen) => {
+                Problem::LeftAlone(format!("cannot be written ({e})"))
+            }
+            _ => Problem::Failed(IndexError::Sqlite {
+                path: String::new(),
+                source: e,
+            }),
+        }
+    }
+
+    fn io(e: std::io::Error) -> Problem {
+        use std::io::ErrorKind as K;
+        match e.kind() {
+            K::PermissionDenied | K::ReadOnlyFilesystem => {
+                Problem::LeftAlone(format!("cannot be written ({e})"))
+            }
+            _ => Problem::Failed(IndexError::Io {
+                path: String::new(),
+                source: e,
+            }),
         }
     }
 
     fn into_error(self, path: &Path) -> IndexError {
-        let why = match self {
-            Problem::Locked => "locked".to_string(),
-            Problem::Unusable(w) => w,
-        };
-        IndexError::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::other(why),
+        let path = path.display().to_string();
+        match self {
+            Problem::Failed(IndexError::Sqlite { source, .. }) => {
+                IndexError::Sqlite { path, source }
+            }
+            Problem::Failed(IndexError::Io { source, .. }) => IndexError::Io { path, source },
+            Problem::Failed(e) => e,
+            Problem::Locked => IndexError::Io {
+                path,
+                source: std::io::Error::other("locked"),
+            },
+            Problem::Corrupt(why) | Problem::LeftAlone(why) => IndexError::Io {
+                path,
+                source: std::io::Error::other(why),
+            },
         }
     }
+}
+
+fn newer(version: i64) -> Problem {
+    Problem::LeftAlone(format!(
+        "has schema version {version}, newer than this build's {SCHEMA_VERSION} (a newer imgtag's)"
+    ))
+}
+
+/// The file's schema version: `None` for a new, empty file.
+fn schema_of(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let has_tables: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'info'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(has_tables.then_some(version))
+}
+
+/// Creates the tables in a new file, or replaces an older schema's, in one
+/// write transaction (so another process sees one or the other). Returns
+/// why an older index was replaced.
+fn create_schema(conn: &Connection, spec: &IndexSpec) -> Result<Option<String>, Problem> {
+    // Immediate: the write lock first (waiting for another writer), then
+    // the check that decides what to write.
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+        .map_err(Problem::classify)?;
+    // Another process may have created it in the meantime.
+    let note = match schema_of(&tx).map_err(Problem::classify)? {
+        Some(SCHEMA_VERSION) => return Ok(None),
+        Some(v) if v > SCHEMA_VERSION => return Err(newer(v)),
+        Some(v) => {
+            drop_tables(&tx).map_err(Problem::classify)?;
+            Some(format!(
+                "schema version {v}, this build uses {SCHEMA_VERSION}"
+            ))
+        }
+        None => None,
+    };
+    tx.execute_batch(SCHEMA).map_err(Problem::classify)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(Problem::classify)?;
+    for (k, v) in spec.fields() {
+        tx.execute("INSERT INTO info(k, v) VALUES (?1, ?2)", [k, v])
+            .map_err(Problem::classify)?;
+    }
+    tx.commit().map_err(Problem::classify)?;
+    Ok(note)
+}
+
+/// Drops every table and index of an older schema.
+fn drop_tables(c: &Connection) -> rusqlite::Result<()> {
+    let tables: Vec<String> = c
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for t in tables {
+        c.execute_batch(&format!("DROP TABLE \"{}\"", t.replace('"', "\"\"")))?;
+    }
+    Ok(())
 }
 
 fn check_spec(conn: &Connection, spec: &IndexSpec) -> Result<(), Problem> {
@@ -423,12 +548,12 @@ fn check_spec(conn: &Connection, spec: &IndexSpec) -> Result<(), Problem> {
         match stored {
             Some(s) if s == v => {}
             Some(s) => {
-                return Err(Problem::Unusable(format!(
-                    "it belongs to {k} {s:?}, not {v:?}"
+                return Err(Problem::LeftAlone(format!(
+                    "belongs to {k} {s:?}, not {v:?}"
                 )));
             }
             None => {
-                conn.execute("INSERT INTO info(k, v) VALUES (?1, ?2)", [k, v])
+                conn.execute("INSERT OR IGNORE INTO info(k, v) VALUES (?1, ?2)", [k, v])
                     .map_err(Problem::classify)?;
             }
         }
@@ -436,11 +561,15 @@ fn check_spec(conn: &Connection, spec: &IndexSpec) -> Result<(), Problem> {
     Ok(())
 }
 
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    p.into()
+}
+
 fn remove_index_files(path: &Path) -> Result<(), IndexError> {
     for suffix in ["", "-wal", "-shm"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        match std::fs::remove_file(&p) {
+        match std::fs::remove_file(with_suffix(path, suffix)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => {
@@ -517,6 +646,16 @@ pub(crate) fn upsert_object(c: &Connection, info: &ObjectInfo) -> rusqlite::Resu
          mdoc = (SELECT id FROM docs WHERE etag = ?3) WHERE meta = ?1",
     )?
     .execute(fields)?;
+    Ok(())
+}
+
+/// Numbers a write-through of `key`, newer than every refresh begun.
+fn note_write(c: &Connection, key: &str) -> rusqlite::Result<()> {
+    c.prepare_cached("REPLACE INTO writes(key, at) VALUES (?1, ?2)")?
+        .execute(params![
+            key,
+            time::OffsetDateTime::now_utc().unix_timestamp()
+        ])?;
     Ok(())
 }
 

@@ -79,6 +79,10 @@ pub async fn refresh(
     opts: &RefreshOptions,
     progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<RefreshStats, IndexError> {
+    // Writes numbered after this are newer than anything this refresh
+    // lists or reads: it leaves them alone.
+    let ix = index.clone();
+    let since = blocking(move || ix.with(|c| writes_begun(c))).await?;
     let listed = AtomicU64::new(0);
     let queued = AtomicU64::new(0);
     let (want_tx, want_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -90,7 +94,7 @@ pub async fn refresh(
         };
         async move {
             let want = want.map(|tx| (layout, tx, queued));
-            sync_prefix(&index, pages, &prefix, want.as_ref(), &|n| {
+            sync_prefix(&index, pages, &prefix, want.as_ref(), since, &|n| {
                 let total = listed.fetch_add(n, Ordering::Relaxed) + n;
                 progress(Progress::Listed(total));
             })
@@ -105,7 +109,7 @@ pub async fn refresh(
             sync(layout.metadata_prefix().to_string(), Some(want_tx))
         )
     };
-    let reading = read_docs(index, store, opts, want_rx, &queued, progress);
+    let reading = read_docs(index, store, opts, (want_rx, since), &queued, progress);
     let ((a, b), mut reads) = futures::try_join!(listing, reading)?;
     let mut stats = RefreshStats {
         listed: listed.into_inner(),
@@ -135,7 +139,7 @@ pub async fn refresh(
             let _ = tx.send(obj);
         }
         drop(tx);
-        let more = read_docs(index, store, opts, rx, &queued, progress).await?;
+        let more = read_docs(index, store, opts, (rx, since), &queued, progress).await?;
         reads.merge(more);
     }
     let gone = std::mem::take(&mut reads.gone);
@@ -176,6 +180,23 @@ async fn blocking<T: Send + 'static>(
         .expect("index work does not panic")
 }
 
+/// The number of the last write-through so far, after dropping the
+/// numbers of writes a day old (no refresh runs that long).
+fn writes_begun(c: &Connection) -> rusqlite::Result<i64> {
+    let since = c.query_row("SELECT coalesce(max(seq), 0) FROM writes", [], |r| r.get(0))?;
+    let day_ago = time::OffsetDateTime::now_utc().unix_timestamp() - 86_400;
+    c.prepare_cached("DELETE FROM writes WHERE seq <= ?1 AND at < ?2")?
+        .execute(params![since, day_ago])?;
+    Ok(since)
+}
+
+/// Whether `key` was written through the index after write number
+/// `since`: what a refresh begun then listed or read of it may be older.
+fn written_since(c: &Connection, key: &str, since: i64) -> rusqlite::Result<bool> {
+    c.prepare_cached("SELECT 1 FROM writes WHERE key = ?1 AND seq > ?2")?
+        .exists(params![key, since])
+}
+
 /// Whether objects changed (or documents went unread) since the pairing
 /// was last stored.
 fn is_stale(c: &Connection) -> rusqlite::Result<bool> {
@@ -205,6 +226,7 @@ async fn sync_prefix(
     mut pages: futures::stream::BoxStream<'static, crate::storage::Result<Vec<ObjectInfo>>>,
     prefix: &str,
     want: Option<&WantTo<'_>>,
+    since: i64,
     listed: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Diff, IndexError> {
     // The next page is fetched while this one is reconciled: the listing
@@ -236,7 +258,7 @@ async fn sync_prefix(
             let (ix, p, a) = (index.clone(), prefix.to_string(), after.take());
             let layout = want.map(|w| w.0.clone());
             let d = blocking(move || {
-                ix.with(|c| sync_page(c, &p, a.as_deref(), &page, layout.as_ref()))
+                ix.with(|c| sync_page(c, &p, a.as_deref(), &page, layout.as_ref(), since))
             })
             .await?;
             diff.added += d.added;
@@ -257,7 +279,7 @@ async fn sync_prefix(
     let (mut diff, after) = synced?;
     listing?;
     let (ix, p) = (index.clone(), prefix.to_string());
-    let removed = blocking(move || ix.with(|c| sync_tail(c, &p, after.as_deref()))).await?;
+    let removed = blocking(move || ix.with(|c| sync_tail(c, &p, after.as_deref(), since))).await?;
     diff.removed.extend(removed);
     Ok(diff)
 }
@@ -276,14 +298,17 @@ pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
 }
 
 /// Reconciles one listing page: the index's keys in (after, last] are
-/// replaced by the page's. With the layout (a metadata prefix), the new
-/// or changed documents without a summary are returned, to be read.
+/// replaced by the page's, but for keys written through the index after
+/// write number `since` (the page may have been listed before the write).
+/// With the layout (a metadata prefix), the new or changed documents
+/// without a summary are returned, to be read.
 fn sync_page(
     c: &mut Connection,
     prefix: &str,
     after: Option<&str>,
     page: &[ObjectInfo],
     docs_of: Option<&Layout>,
+    since: i64,
 ) -> rusqlite::Result<Diff> {
     let last = &page.last().expect("non-empty").key;
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -303,11 +328,14 @@ fn sync_page(
     let mut old = old.into_iter().peekable();
     for obj in page {
         while let Some((k, ..)) = old.next_if(|(k, ..)| k < &obj.key) {
-            delete_object(&tx, &k)?;
-            diff.removed.push(k);
+            if !written_since(&tx, &k, since)? {
+                delete_object(&tx, &k)?;
+                diff.removed.push(k);
+            }
         }
         match old.next_if(|(k, ..)| *k == obj.key) {
             Some((_, size, etag)) if size == obj.size && same_identity(&etag, obj) => {}
+            Some(_) if written_since(&tx, &obj.key, since)? => {}
             Some(_) => {
                 upsert_object(&tx, obj)?;
                 diff.changed += 1;
@@ -321,8 +349,10 @@ fn sync_page(
         }
     }
     for (k, ..) in old {
-        delete_object(&tx, &k)?;
-        diff.removed.push(k);
+        if !written_since(&tx, &k, since)? {
+            delete_object(&tx, &k)?;
+            diff.removed.push(k);
+        }
     }
     if diff.added + diff.changed > 0 || !diff.removed.is_empty() {
         mark_stale(&tx)?;
@@ -359,24 +389,28 @@ fn same_identity(stored: &str, obj: &ObjectInfo) -> bool {
     }
 }
 
-/// Drops the keys after the last listed one: gone from the bucket.
+/// Drops the keys after the last listed one: gone from the bucket (but
+/// for those written after write number `since`).
 fn sync_tail(
     c: &mut Connection,
     prefix: &str,
     after: Option<&str>,
+    since: i64,
 ) -> rusqlite::Result<Vec<String>> {
     let end = prefix_end(prefix);
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let removed: Vec<String> = tx
         .prepare(match after {
             Some(_) => {
-                "DELETE FROM objects WHERE key > ?1 AND (?2 IS NULL OR key < ?2) RETURNING key"
+                "DELETE FROM objects WHERE key > ?1 AND (?2 IS NULL OR key < ?2) \
+                 AND key NOT IN (SELECT key FROM writes WHERE seq > ?3) RETURNING key"
             }
             None => {
-                "DELETE FROM objects WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) RETURNING key"
+                "DELETE FROM objects WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) \
+                 AND key NOT IN (SELECT key FROM writes WHERE seq > ?3) RETURNING key"
             }
         })?
-        .query_map(params![after.unwrap_or(prefix), end], |r| r.get(0))?
+        .query_map(params![after.unwrap_or(prefix), end, since], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     for key in &removed {
         delete_object(&tx, key)?;
@@ -444,17 +478,18 @@ type Done = (ObjectInfo, Result<(SummaryRead, ObjectInfo), StorageError>);
 /// Reads the documents `want` names as they come, `in_flight` GETs at any
 /// moment (each its own task: a slot is refilled the moment its GET is
 /// answered), and hands the summaries to one writer that stores them in
-/// batches, so no read waits on the disk.
+/// batches, so no read waits on the disk. Keys written after write number
+/// `since` keep what the write stored.
 async fn read_docs(
     index: &Arc<Index>,
     store: &DynStore,
     opts: &RefreshOptions,
-    mut want: tokio::sync::mpsc::UnboundedReceiver<ObjectInfo>,
+    (mut want, since): (tokio::sync::mpsc::UnboundedReceiver<ObjectInfo>, i64),
     queued: &AtomicU64,
     progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<Reads, IndexError> {
     let (done_tx, done_rx) = tokio::sync::mpsc::channel::<Done>(8192);
-    let writer = tokio::spawn(write_docs(index.clone(), done_rx));
+    let writer = tokio::spawn(write_docs(index.clone(), done_rx, since));
     let mut reads = Reads::default();
     let mut tasks = tokio::task::JoinSet::new();
     let mut started: Option<Instant> = None;
@@ -509,6 +544,7 @@ async fn read_docs(
 async fn write_docs(
     index: Arc<Index>,
     mut done: tokio::sync::mpsc::Receiver<Done>,
+    since: i64,
 ) -> Result<(), IndexError> {
     while let Some(first) = done.recv().await {
         let mut batch = vec![first];
@@ -519,7 +555,7 @@ async fn write_docs(
             }
         }
         let ix = index.clone();
-        blocking(move || ix.with(|c| store_batch(c, &batch))).await?;
+        blocking(move || ix.with(|c| store_batch(c, &batch, since))).await?;
     }
     Ok(())
 }
@@ -546,8 +582,10 @@ async fn read_with_backoff(
 }
 
 /// Stores read documents; a document not found is deleted, one that
-/// could not be read is left for the next refresh.
-fn store_batch(c: &mut Connection, done: &[Done]) -> rusqlite::Result<()> {
+/// could not be read is left for the next refresh. A document written
+/// through the index after write number `since` keeps what the write
+/// stored: the GET may have been answered before it.
+fn store_batch(c: &mut Connection, done: &[Done], since: i64) -> rusqlite::Result<()> {
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     for (listed, read) in done {
         match read {
@@ -556,9 +594,13 @@ fn store_batch(c: &mut Connection, done: &[Done]) -> rusqlite::Result<()> {
             // The summary first: the pair's `mdoc` is looked up from it.
             Ok((doc, info)) => {
                 store_doc(&tx, &identity(info), doc)?;
-                upsert_object(&tx, info)?;
+                if !written_since(&tx, &info.key, since)? {
+                    upsert_object(&tx, info)?;
+                }
             }
-            Err(StorageError::NotFound { .. }) => delete_object(&tx, &listed.key)?,
+            Err(StorageError::NotFound { .. }) if !written_since(&tx, &listed.key, since)? => {
+                delete_object(&tx, &listed.key)?
+            }
             Err(_) => {}
         }
     }
@@ -628,14 +670,22 @@ fn store_pairs(
     }
     // One pass over the objects' identities (no index on them: a pass
     // per stale refresh costs less than an index kept on every write).
-    tx.execute(
+    let dropped = tx.execute(
         "DELETE FROM docs WHERE etag NOT IN (SELECT etag FROM objects)",
         [],
     )?;
-    tx.execute(
-        "DELETE FROM doc_names WHERE doc NOT IN (SELECT id FROM docs)",
-        [],
-    )?;
+    if dropped > 0 {
+        tx.execute(
+            "DELETE FROM doc_names WHERE doc NOT IN (SELECT id FROM docs)",
+            [],
+        )?;
+        // Names only dropped documents used (each an index lookup: the
+        // name leads `doc_names`' key).
+        tx.execute(
+            "DELETE FROM names WHERE id NOT IN (SELECT name FROM doc_names)",
+            [],
+        )?;
+    }
     if complete {
         tx.execute("DELETE FROM info WHERE k = 'stale'", [])?;
     }

@@ -60,6 +60,9 @@ impl Store for IndexedStore {
     fn bucket_name(&self) -> &str {
         self.inner.bucket_name()
     }
+    fn endpoint(&self) -> &str {
+        self.inner.endpoint()
+    }
     fn describe(&self) -> String {
         self.inner.describe()
     }

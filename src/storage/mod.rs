@@ -151,6 +151,13 @@ pub trait Store: Send + Sync + 'static {
     }
     /// The bucket name recorded in `ImgTag.Source.Bucket`.
     fn bucket_name(&self) -> &str;
+    /// The endpoint this store's requests go to, as resolved when it was
+    /// opened (empty for AWS S3 itself and for folders): with the bucket
+    /// name, what identifies the bucket (`photos` on MinIO is not `photos`
+    /// on AWS).
+    fn endpoint(&self) -> &str {
+        ""
+    }
     /// A human description: `s3://bucket` or the folder path.
     fn describe(&self) -> String;
     /// Lists every object under `prefix`, page by page, in key order.

@@ -48,6 +48,12 @@ fn endpoint_in_env() -> bool {
 /// by every bucket a process opens (the Lambda handler opens the bucket each
 /// event names). Nothing is sent until the first request.
 pub async fn sdk_client(opts: &S3Options) -> Client {
+    client_and_endpoint(opts).await.0
+}
+
+/// [`sdk_client`], and the endpoint it sends requests to (see
+/// [`resolved_endpoint`]).
+async fn client_and_endpoint(opts: &S3Options) -> (Client, Option<String>) {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         // Throttling and 5xx are retried with backoff by the SDK.
         .retry_config(RetryConfig::standard().with_max_attempts(4))
@@ -78,7 +84,40 @@ pub async fn sdk_client(opts: &S3Options) -> Client {
         conf = conf.endpoint_url(url);
     }
     conf = conf.force_path_style(opts.path_style);
-    Client::from_conf(conf.build())
+    let endpoint = resolved_endpoint(&shared, opts);
+    (Client::from_conf(conf.build()), endpoint)
+}
+
+/// The endpoint URL an S3 client built from `shared` and `opts` uses, or
+/// `None` for AWS S3's own. The s3 config cannot be read back once built,
+/// so this follows its builder (`From<&SdkConfig>`): the flag, else the
+/// S3-specific setting (`AWS_ENDPOINT_URL_S3`, a profile's `services`
+/// section), else the general one (`AWS_ENDPOINT_URL`, a profile's
+/// `endpoint_url`), each as aws-config loaded it.
+fn resolved_endpoint(shared: &aws_config::SdkConfig, opts: &S3Options) -> Option<String> {
+    let key = aws_types::service_config::ServiceConfigKey::builder()
+        .service_id("S3")
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .expect("every field set");
+    opts.endpoint_url
+        .clone()
+        .or_else(|| shared.service_config().and_then(|c| c.load_config(key)))
+        .or_else(|| shared.endpoint_url().map(str::to_string))
+        .filter(|u| !u.trim().is_empty())
+}
+
+/// What names an endpoint in an index's identity: the URL (without a
+/// trailing `/`) and, for path-style addressing, a mark (a server may
+/// answer `host/bucket` and `bucket.host` with different buckets). Empty
+/// for AWS S3 itself, where a bucket name is global.
+fn endpoint_identity(endpoint: Option<&str>, path_style: bool) -> String {
+    match endpoint {
+        None => String::new(),
+        Some(url) if path_style => format!("{} path-style", url.trim_end_matches('/')),
+        Some(url) => url.trim_end_matches('/').to_string(),
+    }
 }
 
 /// Attempts at a GET whose body breaks off after the headers arrived: the
@@ -102,19 +141,25 @@ pub struct S3Store {
     /// reference: only AWS S3 itself, never a custom endpoint (MinIO, ...),
     /// where a reference would name a same-named bucket in AWS.
     aws_readable: bool,
+    /// The endpoint, for the index's identity (see [`Store::endpoint`]).
+    endpoint: String,
 }
 
 impl S3Store {
     /// Builds a client from the default credential chain and the options.
     /// Nothing is sent until the first request.
     pub async fn connect(bucket: &str, opts: &S3Options) -> Self {
+        let (client, endpoint) = client_and_endpoint(opts).await;
         S3Store {
-            client: sdk_client(opts).await,
+            client,
             bucket: bucket.to_string(),
             page_size: None,
             url_encoded_listing: !opts.no_url_encoded_listing,
             body_idle_timeout: BODY_IDLE_TIMEOUT,
-            aws_readable: opts.endpoint_url.is_none() && !endpoint_in_env(),
+            // Whatever set the endpoint: the flag, the environment or a
+            // profile.
+            aws_readable: endpoint.is_none(),
+            endpoint: endpoint_identity(endpoint.as_deref(), opts.path_style),
         }
     }
 
@@ -124,6 +169,7 @@ impl S3Store {
             // The client's endpoint cannot be read back; a caller that set
             // one says so with `with_aws_readable(false)`.
             aws_readable: !endpoint_in_env(),
+            endpoint: String::new(),
             client,
             bucket: bucket.to_string(),
             page_size: None,
@@ -454,6 +500,10 @@ impl Store for S3Store {
 
     fn bucket_name(&self) -> &str {
         &self.bucket
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
     fn describe(&self) -> String {

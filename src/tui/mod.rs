@@ -210,7 +210,7 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
     let bucket_id = bucket_id(&settings);
     // Every write the TUI makes goes through the index; one that cannot be
     // opened is noted and the TUI works without it.
-    let (store, index, index_note) = match settings.open_index() {
+    let (store, index, index_note) = match settings.open_index(&store) {
         Ok(Some((ix, note))) => (
             crate::index::IndexedStore::wrap(store, ix.clone(), settings.layout.clone()),
             Some(ix),

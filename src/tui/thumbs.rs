@@ -149,20 +149,25 @@ impl ThumbCache {
     }
 }
 
-/// Writes a thumbnail through a temporary file; returns its size.
+/// Writes a thumbnail through a temporary file; returns its size. The
+/// folder is created 0700 and the file 0600 (tempfile's mode): thumbnails
+/// show a bucket's pictures, and operators share hosts.
 fn write_thumb(path: &Path, img: &RgbImage) -> Option<u64> {
-    if let Some(parent) = path.parent() {
-        let _ = std::fs::create_dir_all(parent);
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let ok = image::DynamicImage::ImageRgb8(img.clone())
-        .save_with_format(&tmp, image::ImageFormat::Jpeg)
-        .is_ok();
-    if ok && std::fs::rename(&tmp, path).is_ok() {
-        return std::fs::metadata(path).ok().map(|m| m.len());
-    }
-    let _ = std::fs::remove_file(&tmp);
-    None
+    use std::io::Write;
+    let dir = path.parent()?;
+    let _ = crate::private::create_dir(dir);
+    let mut jpeg = Vec::new();
+    image::DynamicImage::ImageRgb8(img.clone())
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )
+        .ok()?;
+    // Named `.tmpXXXXXX`: `prune` counts and deletes a crashed run's.
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).ok()?;
+    tmp.write_all(&jpeg).ok()?;
+    tmp.persist(path).ok()?;
+    std::fs::metadata(path).ok().map(|m| m.len())
 }
 
 /// Counts a written thumbnail and prunes the cache when it passes `max`.
