@@ -397,6 +397,7 @@ impl Session {
                 },
                 row: Some(Box::new(row)),
                 review: false,
+                undo: None,
             };
         }
         if !self.jobs.is_empty() && i % TAGGED_EVERY == 1 {

@@ -168,13 +168,25 @@ pub async fn read_metadata(
     store: &DynStore,
     key: &str,
 ) -> Result<(MetadataRead, ObjectInfo), StorageError> {
+    read_metadata_bytes(store, key)
+        .await
+        .map(|(read, info, _)| (read, info))
+}
+
+/// [`read_metadata`], with the bytes as stored (empty when over the
+/// limit): what an undo puts back.
+pub async fn read_metadata_bytes(
+    store: &DynStore,
+    key: &str,
+) -> Result<(MetadataRead, ObjectInfo, bytes::Bytes), StorageError> {
     match store.get(key, MAX_METADATA_BYTES).await {
-        Ok(obj) => Ok((parse_metadata(&obj.body), obj.info)),
+        Ok(obj) => Ok((parse_metadata(&obj.body), obj.info, obj.body)),
         Err(StorageError::TooLarge { size, limit, .. }) => Ok((
             Err(Malformed {
                 reason: format!("{size} bytes, over the {limit} byte limit for metadata"),
             }),
             store.head(key).await?,
+            bytes::Bytes::new(),
         )),
         Err(e) => Err(e),
     }
@@ -189,6 +201,8 @@ pub struct FoundMetadata {
     /// The object as read (its ETag is the If-Match of a rewrite).
     pub info: ObjectInfo,
     pub read: MetadataRead,
+    /// The bytes as read (empty when over the size limit).
+    pub body: bytes::Bytes,
 }
 
 /// The image a document names as its own (`ImgTag.Source.Key`), if any.
@@ -265,16 +279,17 @@ pub async fn find_metadata(
     }
     let mut taken = None;
     for (kind, key) in candidates {
-        match read_metadata(store, &key).await {
-            Ok((read, info)) if !claimed_by_other(layout, &key, &read, image_key) => {
+        match read_metadata_bytes(store, &key).await {
+            Ok((read, info, body)) if !claimed_by_other(layout, &key, &read, image_key) => {
                 return Ok(Lookup::Found(Box::new(FoundMetadata {
                     key,
                     kind,
                     info,
                     read,
+                    body,
                 })));
             }
-            Ok((read, _)) => {
+            Ok((read, _, _)) => {
                 if kind == KeyKind::Canonical {
                     let owner = source_key(&read).unwrap_or_default().to_string();
                     taken = Some(Taken { key, owner });

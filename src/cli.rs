@@ -10,8 +10,8 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::catalog::{
-    Assessed, Filter, FoundMetadata, Lookup, Selected, Selection, find_metadata, read_metadata,
-    select,
+    Assessed, Filter, FoundMetadata, Lookup, Selected, Selection, find_metadata,
+    read_metadata_bytes, select,
 };
 use crate::contract::{KeyKind, Layout, ParsedMetadata, Status, assess};
 use crate::detection::{DetectorKind, DynDetector};
@@ -311,7 +311,7 @@ async fn lookup_metadata_key(
     key: &str,
     rest: &str,
 ) -> Result<Looked, CliError> {
-    let read = match read_metadata(store, key).await {
+    let read = match read_metadata_bytes(store, key).await {
         Ok(r) => Some(r),
         Err(StorageError::NotFound { .. }) => None,
         Err(e) => return Err(e.into()),
@@ -319,7 +319,7 @@ async fn lookup_metadata_key(
     // A document that names its image is that image's, wherever it sits.
     let owner = read
         .as_ref()
-        .and_then(|(r, _)| r.as_ref().ok()?.doc.imgtag.as_ref())
+        .and_then(|(r, _, _)| r.as_ref().ok()?.doc.imgtag.as_ref())
         .map(|t| t.source.key.clone())
         .filter(|s| layout.key_kind(s, key).is_some());
     let image = match &owner {
@@ -334,11 +334,12 @@ async fn lookup_metadata_key(
     let kind = layout
         .key_kind(&image_key, key)
         .unwrap_or(KeyKind::Canonical);
-    let found = read.map(|(read, info)| FoundMetadata {
+    let found = read.map(|(read, info, body)| FoundMetadata {
         key: key.to_string(),
         kind,
         info,
         read,
+        body,
     });
     let lookup = found.map_or(Lookup::Absent { taken: None }, |f| {
         Lookup::Found(Box::new(f))

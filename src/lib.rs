@@ -15,6 +15,7 @@
 //! - [`pipeline`]: the one tagging function every front end calls.
 //! - [`outcome`]: what happened to an image, printed and counted.
 //! - [`sanitize`]: making untrusted text safe for a terminal.
+//! - [`suggest`]: numbered replacements for a weak headline (the review queue).
 //! - [`private`]: folders and files only their owner can read (index, thumbnails).
 //! - [`tui`]: the operator's terminal UI.
 //! - [`watch`]: tagging new images as they arrive, until stopped.
@@ -43,6 +44,7 @@ pub mod pipeline;
 pub mod private;
 pub mod sanitize;
 pub mod storage;
+pub mod suggest;
 pub mod summary;
 pub mod taxonomy;
 #[cfg(feature = "tui")]

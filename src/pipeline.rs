@@ -11,6 +11,7 @@ use crate::catalog::{Lookup, MetadataRead, find_metadata};
 use crate::contract::{
     Confirmed, ErrorInfo, ImgTagInfo, Label, LabelFilters, Layout, MetadataDoc, ParsedMetadata,
     RequestSettings, Review, SCHEMA_VERSION, SourceRef, is_folder_placeholder, normalize_etag,
+    parse_metadata,
 };
 use crate::detection::{
     DetectFailure, DetectInput, DetectParams, Detection, DynDetector, Features,
@@ -705,8 +706,57 @@ pub async fn edit_review(
     edit: &ReviewEdit,
     opts: &TagOptions,
 ) -> Outcome {
+    edit_review_undoable(store, key, edit, opts).await.0
+}
+
+/// What a review write replaced: enough to take it back ([`undo_review`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewUndo {
+    pub image_key: String,
+    pub metadata_key: String,
+    /// The document as it was before the write, byte for byte.
+    pub before: Bytes,
+    /// The ETag the write left: the undo's If-Match.
+    pub after_etag: String,
+}
+
+/// [`edit_review`], and what the write replaced when it was made.
+pub async fn edit_review_undoable(
+    store: &DynStore,
+    key: &str,
+    edit: &ReviewEdit,
+    opts: &TagOptions,
+) -> (Outcome, Option<ReviewUndo>) {
     match review_steps(store, key, edit, opts).await {
-        Ok(outcome) | Err(outcome) => outcome,
+        Ok(done) => done,
+        Err(outcome) => (outcome, None),
+    }
+}
+
+/// Takes a review write back: the document as it was, written only if
+/// it is still what that write left (If-Match); a document changed since
+/// is a `Conflict`, left alone.
+pub async fn undo_review(store: &DynStore, undo: &ReviewUndo) -> Outcome {
+    let condition = PutCondition::IfMatch(undo.after_etag.clone());
+    match store
+        .put(&undo.metadata_key, undo.before.clone(), condition)
+        .await
+    {
+        Ok(_) => {
+            let doc = parse_metadata(&undo.before).ok().map(|p| p.doc);
+            Outcome::Tagged {
+                metadata_key: undo.metadata_key.clone(),
+                labels: doc.as_ref().map_or(0, |d| d.labels.len()),
+                headline: doc
+                    .as_ref()
+                    .and_then(|d| d.headline())
+                    .map(|l| (l.name.clone(), l.confidence)),
+            }
+        }
+        Err(StorageError::Conflict { .. }) => Outcome::Conflict {
+            metadata_key: undo.metadata_key.clone(),
+        },
+        Err(e) => storage_outcome(e),
     }
 }
 
@@ -721,7 +771,7 @@ async fn review_steps(
     key: &str,
     edit: &ReviewEdit,
     opts: &TagOptions,
-) -> Result<Outcome, Outcome> {
+) -> Result<(Outcome, Option<ReviewUndo>), Outcome> {
     canonical_key(key, &opts.layout)?;
     let found = match find_metadata(store, &opts.layout, key, opts.metadata_key.as_deref())
         .await
@@ -758,7 +808,14 @@ async fn review_steps(
         review: Some(review),
         ..info
     });
-    Ok(put_document(store, &found.key, &doc, condition).await)
+    let (outcome, etag) = put_document_etag(store, &found.key, &doc, condition).await;
+    let undo = etag.map(|after_etag| ReviewUndo {
+        image_key: key.to_string(),
+        metadata_key: found.key.clone(),
+        before: found.body.clone(),
+        after_etag,
+    });
+    Ok((outcome, undo))
 }
 
 /// The If-Match condition for rewriting an object: never an empty ETag,
@@ -808,25 +865,42 @@ async fn put_document(
     doc: &MetadataDoc,
     condition: PutCondition,
 ) -> Outcome {
+    put_document_etag(store, meta_key, doc, condition).await.0
+}
+
+/// [`put_document`], and the ETag the write left (when it was made).
+async fn put_document_etag(
+    store: &DynStore,
+    meta_key: &str,
+    doc: &MetadataDoc,
+    condition: PutCondition,
+) -> (Outcome, Option<String>) {
     let body = Bytes::from(doc.to_json_bytes());
-    match store.put(meta_key, body, condition).await {
-        Ok(_) => match doc.error() {
-            Some(e) => Outcome::Failed {
+    let etag = match store.put(meta_key, body, condition).await {
+        Ok(etag) => etag,
+        Err(StorageError::Conflict { .. }) => {
+            let conflict = Outcome::Conflict {
                 metadata_key: meta_key.into(),
-                code: e.code.clone(),
-                message: e.message.clone(),
-            },
-            None => Outcome::Tagged {
-                metadata_key: meta_key.into(),
-                labels: doc.labels.len(),
-                headline: doc.headline().map(|l| (l.name.clone(), l.confidence)),
-            },
-        },
-        Err(StorageError::Conflict { .. }) => Outcome::Conflict {
+            };
+            return (conflict, None);
+        }
+        Err(e) => return (storage_outcome(e), None),
+    };
+    let outcome = match doc.error() {
+        Some(e) => Outcome::Failed {
             metadata_key: meta_key.into(),
+            code: e.code.clone(),
+            message: e.message.clone(),
         },
-        Err(e) => storage_outcome(e),
-    }
+        None => Outcome::Tagged {
+            metadata_key: meta_key.into(),
+            labels: doc.labels.len(),
+            headline: doc.headline().map(|l| (l.name.clone(), l.confidence)),
+        },
+    };
+    // An empty ETag would make an undo's If-Match mean "any": no undo then.
+    let etag = Some(etag).filter(|e| !normalize_etag(e).is_empty());
+    (outcome, etag)
 }
 
 #[cfg(test)]

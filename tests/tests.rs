@@ -24,6 +24,7 @@ mod local_store;
 mod ownership;
 mod pipeline;
 mod properties;
+mod queue;
 mod reader;
 mod rekognition;
 mod review;

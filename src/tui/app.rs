@@ -17,7 +17,7 @@ use ratatui_image::protocol::Protocol;
 use crate::catalog::Assessed;
 use crate::contract::{BoundingBox, Layout, MetadataDoc, Status};
 use crate::detection::DetectorKind;
-use crate::pipeline::{Outcome, ReviewEdit};
+use crate::pipeline::{Outcome, ReviewEdit, ReviewUndo};
 use crate::sanitize::for_terminal;
 
 use super::boxes;
@@ -73,6 +73,14 @@ pub enum Msg {
         outcome: Outcome,
         row: Option<Box<Assessed>>,
         review: bool,
+        /// A review write that was made: what it replaced, for `u`.
+        undo: Option<Box<ReviewUndo>>,
+    },
+    /// An undo ended; `row` is the image re-read after it.
+    Undone {
+        undo: Box<ReviewUndo>,
+        outcome: Outcome,
+        row: Option<Box<Assessed>>,
     },
     /// A thumbnail is ready (or failed) for `key` at `area` cells, with
     /// `boxes` drawn on it.
@@ -105,6 +113,10 @@ pub enum Cmd {
         jobs: Vec<TagJob>,
         edit: ReviewEdit,
     },
+    /// Take a review write back, if the document is still what it left.
+    Undo {
+        undo: Box<ReviewUndo>,
+    },
     Thumb {
         key: String,
         etag: Option<String>,
@@ -132,6 +144,10 @@ pub fn labels_with_boxes(doc: &MetadataDoc) -> Vec<usize> {
         .filter(|&i| !boxes::label_boxes(&doc.labels[i]).is_empty())
         .collect()
 }
+
+/// Suggestions kept for one document: (document id, recent picks'
+/// version) and the names.
+pub type SuggestCache = ((u64, u64), Vec<String>);
 
 /// Documents kept for the detail pane, most recently used first.
 pub const DOC_CACHE: usize = 64;
@@ -317,6 +333,9 @@ pub struct App {
     pub work: Work,
     /// Progress of label edits since the last batch ended.
     pub reviews: Work,
+    /// The review queue: this session's writes (for undo), recent picks
+    /// and the pace.
+    pub queue: super::queue::Queue,
     /// Picks the spot check's image (seedable for tests).
     pub rng: fastrand::Rng,
     pub thumb: Option<Thumb>,
@@ -332,6 +351,8 @@ pub struct App {
     /// The detail pane's label lines for the document shown, built once
     /// per document, width and settings (the view fills it while drawing).
     pub detail_cache: RefCell<Option<view::DetailLines>>,
+    /// The selected document's suggestions, by document and recent picks.
+    pub suggest_cache: RefCell<Option<SuggestCache>>,
     /// The terminal's size in cells.
     pub size: Size,
     /// Thumbnails are drawn (off with `--image-protocol none`).
@@ -367,6 +388,7 @@ impl App {
             generation: 0,
             work: Work::default(),
             reviews: Work::default(),
+            queue: Default::default(),
             rng: fastrand::Rng::new(),
             thumb: None,
             boxes: BoxChoice::Auto,
@@ -374,6 +396,7 @@ impl App {
             doc_loading: None,
             docs_loaded: 0,
             detail_cache: RefCell::new(None),
+            suggest_cache: RefCell::new(None),
             size: Size::new(120, 40),
             thumbnails: true,
             quit: false,
@@ -524,7 +547,14 @@ impl App {
                 outcome,
                 row,
                 review,
-            } => self.on_tagged(key, outcome, row, review),
+                undo,
+            } => {
+                if let Some(u) = undo {
+                    self.queue.written(*u);
+                }
+                self.on_tagged(key, outcome, row, review)
+            }
+            Msg::Undone { undo, outcome, row } => self.on_undone(*undo, outcome, row),
             Msg::Thumb {
                 key,
                 area,
@@ -672,7 +702,14 @@ impl App {
                     .unwrap_or_default();
                 if review {
                     if !self.reviews.active() {
-                        self.info(format!("review saved for {shown}: {labels} labels{best}"));
+                        let done = if self.left_to_review() == 0 {
+                            "; no image left to review in this view"
+                        } else {
+                            ""
+                        };
+                        self.info(format!(
+                            "review saved for {shown}: {labels} labels{best}{done}"
+                        ));
                     }
                 } else if !self.work.active() {
                     self.info(format!("tagged {shown}: {labels} labels{best}"));
@@ -1005,7 +1042,10 @@ impl App {
                         self.ask_bulk_edit(cmd);
                         Vec::new()
                     } else {
-                        self.start_cmd(cmd)
+                        let done = self.selected_index();
+                        let cmds = self.start_cmd(cmd);
+                        self.next_in_queue(done);
+                        cmds
                     }
                 }
                 Err(e) => {
@@ -1030,6 +1070,11 @@ impl App {
         let Some(action) = self.keymap.action(&k) else {
             return Vec::new();
         };
+        if action == Action::Pick {
+            // The n-th key bound to `pick` picks suggestion n.
+            let n = self.keymap.position(Action::Pick, &k).unwrap_or(0);
+            return self.pick(n);
+        }
         self.act(action)
     }
 
@@ -1090,6 +1135,9 @@ impl App {
                     .set_status_filter(STATUS_CYCLE[(pos + 1) % STATUS_CYCLE.len()]);
             }
             Action::Edit => self.start_edit(),
+            Action::Accept => return self.accept(),
+            Action::Pick => {}
+            Action::Undo => return self.undo(),
             Action::NextBoxes => self.cycle_boxes(1),
             Action::PrevBoxes => self.cycle_boxes(-1),
             Action::SpotCheck => self.spot_check(),
@@ -1169,6 +1217,187 @@ impl App {
             }
             None => {}
         }
+    }
+
+    // ------------------------------------------------------------------
+    // the review queue: accept, pick, undo, next
+
+    /// `a`: confirms the headline as it is, on the marked images (after a
+    /// question) or the selected one, then moves on.
+    fn accept(&mut self) -> Vec<Cmd> {
+        let edit = ReviewEdit {
+            accept: true,
+            ..Default::default()
+        };
+        self.review_selected(edit)
+    }
+
+    /// A digit: replaces the selected image's weak headline with the n-th
+    /// suggestion (one conditional write), then moves on.
+    fn pick(&mut self, n: usize) -> Vec<Cmd> {
+        if !matches!(self.selected_row(), Some(r) if r.status == Some(Status::NeedsReview)) {
+            self.info("suggestions are for images that need review");
+            return Vec::new();
+        }
+        let Some(loaded) = self.selected_loaded() else {
+            self.info("the document is still loading");
+            return Vec::new();
+        };
+        let Some(headline) = loaded.doc.headline().map(|l| l.name.clone()) else {
+            self.error("no headline to replace: e adds labels by hand");
+            return Vec::new();
+        };
+        let Some(name) = self.suggestions().get(n).cloned() else {
+            self.info(format!("no suggestion {}", n + 1));
+            return Vec::new();
+        };
+        self.queue.picked(&name);
+        let edit = ReviewEdit {
+            replace: vec![(headline, name)],
+            ..Default::default()
+        };
+        self.review_selected(edit)
+    }
+
+    /// One review edit on the selected image (or, for an accept, the marked
+    /// ones after a question), then on to the next image needing review.
+    fn review_selected(&mut self, edit: ReviewEdit) -> Vec<Cmd> {
+        if edit.accept && !self.marks.is_empty() {
+            self.start_edit_marked(edit);
+            return Vec::new();
+        }
+        let Some(i) = self.selected_index() else {
+            return Vec::new();
+        };
+        let row = self.rows.get(i);
+        if row.is_orphan() || !editable(&row) {
+            self.error("tag this image first; then its labels can be reviewed");
+            return Vec::new();
+        }
+        let Some(job) = self.job_for(i) else {
+            return Vec::new();
+        };
+        let cmds = self.start_cmd(Cmd::Review {
+            jobs: vec![job],
+            edit,
+        });
+        self.next_in_queue(Some(i));
+        cmds
+    }
+
+    /// Asks before an accept goes to every marked image that has labels.
+    fn start_edit_marked(&mut self, edit: ReviewEdit) {
+        let mut targets: Vec<u32> = self.marks.iter().copied().collect();
+        targets.sort_by(|a, b| self.rows.key(*a).cmp(self.rows.key(*b)));
+        let jobs: Vec<TagJob> = targets
+            .into_iter()
+            .filter(|&i| editable(&self.rows[i as usize]))
+            .filter_map(|i| self.job_for(i))
+            .collect();
+        if jobs.is_empty() {
+            self.error("none of the marked images has labels to review: tag them first");
+            return;
+        }
+        self.ask_bulk_edit(Cmd::Review { jobs, edit });
+    }
+
+    /// Moves the selection to the next image of the view (in its order,
+    /// wrapping) that still needs review and is not `done` or busy; says
+    /// so when none is left.
+    fn next_in_queue(&mut self, done: Option<u32>) {
+        self.focus = Pane::List;
+        let view = self.rows.view();
+        let n = view.len();
+        let next = (1..=n).map(|step| (self.cursor + step) % n).find(|&pos| {
+            let i = view[pos];
+            let r = self.rows.get(i);
+            Some(i) != done && !r.busy && r.status == Some(Status::NeedsReview)
+        });
+        match next {
+            Some(pos) => self.cursor = pos,
+            None => self.info("no image left to review in this view"),
+        }
+    }
+
+    /// Images of the view that need review and no job is on.
+    fn left_to_review(&self) -> usize {
+        self.rows
+            .view()
+            .iter()
+            .filter(|&&i| {
+                let r = self.rows.get(i);
+                !r.busy && r.status == Some(Status::NeedsReview)
+            })
+            .count()
+    }
+
+    /// `u`: takes back this session's newest review write that is still
+    /// to undo, if the document is still what it left.
+    fn undo(&mut self) -> Vec<Cmd> {
+        let Some(undo) = self.queue.pop_undo() else {
+            self.info("nothing to undo");
+            return Vec::new();
+        };
+        if let Some(i) = self.rows.find(&undo.image_key) {
+            self.rows.set_busy(i, true);
+            self.select_index(i);
+        }
+        self.info(format!(
+            "undoing the review of {}…",
+            for_terminal(&undo.image_key)
+        ));
+        vec![Cmd::Undo {
+            undo: Box::new(undo),
+        }]
+    }
+
+    fn on_undone(
+        &mut self,
+        undo: ReviewUndo,
+        outcome: Outcome,
+        row: Option<Box<Assessed>>,
+    ) -> Vec<Cmd> {
+        if let Some(i) = self.rows.find(&undo.image_key) {
+            self.rows.set_busy(i, false);
+        }
+        if let Some(a) = row {
+            self.upsert_assessed(*a, true);
+        }
+        let shown = for_terminal(&undo.image_key).into_owned();
+        match outcome {
+            Outcome::Tagged { .. } => {
+                self.queue.undone();
+                self.info(format!("undone: {shown} is as it was before the review"));
+            }
+            Outcome::Conflict { .. } => self.error(format!(
+                "{shown} changed since that review: left alone, not undone"
+            )),
+            other => self.report(&undo.image_key, &other, true),
+        }
+        Vec::new()
+    }
+
+    /// Selects row `i` if the view shows it.
+    fn select_index(&mut self, i: u32) {
+        if let Some(pos) = self.rows.view().iter().position(|&r| r == i) {
+            self.focus = Pane::List;
+            self.cursor = pos;
+        }
+    }
+
+    /// The selected document's suggested replacements for its headline,
+    /// computed once per document and recent picks.
+    pub fn suggestions(&self) -> Vec<String> {
+        let Some(loaded) = self.selected_loaded() else {
+            return Vec::new();
+        };
+        let key = (loaded.id, self.queue.recent_version);
+        let mut cache = self.suggest_cache.borrow_mut();
+        if cache.as_ref().map(|(k, _)| *k) != Some(key) {
+            let names = crate::suggest::suggestions(&loaded.doc, self.queue.recent());
+            *cache = Some((key, names));
+        }
+        cache.as_ref().map(|(_, v)| v.clone()).unwrap_or_default()
     }
 
     /// Asks before one edit goes to every marked image.
@@ -1444,7 +1673,11 @@ fn replace_question(n: usize, unreadable: usize, cost: Option<String>) -> String
 }
 
 fn edit_is_empty(e: &ReviewEdit) -> bool {
-    e.add.is_empty() && e.remove.is_empty() && e.flag.is_empty()
+    e.add.is_empty()
+        && e.remove.is_empty()
+        && e.flag.is_empty()
+        && e.replace.is_empty()
+        && !e.accept
 }
 
 /// An edit as the operator typed it: `+Cat -Feline !Pet` (names with
@@ -1459,6 +1692,12 @@ pub fn edit_text(e: &ReviewEdit) -> String {
     };
     let parts = (e.add.iter().map(|n| format!("+{}", name(n))))
         .chain(e.remove.iter().map(|n| format!("-{}", name(n))))
-        .chain(e.flag.iter().map(|n| format!("!{}", name(n))));
+        .chain(e.flag.iter().map(|n| format!("!{}", name(n))))
+        .chain(
+            e.replace
+                .iter()
+                .map(|(o, n)| format!("{}→{}", name(o), name(n))),
+        )
+        .chain(e.accept.then(|| "accept".to_string()));
     parts.collect::<Vec<_>>().join(" ")
 }

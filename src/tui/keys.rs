@@ -1,4 +1,4 @@
-//! Actions and the keys bound to them: CONTRACT §5's defaults, remappable
+//! Actions and the keys bound to them: the defaults docs/tui.md lists, remappable
 //! through the config file's `[keys]` table (`tag = "x"`,
 //! `down = ["j", "down", "ctrl-n"]`).
 //!
@@ -62,6 +62,9 @@ actions! {
     Sort           "sort"            ["s"]                   "cycle the sort: name, lowest confidence, newest";
     StatusFilter   "status-filter"   ["f"]                   "cycle the status filter";
     Edit           "edit"            ["e"]                   "edit labels by hand: +Add -Remove !Flag (the marked images, or the selected one)";
+    Accept         "accept"          ["a"]                   "accept the headline as it is, then on to the next to review";
+    Pick           "pick"            ["1", "2", "3", "4", "5", "6", "7", "8", "9"] "replace the weak headline with suggestion 1-9, then the next";
+    Undo           "undo"            ["u"]                   "undo this session's last review write (newest first)";
     NextBoxes      "next-boxes"      ["]"]                   "draw the next label's boxes on the thumbnail (then none, then the first)";
     PrevBoxes      "prev-boxes"      ["["]                   "draw the previous label's boxes on the thumbnail";
     SpotCheck      "spot-check"      ["x"]                   "spot check: jump to a random tagged image nobody has reviewed";
@@ -248,6 +251,13 @@ impl Keymap {
         found.map(|(_, a)| *a)
     }
 
+    /// Which of the keys bound to `action` this is (0 for the first): the
+    /// n-th key bound to `pick` picks suggestion n.
+    pub fn position(&self, action: Action, ev: &KeyEvent) -> Option<usize> {
+        let key = Key::from_event(ev);
+        self.keys_for(action).iter().position(|k| *k == key)
+    }
+
     /// The keys bound to an action, for the help overlay and hints.
     pub fn keys_for(&self, action: Action) -> Vec<Key> {
         self.bindings
@@ -262,7 +272,13 @@ impl Keymap {
         if keys.is_empty() {
             return "(unbound)".into();
         }
-        keys.iter().map(Key::label).collect::<Vec<_>>().join("/")
+        let labels: Vec<String> = keys.iter().map(Key::label).collect();
+        // The digits 1-9 in a row read as a range.
+        let digits: Vec<String> = (1..=9).map(|d| d.to_string()).collect();
+        if labels == digits {
+            return "1-9".into();
+        }
+        labels.join("/")
     }
 }
 

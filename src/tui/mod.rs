@@ -11,6 +11,7 @@ pub mod boxes;
 pub mod facts;
 pub mod keys;
 pub mod names;
+pub mod queue;
 pub mod replies;
 pub mod rows;
 pub mod runtime;

@@ -21,7 +21,9 @@ use crate::detection::{DynDetector, Features};
 use crate::index::Index;
 use crate::index::query::{self, Query, fingerprint, key_hash};
 use crate::index::refresh::{RefreshOptions, refresh};
-use crate::pipeline::{Outcome, ReviewEdit, TagOptions, edit_review, tag};
+use crate::pipeline::{
+    Outcome, ReviewEdit, ReviewUndo, TagOptions, edit_review_undoable, tag, undo_review,
+};
 use crate::storage::{DynStore, S3Options};
 use crate::summary::ReviewRule;
 
@@ -196,6 +198,7 @@ impl Runtime {
                     self.review_job(job, edit.clone());
                 }
             }
+            Cmd::Undo { undo } => self.undo_job(*undo),
             Cmd::Thumb {
                 key,
                 etag,
@@ -285,6 +288,7 @@ impl Runtime {
                     },
                     row: None,
                     review: false,
+                    undo: None,
                 });
                 return;
             }
@@ -323,6 +327,7 @@ impl Runtime {
                 outcome,
                 row,
                 review: false,
+                undo: None,
             });
         });
     }
@@ -343,16 +348,39 @@ impl Runtime {
             let Ok(_permit) = slots.acquire_owned().await else {
                 return;
             };
-            let outcome = {
+            let done = {
                 let (store, key) = (store.clone(), key.clone());
-                contained(async move { edit_review(&store, &key, &edit, &opts).await }).await
+                contained_any(async move { edit_review_undoable(&store, &key, &edit, &opts).await })
+                    .await
             };
+            let (outcome, undo) = done.unwrap_or_else(|failed| (failed, None));
             let row = reread(&store, &config, &key, &outcome).await;
             let _ = tx.send(Msg::Tagged {
                 key,
                 outcome,
                 row,
                 review: true,
+                undo: undo.map(Box::new),
+            });
+        });
+    }
+
+    /// Takes one review write back (conditional on the document being
+    /// what that write left).
+    fn undo_job(&self, undo: ReviewUndo) {
+        let store = self.store.clone();
+        let tx = self.tx.clone();
+        let config = self.config.clone();
+        self.spawn_job(async move {
+            let outcome = {
+                let (store, undo) = (store.clone(), undo.clone());
+                contained(async move { undo_review(&store, &undo).await }).await
+            };
+            let row = reread(&store, &config, &undo.image_key, &outcome).await;
+            let _ = tx.send(Msg::Undone {
+                undo: Box::new(undo),
+                outcome,
+                row,
             });
         });
     }
@@ -434,8 +462,18 @@ async fn contained<F>(job: F) -> Outcome
 where
     F: std::future::Future<Output = Outcome> + Send + 'static,
 {
+    contained_any(job).await.unwrap_or_else(|failed| failed)
+}
+
+/// [`contained`] for a job with any result: `Err` is the outcome a failed
+/// task reports.
+async fn contained_any<F, T>(job: F) -> Result<T, Outcome>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
     match tokio::spawn(job).await {
-        Ok(outcome) => outcome,
+        Ok(done) => Ok(done),
         Err(e) => {
             let why = if e.is_panic() {
                 let payload = e.into_panic();
@@ -448,9 +486,9 @@ where
                 "cancelled".into()
             };
             tracing::error!(error = %why, "a job's task failed");
-            Outcome::Skipped {
+            Err(Outcome::Skipped {
                 reason: format!("failed: the job stopped unexpectedly ({why}); nothing written"),
-            }
+            })
         }
     }
 }

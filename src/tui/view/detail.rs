@@ -361,8 +361,20 @@ fn review_hint(app: &App, doc: Option<&MetadataDoc>, headline: Option<&Headline>
             name_list(&r.flagged, "", ", ")
         ));
     }
+    let picks = app.suggestions();
+    let picks = if picks.is_empty() {
+        String::new()
+    } else {
+        let numbered: Vec<String> = picks
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("{} {}", i + 1, for_terminal(n)))
+            .collect();
+        format!("\nreplace with: {}", numbered.join("  "))
+    };
     format!(
-        "{}\nt re-runs (+/- moves MinConfidence), e fixes by hand (+Add -Remove !Flag)",
+        "{}{picks}\na accepts it as it is, 1-9 picks a replacement, e fixes by hand \
+         (+Add -Remove !Flag), u undoes; t re-runs",
         why.join("; ")
     )
 }

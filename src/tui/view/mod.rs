@@ -11,7 +11,7 @@
 mod detail;
 mod list;
 mod overlay;
-mod status;
+pub mod status;
 
 pub use detail::{DetailLines, NAMES_SHOWN};
 

@@ -74,6 +74,10 @@ pub(super) fn draw_status(f: &mut Frame, app: &App, area: Rect) {
             theme.accent,
         ));
     }
+    if app.queue.reviewed > 0 || app.queue.can_undo() {
+        spans.push(sep());
+        spans.push(Span::styled(queue_progress(app), theme.accent));
+    }
     f.render_widget(
         Paragraph::new(Line::from(spans)).style(theme.status_line),
         area,
@@ -134,4 +138,15 @@ pub(super) fn draw_message(f: &mut Frame, app: &App, area: Rect) {
         },
     };
     f.render_widget(Paragraph::new(line), area);
+}
+
+/// The review session: reviewed, left to review, and the pace.
+pub fn queue_progress(app: &App) -> String {
+    let left = app.count(Status::NeedsReview);
+    let pace = app
+        .queue
+        .per_minute()
+        .map(|r| format!(" · {r:.1}/min"))
+        .unwrap_or_default();
+    format!("reviewed {} · {left} left{pace}", app.queue.reviewed)
 }
