@@ -431,7 +431,7 @@ pub fn audit(
 
     stream::once(build)
         .map_ok(move |catalog| {
-            let (store2, layout) = (store.clone(), layout.clone());
+            let (store2, layout, rule) = (store.clone(), layout.clone(), rule.clone());
             let cat2 = catalog.clone();
             let images = store
                 .list(&uploads_prefix)
@@ -450,7 +450,7 @@ pub fn audit(
                 })
                 .try_flatten()
                 .map_ok(move |(image, meta)| {
-                    let (store, layout) = (store2.clone(), layout.clone());
+                    let (store, layout, rule) = (store2.clone(), layout.clone(), rule.clone());
                     async move { Ok(assess_one(&store, &layout, image, meta, rule).await) }
                 })
                 .try_buffered(READ_CONCURRENCY);

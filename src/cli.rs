@@ -267,7 +267,7 @@ pub async fn lookup(
     }
     let status = match &image {
         None => Status::Orphan,
-        Some(i) => assess(found.as_ref().map(|f| &f.read), i.etag.as_deref(), rule),
+        Some(i) => assess(found.as_ref().map(|f| &f.read), i.etag.as_deref(), &rule),
     };
     Ok(Shown {
         image_key,

@@ -49,6 +49,25 @@ pub enum ThemeChoice {
     Light,
 }
 
+/// One `--review-below`: the default threshold, or one label's.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReviewBelow {
+    Default(f32),
+    Label(String, f32),
+}
+
+/// Parses `--review-below 70` or `--review-below Person=90`.
+pub fn parse_review_below(s: &str) -> Result<ReviewBelow, String> {
+    match s.rsplit_once('=') {
+        Some((name, n)) if !name.trim().is_empty() => Ok(ReviewBelow::Label(
+            name.trim().to_string(),
+            parse_confidence(n)?,
+        )),
+        Some(_) => Err(format!("{s:?}: write LABEL=N, as Person=90")),
+        None => parse_confidence(s).map(ReviewBelow::Default),
+    }
+}
+
 pub fn parse_confidence(s: &str) -> Result<f32, String> {
     let v: f32 = s
         .trim()
@@ -142,10 +161,12 @@ pub struct CommonArgs {
     #[arg(long, value_name = "N")]
     pub max_labels: Option<u32>,
 
-    /// An image whose best label is below this confidence needs review
-    /// (default 70).
-    #[arg(long, value_name = "N", value_parser = parse_confidence)]
-    pub review_below: Option<f32>,
+    /// An image whose headline label is below this confidence needs
+    /// review (default 70). `LABEL=N` sets one label's own threshold
+    /// (repeatable: `--review-below Person=90`); a headline without one
+    /// takes its nearest ancestor's, else the default.
+    #[arg(long, value_name = "N|LABEL=N", value_parser = parse_review_below)]
+    pub review_below: Vec<ReviewBelow>,
 
     /// DetectLabels features, comma-separated: GENERAL_LABELS (always
     /// asked) and IMAGE_PROPERTIES (brightness, sharpness, contrast and
@@ -233,6 +254,8 @@ pub struct FileConfig {
     pub keys: Option<toml::Table>,
     /// imgtag-tui's theme: auto, dark or light.
     pub theme: Option<ThemeChoice>,
+    /// Per-label review thresholds: `[review]` with `Person = 90`.
+    pub review: Option<std::collections::BTreeMap<String, f32>>,
 }
 
 impl FileConfig {
@@ -265,6 +288,9 @@ pub struct Settings {
     pub min_confidence: f32,
     pub max_labels: Option<u32>,
     pub review_below: f32,
+    /// Per-label review thresholds (the file's `[review]`, then the
+    /// flags'), by name.
+    pub review_per_label: Vec<(String, f32)>,
     /// Rekognition calls a second, at most (client-side pacing).
     pub rekognition_tps: f64,
     /// The local model's engine.
@@ -296,6 +322,7 @@ impl CommonArgs {
             },
         };
         let (features, filters) = self.request(&file)?;
+        let (review_below, review_per_label) = self.review_thresholds(&file)?;
         let bucket = if self.demo {
             BucketSpec::Local(
                 crate::demo::default_dir().map_err(|e| ConfigError::Invalid(e.to_string()))?,
@@ -334,10 +361,6 @@ impl CommonArgs {
             .min_confidence
             .or(check("min-confidence", file.min_confidence)?)
             .unwrap_or(DEFAULT_MIN_CONFIDENCE);
-        let review_below = self
-            .review_below
-            .or(check("review-below", file.review_below)?)
-            .unwrap_or(DEFAULT_REVIEW_BELOW);
         let review_min_brightness = self
             .review_min_brightness
             .or(check("review-min-brightness", file.review_min_brightness)?);
@@ -373,6 +396,7 @@ impl CommonArgs {
             min_confidence,
             max_labels: self.max_labels.or(file.max_labels),
             review_below,
+            review_per_label,
             rekognition_tps,
             engine,
             features,
@@ -384,6 +408,46 @@ impl CommonArgs {
             config_file,
             no_index: self.no_index,
         })
+    }
+
+    /// The default review threshold (the last `--review-below N`, else the
+    /// file's `review-below`, else 70) and the per-label ones: the file's
+    /// `[review]` with the flags' `LABEL=N` over them (a name given twice
+    /// keeps the flag's value).
+    fn review_thresholds(
+        &self,
+        file: &FileConfig,
+    ) -> Result<(f32, Vec<(String, f32)>), ConfigError> {
+        let flag_default = self.review_below.iter().rev().find_map(|r| match r {
+            ReviewBelow::Default(v) => Some(*v),
+            ReviewBelow::Label(..) => None,
+        });
+        let default = match (flag_default, file.review_below) {
+            (Some(v), _) => v,
+            (None, Some(v)) if (0.0..=100.0).contains(&v) => v,
+            (None, Some(v)) => {
+                return Err(ConfigError::Invalid(format!(
+                    "review-below {v} is outside 0-100"
+                )));
+            }
+            (None, None) => DEFAULT_REVIEW_BELOW,
+        };
+        let mut out: Vec<(String, f32)> = Vec::new();
+        for (name, &v) in file.review.iter().flatten() {
+            if !(0.0..=100.0).contains(&v) || name.trim().is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "[review] {name:?} = {v}: a label name and a threshold in 0-100"
+                )));
+            }
+            out.push((name.clone(), v));
+        }
+        for r in &self.review_below {
+            if let ReviewBelow::Label(name, v) = r {
+                out.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+                out.push((name.clone(), *v));
+            }
+        }
+        Ok((default, out))
     }
 
     /// DetectLabels `Features` and `Settings.GeneralLabels`: the flags, else
@@ -434,6 +498,7 @@ impl Settings {
     pub fn review_rule(&self) -> ReviewRule {
         ReviewRule {
             below: self.review_below,
+            per_label: crate::summary::LabelThresholds::new(self.review_per_label.clone()),
             min_brightness: self.review_min_brightness,
             min_sharpness: self.review_min_sharpness,
         }
@@ -497,6 +562,50 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `[review]` in the file, `--review-below` flags over it; the rule
+    /// applies a headline's own threshold, else its nearest ancestor's
+    /// (the document's parents, then the taxonomy's), else the default.
+    #[test]
+    fn per_label_review_thresholds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "bucket = \"photos\"\nreview-below = 65\n[review]\nPerson = 80\nFeline = 60\n",
+        )
+        .unwrap();
+        let args = CommonArgs {
+            config: Some(path.clone()),
+            review_below: vec![
+                parse_review_below("person=90").unwrap(),
+                parse_review_below("75").unwrap(),
+            ],
+            ..Default::default()
+        };
+        let s = args.resolve().unwrap();
+        assert_eq!(s.review_below, 75.0, "the flag's default wins");
+        let rule = s.review_rule();
+        assert_eq!(
+            rule.threshold_for("Person", &[]),
+            90.0,
+            "the flag's Person wins"
+        );
+        assert_eq!(rule.threshold_for("feline", &[]), 60.0);
+        // By the document's parents, then by the taxonomy (Cat < Feline).
+        assert_eq!(rule.threshold_for("Tabby", &["Feline".into()]), 60.0);
+        assert_eq!(rule.threshold_for("Cat", &[]), 60.0);
+        assert_eq!(rule.threshold_for("Pizza", &[]), 75.0);
+        for bad in ["=90", "Person=101", "Person=x", "x"] {
+            assert!(parse_review_below(bad).is_err(), "{bad}");
+        }
+        std::fs::write(&path, "bucket = \"photos\"\n[review]\nPerson = 120\n").unwrap();
+        let args = CommonArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        assert!(args.resolve().is_err());
+    }
 
     #[test]
     fn flags_win_over_file_over_defaults() {

@@ -68,15 +68,52 @@ impl QualitySummary {
     }
 }
 
-/// When an image needs review: its headline label is below `below`, or
-/// (when set) its recorded brightness or sharpness is below the minimum.
-/// The quality minimums are off by default; a document without quality
-/// numbers is not judged by them.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// When an image needs review: its headline label is below its review
+/// threshold (`below`, or a per-label one), or (when set) its recorded
+/// brightness or sharpness is below the minimum. The quality minimums are
+/// off by default; a document without quality numbers is not judged by
+/// them.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReviewRule {
     pub below: f32,
+    /// Per-label thresholds (`--review-below Person=90`, the config's
+    /// `[review]` table); empty for most runs.
+    pub per_label: LabelThresholds,
     pub min_brightness: Option<f32>,
     pub min_sharpness: Option<f32>,
+}
+
+/// Review thresholds by label name (compared case-insensitively), shared
+/// cheaply by every copy of a rule.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LabelThresholds(std::sync::Arc<[(String, f32)]>);
+
+impl LabelThresholds {
+    pub fn new(pairs: impl IntoIterator<Item = (String, f32)>) -> Self {
+        LabelThresholds(pairs.into_iter().collect())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// This name's own threshold, if it has one.
+    pub fn get(&self, name: &str) -> Option<f32> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, t)| *t)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(String, f32)> {
+        self.0.iter()
+    }
+}
+
+impl From<&ReviewRule> for ReviewRule {
+    fn from(rule: &ReviewRule) -> Self {
+        rule.clone()
+    }
 }
 
 impl From<f32> for ReviewRule {
@@ -84,6 +121,7 @@ impl From<f32> for ReviewRule {
     fn from(below: f32) -> Self {
         ReviewRule {
             below,
+            per_label: LabelThresholds::default(),
             min_brightness: None,
             min_sharpness: None,
         }
@@ -91,6 +129,25 @@ impl From<f32> for ReviewRule {
 }
 
 impl ReviewRule {
+    /// The review threshold of a headline named `name` with these parents
+    /// (docs/format.md, "Statuses"): its own, else its nearest ancestor's
+    /// that has one (the document's parents, then the shipped taxonomy's,
+    /// nearest first), else `below`.
+    pub fn threshold_for(&self, name: &str, parents: &[String]) -> f32 {
+        if self.per_label.is_empty() {
+            return self.below;
+        }
+        let t = &self.per_label;
+        t.get(name)
+            .or_else(|| parents.iter().find_map(|p| t.get(p)))
+            .or_else(|| {
+                crate::taxonomy::Taxonomy::shipped()
+                    .ancestors(name)
+                    .find_map(|a| t.get(a))
+            })
+            .unwrap_or(self.below)
+    }
+
     /// Why the image's quality needs review ("sharpness 12.5 is below
     /// 30"), or `None`.
     pub fn quality_reason(&self, s: &DocSummary) -> Option<String> {
@@ -195,8 +252,11 @@ pub fn status_of(
     if rule.quality_reason(s).is_some() {
         return Status::NeedsReview;
     }
-    match s.headline() {
-        Some((_, c)) if c >= rule.below && !s.flagged => Status::Tagged,
+    let headline = s.headline.and_then(|i| s.labels.get(i as usize));
+    match headline {
+        Some(h) if h.confidence() >= rule.threshold_for(h.name(), h.parents()) && !s.flagged => {
+            Status::Tagged
+        }
         // No labels at all is as doubtful as a weak one.
         _ => Status::NeedsReview,
     }

@@ -574,7 +574,8 @@ async fn local_quality_is_measured_stored_and_reviewed() {
         ["GENERAL_LABELS", "IMAGE_PROPERTIES"]
     );
 
-    let status = |key: &'static str, rule: ReviewRule| {
+    let status = |key: &'static str, rule: &ReviewRule| {
+        let rule = rule.clone();
         let store = store.clone();
         async move {
             let head = store.head(&format!("uploads/{key}")).await.unwrap();
@@ -590,19 +591,19 @@ async fn local_quality_is_measured_stored_and_reviewed() {
     let off = ReviewRule::from(0.0);
     let sharp = ReviewRule {
         min_sharpness: Some((q.sharpness + qb.sharpness) / 2.0),
-        ..off
+        ..off.clone()
     };
-    assert_eq!(status("cat.png", off).await, Status::Tagged);
-    assert_eq!(status("blurred.png", off).await, Status::Tagged);
-    assert_eq!(status("cat.png", sharp).await, Status::Tagged);
-    assert_eq!(status("blurred.png", sharp).await, Status::NeedsReview);
+    assert_eq!(status("cat.png", &off).await, Status::Tagged);
+    assert_eq!(status("blurred.png", &off).await, Status::Tagged);
+    assert_eq!(status("cat.png", &sharp).await, Status::Tagged);
+    assert_eq!(status("blurred.png", &sharp).await, Status::NeedsReview);
     // A document without quality numbers is not judged by them.
-    assert_eq!(status("coffee.jpg", sharp).await, Status::Tagged);
+    assert_eq!(status("coffee.jpg", &sharp).await, Status::Tagged);
     let bright = ReviewRule {
         min_brightness: Some(q.brightness + 1.0),
         ..off
     };
-    assert_eq!(status("cat.png", bright).await, Status::NeedsReview);
+    assert_eq!(status("cat.png", &bright).await, Status::NeedsReview);
 }
 
 /// The local model knows no filters: the pipeline applies them to its

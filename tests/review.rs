@@ -219,6 +219,58 @@ async fn accept_and_replace(store: DynStore, bucket: Vec<String>) {
     assert!(!q2.labels.iter().any(|l| l.name == "Feline"));
 }
 
+/// `--review-below LABEL=N`: a headline's own threshold, else its
+/// nearest ancestor's (Feline's is Mammal's in the taxonomy), in `ls`.
+async fn per_label_thresholds(store: DynStore, bucket: Vec<String>) {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let person = r#"{"Labels":[{"Name":"Person","Confidence":85.0}]}"#;
+    for (k, doc) in [("th-person", person), ("th-cat", SEED_CAT)] {
+        let image = format!("uploads/{k}.png");
+        store
+            .put(&image, Bytes::from_static(CHELSEA), PutCondition::None)
+            .await
+            .unwrap();
+        let meta = format!("metadata/{k}.png.json");
+        store
+            .put(&meta, Bytes::from(doc.to_string()), PutCondition::None)
+            .await
+            .unwrap();
+    }
+    let status_of = |lines: &[serde_json::Value], key: &str| {
+        lines
+            .iter()
+            .find(|v| v["key"] == key)
+            .map(|v| v["status"].as_str().unwrap().to_string())
+    };
+    let plain = json_lines(&run(h, &bucket, &["ls", "--json"]).await);
+    assert_eq!(
+        status_of(&plain, "uploads/th-person.png").as_deref(),
+        Some("tagged")
+    );
+    assert_eq!(
+        status_of(&plain, "uploads/th-cat.png").as_deref(),
+        Some("needs-review")
+    );
+    let args = [
+        "ls",
+        "--json",
+        "--review-below",
+        "Person=90",
+        "--review-below",
+        "Mammal=60",
+    ];
+    let per_label = json_lines(&run(h, &bucket, &args).await);
+    assert_eq!(
+        status_of(&per_label, "uploads/th-person.png").as_deref(),
+        Some("needs-review")
+    );
+    assert_eq!(
+        status_of(&per_label, "uploads/th-cat.png").as_deref(),
+        Some("tagged")
+    );
+}
+
 async fn sample_is_reproducible(bucket: Vec<String>) {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
@@ -260,7 +312,8 @@ async fn review_and_sample_on_a_local_folder() {
     let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
     let bucket = vec!["--bucket".into(), dir.path().display().to_string()];
     review_end_to_end(store.clone(), bucket.clone()).await;
-    accept_and_replace(store, bucket.clone()).await;
+    accept_and_replace(store.clone(), bucket.clone()).await;
+    per_label_thresholds(store, bucket.clone()).await;
     sample_is_reproducible(bucket).await;
 }
 
@@ -281,7 +334,8 @@ async fn review_and_sample_on_s3() {
         "--path-style".into(),
     ];
     review_end_to_end(store.clone(), bucket.clone()).await;
-    accept_and_replace(store, bucket.clone()).await;
+    accept_and_replace(store.clone(), bucket.clone()).await;
+    per_label_thresholds(store, bucket.clone()).await;
     sample_is_reproducible(bucket).await;
 }
 

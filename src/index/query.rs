@@ -177,7 +177,7 @@ fn image_row(r: &Row, q: &Query) -> rusqlite::Result<Option<Assessed>> {
     Ok(Some(Assessed {
         status: doc
             .is_some()
-            .then(|| status_of(doc.as_ref(), image.etag.as_deref(), q.review)),
+            .then(|| status_of(doc.as_ref(), image.etag.as_deref(), &q.review)),
         image: Some(image),
         key_kind: Some(kind_of(r.get(5)?)),
         metadata: Some(metadata),

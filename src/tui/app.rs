@@ -312,6 +312,9 @@ pub struct App {
     pub theme: Theme,
     pub min_confidence: f32,
     pub review_below: f32,
+    /// The review rule with its per-label thresholds (the default is
+    /// `review_below`).
+    pub review_rule: crate::summary::ReviewRule,
     /// What a Rekognition call asks for (labels, image properties): part
     /// of the price the confirmations state.
     pub features: crate::detection::Features,
@@ -375,6 +378,7 @@ impl App {
             theme: Theme::dark(),
             min_confidence,
             review_below,
+            review_rule: review_below.into(),
             features: Default::default(),
             rows: Rows::new(),
             cursor: 0,

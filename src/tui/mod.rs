@@ -240,6 +240,7 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
     );
     app.theme = theme;
     app.features = settings.features;
+    app.review_rule = settings.review_rule();
     let size = terminal.size()?;
     app.size = Size::new(size.width, size.height);
     if picker.is_none() {

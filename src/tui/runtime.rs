@@ -255,7 +255,7 @@ impl Runtime {
             let result = match &config.index {
                 Some(ix) => list_indexed(ix, &store, &config, generation, &tx).await,
                 None => {
-                    let rows = audit(store, config.layout.clone(), config.review)
+                    let rows = audit(store, config.layout.clone(), &config.review)
                         .map(|r| r.map_err(|e| crate::storage::error_chain(&e)));
                     send_rows(rows, generation, &tx, |_| true).await
                 }
@@ -507,7 +507,7 @@ async fn reread(
         | Outcome::Conflict { metadata_key } => Some(metadata_key.as_str()),
         Outcome::Skipped { .. } | Outcome::Retry { .. } | Outcome::Fatal { .. } => None,
     };
-    match reassess(store, &config.layout, key, meta, config.review).await {
+    match reassess(store, &config.layout, key, meta, &config.review).await {
         Ok(a) => Some(Box::new(a)),
         Err(e) => {
             tracing::warn!(key, error = %e, "re-reading after a write failed");
@@ -567,7 +567,7 @@ async fn list_indexed(
 ) -> Result<(), String> {
     let q = Query {
         layout: config.layout.clone(),
-        review: config.review,
+        review: config.review.clone(),
         filter: Filter::default(),
         unreadable: Arc::default(),
     };

@@ -342,18 +342,22 @@ fn review_hint(app: &App, doc: Option<&MetadataDoc>, headline: Option<&Headline>
         return "needs review".into();
     };
     let mut why = Vec::new();
-    match headline {
-        Some(h) if h.is_weak(&doc.labels, app.review_below) => {
+    let threshold = headline.map(|h| {
+        let l = h.label(&doc.labels);
+        let parents: Vec<String> = l.parents.iter().map(|p| p.name.clone()).collect();
+        app.review_rule.threshold_for(&l.name, &parents)
+    });
+    match (headline, threshold) {
+        (Some(h), Some(t)) if h.is_weak(&doc.labels, t) => {
             let l = h.label(&doc.labels);
             why.push(format!(
-                "{} {:.1} is the headline and below the review threshold {}",
+                "{} {:.1} is the headline and below the review threshold {t}",
                 for_terminal(&l.name),
                 l.confidence,
-                app.review_below
             ));
         }
-        Some(_) => {}
-        None => why.push("no labels".into()),
+        (Some(_), _) => {}
+        (None, _) => why.push("no labels".into()),
     }
     if let Some(r) = doc.review().filter(|r| !r.flagged.is_empty()) {
         why.push(format!(
