@@ -721,6 +721,18 @@ impl std::fmt::Display for TagSummary {
     }
 }
 
+/// `imgtag review`'s pace, as the TUI's status line gives it: reviewed,
+/// left of the selection, and reviews per minute.
+pub fn review_progress(s: &TagSummary) -> String {
+    let reviewed = s.tally.tagged;
+    let per_minute = reviewed as f64 * 60.0 / s.seconds.max(0.001);
+    format!(
+        "reviewed {reviewed} of {} · {} left · {per_minute:.0}/min",
+        s.selected,
+        s.selected.saturating_sub(reviewed)
+    )
+}
+
 /// Resolves on the first Ctrl-C, after which a second Ctrl-C quits at once
 /// (every write is atomic, so that loses nothing written). `tag` and
 /// `watch` stop scheduling on it and let the writes in flight finish.

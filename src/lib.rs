@@ -13,6 +13,7 @@
 //! - [`detection`]: the local model and Rekognition behind one trait.
 //! - [`headline`], [`taxonomy`]: the headline label and the label taxonomy it uses.
 //! - [`pipeline`]: the one tagging function every front end calls.
+//! - [`export`]: reviewed labels as a Ground Truth manifest or CSV, for retraining.
 //! - [`outcome`]: what happened to an image, printed and counted.
 //! - [`sanitize`]: making untrusted text safe for a terminal.
 //! - [`suggest`]: numbered replacements for a weak headline (the review queue).
@@ -32,6 +33,7 @@ pub mod config;
 pub mod contract;
 pub mod demo;
 pub mod detection;
+pub mod export;
 pub mod headline;
 pub mod imaging;
 #[cfg(feature = "index")]

@@ -135,14 +135,15 @@ async fn accept_and_replace(store: DynStore, bucket: Vec<String>) {
             .await
             .unwrap();
     }
-    let lines = json_lines(
-        &run(
-            h,
-            &bucket,
-            &["review", "--json", "--accept", "uploads/q1.png"],
-        )
-        .await,
-    );
+    let accepted = run(
+        h,
+        &bucket,
+        &["review", "--json", "--accept", "uploads/q1.png"],
+    )
+    .await;
+    let said = String::from_utf8_lossy(&accepted.stderr);
+    assert!(said.contains("reviewed 1 of 1 · 0 left"), "{said}");
+    let lines = json_lines(&accepted);
     assert_eq!(lines[0]["outcome"], "tagged", "{}", lines[0]);
     let doc = parse_metadata(&body(&store, "metadata/q1.png.json").await)
         .unwrap()
@@ -271,6 +272,74 @@ async fn per_label_thresholds(store: DynStore, bucket: Vec<String>) {
     );
 }
 
+/// `imgtag export`: the manifest's lines parse and name only the reviewed
+/// images, with whose word each label is; the CSV says the same.
+async fn export_names_only_reviewed(bucket: Vec<String>, base: &str) {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let out = run(h, &bucket, &["export"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut refs: Vec<&str> = lines
+        .iter()
+        .map(|v| v["source-ref"].as_str().unwrap())
+        .collect();
+    refs.sort_unstable();
+    let want: Vec<String> = [
+        "uploads/2024/cat.jpg",
+        "uploads/q1.png",
+        "uploads/q2.png",
+        "uploads/weak cat.jpg",
+    ]
+    .iter()
+    .map(|k| format!("{base}/{k}"))
+    .collect();
+    assert_eq!(refs, want);
+    let q1 = lines
+        .iter()
+        .find(|v| v["source-ref"].as_str().unwrap().ends_with("q1.png"))
+        .unwrap();
+    let labels: Vec<(&str, &str)> = (0..)
+        .map_while(|i| q1.get(format!("label-{i}-metadata")))
+        .map(|m| {
+            (
+                m["class-name"].as_str().unwrap(),
+                m["human-annotated"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(labels.contains(&("Feline", "yes")), "{labels:?}");
+    assert!(
+        labels.iter().any(|(_, h)| *h == "no"),
+        "the detector's labels too: {labels:?}"
+    );
+
+    let csv = run(h, &bucket, &["export", "--format", "csv", "--label", "cat"]).await;
+    let text = String::from_utf8_lossy(&csv.stdout);
+    let mut rows = text.lines();
+    assert_eq!(rows.next(), Some("key,label,confidence,source"));
+    let rows: Vec<&str> = rows.collect();
+    assert!(
+        rows.contains(&"uploads/weak cat.jpg,Cat,100,human"),
+        "{text}"
+    );
+    assert!(rows.iter().all(|r| r.split(',').count() == 4), "{text}");
+    let reviewed = [
+        "uploads/2024/cat.jpg",
+        "uploads/q1.png",
+        "uploads/q2.png",
+        "uploads/weak cat.jpg",
+    ];
+    assert!(
+        rows.iter()
+            .all(|r| reviewed.iter().any(|k| r.starts_with(&format!("{k},")))),
+        "{text}"
+    );
+}
+
 async fn sample_is_reproducible(bucket: Vec<String>) {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
@@ -314,6 +383,8 @@ async fn review_and_sample_on_a_local_folder() {
     review_end_to_end(store.clone(), bucket.clone()).await;
     accept_and_replace(store.clone(), bucket.clone()).await;
     per_label_thresholds(store, bucket.clone()).await;
+    let base = format!("file://{}", dir.path().display());
+    export_names_only_reviewed(bucket.clone(), &base).await;
     sample_is_reproducible(bucket).await;
 }
 
@@ -336,6 +407,7 @@ async fn review_and_sample_on_s3() {
     review_end_to_end(store.clone(), bucket.clone()).await;
     accept_and_replace(store.clone(), bucket.clone()).await;
     per_label_thresholds(store, bucket.clone()).await;
+    export_names_only_reviewed(bucket.clone(), "s3://rev").await;
     sample_is_reproducible(bucket).await;
 }
 

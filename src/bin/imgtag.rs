@@ -68,6 +68,11 @@ enum Command {
     /// labels. The change is kept in ImgTag.Review, so later re-runs of
     /// detection keep it; every write is conditional on the document read.
     Review(ReviewArgs),
+    /// Write the human-reviewed labels of a selection for retraining: a
+    /// Ground Truth / Rekognition Custom Labels manifest (JSON Lines with
+    /// source-ref) or CSV (key, label, confidence, source). Only reviewed
+    /// images are written.
+    Export(ExportArgs),
     /// Build or refresh the bucket's persistent index (in the platform cache
     /// dir) and say what changed. Every other command refreshes it too; this
     /// one does only that, with a progress bar.
@@ -175,6 +180,26 @@ struct ReviewArgs {
     /// One JSON object per image instead of text.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Image keys to export (else --label, --below, --status, or all).
+    keys: Vec<String>,
+    /// manifest (JSON Lines, as Ground Truth and Custom Labels read) or csv.
+    #[arg(long, default_value = "manifest", value_parser = ["manifest", "csv"])]
+    format: String,
+    /// Export images with this label (or a label with this parent).
+    #[arg(long, value_name = "NAME")]
+    label: Option<String>,
+    /// Export images whose headline is below this confidence.
+    #[arg(long, value_name = "N")]
+    below: Option<f32>,
+    /// Export images with these statuses (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    status: Vec<Status>,
 }
 
 #[derive(clap::Args)]
@@ -389,6 +414,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backfill(args) => backfill(args, &mut out).await?,
         Command::Show(args) => show(args, &mut out).await?,
         Command::Review(args) => review(args, &mut out).await?,
+        Command::Export(args) => export(args, &mut out).await?,
         Command::Index(args) => index(args, &mut out).await?,
     };
     out.flush()?;
@@ -809,10 +835,46 @@ async fn review(args: ReviewArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode>
     out.flush()?;
     if !args.dry_run {
         say!("{summary}");
+        say!("{}", cli::review_progress(&summary));
     } else {
         say!("{} images would be edited", summary.selected);
     }
     exit_code(&summary)
+}
+
+async fn export(args: ExportArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
+    let filter = Filter {
+        statuses: args.status.clone(),
+        label: args.label.clone(),
+        below: args.below,
+    };
+    let selection = match (args.keys.is_empty(), filter == Filter::default()) {
+        (false, true) => Selection::Keys(args.keys.clone()),
+        (true, false) => Selection::Matching(filter),
+        (true, true) => Selection::All,
+        (false, false) => anyhow::bail!("give image keys or a selection, not both"),
+    };
+    let (settings, store, index) = open_indexed(&args.common).await?;
+    let selection = from_index(selection, index, &store, &settings).await?;
+    let targets =
+        imgtag::catalog::select(&store, &settings.layout, settings.review_rule(), &selection)
+            .await
+            .with_context(|| format!("listing {}", store.describe()))?;
+    let format = match args.format.as_str() {
+        "csv" => imgtag::export::Format::Csv,
+        _ => imgtag::export::Format::Manifest,
+    };
+    let done = imgtag::export::export(&store, &settings.layout, targets, format, out)
+        .await
+        .context("exporting")?;
+    out.flush()?;
+    say!(
+        "exported {} reviewed images ({} labels); {} selected images not reviewed or unreadable",
+        done.images,
+        done.labels,
+        done.skipped
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A bulk run's exit: an error when it stopped on its own, 1 when
