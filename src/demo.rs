@@ -12,6 +12,14 @@ const CHELSEA: &[u8] = include_bytes!("../assets/samples/chelsea.png");
 const COFFEE: &[u8] = include_bytes!("../assets/samples/coffee.jpg");
 const ROCKET: &[u8] = include_bytes!("../assets/samples/rocket.jpg");
 const ASTRONAUT: &[u8] = include_bytes!("../assets/samples/astronaut.jpg");
+// The review queue's photos: licensed in assets/eval/LICENSES.md (CC0,
+// public domain, CC-BY-4.0, BSD-3-clause), 30-60 KB each.
+const TWO_DOGS: &[u8] = include_bytes!("../assets/eval/two-dogs.jpg");
+const OSPREY: &[u8] = include_bytes!("../assets/eval/osprey.jpg");
+const WINE: &[u8] = include_bytes!("../assets/eval/wine-room.jpg");
+const ROOM: &[u8] = include_bytes!("../assets/eval/room-chairs.jpg");
+const KITES: &[u8] = include_bytes!("../assets/eval/kites-park.jpg");
+const PIZZA: &[u8] = include_bytes!("../assets/eval/pizza.jpg");
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -67,20 +75,86 @@ fn tagged_doc(key: &str, data: &[u8], labels: Vec<Label>) -> Vec<u8> {
     .to_json_bytes()
 }
 
+/// The seed's own document, verbatim: a cat whose generic labels are sure
+/// and whose specific one is weak (`Feline 65.3`).
+const SEED_CAT: &[u8] = br#"{"Labels":[{"Name":"Animal","Confidence":98.2},{"Name":"Mammal","Confidence":95.7},{"Name":"Pet","Confidence":91.4},{"Name":"Feline","Confidence":65.3}]}"#;
+/// An older pipeline's bare array of labels.
+const LEGACY_ASTRONAUT: &[u8] = br#"[{"Name":"Person","Confidence":99.2},{"Name":"Astronaut","Confidence":88.5,"Parents":[{"Name":"Person"}]}]"#;
+const ORPHAN: &[u8] = br#"{"Labels":[{"Name":"Dog","Confidence":90.0}]}"#;
+
+/// Labels as a detector reports them: name, confidence, parents.
+type Labels = &'static [(&'static str, f32, &'static [&'static str])];
+
+/// A queue to try the review keys on (`f` to needs-review, then `a`,
+/// digits, `u`): weak generic headlines whose fix is a suggestion (Dog,
+/// Wine, Chair, Pizza), one right as it is (Bird), and one the detector
+/// got wrong (a kite read as an aircraft: `e`).
+const QUEUE: [(&str, &[u8], Labels); 6] = [
+    (
+        "uploads/queue/two-dogs.jpg",
+        TWO_DOGS,
+        &[
+            ("Animal", 98.1, &[]),
+            ("Mammal", 96.4, &["Animal"]),
+            ("Pet", 90.2, &["Animal"]),
+            ("Canine", 63.8, &["Mammal", "Animal"]),
+        ],
+    ),
+    (
+        "uploads/queue/osprey.jpg",
+        OSPREY,
+        &[("Animal", 97.5, &[]), ("Bird", 61.2, &["Animal"])],
+    ),
+    (
+        "uploads/queue/wine-room.jpg",
+        WINE,
+        &[
+            ("Beverage", 67.5, &[]),
+            ("Alcohol", 62.0, &["Beverage"]),
+            ("Indoors", 93.0, &[]),
+        ],
+    ),
+    (
+        "uploads/queue/room-chairs.jpg",
+        ROOM,
+        &[("Furniture", 68.0, &[]), ("Indoors", 97.2, &[])],
+    ),
+    (
+        "uploads/queue/kites-park.jpg",
+        KITES,
+        &[
+            ("Outdoors", 96.5, &[]),
+            ("Aircraft", 57.9, &["Vehicle", "Transportation"]),
+        ],
+    ),
+    ("uploads/queue/pizza.jpg", PIZZA, &[("Food", 68.2, &[])]),
+];
+
+/// A weak document for a queue image, as the Lambda would have written it.
+fn weak(image: &'static str, data: &[u8], labels: &[(&str, f32, &[&str])]) -> (String, Vec<u8>) {
+    let meta = image
+        .strip_prefix("uploads/")
+        .map(|rest| format!("metadata/{rest}.json"))
+        .expect("demo images are under uploads/");
+    let labels = labels.iter().map(|(n, c, p)| label(n, *c, p)).collect();
+    (meta, tagged_doc(image, data, labels))
+}
+
 /// The demo's objects: key and content.
-pub fn objects() -> Vec<(&'static str, Vec<u8>)> {
+pub fn objects() -> Vec<(String, Vec<u8>)> {
     let coffee_key = "uploads/drinks/coffee.jpg";
-    vec![
-        ("uploads/animals/chelsea.png", CHELSEA.to_vec()),
-        // The weak result an operator should fix: a cat that only got
-        // "Feline 65.3", in the seed's minimal shape.
+    let queue = QUEUE
+        .iter()
+        .flat_map(|&(k, data, labels)| [(k.into(), data.to_vec()), weak(k, data, labels)]);
+    let mut all = vec![
+        ("uploads/animals/chelsea.png".into(), CHELSEA.to_vec()),
         (
-            "metadata/animals/chelsea.png.json",
-            br#"{"Labels":[{"Name":"Feline","Confidence":65.3}]}"#.to_vec(),
+            "metadata/animals/chelsea.png.json".into(),
+            SEED_CAT.to_vec(),
         ),
-        (coffee_key, COFFEE.to_vec()),
+        (coffee_key.into(), COFFEE.to_vec()),
         (
-            "metadata/drinks/coffee.jpg.json",
+            "metadata/drinks/coffee.jpg.json".into(),
             tagged_doc(
                 coffee_key,
                 COFFEE,
@@ -93,20 +167,25 @@ pub fn objects() -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         // Tagged by an older pipeline: legacy key without the extension.
-        ("uploads/space/astronaut.jpg", ASTRONAUT.to_vec()),
+        ("uploads/space/astronaut.jpg".into(), ASTRONAUT.to_vec()),
         (
-            "metadata/space/astronaut.json",
-            br#"[{"Name":"Person","Confidence":99.2},{"Name":"Astronaut","Confidence":88.5,"Parents":[{"Name":"Person"}]}]"#.to_vec(),
+            "metadata/space/astronaut.json".into(),
+            LEGACY_ASTRONAUT.to_vec(),
         ),
-        ("uploads/space/rocket launch.jpg", ROCKET.to_vec()),
-        ("uploads/not-an-image.jpg", b"This is a text file named .jpg.\n".to_vec()),
-        ("uploads/corrupt.jpg", COFFEE[..COFFEE.len() / 3].to_vec()),
+        ("uploads/space/rocket launch.jpg".into(), ROCKET.to_vec()),
+        (
+            "uploads/not-an-image.jpg".into(),
+            b"This is a text file named .jpg.\n".to_vec(),
+        ),
+        (
+            "uploads/corrupt.jpg".into(),
+            COFFEE[..COFFEE.len() / 3].to_vec(),
+        ),
         // Metadata whose image was deleted.
-        (
-            "metadata/deleted-photo.jpg.json",
-            br#"{"Labels":[{"Name":"Dog","Confidence":90.0}]}"#.to_vec(),
-        ),
-    ]
+        ("metadata/deleted-photo.jpg.json".into(), ORPHAN.to_vec()),
+    ];
+    all.extend(queue);
+    all
 }
 
 /// Makes the demo bucket at `dir` if it is not there yet (an existing demo

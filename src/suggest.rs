@@ -8,6 +8,7 @@
 //! recent picks. Names already in the document are not offered.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use crate::contract::MetadataDoc;
 use crate::taxonomy::Taxonomy;
@@ -44,6 +45,50 @@ pub fn suggestions(doc: &MetadataDoc, recent: &[String]) -> Vec<String> {
         offer(name, &mut out);
     }
     out
+}
+
+/// Every name of the shipped taxonomy, sorted case-insensitively: what
+/// the edit prompt completes from.
+static NAMES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let tax = Taxonomy::shipped();
+    let mut names: Vec<&'static str> = (0..tax.len() as u32)
+        .filter_map(|id| tax.name(id))
+        .collect();
+    names.sort_by_key(|n| n.to_lowercase());
+    names
+});
+
+/// The first label name starting with `prefix` (any case): a recent pick
+/// first, then the taxonomy's, alphabetically.
+pub fn complete(prefix: &str, recent: &[String]) -> Option<String> {
+    if prefix.is_empty() {
+        return None;
+    }
+    let starts = |n: &str| {
+        n.len() >= prefix.len()
+            && n.is_char_boundary(prefix.len())
+            && n[..prefix.len()].eq_ignore_ascii_case(prefix)
+    };
+    recent
+        .iter()
+        .map(String::as_str)
+        .chain(NAMES.iter().copied())
+        .find(|n| starts(n))
+        .map(str::to_string)
+}
+
+/// Completes the last word of an edit prompt (`+Fel` -> `+Feline`,
+/// `-big_c` -> `-Big_Cat`), keeping its sign; spaces in the name become
+/// `_` as the prompt writes them. `None` when nothing matches.
+pub fn complete_edit(buf: &str, recent: &[String]) -> Option<String> {
+    let start = buf.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+    let (head, word) = buf.split_at(start);
+    let (sign, name) = match word.chars().next() {
+        Some(c @ ('+' | '-' | '!')) => (c.to_string(), &word[1..]),
+        _ => (String::new(), word),
+    };
+    let done = complete(&name.replace('_', " "), recent)?;
+    Some(format!("{head}{sign}{}", done.replace(' ', "_")))
 }
 
 /// The direct children of `name` in the taxonomy, in its order.
@@ -95,6 +140,20 @@ mod tests {
         if s.len() < MAX_SUGGESTIONS {
             assert_eq!(s.last().map(String::as_str), Some("Dog"), "{s:?}");
         }
+    }
+
+    /// Tab in the edit prompt: the word being typed, completed.
+    #[test]
+    fn the_edit_prompt_completes_names() {
+        assert_eq!(complete_edit("+ott", &[]).as_deref(), Some("+Otter"));
+        assert_eq!(
+            complete_edit("-Feline +big_c", &[]).as_deref(),
+            Some("-Feline +Big_Cat")
+        );
+        let recent = vec!["Racing Car".to_string()];
+        assert_eq!(complete_edit("ra", &recent).as_deref(), Some("Racing_Car"));
+        assert_eq!(complete_edit("+zzzzq", &[]), None);
+        assert_eq!(complete_edit("", &[]), None);
     }
 
     /// A document without labels has nothing to replace.

@@ -431,7 +431,11 @@ fn label_names(doc: &serde_json::Value) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tag_one_with_t_writes_the_pipeline_document_and_shows_it() {
     let mut h = Harness::demo().await;
-    assert_eq!(h.app.rows.len(), 7);
+    assert_eq!(
+        h.app.rows.len(),
+        13,
+        "seven of every kind, six in the review queue"
+    );
     assert_eq!(h.app.listing, imgtag::tui::app::Listing::Done);
     h.select("rocket launch");
     assert_eq!(h.status_of("rocket launch"), Some(Status::Untagged));
@@ -575,11 +579,14 @@ async fn review_edit_is_kept_by_a_rerun() {
     let doc = h.doc("metadata/animals/chelsea.png.json");
     assert_eq!(doc["ImgTag"]["Review"]["Added"][0], "Tabby Cat");
     assert_eq!(doc["ImgTag"]["Review"]["Removed"][0], "Feline");
-    assert_eq!(label_names(&doc), ["Tabby Cat"]);
+    assert_eq!(label_names(&doc), ["Tabby Cat", "Animal", "Mammal", "Pet"]);
     assert_eq!(doc["Labels"][0]["Confidence"], 100.0);
     // A human fix with a sure label is no longer "needs review".
     assert_eq!(h.status_of("chelsea"), Some(Status::Tagged));
     // Re-run detection: the model's labels come back, the review stays.
+    // (The edit moved the selection on to the next image to review.)
+    assert!(!h.app.selected_row().unwrap().key.contains("chelsea"));
+    h.select("chelsea");
     h.send(key('t'));
     h.settle().await;
     let doc = h.doc("metadata/animals/chelsea.png.json");
@@ -1110,13 +1117,18 @@ async fn detail_loads_the_document_of_the_selected_row() {
         text.contains("▶ Feline 65.3") && !text.contains("loading…"),
         "{text}"
     );
-    assert_eq!(h.app.selected_doc().unwrap().labels.len(), 1);
+    assert_eq!(
+        h.app.selected_doc().unwrap().labels.len(),
+        4,
+        "the seed's four labels"
+    );
 
     // Another process rewrites the document; the index replaces the row:
     // the old document is not shown, the new one is read.
     let path = "metadata/animals/chelsea.png.json";
     let mut doc = h.doc(path);
-    doc["Labels"][0]["Confidence"] = serde_json::json!(12.5);
+    assert_eq!(doc["Labels"][3]["Name"], "Feline");
+    doc["Labels"][3]["Confidence"] = serde_json::json!(12.5);
     std::fs::write(h.dir.path().join(path), doc.to_string()).unwrap();
     let s = summary_of(&h.app, "chelsea");
     let generation = h.app.generation;

@@ -995,6 +995,13 @@ impl App {
             KeyCode::Backspace => {
                 input.buf.pop();
             }
+            KeyCode::Tab if matches!(input.kind, InputKind::Edit { .. }) => {
+                // Completes the label being typed: recent picks first,
+                // then the taxonomy's names.
+                if let Some(done) = crate::suggest::complete_edit(&input.buf, self.queue.recent()) {
+                    input.buf = done;
+                }
+            }
             KeyCode::Char(c)
                 if !c.is_control()
                     && !k.modifiers.contains(KeyModifiers::CONTROL)
@@ -1038,6 +1045,11 @@ impl App {
                     Vec::new()
                 }
                 Ok(edit) => {
+                    // Typed names rank the suggestions and complete first
+                    // next time, like digit picks.
+                    for name in &edit.add {
+                        self.queue.picked(name);
+                    }
                     let cmd = Cmd::Review {
                         jobs: targets,
                         edit,
