@@ -143,7 +143,7 @@ impl EngineChoice {
                 }
                 Err(e) => format!("found {} but it does not load: {e}", found.how),
             },
-            Err(searched) => format!("no onnxruntime library found (looked in {searched})"),
+            Err(reason) => reason,
         };
         match self {
             EngineChoice::Auto => Ok(Resolution {
@@ -319,7 +319,8 @@ impl Search {
         }
     }
 
-    /// The library, or the places looked at (for the message).
+    /// The library, or why none (a sentence: what is wrong with
+    /// `ORT_DYLIB_PATH`, or the places looked at).
     pub fn locate(&self) -> Result<Located, String> {
         use std::path::Path;
         if let Some(p) = &self.dylib_path {
@@ -329,7 +330,10 @@ impl Search {
                     how: format!("at {DYLIB_ENV}"),
                 })
             } else {
-                Err(format!("{DYLIB_ENV}={}, which is not a file", p.display()))
+                Err(format!(
+                    "cannot load the onnxruntime library: {DYLIB_ENV}={} is not a file",
+                    p.display()
+                ))
             };
         }
         for dir in &self.loader_path {
@@ -372,9 +376,9 @@ impl Search {
             }
         }
         Err(format!(
-            "{DYLIB_ENV} (unset), the loader's path, PYTHONPATH, the site-packages of \
-             the active virtualenv or conda env and the user's, the system's libraries \
-             and site-packages"
+            "no onnxruntime library found (looked in {DYLIB_ENV} (unset), the loader's path, \
+             PYTHONPATH, the site-packages of the active virtualenv or conda env and the \
+             user's, the system's libraries and site-packages)"
         ))
     }
 }
@@ -618,10 +622,8 @@ mod onnx {
         if let Some(loaded) = ENVIRONMENT.get() {
             return reported(loaded).map(|(env, _)| env);
         }
-        let found = Search::from_env().locate().map_err(|searched| {
-            DetectError::Model(format!(
-                "onnxruntime engine: no library found (looked in {searched}); {HOW_TO_GET}"
-            ))
+        let found = Search::from_env().locate().map_err(|reason| {
+            DetectError::Model(format!("onnxruntime engine: {reason}; {HOW_TO_GET}"))
         })?;
         environment_at(&found.path).map(|(env, _)| env)
     }
