@@ -26,8 +26,9 @@ use crate::imaging::{self, DecodeLimits, INPUT_SIZE, ImagingError, TENSOR_LEN};
 /// `LabelModelVersion` written by the local detector: both models, so a
 /// document tagged by the classifier alone is not "the same request", and
 /// the label names' curation (`names-2`: `assets/taxonomy/local_names.json`),
-/// so documents with the old names (`Sporting Dog`, `Cab`) are re-tagged.
-pub const MODEL_VERSION: &str = "imgtag-mobilenet_v2-1+yolox_nano-1+names-2";
+/// so documents with the old names (`Sporting Dog`, `Cab`) are re-tagged,
+/// and the scene rules (`scenes-1`, [`super::scenes`]).
+pub const MODEL_VERSION: &str = "imgtag-mobilenet_v2-1+yolox_nano-1+names-2+scenes-1";
 
 /// Whether a document's `LabelModelVersion` is what the local detector
 /// writes now (the pipeline re-tags older local results).
@@ -587,7 +588,14 @@ impl LocalModel {
         drop(img);
         let probs = self.classify(&buffers.classifier)?;
         let classified = self.labels(&probs, options.min_confidence, None);
-        Ok(self.merge(classified, detected, options.max_labels))
+        let labels = self.merge(classified, detected, None);
+        // Scenes (Beach, Street, Living Room...) from what both models saw.
+        let scenes = super::scenes::scene_labels(&labels, options.min_confidence);
+        let mut labels = merge_labels(labels, scenes);
+        if let Some(max) = options.max_labels {
+            labels.truncate(max as usize);
+        }
+        Ok(labels)
     }
 
     /// Detect labels in many images using `workers` threads (0 = one per
