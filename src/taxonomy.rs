@@ -48,6 +48,8 @@ pub struct LocalNames {
     #[allow(dead_code)]
     note: String,
     rename: HashMap<String, String>,
+    #[serde(default)]
+    drop_edges: Vec<(String, String)>,
     parent_only: Vec<String>,
 }
 
@@ -82,6 +84,14 @@ impl LocalNames {
     /// Every renamed name's pair, old -> new.
     pub fn renames(&self) -> impl Iterator<Item = (&str, &str)> {
         self.rename.iter().map(|(a, b)| (a.as_str(), b.as_str()))
+    }
+
+    /// Whether the labels.json edge `child` -> `parent` (names after
+    /// renaming) is dropped.
+    pub fn drops_edge(&self, child: &str, parent: &str) -> bool {
+        self.drop_edges
+            .iter()
+            .any(|(c, p)| c.eq_ignore_ascii_case(child) && p.eq_ignore_ascii_case(parent))
     }
 
     /// Every parent-only name.
@@ -238,7 +248,7 @@ impl Taxonomy {
                     local.name(&node.name).to_lowercase(),
                     local.name(&parent.name).to_lowercase(),
                 );
-                if !dropped.contains(&pair) {
+                if !dropped.contains(&pair) && !local.drops_edge(&pair.0, &pair.1) {
                     b.edge(ids[i], ids[p]);
                 }
             }
@@ -392,6 +402,18 @@ mod tests {
                 "{from} -> {to} collides"
             );
         }
+        for (child, parent) in &local.drop_edges {
+            let edge = wordnet.nodes.iter().any(|n| {
+                local.name(&n.name) == child
+                    && n.parents
+                        .iter()
+                        .any(|&p| local.name(&wordnet.nodes[p].name) == parent)
+            });
+            assert!(
+                edge,
+                "dropped edge {child} -> {parent} is no labels.json edge"
+            );
+        }
         for name in local.parent_only() {
             assert!(
                 new.contains(&name.to_lowercase()),
@@ -404,6 +426,7 @@ mod tests {
         assert!(t.is_ancestor("Cat", "Egyptian Cat"));
         assert!(t.is_ancestor("Hawk", "Kite (Bird)"));
         assert!(!t.is_ancestor("Hawk", "Kite") && t.id("Tandem Bicycle").is_some());
+        assert!(!t.is_ancestor("Alcohol", "Cup"));
     }
 
     #[test]

@@ -125,6 +125,14 @@ impl Hierarchy {
             .iter()
             .map(|node| local.is_parent_only(&node.name))
             .collect();
+        let names: Vec<String> = file.nodes.iter().map(|n| n.name.clone()).collect();
+        for node in &mut file.nodes {
+            node.parents.retain(|&p| {
+                names
+                    .get(p)
+                    .is_none_or(|parent| !local.drops_edge(&node.name, parent))
+            });
+        }
         if file.format != 1 {
             return Err(DetectError::Labels(format!(
                 "unknown format {}",
