@@ -630,6 +630,25 @@ fn auto_finds_onnxruntime_in_the_users_site_packages() {
     assert_eq!(found.path, lib);
     assert_eq!(found.how, "in the user's site-packages");
 
+    // A library on the loader's path (LD_LIBRARY_PATH) comes first; one
+    // under /usr/lib-like directories only after the Python packages.
+    let libdir = home.path().join("lib");
+    std::fs::create_dir_all(&libdir).unwrap();
+    std::os::unix::fs::symlink(real_library(), libdir.join("libonnxruntime.so")).unwrap();
+    let loader = Search {
+        loader_path: vec![libdir.clone()],
+        ..search.clone()
+    };
+    assert_eq!(
+        loader.locate().unwrap().path,
+        libdir.join("libonnxruntime.so")
+    );
+    let system = Search {
+        system_lib_dirs: vec![libdir.clone()],
+        ..search.clone()
+    };
+    assert_eq!(system.locate().unwrap().path, lib);
+
     let resolution = EngineChoice::Auto.resolve_in(&search).unwrap();
     assert_eq!(resolution.kind, EngineKind::OnnxRuntime);
     assert!(resolution.notice.is_none());
