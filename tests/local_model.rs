@@ -748,7 +748,7 @@ fn env_diagnostics_name_the_engine_library_version_and_why() {
     assert!(text.contains("engine: none"), "{text}");
     let (ok, text) = run(&[("IMGTAG_ENGINE", "tract".as_ref())], &[]);
     assert!(
-        ok && text.contains("engine: tract\nwhy: IMGTAG_ENGINE=tract"),
+        ok && text.contains("engine: tract\nwhy: asked for (--engine tract, IMGTAG_ENGINE"),
         "{text}"
     );
 }

@@ -109,7 +109,7 @@ impl EngineChoice {
                 kind: EngineKind::Tract,
                 library: None,
                 version: None,
-                why: format!("{ENGINE_ENV}=tract asks for it"),
+                why: format!("asked for (--engine tract, {ENGINE_ENV} or the config's engine)"),
                 notice: None,
             });
         }
