@@ -27,6 +27,78 @@ const EVERYDAY_JSON: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/assets/taxonomy/everyday.json"
 ));
+const LOCAL_NAMES_JSON: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/assets/taxonomy/local_names.json"
+));
+
+/// imgtag's curation of the local classifier's names
+/// (`assets/taxonomy/local_names.json`): WordNet and ImageNet names
+/// renamed to the ones Rekognition or a person would use (`Cab` -> `Taxi`,
+/// `Bicycle-built-for-two` -> `Tandem Bicycle`), and the names the
+/// classifier keeps as parents only, never as labels (`Hunting Dog`,
+/// `Sporting Dog`, `Egyptian Cat`: their probability counts towards their
+/// ancestors, `Dog`, `Cat`). Applied wherever labels.json is read.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalNames {
+    format: u32,
+    #[allow(dead_code)]
+    licence: String,
+    #[allow(dead_code)]
+    note: String,
+    rename: HashMap<String, String>,
+    #[serde(default)]
+    drop_edges: Vec<(String, String)>,
+    parent_only: Vec<String>,
+}
+
+static LOCAL_NAMES: LazyLock<LocalNames> = LazyLock::new(|| {
+    let names: LocalNames =
+        serde_json::from_str(LOCAL_NAMES_JSON).expect("local_names.json is valid (unit tests)");
+    assert_eq!(names.format, 1, "local_names.json format");
+    names
+});
+
+impl LocalNames {
+    /// The shipped curation.
+    pub fn shipped() -> &'static LocalNames {
+        &LOCAL_NAMES
+    }
+
+    /// The name a labels.json node is shown under.
+    pub fn name<'a>(&'a self, wordnet_name: &'a str) -> &'a str {
+        self.rename
+            .get(wordnet_name)
+            .map_or(wordnet_name, String::as_str)
+    }
+
+    /// Whether the classifier keeps `name` (after renaming) as a parent
+    /// only, never as a label.
+    pub fn is_parent_only(&self, name: &str) -> bool {
+        self.parent_only
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(name))
+    }
+
+    /// Every renamed name's pair, old -> new.
+    pub fn renames(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.rename.iter().map(|(a, b)| (a.as_str(), b.as_str()))
+    }
+
+    /// Whether the labels.json edge `child` -> `parent` (names after
+    /// renaming) is dropped.
+    pub fn drops_edge(&self, child: &str, parent: &str) -> bool {
+        self.drop_edges
+            .iter()
+            .any(|(c, p)| c.eq_ignore_ascii_case(child) && p.eq_ignore_ascii_case(parent))
+    }
+
+    /// Every parent-only name.
+    pub fn parent_only(&self) -> impl Iterator<Item = &str> {
+        self.parent_only.iter().map(String::as_str)
+    }
+}
 
 /// Why taxonomy data could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -160,10 +232,11 @@ impl Taxonomy {
             .iter()
             .map(|(c, p)| (c.to_lowercase(), p.to_lowercase()))
             .collect();
+        let local = LocalNames::shipped();
         let ids = wordnet
             .nodes
             .iter()
-            .map(|n| b.node(&n.name))
+            .map(|n| b.node(local.name(&n.name)))
             .collect::<Result<Vec<u32>, _>>()?;
         for (i, node) in wordnet.nodes.iter().enumerate() {
             for &p in &node.parents {
@@ -171,8 +244,11 @@ impl Taxonomy {
                     .nodes
                     .get(p)
                     .ok_or(TaxonomyError::BadParent { node: i, parent: p })?;
-                let pair = (node.name.to_lowercase(), parent.name.to_lowercase());
-                if !dropped.contains(&pair) {
+                let pair = (
+                    local.name(&node.name).to_lowercase(),
+                    local.name(&parent.name).to_lowercase(),
+                );
+                if !dropped.contains(&pair) && !local.drops_edge(&pair.0, &pair.1) {
                     b.edge(ids[i], ids[p]);
                 }
             }
@@ -300,6 +376,57 @@ mod tests {
 
     fn names<'a>(t: &'a Taxonomy, name: &str) -> Vec<&'a str> {
         t.ancestors(name).collect()
+    }
+
+    /// Every rename is of a labels.json name to a name no other node has
+    /// (the classifier would otherwise give two labels one name), every
+    /// parent-only name is a node, and the taxonomy says the new names.
+    #[test]
+    fn local_names_rename_to_free_names_and_parent_only_names_exist() {
+        let wordnet: WordNetFile = serde_json::from_str(LABELS_JSON).unwrap();
+        let local = LocalNames::shipped();
+        let old: std::collections::HashSet<&str> =
+            wordnet.nodes.iter().map(|n| n.name.as_str()).collect();
+        let mut new = std::collections::HashSet::new();
+        for n in &wordnet.nodes {
+            assert!(
+                new.insert(local.name(&n.name).to_lowercase()),
+                "{} twice",
+                n.name
+            );
+        }
+        for (from, to) in local.renames() {
+            assert!(old.contains(from), "rename of unknown {from}");
+            assert!(
+                !old.contains(to) || local.name(to) != to,
+                "{from} -> {to} collides"
+            );
+        }
+        for (child, parent) in &local.drop_edges {
+            let edge = wordnet.nodes.iter().any(|n| {
+                local.name(&n.name) == child
+                    && n.parents
+                        .iter()
+                        .any(|&p| local.name(&wordnet.nodes[p].name) == parent)
+            });
+            assert!(
+                edge,
+                "dropped edge {child} -> {parent} is no labels.json edge"
+            );
+        }
+        for name in local.parent_only() {
+            assert!(
+                new.contains(&name.to_lowercase()),
+                "parent-only {name} is no node"
+            );
+        }
+        let t = Taxonomy::shipped();
+        assert!(t.is_ancestor("Couch", "Studio Couch"));
+        assert!(t.is_ancestor("Car", "Taxi"));
+        assert!(t.is_ancestor("Cat", "Egyptian Cat"));
+        assert!(t.is_ancestor("Hawk", "Kite (Bird)"));
+        assert!(!t.is_ancestor("Hawk", "Kite") && t.id("Tandem Bicycle").is_some());
+        assert!(!t.is_ancestor("Alcohol", "Cup"));
     }
 
     #[test]

@@ -420,3 +420,39 @@ impl Naive {
         (root, best, self.depth(best))
     }
 }
+
+/// The local detector's scene labels (src/detection/scenes.rs) are
+/// settings in the shipped taxonomy, so a sure scene never hides a weak
+/// subject, even when `MaxLabels` cut the scene's Outdoors and Nature and
+/// the document has no other parents: Shoreline, Street, Dining Room,
+/// Restaurant are below Outdoors or Indoors.
+#[test]
+fn a_sure_scene_does_not_hide_a_weak_subject() {
+    let t = Taxonomy::shipped();
+    let with_parents = |name: &str, confidence: f32, parents: &[&str]| {
+        let mut l = Label::new(name.to_string(), confidence);
+        l.parents = parents.iter().map(|p| NameRef::new(*p)).collect();
+        l
+    };
+    for scene in [
+        vec![
+            with_parents("Beach", 97.0, &["Shoreline", "Outdoors", "Nature"]),
+            with_parents("Shoreline", 97.0, &["Outdoors", "Nature"]),
+        ],
+        vec![
+            with_parents("Street", 96.0, &["City", "Urban", "Outdoors"]),
+            with_parents("City", 96.0, &["Urban", "Outdoors"]),
+            with_parents("Urban", 96.0, &["Outdoors"]),
+        ],
+        vec![with_parents("Dining Room", 95.0, &["Room", "Indoors"])],
+        vec![with_parents("Restaurant", 95.0, &["Indoors"])],
+        vec![with_parents("Lake", 95.0, &[]), Label::new("Valley", 90.0)],
+    ] {
+        let mut labels = scene.clone();
+        labels.push(Label::new("Cat".to_string(), 61.0));
+        let h = headline(&labels, t).unwrap();
+        assert_eq!(h.name(&labels), "Cat", "{scene:?}");
+        // Alone, the scene is the headline.
+        assert_ne!(headline(&scene, t).unwrap().name(&scene), "Cat");
+    }
+}

@@ -210,7 +210,15 @@ fn coffee_labels_are_consistent() {
     for label in &all {
         assert!((0.0..=100.0).contains(&label.confidence), "{label:?}");
         for parent in &label.parents {
-            let p = names[parent.name.as_str()];
+            // A parent-only name (Liquid, Domestic Cat) is never a label.
+            let Some(p) = names.get(parent.name.as_str()) else {
+                assert!(
+                    imgtag::taxonomy::LocalNames::shipped().is_parent_only(&parent.name),
+                    "{} missing",
+                    parent.name
+                );
+                continue;
+            };
             assert!(
                 p.confidence >= label.confidence,
                 "{} {} < child {} {}",
@@ -283,7 +291,10 @@ fn labels_from_probabilities_sum_each_class_once() {
     let names = by_name(&labels);
     // Tabby reaches Animal through Cat and through Pet: counted once.
     assert_eq!(names["Animal"].confidence, 60.0);
-    assert_eq!(names["Tabby"].confidence, 60.0);
+    assert_eq!(names["Cat"].confidence, 60.0);
+    // Tabby and Domestic Cat are parents only (assets/taxonomy/local_names.json).
+    assert!(!names.contains_key("Tabby") && !names.contains_key("Domestic Cat"));
+    assert!(names["Cat"].parents.iter().all(|p| p.name != "Tabby"));
     assert_eq!(names["Coffee"].confidence, 40.0);
     assert_eq!(names["Food"].confidence, 40.0);
     assert!(!names.contains_key("Vehicle"));
@@ -573,4 +584,171 @@ fn preprocess_rejects_a_wrong_buffer() {
         let mut tensor = vec![0f32; TENSOR_LEN];
         imaging::preprocess(&test_image(w, h), &mut tensor).unwrap();
     }
+}
+
+// ------------------------------------------------------- finding onnxruntime
+
+/// The real library `.ci/test` installs (the onnxruntime wheel's
+/// `capi/libonnxruntime.so.*`): the tests of feature `ort` need it.
+#[cfg(feature = "ort")]
+fn real_library() -> std::path::PathBuf {
+    let path = std::env::var_os("ORT_DYLIB_PATH").expect(
+        "the tests of feature `ort` need ORT_DYLIB_PATH (the onnxruntime wheel's \
+         capi/libonnxruntime.so.*, as .ci/test sets it)",
+    );
+    std::fs::canonicalize(path).unwrap()
+}
+
+/// `prefix/lib/python3.12/site-packages/onnxruntime/capi/` as `pip install`
+/// lays it out, the library a link to the real one; beside it an older
+/// Python without the package, and the provider library that is not it.
+#[cfg(feature = "ort")]
+fn pip_layout(prefix: &std::path::Path) -> std::path::PathBuf {
+    let real = real_library();
+    let name = real.file_name().unwrap();
+    std::fs::create_dir_all(prefix.join("lib/python3.9/site-packages")).unwrap();
+    let capi = prefix.join("lib/python3.12/site-packages/onnxruntime/capi");
+    std::fs::create_dir_all(&capi).unwrap();
+    std::fs::write(capi.join("libonnxruntime_providers_shared.so"), b"not it").unwrap();
+    std::fs::write(capi.join("__init__.py"), b"").unwrap();
+    std::os::unix::fs::symlink(&real, capi.join(name)).unwrap();
+    capi.join(name)
+}
+
+#[cfg(feature = "ort")]
+#[test]
+fn auto_finds_onnxruntime_in_the_users_site_packages() {
+    use imgtag::detection::engine::Search;
+    let home = tempfile::tempdir().unwrap();
+    let user_base = home.path().join(".local");
+    let lib = pip_layout(&user_base);
+    let search = Search {
+        python_prefixes: vec![(user_base, "in the user's site-packages".into())],
+        ..Search::default()
+    };
+    let found = search.locate().unwrap();
+    assert_eq!(found.path, lib);
+    assert_eq!(found.how, "in the user's site-packages");
+
+    // A library on the loader's path (LD_LIBRARY_PATH) comes first; one
+    // under /usr/lib-like directories only after the Python packages.
+    let libdir = home.path().join("lib");
+    std::fs::create_dir_all(&libdir).unwrap();
+    std::os::unix::fs::symlink(real_library(), libdir.join("libonnxruntime.so")).unwrap();
+    let loader = Search {
+        loader_path: vec![libdir.clone()],
+        ..search.clone()
+    };
+    assert_eq!(
+        loader.locate().unwrap().path,
+        libdir.join("libonnxruntime.so")
+    );
+    let system = Search {
+        system_lib_dirs: vec![libdir.clone()],
+        ..search.clone()
+    };
+    assert_eq!(system.locate().unwrap().path, lib);
+
+    let resolution = EngineChoice::Auto.resolve_in(&search).unwrap();
+    assert_eq!(resolution.kind, EngineKind::OnnxRuntime);
+    assert!(resolution.notice.is_none());
+    let version = resolution.version.unwrap();
+    let file = lib.file_name().unwrap().to_str().unwrap();
+    assert!(
+        file.ends_with(&version),
+        "the loaded version {version} is the wheel's ({file})"
+    );
+}
+
+#[test]
+fn auto_falls_back_to_tract_with_one_line_saying_how_to_get_onnxruntime() {
+    use imgtag::detection::engine::Search;
+    let home = tempfile::tempdir().unwrap();
+    // A virtualenv without the package, a dangling link where the library
+    // would be, and nothing else.
+    let capi = home
+        .path()
+        .join("venv/lib/python3.12/site-packages/onnxruntime/capi");
+    std::fs::create_dir_all(&capi).unwrap();
+    std::os::unix::fs::symlink(
+        home.path().join("gone"),
+        capi.join("libonnxruntime.so.1.31.1"),
+    )
+    .unwrap();
+    let search = Search {
+        python_prefixes: vec![(home.path().join("venv"), "in the virtualenv".into())],
+        loader_path: vec![home.path().to_path_buf()],
+        ..Search::default()
+    };
+    assert!(search.locate().is_err());
+    let resolution = EngineChoice::Auto.resolve_in(&search).unwrap();
+    assert_eq!(resolution.kind, EngineKind::Tract);
+    if cfg!(feature = "ort") {
+        let notice = resolution.notice.expect("a fallback says so");
+        assert!(!notice.contains('\n'), "one line: {notice}");
+        assert!(
+            notice.contains("pip install onnxruntime") && notice.contains("ORT_DYLIB_PATH"),
+            "{notice}"
+        );
+        let err = EngineChoice::Exactly(EngineKind::OnnxRuntime)
+            .resolve_in(&search)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no onnxruntime library found"), "{err}");
+    }
+}
+
+/// `imgtag env` with only a virtualenv that has the wheel: onnxruntime,
+/// the library's path and version, and why.
+#[cfg(feature = "ort")]
+#[test]
+fn env_diagnostics_name_the_engine_library_version_and_why() {
+    let home = tempfile::tempdir().unwrap();
+    let venv = home.path().join("venv");
+    let lib = pip_layout(&venv);
+    let run = |envs: &[(&str, &std::ffi::OsStr)], args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_imgtag"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("HOME", home.path())
+            .arg("env")
+            .args(args);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.success(), String::from_utf8(out.stdout).unwrap())
+    };
+
+    let (ok, text) = run(&[("VIRTUAL_ENV", venv.as_os_str())], &[]);
+    assert!(ok, "{text}");
+    let version =
+        lib.file_name().unwrap().to_str().unwrap()["libonnxruntime.so.".len()..].to_string();
+    for line in [
+        "engine: onnxruntime".to_string(),
+        "why: auto: the library was found in the active virtualenv (VIRTUAL_ENV)".into(),
+        format!("library: {}", lib.display()),
+        format!("version: {version}"),
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+
+    // ORT_DYLIB_PATH, when set, is the only place looked at: a wrong one
+    // falls back under auto (with the notice) and fails when asked for.
+    let gone = home.path().join("gone.so");
+    let (ok, text) = run(&[("ORT_DYLIB_PATH", gone.as_os_str())], &[]);
+    assert!(ok, "{text}");
+    assert!(text.contains("engine: tract\n"), "{text}");
+    assert!(text.contains("notice: using tract"), "{text}");
+    let (ok, text) = run(
+        &[("ORT_DYLIB_PATH", gone.as_os_str())],
+        &["--engine", "onnxruntime"],
+    );
+    assert!(!ok, "{text}");
+    assert!(text.contains("engine: none"), "{text}");
+    let (ok, text) = run(&[("IMGTAG_ENGINE", "tract".as_ref())], &[]);
+    assert!(
+        ok && text.contains("engine: tract\nwhy: asked for (--engine tract, IMGTAG_ENGINE"),
+        "{text}"
+    );
 }

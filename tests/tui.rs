@@ -531,19 +531,21 @@ async fn threshold_change_then_rerun_writes_at_the_new_threshold() {
         h.app.rows.headline(&h.app.selected_row().unwrap()),
         Some(("Feline", 65.3))
     );
-    h.keys("---"); // 55 -> 40
-    assert_eq!(h.app.min_confidence, 40.0);
+    // 55 -> 5: the cat's own labels are all above 99.8, so only a low
+    // threshold adds some (the local detector's weak Dog 10.6).
+    h.keys("----------");
+    assert_eq!(h.app.min_confidence, 5.0);
     h.send(key('t'));
     h.settle().await;
     let low = h.doc("metadata/animals/chelsea.png.json");
-    assert_eq!(low["ImgTag"]["MinConfidence"], 40.0);
+    assert_eq!(low["ImgTag"]["MinConfidence"], 5.0);
     let confs: Vec<f64> = low["Labels"]
         .as_array()
         .unwrap()
         .iter()
         .map(|l| l["Confidence"].as_f64().unwrap())
         .collect();
-    assert!(confs.iter().all(|&c| c >= 40.0), "{confs:?}");
+    assert!(confs.iter().all(|&c| c >= 5.0), "{confs:?}");
     assert!(label_names(&low).contains(&"Cat".to_string()), "{low}");
     let n_low = confs.len();
     // Raise it well above: fewer labels, all above the new threshold.

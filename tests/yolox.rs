@@ -409,12 +409,16 @@ fn a_name_both_models_give_is_one_label() {
 
 #[test]
 fn merged_local_answer_keeps_parents_above_children() {
+    use imgtag::taxonomy::LocalNames;
     let options = DetectOptions::default();
     for file in ["astronaut.jpg", "chelsea.png", "coffee.jpg", "rocket.jpg"] {
         let labels = model().detect_bytes_with(&sample(file), &options).unwrap();
         for l in &labels {
             for p in &l.parents {
                 let parent = labels.iter().find(|x| x.name == p.name);
+                if parent.is_none() && LocalNames::shipped().is_parent_only(&p.name) {
+                    continue; // a parent only (Domestic Cat), never a label
+                }
                 let parent = parent.unwrap_or_else(|| panic!("{file}: {} missing", p.name));
                 assert!(
                     parent.confidence >= l.confidence,
@@ -678,4 +682,216 @@ fn onnxruntime_engine_that_cannot_load_is_a_clear_error() {
     };
     assert!(stderr.contains(want), "{stderr}");
     assert!(!bucket.path().join("metadata/a.jpg.json").exists());
+}
+
+/// The headline of each evaluation photo is a name a person would write
+/// for it, as it is (`headlines` in `assets/eval/expected.json`), and
+/// never a parent-only name (`Sporting Dog`, `Egyptian Cat`,
+/// `assets/taxonomy/local_names.json`). Before the names' curation: 16 of
+/// 23 (`Egyptian Cat`, `Toy Kite`, `Sporting Dog`, `Kite` for an osprey).
+#[test]
+fn evaluation_headlines_are_names_a_person_would_write() {
+    check_headlines(model());
+}
+
+#[cfg(feature = "ort")]
+#[test]
+fn onnxruntime_engine_headlines_are_names_a_person_would_write() {
+    check_headlines(ort_model());
+}
+
+fn check_headlines(model: &LocalModel) {
+    use imgtag::taxonomy::{LocalNames, Taxonomy};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("assets/eval/expected.json")).unwrap())
+            .unwrap();
+    let options = DetectOptions {
+        min_confidence: expected["min_confidence"].as_f64().unwrap() as f32,
+        ..DetectOptions::default()
+    };
+    let (mut right, mut wrong) = (0, Vec::new());
+    let photos = expected["photos"].as_array().unwrap();
+    for photo in photos {
+        let path = photo["path"].as_str().unwrap();
+        let bytes = std::fs::read(root.join(path)).unwrap();
+        let labels = model.detect_bytes_with(&bytes, &options).unwrap();
+        for label in &labels {
+            assert!(
+                !LocalNames::shipped().is_parent_only(&label.name),
+                "{path}: parent-only {label:?}"
+            );
+        }
+        let headline = imgtag::headline::headline(&labels, Taxonomy::shipped())
+            .unwrap_or_else(|| panic!("{path}: no label"));
+        let name = headline.name(&labels);
+        let ok = photo["headlines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h.as_str().unwrap().eq_ignore_ascii_case(name));
+        if ok {
+            right += 1;
+        } else {
+            wrong.push(format!(
+                "{path}: {name} {:.1}",
+                headline.confidence(&labels)
+            ));
+        }
+    }
+    eprintln!(
+        "headlines a person would write: {right} of {} ({:.0}%); not: {wrong:?}",
+        photos.len(),
+        100.0 * f64::from(right) / photos.len() as f64
+    );
+    assert!(right >= 20, "{right} of {}: {wrong:?}", photos.len());
+}
+
+/// Scenes on real photos, from what both models saw: the kitchen's oven
+/// and dishwasher make a Kitchen › Room › Indoors, the kites a Sky ›
+/// Outdoors, the parked cars a Road; each as sure as its evidence (never
+/// a fixed 100), none without evidence. A sure scene does not hide a weaker
+/// subject: Sky is surer than the kites yet the headline is Kite.
+#[test]
+fn scenes_come_from_what_the_models_see() {
+    let taxonomy = imgtag::taxonomy::Taxonomy::shipped();
+    let options = DetectOptions {
+        min_confidence: 55.0,
+        ..DetectOptions::default()
+    };
+    let detect = |file: &str| {
+        let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+        model().detect_bytes_with(&bytes, &options).unwrap()
+    };
+    let find = |labels: &[Label], name: &str| {
+        labels
+            .iter()
+            .find(|l| l.name == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {labels:?}"))
+    };
+    let parents = |l: &Label| l.parents.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+    let headline = |labels: &[Label]| {
+        imgtag::headline::headline(labels, taxonomy)
+            .unwrap()
+            .name(labels)
+            .to_string()
+    };
+
+    let kitchen = detect("assets/eval/kitchen.jpg");
+    let room = find(&kitchen, "Kitchen");
+    assert_eq!(parents(&room), ["Room", "Indoors"]);
+    assert!((55.0..100.0).contains(&room.confidence), "{room:?}");
+    assert!(find(&kitchen, "Indoors").confidence >= room.confidence);
+    assert!(!kitchen.iter().any(|l| l.name == "Outdoors"));
+    assert_eq!(headline(&kitchen), "Oven");
+
+    let kites = detect("assets/eval/kites-park.jpg");
+    let sky = find(&kites, "Sky");
+    assert_eq!(parents(&sky), ["Outdoors", "Nature"]);
+    assert!(sky.confidence < 100.0);
+    let kite = find(&kites, "Kite");
+    assert!(sky.confidence > kite.confidence, "{sky:?} {kite:?}");
+    assert_eq!(headline(&kites), "Kite");
+    assert!(!kites.iter().any(|l| l.name == "Indoors"));
+
+    let cars = detect("assets/eval/basilica-cars.jpg");
+    let road = find(&cars, "Road");
+    assert_eq!(parents(&road), ["Outdoors"]);
+    assert!(road.confidence < find(&cars, "Car").confidence);
+    assert_eq!(headline(&cars), "Car");
+
+    // No evidence, no scene.
+    for file in ["assets/eval/samoyeds.jpg", "assets/eval/pizza.jpg"] {
+        let labels = detect(file);
+        for scene in ["Indoors", "Outdoors", "Nature", "Room", "Street", "City"] {
+            assert!(
+                !labels.iter().any(|l| l.name == scene),
+                "{file}: {labels:?}"
+            );
+        }
+    }
+}
+
+/// The reliability table (confidence band → share of labels right) of the
+/// local detector on the evaluation set, every label it gives at 55 or
+/// more judged (`wrong` and `unsure` in `assets/eval/expected.json`; the
+/// rest right), on two halves (even and odd photos: one to fit a
+/// calibration on, one held out) and in all. Printed for the docs
+/// (docs/detectors.md); asserted: labels at 85 or more are right at least
+/// 95% of the time.
+#[test]
+fn reliability_table_of_the_evaluation_set() {
+    const BANDS: [(f32, f32); 4] = [(55.0, 70.0), (70.0, 85.0), (85.0, 95.0), (95.0, 100.1)];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("assets/eval/expected.json")).unwrap())
+            .unwrap();
+    let options = DetectOptions {
+        min_confidence: 55.0,
+        ..DetectOptions::default()
+    };
+    let names = |photo: &serde_json::Value, key: &str| -> Vec<String> {
+        photo[key].as_array().map_or_else(Vec::new, |a| {
+            a.iter().map(|v| v.as_str().unwrap().to_string()).collect()
+        })
+    };
+    // Per split (0 even, 1 odd), per band: (right, total).
+    let mut table = [[(0u32, 0u32); BANDS.len()]; 2];
+    let mut confident_errors = Vec::new();
+    for (i, photo) in expected["photos"].as_array().unwrap().iter().enumerate() {
+        let path = photo["path"].as_str().unwrap();
+        let bytes = std::fs::read(root.join(path)).unwrap();
+        let labels = model().detect_bytes_with(&bytes, &options).unwrap();
+        let (wrong, unsure) = (names(photo, "wrong"), names(photo, "unsure"));
+        for label in &labels {
+            if unsure.contains(&label.name) {
+                continue;
+            }
+            let right = !wrong.contains(&label.name);
+            let band = BANDS
+                .iter()
+                .position(|&(lo, hi)| (lo..hi).contains(&label.confidence))
+                .unwrap();
+            let cell = &mut table[i % 2][band];
+            cell.0 += u32::from(right);
+            cell.1 += 1;
+            if !right && label.confidence >= 70.0 {
+                confident_errors.push(format!("{path}: {} {:.1}", label.name, label.confidence));
+            }
+        }
+    }
+    let mut text = String::from("| confidence | even photos | odd photos (held out) | all |\n");
+    text.push_str("| --- | --- | --- | --- |\n");
+    let cell = |(r, t): (u32, u32)| {
+        if t == 0 {
+            "-".to_string()
+        } else {
+            format!("{r}/{t} ({:.0}%)", 100.0 * f64::from(r) / f64::from(t))
+        }
+    };
+    for (b, &(lo, hi)) in BANDS.iter().enumerate() {
+        let (e, o) = (table[0][b], table[1][b]);
+        text.push_str(&format!(
+            "| {lo:.0}-{:.0} | {} | {} | {} |\n",
+            hi.min(100.0),
+            cell(e),
+            cell(o),
+            cell((e.0 + o.0, e.1 + o.1))
+        ));
+    }
+    eprintln!("{text}confident errors (>= 70): {confident_errors:?}");
+    let total: u32 = table.iter().flatten().map(|c| c.1).sum();
+    assert!(total >= 100, "{total} labels judged");
+    // At 85 or more, at least 95% right (66 of 67; 66 of 72 before the
+    // dropped WordNet edges and parent-only Rack and House: Rack 97.6 on a
+    // tripod, Alcohol, Mixed Drink, Punch 89.2 on a coffee cup, House 87 on
+    // a palace).
+    let sure = (2..4).fold((0, 0), |(r, t), b| {
+        (
+            r + table[0][b].0 + table[1][b].0,
+            t + table[0][b].1 + table[1][b].1,
+        )
+    });
+    assert!(sure.0 * 100 >= sure.1 * 95, "{sure:?}");
 }

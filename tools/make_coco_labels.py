@@ -24,7 +24,7 @@ COCO = [
     ("zebra", "Zebra"), ("giraffe", "Giraffe"), ("backpack", "Backpack"),
     ("umbrella", "Umbrella"), ("handbag", "Handbag"), ("tie", "Tie"),
     ("suitcase", "Suitcase"), ("frisbee", "Frisbee"), ("skis", "Ski"),
-    ("snowboard", "Snowboard"), ("sports ball", "Ball"), ("kite", "Toy Kite"),
+    ("snowboard", "Snowboard"), ("sports ball", "Ball"), ("kite", "Kite"),
     ("baseball bat", "Baseball Bat"), ("baseball glove", "Baseball Glove"),
     ("skateboard", "Skateboard"), ("surfboard", "Surfboard"),
     ("tennis racket", "Racket"), ("bottle", "Bottle"), ("wine glass", "Wine Glass"),
@@ -48,8 +48,9 @@ COCO = [
 # the classifier's WordNet hierarchy (assets/model/labels.json) also knows a
 # name, only parents it agrees with are given here (imgtag adds the
 # classifier's ancestors at run time): e.g. a ski is a "Runner" there, not
-# "Sports Equipment", so Ski gets none of its own. COCO's "kite" is named
-# "Toy Kite" because the classifier's "Kite" is the bird.
+# "Sports Equipment", so Ski gets none of its own. COCO's "kite" is "Kite":
+# the classifier's bird of that name is "Kite (Bird)", a parent-only name
+# (assets/taxonomy/local_names.json).
 EXTRA = {
     "Traffic Light": ["Light"], "Light": [],
     "Fire Hydrant": ["Hydrant"], "Hydrant": [],
@@ -59,7 +60,7 @@ EXTRA = {
     "Giraffe": ["Mammal", "Animal"],
     "Backpack": ["Bag"], "Bag": [],
     "Umbrella": [], "Suitcase": ["Luggage"], "Luggage": [],
-    "Frisbee": ["Toy"], "Toy Kite": ["Toy"], "Toy": [], "Teddy Bear": ["Toy"],
+    "Frisbee": ["Toy"], "Kite": ["Toy"], "Toy": [], "Teddy Bear": ["Toy"],
     "Ski": [], "Snowboard": ["Sports Equipment"],
     "Ball": [], "Baseball Bat": ["Sports Equipment"],
     "Baseball Glove": ["Sports Equipment"], "Skateboard": ["Sports Equipment"],

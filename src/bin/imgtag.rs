@@ -77,6 +77,21 @@ enum Command {
     /// dir) and say what changed. Every other command refreshes it too; this
     /// one does only that, with a progress bar.
     Index(IndexArgs),
+    /// Print the local model's engine: which one runs (onnxruntime or
+    /// tract), the onnxruntime library's path and version, and why.
+    Env(EnvArgs),
+}
+
+#[derive(clap::Args)]
+struct EnvArgs {
+    /// The engine to diagnose: auto, tract or onnxruntime.
+    #[arg(
+        long,
+        env = "IMGTAG_ENGINE",
+        value_name = "ENGINE",
+        default_value = "auto"
+    )]
+    engine: imgtag::detection::engine::EngineChoice,
 }
 
 #[derive(clap::Args)]
@@ -387,6 +402,28 @@ async fn s3control_client(s3: &imgtag::storage::S3Options) -> aws_sdk_s3control:
     aws_sdk_s3control::Client::new(&loader.load().await)
 }
 
+/// `imgtag env`: the engine diagnostics; exit 1 when the engine asked
+/// for cannot run.
+fn env(args: &EnvArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
+    use imgtag::detection::engine::Search;
+    writeln!(out, "imgtag {}", env!("CARGO_PKG_VERSION"))?;
+    writeln!(
+        out,
+        "built with onnxruntime engine: {}",
+        if cfg!(feature = "ort") { "yes" } else { "no" }
+    )?;
+    match args.engine.resolve_in(&Search::from_env()) {
+        Ok(resolution) => {
+            write!(out, "{resolution}")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            writeln!(out, "engine: none\nwhy: {e}")?;
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
 fn init_logging() {
     // Logs go to stderr, quiet unless IMGTAG_LOG asks (e.g. IMGTAG_LOG=debug).
     let filter = tracing_subscriber::EnvFilter::try_from_env("IMGTAG_LOG")
@@ -416,6 +453,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Review(args) => review(args, &mut out).await?,
         Command::Export(args) => export(args, &mut out).await?,
         Command::Index(args) => index(args, &mut out).await?,
+        Command::Env(args) => env(&args, &mut out)?,
     };
     out.flush()?;
     Ok(code)

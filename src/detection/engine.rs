@@ -1,7 +1,7 @@
 //! The inference engine under the local detector's two models: tract (pure
-//! Rust, always built) or onnxruntime (feature `ort`: the `ort` crate
-//! loading `libonnxruntime` at run time, nothing linked or downloaded at
-//! build time).
+//! Rust, always built) or onnxruntime (feature `ort`, in the default build:
+//! the `ort` crate loading `libonnxruntime` at run time, nothing linked or
+//! downloaded at build time).
 //!
 //! Both engines take the same preprocessed tensor and return the model's
 //! one output as plain `f32`s, so decoding, preprocessing and everything
@@ -9,12 +9,16 @@
 //! engines' arithmetic (last digits of a confidence).
 //!
 //! Which engine runs: [`EngineChoice`], from `IMGTAG_ENGINE`
-//! (`auto`, `tract`, `onnxruntime`); the library from `ORT_DYLIB_PATH`
-//! (ort's convention), else `libonnxruntime.so` on the loader's path.
-//! `auto` (the default) takes onnxruntime when this build has it and the
-//! library loads (about 2x faster, see docs/detectors.md), else tract; an
-//! explicit `onnxruntime` that cannot be had is an error, never a silent
-//! fallback.
+//! (`auto`, `tract`, `onnxruntime`). The library is looked for by
+//! [`Search`], without running anything: `ORT_DYLIB_PATH` (ort's
+//! convention) when set, else the loader's directories, else the
+//! `onnxruntime` Python package's `capi/libonnxruntime.so.*` in the
+//! site-packages a `pip install onnxruntime` writes to (the active virtualenv
+//! or conda env, the user's, the system's). `auto` (the default) takes
+//! onnxruntime when this build has it and the library loads (about 2x
+//! faster, see docs/detectors.md), else tract with one line saying how to
+//! get the faster engine; an explicit `onnxruntime` that cannot be had is
+//! an error, never a silent fallback. `imgtag env` prints the outcome.
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -85,28 +89,411 @@ impl EngineChoice {
     }
 
     /// The engine this choice comes to on this machine: for `Auto`,
-    /// onnxruntime when this build has it and the library loads.
+    /// onnxruntime when this build has it and the library is found
+    /// ([`Search::from_env`]) and loads, else tract with a one-line notice
+    /// (a warning in the log) saying how to get the faster engine.
     pub fn resolve(self) -> Result<EngineKind, DetectError> {
-        match self {
-            EngineChoice::Exactly(EngineKind::Tract) => Ok(EngineKind::Tract),
-            EngineChoice::Exactly(EngineKind::OnnxRuntime) => {
-                onnxruntime_available().map(|()| EngineKind::OnnxRuntime)
-            }
-            EngineChoice::Auto => match onnxruntime_available() {
-                Ok(()) => Ok(EngineKind::OnnxRuntime),
-                Err(e) => {
-                    if cfg!(feature = "ort") {
-                        tracing::warn!("onnxruntime unavailable, using tract: {e}");
-                    }
-                    Ok(EngineKind::Tract)
+        let resolution = self.resolve_in(&Search::from_env())?;
+        if let Some(notice) = &resolution.notice {
+            tracing::warn!("{notice}");
+        }
+        Ok(resolution.kind)
+    }
+
+    /// [`EngineChoice::resolve`] with the library looked for by `search`,
+    /// saying where it was found and why this engine; no notice is
+    /// emitted (the caller shows [`Resolution::notice`]).
+    pub fn resolve_in(self, search: &Search) -> Result<Resolution, DetectError> {
+        if self == EngineChoice::Exactly(EngineKind::Tract) {
+            return Ok(Resolution {
+                kind: EngineKind::Tract,
+                library: None,
+                version: None,
+                why: format!("asked for (--engine tract, {ENGINE_ENV} or the config's engine)"),
+                notice: None,
+            });
+        }
+        if !cfg!(feature = "ort") {
+            let why = "this imgtag was built without the onnxruntime engine (cargo feature `ort`)";
+            return match self {
+                EngineChoice::Auto => Ok(Resolution {
+                    kind: EngineKind::Tract,
+                    library: None,
+                    version: None,
+                    why: why.into(),
+                    notice: None,
+                }),
+                EngineChoice::Exactly(_) => Err(DetectError::Model(why.into())),
+            };
+        }
+        let failure = match search.locate() {
+            Ok(found) => match load_library(&found.path) {
+                Ok(version) => {
+                    let asked = match self {
+                        EngineChoice::Auto => "auto",
+                        EngineChoice::Exactly(_) => "asked for",
+                    };
+                    return Ok(Resolution {
+                        kind: EngineKind::OnnxRuntime,
+                        why: format!("{asked}: the library was found {}", found.how),
+                        library: Some(found),
+                        version: Some(version),
+                        notice: None,
+                    });
                 }
+                Err(e) => format!("found {} but it does not load: {e}", found.how),
             },
+            Err(reason) => reason,
+        };
+        match self {
+            EngineChoice::Auto => Ok(Resolution {
+                kind: EngineKind::Tract,
+                library: None,
+                version: None,
+                why: format!("auto: {failure}"),
+                notice: Some(fallback_notice(&failure)),
+            }),
+            EngineChoice::Exactly(_) => Err(DetectError::Model(format!(
+                "onnxruntime engine: {failure}; {HOW_TO_GET}"
+            ))),
         }
     }
 }
 
+/// How to get the onnxruntime engine, for messages.
+pub const HOW_TO_GET: &str = "`pip install onnxruntime` (>= 1.20) puts it where imgtag \
+     looks, or set ORT_DYLIB_PATH to a libonnxruntime";
+
+/// The one line `auto` says when it falls back to tract.
+pub fn fallback_notice(failure: &str) -> String {
+    if failure.starts_with("no onnxruntime library found") {
+        format!("using tract; onnxruntime is about 2x faster: {HOW_TO_GET} (`imgtag env` to check)")
+    } else {
+        format!("using tract ({failure}); onnxruntime is about 2x faster: {HOW_TO_GET}")
+    }
+}
+
+/// What an [`EngineChoice`] came to, and why.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    /// The engine that runs.
+    pub kind: EngineKind,
+    /// The onnxruntime library, when that engine runs.
+    pub library: Option<Located>,
+    /// The loaded library's version.
+    pub version: Option<String>,
+    /// Why this engine, in a sentence.
+    pub why: String,
+    /// The line `auto` shows when it falls back to tract.
+    pub notice: Option<String>,
+}
+
+impl std::fmt::Display for Resolution {
+    /// The diagnostics' lines (`imgtag env`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "engine: {}", self.kind)?;
+        writeln!(f, "why: {}", self.why)?;
+        if let Some(lib) = &self.library {
+            writeln!(f, "library: {}", lib.path.display())?;
+        }
+        if let Some(v) = &self.version {
+            writeln!(f, "version: {v}")?;
+        }
+        if let Some(n) = &self.notice {
+            writeln!(f, "notice: {n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the onnxruntime library was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// The library file (or, last resort, the bare name for the loader's
+    /// own search: `ld.so.cache`).
+    pub path: std::path::PathBuf,
+    /// How it was found, e.g. "in the user's site-packages (pip install --user onnxruntime)".
+    pub how: String,
+}
+
+/// Where to look for the onnxruntime library, read from the environment
+/// by [`Search::from_env`] (a test builds its own). Nothing is run: the
+/// places are directories a documented install writes to.
+#[derive(Debug, Clone, Default)]
+pub struct Search {
+    /// `ORT_DYLIB_PATH`: when set, the only place looked at.
+    pub dylib_path: Option<std::path::PathBuf>,
+    /// `LD_LIBRARY_PATH` (`DYLD_LIBRARY_PATH` on macOS), split.
+    pub loader_path: Vec<std::path::PathBuf>,
+    /// The system's library directories (/usr/local/lib, /usr/lib, ...).
+    pub system_lib_dirs: Vec<std::path::PathBuf>,
+    /// `PYTHONPATH`'s directories (a package directly under each).
+    pub python_path: Vec<std::path::PathBuf>,
+    /// Python prefixes with a `lib/python3.*/site-packages`, with how to
+    /// name them: the active virtualenv, conda env, the user's base
+    /// (`~/.local`). Looked at before the system's libraries.
+    pub python_prefixes: Vec<(std::path::PathBuf, String)>,
+    /// The system's Python prefixes (`/usr/local`, `/usr`), looked at
+    /// after the system's libraries.
+    pub system_python_prefixes: Vec<(std::path::PathBuf, String)>,
+    /// Whether, when nothing is found, the bare library name is handed to
+    /// the loader (its cache, `ld.so.cache`, knows what `ldconfig` knows).
+    pub try_loader_cache: bool,
+}
+
+impl Search {
+    /// The places this process's environment names, then the usual ones.
+    pub fn from_env() -> Self {
+        use std::path::PathBuf;
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        let split = |k: &str| -> Vec<PathBuf> {
+            var(k).map_or_else(Vec::new, |v| std::env::split_paths(&v).collect())
+        };
+        let loader_var = if cfg!(target_os = "macos") {
+            "DYLD_LIBRARY_PATH"
+        } else {
+            "LD_LIBRARY_PATH"
+        };
+        let mut system_lib_dirs: Vec<PathBuf> = [
+            "/usr/local/lib",
+            "/usr/lib",
+            "/usr/lib64",
+            "/opt/onnxruntime/lib",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        system_lib_dirs.push(format!("/usr/lib/{}-linux-gnu", std::env::consts::ARCH).into());
+        if cfg!(target_os = "macos") {
+            system_lib_dirs.push("/opt/homebrew/lib".into());
+        }
+        let mut python_prefixes = Vec::new();
+        if let Some(v) = var("VIRTUAL_ENV") {
+            python_prefixes.push((
+                PathBuf::from(v),
+                "in the active virtualenv (VIRTUAL_ENV)".into(),
+            ));
+        }
+        if let Some(v) = var("CONDA_PREFIX") {
+            python_prefixes.push((
+                PathBuf::from(v),
+                "in the active conda env (CONDA_PREFIX)".into(),
+            ));
+        }
+        let user_base = var("PYTHONUSERBASE")
+            .map(PathBuf::from)
+            .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".local")));
+        if let Some(base) = user_base {
+            python_prefixes.push((
+                base,
+                "in the user's site-packages (pip install --user onnxruntime)".into(),
+            ));
+        }
+        if cfg!(target_os = "macos") {
+            if let Some(h) = var("HOME") {
+                let root = PathBuf::from(h).join("Library/Python");
+                if let Ok(dirs) = std::fs::read_dir(&root) {
+                    for d in dirs.flatten() {
+                        python_prefixes.push((
+                            d.path(),
+                            "in the user's site-packages (pip install --user onnxruntime)".into(),
+                        ));
+                    }
+                }
+            }
+            python_prefixes.push(("/opt/homebrew".into(), "in Homebrew's Python".into()));
+        }
+        let mut system_python_prefixes = Vec::new();
+        for p in ["/usr/local", "/usr"] {
+            system_python_prefixes
+                .push((p.into(), format!("in the system's Python packages ({p})")));
+        }
+        Search {
+            dylib_path: var(DYLIB_ENV).map(PathBuf::from),
+            loader_path: split(loader_var),
+            system_lib_dirs,
+            python_path: split("PYTHONPATH"),
+            python_prefixes,
+            system_python_prefixes,
+            try_loader_cache: true,
+        }
+    }
+
+    /// The library, or why none (a sentence: what is wrong with
+    /// `ORT_DYLIB_PATH`, or the places looked at).
+    pub fn locate(&self) -> Result<Located, String> {
+        use std::path::Path;
+        if let Some(p) = &self.dylib_path {
+            return if p.is_file() {
+                Ok(Located {
+                    path: p.clone(),
+                    how: format!("at {DYLIB_ENV}"),
+                })
+            } else {
+                Err(format!(
+                    "cannot load the onnxruntime library: {DYLIB_ENV}={} is not a file",
+                    p.display()
+                ))
+            };
+        }
+        for dir in &self.loader_path {
+            if let Some(path) = library_in(dir) {
+                return Ok(Located {
+                    path,
+                    how: "on the loader's path (LD_LIBRARY_PATH)".into(),
+                });
+            }
+        }
+        for dir in &self.python_path {
+            if let Some(path) = library_in(&dir.join("onnxruntime").join("capi")) {
+                return Ok(Located {
+                    path,
+                    how: "in a PYTHONPATH directory".into(),
+                });
+            }
+        }
+        if let Some(found) = python_package(&self.python_prefixes) {
+            return Ok(found);
+        }
+        for dir in &self.system_lib_dirs {
+            if let Some(path) = library_in(dir) {
+                return Ok(Located {
+                    path,
+                    how: format!("in the system's libraries ({})", dir.display()),
+                });
+            }
+        }
+        if let Some(found) = python_package(&self.system_python_prefixes) {
+            return Ok(found);
+        }
+        if self.try_loader_cache {
+            let name = Path::new(LIBRARY_NAME);
+            if loader_knows(name) {
+                return Ok(Located {
+                    path: name.to_path_buf(),
+                    how: "by the loader's cache (ldconfig)".into(),
+                });
+            }
+        }
+        Err(format!(
+            "no onnxruntime library found (looked in {DYLIB_ENV} (unset), the loader's path, \
+             PYTHONPATH, the site-packages of the active virtualenv or conda env and the \
+             user's, the system's libraries and site-packages)"
+        ))
+    }
+}
+
+/// The `onnxruntime` Python package's library under the first of
+/// `prefixes` that has one.
+fn python_package(prefixes: &[(std::path::PathBuf, String)]) -> Option<Located> {
+    prefixes.iter().find_map(|(prefix, how)| {
+        site_packages(prefix).iter().find_map(|site| {
+            library_in(&site.join("onnxruntime").join("capi")).map(|path| Located {
+                path,
+                how: how.clone(),
+            })
+        })
+    })
+}
+
+/// The library's file name on this platform.
+const LIBRARY_NAME: &str = if cfg!(target_os = "macos") {
+    "libonnxruntime.dylib"
+} else if cfg!(windows) {
+    "onnxruntime.dll"
+} else {
+    "libonnxruntime.so"
+};
+
+/// Whether `name` is the onnxruntime library (not one of its provider
+/// libraries): `libonnxruntime.so`, `libonnxruntime.so.1.31.1`,
+/// `libonnxruntime.1.31.1.dylib`, `onnxruntime.dll`.
+fn is_library_name(name: &str) -> bool {
+    name == LIBRARY_NAME
+        || name.starts_with("libonnxruntime.so.")
+        || (name.starts_with("libonnxruntime.") && name.ends_with(".dylib"))
+}
+
+/// The onnxruntime library in `dir`, the highest version if several.
+fn library_in(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    let mut found: Vec<(Vec<u32>, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            if !is_library_name(&name) {
+                return None;
+            }
+            let path = e.path();
+            // A dangling link or a directory is not a library.
+            path.is_file().then(|| (version_in(&name), path))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, p)| p)
+}
+
+/// The numbers in a library's file name (`libonnxruntime.so.1.31.1`: 1, 31, 1).
+fn version_in(name: &str) -> Vec<u32> {
+    name.split('.').filter_map(|p| p.parse().ok()).collect()
+}
+
+/// `prefix/lib/python3.*/{site,dist}-packages` and Debian's
+/// `prefix/lib/python3/dist-packages`, newest Python first.
+fn site_packages(prefix: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let lib = prefix.join("lib");
+    let mut pythons: Vec<(Vec<u32>, std::path::PathBuf)> = std::fs::read_dir(&lib)
+        .map(|dirs| {
+            dirs.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().into_string().ok()?;
+                    name.starts_with("python3")
+                        .then(|| (version_in(name.trim_start_matches("python")), e.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    pythons.sort();
+    let mut out = Vec::new();
+    for (_, p) in pythons.into_iter().rev() {
+        out.push(p.join("site-packages"));
+        out.push(p.join("dist-packages"));
+    }
+    // macOS user installs: ~/Library/Python/3.x/lib/python/site-packages.
+    out.push(lib.join("python").join("site-packages"));
+    out
+}
+
+/// Whether the loader's cache lists the library (`/etc/ld.so.cache`
+/// holds the names `ldconfig` found; a byte search, nothing run).
+fn loader_knows(name: &std::path::Path) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    std::fs::read("/etc/ld.so.cache")
+        .map(|cache| {
+            let needle = format!("{name}\0");
+            cache.windows(needle.len()).any(|w| w == needle.as_bytes())
+        })
+        .unwrap_or(false)
+}
+
+/// Loads the library at `path` (once per process: a second call reports
+/// the first outcome) and returns its version.
+fn load_library(path: &std::path::Path) -> Result<String, DetectError> {
+    #[cfg(feature = "ort")]
+    {
+        onnx::environment_at(path).map(|(_, version)| version)
+    }
+    #[cfg(not(feature = "ort"))]
+    {
+        let _ = path;
+        Err(onnxruntime_available().unwrap_err())
+    }
+}
+
 /// Whether the onnxruntime engine can run here: `Ok` when this build has
-/// it and the library loads (loaded once per process).
+/// it and the library is found and loads (loaded once per process).
 pub fn onnxruntime_available() -> Result<(), DetectError> {
     #[cfg(feature = "ort")]
     {
@@ -224,43 +611,80 @@ mod onnx {
     use ort::session::builder::GraphOptimizationLevel;
     use ort::value::TensorRef;
 
-    use super::{DYLIB_ENV, DetectError, model_err};
+    use super::{DYLIB_ENV, DetectError, HOW_TO_GET, Search, model_err};
 
-    static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+    type Loaded = (ort::environment::Environment, String);
+    static ENVIRONMENT: OnceLock<Result<Loaded, String>> = OnceLock::new();
 
-    /// The process's onnxruntime environment, the library loaded on first
-    /// use from `ORT_DYLIB_PATH`. A failure is remembered and reported
-    /// the same way on every call (no panic, no retry storm).
+    /// The process's onnxruntime environment, the library found by
+    /// [`Search::from_env`] loaded on first use.
     pub(super) fn environment() -> Result<&'static ort::environment::Environment, DetectError> {
-        let env = ENVIRONMENT.get_or_init(|| {
-            let path = std::env::var_os(DYLIB_ENV)
-                .filter(|p| !p.is_empty())
-                .map_or_else(
-                    || {
-                        format!(
-                            "{}onnxruntime{}",
-                            std::env::consts::DLL_PREFIX,
-                            std::env::consts::DLL_SUFFIX
-                        )
-                        .into()
-                    },
-                    std::path::PathBuf::from,
-                );
-            let builder = ort::init_from(&path).map_err(|e| {
+        if let Some(loaded) = ENVIRONMENT.get() {
+            return reported(loaded).map(|(env, _)| env);
+        }
+        let found = Search::from_env().locate().map_err(|reason| {
+            DetectError::Model(format!("onnxruntime engine: {reason}; {HOW_TO_GET}"))
+        })?;
+        environment_at(&found.path).map(|(env, _)| env)
+    }
+
+    /// The environment with the library at `path`, and its version. The
+    /// library is loaded once per process: a failure is remembered and
+    /// reported the same way on every call (no panic, no retry storm), and
+    /// a later call with another path gets the first library.
+    pub(super) fn environment_at(
+        path: &std::path::Path,
+    ) -> Result<(&'static ort::environment::Environment, String), DetectError> {
+        let loaded = ENVIRONMENT.get_or_init(|| {
+            let builder = ort::init_from(path).map_err(|e| {
                 format!(
-                    "cannot load the onnxruntime library ({e}); set {DYLIB_ENV} to a \
+                    "cannot load the onnxruntime library {} ({e}); {DYLIB_ENV} names a \
                      libonnxruntime.so (>= 1.20, e.g. onnxruntime/capi/libonnxruntime.so.* \
-                     from the onnxruntime Python wheel)"
+                     from the onnxruntime Python wheel)",
+                    path.display()
                 )
             })?;
-            builder
+            let env = builder
                 .with_name("imgtag")
                 .with_telemetry(false)
                 .build()
-                .map_err(|e| format!("onnxruntime environment: {e}"))
+                .map_err(|e| format!("onnxruntime environment: {e}"))?;
+            Ok((env, version(path)))
         });
-        env.as_ref()
+        reported(loaded).map(|(env, v)| (env, v.clone()))
+    }
+
+    fn reported(loaded: &'static Result<Loaded, String>) -> Result<&'static Loaded, DetectError> {
+        loaded
+            .as_ref()
             .map_err(|e| DetectError::Model(format!("onnxruntime engine: {e}")))
+    }
+
+    /// The library's version: from its file name, the link followed
+    /// (`libonnxruntime.so.1.31.1`; onnxruntime's C API says its version
+    /// only through a call ort keeps to itself), else its build info's
+    /// commit. ort has already refused anything older than 1.20.
+    fn version(path: &std::path::Path) -> String {
+        let file = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let numbers = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(super::version_in)
+            .unwrap_or_default();
+        if numbers.len() >= 2 {
+            numbers
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(".")
+        } else {
+            let info = ort::info();
+            let commit = info
+                .split([',', ' '])
+                .find_map(|p| p.trim().strip_prefix("git-commit-id="))
+                .unwrap_or("unknown");
+            format!(">= 1.20 (file name has none; build {commit})")
+        }
     }
 
     /// Idle sessions of one model.
@@ -356,6 +780,26 @@ mod tests {
             err.contains("IMGTAG_ENGINE") && err.contains("cuda"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn library_names_and_versions() {
+        for name in [
+            "libonnxruntime.so",
+            "libonnxruntime.so.1.31.1",
+            "libonnxruntime.1.31.1.dylib",
+        ] {
+            assert!(is_library_name(name) || cfg!(not(unix)), "{name}");
+        }
+        for name in [
+            "libonnxruntime_providers_shared.so",
+            "libonnxruntime_providers_cuda.so",
+            "onnxruntime_pybind11_state.so",
+        ] {
+            assert!(!is_library_name(name), "{name}");
+        }
+        assert_eq!(version_in("libonnxruntime.so.1.31.1"), [1, 31, 1]);
+        assert!(version_in("libonnxruntime.so.1.9.0") < version_in("libonnxruntime.so.1.31.1"));
     }
 
     #[test]

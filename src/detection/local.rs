@@ -24,8 +24,11 @@ use crate::contract::{Label, NameRef};
 use crate::imaging::{self, DecodeLimits, INPUT_SIZE, ImagingError, TENSOR_LEN};
 
 /// `LabelModelVersion` written by the local detector: both models, so a
-/// document tagged by the classifier alone is not "the same request".
-pub const MODEL_VERSION: &str = "imgtag-mobilenet_v2-1+yolox_nano-1";
+/// document tagged by the classifier alone is not "the same request", and
+/// the label names' curation (`names-2`: `assets/taxonomy/local_names.json`),
+/// so documents with the old names (`Sporting Dog`, `Cab`) are re-tagged,
+/// and the scene rules (`scenes-1`, [`super::scenes`]).
+pub const MODEL_VERSION: &str = "imgtag-mobilenet_v2-1+yolox_nano-1+names-2+scenes-1";
 
 /// Whether a document's `LabelModelVersion` is what the local detector
 /// writes now (the pipeline re-tags older local results).
@@ -99,13 +102,37 @@ pub struct Hierarchy {
     ancestors: Vec<Vec<u32>>,
     /// For each class, its node and all that node's ancestors.
     class_closure: Vec<Vec<u32>>,
+    /// Nodes kept as parents only, never output as labels
+    /// ([`crate::taxonomy::LocalNames`]).
+    parent_only: Vec<bool>,
 }
 
 impl Hierarchy {
-    /// Parse a labels.json document (format 1).
+    /// Parse a labels.json document (format 1), its names curated by
+    /// [`crate::taxonomy::LocalNames`] (renamed; some kept as parents only).
     pub fn from_json(json: &str) -> Result<Self, DetectError> {
-        let file: LabelsFile =
+        let mut file: LabelsFile =
             serde_json::from_str(json).map_err(|e| DetectError::Labels(e.to_string()))?;
+        let local = crate::taxonomy::LocalNames::shipped();
+        for node in &mut file.nodes {
+            let renamed = local.name(&node.name);
+            if renamed != node.name {
+                node.name = renamed.to_string();
+            }
+        }
+        let parent_only = file
+            .nodes
+            .iter()
+            .map(|node| local.is_parent_only(&node.name))
+            .collect();
+        let names: Vec<String> = file.nodes.iter().map(|n| n.name.clone()).collect();
+        for node in &mut file.nodes {
+            node.parents.retain(|&p| {
+                names
+                    .get(p)
+                    .is_none_or(|parent| !local.drops_edge(&node.name, parent))
+            });
+        }
         if file.format != 1 {
             return Err(DetectError::Labels(format!(
                 "unknown format {}",
@@ -173,6 +200,7 @@ impl Hierarchy {
             index.entry(node.name.to_lowercase()).or_insert(i as u32);
         }
         Ok(Hierarchy {
+            parent_only,
             index,
             names: file.nodes.into_iter().map(|node| node.name).collect(),
             ancestors,
@@ -239,7 +267,7 @@ impl Hierarchy {
             .iter()
             .enumerate()
             .map(|(node, &s)| (round_confidence(s * 100.0), node))
-            .filter(|&(c, _)| c > 0.0 && c >= min_confidence)
+            .filter(|&(c, node)| c > 0.0 && c >= min_confidence && !self.parent_only[node])
             .collect();
         picked.sort_by(|a, b| {
             b.0.total_cmp(&a.0)
@@ -438,8 +466,8 @@ impl LocalModel {
     /// Both models' labels as one answer ([`merge_labels`]), after placing
     /// the detector's labels in the classifier's hierarchy too (a detected
     /// "Cup" gets the classifier's ancestors of "Cup", each added as a
-    /// label), so a label's parents depend on its name only. Truncated to
-    /// `max_labels`.
+    /// label, but for parent-only names), so a label's parents depend on its
+    /// name only. Truncated to `max_labels`.
     pub fn merge(
         &self,
         classified: Vec<Label>,
@@ -454,6 +482,9 @@ impl LocalModel {
             let confidence = detected[i].confidence;
             add_parents(&mut detected[i], h.ancestor_names(node));
             for &a in &h.ancestors[node] {
+                if h.parent_only[a as usize] {
+                    continue;
+                }
                 let label = yolox::upsert(&mut detected, &h.names[a as usize], confidence);
                 add_parents(label, h.ancestor_names(a as usize));
             }
@@ -565,7 +596,14 @@ impl LocalModel {
         drop(img);
         let probs = self.classify(&buffers.classifier)?;
         let classified = self.labels(&probs, options.min_confidence, None);
-        Ok(self.merge(classified, detected, options.max_labels))
+        let labels = self.merge(classified, detected, None);
+        // Scenes (Beach, Street, Living Room...) from what both models saw.
+        let scenes = super::scenes::scene_labels(&labels, options.min_confidence);
+        let mut labels = merge_labels(labels, scenes);
+        if let Some(max) = options.max_labels {
+            labels.truncate(max as usize);
+        }
+        Ok(labels)
     }
 
     /// Detect labels in many images using `workers` threads (0 = one per

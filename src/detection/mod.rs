@@ -14,6 +14,7 @@ pub mod local;
 pub mod pacing;
 pub mod quality;
 pub mod rekognition;
+pub mod scenes;
 pub mod yolox;
 
 pub use local::LocalDetector;
