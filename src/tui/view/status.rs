@@ -114,6 +114,27 @@ pub(super) fn draw_message(f: &mut Frame, app: &App, area: Rect) {
                 Line::from(Span::styled(format!(" ✗ {}", for_terminal(m)), theme.error))
             }
             Some((Level::Info, m)) => Line::from(Span::raw(format!(" {}", for_terminal(m)))),
+            None if app
+                .selected_row()
+                .is_some_and(|r| r.status == Some(Status::NeedsReview)) =>
+            {
+                // The review queue's keys, where they are wanted.
+                let k = |a| app.keymap.label_for(a);
+                Line::from(Span::styled(
+                    format!(
+                        " {} accept · {} pick a suggestion · {} edit · {} undo · {} sort · {} status · {} help · {} quit",
+                        k(Action::Accept),
+                        k(Action::Pick),
+                        k(Action::Edit),
+                        k(Action::Undo),
+                        k(Action::Sort),
+                        k(Action::StatusFilter),
+                        k(Action::Help),
+                        k(Action::Quit)
+                    ),
+                    theme.faint,
+                ))
+            }
             None => {
                 let k = |a| app.keymap.label_for(a);
                 Line::from(Span::styled(
