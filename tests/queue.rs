@@ -186,3 +186,38 @@ async fn the_queue_on_s3() {
     let (_server, _, store) = s3mem::bucket_store("queue").await;
     queue_on(store, tempfile::tempdir().unwrap()).await;
 }
+
+/// Per-label thresholds in the TUI: the runtime's statuses and the detail
+/// pane's reason follow the headline's own threshold, or its ancestor's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_label_thresholds_in_the_tui() {
+    let data = tempfile::tempdir().unwrap();
+    let store: DynStore = Arc::new(LocalStore::open(data.path()).unwrap());
+    fill(&store).await;
+    let person = r#"{"Labels":[{"Name":"Person","Confidence":85.0}]}"#;
+    put(&store, "uploads/person.png", Bytes::from_static(CHELSEA)).await;
+    put(
+        &store,
+        "metadata/person.png.json",
+        Bytes::from_static(person.as_bytes()),
+    )
+    .await;
+    let rule = imgtag::summary::ReviewRule {
+        per_label: imgtag::summary::LabelThresholds::new([
+            ("Person".to_string(), 90.0),
+            ("Mammal".to_string(), 60.0),
+        ]),
+        ..70.0.into()
+    };
+    let det: DynDetector = Arc::new(LocalDetector::load().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = Harness::with_rule(store, DetectorSource::Ready(det), dir, 2, rule).await;
+    // Feline 65.3 clears Mammal's 60 (its ancestor); Person 85 is under 90.
+    assert_eq!(h.status_of("cat1"), Some(Status::Tagged));
+    assert_eq!(h.status_of("person"), Some(Status::NeedsReview));
+    h.select("person");
+    h.settle().await;
+    let text = common::tui::screen(&h.app);
+    assert!(text.contains("Person 85.0 is the headline and below"), "{text}");
+    assert!(text.contains("review threshold 90"), "{text}");
+}

@@ -52,6 +52,17 @@ impl Harness {
         dir: tempfile::TempDir,
         concurrency: usize,
     ) -> Harness {
+        Harness::with_rule(store, detector, dir, concurrency, 70.0.into()).await
+    }
+
+    /// A harness whose runtime and app judge statuses by `rule`.
+    pub async fn with_rule(
+        store: DynStore,
+        detector: DetectorSource,
+        dir: tempfile::TempDir,
+        concurrency: usize,
+        rule: imgtag::summary::ReviewRule,
+    ) -> Harness {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut app = App::new(
             Header {
@@ -65,11 +76,12 @@ impl Harness {
             70.0,
         );
         app.size = Size::new(120, 30);
+        app.review_rule = rule.clone();
         let mut rt = Runtime::new(
             store,
             RuntimeConfig {
                 layout: Layout::default(),
-                review: 70.0.into(),
+                review: rule.clone(),
                 features: Default::default(),
                 filters: Default::default(),
                 max_labels: None,
@@ -154,4 +166,23 @@ impl Harness {
             .unwrap()
             .status
     }
+}
+
+/// The screen `app` draws, as text (a `TestBackend` of its size).
+pub fn screen(app: &App) -> String {
+    let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(
+        app.size.width,
+        app.size.height,
+    ))
+    .unwrap();
+    t.draw(|f| imgtag::tui::view::draw(f, app)).unwrap();
+    let buf = t.backend().buffer();
+    let mut s = String::new();
+    for y in 0..buf.area.height {
+        for x in 0..buf.area.width {
+            s.push_str(buf[(x, y)].symbol());
+        }
+        s.push('\n');
+    }
+    s
 }
