@@ -218,6 +218,9 @@ async fn per_label_thresholds_in_the_tui() {
     h.select("person");
     h.settle().await;
     let text = common::tui::screen(&h.app);
-    assert!(text.contains("Person 85.0 is the headline and below"), "{text}");
+    assert!(
+        text.contains("Person 85.0 is the headline and below"),
+        "{text}"
+    );
     assert!(text.contains("review threshold 90"), "{text}");
 }

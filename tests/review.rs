@@ -114,26 +114,27 @@ async fn review_end_to_end(store: DynStore, bucket: Vec<String>) {
 const SEED_CAT: &str = r#"{"Labels":[{"Name":"Animal","Confidence":98.2},{"Name":"Mammal","Confidence":95.7},{"Name":"Pet","Confidence":91.4},{"Name":"Feline","Confidence":65.3}]}"#;
 const CHELSEA: &[u8] = include_bytes!("../assets/samples/chelsea.png");
 
+/// `uploads/{k}.png` (a real photo) and its document.
+async fn put_pair(store: &DynStore, k: &str, doc: &str) {
+    let image = format!("uploads/{k}.png");
+    store
+        .put(&image, Bytes::from_static(CHELSEA), PutCondition::None)
+        .await
+        .unwrap();
+    let meta = format!("metadata/{k}.png.json");
+    store
+        .put(&meta, Bytes::from(doc.to_string()), PutCondition::None)
+        .await
+        .unwrap();
+}
+
 /// `--accept` confirms the headline as it is, `--replace` swaps it in one
 /// write, and a re-run of detection keeps both (issue 23).
 async fn accept_and_replace(store: DynStore, bucket: Vec<String>) {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     for k in ["q1", "q2"] {
-        let image = format!("uploads/{k}.png");
-        store
-            .put(&image, Bytes::from_static(CHELSEA), PutCondition::None)
-            .await
-            .unwrap();
-        let meta = format!("metadata/{k}.png.json");
-        store
-            .put(
-                &meta,
-                Bytes::from_static(SEED_CAT.as_bytes()),
-                PutCondition::None,
-            )
-            .await
-            .unwrap();
+        put_pair(&store, k, SEED_CAT).await;
     }
     let accepted = run(
         h,
@@ -227,16 +228,7 @@ async fn per_label_thresholds(store: DynStore, bucket: Vec<String>) {
     let h = home.path();
     let person = r#"{"Labels":[{"Name":"Person","Confidence":85.0}]}"#;
     for (k, doc) in [("th-person", person), ("th-cat", SEED_CAT)] {
-        let image = format!("uploads/{k}.png");
-        store
-            .put(&image, Bytes::from_static(CHELSEA), PutCondition::None)
-            .await
-            .unwrap();
-        let meta = format!("metadata/{k}.png.json");
-        store
-            .put(&meta, Bytes::from(doc.to_string()), PutCondition::None)
-            .await
-            .unwrap();
+        put_pair(&store, k, doc).await;
     }
     let status_of = |lines: &[serde_json::Value], key: &str| {
         lines

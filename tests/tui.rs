@@ -160,15 +160,7 @@ fn render(app: &App) -> Terminal<TestBackend> {
 }
 
 fn screen_text(t: &Terminal<TestBackend>) -> String {
-    let buf = t.backend().buffer();
-    let mut s = String::new();
-    for y in 0..buf.area.height {
-        for x in 0..buf.area.width {
-            s.push_str(buf[(x, y)].symbol());
-        }
-        s.push('\n');
-    }
-    s
+    common::tui::text_of(t)
 }
 
 fn listed(rows: Vec<Assessed>, done: bool) -> App {

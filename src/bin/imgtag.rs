@@ -177,15 +177,8 @@ struct ReviewArgs {
     /// `--replace Feline=Cat`. An image without OLD is skipped.
     #[arg(long, value_name = "OLD=NEW", value_parser = ReviewEdit::parse_replace)]
     replace: Vec<(String, String)>,
-    /// Edit images with this label (or a label with this parent).
-    #[arg(long, value_name = "NAME")]
-    label: Option<String>,
-    /// Edit images whose best label is below this confidence.
-    #[arg(long, value_name = "N")]
-    below: Option<f32>,
-    /// Edit images with these statuses (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    status: Vec<Status>,
+    #[command(flatten)]
+    select: SelectArgs,
     /// Images edited at once.
     #[arg(long, default_value_t = 8, value_name = "N")]
     concurrency: usize,
@@ -206,15 +199,33 @@ struct ExportArgs {
     /// manifest (JSON Lines, as Ground Truth and Custom Labels read) or csv.
     #[arg(long, default_value = "manifest", value_parser = ["manifest", "csv"])]
     format: String,
-    /// Export images with this label (or a label with this parent).
+    #[command(flatten)]
+    select: SelectArgs,
+}
+
+/// Which images a bulk command takes, besides keys: every condition must
+/// hold.
+#[derive(clap::Args)]
+struct SelectArgs {
+    /// Images with this label (or a label with this parent).
     #[arg(long, value_name = "NAME")]
     label: Option<String>,
-    /// Export images whose headline is below this confidence.
+    /// Images whose headline is below this confidence.
     #[arg(long, value_name = "N")]
     below: Option<f32>,
-    /// Export images with these statuses (comma-separated).
+    /// Images with these statuses (comma-separated).
     #[arg(long, value_delimiter = ',')]
     status: Vec<Status>,
+}
+
+impl SelectArgs {
+    fn filter(&self) -> Filter {
+        Filter {
+            statuses: self.status.clone(),
+            label: self.label.clone(),
+            below: self.below,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -823,11 +834,7 @@ async fn show(args: ShowArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
 
 impl ReviewArgs {
     fn selection(&self) -> anyhow::Result<Selection> {
-        let filter = Filter {
-            statuses: self.status.clone(),
-            label: self.label.clone(),
-            below: self.below,
-        };
+        let filter = self.select.filter();
         match (self.keys.is_empty(), filter == Filter::default()) {
             (false, true) => Ok(Selection::Keys(self.keys.clone())),
             (true, false) => Ok(Selection::Matching(filter)),
@@ -881,11 +888,7 @@ async fn review(args: ReviewArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode>
 }
 
 async fn export(args: ExportArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
-    let filter = Filter {
-        statuses: args.status.clone(),
-        label: args.label.clone(),
-        below: args.below,
-    };
+    let filter = args.select.filter();
     let selection = match (args.keys.is_empty(), filter == Filter::default()) {
         (false, true) => Selection::Keys(args.keys.clone()),
         (true, false) => Selection::Matching(filter),

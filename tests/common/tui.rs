@@ -176,6 +176,11 @@ pub fn screen(app: &App) -> String {
     ))
     .unwrap();
     t.draw(|f| imgtag::tui::view::draw(f, app)).unwrap();
+    text_of(&t)
+}
+
+/// A drawn terminal's cells, as text, a line per row.
+pub fn text_of(t: &ratatui::Terminal<ratatui::backend::TestBackend>) -> String {
     let buf = t.backend().buffer();
     let mut s = String::new();
     for y in 0..buf.area.height {
