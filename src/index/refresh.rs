@@ -25,7 +25,7 @@ pub const DEFAULT_IN_FLIGHT: usize = 64;
 /// How many listing requests run at once by default (key ranges listed
 /// side by side, over both prefixes).
 pub const DEFAULT_LIST_CONCURRENCY: usize = 32;
-/// About how many keys one listed key range holds by default: ten pages.
+/// The most keys one listed key range holds by default: ten pages.
 pub const DEFAULT_RANGE_KEYS: usize = 10_000;
 /// Attempts at one key range whose listing keeps failing (each resumes
 /// after the last key reconciled), beyond the SDK's own retries.
@@ -43,8 +43,9 @@ pub struct RefreshOptions {
     ///
     /// [`Store::seeks`]: crate::storage::Store::seeks
     pub list_concurrency: usize,
-    /// About how many keys a key range holds (the boundaries are taken
-    /// from the keys the index holds under the prefix).
+    /// The most keys a key range holds (the boundaries are taken from the
+    /// keys the index holds under the prefix, about `list_concurrency`
+    /// ranges a prefix, none under a page).
     pub range_keys: usize,
 }
 
@@ -272,26 +273,40 @@ fn ranges_between(bounds: Vec<String>) -> Vec<KeyRange> {
     ranges
 }
 
-/// Every `every`-th key the index holds under `prefix`: boundaries that
-/// cut the prefix into ranges of about `every` keys. Keys added or
-/// removed since only make the ranges uneven: every key still falls in
-/// exactly one.
-fn boundaries(c: &Connection, prefix: &str, every: usize) -> rusqlite::Result<Vec<String>> {
+/// Keys a listing page holds (S3's most): a key range is never cut
+/// smaller.
+const PAGE_KEYS: usize = 1000;
+
+/// Boundaries that cut `prefix` into ranges, at the keys the index holds
+/// under it: about `concurrency` ranges, each of at least a page (or
+/// `most`, if less) and at most `most` keys. Keys added or removed since
+/// only make the ranges uneven: every key still falls in exactly one.
+fn boundaries(
+    c: &Connection,
+    prefix: &str,
+    most: usize,
+    concurrency: usize,
+) -> rusqlite::Result<Vec<String>> {
     let end = prefix_end(prefix);
     let mut stmt = c.prepare_cached(match end {
         Some(_) => "SELECT key FROM objects WHERE key >= ?1 AND key < ?2 ORDER BY key",
         None => "SELECT key FROM objects WHERE key >= ?1 AND ?2 IS NULL ORDER BY key",
     })?;
     let mut rows = stmt.query(params![prefix, end])?;
-    let mut out = Vec::new();
-    let mut n = 0usize;
+    // Every `step`-th key in one pass, then as many of them as make
+    // ranges of the size wanted.
+    let most = most.max(1);
+    let step = most.min(PAGE_KEYS);
+    let (mut fine, mut n) = (Vec::new(), 0usize);
     while let Some(r) = rows.next()? {
         n += 1;
-        if n.is_multiple_of(every.max(1)) {
-            out.push(r.get(0)?);
+        if n.is_multiple_of(step) {
+            fine.push(r.get::<_, String>(0)?);
         }
     }
-    Ok(out)
+    let keys = (n / concurrency.max(1)).clamp(step, most);
+    let every = (keys / step).max(1);
+    Ok(fine.into_iter().skip(every - 1).step_by(every).collect())
 }
 
 /// Listing requests at once, one fewer each time the store says to slow
@@ -359,8 +374,9 @@ async fn sync_ranges(
     limiter: &Limiter,
 ) -> Result<Diff, IndexError> {
     let ranges = if store.seeks() {
-        let (ix, p, every) = (ctx.index.clone(), ctx.prefix.to_string(), opts.range_keys);
-        ranges_between(blocking(move || ix.with(|c| boundaries(c, &p, every))).await?)
+        let (ix, p) = (ctx.index.clone(), ctx.prefix.to_string());
+        let (most, conc) = (opts.range_keys, opts.list_concurrency);
+        ranges_between(blocking(move || ix.with(|c| boundaries(c, &p, most, conc))).await?)
     } else {
         vec![KeyRange::default()]
     };
@@ -446,7 +462,10 @@ impl SyncCtx<'_> {
                         .position(|o| o.key.as_str() > u)
                         .unwrap_or(page.len())
                 });
-                let past = end < page.len();
+                // Past the end, or at it: keys are unique, none follows
+                // `until` in this range.
+                let past = end < page.len()
+                    || until.is_some_and(|u| page.last().is_some_and(|o| o.key == u));
                 page.truncate(end);
                 if !page.is_empty() && tx.send(page).await.is_err() {
                     break;
