@@ -10,8 +10,13 @@
 //!    `/` search keystroke with 1,000,000 rows, against the same with 100
 //!    rows.
 //!
+//! 3. Loading the rows: wall time and the slowest UI-thread turn (filing
+//!    plus a draw), summaries built off the UI thread against the former
+//!    way (pages of assessed rows summarised on it).
+//!
 //! Run: `cargo bench --bench tui_memory` (IMGTAG_BENCH_ROWS sets the
-//! large size, IMGTAG_BENCH_OLD_ROWS the baseline's).
+//! large size, IMGTAG_BENCH_OLD_ROWS the baseline's, IMGTAG_BENCH_LOAD_ROWS
+//! part 3's).
 
 mod common;
 
@@ -301,6 +306,77 @@ fn measure(app: &mut App) -> [(Duration, Duration); 4] {
     ]
 }
 
+// ---------------------------------------------------------------------------
+// Part 3: loading the rows
+
+/// What loading `rows` rows costs the UI thread: (wall time to the last
+/// row filed, the slowest UI-thread turn, turns). `off_thread`: the
+/// runtime's way now (a producer thread builds compact summaries, the UI
+/// files what waits for at most `FRAME_BUDGET`, then draws); otherwise
+/// the former way (each page of 1,000 assessed rows summarised and filed
+/// on the UI thread, a draw after each).
+fn load(rows: usize, off_thread: bool) -> (Duration, Duration, usize) {
+    use imgtag::tui::rows::RowSummary;
+    use imgtag::tui::runtime::{FRAME_BUDGET, take_waiting};
+    let vocab = vocabulary();
+    let mut rng = Rng(11);
+    // The rows as the index query hands them over, made beforehand: the
+    // query's own cost is not the UI thread's.
+    let pages: Vec<Vec<Assessed>> = (0..rows)
+        .step_by(1000)
+        .map(|s| {
+            (s..(s + 1000).min(rows))
+                .map(|n| assessed(n, &mut rng, &vocab))
+                .collect()
+        })
+        .collect();
+    let mut app = new_app();
+    app.start();
+    let generation = app.generation;
+    let mut term = Terminal::new(TestBackend::new(WIDTH, HEIGHT)).expect("terminal");
+    let (mut slowest, mut turns) = (Duration::ZERO, 0);
+    let t = Instant::now();
+    if off_thread {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let producer = std::thread::spawn(move || {
+            for page in pages {
+                let mut page = page.into_iter().peekable();
+                while page.peek().is_some() {
+                    let rows = page
+                        .by_ref()
+                        .take(256)
+                        .map(RowSummary::from_owned)
+                        .collect();
+                    let _ = tx.send(Msg::Summaries { generation, rows });
+                }
+            }
+        });
+        while let Some(msg) = rx.blocking_recv() {
+            let started = Instant::now();
+            app.update(msg);
+            take_waiting(&mut app, &mut rx, started, FRAME_BUDGET, |_| {});
+            term.draw(|f| view::draw(f, &app)).expect("draw");
+            slowest = slowest.max(started.elapsed());
+            turns += 1;
+        }
+        producer.join().unwrap();
+    } else {
+        for page in pages {
+            let started = Instant::now();
+            app.update(Msg::Rows {
+                generation,
+                rows: page,
+            });
+            term.draw(|f| view::draw(f, &app)).expect("draw");
+            slowest = slowest.max(started.elapsed());
+            turns += 1;
+        }
+    }
+    let took = t.elapsed();
+    assert_eq!(app.rows.len(), rows);
+    (took, slowest, turns)
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -332,6 +408,20 @@ fn main() {
         if per_row <= 300.0 { "met" } else { "NOT met" },
         old / per_row
     );
+
+    let load_rows = env_usize("IMGTAG_BENCH_LOAD_ROWS", rows);
+    println!(
+        "loading {load_rows} rows (wall time to the last row filed, slowest UI-thread turn incl. draw):"
+    );
+    for (name, off) in [("former (UI thread)", false), ("off the UI thread", true)] {
+        let (took, slowest, turns) = load(load_rows, off);
+        println!(
+            "  {name:<20} {:>7.2} s, {:>9.0} rows/s, slowest turn {:>7.2} ms over {turns} turns",
+            took.as_secs_f64(),
+            load_rows as f64 / took.as_secs_f64(),
+            ms(slowest)
+        );
+    }
 
     let (mut small, _) = listed_app(100);
     let b = measure(&mut big);

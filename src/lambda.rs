@@ -808,6 +808,16 @@ impl Store for WithoutListBucket {
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<Vec<ObjectInfo>, StorageError>> {
         self.inner.list(prefix)
     }
+    fn seeks(&self) -> bool {
+        self.inner.seeks()
+    }
+    fn list_after(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+    ) -> BoxStream<'static, Result<Vec<ObjectInfo>, StorageError>> {
+        self.inner.list_after(prefix, after)
+    }
     async fn get(&self, key: &str, limit: u64) -> Result<Object, StorageError> {
         self.absent_if_denied(key, self.inner.get(key, limit).await)
     }

@@ -28,6 +28,7 @@ mod queue;
 mod reader;
 mod rekognition;
 mod review;
+mod split_listing;
 mod yolox;
 // `store_suite::exercise` (one scenario run on three stores) and
 // `watch::watch_polls_a_bucket_and_survives_an_outage` are over 100 lines;

@@ -23,6 +23,26 @@ pub async fn bare_listing(client: &aws_sdk_s3::Client, bucket: &str) -> usize {
     a + b
 }
 
+/// Both prefixes of `bucket` listed by one paginator, one prefix after
+/// the other: the objects counted.
+#[allow(dead_code)] // not every bench that shares this file uses it
+pub async fn serial_listing(client: &aws_sdk_s3::Client, bucket: &str) -> usize {
+    let mut n = 0;
+    for prefix in ["uploads/", "metadata/"] {
+        let mut pages = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            n += page.expect("listing").contents().len();
+        }
+    }
+    n
+}
+
 /// A number from the environment, or `default`.
 pub fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)

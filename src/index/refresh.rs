@@ -22,6 +22,14 @@ use crate::summary::{SummaryRead, summarize};
 
 /// How many documents are read at once by default.
 pub const DEFAULT_IN_FLIGHT: usize = 64;
+/// How many listing requests run at once by default (key ranges listed
+/// side by side, over both prefixes).
+pub const DEFAULT_LIST_CONCURRENCY: usize = 32;
+/// The most keys one listed key range holds by default: ten pages.
+pub const DEFAULT_RANGE_KEYS: usize = 10_000;
+/// Attempts at one key range whose listing keeps failing (each resumes
+/// after the last key reconciled), beyond the SDK's own retries.
+const RANGE_ATTEMPTS: u32 = 6;
 
 #[derive(Clone)]
 pub struct RefreshOptions {
@@ -30,6 +38,15 @@ pub struct RefreshOptions {
     /// Where the keys come from: the store's listing, or an S3 Inventory
     /// report (for buckets past what one listing serves).
     pub inventory: Option<Arc<crate::inventory::Listing>>,
+    /// Listing requests at once: a store that seeks ([`Store::seeks`])
+    /// has each prefix split into key ranges listed side by side.
+    ///
+    /// [`Store::seeks`]: crate::storage::Store::seeks
+    pub list_concurrency: usize,
+    /// The most keys a key range holds (the boundaries are taken from the
+    /// keys the index holds under the prefix, about `list_concurrency`
+    /// ranges a prefix, none under a page).
+    pub range_keys: usize,
 }
 
 impl Default for RefreshOptions {
@@ -37,6 +54,8 @@ impl Default for RefreshOptions {
         RefreshOptions {
             in_flight: DEFAULT_IN_FLIGHT,
             inventory: None,
+            list_concurrency: DEFAULT_LIST_CONCURRENCY,
+            range_keys: DEFAULT_RANGE_KEYS,
         }
     }
 }
@@ -86,19 +105,26 @@ pub async fn refresh(
     let listed = AtomicU64::new(0);
     let queued = AtomicU64::new(0);
     let (want_tx, want_rx) = tokio::sync::mpsc::unbounded_channel();
+    let limiter = Limiter::new(opts.list_concurrency);
     let sync = |prefix: String, want: Option<Want>| {
-        let (index, listed, queued) = (index.clone(), &listed, &queued);
-        let pages = match &opts.inventory {
-            Some(inv) => inv.list(&prefix, 1000),
-            None => store.list(&prefix),
-        };
+        let (index, listed, queued, limiter) = (index.clone(), &listed, &queued, &limiter);
         async move {
             let want = want.map(|tx| (layout, tx, queued));
-            sync_prefix(&index, pages, &prefix, want.as_ref(), since, &|n| {
+            let count = |n| {
                 let total = listed.fetch_add(n, Ordering::Relaxed) + n;
                 progress(Progress::Listed(total));
-            })
-            .await
+            };
+            let ctx = SyncCtx {
+                index: &index,
+                prefix: &prefix,
+                want: want.as_ref(),
+                since,
+                listed: &count,
+            };
+            match &opts.inventory {
+                Some(inv) => ctx.once(inv.list(&prefix, 1000)).await,
+                None => sync_ranges(&ctx, store, opts, limiter).await,
+            }
         }
     };
     let listing = async {
@@ -220,68 +246,291 @@ struct Diff {
     unread: Vec<ObjectInfo>,
 }
 
-/// Lists one prefix, reconciling each page with the index as it comes.
-async fn sync_prefix(
-    index: &Arc<Index>,
-    mut pages: futures::stream::BoxStream<'static, crate::storage::Result<Vec<ObjectInfo>>>,
+/// A listing's pages.
+type Pages = futures::stream::BoxStream<'static, crate::storage::Result<Vec<ObjectInfo>>>;
+
+/// A key range of a prefix: the keys after `after` (from the prefix's
+/// first with `None`) up to and including `until` (to the prefix's last
+/// with `None`).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct KeyRange {
+    after: Option<String>,
+    until: Option<String>,
+}
+
+/// The ranges `bounds` (sorted) cut a prefix into: every key in exactly
+/// one.
+fn ranges_between(bounds: Vec<String>) -> Vec<KeyRange> {
+    let mut ranges = Vec::with_capacity(bounds.len() + 1);
+    let mut after = None;
+    for b in bounds {
+        ranges.push(KeyRange {
+            after: after.replace(b.clone()),
+            until: Some(b),
+        });
+    }
+    ranges.push(KeyRange { after, until: None });
+    ranges
+}
+
+/// Keys a listing page holds (S3's most): a key range is never cut
+/// smaller.
+const PAGE_KEYS: usize = 1000;
+
+/// Boundaries that cut `prefix` into ranges, at the keys the index holds
+/// under it: about `concurrency` ranges, each of at least a page (or
+/// `most`, if less) and at most `most` keys. Keys added or removed since
+/// only make the ranges uneven: every key still falls in exactly one.
+fn boundaries(
+    c: &Connection,
     prefix: &str,
-    want: Option<&WantTo<'_>>,
-    since: i64,
-    listed: &(dyn Fn(u64) + Send + Sync),
-) -> Result<Diff, IndexError> {
-    // The next page is fetched while this one is reconciled: the listing
-    // runs at the store's pace, not the store's plus the index's.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<ObjectInfo>>(4);
-    let lister = async move {
-        while let Some(page) = pages.try_next().await? {
-            if tx.send(page).await.is_err() {
-                break;
+    most: usize,
+    concurrency: usize,
+) -> rusqlite::Result<Vec<String>> {
+    let end = prefix_end(prefix);
+    let mut stmt = c.prepare_cached(match end {
+        Some(_) => "SELECT key FROM objects WHERE key >= ?1 AND key < ?2 ORDER BY key",
+        None => "SELECT key FROM objects WHERE key >= ?1 AND ?2 IS NULL ORDER BY key",
+    })?;
+    let mut rows = stmt.query(params![prefix, end])?;
+    // Every `step`-th key in one pass, then as many of them as make
+    // ranges of the size wanted.
+    let most = most.max(1);
+    let step = most.min(PAGE_KEYS);
+    let (mut fine, mut n) = (Vec::new(), 0usize);
+    while let Some(r) = rows.next()? {
+        n += 1;
+        if n.is_multiple_of(step) {
+            fine.push(r.get::<_, String>(0)?);
+        }
+    }
+    let keys = (n / concurrency.max(1)).clamp(step, most);
+    let every = (keys / step).max(1);
+    Ok(fine.into_iter().skip(every - 1).step_by(every).collect())
+}
+
+/// Listing requests at once, one fewer each time the store says to slow
+/// down (down to one).
+struct Limiter {
+    sem: tokio::sync::Semaphore,
+    permits: std::sync::atomic::AtomicUsize,
+    /// Permits to drop as they come back.
+    owed: std::sync::atomic::AtomicUsize,
+}
+
+impl Limiter {
+    fn new(n: usize) -> Self {
+        let n = n.max(1);
+        Limiter {
+            sem: tokio::sync::Semaphore::new(n),
+            permits: n.into(),
+            owed: 0.into(),
+        }
+    }
+
+    async fn acquire(&self) -> tokio::sync::SemaphorePermit<'_> {
+        loop {
+            let permit = self.sem.acquire().await.expect("never closed");
+            let owed = self
+                .owed
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            match owed {
+                Ok(_) => permit.forget(),
+                Err(_) => return permit,
             }
         }
-        Ok::<_, IndexError>(())
+    }
+
+    fn slow_down(&self) {
+        let fewer = self
+            .permits
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n > 1).then(|| n - 1)
+            });
+        if fewer.is_ok() {
+            self.owed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What reconciling one prefix needs.
+struct SyncCtx<'a> {
+    index: &'a Arc<Index>,
+    prefix: &'a str,
+    want: Option<&'a WantTo<'a>>,
+    since: i64,
+    listed: &'a (dyn Fn(u64) + Send + Sync),
+}
+
+/// Lists one prefix and reconciles it with the index: a store that seeks
+/// has the prefix cut into key ranges at the keys the index holds, listed
+/// side by side (at most `limiter`'s requests at once), each reconciled
+/// page by page; a range whose listing fails is listed again alone, from
+/// the last key it reconciled.
+async fn sync_ranges(
+    ctx: &SyncCtx<'_>,
+    store: &DynStore,
+    opts: &RefreshOptions,
+    limiter: &Limiter,
+) -> Result<Diff, IndexError> {
+    let ranges = if store.seeks() {
+        let (ix, p) = (ctx.index.clone(), ctx.prefix.to_string());
+        let (most, conc) = (opts.range_keys, opts.list_concurrency);
+        ranges_between(blocking(move || ix.with(|c| boundaries(c, &p, most, conc))).await?)
+    } else {
+        vec![KeyRange::default()]
     };
-    let syncer = async {
-        let mut after: Option<String> = None;
-        let mut diff = Diff::default();
-        while let Some(page) = rx.recv().await {
-            let Some(last) = page.last().map(|o| o.key.clone()) else {
-                continue;
-            };
-            let ordered = page.windows(2).all(|w| w[0].key < w[1].key)
-                && after.as_deref().is_none_or(|a| page[0].key.as_str() > a);
-            if !ordered {
-                return Err(IndexError::Unordered {
-                    prefix: prefix.into(),
-                });
-            }
-            listed(page.len() as u64);
-            let (ix, p, a) = (index.clone(), prefix.to_string(), after.take());
-            let layout = want.map(|w| w.0.clone());
-            let d = blocking(move || {
-                ix.with(|c| sync_page(c, &p, a.as_deref(), &page, layout.as_ref(), since))
-            })
+    let diffs =
+        futures::future::try_join_all(ranges.into_iter().map(|r| ctx.retried(store, r, limiter)))
             .await?;
-            diff.added += d.added;
-            diff.changed += d.changed;
-            diff.removed.extend(d.removed);
-            if let Some((_, tx, queued)) = want {
-                queued.fetch_add(d.unread.len() as u64, Ordering::Relaxed);
-                for obj in d.unread {
-                    // The readers are gone only when the refresh failed.
-                    let _ = tx.send(obj);
+    let mut diff = Diff::default();
+    for d in diffs {
+        diff.added += d.added;
+        diff.changed += d.changed;
+        diff.removed.extend(d.removed);
+    }
+    Ok(diff)
+}
+
+impl SyncCtx<'_> {
+    /// Lists `range` (again after a failure, from the last key
+    /// reconciled, backing off) and reconciles it.
+    async fn retried(
+        &self,
+        store: &DynStore,
+        range: KeyRange,
+        limiter: &Limiter,
+    ) -> Result<Diff, IndexError> {
+        let mut diff = Diff::default();
+        let mut after = range.after;
+        let mut attempt = 0;
+        loop {
+            let permit = limiter.acquire().await;
+            let pages = store.list_after(self.prefix, after.as_deref());
+            let r = self
+                .pages(pages, &mut after, range.until.as_deref(), &mut diff)
+                .await;
+            drop(permit);
+            match r {
+                Ok(()) => break,
+                Err(IndexError::Storage(e)) if e.is_transient() && attempt + 1 < RANGE_ATTEMPTS => {
+                    if matches!(e, StorageError::Throttled { .. }) {
+                        limiter.slow_down();
+                    }
+                    attempt += 1;
+                    tracing::debug!(prefix = self.prefix, attempt, error = %e, "listing a key range again");
+                    let pause = Duration::from_millis((50 << attempt) + fastrand::u64(0..50));
+                    tokio::time::sleep(pause).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.tail(after, range.until, &mut diff).await?;
+        Ok(diff)
+    }
+
+    /// Lists `pages` (a listing of one range) in one go and reconciles
+    /// it: an inventory report, read once.
+    async fn once(&self, pages: Pages) -> Result<Diff, IndexError> {
+        let (mut diff, mut after) = (Diff::default(), None);
+        self.pages(pages, &mut after, None, &mut diff).await?;
+        self.tail(after, None, &mut diff).await?;
+        Ok(diff)
+    }
+
+    /// Reconciles each page of `pages` with the index as it comes, up to
+    /// the key `until`; `after` follows the last key reconciled, where a
+    /// listing that failed resumes.
+    async fn pages(
+        &self,
+        mut pages: Pages,
+        after: &mut Option<String>,
+        until: Option<&str>,
+        diff: &mut Diff,
+    ) -> Result<(), IndexError> {
+        let (index, prefix, want, since) = (self.index, self.prefix, self.want, self.since);
+        // The next page is fetched while this one is reconciled: the
+        // listing runs at the store's pace, not the store's plus the
+        // index's.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<ObjectInfo>>(4);
+        let lister = async move {
+            while let Some(mut page) = pages.try_next().await? {
+                // The range ends at `until`: the keys past it are another
+                // range's.
+                let end = until.map_or(page.len(), |u| {
+                    page.iter()
+                        .position(|o| o.key.as_str() > u)
+                        .unwrap_or(page.len())
+                });
+                // Past the end, or at it: keys are unique, none follows
+                // `until` in this range.
+                let past = end < page.len()
+                    || until.is_some_and(|u| page.last().is_some_and(|o| o.key == u));
+                page.truncate(end);
+                if !page.is_empty() && tx.send(page).await.is_err() {
+                    break;
+                }
+                if past {
+                    break;
                 }
             }
-            after = Some(last);
-        }
-        Ok((diff, after))
-    };
-    let (listing, synced) = tokio::join!(lister, syncer);
-    let (mut diff, after) = synced?;
-    listing?;
-    let (ix, p) = (index.clone(), prefix.to_string());
-    let removed = blocking(move || ix.with(|c| sync_tail(c, &p, after.as_deref(), since))).await?;
-    diff.removed.extend(removed);
-    Ok(diff)
+            Ok::<_, IndexError>(())
+        };
+        let syncer = async {
+            while let Some(page) = rx.recv().await {
+                let Some(last) = page.last().map(|o| o.key.clone()) else {
+                    continue;
+                };
+                let ordered = page.windows(2).all(|w| w[0].key < w[1].key)
+                    && after.as_deref().is_none_or(|a| page[0].key.as_str() > a)
+                    && page[0].key.starts_with(prefix);
+                if !ordered {
+                    return Err(IndexError::Unordered {
+                        prefix: prefix.into(),
+                    });
+                }
+                (self.listed)(page.len() as u64);
+                let (ix, p, a) = (index.clone(), prefix.to_string(), after.clone());
+                let layout = want.map(|w| w.0.clone());
+                let d = blocking(move || {
+                    ix.with(|c| sync_page(c, &p, a.as_deref(), &page, layout.as_ref(), since))
+                })
+                .await?;
+                diff.added += d.added;
+                diff.changed += d.changed;
+                diff.removed.extend(d.removed);
+                if let Some((_, tx, queued)) = want {
+                    queued.fetch_add(d.unread.len() as u64, Ordering::Relaxed);
+                    for obj in d.unread {
+                        // The readers are gone only when the refresh failed.
+                        let _ = tx.send(obj);
+                    }
+                }
+                *after = Some(last);
+            }
+            Ok(())
+        };
+        let (listing, synced) = tokio::join!(lister, syncer);
+        synced?;
+        listing
+    }
+
+    /// Drops the keys in the range after the last one listed: gone from
+    /// the bucket.
+    async fn tail(
+        &self,
+        after: Option<String>,
+        until: Option<String>,
+        diff: &mut Diff,
+    ) -> Result<(), IndexError> {
+        let (ix, p, since) = (self.index.clone(), self.prefix.to_string(), self.since);
+        let removed = blocking(move || {
+            ix.with(|c| sync_tail(c, &p, after.as_deref(), until.as_deref(), since))
+        })
+        .await?;
+        diff.removed.extend(removed);
+        Ok(())
+    }
 }
 
 /// The smallest string above every key that starts with `prefix`.
@@ -389,27 +638,36 @@ fn same_identity(stored: &str, obj: &ObjectInfo) -> bool {
     }
 }
 
-/// Drops the keys after the last listed one: gone from the bucket (but
-/// for those written after write number `since`).
+/// Drops the keys after the last listed one, up to `until` (to the
+/// prefix's end with `None`): gone from the bucket (but for those written
+/// after write number `since`).
 fn sync_tail(
     c: &mut Connection,
     prefix: &str,
     after: Option<&str>,
+    until: Option<&str>,
     since: i64,
 ) -> rusqlite::Result<Vec<String>> {
-    let end = prefix_end(prefix);
+    // Plain bounds, no `?n IS NULL OR`: SQLite seeks only on those.
+    let lower = if after.is_some() {
+        "key > ?1"
+    } else {
+        "key >= ?1"
+    };
+    let (upper, end) = match until {
+        Some(u) => ("key <= ?2", Some(u.to_string())),
+        None => match prefix_end(prefix) {
+            Some(e) => ("key < ?2", Some(e)),
+            None => ("?2 IS NULL", None),
+        },
+    };
+    let sql = format!(
+        "DELETE FROM objects WHERE {lower} AND {upper} \
+         AND key NOT IN (SELECT key FROM writes WHERE seq > ?3) RETURNING key"
+    );
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let removed: Vec<String> = tx
-        .prepare(match after {
-            Some(_) => {
-                "DELETE FROM objects WHERE key > ?1 AND (?2 IS NULL OR key < ?2) \
-                 AND key NOT IN (SELECT key FROM writes WHERE seq > ?3) RETURNING key"
-            }
-            None => {
-                "DELETE FROM objects WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) \
-                 AND key NOT IN (SELECT key FROM writes WHERE seq > ?3) RETURNING key"
-            }
-        })?
+        .prepare_cached(&sql)?
         .query_map(params![after.unwrap_or(prefix), end, since], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     for key in &removed {

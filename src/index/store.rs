@@ -69,6 +69,16 @@ impl Store for IndexedStore {
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<Vec<ObjectInfo>>> {
         self.inner.list(prefix)
     }
+    fn seeks(&self) -> bool {
+        self.inner.seeks()
+    }
+    fn list_after(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+    ) -> BoxStream<'static, Result<Vec<ObjectInfo>>> {
+        self.inner.list_after(prefix, after)
+    }
     async fn get(&self, key: &str, limit: u64) -> Result<Object> {
         self.inner.get(key, limit).await
     }

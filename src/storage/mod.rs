@@ -162,6 +162,38 @@ pub trait Store: Send + Sync + 'static {
     fn describe(&self) -> String;
     /// Lists every object under `prefix`, page by page, in key order.
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<Vec<ObjectInfo>>>;
+    /// Whether [`Store::list_after`] seeks (S3's `start-after`), so that a
+    /// listing split into key ranges costs no more requests than one
+    /// listing. Stores that cannot seek list a prefix as one stream.
+    fn seeks(&self) -> bool {
+        false
+    }
+    /// Lists the objects under `prefix` whose keys sort after `after`
+    /// (all of them with `None`), page by page, in key order. By default
+    /// the whole prefix is listed and the keys up to `after` dropped.
+    fn list_after(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+    ) -> BoxStream<'static, Result<Vec<ObjectInfo>>> {
+        use futures::StreamExt;
+        let pages = self.list(prefix);
+        let Some(after) = after.map(str::to_string) else {
+            return pages;
+        };
+        pages
+            .filter_map(move |page| {
+                let page = page.map(|mut p| {
+                    p.retain(|o| o.key > after);
+                    p
+                });
+                std::future::ready(match &page {
+                    Ok(p) if p.is_empty() => None,
+                    _ => Some(page),
+                })
+            })
+            .boxed()
+    }
     /// Fetches a whole object, refusing objects over `limit` bytes.
     async fn get(&self, key: &str, limit: u64) -> Result<Object>;
     /// Fetches the bytes in `range` (clamped to the object's end).

@@ -304,6 +304,8 @@ struct Lister {
     page_size: Option<i32>,
     url_encoded: bool,
     token: Option<String>,
+    /// Where the listing starts (`start-after`): only keys after it.
+    start_after: Option<String>,
     /// Every continuation token seen: one coming back means a loop. A few
     /// hundred bytes per 1,000 keys.
     seen: HashSet<String>,
@@ -343,6 +345,7 @@ impl Lister {
             .set_encoding_type(self.url_encoded.then_some(EncodingType::Url))
             .set_max_keys(self.page_size)
             .set_continuation_token(self.token.clone())
+            .set_start_after(self.start_after.clone())
             .send()
             .await
             .map_err(|e| {
@@ -511,9 +514,22 @@ impl Store for S3Store {
     }
 
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<Vec<ObjectInfo>>> {
+        self.list_after(prefix, None)
+    }
+
+    fn seeks(&self) -> bool {
+        true
+    }
+
+    fn list_after(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+    ) -> BoxStream<'static, Result<Vec<ObjectInfo>>> {
         // Keys may hold characters XML 1.0 cannot carry, so ask for
         // URL-encoded keys.
         let lister = Lister {
+            start_after: after.map(str::to_string),
             client: self.client.clone(),
             bucket: self.bucket.clone(),
             prefix: prefix.to_string(),

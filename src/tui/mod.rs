@@ -285,19 +285,16 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
 
     terminal.draw(|f| view::draw(f, &app))?;
     while let Some(msg) = rx.recv().await {
+        let started = std::time::Instant::now();
         for cmd in app.update(msg) {
             rt.run(cmd);
         }
-        // Take everything already waiting before drawing again: one frame
-        // per batch keeps a fast listing from costing a frame per page.
-        while let Ok(msg) = rx.try_recv() {
-            for cmd in app.update(msg) {
-                rt.run(cmd);
-            }
-            if app.quit {
-                break;
-            }
-        }
+        // Take what is already waiting before drawing again (one frame per
+        // batch keeps a fast listing from costing a frame per page), but
+        // no longer than a frame's budget.
+        runtime::take_waiting(&mut app, &mut rx, started, runtime::FRAME_BUDGET, |c| {
+            rt.run(c)
+        });
         if app.quit {
             break;
         }

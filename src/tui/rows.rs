@@ -51,6 +51,49 @@ pub struct RowSummary {
 }
 
 impl RowSummary {
+    /// [`RowSummary::from_assessed`], taking the row apart instead of
+    /// copying it: the keys, label and parent names move (no allocation
+    /// but the name list's). What the listing sends the UI thread, built
+    /// off it. The image's `key` is left empty: the row's `key` is it.
+    pub fn from_owned(mut a: Assessed) -> RowSummary {
+        let problem = a.problem();
+        let metadata_key = a.metadata.take().map(|m| m.key);
+        let mut image = a.image.take();
+        let key = match &mut image {
+            Some(i) => std::mem::take(&mut i.key),
+            None => metadata_key.clone().unwrap_or_default(),
+        };
+        let (mut names, mut headline, mut readable, mut reviewed) =
+            (Vec::new(), None, false, false);
+        if let Some(Ok(doc)) = a.doc.take() {
+            readable = true;
+            reviewed = doc.reviewed;
+            let at = doc.headline.map(|h| h as usize);
+            names.reserve(doc.labels.iter().map(|l| 1 + l.2.len()).sum());
+            for (i, crate::summary::LabelSummary(name, conf, parents)) in
+                doc.labels.into_iter().enumerate()
+            {
+                if at == Some(i) {
+                    headline = Some((name.clone(), conf));
+                }
+                names.push(name);
+                names.extend(parents);
+            }
+        }
+        RowSummary {
+            key,
+            image,
+            metadata_key,
+            key_kind: a.key_kind,
+            status: a.status,
+            headline,
+            names,
+            problem,
+            readable,
+            reviewed,
+        }
+    }
+
     pub fn from_assessed(a: &Assessed) -> RowSummary {
         let problem = a.problem();
         let doc = a.doc();
@@ -1196,6 +1239,35 @@ mod tests {
             key_kind: None,
             doc: read.as_ref().map(crate::summary::summarize),
             read_error: None,
+        }
+    }
+
+    /// Taking a row apart gives what copying it gives (the image's key
+    /// aside, which the row's key holds): tagged with parents, untagged,
+    /// malformed, unreadable, orphan.
+    #[test]
+    fn an_owned_summary_equals_a_copied_one() {
+        let doc = br#"{"Labels":[{"Name":"Cat","Confidence":91,"Parents":[{"Name":"Animal"},{"Name":"Pet"}]},{"Name":"Sofa","Confidence":40}]}"#;
+        let mut cases = vec![assessed(1, Some(80.0), "Dog"), assessed(2, None, "")];
+        let mut tagged = assessed(3, Some(50.0), "Cat");
+        tagged.doc = Some(crate::summary::summarize(&parse_metadata(doc)));
+        cases.push(tagged);
+        let mut malformed = assessed(4, Some(50.0), "Cat");
+        malformed.doc = Some(crate::summary::summarize(&parse_metadata(b"{nope")));
+        cases.push(malformed);
+        let mut unreadable = assessed(5, None, "");
+        unreadable.read_error = Some("503".into());
+        unreadable.status = None;
+        cases.push(unreadable);
+        let mut orphan = assessed(6, Some(99.0), "Cup");
+        orphan.image = None;
+        cases.push(orphan);
+        for a in cases {
+            let mut want = RowSummary::from_assessed(&a);
+            if let Some(i) = &mut want.image {
+                i.key.clear();
+            }
+            assert_eq!(RowSummary::from_owned(a), want);
         }
     }
 

@@ -28,11 +28,35 @@ use crate::storage::{DynStore, S3Options};
 use crate::summary::ReviewRule;
 
 use super::app::{Cmd, Msg, TagJob};
+use super::rows::RowSummary;
 use super::thumbs::ThumbCache;
 
 /// Rows per listing message: enough to keep message overhead low, few
 /// enough that the first screen appears at once.
 const ROWS_PER_MESSAGE: usize = 256;
+
+/// The longest the UI thread files messages already waiting before it
+/// draws again: half a 60 Hz frame, the draw takes the rest.
+pub const FRAME_BUDGET: std::time::Duration = std::time::Duration::from_millis(8);
+
+/// Applies the messages already waiting in `rx` until `budget` has passed
+/// since `since` (or the app quits): a listing faster than the screen
+/// never holds it for more than a frame; what is left waits for the next
+/// turn, after a draw. `run` runs each command the app asks for.
+pub fn take_waiting(
+    app: &mut super::app::App,
+    rx: &mut mpsc::UnboundedReceiver<Msg>,
+    since: std::time::Instant,
+    budget: std::time::Duration,
+    mut run: impl FnMut(Cmd),
+) {
+    while !app.quit && since.elapsed() < budget {
+        let Ok(msg) = rx.try_recv() else { break };
+        for cmd in app.update(msg) {
+            run(cmd);
+        }
+    }
+}
 
 /// How the runtime gets its detector: built on first use, so the UI
 /// starts at once and a browse-only session never loads a model.
@@ -538,11 +562,13 @@ async fn send_rows<E: ToString>(
                 }
             }
         }
+        // The compact summaries are built here, off the UI thread, taking
+        // each row apart: the UI thread only files them.
         if !batch.is_empty()
             && tx
-                .send(Msg::Rows {
+                .send(Msg::Summaries {
                     generation,
-                    rows: batch,
+                    rows: batch.into_iter().map(RowSummary::from_owned).collect(),
                 })
                 .is_err()
         {

@@ -67,6 +67,11 @@ struct State {
     list_quirk: Option<ListQuirk>,
     /// Added before every answer: a server as far away as S3 is.
     latency: std::time::Duration,
+    /// Listing requests that fail at random: the chance, and the draw.
+    list_faults: Option<(f64, fastrand::Rng)>,
+    /// Listing requests being answered now, and the most at once.
+    lists_now: u64,
+    lists_peak: u64,
 }
 
 /// Listing misbehaviours seen in S3-compatible servers.
@@ -120,6 +125,15 @@ impl MemS3 {
         b.insert(key.into(), obj);
     }
 
+    /// Deletes an object directly (test setup, no HTTP).
+    pub fn delete(&self, bucket: &str, key: &str) {
+        let mut st = self.state.lock().unwrap();
+        st.buckets
+            .get_mut(bucket)
+            .expect("bucket exists")
+            .remove(key);
+    }
+
     /// Inserts an object of `len` zero bytes that holds no memory.
     pub fn insert_zeros(&self, bucket: &str, key: &str, len: u64) {
         let obj = MemObj {
@@ -163,6 +177,17 @@ impl MemS3 {
         } else {
             s3_error!(NoSuchKey)
         }
+    }
+
+    /// Fails each listing request with chance `p` (seeded), as a
+    /// 500 InternalError or a 503 SlowDown.
+    pub fn list_faults(&self, p: f64, seed: u64) {
+        self.state.lock().unwrap().list_faults = Some((p, fastrand::Rng::with_seed(seed)));
+    }
+
+    /// The most listing requests answered at once so far.
+    pub fn lists_peak(&self) -> u64 {
+        self.state.lock().unwrap().lists_peak
     }
 
     /// Delays every answer by `d` (benchmarks: concurrency shows only
@@ -226,9 +251,24 @@ impl S3 for MemS3 {
                 .get("x-amzn-trace-id")
                 .and_then(|v| v.to_str().ok()),
         )?;
+        {
+            let mut st = self.state.lock().unwrap();
+            if let Some((p, rng)) = &mut st.list_faults
+                && rng.f64() < *p
+            {
+                return Err(if rng.bool() {
+                    s3_error!(InternalError)
+                } else {
+                    s3_error!(SlowDown)
+                });
+            }
+            st.lists_now += 1;
+            st.lists_peak = st.lists_peak.max(st.lists_now);
+        }
         self.delay().await;
         let input = req.input;
-        let st = self.state.lock().unwrap();
+        let mut st = self.state.lock().unwrap();
+        st.lists_now -= 1;
         if st.list_quirk == Some(ListQuirk::EmptyPages) {
             return Ok(S3Response::new(ListObjectsV2Output {
                 name: Some(input.bucket),
