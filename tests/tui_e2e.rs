@@ -90,24 +90,7 @@ fn tag_an_untagged_image_from_the_keyboard() {
         bucket = root.display(),
         status = status_file.display(),
     );
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "e2e",
-        "-x",
-        "160",
-        "-y",
-        "48",
-        "sh",
-        "-c",
-        &script,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    start_session(&tmux, &script);
 
     // Default image protocol (auto): the terminal query must not hang or
     // eat keys inside tmux.
@@ -211,24 +194,7 @@ fn a_late_terminal_answer_is_no_keys_and_keys_typed_meanwhile_act() {
         bucket = root.display(),
         status = status_file.display(),
     );
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "e2e",
-        "-x",
-        "160",
-        "-y",
-        "48",
-        "sh",
-        "-c",
-        &script,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    start_session(&tmux, &script);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !done.exists() {
         assert!(
@@ -262,4 +228,26 @@ fn a_late_terminal_answer_is_no_keys_and_keys_typed_meanwhile_act() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(std::fs::read_to_string(&status_file).unwrap().trim(), "0");
+}
+
+/// Starts tmux session `e2e`, 160x48, running `script` under `sh -c`.
+fn start_session(tmux: &Tmux, script: &str) {
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "e2e",
+        "-x",
+        "160",
+        "-y",
+        "48",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
