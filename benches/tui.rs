@@ -602,7 +602,7 @@ fn measure_frames(
 
 fn frames_part(rows: usize, base_rows: usize, frames: usize) -> bool {
     // A ready thumbnail for the detail pane, at the pane's size.
-    let area = view::areas(Rect::new(0, 0, WIDTH, HEIGHT)).thumb;
+    let area = imgtag::tui::screen::areas(Rect::new(0, 0, WIDTH, HEIGHT)).thumb;
     let area = Size::new(area.width, area.height);
     let sample = image::open(format!(
         "{}/assets/samples/chelsea.png",

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use imgtag::catalog::Assessed;
-use imgtag::contract::{KeyKind, Layout, MAX_METADATA_BYTES, assess, parse_metadata};
+use imgtag::contract::{KeyKind, Layout, MAX_METADATA_BYTES, parse_metadata};
 use imgtag::storage::ObjectInfo;
+use imgtag::summary::assess;
 use imgtag::tui::app::{App, Cmd, Header, Msg};
 use imgtag::tui::keys::Keymap;
 use imgtag::tui::view;

@@ -6,7 +6,7 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::json;
 
-use crate::catalog::{Filter, Selection, select};
+use crate::catalog::{Filter, Selection};
 use crate::contract::{Layout, Status, normalize_etag};
 use crate::storage::{DynStore, PutCondition, StorageError};
 
@@ -61,18 +61,12 @@ pub fn manifest_csv(bucket: &str, keys: &[String]) -> String {
 
 /// The images a backfill covers, in key order.
 pub async fn backlog(
-    store: &DynStore,
-    layout: &Layout,
-    rule: impl Into<crate::summary::ReviewRule>,
+    bucket: &crate::bucket::Bucket,
     statuses: &[Status],
-) -> Result<Vec<String>, StorageError> {
-    let picked = select(
-        store,
-        layout,
-        rule,
-        &Selection::Matching(Filter::statuses(statuses.to_vec())),
-    )
-    .await?;
+) -> Result<Vec<String>, crate::bucket::BucketError> {
+    let picked = bucket
+        .select(&Selection::Matching(Filter::statuses(statuses.to_vec())))
+        .await?;
     Ok(picked.into_iter().map(|s| s.key).collect())
 }
 

@@ -5,12 +5,12 @@ use futures::stream::{self, Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::contract::{
-    KeyKind, Layout, MAX_METADATA_BYTES, Malformed, ParsedMetadata, Status, assess,
-    is_folder_placeholder, parse_metadata,
+    KeyKind, Layout, MAX_METADATA_BYTES, Malformed, ParsedMetadata, Status, is_folder_placeholder,
+    parse_metadata,
 };
 use crate::key_index::KeyIndex;
 use crate::storage::{DynStore, ObjectInfo, StorageError};
-use crate::summary::{DocSummary, ReviewRule, SummaryRead, summarize};
+use crate::summary::{DocSummary, ReviewRule, SummaryRead, assess, summarize};
 
 /// An image and the metadata object paired with it.
 #[derive(Debug, Clone)]

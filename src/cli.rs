@@ -9,16 +9,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 
+use crate::bucket::{Bucket, BucketError};
 use crate::catalog::{
-    Assessed, Filter, FoundMetadata, Lookup, Selected, Selection, find_metadata,
-    read_metadata_bytes, select,
+    Assessed, FoundMetadata, Lookup, Selected, Selection, find_metadata, read_metadata_bytes,
 };
-use crate::contract::{KeyKind, Layout, ParsedMetadata, Status, assess};
+use crate::contract::{KeyKind, Layout, ParsedMetadata, Status};
 use crate::detection::{DetectorKind, DynDetector};
 use crate::outcome::{Outcome, Tally};
 use crate::pipeline::{self, ReviewEdit, TagOptions};
 use crate::sanitize::{for_terminal, json_line};
 use crate::storage::{DynStore, ObjectInfo, StorageError};
+use crate::summary::assess;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -26,6 +27,8 @@ pub enum CliError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Index(#[from] crate::index::IndexError),
+    #[error(transparent)]
+    Bucket(#[from] BucketError),
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
     #[error("{0}")]
@@ -131,7 +134,6 @@ impl Reservoir {
 /// index.
 pub async fn ls<E>(
     rows: impl Stream<Item = Result<Assessed, E>>,
-    filter: &Filter,
     sample: Option<Sample>,
     json: bool,
     out: &mut dyn Write,
@@ -147,9 +149,6 @@ where
     }
     while let Some(a) = rows.try_next().await? {
         summary.count(&a);
-        if !filter.matches(&a) {
-            continue;
-        }
         match reservoir.as_mut() {
             Some(r) => r.offer(a),
             None => print_ls_row(&a, json, &mut summary, out)?,
@@ -161,29 +160,37 @@ where
     Ok(summary)
 }
 
-/// Brings the index up to date, with a progress bar on stderr when it is
-/// a terminal.
-pub async fn refresh_index(
-    index: &std::sync::Arc<crate::index::Index>,
-    store: &DynStore,
-    layout: &Layout,
-    opts: &crate::index::refresh::RefreshOptions,
-) -> Result<crate::index::refresh::RefreshStats, CliError> {
-    use crate::index::refresh::{Progress, refresh};
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_message("listing");
-    let show = |p: Progress| match p {
-        Progress::Listed(n) => bar.set_message(format!("listed {n} objects")),
-        Progress::Read { done, total } => {
-            bar.set_length(total);
-            bar.set_position(done);
-            bar.set_message(format!("read {done}/{total} changed documents"));
+/// A refresh's progress as a spinner on stderr, cleared when it ends.
+pub fn refresh_progress() -> crate::bucket::DynReport {
+    Arc::new(RefreshBar(std::sync::Mutex::new(None)))
+}
+
+struct RefreshBar(std::sync::Mutex<Option<indicatif::ProgressBar>>);
+
+impl crate::bucket::RefreshReport for RefreshBar {
+    fn progress(&self, p: crate::index::refresh::Progress) {
+        use crate::index::refresh::Progress;
+        let mut bar = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let bar = bar.get_or_insert_with(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        match p {
+            Progress::Listed(n) => bar.set_message(format!("listed {n} objects")),
+            Progress::Read { done, total } => {
+                bar.set_length(total);
+                bar.set_position(done);
+                bar.set_message(format!("read {done}/{total} changed documents"));
+            }
         }
-    };
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    let stats = refresh(index, store, layout, opts, &show).await;
-    bar.finish_and_clear();
-    Ok(stats?)
+    }
+
+    fn finished(&self) {
+        if let Some(bar) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 fn print_ls_header(out: &mut dyn Write) -> Result<(), CliError> {
@@ -247,13 +254,8 @@ pub struct Shown {
 }
 
 /// Finds an image (or metadata) key's pair and reads the metadata.
-pub async fn lookup(
-    store: &DynStore,
-    layout: &Layout,
-    rule: impl Into<crate::summary::ReviewRule>,
-    key: &str,
-) -> Result<Shown, CliError> {
-    let rule = rule.into();
+pub async fn lookup(bucket: &Bucket, key: &str) -> Result<Shown, CliError> {
+    let (store, layout, rule) = (bucket.store(), bucket.layout(), bucket.review());
     let (image_key, image, lookup) = match layout.metadata_rest(key) {
         Some(rest) => lookup_metadata_key(store, layout, key, rest).await?,
         None => lookup_image_key(store, layout, key).await?,
@@ -267,7 +269,7 @@ pub async fn lookup(
     }
     let status = match &image {
         None => Status::Orphan,
-        Some(i) => assess(found.as_ref().map(|f| &f.read), i.etag.as_deref(), &rule),
+        Some(i) => assess(found.as_ref().map(|f| &f.read), i.etag.as_deref(), rule),
     };
     Ok(Shown {
         image_key,
@@ -757,16 +759,16 @@ pub async fn ctrl_c() {
 /// bounded concurrency. Ctrl-C stops scheduling; writes in flight finish
 /// (each is atomic), nothing is half-written.
 pub async fn tag(
-    store: DynStore,
+    bucket: &Bucket,
     detector: DynDetector,
     opts: TagOptions,
-    rule: impl Into<crate::summary::ReviewRule>,
     run: &TagRun,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<TagSummary, CliError> {
     let started = std::time::Instant::now();
-    let targets = select(&store, &opts.layout, rule, &run.selection).await?;
+    let targets = bucket.select(&run.selection).await?;
+    let store = bucket.store();
     let kind = detector.kind();
     if run.dry_run {
         print_dry_run(&targets, kind, opts.features, run.json, out, err)?;
@@ -955,14 +957,14 @@ pub struct ReviewRun {
 /// conditional on the document read (a concurrent change is a conflict,
 /// never overwritten).
 pub async fn review(
-    store: DynStore,
+    bucket: &Bucket,
     opts: TagOptions,
-    rule: impl Into<crate::summary::ReviewRule>,
     run: &ReviewRun,
     out: &mut dyn Write,
 ) -> Result<TagSummary, CliError> {
     let started = std::time::Instant::now();
-    let targets = select(&store, &opts.layout, rule, &run.selection).await?;
+    let targets = bucket.select(&run.selection).await?;
+    let store = bucket.store();
     if run.dry_run {
         for t in &targets {
             if run.bulk.json {

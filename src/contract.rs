@@ -504,13 +504,6 @@ pub struct MetadataDoc {
 }
 
 impl MetadataDoc {
-    /// The headline label (docs/format.md): the main subject as
-    /// specifically as the detector named it. It decides the status and is
-    /// what every front end shows, sorts and filters by.
-    pub fn headline(&self) -> Option<&Label> {
-        crate::headline::headline_of(self).map(|h| h.label(&self.labels))
-    }
-
     /// The label with the highest confidence.
     pub fn best_label(&self) -> Option<&Label> {
         self.labels
@@ -1004,19 +997,6 @@ pub fn normalize_etag(etag: &str) -> &str {
     let e = etag.trim();
     let e = e.strip_prefix("W/").unwrap_or(e);
     e.trim_matches('"')
-}
-
-/// The status of an image given its metadata (if any).
-///
-/// `image_etag` is the image's current ETag as listed; when either side
-/// lacks one, staleness cannot be told and is not claimed.
-pub fn assess(
-    metadata: Option<&Result<ParsedMetadata, Malformed>>,
-    image_etag: Option<&str>,
-    rule: impl Into<crate::summary::ReviewRule>,
-) -> Status {
-    let summary = metadata.map(crate::summary::summarize);
-    crate::summary::status_of(summary.as_ref(), image_etag, rule)
 }
 
 #[cfg(test)]

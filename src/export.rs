@@ -15,8 +15,8 @@ use std::io::Write;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value, json};
 
-use crate::catalog::{Selected, find_metadata};
-use crate::contract::{Layout, MetadataDoc};
+use crate::catalog::Selected;
+use crate::contract::MetadataDoc;
 use crate::storage::{DynStore, StorageError};
 
 /// Documents read at once.
@@ -56,8 +56,7 @@ struct Row<'a> {
 
 /// Writes the reviewed images among `targets` in `format`.
 pub async fn export(
-    store: &DynStore,
-    layout: &Layout,
+    bucket: &crate::bucket::Bucket,
     targets: Vec<Selected>,
     format: Format,
     out: &mut dyn Write,
@@ -66,9 +65,10 @@ pub async fn export(
     if format == Format::Csv {
         writeln!(out, "key,label,confidence,source")?;
     }
+    let store = bucket.store();
     let mut docs = futures::stream::iter(targets)
         .map(|t| async move {
-            let found = find_metadata(store, layout, &t.key, t.metadata_key.as_deref()).await?;
+            let found = bucket.find(&t.key, t.metadata_key.as_deref()).await?;
             let doc = found.found().and_then(|f| f.read.ok()).map(|p| p.doc);
             Ok::<_, StorageError>((t.key, doc))
         })

@@ -27,6 +27,17 @@ use std::collections::HashMap;
 use crate::contract::{Label, MetadataDoc};
 use crate::taxonomy::Taxonomy;
 
+// Here, not in `contract`: the document's shape does not depend on the
+// rule that reads it.
+impl MetadataDoc {
+    /// The headline label (docs/format.md): the main subject as
+    /// specifically as the detector named it. It decides the status and is
+    /// what every front end shows, sorts and filters by.
+    pub fn headline(&self) -> Option<&Label> {
+        headline_of(self).map(|h| h.label(&self.labels))
+    }
+}
+
 /// The headline of a document's labels. Indices are into the label slice
 /// given to [`headline`].
 #[derive(Debug, Clone, PartialEq, Eq)]

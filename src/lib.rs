@@ -3,6 +3,7 @@
 //!
 //! - [`contract`]: the metadata JSON, the key mapping, the statuses.
 //! - [`storage`]: S3 and local-folder buckets behind one trait.
+//! - [`bucket`]: an opened bucket (store, index, rules): what front ends list, select and refresh through.
 //! - [`catalog`]: images paired with their metadata; audits.
 //! - [`summary`]: what an audit keeps of a document, and the status rule.
 //! - [`index`]: the persistent bucket index (SQLite) that makes re-opening cheap.
@@ -25,6 +26,7 @@
 
 #[cfg(feature = "cli")]
 pub mod backfill;
+pub mod bucket;
 pub mod catalog;
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -7,6 +7,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::contract::{Malformed, MetadataDoc, ParsedMetadata, Shape, Status, normalize_etag};
 
+/// The status of an image given its metadata (if any).
+///
+/// `image_etag` is the image's current ETag as listed; when either side
+/// lacks one, staleness cannot be told and is not claimed.
+pub fn assess(
+    metadata: Option<&Result<ParsedMetadata, Malformed>>,
+    image_etag: Option<&str>,
+    rule: impl Into<ReviewRule>,
+) -> Status {
+    let summary = metadata.map(summarize);
+    status_of(summary.as_ref(), image_etag, rule)
+}
+
 /// One label: name, confidence, parent names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LabelSummary(pub String, pub f32, pub Vec<String>);

@@ -19,13 +19,13 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::TryStreamExt;
 use serde::Serialize;
 
-use crate::catalog::{Filter, Selection, select};
+use crate::bucket::Bucket;
+use crate::catalog::{Filter, Selection};
 use crate::clock::now_rfc3339;
 use crate::contract::{Layout, Status};
 use crate::detection::DynDetector;
@@ -53,16 +53,16 @@ pub enum WatchSource {
     /// A local folder: notifications on its uploads folder, or polling of
     /// the folder tree every `interval` when `poll` is set (network file
     /// systems, where notifications miss other machines' writes).
+    /// `store` is the folder the bucket opened, for its key <-> path
+    /// mapping; reads and writes go through the bucket (and its index).
     Folder { store: LocalStore, poll: bool },
     /// Any store, polled by listing the uploads prefix every `interval`.
-    Listing(DynStore),
+    Listing,
 }
 
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
     pub tag: TagOptions,
-    /// For the initial scan's statuses.
-    pub review_below: f32,
     /// Between listings (or folder polls).
     pub interval: Duration,
     /// How long a local file must be quiet before it is read.
@@ -112,13 +112,9 @@ enum Scan {
     Targets(Vec<String>),
 }
 
-async fn untagged_or_stale(
-    store: &DynStore,
-    layout: &Layout,
-    review_below: f32,
-) -> Result<Vec<String>, StorageError> {
+async fn untagged_or_stale(bucket: &Bucket) -> Result<Vec<String>, StorageError> {
     let sel = Selection::Matching(Filter::statuses(vec![Status::Untagged, Status::Stale]));
-    let picked = select(store, layout, review_below, &sel).await?;
+    let picked = bucket.select(&sel).await.map_err(|e| e.into_storage())?;
     Ok(picked.into_iter().map(|s| s.key).collect())
 }
 
@@ -209,6 +205,8 @@ fn start_watcher(
 
 /// The watch loop's state.
 struct State<'w> {
+    bucket: Bucket,
+    /// The bucket's store (through its index, when it has one).
     store: DynStore,
     detector: DynDetector,
     opts: WatchOptions,
@@ -251,18 +249,20 @@ impl<'w> State<'w> {
     /// Starts watching: notifications first (the initial scan comes after,
     /// so nothing that arrives in between is missed).
     fn new(
+        bucket: Bucket,
         source: WatchSource,
         detector: DynDetector,
         opts: WatchOptions,
         out: &'w mut dyn Write,
         err: &'w mut dyn Write,
     ) -> Result<Self, WatchError> {
-        let (store, local, folder): (DynStore, _, _) = match source {
+        let store = bucket.store().clone();
+        let (local, folder) = match source {
             WatchSource::Folder { store, poll } => {
                 let folder = watch_folder(&store, &opts, poll, err)?;
-                (Arc::new(store.clone()), Some(store), Some(folder))
+                (Some(store), Some(folder))
             }
-            WatchSource::Listing(store) => {
+            WatchSource::Listing => {
                 writeln!(
                     err,
                     "watching {}/{} (listing every {:.1}s); Ctrl-C to stop",
@@ -270,7 +270,7 @@ impl<'w> State<'w> {
                     for_terminal(opts.tag.layout.uploads_prefix()),
                     opts.interval.as_secs_f64()
                 )?;
-                (store, None, None)
+                (None, None)
             }
         };
         let (fs_watcher, events, watched) = match folder {
@@ -278,6 +278,7 @@ impl<'w> State<'w> {
             None => (None, None, None),
         };
         Ok(State {
+            bucket,
             store,
             detector,
             rescan: local.is_some() && opts.initial_scan,
@@ -603,21 +604,17 @@ impl State<'_> {
         if !self.scan_wanted() || tokio::time::Instant::now() < self.next_scan {
             return;
         }
-        let store = self.store.clone();
-        let layout = self.opts.tag.layout.clone();
-        let review_below = self.opts.review_below;
+        let bucket = self.bucket.clone();
         let initial = self.opts.initial_scan && !self.listed_once;
         let local = self.local.is_some();
         self.rescan = false;
         self.scan = Some(tokio::spawn(async move {
             if local {
-                return untagged_or_stale(&store, &layout, review_below)
-                    .await
-                    .map(Scan::Targets);
+                return untagged_or_stale(&bucket).await.map(Scan::Targets);
             }
-            let images = list_images(&store, &layout).await?;
+            let images = list_images(bucket.store(), bucket.layout()).await?;
             let initial = match initial {
-                true => Some(untagged_or_stale(&store, &layout, review_below).await?),
+                true => Some(untagged_or_stale(&bucket).await?),
                 false => None,
             };
             Ok(Scan::Listing { images, initial })
@@ -727,6 +724,7 @@ impl State<'_> {
 /// images being tagged finish and returns the counts. Outcomes go to `out`,
 /// one line each; problems (listing failures, fallbacks) to `err`.
 pub async fn watch(
+    bucket: Bucket,
     source: WatchSource,
     detector: DynDetector,
     opts: WatchOptions,
@@ -737,7 +735,7 @@ pub async fn watch(
     let started = Instant::now();
     let mut stop = std::pin::pin!(stop);
     let tick = (opts.debounce / 4).clamp(Duration::from_millis(20), Duration::from_millis(250));
-    let mut w = State::new(source, detector, opts, out, err)?;
+    let mut w = State::new(bucket, source, detector, opts, out, err)?;
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 

@@ -77,7 +77,8 @@ async fn manifest_lists_untagged_and_stale_images_with_encoded_keys() {
         "backlog",
     ));
     let layout = Layout::default();
-    let keys = backfill::backlog(&store, &layout, 70.0, &[Status::Untagged, Status::Stale])
+    let bucket = imgtag::bucket::Bucket::new(store.clone(), layout.clone(), 70.0.into());
+    let keys = backfill::backlog(&bucket, &[Status::Untagged, Status::Stale])
         .await
         .unwrap();
     assert_eq!(
@@ -89,7 +90,7 @@ async fn manifest_lists_untagged_and_stale_images_with_encoded_keys() {
             "uploads/x+y,z%.png",
         ]
     );
-    let only_untagged = backfill::backlog(&store, &layout, 70.0, &[Status::Untagged])
+    let only_untagged = backfill::backlog(&bucket, &[Status::Untagged])
         .await
         .unwrap();
     assert_eq!(only_untagged.len(), 3);

@@ -179,7 +179,14 @@ async fn tag_all(store: DynStore, det: DynDetector) -> (imgtag::cli::TagSummary,
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let summary = tokio::time::timeout(
         BOUND,
-        imgtag::cli::tag(store, det, opts, 70.0, &run, &mut out, &mut err),
+        imgtag::cli::tag(
+            &imgtag::bucket::Bucket::new(store, Layout::default(), 70.0.into()),
+            det,
+            opts,
+            &run,
+            &mut out,
+            &mut err,
+        ),
     )
     .await
     .expect("bounded")

@@ -237,9 +237,12 @@ async fn a_review_never_invents_provenance() {
     let doc = parse_metadata(&body).unwrap().doc;
     assert_eq!(doc.imgtag.as_ref().unwrap().provenance(), "by another tool");
     // `show` says so too.
-    let s = imgtag::cli::lookup(&store, &Layout::default(), 70.0, "uploads/cat.jpg")
-        .await
-        .unwrap();
+    let s = imgtag::cli::lookup(
+        &imgtag::bucket::Bucket::new(store.clone(), Layout::default(), 70.0.into()),
+        "uploads/cat.jpg",
+    )
+    .await
+    .unwrap();
     let mut out = Vec::new();
     imgtag::cli::print_shown(&s, false, &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();

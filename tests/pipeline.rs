@@ -9,12 +9,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use bytes::Bytes;
 use common::s3mem::{self, MemS3};
-use imgtag::contract::{Layout, Review, Status, assess, parse_metadata};
+use imgtag::contract::{Layout, Review, Status, parse_metadata};
 use imgtag::detection::{
     DetectFailure, DetectInput, DetectParams, Detection, Detector, DynDetector, LocalDetector,
 };
 use imgtag::pipeline::{Outcome, TagOptions, tag};
 use imgtag::storage::{DynStore, LocalStore, PutCondition, S3Store};
+use imgtag::summary::assess;
 
 const CHELSEA: &[u8] = include_bytes!("../assets/samples/chelsea.png");
 const COFFEE: &[u8] = include_bytes!("../assets/samples/coffee.jpg");
@@ -661,9 +662,12 @@ async fn show_prints_the_request_and_the_quality() {
         min_sharpness: Some(99.0),
         ..imgtag::summary::ReviewRule::from(0.0)
     };
-    let shown = imgtag::cli::lookup(&store, &Layout::default(), rule, "uploads/cat.png")
-        .await
-        .unwrap();
+    let shown = imgtag::cli::lookup(
+        &imgtag::bucket::Bucket::new(store.clone(), Layout::default(), rule),
+        "uploads/cat.png",
+    )
+    .await
+    .unwrap();
     assert_eq!(shown.status, Status::NeedsReview);
     let mut text = Vec::new();
     imgtag::cli::print_shown(&shown, false, &mut text).unwrap();
@@ -675,8 +679,11 @@ async fn show_prints_the_request_and_the_quality() {
         "{text}"
     );
     assert!(text.contains("quality   brightness "), "{text}");
-    let shown = imgtag::cli::lookup(&store, &Layout::default(), 0.0, "uploads/cat.png")
-        .await
-        .unwrap();
+    let shown = imgtag::cli::lookup(
+        &imgtag::bucket::Bucket::new(store.clone(), Layout::default(), 0.0.into()),
+        "uploads/cat.png",
+    )
+    .await
+    .unwrap();
     assert_eq!(shown.status, Status::Tagged, "the rule off");
 }

@@ -1,9 +1,8 @@
 //! The metadata reader: every accepted shape, and malformed input that must
 //! come back as `Malformed` with a reason, never a panic.
 
-use imgtag::contract::{
-    Label, MAX_METADATA_BYTES, MetadataDoc, Shape, Status, assess, parse_metadata,
-};
+use imgtag::contract::{Label, MAX_METADATA_BYTES, MetadataDoc, Shape, Status, parse_metadata};
+use imgtag::summary::assess;
 
 const FULL: &str = r#"{
   "Labels": [

@@ -114,9 +114,16 @@ async fn invalid_parameter_and_s3_object_stop_the_run() {
             progress: false,
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let summary = imgtag::cli::tag(store, det, opts(), 70.0, &run, &mut out, &mut err)
-            .await
-            .unwrap();
+        let summary = imgtag::cli::tag(
+            &imgtag::bucket::Bucket::new(store, Layout::default(), 70.0.into()),
+            det,
+            opts(),
+            &run,
+            &mut out,
+            &mut err,
+        )
+        .await
+        .unwrap();
         assert!(summary.tally.fatal.is_some(), "{summary:?}");
         assert_eq!(summary.tally.failed, 0, "not the image's failure");
         assert_eq!(rule.num_calls(), 2, "{type_}: the run stopped");
@@ -359,10 +366,9 @@ async fn a_closed_output_stops_the_run_after_the_writes_in_flight() {
     };
     let mut out = ClosedAfterOneLine { lines: 0 };
     let err = imgtag::cli::tag(
-        store.clone(),
+        &imgtag::bucket::Bucket::new(store.clone(), Layout::default(), 70.0.into()),
         det,
         opts(),
-        70.0,
         &run,
         &mut out,
         &mut Vec::new(),

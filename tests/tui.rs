@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use imgtag::catalog::Assessed;
-use imgtag::contract::{Layout, Status, assess, parse_metadata};
+use imgtag::contract::{Layout, Status, parse_metadata};
 use imgtag::detection::{DynDetector, LocalDetector};
 use imgtag::storage::{DynStore, LocalStore, ObjectInfo, S3Store};
+use imgtag::summary::assess;
 use imgtag::tui::app::{App, Cmd, DocState, Header, Mode, Msg, ThumbState};
 use imgtag::tui::keys::Keymap;
 use imgtag::tui::rows::RowSummary;
@@ -382,7 +383,7 @@ fn keys_filter_sort_marks_and_resize() {
     assert_eq!(t.backend().buffer().area.width, 60);
     // Mouse: a click on the third list row selects it.
     up(&mut app, Msg::Resize(120, 30));
-    let body = view::areas(ratatui::layout::Rect::new(0, 0, 120, 30)).list_body;
+    let body = imgtag::tui::screen::areas(ratatui::layout::Rect::new(0, 0, 120, 30)).list_body;
     up(
         &mut app,
         Msg::Mouse(crossterm::event::MouseEvent {

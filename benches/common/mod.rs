@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use imgtag::catalog::Assessed;
 use imgtag::contract::{
-    ErrorInfo, ImgTagInfo, KeyKind, Label, Malformed, MetadataDoc, ParsedMetadata, Shape,
-    SourceRef, assess,
+    ErrorInfo, ImgTagInfo, KeyKind, Label, Malformed, MetadataDoc, ParsedMetadata, Shape, SourceRef,
 };
 use imgtag::storage::ObjectInfo;
+use imgtag::summary::assess;
 
 // ---------------------------------------------------------------------------
 // Heap accounting

@@ -8,13 +8,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
-use imgtag::catalog::{Filter, Selection, audit};
+use imgtag::bucket::Bucket;
+use imgtag::catalog::{Filter, Selection};
 use imgtag::cli::{self, CliError};
 use imgtag::config::{CommonArgs, Settings};
 use imgtag::contract::Status;
-use imgtag::index::query::{self, Query};
 use imgtag::index::refresh::RefreshOptions;
-use imgtag::index::{Index, IndexedStore};
 use imgtag::pipeline::{ReviewEdit, TagOptions};
 use imgtag::sanitize::for_terminal;
 use imgtag::storage::{BucketSpec, DynStore};
@@ -470,77 +469,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-/// The settings and the store every subcommand starts from; writes go
-/// through the index (when there is one) so it stays true.
-async fn open(common: &CommonArgs) -> anyhow::Result<(Settings, DynStore)> {
-    let (settings, store, _) = open_indexed(common).await?;
-    Ok((settings, store))
-}
-
-/// [`open`], and the bucket's index unless `--no-index`. An index that
-/// cannot be opened is reported and the command goes on without it.
-async fn open_indexed(
-    common: &CommonArgs,
-) -> anyhow::Result<(Settings, DynStore, Option<Arc<Index>>)> {
+/// The settings and the opened bucket every subcommand starts from: its
+/// index unless `--no-index` (one that cannot be opened is reported and
+/// the command goes on without it), with a progress bar for refreshes.
+async fn open(common: &CommonArgs) -> anyhow::Result<(Settings, Bucket)> {
     let settings = common.resolve()?;
-    let store = settings
-        .open_store()
+    let (bucket, note) = Bucket::open(&settings)
         .await
         .with_context(|| format!("opening bucket {:?}", settings.bucket))?;
-    // After the store: the index is the one of the endpoint its client
-    // resolved.
-    let opening = tokio::task::spawn_blocking({
-        let (settings, store) = (settings.clone(), store.clone());
-        move || settings.open_index(&store)
-    });
-    let index = match opening.await.context("opening the index")? {
-        Ok(Some((index, note))) => {
-            if let Some(note) = note {
-                say!("{}", for_terminal(&note));
-            }
-            Some(index)
-        }
-        Ok(None) => None,
-        Err(e) => {
-            say!(
-                "{}",
-                for_terminal(&format!("working without the index: {e:#}"))
-            );
-            None
-        }
-    };
-    let store = match &index {
-        Some(ix) => IndexedStore::wrap(store, ix.clone(), settings.layout.clone()),
-        None => store,
-    };
-    Ok((settings, store, index))
-}
-
-/// A selection by status, label or confidence answered from the index
-/// (refreshed first): the images it names, as keys. Without an index, or
-/// for named keys, the selection is left as it is.
-async fn from_index(
-    selection: Selection,
-    index: Option<Arc<Index>>,
-    store: &DynStore,
-    settings: &Settings,
-) -> anyhow::Result<Selection> {
-    let Some(index) = index else {
-        return Ok(selection);
-    };
-    if matches!(selection, Selection::Keys(_)) {
-        return Ok(selection);
+    if let Some(note) = note {
+        say!("{}", for_terminal(&note));
     }
-    let layout = &settings.layout;
-    cli::refresh_index(&index, store, layout, &RefreshOptions::default())
-        .await
-        .with_context(|| format!("listing {}", store.describe()))?;
-    let picked = query::select(&index, layout, settings.review_rule(), &selection).await?;
-    Ok(Selection::Keys(picked.into_iter().map(|s| s.key).collect()))
+    Ok((settings, bucket.with_progress(cli::refresh_progress())))
 }
 
 async fn ls(args: LsArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
-    let (settings, store, index) = open_indexed(&args.common).await?;
+    let (_, bucket) = open(&args.common).await?;
     let filter = Filter {
         statuses: args.status,
         label: args.label,
@@ -557,40 +501,15 @@ async fn ls(args: LsArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
             s.seed
         );
     }
-    let (layout, rule) = (settings.layout.clone(), settings.review_rule());
-    let listing = || format!("listing {}", store.describe());
-    let summary = match index {
-        Some(index) => {
-            let unreadable = if args.no_refresh {
-                Default::default()
-            } else {
-                cli::refresh_index(&index, &store, &layout, &RefreshOptions::default())
-                    .await
-                    .with_context(listing)?
-                    .unreadable
-            };
-            let q = Query {
-                layout: layout.clone(),
-                review: rule,
-                filter: filter.clone(),
-                unreadable: Arc::new(unreadable),
-            };
-            let mut summary = cli::ls(query::rows(&index, q), &filter, sample, args.json, out)
-                .await
-                .with_context(listing)?;
-            summary.listed = query::count_rows(&index, &layout)? as usize;
-            summary
-        }
-        None => cli::ls(
-            audit(store.clone(), layout, rule),
-            &filter,
-            sample,
-            args.json,
-            out,
-        )
+    let listing = || format!("listing {}", bucket.describe());
+    let (rows, listed) = bucket
+        .rows(filter, !args.no_refresh)
         .await
-        .with_context(listing)?,
-    };
+        .with_context(listing)?;
+    let mut summary = cli::ls(rows, sample, args.json, out)
+        .await
+        .with_context(listing)?;
+    summary.listed = listed.count() as usize;
     out.flush()?;
     say!("{summary}");
     if summary.unreadable > 0 {
@@ -626,8 +545,8 @@ impl TagArgs {
 }
 
 async fn tag(args: TagArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
-    let (settings, store, index) = open_indexed(&args.common).await?;
-    let selection = from_index(args.selection()?, index, &store, &settings).await?;
+    let (settings, bucket) = open(&args.common).await?;
+    let selection = args.selection()?;
     let detector = imgtag::detection::build_paced(
         settings.detector,
         &settings.s3,
@@ -651,17 +570,9 @@ async fn tag(args: TagArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
         progress: !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     let mut err = std::io::stderr();
-    let summary = cli::tag(
-        store,
-        detector,
-        opts,
-        settings.review_rule(),
-        &run,
-        out,
-        &mut err,
-    )
-    .await
-    .context("tagging")?;
+    let summary = cli::tag(&bucket, detector, opts, &run, out, &mut err)
+        .await
+        .context("tagging")?;
     out.flush()?;
     if !args.dry_run {
         say!("{summary}");
@@ -670,7 +581,7 @@ async fn tag(args: TagArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
 }
 
 async fn watch(args: WatchArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
-    let (settings, store) = open(&args.common).await?;
+    let (settings, bucket) = open(&args.common).await?;
     let source = match &settings.bucket {
         // Opened again as the concrete type: notifications need the
         // folder's path (open_store made the demo folder if needed).
@@ -679,7 +590,7 @@ async fn watch(args: WatchArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("opening folder {}", path.display()))?,
             poll: args.poll,
         },
-        BucketSpec::S3(_) => imgtag::watch::WatchSource::Listing(store),
+        BucketSpec::S3(_) => imgtag::watch::WatchSource::Listing,
     };
     let detector = imgtag::detection::build_paced(
         settings.detector,
@@ -692,7 +603,6 @@ async fn watch(args: WatchArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
     .context("starting the detector")?;
     let opts = imgtag::watch::WatchOptions {
         tag: TagOptions::from_settings(&settings, "imgtag"),
-        review_below: settings.review_below,
         interval: args.interval,
         debounce: Duration::from_millis(args.debounce),
         concurrency: args.concurrency,
@@ -700,9 +610,10 @@ async fn watch(args: WatchArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
         json: args.json,
     };
     let mut err = std::io::stderr();
-    let summary = imgtag::watch::watch(source, detector, opts, cli::ctrl_c(), out, &mut err)
-        .await
-        .context("watching")?;
+    let summary =
+        imgtag::watch::watch(bucket, source, detector, opts, cli::ctrl_c(), out, &mut err)
+            .await
+            .context("watching")?;
     out.flush()?;
     say!("{summary}");
     if let Some(fatal) = &summary.tally.fatal {
@@ -719,15 +630,11 @@ async fn backfill(args: BackfillArgs, out: &mut Out<'_>) -> anyhow::Result<ExitC
              run without it and pass the printed job to `aws s3control create-job`"
         );
     }
-    let (settings, store) = open(&args.common).await?;
-    let keys = backfill::backlog(
-        &store,
-        &settings.layout,
-        settings.review_rule(),
-        &args.status,
-    )
-    .await
-    .with_context(|| format!("listing {}", store.describe()))?;
+    let (settings, bucket) = open(&args.common).await?;
+    let store = bucket.store();
+    let keys = backfill::backlog(&bucket, &args.status)
+        .await
+        .with_context(|| format!("listing {}", bucket.describe()))?;
     let csv = backfill::manifest_csv(store.bucket_name(), &keys);
     if let Some(path) = &args.out {
         std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))?;
@@ -750,7 +657,7 @@ async fn backfill(args: BackfillArgs, out: &mut Out<'_>) -> anyhow::Result<ExitC
         .clone()
         .unwrap_or_else(|| backfill::default_manifest_key(time::OffsetDateTime::now_utc()));
     backfill::check_manifest_key(&key, &settings.layout)?;
-    let etag = backfill::upload_manifest(&store, &key, csv)
+    let etag = backfill::upload_manifest(store, &key, csv)
         .await
         .with_context(|| format!("uploading the manifest to {}", store.describe()))?;
     let target = backfill::JobTarget {
@@ -824,8 +731,8 @@ impl Manifest<'_> {
 }
 
 async fn show(args: ShowArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
-    let (settings, store) = open(&args.common).await?;
-    let shown = cli::lookup(&store, &settings.layout, settings.review_rule(), &args.key)
+    let (_, bucket) = open(&args.common).await?;
+    let shown = cli::lookup(&bucket, &args.key)
         .await
         .with_context(|| format!("looking up {}", for_terminal(&args.key)))?;
     cli::print_shown(&shown, args.json, out)?;
@@ -861,8 +768,8 @@ async fn review(args: ReviewArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode>
     edit.validate().map_err(|e| {
         anyhow::anyhow!("{e} (use --add, --remove, --flag, --accept or --replace OLD=NEW)")
     })?;
-    let (settings, store, index) = open_indexed(&args.common).await?;
-    let selection = from_index(args.selection()?, index, &store, &settings).await?;
+    let (settings, bucket) = open(&args.common).await?;
+    let selection = args.selection()?;
     let run = cli::ReviewRun {
         selection,
         edit,
@@ -874,7 +781,7 @@ async fn review(args: ReviewArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode>
         },
     };
     let opts = TagOptions::from_settings(&settings, "imgtag");
-    let summary = cli::review(store, opts, settings.review_rule(), &run, out)
+    let summary = cli::review(&bucket, opts, &run, out)
         .await
         .context("reviewing")?;
     out.flush()?;
@@ -895,17 +802,16 @@ async fn export(args: ExportArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode>
         (true, true) => Selection::All,
         (false, false) => anyhow::bail!("give image keys or a selection, not both"),
     };
-    let (settings, store, index) = open_indexed(&args.common).await?;
-    let selection = from_index(selection, index, &store, &settings).await?;
-    let targets =
-        imgtag::catalog::select(&store, &settings.layout, settings.review_rule(), &selection)
-            .await
-            .with_context(|| format!("listing {}", store.describe()))?;
+    let (_, bucket) = open(&args.common).await?;
+    let targets = bucket
+        .select(&selection)
+        .await
+        .with_context(|| format!("listing {}", bucket.describe()))?;
     let format = match args.format.as_str() {
         "csv" => imgtag::export::Format::Csv,
         _ => imgtag::export::Format::Manifest,
     };
-    let done = imgtag::export::export(&store, &settings.layout, targets, format, out)
+    let done = imgtag::export::export(&bucket, targets, format, out)
         .await
         .context("exporting")?;
     out.flush()?;
@@ -959,16 +865,18 @@ fn main() -> ExitCode {
 }
 
 async fn index(args: IndexArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
-    let (settings, store, index) = open_indexed(&args.common).await?;
-    let Some(index) = index else {
+    let (settings, bucket) = open(&args.common).await?;
+    let Some(index) = bucket.index().cloned() else {
         anyhow::bail!("there is no index to build with --no-index");
     };
+    let store = bucket.store();
     let started = std::time::Instant::now();
     let opts = RefreshOptions {
         inventory: args.inventory(&settings, store.bucket_name()).await?,
         ..RefreshOptions::default()
     };
-    let stats = cli::refresh_index(&index, &store, &settings.layout, &opts)
+    let stats = bucket
+        .refresh(&opts)
         .await
         .with_context(|| format!("indexing {}", store.describe()))?;
     let (objects, docs) = index.counts()?;

@@ -25,7 +25,6 @@ use super::facts::DocFacts;
 use super::keys::{Action, Keymap};
 use super::rows::{Row, RowRef, RowSummary, Rows};
 use super::theme::Theme;
-use super::view;
 
 /// Everything that can happen to the app.
 pub enum Msg {
@@ -353,7 +352,7 @@ pub struct App {
     pub docs_loaded: u64,
     /// The detail pane's label lines for the document shown, built once
     /// per document, width and settings (the view fills it while drawing).
-    pub detail_cache: RefCell<Option<view::DetailLines>>,
+    pub detail_cache: RefCell<Option<super::screen::DetailLines>>,
     /// The selected document's suggestions, by document and recent picks.
     pub suggest_cache: RefCell<Option<SuggestCache>>,
     /// The terminal's size in cells.
@@ -475,7 +474,7 @@ impl App {
 
     /// Rows per page in the list, from the current terminal size.
     pub fn page_rows(&self) -> usize {
-        view::areas(Rect::new(0, 0, self.size.width, self.size.height))
+        super::screen::areas(Rect::new(0, 0, self.size.width, self.size.height))
             .list_body
             .height
             .max(1) as usize
@@ -836,7 +835,7 @@ impl App {
 
     /// A thumbnail request when the selected image (or the pane) changed.
     fn thumb_cmd(&mut self) -> Option<Cmd> {
-        let area = view::areas(Rect::new(0, 0, self.size.width, self.size.height)).thumb;
+        let area = super::screen::areas(Rect::new(0, 0, self.size.width, self.size.height)).thumb;
         let area = Size::new(area.width, area.height);
         let want = self
             .selected_row()
@@ -1616,7 +1615,7 @@ impl App {
         if self.mode != Mode::Normal {
             return Vec::new();
         }
-        let areas = view::areas(Rect::new(0, 0, self.size.width, self.size.height));
+        let areas = super::screen::areas(Rect::new(0, 0, self.size.width, self.size.height));
         let inside = |r: Rect| {
             m.column >= r.x && m.column < r.x + r.width && m.row >= r.y && m.row < r.y + r.height
         };

@@ -15,6 +15,7 @@ pub mod queue;
 pub mod replies;
 pub mod rows;
 pub mod runtime;
+pub mod screen;
 pub mod termbg;
 pub mod theme;
 pub mod thumbs;
@@ -35,6 +36,7 @@ use ratatui::layout::Size;
 use ratatui_image::picker::{Picker, ProtocolType};
 use tokio::sync::mpsc;
 
+use crate::bucket::Bucket;
 use crate::config::{Settings, ThemeChoice};
 use crate::storage::BucketSpec;
 
@@ -207,19 +209,10 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
     // Everything that can fail for a user error fails before the screen
     // changes, so the message lands on a normal terminal.
     let keymap = Keymap::from_config(&settings.keys)?;
-    let store = settings.open_store().await?;
     let bucket_id = bucket_id(&settings);
     // Every write the TUI makes goes through the index; one that cannot be
     // opened is noted and the TUI works without it.
-    let (store, index, index_note) = match settings.open_index(&store) {
-        Ok(Some((ix, note))) => (
-            crate::index::IndexedStore::wrap(store, ix.clone(), settings.layout.clone()),
-            Some(ix),
-            note,
-        ),
-        Ok(None) => (store, None, None),
-        Err(e) => (store, None, Some(format!("working without the index: {e}"))),
-    };
+    let (bucket, index_note) = Bucket::open(&settings).await?;
 
     install_panic_hook();
     enable_raw_mode()?;
@@ -251,16 +244,13 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
         app.message = Some((app::Level::Info, note));
     }
     let mut rt = Runtime::new(
-        store,
+        bucket,
         RuntimeConfig {
-            layout: settings.layout.clone(),
-            review: settings.review_rule(),
             max_labels: settings.max_labels,
             features: settings.features,
             filters: settings.filters.clone(),
             concurrency: opts.concurrency.max(1),
             thumb_delay: Duration::from_millis(40),
-            index,
         },
         DetectorSource::Build {
             kind: settings.detector,

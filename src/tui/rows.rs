@@ -1213,7 +1213,8 @@ fn radix_sort(v: &mut [u32], key: impl Fn(u32) -> u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::{assess, parse_metadata};
+    use crate::contract::parse_metadata;
+    use crate::summary::assess;
 
     fn assessed(n: usize, conf: Option<f32>, label: &str) -> Assessed {
         let img = ObjectInfo {

@@ -13,19 +13,16 @@ use ratatui_image::Resize;
 use ratatui_image::picker::{Picker, ProtocolType};
 use tokio::sync::{OnceCell, Semaphore, mpsc};
 
-use crate::catalog::{Assessed, Filter, Lookup, audit, find_metadata, reassess};
+use crate::bucket::{Bucket, Update};
+use crate::catalog::{Assessed, Lookup};
 use crate::config::DetectorKind;
+use crate::contract::BoundingBox;
 use crate::contract::LabelFilters;
-use crate::contract::{BoundingBox, Layout};
 use crate::detection::{DynDetector, Features};
-use crate::index::Index;
-use crate::index::query::{self, Query, fingerprint, key_hash};
-use crate::index::refresh::{RefreshOptions, refresh};
 use crate::pipeline::{
     Outcome, ReviewEdit, ReviewUndo, TagOptions, edit_review_undoable, tag, undo_review,
 };
-use crate::storage::{DynStore, S3Options};
-use crate::summary::ReviewRule;
+use crate::storage::S3Options;
 
 use super::app::{Cmd, Msg, TagJob};
 use super::rows::RowSummary;
@@ -74,9 +71,6 @@ pub enum DetectorSource {
 }
 
 pub struct RuntimeConfig {
-    pub layout: Layout,
-    /// When a listed image needs review.
-    pub review: ReviewRule,
     pub max_labels: Option<u32>,
     /// DetectLabels `Features` and label filters for every tagging job.
     pub features: Features,
@@ -86,13 +80,12 @@ pub struct RuntimeConfig {
     /// How long a thumbnail request waits before starting, so that keys
     /// held down to scroll do not decode every image passed.
     pub thumb_delay: std::time::Duration,
-    /// The bucket's persistent index: the list shows what it holds at
-    /// once, then what a refresh changed.
-    pub index: Option<Arc<Index>>,
 }
 
 pub struct Runtime {
-    store: DynStore,
+    /// Listing, reads and writes all go through the opened bucket (and its
+    /// index, when it has one).
+    bucket: Bucket,
     config: Arc<RuntimeConfig>,
     detector_source: Arc<DetectorSource>,
     detector: Arc<OnceCell<Result<DynDetector, String>>>,
@@ -120,7 +113,7 @@ impl Drop for PendingGuard {
 
 impl Runtime {
     pub fn new(
-        store: DynStore,
+        bucket: Bucket,
         config: RuntimeConfig,
         detector: DetectorSource,
         thumbs: ThumbCache,
@@ -129,7 +122,7 @@ impl Runtime {
     ) -> Runtime {
         let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
         Runtime {
-            store,
+            bucket,
             config: Arc::new(config),
             detector_source: Arc::new(detector),
             detector: Arc::new(OnceCell::new()),
@@ -206,7 +199,7 @@ impl Runtime {
             } => {
                 self.stop.store(false, Ordering::SeqCst);
                 for job in jobs {
-                    let mut opts = TagOptions::new(self.config.layout.clone(), "imgtag-tui");
+                    let mut opts = TagOptions::new(self.bucket.layout().clone(), "imgtag-tui");
                     opts.min_confidence = min_confidence;
                     opts.max_labels = self.config.max_labels;
                     opts.features = self.config.features;
@@ -246,8 +239,7 @@ impl Runtime {
     fn load_doc(&self, key: String, metadata_key: String, rev: u32) {
         let generation = self.doc_generation.fetch_add(1, Ordering::SeqCst) + 1;
         let current = self.doc_generation.clone();
-        let store = self.store.clone();
-        let layout = self.config.layout.clone();
+        let bucket = self.bucket.clone();
         let tx = self.tx.clone();
         let delay = self.config.thumb_delay;
         self.spawn(async move {
@@ -258,7 +250,7 @@ impl Runtime {
                 // The selection moved on, and a newer load took its place.
                 return;
             }
-            let found = find_metadata(&store, &layout, &key, Some(&metadata_key)).await;
+            let found = bucket.find(&key, Some(&metadata_key)).await;
             let result = match found.map(Lookup::found) {
                 Ok(Some(f)) => f.read.map(|p| Box::new(p.doc)).map_err(|m| m.to_string()),
                 Ok(None) => Err("the metadata is gone (press r to reload)".into()),
@@ -272,18 +264,10 @@ impl Runtime {
         if let Some(old) = self.listing.take() {
             old.abort();
         }
-        let store = self.store.clone();
+        let updates = self.bucket.updates();
         let tx = self.tx.clone();
-        let config = self.config.clone();
         self.listing = Some(self.spawn(async move {
-            let result = match &config.index {
-                Some(ix) => list_indexed(ix, &store, &config, generation, &tx).await,
-                None => {
-                    let rows = audit(store, config.layout.clone(), &config.review)
-                        .map(|r| r.map_err(|e| crate::storage::error_chain(&e)));
-                    send_rows(rows, generation, &tx, |_| true).await
-                }
-            };
+            let result = send_updates(updates, generation, &tx).await;
             let _ = tx.send(Msg::ListingDone {
                 generation,
                 error: result.err(),
@@ -292,11 +276,10 @@ impl Runtime {
     }
 
     fn tag_job(&self, key: String, opts: TagOptions) {
-        let store = self.store.clone();
+        let bucket = self.bucket.clone();
         let tx = self.tx.clone();
         let slots = self.slots.clone();
         let stop = self.stop.clone();
-        let config = self.config.clone();
         let source = self.detector_source.clone();
         let cell = self.detector.clone();
         self.spawn_job(async move {
@@ -336,8 +319,8 @@ impl Runtime {
                 .clone();
             let outcome = match detector {
                 Ok(d) => {
-                    let (store, key, opts) = (store.clone(), key.clone(), opts.clone());
-                    contained(async move { tag(&store, &d, &key, &opts).await }).await
+                    let (bucket, key, opts) = (bucket.clone(), key.clone(), opts.clone());
+                    contained(async move { tag(bucket.store(), &d, &key, &opts).await }).await
                 }
                 Err(message) => Outcome::Fatal { message },
             };
@@ -345,7 +328,7 @@ impl Runtime {
                 stop.store(true, Ordering::SeqCst);
             }
             tracing::info!(key = ?key, outcome = ?outcome, "tagged");
-            let row = reread(&store, &config, &key, &outcome).await;
+            let row = reread(&bucket, &key, &outcome).await;
             let _ = tx.send(Msg::Tagged {
                 key,
                 outcome,
@@ -359,11 +342,10 @@ impl Runtime {
     /// One image's label edit: a conditional write through the pipeline
     /// (a conflict comes back as an outcome, never an overwrite).
     fn review_job(&self, job: TagJob, edit: ReviewEdit) {
-        let store = self.store.clone();
+        let bucket = self.bucket.clone();
         let tx = self.tx.clone();
-        let config = self.config.clone();
         let slots = self.slots.clone();
-        let mut opts = TagOptions::new(config.layout.clone(), "imgtag-tui");
+        let mut opts = TagOptions::new(bucket.layout().clone(), "imgtag-tui");
         opts.metadata_key = job.metadata_key;
         let key = job.key;
         self.spawn_job(async move {
@@ -373,12 +355,14 @@ impl Runtime {
                 return;
             };
             let done = {
-                let (store, key) = (store.clone(), key.clone());
-                contained_any(async move { edit_review_undoable(&store, &key, &edit, &opts).await })
-                    .await
+                let (bucket, key) = (bucket.clone(), key.clone());
+                contained_any(async move {
+                    edit_review_undoable(bucket.store(), &key, &edit, &opts).await
+                })
+                .await
             };
             let (outcome, undo) = done.unwrap_or_else(|failed| (failed, None));
-            let row = reread(&store, &config, &key, &outcome).await;
+            let row = reread(&bucket, &key, &outcome).await;
             let _ = tx.send(Msg::Tagged {
                 key,
                 outcome,
@@ -392,15 +376,14 @@ impl Runtime {
     /// Takes one review write back (conditional on the document being
     /// what that write left).
     fn undo_job(&self, undo: ReviewUndo) {
-        let store = self.store.clone();
+        let bucket = self.bucket.clone();
         let tx = self.tx.clone();
-        let config = self.config.clone();
         self.spawn_job(async move {
             let outcome = {
-                let (store, undo) = (store.clone(), undo.clone());
-                contained(async move { undo_review(&store, &undo).await }).await
+                let (bucket, undo) = (bucket.clone(), undo.clone());
+                contained(async move { undo_review(bucket.store(), &undo).await }).await
             };
-            let row = reread(&store, &config, &undo.image_key, &outcome).await;
+            let row = reread(&bucket, &undo.image_key, &outcome).await;
             let _ = tx.send(Msg::Undone {
                 undo: Box::new(undo),
                 outcome,
@@ -419,7 +402,7 @@ impl Runtime {
     ) {
         let generation = self.thumb_generation.fetch_add(1, Ordering::SeqCst) + 1;
         let current = self.thumb_generation.clone();
-        let store = self.store.clone();
+        let bucket = self.bucket.clone();
         let thumbs = self.thumbs.clone();
         let picker = self.picker.clone();
         let tx = self.tx.clone();
@@ -431,7 +414,10 @@ impl Runtime {
             if current.load(Ordering::SeqCst) != generation {
                 return; // the selection moved on
             }
-            let result = match thumbs.get(&store, &key, etag.as_deref(), size).await {
+            let result = match thumbs
+                .get(bucket.store(), &key, etag.as_deref(), size)
+                .await
+            {
                 Ok(img) => {
                     if current.load(Ordering::SeqCst) != generation {
                         return;
@@ -519,8 +505,7 @@ where
 
 /// The image's row after a write, so the list shows the result at once.
 async fn reread(
-    store: &DynStore,
-    config: &RuntimeConfig,
+    bucket: &Bucket,
     key: &str,
     outcome: &Outcome,
 ) -> Option<Box<crate::catalog::Assessed>> {
@@ -531,7 +516,7 @@ async fn reread(
         | Outcome::Conflict { metadata_key } => Some(metadata_key.as_str()),
         Outcome::Skipped { .. } | Outcome::Retry { .. } | Outcome::Fatal { .. } => None,
     };
-    match reassess(store, &config.layout, key, meta, &config.review).await {
+    match bucket.reassess(key, meta).await {
         Ok(a) => Some(Box::new(a)),
         Err(e) => {
             tracing::warn!(key, error = %e, "re-reading after a write failed");
@@ -540,99 +525,49 @@ async fn reread(
     }
 }
 
-/// Sends the rows `keep` passes in messages of [`ROWS_PER_MESSAGE`]; stops
-/// at the first error, or quietly when the app has gone.
-async fn send_rows<E: ToString>(
-    rows: impl futures::Stream<Item = Result<Assessed, E>>,
+/// Sends the listing's updates as messages of at most
+/// [`ROWS_PER_MESSAGE`] rows; stops at the first error, or quietly when
+/// the app has gone.
+async fn send_updates(
+    updates: impl futures::Stream<Item = Result<Update, crate::bucket::BucketError>>,
     generation: u64,
     tx: &mpsc::UnboundedSender<Msg>,
-    mut keep: impl FnMut(&Assessed) -> bool,
 ) -> Result<(), String> {
-    let mut rows = std::pin::pin!(rows.ready_chunks(ROWS_PER_MESSAGE));
-    while let Some(chunk) = rows.next().await {
-        let mut batch = Vec::with_capacity(chunk.len());
-        let mut error = None;
-        for item in chunk {
-            match item {
-                Ok(a) if keep(&a) => batch.push(a),
-                Ok(_) => {}
-                Err(e) => {
-                    error = Some(e.to_string());
-                    break;
+    let mut updates = std::pin::pin!(updates);
+    while let Some(update) = updates.next().await {
+        match update.map_err(|e| crate::storage::error_chain(&e))? {
+            Update::Rows(rows) => {
+                if !send_rows(rows, generation, tx) {
+                    return Ok(());
                 }
             }
-        }
-        // The compact summaries are built here, off the UI thread, taking
-        // each row apart: the UI thread only files them.
-        if !batch.is_empty()
-            && tx
-                .send(Msg::Summaries {
-                    generation,
-                    rows: batch.into_iter().map(RowSummary::from_owned).collect(),
-                })
-                .is_err()
-        {
-            return Ok(());
-        }
-        if let Some(e) = error {
-            return Err(e);
+            Update::Gone(keys) => {
+                let _ = tx.send(Msg::Removed { generation, keys });
+            }
         }
     }
     Ok(())
 }
 
-/// The list from the index: what it holds, at once (the first screen
-/// does not wait for the bucket), then a refresh, then only the rows it
-/// changed and the keys it found gone.
-async fn list_indexed(
-    index: &Arc<Index>,
-    store: &DynStore,
-    config: &RuntimeConfig,
-    generation: u64,
-    tx: &mpsc::UnboundedSender<Msg>,
-) -> Result<(), String> {
-    let q = Query {
-        layout: config.layout.clone(),
-        review: config.review.clone(),
-        filter: Filter::default(),
-        unreadable: Arc::default(),
-    };
-    // Fingerprints by key hash: 16 bytes a row, not the rows themselves.
-    let mut shown = std::collections::HashMap::new();
-    let mut orphans = std::collections::HashMap::new();
-    send_rows(query::rows(index, q.clone()), generation, tx, |a| {
-        let h = key_hash(a.key());
-        shown.insert(h, fingerprint(a));
-        if a.image.is_none() {
-            orphans.insert(h, a.key().to_string());
+/// The compact summaries are built here, off the UI thread, taking each
+/// row apart: the UI thread only files them. False when the app has gone.
+fn send_rows(rows: Vec<Assessed>, generation: u64, tx: &mpsc::UnboundedSender<Msg>) -> bool {
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let batch = rows
+            .by_ref()
+            .take(ROWS_PER_MESSAGE)
+            .map(RowSummary::from_owned)
+            .collect();
+        if tx
+            .send(Msg::Summaries {
+                generation,
+                rows: batch,
+            })
+            .is_err()
+        {
+            return false;
         }
-        true
-    })
-    .await?;
-    let stats = refresh(
-        index,
-        store,
-        &config.layout,
-        &RefreshOptions::default(),
-        &|_| {},
-    )
-    .await
-    .map_err(|e| crate::storage::error_chain(&e))?;
-    let q = Query {
-        unreadable: Arc::new(stats.unreadable),
-        ..q
-    };
-    send_rows(query::rows(index, q), generation, tx, |a| {
-        let h = key_hash(a.key());
-        orphans.remove(&h);
-        shown.get(&h) != Some(&fingerprint(a))
-    })
-    .await?;
-    // Gone: what the refresh dropped, and orphans that are orphans no more.
-    let mut keys = stats.removed_keys;
-    keys.extend(orphans.into_values());
-    if !keys.is_empty() {
-        let _ = tx.send(Msg::Removed { generation, keys });
     }
-    Ok(())
+    true
 }

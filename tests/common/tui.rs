@@ -78,15 +78,12 @@ impl Harness {
         app.size = Size::new(120, 30);
         app.review_rule = rule.clone();
         let mut rt = Runtime::new(
-            store,
+            imgtag::bucket::Bucket::new(store, Layout::default(), rule.clone()),
             RuntimeConfig {
-                layout: Layout::default(),
-                review: rule.clone(),
                 features: Default::default(),
                 filters: Default::default(),
                 max_labels: None,
                 concurrency,
-                index: None,
                 thumb_delay: Duration::ZERO,
             },
             detector,

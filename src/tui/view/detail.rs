@@ -8,6 +8,7 @@
 //! when the document arrived), the header shows at most [`NAMES_SHOWN`]
 //! names a list, and a frame wraps and draws only the visible lines.
 
+use crate::tui::screen::{DetailLines, LinesKey};
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
@@ -22,7 +23,8 @@ use super::super::app::{App, DocState, Loaded, Mode, Pane, ThumbState};
 use super::super::facts::LabelFlags;
 use super::super::rows::{Row, RowRef};
 use super::super::theme::Theme;
-use super::{Areas, fit_left, fit_right, pane_block};
+use super::{fit_left, fit_right, pane_block};
+use crate::tui::screen::Areas;
 
 pub(super) fn draw(f: &mut Frame, app: &App, a: &Areas) {
     let row = app.selected_row();
@@ -133,29 +135,6 @@ fn visible(
     let take = usize::from(area.height) + 1;
     out.extend(labels.lines.iter().skip(from).take(take).cloned());
     (out, u16::try_from(skip).unwrap_or(u16::MAX))
-}
-
-/// What the label lines depend on besides the document.
-#[derive(Debug, Clone, PartialEq)]
-struct LinesKey {
-    doc: u64,
-    width: u16,
-    boxed: Option<usize>,
-    min_confidence: f32,
-    review_below: f32,
-    theme: Theme,
-}
-
-/// The label lines of one document, built once for a width and settings
-/// (see the module documentation), with where each starts in rows.
-#[derive(Debug)]
-pub struct DetailLines {
-    key: LinesKey,
-    lines: Vec<Line<'static>>,
-    /// Rows above each line: `starts[i]` for line `i`, then the total.
-    starts: Vec<usize>,
-    /// Builds so far (kept across documents), for tests and benches.
-    builds: u64,
 }
 
 impl DetailLines {

@@ -11,7 +11,8 @@ use crate::sanitize::for_terminal;
 
 use super::super::app::{App, Listing, Pane};
 use super::super::rows::{Row, RowRef};
-use super::{Areas, fit_left, fit_right, pane_block};
+use super::{fit_left, fit_right, pane_block};
+use crate::tui::screen::Areas;
 
 /// Column widths of the list body.
 struct Columns {

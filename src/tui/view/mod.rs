@@ -13,61 +13,17 @@ mod list;
 mod overlay;
 pub mod status;
 
-pub use detail::{DetailLines, NAMES_SHOWN};
+use super::screen::areas;
+pub use detail::NAMES_SHOWN;
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout as Split, Rect};
+use ratatui::layout::Rect;
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders};
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::app::{App, Mode};
 use super::theme::Theme;
-
-/// Where everything goes, for drawing and for mouse hit-testing.
-#[derive(Debug, Clone, Copy)]
-pub struct Areas {
-    pub list: Rect,
-    pub list_header: Rect,
-    pub list_body: Rect,
-    pub detail: Rect,
-    pub thumb: Rect,
-    pub detail_text: Rect,
-    pub status: Rect,
-    pub message: Rect,
-}
-
-pub fn areas(full: Rect) -> Areas {
-    let [main, status, message] = Split::vertical([
-        Constraint::Min(3),
-        Constraint::Length(1),
-        Constraint::Length(1),
-    ])
-    .areas(full);
-    let [list, detail] =
-        Split::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(main);
-    let list_inner = Block::bordered().inner(list);
-    let [list_header, list_body] =
-        Split::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(list_inner);
-    let detail_inner = Block::bordered().inner(detail);
-    // Tall enough for a 4:3 photo across the pane's full width (a cell is
-    // about twice as tall as wide), leaving two fifths for the labels.
-    let thumb_h = (detail_inner.width * 3)
-        .div_ceil(8)
-        .min(detail_inner.height * 3 / 5);
-    let [thumb, detail_text] =
-        Split::vertical([Constraint::Length(thumb_h), Constraint::Min(0)]).areas(detail_inner);
-    Areas {
-        list,
-        list_header,
-        list_body,
-        detail,
-        thumb,
-        detail_text,
-        status,
-        message,
-    }
-}
 
 /// `s` cut to `width` columns, keeping its end (a key's file name matters
 /// more than its folders).
