@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
-use super::local::DetectError;
+use super::model_error::DetectError;
 
 /// The variable that selects the engine.
 pub const ENGINE_ENV: &str = "IMGTAG_ENGINE";

@@ -17,11 +17,12 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::engine::{Engine, EngineChoice, EngineKind};
+pub use super::model_error::DetectError;
 use super::{DetectFailure, DetectInput, DetectParams, Detector, DetectorKind};
 
 use super::yolox::{self, Yolox};
 use crate::contract::{Label, NameRef};
-use crate::imaging::{self, DecodeLimits, INPUT_SIZE, ImagingError, TENSOR_LEN};
+use crate::imaging::{self, DecodeLimits, INPUT_SIZE, TENSOR_LEN};
 
 /// `LabelModelVersion` written by the local detector: both models, so a
 /// document tagged by the classifier alone is not "the same request", and
@@ -46,35 +47,6 @@ const LABELS_JSON: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/assets/model/labels.json"
 ));
-
-/// Why the local detector failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DetectError {
-    /// The image could not be decoded or preprocessed.
-    #[error(transparent)]
-    Imaging(#[from] ImagingError),
-    /// Loading or running the model failed.
-    #[error("model error: {0}")]
-    Model(String),
-    /// The embedded labels.json is malformed.
-    #[error("label hierarchy error: {0}")]
-    Labels(String),
-    /// The input tensor or probability vector has the wrong length.
-    #[error("expected {expected} values, got {got}")]
-    BadLength { expected: usize, got: usize },
-}
-
-impl DetectError {
-    /// A short stable identifier, e.g. for `ImgTag.Error.Code`.
-    pub fn code(&self) -> &'static str {
-        match self {
-            DetectError::Imaging(e) => e.code(),
-            DetectError::Model(_) => "ModelError",
-            DetectError::Labels(_) => "LabelsError",
-            DetectError::BadLength { .. } => "BadLength",
-        }
-    }
-}
 
 #[derive(Deserialize)]
 struct LabelsFile {

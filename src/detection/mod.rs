@@ -11,6 +11,7 @@ use crate::contract::{ImageProperties, Label, LabelFilters};
 
 pub mod engine;
 pub mod local;
+pub mod model_error;
 pub mod pacing;
 pub mod quality;
 pub mod rekognition;

@@ -17,7 +17,7 @@ use image::RgbImage;
 use serde::Deserialize;
 
 use super::engine::{Engine, EngineChoice, EngineKind};
-use super::local::DetectError;
+use super::model_error::DetectError;
 use crate::contract::{BoundingBox, Instance, Label, NameRef};
 use crate::imaging;
 
