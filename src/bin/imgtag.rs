@@ -394,22 +394,15 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
 /// endpoint override does not apply: S3 Control is a different service).
 #[cfg(feature = "backfill-submit")]
 async fn s3control_client(s3: &imgtag::storage::S3Options) -> aws_sdk_s3control::Client {
-    use aws_config::timeout::TimeoutConfig;
+    use aws_config::{retry::RetryConfig, timeout::TimeoutConfig};
     // A service that stops answering gives an error, not a hang.
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(
-        TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .operation_attempt_timeout(Duration::from_secs(60))
-            .operation_timeout(Duration::from_secs(180))
-            .build(),
-    );
-    if let Some(p) = &s3.profile {
-        loader = loader.profile_name(p);
-    }
-    if let Some(r) = &s3.region {
-        loader = loader.region(aws_config::Region::new(r.clone()));
-    }
-    aws_sdk_s3control::Client::new(&loader.load().await)
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(60))
+        .operation_timeout(Duration::from_secs(180))
+        .build();
+    let shared = imgtag::storage::s3::aws_config(s3, RetryConfig::standard(), timeouts).await;
+    aws_sdk_s3control::Client::new(&shared)
 }
 
 /// `imgtag env`: the engine diagnostics; exit 1 when the engine asked

@@ -11,11 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_rekognition::Client;
-use aws_sdk_rekognition::config::Region;
 use aws_sdk_rekognition::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_rekognition::operation::detect_labels::DetectLabelsError;
 use aws_sdk_rekognition::primitives::Blob;
@@ -66,25 +64,19 @@ impl RekognitionDetector {
         concurrency: usize,
         tps: Option<f64>,
     ) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::disabled())
+        let shared = crate::storage::s3::aws_config(
+            opts,
+            RetryConfig::disabled(),
             // A service that stops answering must give an error, not a
             // hang: every attempt is bounded.
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .read_timeout(ATTEMPT_TIMEOUT)
-                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                    .operation_timeout(ATTEMPT_TIMEOUT)
-                    .build(),
-            );
-        if let Some(p) = &opts.profile {
-            loader = loader.profile_name(p);
-        }
-        if let Some(r) = &opts.region {
-            loader = loader.region(Region::new(r.clone()));
-        }
-        let shared = loader.load().await;
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .read_timeout(ATTEMPT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(ATTEMPT_TIMEOUT)
+                .build(),
+        )
+        .await;
         let det = Self::from_client(Client::new(&shared), concurrency);
         match tps {
             Some(tps) => det.with_rate(tps),

@@ -44,6 +44,27 @@ fn endpoint_in_env() -> bool {
         .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
 }
 
+/// The AWS configuration every client of a run starts from (S3,
+/// Rekognition, S3 Control): the default credential chain, with the
+/// profile and region the user chose, and the caller's retries and
+/// timeouts (each service needs its own: see the callers).
+pub async fn aws_config(
+    opts: &S3Options,
+    retry: RetryConfig,
+    timeouts: TimeoutConfig,
+) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(retry)
+        .timeout_config(timeouts);
+    if let Some(p) = &opts.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = &opts.region {
+        loader = loader.region(Region::new(r.clone()));
+    }
+    loader.load().await
+}
+
 /// An S3 client from the default credential chain and the options, shared
 /// by every bucket a process opens (the Lambda handler opens the bucket each
 /// event names). Nothing is sent until the first request.
@@ -54,26 +75,20 @@ pub async fn sdk_client(opts: &S3Options) -> Client {
 /// [`sdk_client`], and the endpoint it sends requests to (see
 /// [`resolved_endpoint`]).
 async fn client_and_endpoint(opts: &S3Options) -> (Client, Option<String>) {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+    let shared = aws_config(
+        opts,
         // Throttling and 5xx are retried with backoff by the SDK.
-        .retry_config(RetryConfig::standard().with_max_attempts(4))
+        RetryConfig::standard().with_max_attempts(4),
         // A server that goes away must produce an error, not a hang. The
         // read timeout only covers the wait for a reply's headers; bodies
         // are guarded by `S3Store`'s idle timeout.
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .read_timeout(Duration::from_secs(60))
-                .operation_attempt_timeout(Duration::from_secs(120))
-                .build(),
-        );
-    if let Some(p) = &opts.profile {
-        loader = loader.profile_name(p);
-    }
-    if let Some(r) = &opts.region {
-        loader = loader.region(Region::new(r.clone()));
-    }
-    let shared = loader.load().await;
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .read_timeout(Duration::from_secs(60))
+            .operation_attempt_timeout(Duration::from_secs(120))
+            .build(),
+    )
+    .await;
     let mut conf = aws_sdk_s3::config::Builder::from(&shared);
     if shared.region().is_none() {
         // S3-compatible servers rarely care; AWS answers with a redirect
