@@ -268,6 +268,7 @@ impl Detector for Racing {
             labels: vec![imgtag::contract::Label::new("Ours", 90.0)],
             label_model_version: None,
             image_properties: None,
+            candidates: Vec::new(),
         })
     }
 }
@@ -318,6 +319,7 @@ impl Detector for Flaky {
             labels: vec![imgtag::contract::Label::new("Fine", 80.0)],
             label_model_version: None,
             image_properties: None,
+            candidates: Vec::new(),
         })
     }
 }
