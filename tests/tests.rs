@@ -7,6 +7,7 @@ mod common;
 mod audit;
 mod backfill;
 mod boxes;
+mod candidates;
 mod cli;
 mod deploy;
 mod fault_runs;
