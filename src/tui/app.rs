@@ -1388,6 +1388,15 @@ impl App {
             Outcome::Conflict { .. } => self.error(format!(
                 "{shown} changed since that review: left alone, not undone"
             )),
+            // The store failed past its retries: nothing was written, and
+            // the undo is kept rather than lost.
+            Outcome::Retry { message } => {
+                self.error(format!(
+                    "{shown} not undone yet ({}): u tries again",
+                    for_terminal(&message)
+                ));
+                self.queue.restore_undo(undo);
+            }
             other => self.report(&undo.image_key, &other, true),
         }
         Vec::new()
