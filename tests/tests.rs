@@ -29,6 +29,7 @@ mod queue;
 mod reader;
 mod rekognition;
 mod review;
+mod review_faults;
 mod split_listing;
 mod yolox;
 // `store_suite::exercise` (one scenario run on three stores) and
