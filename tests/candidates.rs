@@ -245,6 +245,15 @@ async fn an_old_document_is_rewritten_without_candidates() {
     let out = edit_review(&store, IMAGE, &edit, &opts()).await;
     assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");
     assert!(written(&store).await.is_none());
+    // Re-tagged by a detector that saw nothing below MinConfidence: still
+    // no field, not an empty one.
+    let again = TagOptions {
+        force: true,
+        ..opts()
+    };
+    let out = tag(&store, &fixed(&[]), IMAGE, &again).await;
+    assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");
+    assert!(!String::from_utf8_lossy(&body(&store).await).contains("Candidates"));
 }
 
 /// A foreign document whose `Candidates` has another shape: its labels
