@@ -226,8 +226,8 @@ impl Candidate {
     }
 }
 
-/// The candidates a document keeps: valid ones ([`Candidate::is_valid`]),
-/// none named like a label, each name once (any case, the most confident),
+/// The candidates a document keeps: valid ones (a name a review could add,
+/// a confidence below `min_confidence`), none named like a label, each name once (any case, the most confident),
 /// most confident first (then by name), at most [`MAX_CANDIDATES`].
 pub fn normalize_candidates(
     mut candidates: Vec<Candidate>,
