@@ -266,9 +266,7 @@ impl Hierarchy {
             })
             .collect()
     }
-}
 
-impl Hierarchy {
     /// Each node's confidence (100 x the summed probability of every class
     /// under it, each class counted once), kept where `keep` says and the
     /// node may be a label, most confident first, then by name.
