@@ -192,6 +192,61 @@ pub struct Confirmed {
     pub extra: Extra,
 }
 
+/// The key of the detector's near misses in `ImgTag` (docs/format.md).
+pub const CANDIDATES: &str = "Candidates";
+/// At most this many candidates are kept in a document.
+pub const MAX_CANDIDATES: usize = 10;
+
+/// What the detector saw below MinConfidence: a name it would have
+/// labelled with a lower threshold. Not a label (nothing reads it as one);
+/// it ranks the review queue's suggested replacements (`crate::suggest`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Candidate {
+    pub name: String,
+    pub confidence: f32,
+}
+
+impl Candidate {
+    pub fn new(name: impl Into<String>, confidence: f32) -> Self {
+        Candidate {
+            name: name.into(),
+            confidence,
+        }
+    }
+
+    /// Whether a writer may keep it: a name a review could add (not empty,
+    /// nothing a terminal would act on) and a confidence below
+    /// `min_confidence`.
+    fn is_valid(&self, min_confidence: f32) -> bool {
+        !self.name.trim().is_empty()
+            && !self.name.chars().any(crate::sanitize::is_unsafe)
+            && self.confidence.is_finite()
+            && (0.0..min_confidence.min(100.0)).contains(&self.confidence)
+    }
+}
+
+/// The candidates a document keeps: valid ones (a name a review could add,
+/// a confidence below `min_confidence`), none named like a label, each name once (any case, the most confident),
+/// most confident first (then by name), at most [`MAX_CANDIDATES`].
+pub fn normalize_candidates(
+    mut candidates: Vec<Candidate>,
+    min_confidence: f32,
+    labels: &[Label],
+) -> Vec<Candidate> {
+    let mut seen: std::collections::HashSet<String> =
+        labels.iter().map(|l| l.name.to_lowercase()).collect();
+    candidates.retain(|c| c.is_valid(min_confidence));
+    candidates.sort_by(|a, b| {
+        b.confidence
+            .total_cmp(&a.confidence)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    candidates.retain(|c| seen.insert(c.name.to_lowercase()));
+    candidates.truncate(MAX_CANDIDATES);
+    candidates
+}
+
 /// A permanent failure recorded instead of labels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -240,6 +295,34 @@ pub struct ImgTagInfo {
 }
 
 impl ImgTagInfo {
+    /// `ImgTag.Candidates`, read leniently: kept in `extra` as written, so
+    /// a value of another shape (another tool's field of that name) never
+    /// makes the document unreadable and survives a review's rewrite. Here
+    /// it reads as its valid entries only (none when it is not a list).
+    pub fn candidates(&self) -> Vec<Candidate> {
+        let Some(Value::Array(items)) = self.extra.get(CANDIDATES) else {
+            return Vec::new();
+        };
+        let parsed = items
+            .iter()
+            .filter_map(|v| Candidate::deserialize(v).ok())
+            .collect();
+        let min = self.min_confidence.unwrap_or(100.0);
+        normalize_candidates(parsed, min, &[])
+    }
+
+    /// Sets `ImgTag.Candidates` (a detection's own; none removes the field,
+    /// so documents without candidates are as they always were).
+    pub fn set_candidates(&mut self, candidates: &[Candidate]) {
+        let value = (!candidates.is_empty())
+            .then(|| json_value(&candidates))
+            .flatten();
+        match value {
+            Some(v) => self.extra.insert(CANDIDATES.into(), v),
+            None => self.extra.remove(CANDIDATES),
+        };
+    }
+
     /// How the labels came to be, as every front end words it: what is
     /// known of the tagging, or "by another tool" when imgtag only adopted
     /// the document to keep a review in it. Untrusted text: sanitise it
@@ -395,16 +478,23 @@ impl LabelFilters {
     /// local model): inclusion keeps only the names (or categories) listed,
     /// exclusion drops them; names compare case-insensitively.
     pub fn apply(&self, labels: &mut Vec<Label>) {
+        labels.retain(|l| self.keeps(&l.name, &l.categories));
+    }
+
+    /// [`apply`](Self::apply) for candidates, which have no categories: a
+    /// name the filters would drop as a label is not offered either.
+    pub fn apply_to_candidates(&self, candidates: &mut Vec<Candidate>) {
+        candidates.retain(|c| self.keeps(&c.name, &[]));
+    }
+
+    fn keeps(&self, name: &str, categories: &[NameRef]) -> bool {
         let has = |list: &[String], name: &str| list.iter().any(|n| n.eq_ignore_ascii_case(name));
-        let in_category =
-            |list: &[String], l: &Label| l.categories.iter().any(|c| has(list, &c.name));
-        labels.retain(|l| {
-            (self.label_inclusion_filters.is_empty() || has(&self.label_inclusion_filters, &l.name))
-                && !has(&self.label_exclusion_filters, &l.name)
-                && (self.label_category_inclusion_filters.is_empty()
-                    || in_category(&self.label_category_inclusion_filters, l))
-                && !in_category(&self.label_category_exclusion_filters, l)
-        });
+        let in_category = |list: &[String]| categories.iter().any(|c| has(list, &c.name));
+        (self.label_inclusion_filters.is_empty() || has(&self.label_inclusion_filters, name))
+            && !has(&self.label_exclusion_filters, name)
+            && (self.label_category_inclusion_filters.is_empty()
+                || in_category(&self.label_category_inclusion_filters))
+            && !in_category(&self.label_category_exclusion_filters)
     }
 }
 

@@ -9,9 +9,9 @@ use bytes::Bytes;
 
 use crate::catalog::{Lookup, MetadataRead, find_metadata};
 use crate::contract::{
-    Confirmed, ErrorInfo, ImgTagInfo, Label, LabelFilters, Layout, MetadataDoc, ParsedMetadata,
-    RequestSettings, Review, SCHEMA_VERSION, SourceRef, is_folder_placeholder, normalize_etag,
-    parse_metadata,
+    Candidate, Confirmed, ErrorInfo, ImgTagInfo, Label, LabelFilters, Layout, MetadataDoc,
+    ParsedMetadata, RequestSettings, Review, SCHEMA_VERSION, SourceRef, is_folder_placeholder,
+    normalize_candidates, normalize_etag, parse_metadata,
 };
 use crate::detection::{
     DetectFailure, DetectInput, DetectParams, Detection, DynDetector, Features,
@@ -53,6 +53,12 @@ pub struct TagOptions {
     /// retries of a write whose detection is already paid for.
     pub attempts: u32,
     pub backoff: Duration,
+    /// Keep what the detector saw below MinConfidence in
+    /// `ImgTag.Candidates` (on by default: the local model has them for
+    /// free; Rekognition is asked once, at a lower MinConfidence, see
+    /// `rekognition::candidate_floor`). They rank the review queue's
+    /// suggestions.
+    pub candidates: bool,
 }
 
 impl TagOptions {
@@ -69,6 +75,7 @@ impl TagOptions {
             replace_unreadable: false,
             attempts: 3,
             backoff: Duration::from_millis(500),
+            candidates: true,
         }
     }
 
@@ -91,6 +98,7 @@ impl TagOptions {
             max_labels: self.max_labels,
             features: self.features,
             filters: self.filters.clone(),
+            candidates: self.candidates,
         }
     }
 }
@@ -460,6 +468,7 @@ async fn detect(
                 // here, so a document records only what it holds.
                 if !detector.applies_filters() {
                     params.filters.apply(&mut d.labels);
+                    params.filters.apply_to_candidates(&mut d.candidates);
                 }
                 return Ok(Ok(d));
             }
@@ -488,18 +497,20 @@ async fn write(
     source: SourceRef,
     result: Result<Detection, ErrorInfo>,
 ) -> Outcome {
-    let properties = result
-        .as_ref()
-        .ok()
-        .and_then(|d| d.image_properties.clone());
+    let (properties, candidates) = match &result {
+        Ok(d) => (d.image_properties.clone(), d.candidates.clone()),
+        Err(_) => (None, Vec::new()),
+    };
     let result = result.map(|d| (d.labels, d.label_model_version));
     let mut doc = build_document(source, detector, opts, result, target.review());
     if let Some(prior) = &target.prior {
         carry_unknown_fields(&mut doc, &prior.doc);
     }
     // This detection's answer, never the one it replaces: a re-run without
-    // IMAGE_PROPERTIES leaves none.
+    // IMAGE_PROPERTIES leaves none, and candidates are the detector's
+    // (never a human's), replaced by each run.
     doc.set_image_properties(properties.as_ref());
+    set_candidates(&mut doc, candidates, opts.min_confidence);
     // The detection is paid for: a transient write failure is retried
     // here rather than reported, which would make the caller detect again.
     let (mut delay, mut attempt) = (opts.backoff, 1);
@@ -513,6 +524,15 @@ async fn write(
             }
             outcome => return outcome,
         }
+    }
+}
+
+/// Writes a detection's candidates into `ImgTag.Candidates`, normalised
+/// against the document's labels ([`normalize_candidates`]).
+fn set_candidates(doc: &mut MetadataDoc, candidates: Vec<Candidate>, min_confidence: f32) {
+    let kept = normalize_candidates(candidates, min_confidence, &doc.labels);
+    if let Some(t) = doc.imgtag.as_mut() {
+        t.set_candidates(&kept);
     }
 }
 

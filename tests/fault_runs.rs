@@ -83,6 +83,7 @@ impl Detector for Counting {
             labels: vec![Label::new("Thing", 90.0)],
             label_model_version: None,
             image_properties: None,
+            candidates: Vec::new(),
         })
     }
 }

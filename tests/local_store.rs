@@ -229,6 +229,7 @@ impl Detector for Fixed {
             labels: vec![Label::new("Cup", 90.0)],
             label_model_version: None,
             image_properties: None,
+            candidates: Vec::new(),
         })
     }
 }

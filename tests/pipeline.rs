@@ -269,6 +269,7 @@ impl Detector for Racing {
             labels: vec![imgtag::contract::Label::new("Ours", 90.0)],
             label_model_version: None,
             image_properties: None,
+            candidates: Vec::new(),
         })
     }
 }
@@ -319,6 +320,7 @@ impl Detector for Flaky {
             labels: vec![imgtag::contract::Label::new("Fine", 80.0)],
             label_model_version: None,
             image_properties: None,
+            candidates: Vec::new(),
         })
     }
 }

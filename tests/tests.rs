@@ -8,6 +8,7 @@ mod audit;
 mod backfill;
 mod boxes;
 mod bucket;
+mod candidates;
 mod cli;
 mod deploy;
 mod fault_runs;
@@ -29,6 +30,7 @@ mod queue;
 mod reader;
 mod rekognition;
 mod review;
+mod review_faults;
 mod split_listing;
 mod yolox;
 // `store_suite::exercise` (one scenario run on three stores) and

@@ -21,7 +21,7 @@ pub use super::model_error::DetectError;
 use super::{DetectFailure, DetectInput, DetectParams, Detector, DetectorKind};
 
 use super::yolox::{self, Yolox};
-use crate::contract::{Label, NameRef};
+use crate::contract::{Candidate, Label, NameRef, normalize_candidates};
 use crate::imaging::{self, DecodeLimits, INPUT_SIZE, TENSOR_LEN};
 
 /// `LabelModelVersion` written by the local detector: both models, so a
@@ -222,6 +222,27 @@ impl Hierarchy {
         min_confidence: f32,
         max_labels: Option<u32>,
     ) -> Vec<Label> {
+        let mut picked = self.confidences(probs, |c| c >= min_confidence);
+        if let Some(max) = max_labels {
+            picked.truncate(max as usize);
+        }
+        picked
+            .into_iter()
+            .map(|(confidence, node)| {
+                let mut label = Label::new(self.names[node].clone(), confidence);
+                label.parents = self.ancestors[node]
+                    .iter()
+                    .map(|&p| NameRef::new(self.names[p as usize].clone()))
+                    .collect();
+                label
+            })
+            .collect()
+    }
+
+    /// Each node's confidence (100 x the summed probability of every class
+    /// under it, each class counted once), kept where `keep` says and the
+    /// node may be a label, most confident first, then by name.
+    fn confidences(&self, probs: &[f32], keep: impl Fn(f32) -> bool) -> Vec<(f32, usize)> {
         let mut sums = vec![0f64; self.names.len()];
         for (closure, &p) in self.class_closure.iter().zip(probs) {
             // NaN or negative inputs must not make a parent smaller than its
@@ -239,28 +260,28 @@ impl Hierarchy {
             .iter()
             .enumerate()
             .map(|(node, &s)| (round_confidence(s * 100.0), node))
-            .filter(|&(c, node)| c > 0.0 && c >= min_confidence && !self.parent_only[node])
+            .filter(|&(c, node)| c > 0.0 && keep(c) && !self.parent_only[node])
             .collect();
         picked.sort_by(|a, b| {
             b.0.total_cmp(&a.0)
                 .then_with(|| self.names[a.1].cmp(&self.names[b.1]))
         });
-        if let Some(max) = max_labels {
-            picked.truncate(max as usize);
-        }
         picked
+    }
+
+    /// The names the classifier saw below `min_confidence` and at least at
+    /// [`CANDIDATE_FLOOR`], most confident first (`ImgTag.Candidates`).
+    pub fn candidates(&self, probs: &[f32], min_confidence: f32) -> Vec<Candidate> {
+        self.confidences(probs, |c| (CANDIDATE_FLOOR..min_confidence).contains(&c))
             .into_iter()
-            .map(|(confidence, node)| {
-                let mut label = Label::new(self.names[node].clone(), confidence);
-                label.parents = self.ancestors[node]
-                    .iter()
-                    .map(|&p| NameRef::new(self.names[p as usize].clone()))
-                    .collect();
-                label
-            })
+            .map(|(c, node)| Candidate::new(self.names[node].clone(), c))
             .collect()
     }
 }
+
+/// The least confidence a local candidate needs, percent: below it the
+/// classifier is spreading what is left over its 1000 classes.
+pub const CANDIDATE_FLOOR: f32 = 1.0;
 
 /// Percent rounded to 3 decimals, within 0..=100. Monotonic, so a parent
 /// never ends up below its child.
@@ -316,6 +337,13 @@ impl Default for DetectOptions {
 
 /// The outcome for one image: its labels or why it failed.
 pub type Detection = Result<Vec<Label>, DetectError>;
+
+/// Both models' labels for one image, and the classifier's candidates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub labels: Vec<Label>,
+    pub candidates: Vec<Candidate>,
+}
 
 /// MobileNetV2 + label hierarchy, ready to run. `Send + Sync`: share it
 /// (e.g. in an `Arc`) and call it from several threads at once; every call
@@ -536,6 +564,19 @@ impl LocalModel {
         bytes: &[u8],
         options: &DetectOptions,
     ) -> Result<Vec<Label>, DetectError> {
+        Ok(self
+            .detect_into(bytes, options, &mut Buffers::new())?
+            .labels)
+    }
+
+    /// [`LocalModel::detect_bytes_with`], and what the classifier saw below
+    /// MinConfidence ([`Hierarchy::candidates`], none named like a label,
+    /// at most [`crate::contract::MAX_CANDIDATES`]).
+    pub fn detect_with_candidates(
+        &self,
+        bytes: &[u8],
+        options: &DetectOptions,
+    ) -> Result<Answer, DetectError> {
         self.detect_into(bytes, options, &mut Buffers::new())
     }
 
@@ -559,7 +600,7 @@ impl LocalModel {
         bytes: &[u8],
         options: &DetectOptions,
         buffers: &mut Buffers,
-    ) -> Result<Vec<Label>, DetectError> {
+    ) -> Result<Answer, DetectError> {
         let img = imaging::decode(bytes, &options.limits)?;
         imaging::preprocess(&img, &mut buffers.classifier)?;
         let detected = self
@@ -572,10 +613,17 @@ impl LocalModel {
         // Scenes (Beach, Street, Living Room...) from what both models saw.
         let scenes = super::scenes::scene_labels(&labels, options.min_confidence);
         let mut labels = merge_labels(labels, scenes);
+        // Against every label, truncated or not: a candidate is a name the
+        // answer lacks, not one MaxLabels cut.
+        let candidates = normalize_candidates(
+            self.hierarchy.candidates(&probs, options.min_confidence),
+            options.min_confidence,
+            &labels,
+        );
         if let Some(max) = options.max_labels {
             labels.truncate(max as usize);
         }
-        Ok(labels)
+        Ok(Answer { labels, candidates })
     }
 
     /// Detect labels in many images using `workers` threads (0 = one per
@@ -607,7 +655,8 @@ impl LocalModel {
                         loop {
                             let i = next.fetch_add(1, Ordering::Relaxed);
                             let Some(bytes) = images.get(i) else { break };
-                            done.push((i, self.detect_into(bytes.as_ref(), options, &mut buffers)));
+                            let answer = self.detect_into(bytes.as_ref(), options, &mut buffers);
+                            done.push((i, answer.map(|a| a.labels)));
                         }
                         done
                     })
@@ -686,18 +735,27 @@ impl Detector for LocalDetector {
             })?;
         let quality = super::quality::spawn(&bytes, &params);
         let model = self.model.clone();
-        let labels = tokio::task::spawn_blocking(move || {
-            model.detect_bytes(&bytes, params.min_confidence, params.max_labels)
-        })
-        .await
-        .map_err(|e| DetectFailure::Config {
-            message: format!("detector task failed: {e}"),
-        })?;
-        match labels {
-            Ok(labels) => Ok(super::Detection {
-                labels,
+        let options = DetectOptions {
+            min_confidence: params.min_confidence,
+            max_labels: params.max_labels,
+            limits: DecodeLimits::default(),
+        };
+        let answer =
+            tokio::task::spawn_blocking(move || model.detect_with_candidates(&bytes, &options))
+                .await
+                .map_err(|e| DetectFailure::Config {
+                    message: format!("detector task failed: {e}"),
+                })?;
+        match answer {
+            Ok(answer) => Ok(super::Detection {
+                labels: answer.labels,
                 label_model_version: Some(MODEL_VERSION.into()),
                 image_properties: quality.await,
+                candidates: if params.candidates {
+                    answer.candidates
+                } else {
+                    Vec::new()
+                },
             }),
             Err(DetectError::Imaging(e)) => Err(DetectFailure::permanent(e.code(), e.to_string())),
             Err(e) => Err(DetectFailure::Config {

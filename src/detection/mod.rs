@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::contract::{ImageProperties, Label, LabelFilters};
+use crate::contract::{Candidate, ImageProperties, Label, LabelFilters};
 
 pub mod engine;
 pub mod local;
@@ -214,6 +214,10 @@ pub struct DetectParams {
     pub features: Features,
     /// DetectLabels `Settings.GeneralLabels`.
     pub filters: LabelFilters,
+    /// Keep what the detector saw below `min_confidence` as
+    /// [`Detection::candidates`] (Rekognition: on the same single call,
+    /// asked with a lower MinConfidence, [`rekognition::candidate_floor`]).
+    pub candidates: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -222,6 +226,9 @@ pub struct Detection {
     pub label_model_version: Option<String>,
     /// `ImageProperties`, when `IMAGE_PROPERTIES` was asked for.
     pub image_properties: Option<ImageProperties>,
+    /// What the detector saw below MinConfidence, when asked
+    /// ([`DetectParams::candidates`]); `ImgTag.Candidates`.
+    pub candidates: Vec<Candidate>,
 }
 
 /// Why detection failed, sorted by what the caller should do about it.

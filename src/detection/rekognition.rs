@@ -26,8 +26,8 @@ use image::ImageFormat;
 use super::pacing::RateLimiter;
 use super::{DetectFailure, DetectInput, DetectParams, Detection, Detector, DetectorKind};
 use crate::contract::{
-    BoundingBox, DominantColor, ImageProperties, ImageQuality, ImageRegion, Instance, Label,
-    LabelFilters, NameRef,
+    BoundingBox, Candidate, DominantColor, ImageProperties, ImageQuality, ImageRegion, Instance,
+    Label, LabelFilters, NameRef,
 };
 use crate::imaging::{self, DecodeLimits};
 
@@ -40,6 +40,43 @@ pub const MIN_SIDE: u32 = 80;
 pub const MAX_SIDE: u32 = 10_000;
 /// Longest side of a re-encoded image: plenty for labels, well under 5 MB.
 const REENCODE_MAX_SIDE: u32 = 2048;
+
+/// Candidates are asked for this far below MinConfidence...
+pub const CANDIDATE_MARGIN: f32 = 25.0;
+/// ...but never below this: under it DetectLabels' guesses are noise to a
+/// reviewer.
+pub const CANDIDATE_FLOOR: f32 = 40.0;
+
+/// The MinConfidence sent when candidates are kept: one call answers both
+/// (labels at or above `min_confidence`, candidates below), never a second
+/// paid call. Never above `min_confidence`.
+pub fn candidate_floor(min_confidence: f32) -> f32 {
+    (min_confidence - CANDIDATE_MARGIN)
+        .max(CANDIDATE_FLOOR)
+        .min(min_confidence)
+}
+
+/// The MinConfidence a request sends.
+fn request_min_confidence(params: &DetectParams) -> f32 {
+    if params.candidates {
+        candidate_floor(params.min_confidence)
+    } else {
+        params.min_confidence
+    }
+}
+
+/// Splits an answer asked at a lower floor: labels at or above
+/// `min_confidence`, the rest as candidates (name and confidence only).
+fn split_at(labels: Vec<Label>, min_confidence: f32) -> (Vec<Label>, Vec<Candidate>) {
+    let (labels, below): (Vec<Label>, Vec<Label>) = labels
+        .into_iter()
+        .partition(|l| l.confidence >= min_confidence);
+    let candidates = below
+        .into_iter()
+        .map(|l| Candidate::new(l.name, l.confidence))
+        .collect();
+    (labels, candidates)
+}
 
 pub struct RekognitionDetector {
     client: Client,
@@ -391,21 +428,26 @@ impl Detector for RekognitionDetector {
             .client
             .detect_labels()
             .image(image)
-            .min_confidence(params.min_confidence)
+            .min_confidence(request_min_confidence(&params))
             .set_max_labels(params.max_labels.map(|m| m.min(i32::MAX as u32) as i32))
             .set_features(Some(features(&params)))
             .set_settings(settings(&params.filters))
             .send()
             .await
             .map_err(map_err)?;
-        let mut labels: Vec<Label> = out.labels().iter().map(to_label).collect();
-        // Rekognition already filters; this keeps the contract even if a
-        // response carries more.
-        labels.retain(|l| l.confidence >= params.min_confidence);
+        let answer: Vec<Label> = out.labels().iter().map(to_label).collect();
+        // Labels are kept at MinConfidence even if the response carries
+        // more (asked lower for candidates, or not).
+        let (labels, candidates) = split_at(answer, params.min_confidence);
         Ok(Detection {
             labels,
             label_model_version: out.label_model_version().map(str::to_string),
             image_properties: out.image_properties().map(to_properties),
+            candidates: if params.candidates {
+                candidates
+            } else {
+                Vec::new()
+            },
         })
     }
 }
@@ -420,6 +462,21 @@ mod tests {
             .write_to(&mut out, ImageFormat::Png)
             .unwrap();
         out.into_inner()
+    }
+
+    /// Candidates lower the sent MinConfidence by 25, never under 40, and
+    /// never raise it.
+    #[test]
+    fn the_candidate_floor() {
+        assert_eq!(candidate_floor(55.0), 40.0);
+        assert_eq!(candidate_floor(80.0), 55.0);
+        assert_eq!(candidate_floor(30.0), 30.0);
+        let (labels, below) = split_at(
+            vec![Label::new("Cat", 91.0), Label::new("Tabby", 54.9)],
+            55.0,
+        );
+        assert_eq!(labels.len(), 1);
+        assert_eq!(below, vec![Candidate::new("Tabby", 54.9)]);
     }
 
     /// Over 10,000 px a side DetectLabels refuses the image: it is never

@@ -146,7 +146,7 @@ pub fn labels_with_boxes(doc: &MetadataDoc) -> Vec<usize> {
 
 /// Suggestions kept for one document: (document id, recent picks'
 /// version) and the names.
-pub type SuggestCache = ((u64, u64), Vec<String>);
+pub type SuggestCache = ((u64, u64), Vec<crate::suggest::Suggestion>);
 
 /// Documents kept for the detail pane, most recently used first.
 pub const DOC_CACHE: usize = 64;
@@ -1387,6 +1387,15 @@ impl App {
             Outcome::Conflict { .. } => self.error(format!(
                 "{shown} changed since that review: left alone, not undone"
             )),
+            // The store failed past its retries: nothing was written, and
+            // the undo is kept rather than lost.
+            Outcome::Retry { message } => {
+                self.error(format!(
+                    "{shown} not undone yet ({}): u tries again",
+                    for_terminal(&message)
+                ));
+                self.queue.restore_undo(undo);
+            }
             other => self.report(&undo.image_key, &other, true),
         }
         Vec::new()
@@ -1400,17 +1409,23 @@ impl App {
         }
     }
 
-    /// The selected document's suggested replacements for its headline,
-    /// computed once per document and recent picks.
+    /// The selected document's suggested replacements for its headline.
     pub fn suggestions(&self) -> Vec<String> {
+        let ranked = self.ranked_suggestions();
+        ranked.into_iter().map(|s| s.name).collect()
+    }
+
+    /// [`suggestions`](Self::suggestions) with where each came from,
+    /// computed once per document and recent picks.
+    pub fn ranked_suggestions(&self) -> Vec<crate::suggest::Suggestion> {
         let Some(loaded) = self.selected_loaded() else {
             return Vec::new();
         };
         let key = (loaded.id, self.queue.recent_version);
         let mut cache = self.suggest_cache.borrow_mut();
         if cache.as_ref().map(|(k, _)| *k) != Some(key) {
-            let names = crate::suggest::suggestions(&loaded.doc, self.queue.recent());
-            *cache = Some((key, names));
+            let ranked = crate::suggest::ranked(&loaded.doc, self.queue.recent());
+            *cache = Some((key, ranked));
         }
         cache.as_ref().map(|(_, v)| v.clone()).unwrap_or_default()
     }

@@ -41,6 +41,12 @@ impl Queue {
         self.undo.pop()
     }
 
+    /// An undo that could not be made now (the store failed for a while):
+    /// back on top of the stack, so `u` tries it again.
+    pub fn restore_undo(&mut self, undo: ReviewUndo) {
+        self.undo.push(undo);
+    }
+
     /// An undo was made: the review no longer counts.
     pub fn undone(&mut self) {
         self.reviewed = self.reviewed.saturating_sub(1);

@@ -344,14 +344,14 @@ fn review_hint(app: &App, doc: Option<&MetadataDoc>, headline: Option<&Headline>
             name_list(&r.flagged, "", ", ")
         ));
     }
-    let picks = app.suggestions();
+    let picks = app.ranked_suggestions();
     let picks = if picks.is_empty() {
         String::new()
     } else {
         let numbered: Vec<String> = picks
             .iter()
             .enumerate()
-            .map(|(i, n)| format!("{} {}", i + 1, for_terminal(n)))
+            .map(|(i, s)| format!("{} {}", i + 1, suggestion_text(s)))
             .collect();
         format!("\nreplace with: {}", numbered.join("  "))
     };
@@ -360,6 +360,18 @@ fn review_hint(app: &App, doc: Option<&MetadataDoc>, headline: Option<&Headline>
          (+Add -Remove !Flag), u undoes; t re-runs",
         why.join("; ")
     )
+}
+
+/// A suggestion as the pane lists it: what the detector saw carries its
+/// confidence (`Tabby 41%`), a recent pick a `↺`; the taxonomy's stand
+/// bare.
+fn suggestion_text(s: &crate::suggest::Suggestion) -> String {
+    let name = for_terminal(&s.name);
+    match s.source {
+        crate::suggest::Source::Detector(c) => format!("{name} {c:.0}%"),
+        crate::suggest::Source::Recent => format!("{name} ↺"),
+        crate::suggest::Source::Taxonomy => name.into_owned(),
+    }
 }
 
 /// Review lists longer than this show their first names and a count:
