@@ -40,13 +40,23 @@ pub use crate::detection::DetectorKind;
 
 /// imgtag-tui's colours: for a dark or a light terminal background, or
 /// `auto`: ask the terminal (falls back to dark).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ThemeChoice {
     #[default]
     Auto,
     Dark,
     Light,
+}
+
+/// `auto`, `dark` or `light`.
+pub fn parse_theme(s: &str) -> Result<ThemeChoice, String> {
+    match s.trim() {
+        "auto" => Ok(ThemeChoice::Auto),
+        "dark" => Ok(ThemeChoice::Dark),
+        "light" => Ok(ThemeChoice::Light),
+        _ => Err(format!("{s:?} is not auto, dark or light")),
+    }
 }
 
 /// One `--review-below`: the default threshold, or one label's.
@@ -77,6 +87,32 @@ pub fn parse_confidence(s: &str) -> Result<f32, String> {
         Ok(v)
     } else {
         Err(format!("{v} is outside 0-100"))
+    }
+}
+
+/// `MaxLabels`: at least one label (DetectLabels refuses 0).
+pub fn parse_max_labels(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{s:?} is not a whole number of at least 1")),
+    }
+}
+
+/// `rekognition` or `local`.
+pub fn parse_detector(s: &str) -> Result<DetectorKind, String> {
+    match s.trim() {
+        "rekognition" => Ok(DetectorKind::Rekognition),
+        "local" => Ok(DetectorKind::Local),
+        _ => Err(format!("{s:?} is not rekognition or local")),
+    }
+}
+
+/// `true`/`false` (or `1`/`0`), as environment variables spell a switch.
+pub fn parse_switch(s: &str) -> Result<bool, String> {
+    match s.trim() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("{s:?} is not true or false")),
     }
 }
 
@@ -148,8 +184,9 @@ pub struct CommonArgs {
     #[arg(long, value_name = "PREFIX")]
     pub metadata_prefix: Option<String>,
 
-    /// Label detector (default: rekognition for S3, local for a folder).
-    #[arg(long, value_enum)]
+    /// Label detector: rekognition or local (default: rekognition for S3,
+    /// local for a folder).
+    #[arg(long, value_name = "rekognition|local", value_parser = parse_detector)]
     pub detector: Option<DetectorKind>,
 
     /// Labels below this confidence (0-100) are dropped when tagging
@@ -158,7 +195,7 @@ pub struct CommonArgs {
     pub min_confidence: Option<f32>,
 
     /// Keep at most this many labels per image (default: no limit).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_max_labels)]
     pub max_labels: Option<u32>,
 
     /// An image whose headline label is below this confidence needs
@@ -339,11 +376,11 @@ impl CommonArgs {
             self.uploads_prefix
                 .as_deref()
                 .or(file.uploads_prefix.as_deref())
-                .unwrap_or("uploads/"),
+                .unwrap_or(Layout::UPLOADS),
             self.metadata_prefix
                 .as_deref()
                 .or(file.metadata_prefix.as_deref())
-                .unwrap_or("metadata/"),
+                .unwrap_or(Layout::METADATA),
         )?;
         let detector = self.detector.or(file.detector).unwrap_or(match bucket {
             BucketSpec::S3(_) => DetectorKind::Rekognition,
@@ -562,6 +599,26 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The checks the flags and the Lambda's variables share.
+    #[test]
+    fn shared_setting_checks() {
+        assert_eq!(parse_max_labels(" 10 "), Ok(10));
+        for bad in ["0", "-3", "ten", ""] {
+            assert!(parse_max_labels(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_detector("local"), Ok(DetectorKind::Local));
+        assert!(
+            parse_detector("openai")
+                .unwrap_err()
+                .contains("rekognition or local")
+        );
+        assert_eq!(parse_switch("1"), Ok(true));
+        assert_eq!(parse_switch("false"), Ok(false));
+        assert!(parse_switch("yes").is_err());
+        assert_eq!(parse_theme("light"), Ok(ThemeChoice::Light));
+        assert!(parse_theme("blue").is_err());
+    }
 
     /// `[review]` in the file, `--review-below` flags over it; the rule
     /// applies a headline's own threshold, else its nearest ancestor's

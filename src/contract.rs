@@ -828,13 +828,17 @@ pub struct Layout {
 impl Default for Layout {
     fn default() -> Self {
         Layout {
-            uploads: "uploads/".into(),
-            metadata: "metadata/".into(),
+            uploads: Layout::UPLOADS.into(),
+            metadata: Layout::METADATA.into(),
         }
     }
 }
 
 impl Layout {
+    /// The prefixes when none are configured (docs/format.md).
+    pub const UPLOADS: &str = "uploads/";
+    pub const METADATA: &str = "metadata/";
+
     /// Prefixes get a trailing `/` if they lack one; they must not overlap,
     /// or writing metadata could trigger tagging of the metadata itself.
     pub fn new(uploads: &str, metadata: &str) -> Result<Self, ContractError> {

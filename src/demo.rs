@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use md5::{Digest, Md5};
 
-use crate::contract::{ImgTagInfo, Label, MetadataDoc, NameRef, SCHEMA_VERSION, SourceRef};
+use crate::contract::{ImgTagInfo, Label, Layout, MetadataDoc, NameRef, SCHEMA_VERSION, SourceRef};
 
 const CHELSEA: &[u8] = include_bytes!("../assets/samples/chelsea.png");
 const COFFEE: &[u8] = include_bytes!("../assets/samples/coffee.jpg");
@@ -132,9 +132,8 @@ const QUEUE: [(&str, &[u8], Labels); 6] = [
 
 /// A weak document for a queue image, as the Lambda would have written it.
 fn weak(image: &'static str, data: &[u8], labels: &[(&str, f32, &[&str])]) -> (String, Vec<u8>) {
-    let meta = image
-        .strip_prefix("uploads/")
-        .map(|rest| format!("metadata/{rest}.json"))
+    let meta = Layout::default()
+        .metadata_key(image)
         .expect("demo images are under uploads/");
     let labels = labels.iter().map(|(n, c, p)| label(n, *c, p)).collect();
     (meta, tagged_doc(image, data, labels))

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use crate::config::DetectorKind;
+use crate::config::{self, DetectorKind};
 use crate::contract::{DEFAULT_MIN_CONFIDENCE, LabelFilters, Layout, is_folder_placeholder};
 use crate::detection::{
     DetectFailure, DetectInput, DetectParams, Detection, Detector, DynDetector, Features,
@@ -140,56 +140,19 @@ impl LambdaConfig {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let min_confidence = match get("IMGTAG_MIN_CONFIDENCE") {
-            None => DEFAULT_MIN_CONFIDENCE,
-            Some(v) => match v.parse::<f32>() {
-                Ok(x) if (0.0..=100.0).contains(&x) => x,
-                _ => {
-                    return Err(LambdaError::Config {
-                        var: "IMGTAG_MIN_CONFIDENCE",
-                        message: format!("{v:?} is not a number from 0 to 100"),
-                    });
-                }
-            },
-        };
-        let max_labels = match get("IMGTAG_MAX_LABELS") {
-            None => None,
-            Some(v) => match v.parse::<u32>() {
-                Ok(n) if n >= 1 => Some(n),
-                _ => {
-                    return Err(LambdaError::Config {
-                        var: "IMGTAG_MAX_LABELS",
-                        message: format!("{v:?} is not a whole number of at least 1"),
-                    });
-                }
-            },
-        };
-        let uploads = get("IMGTAG_UPLOADS_PREFIX").unwrap_or_else(|| "uploads/".into());
-        let metadata = get("IMGTAG_METADATA_PREFIX").unwrap_or_else(|| "metadata/".into());
+        // The same checks as the command line's flags (`config`).
+        let min_confidence = var_of(&get, "IMGTAG_MIN_CONFIDENCE", config::parse_confidence)?
+            .unwrap_or(DEFAULT_MIN_CONFIDENCE);
+        let max_labels = var_of(&get, "IMGTAG_MAX_LABELS", config::parse_max_labels)?;
+        let uploads = get("IMGTAG_UPLOADS_PREFIX").unwrap_or_else(|| Layout::UPLOADS.into());
+        let metadata = get("IMGTAG_METADATA_PREFIX").unwrap_or_else(|| Layout::METADATA.into());
         let layout = Layout::new(&uploads, &metadata).map_err(|e| LambdaError::Config {
             var: "IMGTAG_UPLOADS_PREFIX/IMGTAG_METADATA_PREFIX",
             message: e.to_string(),
         })?;
-        let detector = match get("IMGTAG_DETECTOR").as_deref() {
-            None | Some("rekognition") => DetectorKind::Rekognition,
-            Some("local") => DetectorKind::Local,
-            Some(v) => {
-                return Err(LambdaError::Config {
-                    var: "IMGTAG_DETECTOR",
-                    message: format!("{v:?} is not rekognition or local"),
-                });
-            }
-        };
-        let path_style = match get("IMGTAG_PATH_STYLE").as_deref() {
-            None | Some("false" | "0") => false,
-            Some("true" | "1") => true,
-            Some(v) => {
-                return Err(LambdaError::Config {
-                    var: "IMGTAG_PATH_STYLE",
-                    message: format!("{v:?} is not true or false"),
-                });
-            }
-        };
+        let detector = var_of(&get, "IMGTAG_DETECTOR", config::parse_detector)?
+            .unwrap_or(DetectorKind::Rekognition);
+        let path_style = var_of(&get, "IMGTAG_PATH_STYLE", config::parse_switch)?.unwrap_or(false);
         let buckets = buckets_var(get("IMGTAG_BUCKETS"))?;
         let max_pixels = max_pixels_var(get("IMGTAG_MAX_MEGAPIXELS"))?;
         let features = match get("IMGTAG_FEATURES") {
@@ -242,6 +205,18 @@ impl LambdaConfig {
             None => inner,
         }
     }
+}
+
+/// A variable read by `parse`, its message naming the variable.
+fn var_of<T>(
+    get: &dyn Fn(&str) -> Option<String>,
+    name: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, LambdaError> {
+    get(name)
+        .map(|v| parse(&v))
+        .transpose()
+        .map_err(|message| LambdaError::Config { var: name, message })
 }
 
 /// `IMGTAG_BUCKETS`, required: a function that silently trusts every

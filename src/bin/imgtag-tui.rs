@@ -31,7 +31,7 @@ struct Cli {
     image_protocol: ImageProtocol,
     /// Colours for a dark or a light terminal; auto asks the terminal for
     /// its background (falls back to dark). Config file key: `theme`.
-    #[arg(long, value_enum, value_name = "auto|dark|light")]
+    #[arg(long, value_name = "auto|dark|light", value_parser = imgtag::config::parse_theme)]
     theme: Option<ThemeChoice>,
 }
 

@@ -23,9 +23,7 @@ pub use pacing::{DEFAULT_REKOGNITION_TPS, RateLimiter};
 pub use rekognition::RekognitionDetector;
 
 /// Which label detector to run.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DetectorKind {
     /// Amazon Rekognition DetectLabels.

@@ -246,9 +246,7 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
     let mut rt = Runtime::new(
         bucket,
         RuntimeConfig {
-            max_labels: settings.max_labels,
-            features: settings.features,
-            filters: settings.filters.clone(),
+            tag: crate::pipeline::TagOptions::from_settings(&settings, "imgtag-tui"),
             concurrency: opts.concurrency.max(1),
             thumb_delay: Duration::from_millis(40),
         },

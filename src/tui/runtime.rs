@@ -17,8 +17,7 @@ use crate::bucket::{Bucket, Update};
 use crate::catalog::{Assessed, Lookup};
 use crate::config::DetectorKind;
 use crate::contract::BoundingBox;
-use crate::contract::LabelFilters;
-use crate::detection::{DynDetector, Features};
+use crate::detection::DynDetector;
 use crate::pipeline::{
     Outcome, ReviewEdit, ReviewUndo, TagOptions, edit_review_undoable, tag, undo_review,
 };
@@ -71,10 +70,10 @@ pub enum DetectorSource {
 }
 
 pub struct RuntimeConfig {
-    pub max_labels: Option<u32>,
-    /// DetectLabels `Features` and label filters for every tagging job.
-    pub features: Features,
-    pub filters: LabelFilters,
+    /// What every tagging job asks the detector and writes, built once
+    /// from the settings; a job sets only what the operator chose for it
+    /// (threshold, force) and the metadata key the listing paired.
+    pub tag: TagOptions,
     /// Images tagged at once.
     pub concurrency: usize,
     /// How long a thumbnail request waits before starting, so that keys
@@ -199,14 +198,13 @@ impl Runtime {
             } => {
                 self.stop.store(false, Ordering::SeqCst);
                 for job in jobs {
-                    let mut opts = TagOptions::new(self.bucket.layout().clone(), "imgtag-tui");
-                    opts.min_confidence = min_confidence;
-                    opts.max_labels = self.config.max_labels;
-                    opts.features = self.config.features;
-                    opts.filters = self.config.filters.clone();
-                    opts.force = force;
-                    opts.replace_unreadable = replace_unreadable;
-                    opts.metadata_key = job.metadata_key.clone();
+                    let opts = TagOptions {
+                        min_confidence,
+                        force,
+                        replace_unreadable,
+                        metadata_key: job.metadata_key.clone(),
+                        ..self.config.tag.clone()
+                    };
                     self.tag_job(job.key, opts);
                 }
             }
@@ -345,8 +343,10 @@ impl Runtime {
         let bucket = self.bucket.clone();
         let tx = self.tx.clone();
         let slots = self.slots.clone();
-        let mut opts = TagOptions::new(bucket.layout().clone(), "imgtag-tui");
-        opts.metadata_key = job.metadata_key;
+        let opts = TagOptions {
+            metadata_key: job.metadata_key,
+            ..self.config.tag.clone()
+        };
         let key = job.key;
         self.spawn_job(async move {
             // Bounded like tagging: a bulk edit of 10,000 images must not

@@ -80,9 +80,7 @@ impl Harness {
         let mut rt = Runtime::new(
             imgtag::bucket::Bucket::new(store, Layout::default(), rule.clone()),
             RuntimeConfig {
-                features: Default::default(),
-                filters: Default::default(),
-                max_labels: None,
+                tag: imgtag::pipeline::TagOptions::new(Layout::default(), "imgtag-tui"),
                 concurrency,
                 thumb_delay: Duration::ZERO,
             },
