@@ -24,9 +24,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use imgtag::contract::{Status, parse_metadata};
+use imgtag::contract::parse_metadata;
 use imgtag::detection::DetectorKind;
 use imgtag::pipeline::Outcome;
+use imgtag::status::Status;
 use imgtag::storage::{DynStore, PutCondition};
 use imgtag::tui::app::{DocState, Msg};
 use imgtag::tui::runtime::DetectorSource;

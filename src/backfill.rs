@@ -7,7 +7,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::json;
 
 use crate::catalog::{Filter, Selection};
-use crate::contract::{Layout, Status, normalize_etag};
+use crate::contract::{Layout, normalize_etag};
+use crate::status::Status;
 use crate::storage::{DynStore, PutCondition, StorageError};
 
 /// Where manifests go: outside the uploads and metadata prefixes, so they

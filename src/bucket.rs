@@ -16,8 +16,8 @@ use futures::{Stream, StreamExt, TryStreamExt};
 
 use crate::catalog::{Assessed, Filter, Lookup, Selected, Selection, audit, find_metadata};
 use crate::contract::Layout;
+use crate::status::ReviewRule;
 use crate::storage::{DynStore, StorageError};
-use crate::summary::ReviewRule;
 
 #[cfg(feature = "index")]
 use crate::index::{

@@ -5,12 +5,14 @@ use futures::stream::{self, Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::contract::{
-    KeyKind, Layout, MAX_METADATA_BYTES, Malformed, ParsedMetadata, Status, is_folder_placeholder,
+    KeyKind, Layout, MAX_METADATA_BYTES, Malformed, ParsedMetadata, is_folder_placeholder,
     parse_metadata,
 };
 use crate::key_index::KeyIndex;
+use crate::status::Status;
+use crate::status::{ReviewRule, assess};
 use crate::storage::{DynStore, ObjectInfo, StorageError};
-use crate::summary::{DocSummary, ReviewRule, SummaryRead, assess, summarize};
+use crate::summary::{DocSummary, SummaryRead, summarize};
 
 /// An image and the metadata object paired with it.
 #[derive(Debug, Clone)]

@@ -13,13 +13,14 @@ use crate::bucket::{Bucket, BucketError};
 use crate::catalog::{
     Assessed, FoundMetadata, Lookup, Selected, Selection, find_metadata, read_metadata_bytes,
 };
-use crate::contract::{KeyKind, Layout, ParsedMetadata, Status};
+use crate::contract::{KeyKind, Layout, ParsedMetadata};
 use crate::detection::{DetectorKind, DynDetector};
 use crate::outcome::{Outcome, Tally};
 use crate::pipeline::{self, ReviewEdit, TagOptions};
 use crate::sanitize::{for_terminal, json_line};
+use crate::status::Status;
+use crate::status::assess;
 use crate::storage::{DynStore, ObjectInfo, StorageError};
-use crate::summary::assess;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {

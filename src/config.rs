@@ -11,8 +11,8 @@ use crate::contract::{
     ContractError, DEFAULT_MIN_CONFIDENCE, DEFAULT_REVIEW_BELOW, LabelFilters, Layout,
 };
 use crate::detection::Features;
+use crate::status::ReviewRule;
 use crate::storage::{BucketSpec, S3Options};
-use crate::summary::ReviewRule;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -535,7 +535,7 @@ impl Settings {
     pub fn review_rule(&self) -> ReviewRule {
         ReviewRule {
             below: self.review_below,
-            per_label: crate::summary::LabelThresholds::new(self.review_per_label.clone()),
+            per_label: crate::status::LabelThresholds::new(self.review_per_label.clone()),
             min_brightness: self.review_min_brightness,
             min_sharpness: self.review_min_sharpness,
         }

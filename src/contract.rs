@@ -997,94 +997,6 @@ pub fn is_folder_placeholder(key: &str) -> bool {
     key.ends_with('/')
 }
 
-// ---------------------------------------------------------------------------
-// Statuses
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Status {
-    Untagged,
-    Tagged,
-    NeedsReview,
-    Stale,
-    Failed,
-    Malformed,
-    /// Metadata whose image is gone.
-    Orphan,
-}
-
-impl Status {
-    pub const ALL: [Status; 7] = [
-        Status::Untagged,
-        Status::Tagged,
-        Status::NeedsReview,
-        Status::Stale,
-        Status::Failed,
-        Status::Malformed,
-        Status::Orphan,
-    ];
-
-    /// One character for tables and the TUI's list.
-    pub fn glyph(self) -> &'static str {
-        match self {
-            Status::Untagged => "·",
-            Status::Tagged => "✓",
-            Status::NeedsReview => "?",
-            Status::Stale => "~",
-            Status::Failed => "✗",
-            Status::Malformed => "!",
-            Status::Orphan => "∅",
-        }
-    }
-
-    /// The position in [`Status::ALL`], for per-status tables.
-    pub const fn index(self) -> usize {
-        match self {
-            Status::Untagged => 0,
-            Status::Tagged => 1,
-            Status::NeedsReview => 2,
-            Status::Stale => 3,
-            Status::Failed => 4,
-            Status::Malformed => 5,
-            Status::Orphan => 6,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Untagged => "untagged",
-            Status::Tagged => "tagged",
-            Status::NeedsReview => "needs-review",
-            Status::Stale => "stale",
-            Status::Failed => "failed",
-            Status::Malformed => "malformed",
-            Status::Orphan => "orphan",
-        }
-    }
-}
-
-impl std::fmt::Display for Status {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Status {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let norm = s.trim().to_ascii_lowercase().replace(['_', ' '], "-");
-        Status::ALL
-            .into_iter()
-            .find(|st| st.as_str() == norm || (norm == "review" && *st == Status::NeedsReview))
-            .ok_or_else(|| {
-                format!(
-                    "unknown status {s:?}; one of: {}",
-                    Status::ALL.map(Status::as_str).join(", ")
-                )
-            })
-    }
-}
-
 /// Strips quotes and a weak-validator prefix, so `"abc"`, `abc` and
 /// `W/"abc"` compare equal: stores disagree about quoting.
 pub fn normalize_etag(etag: &str) -> &str {
@@ -1153,13 +1065,6 @@ mod tests {
         assert_eq!(l.uploads_prefix(), "in/");
         assert_eq!(l.metadata_rest("out/a.jpg.json"), Some("a.jpg"));
         assert_eq!(l.metadata_rest("out/a.jpg"), None);
-    }
-
-    #[test]
-    fn status_parses_loosely() {
-        assert_eq!("needs_review".parse::<Status>(), Ok(Status::NeedsReview));
-        assert_eq!("Review".parse::<Status>(), Ok(Status::NeedsReview));
-        assert!("bogus".parse::<Status>().is_err());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! - [`storage`]: S3 and local-folder buckets behind one trait.
 //! - [`bucket`]: an opened bucket (store, index, rules): what front ends list, select and refresh through.
 //! - [`catalog`]: images paired with their metadata; audits.
-//! - [`summary`]: what an audit keeps of a document, and the status rule.
+//! - [`summary`]: what an audit keeps of a document.
+//! - [`status`]: the statuses and the rule that decides them (review thresholds).
 //! - [`index`]: the persistent bucket index (SQLite) that makes re-opening cheap.
 //! - [`inventory`]: S3 Inventory reports as a listing source, past what one listing serves.
 //! - [`key_index`]: positions by borrowed key, for tables that own their keys.
@@ -47,6 +48,7 @@ pub mod outcome;
 pub mod pipeline;
 pub mod private;
 pub mod sanitize;
+pub mod status;
 pub mod storage;
 pub mod suggest;
 pub mod summary;

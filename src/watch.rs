@@ -27,11 +27,12 @@ use serde::Serialize;
 use crate::bucket::Bucket;
 use crate::catalog::{Filter, Selection};
 use crate::clock::now_rfc3339;
-use crate::contract::{Layout, Status};
+use crate::contract::Layout;
 use crate::detection::DynDetector;
 use crate::outcome::{Outcome, Tally};
 use crate::pipeline::TagOptions;
 use crate::sanitize::for_terminal;
+use crate::status::Status;
 use crate::storage::{DynStore, LocalStore, StorageError};
 /// Longest wait between listings after repeated failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);

@@ -9,7 +9,8 @@ use common::fixtures;
 use common::s3mem::{self, MemS3};
 use futures::TryStreamExt;
 use imgtag::catalog::audit;
-use imgtag::contract::{KeyKind, Layout, Status};
+use imgtag::contract::{KeyKind, Layout};
+use imgtag::status::Status;
 use imgtag::storage::{DynStore, LocalStore, S3Store};
 
 async fn check(store: DynStore) {

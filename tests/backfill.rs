@@ -10,8 +10,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use common::s3mem::{self, MemS3};
 use imgtag::backfill;
-use imgtag::contract::{Label, Layout, SourceRef, Status};
+use imgtag::contract::{Label, Layout, SourceRef};
 use imgtag::pipeline::{TagOptions, build_document};
+use imgtag::status::Status;
 use imgtag::storage::{DynStore, S3Store};
 
 const CHELSEA: &[u8] = include_bytes!("../assets/samples/chelsea.png");

@@ -12,8 +12,9 @@ use common::s3mem;
 use futures::TryStreamExt;
 use imgtag::bucket::{Bucket, Update};
 use imgtag::catalog::{Assessed, Filter, Selection};
-use imgtag::contract::{Layout, Status};
+use imgtag::contract::Layout;
 use imgtag::index::{Index, IndexSpec};
+use imgtag::status::Status;
 use imgtag::storage::{DynStore, PutCondition};
 
 /// What an operator sees of a row: key, status, headline.

@@ -14,12 +14,13 @@ use aws_sdk_rekognition::operation::detect_labels::DetectLabelsOutput;
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use bytes::Bytes;
 use common::s3mem;
-use imgtag::contract::{Label, Layout, MAX_CANDIDATES, Status, parse_metadata};
+use imgtag::contract::{Label, Layout, MAX_CANDIDATES, parse_metadata};
 use imgtag::detection::{
     DetectFailure, DetectInput, DetectParams, Detection, Detector, DetectorKind, DynDetector,
     LocalDetector, RekognitionDetector,
 };
 use imgtag::pipeline::{Outcome, ReviewEdit, TagOptions, edit_review, tag};
+use imgtag::status::Status;
 use imgtag::storage::{DynStore, LocalStore, PutCondition, S3Store};
 use imgtag::suggest::Source;
 use serde_json::Value;
@@ -275,7 +276,7 @@ async fn malformed_candidates_never_break_reading_labels() {
         let parsed = parse_metadata(doc.as_bytes()).expect("still readable");
         assert_eq!(parsed.doc.labels[0].name, "Feline");
         assert!(parsed.doc.imgtag.as_ref().unwrap().candidates().is_empty());
-        let status = imgtag::summary::assess(Some(&Ok(parsed.clone())), None, 70.0);
+        let status = imgtag::status::assess(Some(&Ok(parsed.clone())), None, 70.0);
         assert_eq!(status, Status::NeedsReview);
         let out = edit_review(&store, IMAGE, &ReviewEdit::parse("+Cat").unwrap(), &opts()).await;
         assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use common::bin::{imgtag, imgtag_async};
 use common::fixtures::{self, ESC_KEY};
 use common::s3mem::{self, MemS3};
-use imgtag::contract::Status;
+use imgtag::status::Status;
 use imgtag::storage::{DynStore, LocalStore, S3Store};
 
 fn statuses(out: &Output) -> BTreeMap<String, String> {

@@ -19,12 +19,13 @@ use common::faulty_proxy::{FaultyProxy, Rates};
 use common::s3mem::{self, MemS3, TestServer};
 use common::tui::Harness;
 use imgtag::catalog::Selection;
-use imgtag::contract::{Label, Layout, Status, parse_metadata};
+use imgtag::contract::{Label, Layout, parse_metadata};
 use imgtag::detection::{
     DetectFailure, DetectInput, DetectParams, Detection, Detector, DetectorKind, DynDetector,
 };
 use imgtag::lambda::{HandlerOptions, LambdaConfig, S3Buckets, handle_invocation};
 use imgtag::pipeline::{Outcome, TagOptions};
+use imgtag::status::Status;
 use imgtag::storage::{DynStore, S3Store};
 use imgtag::tui::app::Mode;
 use imgtag::tui::runtime::DetectorSource;

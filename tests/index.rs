@@ -13,10 +13,11 @@ use common::fixtures;
 use common::s3mem::{self, MemS3};
 use futures::TryStreamExt;
 use imgtag::catalog::{Assessed, Filter, audit};
-use imgtag::contract::{Layout, Status};
+use imgtag::contract::Layout;
 use imgtag::index::query::{Query, rows};
 use imgtag::index::refresh::{RefreshOptions, RefreshStats, refresh};
 use imgtag::index::{Index, IndexSpec, IndexedStore};
+use imgtag::status::Status;
 use imgtag::storage::{
     DynStore, LocalStore, Object, ObjectInfo, PutCondition, S3Store, Store, StoreKind,
 };

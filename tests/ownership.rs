@@ -13,10 +13,11 @@ use bytes::Bytes;
 use common::s3mem;
 use futures::TryStreamExt;
 use imgtag::catalog::{Assessed, audit};
-use imgtag::contract::{KeyKind, Layout, Status, parse_metadata};
+use imgtag::contract::{KeyKind, Layout, parse_metadata};
 use imgtag::detection::{DynDetector, LocalDetector};
 use imgtag::lambda::{AllowedBuckets, HandlerOptions, S3Event, handle_s3_event};
 use imgtag::pipeline::{Outcome, ReviewEdit, TagOptions, edit_review, tag};
+use imgtag::status::Status;
 use imgtag::storage::{DynStore, LocalStore, PutCondition};
 
 const COFFEE: &[u8] = include_bytes!("../assets/samples/coffee.jpg");

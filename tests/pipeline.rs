@@ -9,13 +9,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use bytes::Bytes;
 use common::s3mem::{self, MemS3};
-use imgtag::contract::{Layout, Review, Status, parse_metadata};
+use imgtag::contract::{Layout, Review, parse_metadata};
 use imgtag::detection::{
     DetectFailure, DetectInput, DetectParams, Detection, Detector, DynDetector, LocalDetector,
 };
 use imgtag::pipeline::{Outcome, TagOptions, tag};
+use imgtag::status::Status;
+use imgtag::status::assess;
 use imgtag::storage::{DynStore, LocalStore, PutCondition, S3Store};
-use imgtag::summary::assess;
 
 const CHELSEA: &[u8] = include_bytes!("../assets/samples/chelsea.png");
 const COFFEE: &[u8] = include_bytes!("../assets/samples/coffee.jpg");
@@ -511,7 +512,7 @@ fn variant(photo: &[u8], f: impl Fn(image::DynamicImage) -> image::DynamicImage)
 #[tokio::test]
 async fn local_quality_is_measured_stored_and_reviewed() {
     use imgtag::detection::quality::measure_bytes;
-    use imgtag::summary::ReviewRule;
+    use imgtag::status::ReviewRule;
     let blurred = variant(CHELSEA, |i| i.blur(4.0));
     let dark = variant(CHELSEA, |i| i.brighten(-90));
     let (q, qb, qd) = (
@@ -660,9 +661,9 @@ async fn show_prints_the_request_and_the_quality() {
     asked.filters.label_exclusion_filters = vec!["Pet".into()];
     let out = tag(&store, &local_detector(), "uploads/cat.png", &asked).await;
     assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");
-    let rule = imgtag::summary::ReviewRule {
+    let rule = imgtag::status::ReviewRule {
         min_sharpness: Some(99.0),
-        ..imgtag::summary::ReviewRule::from(0.0)
+        ..imgtag::status::ReviewRule::from(0.0)
     };
     let shown = imgtag::cli::lookup(
         &imgtag::bucket::Bucket::new(store.clone(), Layout::default(), rule),

@@ -12,8 +12,9 @@ use bytes::Bytes;
 use common::s3mem;
 use common::tui::{Harness, key};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use imgtag::contract::{Status, parse_metadata};
+use imgtag::contract::parse_metadata;
 use imgtag::detection::{DynDetector, LocalDetector};
+use imgtag::status::Status;
 use imgtag::storage::{DynStore, LocalStore, PutCondition};
 use imgtag::tui::app::Msg;
 use imgtag::tui::runtime::DetectorSource;
@@ -202,8 +203,8 @@ async fn per_label_thresholds_in_the_tui() {
         Bytes::from_static(person.as_bytes()),
     )
     .await;
-    let rule = imgtag::summary::ReviewRule {
-        per_label: imgtag::summary::LabelThresholds::new([
+    let rule = imgtag::status::ReviewRule {
+        per_label: imgtag::status::LabelThresholds::new([
             ("Person".to_string(), 90.0),
             ("Mammal".to_string(), 60.0),
         ]),

@@ -1,8 +1,9 @@
 //! The metadata reader: every accepted shape, and malformed input that must
 //! come back as `Malformed` with a reason, never a panic.
 
-use imgtag::contract::{Label, MAX_METADATA_BYTES, MetadataDoc, Shape, Status, parse_metadata};
-use imgtag::summary::assess;
+use imgtag::contract::{Label, MAX_METADATA_BYTES, MetadataDoc, Shape, parse_metadata};
+use imgtag::status::Status;
+use imgtag::status::assess;
 
 const FULL: &str = r#"{
   "Labels": [

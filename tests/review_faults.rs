@@ -13,11 +13,12 @@ use bytes::Bytes;
 use common::faulty_proxy::{FaultyProxy, Rates};
 use common::s3mem::{self, MemS3};
 use imgtag::catalog::Selected;
-use imgtag::contract::{Layout, Status};
+use imgtag::contract::Layout;
 use imgtag::export::{ExportError, Exported, Format, export};
 use imgtag::pipeline::{
     Outcome, ReviewEdit, ReviewUndo, TagOptions, edit_review_undoable, undo_review,
 };
+use imgtag::status::Status;
 use imgtag::storage::{DynStore, PutCondition, S3Store};
 use s3s::S3ErrorCode;
 

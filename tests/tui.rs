@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use imgtag::catalog::Assessed;
-use imgtag::contract::{Layout, Status, parse_metadata};
+use imgtag::contract::{Layout, parse_metadata};
 use imgtag::detection::{DynDetector, LocalDetector};
+use imgtag::status::Status;
+use imgtag::status::assess;
 use imgtag::storage::{DynStore, LocalStore, ObjectInfo, S3Store};
-use imgtag::summary::assess;
 use imgtag::tui::app::{App, Cmd, DocState, Header, Mode, Msg, ThumbState};
 use imgtag::tui::keys::Keymap;
 use imgtag::tui::rows::RowSummary;

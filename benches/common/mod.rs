@@ -10,8 +10,8 @@ use imgtag::catalog::Assessed;
 use imgtag::contract::{
     ErrorInfo, ImgTagInfo, KeyKind, Label, Malformed, MetadataDoc, ParsedMetadata, Shape, SourceRef,
 };
+use imgtag::status::assess;
 use imgtag::storage::ObjectInfo;
-use imgtag::summary::assess;
 
 // ---------------------------------------------------------------------------
 // Heap accounting

@@ -12,10 +12,10 @@ use imgtag::bucket::Bucket;
 use imgtag::catalog::{Filter, Selection};
 use imgtag::cli::{self, CliError};
 use imgtag::config::{CommonArgs, Settings};
-use imgtag::contract::Status;
 use imgtag::index::refresh::RefreshOptions;
 use imgtag::pipeline::{ReviewEdit, TagOptions};
 use imgtag::sanitize::for_terminal;
+use imgtag::status::Status;
 use imgtag::storage::{BucketSpec, DynStore};
 
 /// `eprintln!` that never panics: with stderr closed (`2>&-`, or a reader

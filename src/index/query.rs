@@ -11,10 +11,11 @@ use rusqlite::{Connection, Row, params};
 use super::refresh::prefix_end;
 use super::{Index, IndexError, etag_of_identity, kind_of, object_from_row, summary_from};
 use crate::catalog::{Assessed, Filter};
-use crate::contract::{Layout, Status};
+use crate::contract::Layout;
+use crate::status::ReviewRule;
+use crate::status::Status;
+use crate::status::status_of;
 use crate::storage::ObjectInfo;
-use crate::summary::ReviewRule;
-use crate::summary::status_of;
 
 /// Rows sent per message from the query thread.
 const CHUNK: usize = 512;

@@ -15,10 +15,11 @@ use ratatui::layout::{Rect, Size};
 use ratatui_image::protocol::Protocol;
 
 use crate::catalog::Assessed;
-use crate::contract::{BoundingBox, Layout, MetadataDoc, Status};
+use crate::contract::{BoundingBox, Layout, MetadataDoc};
 use crate::detection::DetectorKind;
 use crate::pipeline::{Outcome, ReviewEdit, ReviewUndo};
 use crate::sanitize::for_terminal;
+use crate::status::Status;
 
 use super::boxes;
 use super::facts::DocFacts;
@@ -313,7 +314,7 @@ pub struct App {
     pub review_below: f32,
     /// The review rule with its per-label thresholds (the default is
     /// `review_below`).
-    pub review_rule: crate::summary::ReviewRule,
+    pub review_rule: crate::status::ReviewRule,
     /// What a Rekognition call asks for (labels, image properties): part
     /// of the price the confirmations state.
     pub features: crate::detection::Features,

@@ -15,8 +15,9 @@
 use std::cmp::Ordering;
 
 use crate::catalog::Assessed;
-use crate::contract::{KeyKind, Status};
+use crate::contract::KeyKind;
 use crate::key_index::KeyIndex;
+use crate::status::Status;
 use crate::storage::ObjectInfo;
 
 use super::names::{Names, contains_ignore_case};
@@ -1214,7 +1215,7 @@ fn radix_sort(v: &mut [u32], key: impl Fn(u32) -> u64) {
 mod tests {
     use super::*;
     use crate::contract::parse_metadata;
-    use crate::summary::assess;
+    use crate::status::assess;
 
     fn assessed(n: usize, conf: Option<f32>, label: &str) -> Assessed {
         let img = ObjectInfo {

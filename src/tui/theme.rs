@@ -11,7 +11,7 @@
 
 use ratatui::style::{Color, Modifier, Style};
 
-use crate::contract::Status;
+use crate::status::Status;
 
 /// The style of each status's glyph and word, and of unreadable metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use imgtag::contract::Status;
+use imgtag::status::Status;
 use imgtag::storage::{DynStore, PutCondition, StoreKind};
 
 pub const ESC_KEY: &str = "uploads/esc\u{1b}[2J\u{1b}]0;pwned\u{7}key.jpg";

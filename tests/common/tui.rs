@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use imgtag::contract::{Layout, Status};
+use imgtag::contract::Layout;
 use imgtag::detection::{DynDetector, LocalDetector};
 use imgtag::pipeline::Outcome;
+use imgtag::status::Status;
 use imgtag::storage::{DynStore, LocalStore};
 use imgtag::tui::app::{App, Header, Msg};
 use imgtag::tui::keys::Keymap;
@@ -61,7 +62,7 @@ impl Harness {
         detector: DetectorSource,
         dir: tempfile::TempDir,
         concurrency: usize,
-        rule: imgtag::summary::ReviewRule,
+        rule: imgtag::status::ReviewRule,
     ) -> Harness {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut app = App::new(

@@ -15,9 +15,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 use ratatui_image::Image;
 
-use crate::contract::{KeyKind, MetadataDoc, Status};
+use crate::contract::{KeyKind, MetadataDoc};
 use crate::headline::Headline;
 use crate::sanitize::for_terminal;
+use crate::status::Status;
 
 use super::super::app::{App, DocState, Loaded, Mode, Pane, ThumbState};
 use super::super::facts::LabelFlags;
@@ -257,7 +258,7 @@ fn status_line(theme: &Theme, row: &Row) -> Line<'static> {
     let mut first = vec![Span::styled(
         format!(
             "{} {status}",
-            row.status.map_or("E", crate::contract::Status::glyph)
+            row.status.map_or("E", crate::status::Status::glyph)
         ),
         theme.status(row.status).patch(theme.status_heading),
     )];

@@ -6,8 +6,8 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use crate::contract::Status;
 use crate::sanitize::for_terminal;
+use crate::status::Status;
 
 use super::super::app::{App, Listing, Pane};
 use super::super::rows::{Row, RowRef};
@@ -140,7 +140,7 @@ fn list_line(
     let glyph = if row.busy {
         "⟳"
     } else {
-        row.status.map_or("E", crate::contract::Status::glyph)
+        row.status.map_or("E", crate::status::Status::glyph)
     };
     let image = if row.is_orphan() {
         fit_right("—", cols.image)

@@ -6,8 +6,8 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use crate::contract::Status;
 use crate::sanitize::for_terminal;
+use crate::status::Status;
 
 use super::super::app::{App, InputKind, Level, Listing, Mode};
 use super::super::keys::Action;
