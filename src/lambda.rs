@@ -7,7 +7,6 @@
 use std::ops::Range;
 
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{self, DetectorKind};
@@ -16,9 +15,7 @@ use crate::detection::{
     DetectFailure, DetectInput, DetectParams, Detection, Detector, DynDetector, Features,
 };
 use crate::pipeline::{Outcome, TagOptions, tag};
-use crate::storage::{
-    DynStore, Object, ObjectInfo, PutCondition, S3Store, StorageError, Store, StoreKind,
-};
+use crate::storage::{DynStore, Layer, Object, ObjectInfo, S3Store, StorageError};
 
 /// `ImgTag.TaggedBy` for documents the Lambda handler writes.
 pub const TAGGED_BY: &str = "imgtag-lambda";
@@ -767,31 +764,9 @@ impl WithoutListBucket {
 }
 
 #[async_trait::async_trait]
-impl Store for WithoutListBucket {
-    fn kind(&self) -> StoreKind {
-        self.inner.kind()
-    }
-    fn aws_readable(&self) -> bool {
-        self.inner.aws_readable()
-    }
-    fn bucket_name(&self) -> &str {
-        self.inner.bucket_name()
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    fn list(&self, prefix: &str) -> BoxStream<'static, Result<Vec<ObjectInfo>, StorageError>> {
-        self.inner.list(prefix)
-    }
-    fn seeks(&self) -> bool {
-        self.inner.seeks()
-    }
-    fn list_after(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-    ) -> BoxStream<'static, Result<Vec<ObjectInfo>, StorageError>> {
-        self.inner.list_after(prefix, after)
+impl Layer for WithoutListBucket {
+    fn inner(&self) -> &DynStore {
+        &self.inner
     }
     async fn get(&self, key: &str, limit: u64) -> Result<Object, StorageError> {
         self.absent_if_denied(key, self.inner.get(key, limit).await)
@@ -801,14 +776,6 @@ impl Store for WithoutListBucket {
     }
     async fn head(&self, key: &str) -> Result<ObjectInfo, StorageError> {
         self.absent_if_denied(key, self.inner.head(key).await)
-    }
-    async fn put(
-        &self,
-        key: &str,
-        body: Bytes,
-        condition: PutCondition,
-    ) -> Result<String, StorageError> {
-        self.inner.put(key, body, condition).await
     }
 }
 

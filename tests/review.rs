@@ -4,7 +4,6 @@
 
 use crate::common;
 
-use std::ops::Range;
 use std::path::Path;
 use std::process::Output;
 use std::sync::Arc;
@@ -13,12 +12,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use common::fixtures;
 use common::s3mem::{self, MemS3};
-use futures::stream::BoxStream;
 use imgtag::contract::{Layout, parse_metadata};
 use imgtag::pipeline::{Outcome, ReviewEdit, TagOptions, edit_review};
-use imgtag::storage::{
-    DynStore, LocalStore, Object, ObjectInfo, PutCondition, S3Store, StorageError, Store, StoreKind,
-};
+use imgtag::storage::{DynStore, Layer, LocalStore, PutCondition, S3Store, StorageError};
 
 async fn run(home: &Path, bucket: &[String], args: &[&str]) -> Output {
     let mut all = args.to_vec();
@@ -410,27 +406,9 @@ struct Meddling {
 }
 
 #[async_trait]
-impl Store for Meddling {
-    fn kind(&self) -> StoreKind {
-        self.inner.kind()
-    }
-    fn bucket_name(&self) -> &str {
-        self.inner.bucket_name()
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    fn list(&self, prefix: &str) -> BoxStream<'static, Result<Vec<ObjectInfo>, StorageError>> {
-        self.inner.list(prefix)
-    }
-    async fn get(&self, key: &str, limit: u64) -> Result<Object, StorageError> {
-        self.inner.get(key, limit).await
-    }
-    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StorageError> {
-        self.inner.get_range(key, range).await
-    }
-    async fn head(&self, key: &str) -> Result<ObjectInfo, StorageError> {
-        self.inner.head(key).await
+impl Layer for Meddling {
+    fn inner(&self) -> &DynStore {
+        &self.inner
     }
     async fn put(
         &self,

@@ -13,13 +13,12 @@ use aws_sdk_rekognition::operation::detect_labels::DetectLabelsOutput;
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use bytes::Bytes;
 use common::s3mem::{self, MemS3};
-use futures::stream::BoxStream;
 use imgtag::catalog::Selection;
 use imgtag::contract::Layout;
 use imgtag::detection::{DynDetector, RekognitionDetector};
 use imgtag::pipeline::{Outcome, ReviewEdit, TagOptions, edit_review, tag};
 use imgtag::storage::{
-    DynStore, Object, ObjectInfo, PutCondition, S3Store, StorageError, Store, StoreKind,
+    DynStore, Layer, Object, ObjectInfo, PutCondition, S3Store, StorageError, Store,
 };
 
 const COFFEE: &[u8] = include_bytes!("../assets/samples/coffee.jpg");
@@ -217,18 +216,9 @@ struct EmptyEtags {
 }
 
 #[async_trait]
-impl Store for EmptyEtags {
-    fn kind(&self) -> StoreKind {
-        self.inner.kind()
-    }
-    fn bucket_name(&self) -> &str {
-        self.inner.bucket_name()
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    fn list(&self, prefix: &str) -> BoxStream<'static, Result<Vec<ObjectInfo>, StorageError>> {
-        self.inner.list(prefix)
+impl Layer for EmptyEtags {
+    fn inner(&self) -> &DynStore {
+        &self.inner
     }
     async fn get(&self, key: &str, limit: u64) -> Result<Object, StorageError> {
         let mut o = self.inner.get(key, limit).await?;
@@ -236,13 +226,6 @@ impl Store for EmptyEtags {
             o.info.etag = Some("\"\"".into());
         }
         Ok(o)
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> Result<Bytes, StorageError> {
-        self.inner.get_range(key, range).await
     }
     async fn head(&self, key: &str) -> Result<ObjectInfo, StorageError> {
         let mut o = self.inner.head(key).await?;

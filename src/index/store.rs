@@ -2,16 +2,14 @@
 //! writes: whichever front end tags or reviews, the index sees the new
 //! document without waiting for a refresh.
 
-use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::BoxStream;
 
 use super::Index;
 use crate::contract::{Layout, parse_metadata};
-use crate::storage::{DynStore, Object, ObjectInfo, PutCondition, Result, Store, StoreKind};
+use crate::storage::{DynStore, Layer, ObjectInfo, PutCondition, Result};
 use crate::summary::summarize;
 
 pub struct IndexedStore {
@@ -50,43 +48,9 @@ impl IndexedStore {
 }
 
 #[async_trait]
-impl Store for IndexedStore {
-    fn kind(&self) -> StoreKind {
-        self.inner.kind()
-    }
-    fn aws_readable(&self) -> bool {
-        self.inner.aws_readable()
-    }
-    fn bucket_name(&self) -> &str {
-        self.inner.bucket_name()
-    }
-    fn endpoint(&self) -> &str {
-        self.inner.endpoint()
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    fn list(&self, prefix: &str) -> BoxStream<'static, Result<Vec<ObjectInfo>>> {
-        self.inner.list(prefix)
-    }
-    fn seeks(&self) -> bool {
-        self.inner.seeks()
-    }
-    fn list_after(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-    ) -> BoxStream<'static, Result<Vec<ObjectInfo>>> {
-        self.inner.list_after(prefix, after)
-    }
-    async fn get(&self, key: &str, limit: u64) -> Result<Object> {
-        self.inner.get(key, limit).await
-    }
-    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
-        self.inner.get_range(key, range).await
-    }
-    async fn head(&self, key: &str) -> Result<ObjectInfo> {
-        self.inner.head(key).await
+impl Layer for IndexedStore {
+    fn inner(&self) -> &DynStore {
+        &self.inner
     }
     async fn put(&self, key: &str, body: Bytes, condition: PutCondition) -> Result<String> {
         let etag = self.inner.put(key, body.clone(), condition).await?;

@@ -205,6 +205,84 @@ pub trait Store: Send + Sync + 'static {
 
 pub type DynStore = Arc<dyn Store>;
 
+/// A store in front of another that changes some of its answers (records
+/// writes in the index, tells a denied read from a missing object, …) and
+/// passes the rest on. Implement this rather than [`Store`] for a wrapper:
+/// only what it changes is written, and a method added to [`Store`] is
+/// passed on by every wrapper at once.
+#[async_trait]
+pub trait Layer: Send + Sync + 'static {
+    /// The store behind this one.
+    fn inner(&self) -> &DynStore;
+    fn list(&self, prefix: &str) -> BoxStream<'static, Result<Vec<ObjectInfo>>> {
+        self.inner().list(prefix)
+    }
+    fn list_after(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+    ) -> BoxStream<'static, Result<Vec<ObjectInfo>>> {
+        self.inner().list_after(prefix, after)
+    }
+    async fn get(&self, key: &str, limit: u64) -> Result<Object> {
+        self.inner().get(key, limit).await
+    }
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+        self.inner().get_range(key, range).await
+    }
+    async fn head(&self, key: &str) -> Result<ObjectInfo> {
+        self.inner().head(key).await
+    }
+    async fn put(&self, key: &str, body: Bytes, condition: PutCondition) -> Result<String> {
+        self.inner().put(key, body, condition).await
+    }
+}
+
+// The bucket's identity is always the inner store's.
+#[async_trait]
+impl<L: Layer> Store for L {
+    fn kind(&self) -> StoreKind {
+        self.inner().kind()
+    }
+    fn aws_readable(&self) -> bool {
+        self.inner().aws_readable()
+    }
+    fn bucket_name(&self) -> &str {
+        self.inner().bucket_name()
+    }
+    fn endpoint(&self) -> &str {
+        self.inner().endpoint()
+    }
+    fn describe(&self) -> String {
+        self.inner().describe()
+    }
+    fn seeks(&self) -> bool {
+        self.inner().seeks()
+    }
+    fn list(&self, prefix: &str) -> BoxStream<'static, Result<Vec<ObjectInfo>>> {
+        Layer::list(self, prefix)
+    }
+    fn list_after(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+    ) -> BoxStream<'static, Result<Vec<ObjectInfo>>> {
+        Layer::list_after(self, prefix, after)
+    }
+    async fn get(&self, key: &str, limit: u64) -> Result<Object> {
+        Layer::get(self, key, limit).await
+    }
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+        Layer::get_range(self, key, range).await
+    }
+    async fn head(&self, key: &str) -> Result<ObjectInfo> {
+        Layer::head(self, key).await
+    }
+    async fn put(&self, key: &str, body: Bytes, condition: PutCondition) -> Result<String> {
+        Layer::put(self, key, body, condition).await
+    }
+}
+
 /// A bucket argument: an S3 bucket name or a local folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BucketSpec {
