@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
@@ -15,7 +14,7 @@ use crate::catalog::{
 };
 use crate::contract::{KeyKind, Layout, ParsedMetadata};
 use crate::detection::{DetectorKind, DynDetector};
-use crate::outcome::{Outcome, Tally};
+use crate::outcome::{Outcome, Stop, Tally};
 use crate::pipeline::{self, ReviewEdit, TagOptions};
 use crate::sanitize::{for_terminal, json_line};
 use crate::status::Status;
@@ -865,7 +864,7 @@ pub struct Bulk {
 async fn run_bulk<F, Fut>(
     targets: Vec<Selected>,
     bulk: Bulk,
-    stop: &Arc<AtomicBool>,
+    stop: &Stop,
     out: &mut dyn Write,
     job: F,
 ) -> Result<TagSummary, CliError>
@@ -877,7 +876,7 @@ where
     let bar = progress_bar(selected, bulk.progress);
     let stop2 = stop.clone();
     let mut results = futures::stream::iter(targets)
-        .take_while(move |_| futures::future::ready(!stop2.load(Ordering::SeqCst)))
+        .take_while(move |_| futures::future::ready(!stop2.is_set()))
         .map(|t| {
             let key = t.key.clone();
             let fut = job(t);
@@ -896,9 +895,7 @@ where
         bar.inc(1);
         tracing::info!(key = %for_terminal(&key), outcome = outcome.name(), "done");
         tally.add(&outcome);
-        if matches!(outcome, Outcome::Fatal { .. }) {
-            stop.store(true, Ordering::SeqCst);
-        }
+        stop.after(&outcome);
         if closed.is_some() {
             continue;
         }
@@ -909,7 +906,7 @@ where
         };
         // Each line as it happens, for scripts that read the stream.
         if let Err(e) = bar.suspend(|| writeln!(out, "{line}").and_then(|()| out.flush())) {
-            stop.store(true, Ordering::SeqCst);
+            stop.set();
             closed = Some(e);
         }
     }
@@ -919,7 +916,7 @@ where
     }
     Ok(TagSummary {
         selected,
-        interrupted: stop.load(Ordering::SeqCst) && done < selected && tally.fatal.is_none(),
+        interrupted: stop.is_set() && done < selected && tally.fatal.is_none(),
         tally,
         seconds: 0.0,
     })
@@ -928,15 +925,15 @@ where
 /// Runs `body` with a stop flag that the first Ctrl-C sets.
 async fn until_ctrl_c<T, F, Fut>(body: F) -> T
 where
-    F: FnOnce(Arc<AtomicBool>) -> Fut,
+    F: FnOnce(Stop) -> Fut,
     Fut: std::future::Future<Output = T>,
 {
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Stop::default();
     let watcher = tokio::spawn({
         let stop = stop.clone();
         async move {
             ctrl_c().await;
-            stop.store(true, Ordering::SeqCst);
+            stop.set();
         }
     });
     let result = body(stop).await;

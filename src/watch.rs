@@ -29,7 +29,7 @@ use crate::catalog::{Filter, Selection};
 use crate::clock::now_rfc3339;
 use crate::contract::Layout;
 use crate::detection::DynDetector;
-use crate::outcome::{Outcome, Tally};
+use crate::outcome::{Outcome, Stop, Tally};
 use crate::pipeline::TagOptions;
 use crate::sanitize::for_terminal;
 use crate::status::Status;
@@ -242,6 +242,8 @@ struct State<'w> {
     /// Listing: images to queue on the next listing whatever their ETag.
     retry: HashSet<String>,
     summary: WatchSummary,
+    /// Set by the first fatal outcome: nothing new is queued.
+    stop: Stop,
     /// Why outcomes can no longer be written (stdout closed): stop.
     out_error: Option<std::io::Error>,
 }
@@ -303,6 +305,7 @@ impl<'w> State<'w> {
             seen: HashMap::new(),
             retry: HashSet::new(),
             summary: WatchSummary::default(),
+            stop: Stop::default(),
             out_error: None,
         })
     }
@@ -463,6 +466,7 @@ impl<'w> State<'w> {
             self.out_error = Some(e);
         }
         self.summary.tally.add(&outcome);
+        self.stop.after(&outcome);
         if let Outcome::Retry { .. } = &outcome {
             // Tried again after an interval: from the folder, or on a
             // later listing.
@@ -740,7 +744,7 @@ pub async fn watch(
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-    while w.summary.tally.fatal.is_none() && w.out_error.is_none() {
+    while !w.stop.is_set() && w.out_error.is_none() {
         w.start_scan();
         w.fill();
         let (scan_wanted, next_scan) = (w.scan_wanted(), w.next_scan);

@@ -4,7 +4,7 @@
 //! threads.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use futures::StreamExt;
 use image::DynamicImage;
@@ -91,7 +91,7 @@ pub struct Runtime {
     tx: mpsc::UnboundedSender<Msg>,
     slots: Arc<Semaphore>,
     /// Set by a fatal outcome (credentials, permissions): queued jobs stop.
-    stop: Arc<AtomicBool>,
+    stop: crate::outcome::Stop,
     thumbs: Arc<ThumbCache>,
     picker: Picker,
     thumb_generation: Arc<AtomicU64>,
@@ -127,7 +127,7 @@ impl Runtime {
             detector: Arc::new(OnceCell::new()),
             tx,
             slots,
-            stop: Arc::new(AtomicBool::new(false)),
+            stop: crate::outcome::Stop::default(),
             thumbs: Arc::new(thumbs),
             picker,
             thumb_generation: Arc::new(AtomicU64::new(0)),
@@ -157,7 +157,7 @@ impl Runtime {
 
     /// Stops queued tagging jobs from starting (running ones finish).
     pub fn stop_queued(&self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.set();
     }
 
     fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<()>
@@ -196,7 +196,7 @@ impl Runtime {
                 force,
                 replace_unreadable,
             } => {
-                self.stop.store(false, Ordering::SeqCst);
+                self.stop.clear();
                 for job in jobs {
                     let opts = TagOptions {
                         min_confidence,
@@ -284,13 +284,11 @@ impl Runtime {
             let Ok(_permit) = slots.acquire_owned().await else {
                 return;
             };
-            if stop.load(Ordering::SeqCst) {
+            if stop.is_set() {
                 let _ = tx.send(Msg::TagStarted { key: key.clone() });
                 let _ = tx.send(Msg::Tagged {
                     key,
-                    outcome: Outcome::Skipped {
-                        reason: "not started: an earlier error stopped the run".into(),
-                    },
+                    outcome: Outcome::not_started(),
                     row: None,
                     review: false,
                     undo: None,
@@ -322,9 +320,7 @@ impl Runtime {
                 }
                 Err(message) => Outcome::Fatal { message },
             };
-            if matches!(outcome, Outcome::Fatal { .. }) {
-                stop.store(true, Ordering::SeqCst);
-            }
+            stop.after(&outcome);
             tracing::info!(key = ?key, outcome = ?outcome, "tagged");
             let row = reread(&bucket, &key, &outcome).await;
             let _ = tx.send(Msg::Tagged {
