@@ -129,80 +129,68 @@ pub fn parse_tps(s: &str) -> Result<f64, String> {
     }
 }
 
-/// The options every imgtag command takes.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct CommonArgs {
+/// What a command line sets over the config file and the defaults: the
+/// options every imgtag command takes. The binaries parse them (their
+/// `CommonArgs`, with the help texts); the library only resolves them.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
     /// The bucket: an S3 bucket name (`my-bucket`, `s3://my-bucket`) or a
     /// local folder used as a bucket (`./photos`, `/data/photos`,
     /// `file:///data/photos`). S3 names never contain `/`, so a path is
     /// never mistaken for one.
-    #[arg(long, short = 'b', env = "IMGTAG_BUCKET", value_name = "BUCKET|PATH")]
     pub bucket: Option<String>,
 
     /// Use the demo bucket: a local folder in the platform data dir made
     /// from the sample photos, with the local detector. No cloud account.
-    #[arg(long, conflicts_with = "bucket")]
     pub demo: bool,
 
     /// Work without the persistent index: list both prefixes and read
     /// every document afresh, and keep nothing (the index lives in the
     /// platform cache dir, or IMGTAG_INDEX_DIR).
-    #[arg(long)]
     pub no_index: bool,
 
     /// AWS profile from ~/.aws/config (SSO profiles included). Default: the
     /// SDK's credential chain (environment, profile, SSO, instance role).
-    #[arg(long, value_name = "NAME")]
     pub profile: Option<String>,
 
     /// AWS region of the bucket (default: from the profile or environment,
     /// else us-east-1).
-    #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
 
     /// S3 endpoint for MinIO, LocalStack or another S3-compatible store,
     /// e.g. http://127.0.0.1:9000.
-    #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
 
     /// Path-style addressing (http://host/bucket/key), needed by most
     /// S3-compatible stores.
-    #[arg(long)]
     pub path_style: bool,
 
     /// Do not ask S3 to URL-encode keys in listings. Only for S3-compatible
     /// servers that claim to encode but do not (keys with `+` or `%` come
     /// out wrong there).
-    #[arg(long)]
     pub no_url_encoded_listing: bool,
 
     /// Prefix under which images live.
-    #[arg(long, value_name = "PREFIX")]
     pub uploads_prefix: Option<String>,
 
     /// Prefix under which metadata JSON lives.
-    #[arg(long, value_name = "PREFIX")]
     pub metadata_prefix: Option<String>,
 
     /// Label detector: rekognition or local (default: rekognition for S3,
     /// local for a folder).
-    #[arg(long, value_name = "rekognition|local", value_parser = parse_detector)]
     pub detector: Option<DetectorKind>,
 
     /// Labels below this confidence (0-100) are dropped when tagging
     /// (default 55, as Rekognition).
-    #[arg(long, value_name = "N", value_parser = parse_confidence)]
     pub min_confidence: Option<f32>,
 
     /// Keep at most this many labels per image (default: no limit).
-    #[arg(long, value_name = "N", value_parser = parse_max_labels)]
     pub max_labels: Option<u32>,
 
     /// An image whose headline label is below this confidence needs
     /// review (default 70). `LABEL=N` sets one label's own threshold
     /// (repeatable: `--review-below Person=90`); a headline without one
     /// takes its nearest ancestor's, else the default.
-    #[arg(long, value_name = "N|LABEL=N", value_parser = parse_review_below)]
     pub review_below: Vec<ReviewBelow>,
 
     /// DetectLabels features, comma-separated: GENERAL_LABELS (always
@@ -210,54 +198,44 @@ pub struct CommonArgs {
     /// dominant colours, stored under ImageProperties; Rekognition bills it
     /// per image on top of the labels, the local model measures quality
     /// itself at no cost). Default: GENERAL_LABELS.
-    #[arg(long, value_name = "LIST", value_parser = Features::parse_list)]
     pub features: Option<Features>,
 
     /// Only these labels may be returned (Rekognition's
     /// LabelInclusionFilters; comma-separated or repeated; at most 100).
-    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub include_labels: Vec<String>,
 
     /// These labels are never returned (LabelExclusionFilters).
-    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub exclude_labels: Vec<String>,
 
     /// Only labels in these categories may be returned
     /// (LabelCategoryInclusionFilters, e.g. "Animals and Pets").
-    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub include_categories: Vec<String>,
 
     /// Labels in these categories are never returned
     /// (LabelCategoryExclusionFilters).
-    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub exclude_categories: Vec<String>,
 
     /// An image whose ImageProperties.Quality.Brightness is below this
     /// (0-100) needs review (default: off; images without quality numbers
     /// are not judged).
-    #[arg(long, value_name = "N", value_parser = parse_confidence)]
     pub review_min_brightness: Option<f32>,
 
     /// An image whose ImageProperties.Quality.Sharpness is below this
     /// (0-100) needs review (default: off).
-    #[arg(long, value_name = "N", value_parser = parse_confidence)]
     pub review_min_sharpness: Option<f32>,
 
     /// Rekognition calls a second at most, across every image being tagged
     /// (default 5, the lowest default quota of any region): set it to your
     /// account's DetectLabels quota, or below it to leave room for other
     /// callers.
-    #[arg(long, value_name = "N", value_parser = parse_tps)]
     pub rekognition_tps: Option<f64>,
 
     /// The local model's engine: auto (onnxruntime when this build has it
     /// and its library loads, else tract), tract or onnxruntime.
-    #[arg(long, env = "IMGTAG_ENGINE", value_name = "ENGINE")]
     pub engine: Option<EngineChoice>,
 
     /// Config file (default: config.toml in the platform config dir, e.g.
     /// ~/.config/imgtag/config.toml on Linux).
-    #[arg(long, env = "IMGTAG_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
 
@@ -348,7 +326,7 @@ pub struct Settings {
     pub no_index: bool,
 }
 
-impl CommonArgs {
+impl Flags {
     /// Merges flags over the config file over defaults.
     pub fn resolve(&self) -> Result<Settings, ConfigError> {
         let (file, config_file) = match &self.config {
@@ -632,7 +610,7 @@ mod tests {
             "bucket = \"photos\"\nreview-below = 65\n[review]\nPerson = 80\nFeline = 60\n",
         )
         .unwrap();
-        let args = CommonArgs {
+        let args = Flags {
             config: Some(path.clone()),
             review_below: vec![
                 parse_review_below("person=90").unwrap(),
@@ -657,7 +635,7 @@ mod tests {
             assert!(parse_review_below(bad).is_err(), "{bad}");
         }
         std::fs::write(&path, "bucket = \"photos\"\n[review]\nPerson = 120\n").unwrap();
-        let args = CommonArgs {
+        let args = Flags {
             config: Some(path),
             ..Default::default()
         };
@@ -673,7 +651,7 @@ mod tests {
             "bucket = \"from-file\"\nmin-confidence = 80\nregion = \"eu-west-1\"\ntheme = \"light\"\n[keys]\nquit = \"x\"\n",
         )
         .unwrap();
-        let args = CommonArgs {
+        let args = Flags {
             config: Some(path.clone()),
             region: Some("us-west-2".into()),
             ..Default::default()
@@ -688,7 +666,7 @@ mod tests {
         assert_eq!(s.theme, Some(ThemeChoice::Light));
         assert_eq!(s.rekognition_tps, crate::detection::DEFAULT_REKOGNITION_TPS);
 
-        let args = CommonArgs {
+        let args = Flags {
             config: Some(path.clone()),
             bucket: Some("./here".into()),
             ..Default::default()
@@ -696,7 +674,7 @@ mod tests {
         assert_eq!(args.resolve().unwrap().detector, DetectorKind::Local);
 
         std::fs::write(&path, "bucket = \"b\"\nmin-confidnce = 3\n").unwrap();
-        let err = CommonArgs {
+        let err = Flags {
             config: Some(path.clone()),
             ..Default::default()
         }
@@ -706,7 +684,7 @@ mod tests {
 
         // Pacing: the file's key, the flag over it, nonsense refused.
         std::fs::write(&path, "bucket = \"bkt\"\nrekognition-tps = 20\n").unwrap();
-        let mut args = CommonArgs {
+        let mut args = Flags {
             config: Some(path.clone()),
             ..Default::default()
         };
@@ -728,7 +706,7 @@ mod tests {
              review-min-sharpness = 30\n",
         )
         .unwrap();
-        let mut args = CommonArgs {
+        let mut args = Flags {
             config: Some(path.clone()),
             ..Default::default()
         };
@@ -759,7 +737,7 @@ mod tests {
                 .contains("exclude-labels")
         );
         std::fs::write(&path, "bucket = \"bkt\"\nfeatures = [\"FACES\"]\n").unwrap();
-        let err = CommonArgs {
+        let err = Flags {
             config: Some(path.clone()),
             ..Default::default()
         }
@@ -779,7 +757,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
         std::fs::write(&path, "bucket = \"bkt\"\nengine = \"tract\"\n").unwrap();
-        let mut args = CommonArgs {
+        let mut args = Flags {
             config: Some(path.clone()),
             ..Default::default()
         };

@@ -1,11 +1,14 @@
 //! `imgtag-tui`: the operator's terminal UI.
 
+#[path = "shared/common_args.rs"]
+mod common_args;
+use common_args::CommonArgs;
 use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use imgtag::config::{CommonArgs, ThemeChoice};
+use imgtag::config::ThemeChoice;
 use imgtag::tui::{ImageProtocol, TuiOptions};
 
 #[derive(Parser)]
@@ -27,7 +30,11 @@ struct Cli {
     concurrency: usize,
     /// How thumbnails are drawn: auto asks the terminal (kitty, sixel,
     /// iTerm2) and falls back to half-blocks.
-    #[arg(long, value_enum, default_value_t = ImageProtocol::Auto)]
+    #[arg(
+        long,
+        default_value = "auto",
+        value_name = "auto|halfblocks|sixel|kitty|iterm2|none"
+    )]
     image_protocol: ImageProtocol,
     /// Colours for a dark or a light terminal; auto asks the terminal for
     /// its background (falls back to dark). Config file key: `theme`.

@@ -1,5 +1,8 @@
 //! `imgtag`: headless audit and tagging of image buckets.
 
+#[path = "shared/common_args.rs"]
+mod common_args;
+use common_args::CommonArgs;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,7 +14,7 @@ use std::sync::Arc;
 use imgtag::bucket::Bucket;
 use imgtag::catalog::{Filter, Selection};
 use imgtag::cli::{self, CliError};
-use imgtag::config::{CommonArgs, Settings};
+use imgtag::config::Settings;
 use imgtag::index::refresh::RefreshOptions;
 use imgtag::pipeline::{ReviewEdit, TagOptions};
 use imgtag::sanitize::for_terminal;

@@ -56,7 +56,7 @@ pub enum TuiError {
 }
 
 /// How thumbnails are drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ImageProtocol {
     /// Ask the terminal (kitty, sixel, iTerm2), else half-blocks.
     #[default]
@@ -67,6 +67,26 @@ pub enum ImageProtocol {
     Iterm2,
     /// No thumbnails.
     None,
+}
+
+impl std::str::FromStr for ImageProtocol {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s.trim() {
+            "auto" => ImageProtocol::Auto,
+            "halfblocks" => ImageProtocol::Halfblocks,
+            "sixel" => ImageProtocol::Sixel,
+            "kitty" => ImageProtocol::Kitty,
+            "iterm2" => ImageProtocol::Iterm2,
+            "none" => ImageProtocol::None,
+            _ => {
+                return Err(format!(
+                    "{s:?} is not auto, halfblocks, sixel, kitty, iterm2 or none"
+                ));
+            }
+        })
+    }
 }
 
 pub struct TuiOptions {
