@@ -43,7 +43,7 @@ const MANIFEST_KEY: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~')
     .remove(b'/');
 
-pub fn encode_manifest_key(key: &str) -> String {
+pub(crate) fn encode_manifest_key(key: &str) -> String {
     utf8_percent_encode(key, MANIFEST_KEY).to_string()
 }
 

@@ -427,4 +427,4 @@ fn batched(
 }
 
 /// Rows a batch holds at most.
-pub const BATCH: usize = 1000;
+pub(crate) const BATCH: usize = 1000;

@@ -166,7 +166,7 @@ pub type MetadataRead = Result<ParsedMetadata, Malformed>;
 
 /// Reads and parses a metadata object. Objects too large to be metadata
 /// are reported as malformed, not fetched.
-pub async fn read_metadata(
+pub(crate) async fn read_metadata(
     store: &DynStore,
     key: &str,
 ) -> Result<(MetadataRead, ObjectInfo), StorageError> {
@@ -177,7 +177,7 @@ pub async fn read_metadata(
 
 /// [`read_metadata`], with the bytes as stored (empty when over the
 /// limit): what an undo puts back.
-pub async fn read_metadata_bytes(
+pub(crate) async fn read_metadata_bytes(
     store: &DynStore,
     key: &str,
 ) -> Result<(MetadataRead, ObjectInfo, bytes::Bytes), StorageError> {
@@ -215,7 +215,7 @@ fn source_key(read: &MetadataRead) -> Option<&str> {
 
 /// Whether the document read at `metadata_key` is another image's
 /// ([`Layout::owned_by_other`]).
-pub fn claimed_by_other(
+pub(crate) fn claimed_by_other(
     layout: &Layout,
     metadata_key: &str,
     read: &MetadataRead,
@@ -403,7 +403,7 @@ impl Assessed {
 }
 
 /// How many metadata objects are read at once during an audit.
-pub const READ_CONCURRENCY: usize = 16;
+pub(crate) const READ_CONCURRENCY: usize = 16;
 
 /// Audits a bucket: lists the metadata prefix, then streams the images in
 /// key order with their status (reading metadata concurrently), then the
@@ -538,7 +538,7 @@ async fn assess_one(
 /// One image assessed afresh (after a write): its HEAD, then its metadata
 /// at `metadata_key` or, when not given, at the first candidate key that
 /// exists. An image that is gone comes back with `image: None`.
-pub async fn reassess(
+pub(crate) async fn reassess(
     store: &DynStore,
     layout: &Layout,
     image_key: &str,

@@ -681,7 +681,7 @@ fn print_instances(l: &crate::contract::Label, out: &mut dyn Write) -> Result<()
 // imgtag tag
 
 /// Runs over this many paid detector calls need `--yes`.
-pub const CONFIRM_ABOVE: usize = 1000;
+pub(crate) const CONFIRM_ABOVE: usize = 1000;
 
 pub struct TagRun {
     pub selection: Selection,

@@ -108,7 +108,7 @@ pub fn parse_detector(s: &str) -> Result<DetectorKind, String> {
 }
 
 /// `true`/`false` (or `1`/`0`), as environment variables spell a switch.
-pub fn parse_switch(s: &str) -> Result<bool, String> {
+pub(crate) fn parse_switch(s: &str) -> Result<bool, String> {
     match s.trim() {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
@@ -287,7 +287,7 @@ impl FileConfig {
 }
 
 /// The platform config file path.
-pub fn default_config_path() -> Option<PathBuf> {
+pub(crate) fn default_config_path() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "imgtag").map(|d| d.config_dir().join("config.toml"))
 }
 

@@ -7,9 +7,9 @@ use serde_json::Value;
 /// Schema version written in `ImgTag.SchemaVersion`.
 pub const SCHEMA_VERSION: u32 = 1;
 /// Default MinConfidence, the same as Rekognition's.
-pub const DEFAULT_MIN_CONFIDENCE: f32 = 55.0;
+pub(crate) const DEFAULT_MIN_CONFIDENCE: f32 = 55.0;
 /// Default review threshold: a headline label below this needs a human look.
-pub const DEFAULT_REVIEW_BELOW: f32 = 70.0;
+pub(crate) const DEFAULT_REVIEW_BELOW: f32 = 70.0;
 /// Metadata documents larger than this are not parsed (a detector never
 /// writes anything near it; a huge object is a mistake or an attack).
 pub const MAX_METADATA_BYTES: u64 = 8 * 1024 * 1024;
@@ -193,7 +193,7 @@ pub struct Confirmed {
 }
 
 /// The key of the detector's near misses in `ImgTag` (docs/format.md).
-pub const CANDIDATES: &str = "Candidates";
+pub(crate) const CANDIDATES: &str = "Candidates";
 /// At most this many candidates are kept in a document.
 pub const MAX_CANDIDATES: usize = 10;
 
@@ -229,7 +229,7 @@ impl Candidate {
 /// The candidates a document keeps: valid ones (a name a review could add,
 /// a confidence below `min_confidence`), none named like a label, each name once (any case, the most confident),
 /// most confident first (then by name), at most [`MAX_CANDIDATES`].
-pub fn normalize_candidates(
+pub(crate) fn normalize_candidates(
     mut candidates: Vec<Candidate>,
     min_confidence: f32,
     labels: &[Label],
@@ -415,8 +415,8 @@ pub struct LabelFilters {
 }
 
 /// Rekognition's limits on each filter list.
-pub const MAX_FILTERS: usize = 100;
-pub const MAX_FILTER_CHARS: usize = 50;
+pub(crate) const MAX_FILTERS: usize = 100;
+pub(crate) const MAX_FILTER_CHARS: usize = 50;
 
 impl LabelFilters {
     pub fn is_empty(&self) -> bool {
@@ -635,7 +635,7 @@ impl MetadataDoc {
 /// A value as JSON, its `f32` fields written as their shortest decimal
 /// (`46.85`, not the `46.849998474121094` a direct `to_value` gives by
 /// widening to `f64`), like every other number in the document.
-pub fn json_value<T: Serialize>(value: &T) -> Option<Value> {
+pub(crate) fn json_value<T: Serialize>(value: &T) -> Option<Value> {
     serde_json::from_str(&serde_json::to_string(value).ok()?).ok()
 }
 
@@ -993,7 +993,7 @@ pub fn decode_form_key(raw: &str) -> Option<String> {
 
 /// Keys ending in `/` are the "folder" placeholders consoles create: never
 /// images, never sent to a detector.
-pub fn is_folder_placeholder(key: &str) -> bool {
+pub(crate) fn is_folder_placeholder(key: &str) -> bool {
     key.ends_with('/')
 }
 

@@ -34,7 +34,7 @@ pub enum DemoError {
 }
 
 /// Where `--demo` keeps its bucket: the platform data dir.
-pub fn default_dir() -> Result<PathBuf, DemoError> {
+pub(crate) fn default_dir() -> Result<PathBuf, DemoError> {
     directories::ProjectDirs::from("", "", "imgtag")
         .map(|d| d.data_dir().join("demo-bucket"))
         .ok_or(DemoError::NoDataDir)

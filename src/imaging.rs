@@ -24,9 +24,9 @@ use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, RgbImage};
 use jpeg_decoder::{CodingProcess, PixelFormat};
 
 /// Side of the square model input, in pixels.
-pub const INPUT_SIZE: u32 = 224;
+pub(crate) const INPUT_SIZE: u32 = 224;
 /// The shorter side is resized to this before the centre crop.
-pub const RESIZE_SHORTER: u32 = 256;
+pub(crate) const RESIZE_SHORTER: u32 = 256;
 /// Number of f32 values in one preprocessed image (3 x 224 x 224).
 pub const TENSOR_LEN: usize = 3 * (INPUT_SIZE as usize) * (INPUT_SIZE as usize);
 
@@ -502,7 +502,7 @@ fn jpeg_has_end_after_scan(bytes: &[u8]) -> bool {
 /// Geometry of the resize + centre crop for an image of `width` x `height`:
 /// the source rectangle `(left, top, width, height)` (fractional, in source
 /// pixels) that maps onto the 224x224 crop.
-pub fn crop_source_rect(width: u32, height: u32) -> (f64, f64, f64, f64) {
+pub(crate) fn crop_source_rect(width: u32, height: u32) -> (f64, f64, f64, f64) {
     let (w, h) = (u64::from(width.max(1)), u64::from(height.max(1)));
     let short = u64::from(RESIZE_SHORTER);
     // torchvision Resize(256): the longer side is truncated.
@@ -532,7 +532,7 @@ thread_local! {
 
 /// Resize + centre-crop `img` to 224x224 RGB (bilinear/triangle filter,
 /// antialiased when shrinking, like Pillow's BILINEAR).
-pub fn resize_crop(img: &RgbImage) -> Result<RgbImage, ImagingError> {
+pub(crate) fn resize_crop(img: &RgbImage) -> Result<RgbImage, ImagingError> {
     let (width, height) = img.dimensions();
     if width == 0 || height == 0 {
         return Err(ImagingError::TooSmall {
@@ -569,7 +569,7 @@ fn normalise_lut() -> &'static [[f32; 256]; 3] {
 }
 
 /// Write the normalised NCHW tensor of a 224x224 RGB crop into `out`.
-pub fn normalise_into(crop: &RgbImage, out: &mut [f32]) -> Result<(), ImagingError> {
+pub(crate) fn normalise_into(crop: &RgbImage, out: &mut [f32]) -> Result<(), ImagingError> {
     if out.len() != TENSOR_LEN {
         return Err(ImagingError::BadTensorLength {
             got: out.len(),

@@ -43,12 +43,12 @@ use crate::storage::{self, DynStore, ObjectInfo, StorageError};
 
 /// The largest `manifest.json` read. A manifest lists one small entry per
 /// data file; even a report of billions of objects stays far below this.
-pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 /// Data files are fetched in ranged GETs of this many bytes, so a
 /// multi-gigabyte file is never held whole.
 pub const CHUNK_BYTES: u64 = 8 * 1024 * 1024;
 /// Data files read at once.
-pub const FILES_IN_FLIGHT: usize = 4;
+pub(crate) const FILES_IN_FLIGHT: usize = 4;
 /// Compressed bytes handed to the decoder at a time: bounds the
 /// decompressed bytes waiting to be parsed.
 const FEED_BYTES: usize = 64 * 1024;

@@ -18,7 +18,7 @@ use crate::pipeline::{Outcome, TagOptions, tag};
 use crate::storage::{DynStore, Layer, Object, ObjectInfo, S3Store, StorageError};
 
 /// `ImgTag.TaggedBy` for documents the Lambda handler writes.
-pub const TAGGED_BY: &str = "imgtag-lambda";
+pub(crate) const TAGGED_BY: &str = "imgtag-lambda";
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum LambdaError {
@@ -829,7 +829,7 @@ pub enum Invocation {
 }
 
 /// Tells the event kinds apart by their top-level fields.
-pub fn parse_invocation(event: serde_json::Value) -> Result<Invocation, LambdaError> {
+pub(crate) fn parse_invocation(event: serde_json::Value) -> Result<Invocation, LambdaError> {
     let bad = |e: serde_json::Error| LambdaError::BadEvent(e.to_string());
     if event.get("Records").is_some() {
         return serde_json::from_value(event)

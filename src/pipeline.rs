@@ -20,7 +20,7 @@ pub use crate::outcome::Outcome;
 use crate::storage::{DynStore, ObjectInfo, PutCondition, StorageError};
 
 /// Images larger than this are not downloaded for detection.
-pub const MAX_IMAGE_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const MAX_IMAGE_BYTES: u64 = 64 * 1024 * 1024;
 /// Enough of a file to tell its format and dimensions.
 const HEADER_BYTES: u64 = 64 * 1024;
 
@@ -105,7 +105,7 @@ impl TagOptions {
 
 /// Applies a human review to detector labels: removed labels go, added
 /// ones come in at 100 (or are raised to 100 if detected too).
-pub fn apply_review(mut labels: Vec<Label>, review: Option<&Review>) -> Vec<Label> {
+pub(crate) fn apply_review(mut labels: Vec<Label>, review: Option<&Review>) -> Vec<Label> {
     let Some(r) = review else { return labels };
     // Sets and maps by lower-cased name: linear in a hostile document
     // (60,000 labels, 400,000 review names), never a scan per name.

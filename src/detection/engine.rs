@@ -28,9 +28,9 @@ use tract_onnx::prelude::*;
 use super::model_error::DetectError;
 
 /// The variable that selects the engine.
-pub const ENGINE_ENV: &str = "IMGTAG_ENGINE";
+pub(crate) const ENGINE_ENV: &str = "IMGTAG_ENGINE";
 /// The variable that names the onnxruntime library (the `ort` crate's).
-pub const DYLIB_ENV: &str = "ORT_DYLIB_PATH";
+pub(crate) const DYLIB_ENV: &str = "ORT_DYLIB_PATH";
 
 /// An inference engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,11 +161,11 @@ impl EngineChoice {
 }
 
 /// How to get the onnxruntime engine, for messages.
-pub const HOW_TO_GET: &str = "`pip install onnxruntime` (>= 1.20) puts it where imgtag \
+pub(crate) const HOW_TO_GET: &str = "`pip install onnxruntime` (>= 1.20) puts it where imgtag \
      looks, or set ORT_DYLIB_PATH to a libonnxruntime";
 
 /// The one line `auto` says when it falls back to tract.
-pub fn fallback_notice(failure: &str) -> String {
+pub(crate) fn fallback_notice(failure: &str) -> String {
     if failure.starts_with("no onnxruntime library found") {
         format!("using tract; onnxruntime is about 2x faster: {HOW_TO_GET} (`imgtag env` to check)")
     } else {

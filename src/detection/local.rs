@@ -290,7 +290,7 @@ fn round_confidence(percent: f64) -> f32 {
 }
 
 /// Softmax over `logits`, computed stably in f64.
-pub fn softmax(logits: &[f32]) -> Vec<f32> {
+pub(crate) fn softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits
         .iter()
         .copied()

@@ -32,17 +32,17 @@ use crate::contract::{
 use crate::imaging::{self, DecodeLimits};
 
 /// Rekognition's limits.
-pub const MAX_S3_BYTES: u64 = 15 * 1024 * 1024;
-pub const MAX_INLINE_BYTES: usize = 5 * 1024 * 1024;
-pub const MIN_SIDE: u32 = 80;
+pub(crate) const MAX_S3_BYTES: u64 = 15 * 1024 * 1024;
+pub(crate) const MAX_INLINE_BYTES: usize = 5 * 1024 * 1024;
+pub(crate) const MIN_SIDE: u32 = 80;
 /// DetectLabels refuses images over this many pixels a side; larger ones
 /// are downscaled and sent as bytes.
-pub const MAX_SIDE: u32 = 10_000;
+pub(crate) const MAX_SIDE: u32 = 10_000;
 /// Longest side of a re-encoded image: plenty for labels, well under 5 MB.
 const REENCODE_MAX_SIDE: u32 = 2048;
 
 /// Candidates are asked for this far below MinConfidence...
-pub const CANDIDATE_MARGIN: f32 = 25.0;
+pub(crate) const CANDIDATE_MARGIN: f32 = 25.0;
 /// ...but never below this: under it DetectLabels' guesses are noise to a
 /// reviewer.
 pub const CANDIDATE_FLOOR: f32 = 40.0;

@@ -366,7 +366,7 @@ const MAX_INSTANCES: usize = 3;
 /// The scene labels `labels` (one image's merged answer) support at
 /// `min_confidence` or more, each with its parents as labels; to be merged
 /// into the answer ([`super::local::merge_labels`]).
-pub fn scene_labels(labels: &[Label], min_confidence: f32) -> Vec<Label> {
+pub(crate) fn scene_labels(labels: &[Label], min_confidence: f32) -> Vec<Label> {
     let find = |name: &str| labels.iter().find(|l| l.name.eq_ignore_ascii_case(name));
     let mut out: Vec<Label> = Vec::new();
     for scene in SCENES {

@@ -32,11 +32,11 @@ pub const NUM_CLASSES: usize = 80;
 /// Values per anchor row: 4 box, objectness, 80 classes.
 pub const ROW: usize = 5 + NUM_CLASSES;
 /// The anchor strides, in output order.
-pub const STRIDES: [usize; 3] = [8, 16, 32];
+pub(crate) const STRIDES: [usize; 3] = [8, 16, 32];
 /// Number of anchors (52² + 26² + 13²).
 pub const NUM_ANCHORS: usize = 3549;
 /// Grey of the letterbox padding, as YOLOX was trained.
-pub const PAD_VALUE: f32 = 114.0;
+pub(crate) const PAD_VALUE: f32 = 114.0;
 /// IoU above which a weaker box of the same class is suppressed (YOLOX's
 /// demo value).
 pub const NMS_IOU: f32 = 0.45;
@@ -347,7 +347,7 @@ pub(crate) fn upsert<'a>(labels: &'a mut Vec<Label>, name: &str, confidence: f32
 }
 
 /// Highest confidence first, then name (the order every label list uses).
-pub fn sort_labels(labels: &mut [Label]) {
+pub(crate) fn sort_labels(labels: &mut [Label]) {
     labels.sort_by(|a, b| {
         b.confidence
             .total_cmp(&a.confidence)

@@ -123,7 +123,7 @@ impl IndexSpec {
 
 /// Where indexes live: `IMGTAG_INDEX_DIR`, else the platform cache dir
 /// (`~/.cache/imgtag/index` on Linux).
-pub fn default_dir() -> Option<PathBuf> {
+pub(crate) fn default_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("IMGTAG_INDEX_DIR") {
         return Some(d.into());
     }

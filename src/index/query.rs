@@ -213,7 +213,7 @@ fn orphans(c: &Connection, layout: &Layout) -> rusqlite::Result<Vec<Assessed>> {
 }
 
 /// Images and orphans the index holds, for "N shown of M listed".
-pub fn count_rows(index: &Index, layout: &Layout) -> Result<u64, IndexError> {
+pub(crate) fn count_rows(index: &Index, layout: &Layout) -> Result<u64, IndexError> {
     let up = layout.uploads_prefix();
     let mp = layout.metadata_prefix();
     index.with(|c| {
@@ -274,7 +274,7 @@ pub async fn select(
 
 /// What a row shows, hashed: after a refresh a TUI is sent only the rows
 /// whose fingerprint changed (the document is identified by its ETag).
-pub fn fingerprint(a: &Assessed) -> u64 {
+pub(crate) fn fingerprint(a: &Assessed) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     a.key().hash(&mut h);
@@ -290,7 +290,7 @@ pub fn fingerprint(a: &Assessed) -> u64 {
 }
 
 /// A key's hash, for remembering a million rows in little memory.
-pub fn key_hash(key: &str) -> u64 {
+pub(crate) fn key_hash(key: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     key.hash(&mut h);

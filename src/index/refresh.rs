@@ -24,9 +24,9 @@ use crate::summary::{SummaryRead, summarize};
 pub const DEFAULT_IN_FLIGHT: usize = 64;
 /// How many listing requests run at once by default (key ranges listed
 /// side by side, over both prefixes).
-pub const DEFAULT_LIST_CONCURRENCY: usize = 32;
+pub(crate) const DEFAULT_LIST_CONCURRENCY: usize = 32;
 /// The most keys one listed key range holds by default: ten pages.
-pub const DEFAULT_RANGE_KEYS: usize = 10_000;
+pub(crate) const DEFAULT_RANGE_KEYS: usize = 10_000;
 /// Attempts at one key range whose listing keeps failing (each resumes
 /// after the last key reconciled), beyond the SDK's own retries.
 const RANGE_ATTEMPTS: u32 = 6;

@@ -339,7 +339,7 @@ fn validate_bucket_name(s: &str) -> std::result::Result<(), String> {
 
 /// An error and its sources as one line of Display text (the SDK's
 /// `DisplayErrorContext` appends a Debug dump that means nothing to a user).
-pub fn error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(e) = source {

@@ -136,21 +136,12 @@ pub enum Cmd {
     },
 }
 
-/// The labels of `doc` that have boxes to draw, in the detail pane's
-/// order.
-pub fn labels_with_boxes(doc: &MetadataDoc) -> Vec<usize> {
-    boxes::label_order(&doc.labels)
-        .into_iter()
-        .filter(|&i| !boxes::label_boxes(&doc.labels[i]).is_empty())
-        .collect()
-}
-
 /// Suggestions kept for one document: (document id, recent picks'
 /// version) and the names.
 pub type SuggestCache = ((u64, u64), Vec<crate::suggest::Suggestion>);
 
 /// Documents kept for the detail pane, most recently used first.
-pub const DOC_CACHE: usize = 64;
+pub(crate) const DOC_CACHE: usize = 64;
 
 /// The selected row's document, as the detail pane can show it.
 pub enum DocState<'a> {
@@ -189,10 +180,10 @@ pub struct TagJob {
 }
 
 /// Re-running more marked images than this with Rekognition asks first.
-pub const CONFIRM_PAID_ABOVE: usize = 10;
+pub(crate) const CONFIRM_PAID_ABOVE: usize = 10;
 
 /// The status filter cycle: the statuses an audit asks for first.
-pub const STATUS_CYCLE: [Option<Status>; 8] = [
+pub(crate) const STATUS_CYCLE: [Option<Status>; 8] = [
     None,
     Some(Status::Untagged),
     Some(Status::NeedsReview),
@@ -1713,7 +1704,7 @@ fn edit_is_empty(e: &ReviewEdit) -> bool {
 
 /// An edit as the operator typed it: `+Cat -Feline !Pet` (names with
 /// spaces quoted).
-pub fn edit_text(e: &ReviewEdit) -> String {
+pub(crate) fn edit_text(e: &ReviewEdit) -> String {
     let name = |n: &String| {
         if n.contains(char::is_whitespace) {
             format!("\"{n}\"")

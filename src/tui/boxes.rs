@@ -19,7 +19,7 @@ const SHOWN_STROKE: f32 = 3.0;
 
 /// The labels in the order the detail pane lists them: highest confidence
 /// first, ties in document order.
-pub fn label_order(labels: &[Label]) -> Vec<usize> {
+pub(crate) fn label_order(labels: &[Label]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..labels.len()).collect();
     order.sort_by(|&a, &b| labels[b].confidence.total_cmp(&labels[a].confidence));
     order

@@ -130,7 +130,7 @@ pub fn header(settings: &Settings) -> Header {
 
 /// Puts the terminal back: raw mode off, main screen, mouse off, cursor on.
 /// Safe to call more than once.
-pub fn restore_terminal() {
+pub(crate) fn restore_terminal() {
     let _ = disable_raw_mode();
     let mut out = std::io::stdout();
     let _ = execute!(

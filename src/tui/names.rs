@@ -54,7 +54,7 @@ impl Names {
 
 /// Whether `hay` contains `needle` (lowercase) ignoring case, without
 /// allocating: a byte scan for ASCII keys, a char scan otherwise.
-pub fn contains_ignore_case(hay: &str, needle: &str) -> bool {
+pub(crate) fn contains_ignore_case(hay: &str, needle: &str) -> bool {
     if needle.is_empty() {
         return true;
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::pipeline::ReviewUndo;
 
 /// How many review writes `u` can take back.
-pub const UNDO_DEPTH: usize = 1000;
+pub(crate) const UNDO_DEPTH: usize = 1000;
 /// How many recent picks rank the suggestions.
 const RECENT: usize = 20;
 

@@ -26,7 +26,7 @@ const BEL: u8 = 0x07;
 /// reads (a real Esc press acts this much later).
 pub const ESC_WAIT: Duration = Duration::from_millis(80);
 /// How long a reply may pause mid-way before it is taken for keys.
-pub const REPLY_WAIT: Duration = Duration::from_millis(500);
+pub(crate) const REPLY_WAIT: Duration = Duration::from_millis(500);
 /// Longest reply body held (an OSC 11 answer is about 25 characters).
 const BODY_MAX: usize = 256;
 

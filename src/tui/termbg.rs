@@ -23,7 +23,7 @@ pub const TIMEOUT: Duration = Duration::from_millis(150);
 /// The background colour in an OSC 11 answer, as 0.0-1.0 RGB:
 /// `ESC ] 11 ; rgb:RRRR/GGGG/BBBB` ended by BEL or ST, 1 to 4 hex digits a
 /// channel (`rgba:` too, alpha ignored). Anything else: None.
-pub fn parse_reply(reply: &[u8]) -> Option<[f32; 3]> {
+pub(crate) fn parse_reply(reply: &[u8]) -> Option<[f32; 3]> {
     let text = std::str::from_utf8(reply).ok()?;
     let start = text.find("\x1b]11;")? + 5;
     let body = &text[start..];
@@ -46,7 +46,7 @@ pub fn parse_reply(reply: &[u8]) -> Option<[f32; 3]> {
 }
 
 /// Light when the colour's luminance (Rec. 709 weights) is above one half.
-pub fn background_of(rgb: [f32; 3]) -> Background {
+pub(crate) fn background_of(rgb: [f32; 3]) -> Background {
     let luminance = 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2];
     if luminance > 0.5 {
         Background::Light
@@ -56,7 +56,7 @@ pub fn background_of(rgb: [f32; 3]) -> Background {
 }
 
 /// The background of a raw OSC 11 answer, if it is one.
-pub fn background_from_reply(reply: &[u8]) -> Option<Background> {
+pub(crate) fn background_from_reply(reply: &[u8]) -> Option<Background> {
     parse_reply(reply).map(background_of)
 }
 

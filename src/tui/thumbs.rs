@@ -17,11 +17,11 @@ use crate::storage::{DynStore, StorageError};
 /// terminal with a pixel protocol.
 pub const THUMB_SIDE: u32 = 512;
 /// Images above this are not downloaded for a preview.
-pub const MAX_PREVIEW_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const MAX_PREVIEW_BYTES: u64 = 64 * 1024 * 1024;
 const MEMORY_ENTRIES: usize = 64;
 /// What the disk cache may hold before the oldest thumbnails go: about
 /// 5,000 thumbnails.
-pub const DEFAULT_DISK_BYTES: u64 = 256 * 1024 * 1024;
+pub(crate) const DEFAULT_DISK_BYTES: u64 = 256 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ThumbError {
@@ -189,7 +189,7 @@ fn account(path: &Path, written: u64, counted: &Mutex<Option<u64>>, max: u64) {
 /// Deletes the oldest thumbnails (by modification time) in `dir` until
 /// the rest hold at most `max` bytes; returns the bytes left. Only
 /// regular files named like thumbnails are counted or deleted.
-pub fn prune(dir: &Path, max: u64) -> std::io::Result<u64> {
+pub(crate) fn prune(dir: &Path, max: u64) -> std::io::Result<u64> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;

@@ -27,7 +27,7 @@ use super::theme::Theme;
 
 /// `s` cut to `width` columns, keeping its end (a key's file name matters
 /// more than its folders).
-pub fn fit_left(s: &str, width: usize) -> String {
+pub(crate) fn fit_left(s: &str, width: usize) -> String {
     if s.width() <= width {
         return format!("{s:<width$}", width = width - s.width() + s.chars().count());
     }
@@ -52,7 +52,7 @@ pub fn fit_left(s: &str, width: usize) -> String {
 }
 
 /// `s` cut to `width` columns, keeping its start.
-pub fn fit_right(s: &str, width: usize) -> String {
+pub(crate) fn fit_right(s: &str, width: usize) -> String {
     if s.width() <= width {
         return format!("{s:<width$}", width = width - s.width() + s.chars().count());
     }
