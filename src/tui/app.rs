@@ -23,7 +23,7 @@ use crate::sanitize::for_terminal;
 use super::boxes;
 use super::facts::DocFacts;
 use super::keys::{Action, Keymap};
-use super::rows::{Row, RowRef, RowSummary, Rows};
+use super::rows::{Row, RowRef, RowSummary, Rows, SummaryBatch};
 use super::theme::Theme;
 use super::view;
 
@@ -43,6 +43,12 @@ pub enum Msg {
     Summaries {
         generation: u64,
         rows: Vec<RowSummary>,
+    },
+    /// The same as a page summarised off the UI thread in a compact form
+    /// (what a listing sends): filing it allocates little per row.
+    Batch {
+        generation: u64,
+        rows: SummaryBatch,
     },
     /// These keys (images or orphan metadata) are gone from the bucket:
     /// their rows leave the list.
@@ -509,6 +515,12 @@ impl App {
                     for r in rows {
                         self.rows.upsert(r);
                     }
+                }
+                Vec::new()
+            }
+            Msg::Batch { generation, rows } => {
+                if generation == self.generation {
+                    self.rows.upsert_batch(rows);
                 }
                 Vec::new()
             }

@@ -28,7 +28,7 @@ use crate::storage::{DynStore, S3Options};
 use crate::summary::ReviewRule;
 
 use super::app::{Cmd, Msg, TagJob};
-use super::rows::RowSummary;
+use super::rows::SummaryBatch;
 use super::thumbs::ThumbCache;
 
 /// Rows per listing message: enough to keep message overhead low, few
@@ -550,7 +550,10 @@ async fn send_rows<E: ToString>(
 ) -> Result<(), String> {
     let mut rows = std::pin::pin!(rows.ready_chunks(ROWS_PER_MESSAGE));
     while let Some(chunk) = rows.next().await {
-        let mut batch = Vec::with_capacity(chunk.len());
+        // The compact page is built here, off the UI thread, taking each
+        // row apart (and freeing what is left of it here): the UI thread
+        // only files it.
+        let mut batch = SummaryBatch::new();
         let mut error = None;
         for item in chunk {
             match item {
@@ -562,13 +565,11 @@ async fn send_rows<E: ToString>(
                 }
             }
         }
-        // The compact summaries are built here, off the UI thread, taking
-        // each row apart: the UI thread only files them.
         if !batch.is_empty()
             && tx
-                .send(Msg::Summaries {
+                .send(Msg::Batch {
                     generation,
-                    rows: batch.into_iter().map(RowSummary::from_owned).collect(),
+                    rows: batch.finish(),
                 })
                 .is_err()
         {
