@@ -510,20 +510,12 @@ impl App {
                 }
                 Vec::new()
             }
-            Msg::Summaries { generation, rows } => {
-                if generation == self.generation {
-                    for r in rows {
-                        self.rows.upsert(r);
-                    }
+            Msg::Summaries { generation, rows } => self.listed(generation, |t| {
+                for r in rows {
+                    t.upsert(r);
                 }
-                Vec::new()
-            }
-            Msg::Batch { generation, rows } => {
-                if generation == self.generation {
-                    self.rows.upsert_batch(rows);
-                }
-                Vec::new()
-            }
+            }),
+            Msg::Batch { generation, rows } => self.listed(generation, |t| t.upsert_batch(rows)),
             Msg::Removed { generation, keys } => {
                 if generation == self.generation {
                     for k in keys {
@@ -599,6 +591,14 @@ impl App {
         cmds.extend(self.thumb_cmd());
         cmds.extend(self.doc_cmd());
         cmds
+    }
+
+    /// Files rows of listing `generation`, unless a newer one began.
+    fn listed(&mut self, generation: u64, file: impl FnOnce(&mut Rows)) -> Vec<Cmd> {
+        if generation == self.generation {
+            file(&mut self.rows);
+        }
+        Vec::new()
     }
 
     /// Adds or replaces the row of an audited image. Rows carry a summary
