@@ -16,7 +16,7 @@
 //!
 //! Run: `cargo bench --bench tui_memory` (IMGTAG_BENCH_ROWS sets the
 //! large size, IMGTAG_BENCH_OLD_ROWS the baseline's, IMGTAG_BENCH_LOAD_ROWS
-//! part 3's).
+//! part 3's; IMGTAG_BENCH_LOAD_ONLY=1 runs part 3 alone).
 
 mod common;
 
@@ -312,12 +312,12 @@ fn measure(app: &mut App) -> [(Duration, Duration); 4] {
 
 /// What loading `rows` rows costs the UI thread: (wall time to the last
 /// row filed, the slowest UI-thread turn, turns). `off_thread`: the
-/// runtime's way now (a producer thread builds compact summaries, the UI
+/// runtime's way now (a producer thread builds compact pages, the UI
 /// files what waits for at most `FRAME_BUDGET`, then draws); otherwise
 /// the former way (each page of 1,000 assessed rows summarised and filed
 /// on the UI thread, a draw after each).
 fn load(rows: usize, off_thread: bool) -> (Duration, Duration, usize) {
-    use imgtag::tui::rows::RowSummary;
+    use imgtag::tui::rows::SummaryBatch;
     use imgtag::tui::runtime::{FRAME_BUDGET, take_waiting};
     let vocab = vocabulary();
     let mut rng = Rng(11);
@@ -336,6 +336,8 @@ fn load(rows: usize, off_thread: bool) -> (Duration, Duration, usize) {
     let generation = app.generation;
     let mut term = Terminal::new(TestBackend::new(WIDTH, HEIGHT)).expect("terminal");
     let (mut slowest, mut turns) = (Duration::ZERO, 0);
+    // Where the slowest turn was: rows filed by then, and its filing time.
+    let mut worst = (0, Duration::ZERO);
     let t = Instant::now();
     if off_thread {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -343,12 +345,10 @@ fn load(rows: usize, off_thread: bool) -> (Duration, Duration, usize) {
             for page in pages {
                 let mut page = page.into_iter().peekable();
                 while page.peek().is_some() {
-                    let rows = page
-                        .by_ref()
-                        .take(256)
-                        .map(RowSummary::from_owned)
-                        .collect();
-                    let _ = tx.send(Msg::Summaries { generation, rows });
+                    let mut rows = SummaryBatch::new();
+                    page.by_ref().take(256).for_each(|a| rows.push(a));
+                    let rows = rows.finish();
+                    let _ = tx.send(Msg::Batch { generation, rows });
                 }
             }
         });
@@ -356,11 +356,22 @@ fn load(rows: usize, off_thread: bool) -> (Duration, Duration, usize) {
             let started = Instant::now();
             app.update(msg);
             take_waiting(&mut app, &mut rx, started, FRAME_BUDGET, |_| {});
+            let filed = started.elapsed();
             term.draw(|f| view::draw(f, &app)).expect("draw");
-            slowest = slowest.max(started.elapsed());
+            let turn = started.elapsed();
+            if turn > slowest {
+                slowest = turn;
+                worst = (app.rows.slots(), filed);
+            }
             turns += 1;
         }
         producer.join().unwrap();
+        println!(
+            "    slowest turn at {} rows: filing {:.2} ms, draw {:.2} ms",
+            worst.0,
+            ms(worst.1),
+            ms(slowest - worst.1)
+        );
     } else {
         for page in pages {
             let started = Instant::now();
@@ -378,6 +389,22 @@ fn load(rows: usize, off_thread: bool) -> (Duration, Duration, usize) {
     (took, slowest, turns)
 }
 
+/// Part 3, both ways.
+fn load_part(load_rows: usize) {
+    println!(
+        "loading {load_rows} rows (wall time to the last row filed, slowest UI-thread turn incl. draw):"
+    );
+    for (name, off) in [("former (UI thread)", false), ("off the UI thread", true)] {
+        let (took, slowest, turns) = load(load_rows, off);
+        println!(
+            "  {name:<20} {:>7.2} s, {:>9.0} rows/s, slowest turn {:>7.2} ms over {turns} turns",
+            took.as_secs_f64(),
+            load_rows as f64 / took.as_secs_f64(),
+            ms(slowest)
+        );
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -391,6 +418,10 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 fn main() {
     let rows = env_usize("IMGTAG_BENCH_ROWS", 1_000_000);
+    if std::env::var_os("IMGTAG_BENCH_LOAD_ONLY").is_some() {
+        load_part(env_usize("IMGTAG_BENCH_LOAD_ROWS", rows));
+        return;
+    }
     let old_rows = env_usize("IMGTAG_BENCH_OLD_ROWS", 50_000);
     println!("tui_memory: {rows} rows, 8 labels + 2 parents each from 300 names");
 
@@ -410,19 +441,7 @@ fn main() {
         old / per_row
     );
 
-    let load_rows = env_usize("IMGTAG_BENCH_LOAD_ROWS", rows);
-    println!(
-        "loading {load_rows} rows (wall time to the last row filed, slowest UI-thread turn incl. draw):"
-    );
-    for (name, off) in [("former (UI thread)", false), ("off the UI thread", true)] {
-        let (took, slowest, turns) = load(load_rows, off);
-        println!(
-            "  {name:<20} {:>7.2} s, {:>9.0} rows/s, slowest turn {:>7.2} ms over {turns} turns",
-            took.as_secs_f64(),
-            load_rows as f64 / took.as_secs_f64(),
-            ms(slowest)
-        );
-    }
+    load_part(env_usize("IMGTAG_BENCH_LOAD_ROWS", rows));
 
     let (mut small, _) = listed_app(100);
     let b = measure(&mut big);

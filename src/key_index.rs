@@ -11,6 +11,12 @@ use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
 
+/// Shards of the index: a table grows by rehashing one shard, never every
+/// key at once, so an insert into a million-key index costs at most a
+/// 256th of a full rehash (the TUI files its rows on the UI thread,
+/// where one whole rehash was a 200 ms stall).
+const SHARDS: usize = 256;
+
 /// Positions by key; the keys live in the caller's table.
 ///
 /// Invariant (the caller's to keep): `key_of(i)` returns the same key for
@@ -19,8 +25,16 @@ use hashbrown::HashTable;
 /// takes that `key_of`.
 #[derive(Debug, Clone, Default)]
 pub struct KeyIndex {
-    table: HashTable<u32>,
+    /// Empty until the first insert, then [`SHARDS`] tables.
+    shards: Vec<HashTable<u32>>,
     hasher: std::hash::RandomState,
+    len: usize,
+}
+
+/// The shard of a hash: bits the tables use for neither the bucket (low
+/// bits) nor the control byte (top seven).
+fn shard_of(hash: u64) -> usize {
+    (hash >> 32) as usize % SHARDS
 }
 
 impl KeyIndex {
@@ -31,36 +45,53 @@ impl KeyIndex {
     /// The position whose key is `key`.
     pub fn find<'a>(&self, key: &str, key_of: impl Fn(u32) -> &'a str) -> Option<u32> {
         let hash = self.hasher.hash_one(key);
-        self.table.find(hash, |&i| key_of(i) == key).copied()
+        self.shards
+            .get(shard_of(hash))?
+            .find(hash, |&i| key_of(i) == key)
+            .copied()
     }
 
     /// Adds `idx` under `key`, which must not be in the index yet (check
-    /// with [`KeyIndex::find`] first); `key_of` rehashes entries when the
-    /// table grows.
+    /// with [`KeyIndex::find`] first); `key_of` rehashes a shard's entries
+    /// when it grows.
     pub fn insert_unique<'a>(&mut self, key: &str, idx: u32, key_of: impl Fn(u32) -> &'a str) {
+        if self.shards.is_empty() {
+            self.shards.resize_with(SHARDS, HashTable::new);
+        }
         let hash = self.hasher.hash_one(key);
         let hasher = &self.hasher;
-        self.table
-            .insert_unique(hash, idx, |&i| hasher.hash_one(key_of(i)));
+        self.shards[shard_of(hash)].insert_unique(hash, idx, |&i| hasher.hash_one(key_of(i)));
+        self.len += 1;
     }
 
     /// Removes `key`; returns the position it had.
     pub fn remove<'a>(&mut self, key: &str, key_of: impl Fn(u32) -> &'a str) -> Option<u32> {
         let hash = self.hasher.hash_one(key);
-        let entry = self.table.find_entry(hash, |&i| key_of(i) == key).ok()?;
+        let shard = self.shards.get_mut(shard_of(hash))?;
+        let entry = shard.find_entry(hash, |&i| key_of(i) == key).ok()?;
+        self.len -= 1;
         Some(entry.remove().0)
     }
 
     pub fn clear(&mut self) {
-        self.table.clear();
+        for s in &mut self.shards {
+            s.clear();
+        }
+        self.len = 0;
     }
 
     pub fn len(&self) -> usize {
-        self.table.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.len == 0
+    }
+
+    /// The most entries any one shard holds: what one growth rehashes at
+    /// most.
+    pub fn largest_shard(&self) -> usize {
+        self.shards.iter().map(HashTable::len).max().unwrap_or(0)
     }
 }
 
@@ -89,9 +120,12 @@ mod tests {
         assert_eq!(index.find("uploads/0042.jpg", key_of), None);
         assert_eq!(index.find("uploads/0043.jpg", key_of), Some(43));
         assert_eq!(index.len(), 999);
+        // Spread over the shards: no growth rehashes much of the index.
+        assert!(index.largest_shard() < 30, "{}", index.largest_shard());
 
         index.clear();
         assert!(index.is_empty());
+        assert_eq!(index.len(), 0);
         assert_eq!(index.find("uploads/0043.jpg", key_of), None);
     }
 }

@@ -700,3 +700,153 @@ async fn names_no_document_uses_are_dropped() {
     assert_eq!(names_in(&path), baseline);
     label_queries_agree(&index, &store).await;
 }
+
+/// What each row holds of its objects: key, then each object's key, size,
+/// ETag and time (the listing fields the index stores compactly).
+type Fields = Vec<(String, Vec<(String, u64, Option<String>, Option<i64>)>)>;
+
+fn fields(rows: &[Assessed]) -> Fields {
+    rows.iter()
+        .map(|a| {
+            let objects = [&a.image, &a.metadata]
+                .into_iter()
+                .flatten()
+                .map(|o| {
+                    let etag = o.etag.as_deref().map(str::to_string);
+                    (o.key.clone(), o.size, etag, o.last_modified)
+                })
+                .collect();
+            (a.key().to_string(), objects)
+        })
+        .collect()
+}
+
+/// ETags of every form (the usual MD5, multipart, uppercase, not hex at
+/// all, as MinIO and others give) and times come back from the index
+/// exactly as the listing gave them, and a re-open finds nothing changed:
+/// the compact form (16 bytes for an MD5) compares as the ETag does.
+#[tokio::test]
+async fn etags_of_every_form_and_times_round_trip_through_the_index() {
+    let mem = MemS3::new();
+    let (_server, store) = s3_bucket(&mem, "etags").await;
+    let etags = [
+        "0123456789abcdef0123456789abcdef",
+        "0123456789abcdef0123456789abcdef-3",
+        "abc-3",
+        "0123456789ABCDEF0123456789ABCDEF",
+        "minio-not-hex-0123456789abcdef01",
+        "",
+    ];
+    // The documents' own, distinct (one ETag is one content to the index).
+    let doc_etags = [
+        "fedcba9876543210fedcba9876543210",
+        "fedcba9876543210fedcba9876543210-2",
+        "def-2",
+        "FEDCBA9876543210FEDCBA9876543210",
+        "minio-doc-not-hex-fedcba98765432",
+        "00000000000000000000000000000000",
+    ];
+    for (n, (etag, doc_etag)) in etags.iter().zip(doc_etags).enumerate() {
+        let image = format!("uploads/img{n}.jpg");
+        mem.insert_with_etag("etags", &image, "i", etag);
+        let labels = r#"[{"Name":"Cat","Confidence":91.5}]"#;
+        let doc = fixtures::tagged_doc(&image, &format!("\"{etag}\""), labels);
+        let meta = format!("metadata/img{n}.jpg.json");
+        mem.insert_with_etag("etags", &meta, doc, doc_etag);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ix.sqlite");
+    let (index, _) = open(&path, &spec("etags"));
+    refreshed(&index, &store).await;
+    let fresh = audited(&store).await;
+    let got = indexed_rows(&index, Filter::default()).await;
+    assert_eq!(fields(&got), fields(&fresh));
+    assert_eq!(view(&got), view(&fresh));
+    assert!(
+        fresh
+            .iter()
+            .filter(|a| a.status == Some(Status::Tagged))
+            .count()
+            >= 5
+    );
+    drop(index);
+    let (index, _) = open(&path, &spec("etags"));
+    let again = refreshed(&index, &store).await;
+    assert_eq!(
+        (again.read, again.added, again.changed, again.removed),
+        (0, 0, 0, 0)
+    );
+    let cats = indexed_rows(
+        &index,
+        Filter {
+            label: Some("cat".into()),
+            ..Filter::default()
+        },
+    )
+    .await;
+    assert_eq!(fields(&cats), fields(&fresh));
+}
+
+/// The schema 6 layout (ETags as text, pairs with copies of both objects'
+/// fields, as 0.x builds wrote it), with a row in it: opened by this
+/// build, it is rebuilt in place with a message and then lists what a
+/// fresh audit lists.
+#[tokio::test]
+async fn a_schema_6_index_is_rebuilt_and_lists_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let store: DynStore = Arc::new(LocalStore::open(&bucket).unwrap());
+    fixtures::populate(&store).await;
+    let path = dir.path().join("ix.sqlite");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE info(k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
+             CREATE TABLE objects(key TEXT PRIMARY KEY, size INTEGER NOT NULL,
+                 etag TEXT NOT NULL, modified INTEGER) WITHOUT ROWID;
+             CREATE TABLE pairs(image TEXT PRIMARY KEY, meta TEXT NOT NULL,
+                 kind INTEGER NOT NULL, isize INTEGER NOT NULL, ietag TEXT NOT NULL,
+                 imod INTEGER, msize INTEGER NOT NULL, metag TEXT NOT NULL, mmod INTEGER,
+                 mdoc INTEGER) WITHOUT ROWID;
+             CREATE INDEX pairs_meta ON pairs(meta);
+             CREATE INDEX pairs_doc
+                 ON pairs(mdoc, image, meta, kind, isize, ietag, imod, msize, mmod);
+             CREATE TABLE docs(id INTEGER PRIMARY KEY, etag TEXT NOT NULL UNIQUE,
+                 summary TEXT, malformed TEXT);
+             CREATE TABLE names(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+             CREATE TABLE doc_names(name INTEGER NOT NULL, rank REAL NOT NULL,
+                 doc INTEGER NOT NULL, PRIMARY KEY(name, rank, doc)) WITHOUT ROWID;
+             CREATE TABLE writes(seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 key TEXT NOT NULL UNIQUE, at INTEGER NOT NULL);
+             INSERT INTO objects VALUES ('uploads/old.jpg', 1, '\"0123456789abcdef0123456789abcdef\"', 5);
+             INSERT INTO pairs VALUES ('uploads/old.jpg', 'metadata/old.jpg.json', 0, 1,
+                 '\"0123456789abcdef0123456789abcdef\"', 5, 1, '\"e\"', 5, NULL);
+             PRAGMA user_version = 6;",
+        )
+        .unwrap();
+        let spec = spec("six");
+        for (k, v) in [
+            ("endpoint", &spec.endpoint),
+            ("bucket", &spec.bucket),
+            ("uploads", &spec.uploads),
+            ("metadata", &spec.metadata),
+        ] {
+            c.execute("INSERT INTO info(k, v) VALUES (?1, ?2)", [k, v.as_str()])
+                .unwrap();
+        }
+    }
+    let (index, note) = open(&path, &spec("six"));
+    assert!(
+        note.as_deref()
+            .is_some_and(|n| n.contains("(schema version 6, this build uses 7)")),
+        "{note:?}"
+    );
+    assert_eq!(index.path(), path);
+    refreshed(&index, &store).await;
+    let fresh = audited(&store).await;
+    let got = indexed_rows(&index, Filter::default()).await;
+    assert_eq!(view(&got), view(&fresh));
+    assert_eq!(fields(&got), fields(&fresh));
+    label_queries_agree(&index, &store).await;
+}

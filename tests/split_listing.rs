@@ -98,7 +98,11 @@ async fn serial(store: &DynStore) -> Vec<(String, i64, String)> {
 fn indexed(path: &Path) -> Vec<(String, i64, String)> {
     let c = rusqlite::Connection::open(path).unwrap();
     let mut stmt = c
-        .prepare("SELECT key, size, etag FROM objects ORDER BY key")
+        // An MD5 ETag is stored as its 16 bytes: shown as the store gives it.
+        .prepare(
+            "SELECT key, size, CASE typeof(etag) WHEN 'blob' \
+             THEN '\"' || lower(hex(etag)) || '\"' ELSE etag END FROM objects ORDER BY key",
+        )
         .unwrap();
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .unwrap()

@@ -21,6 +21,11 @@ use crate::contract::{KeyKind, Layout};
 use crate::storage::{ObjectInfo, StorageError};
 use crate::summary::{DocSummary, SummaryRead};
 
+pub(crate) use codec::Labels;
+pub(crate) use etag::{StoredTag, Tag};
+
+mod codec;
+mod etag;
 pub mod query;
 pub mod refresh;
 mod store;
@@ -33,8 +38,9 @@ pub use store::IndexedStore;
 /// 4: a pair carries both objects' fields and the name index the headline
 /// rank, so a label hit is two index reads (see [`query`]); 5: a pair
 /// carries its document's id (`mdoc`), and a label hit joins on it; 6: the
-/// `writes` a refresh that listed before them must not undo.
-pub const SCHEMA_VERSION: i64 = 6;
+/// `writes` a refresh that listed before them must not undo; 7: ETags as
+/// 16 bytes, pairs without copies of the objects' fields.
+pub const SCHEMA_VERSION: i64 = 7;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -152,32 +158,33 @@ impl std::fmt::Debug for Index {
     }
 }
 
-// A pair copies its image's and document's listing fields and its
-// document's id (kept in step by `upsert_object`, `store_pair` and
-// `delete_object`), and `pairs_doc` covers them by that id: a label hit
-// reads the name index, the summary and one `pairs_doc` entry, not five
-// tables. (An integer id, not the 34-byte ETag: the index is smaller, so
-// a query of scattered hits touches fewer pages.) `doc_names.rank` is the
-// headline confidence (-inf without a headline, +inf for a failure), so
-// `--below` is a range of the name index. `writes` numbers each key's
-// last write-through (AUTOINCREMENT: never reused, so numbers only grow):
-// a refresh leaves alone what was written after it began.
+// Schema 7, for size and cold queries (docs/index.md): ETags are stored
+// as 16 bytes when they are the usual MD5 ([`etag`]), summaries in a few
+// bytes with label names as ids into `labels` ([`codec`]; `names` holds
+// the lowercase search names, another vocabulary); a pair holds only
+// its keys, kind and document id (the objects' fields are read from
+// `objects` by key), so an image costs its two object rows, one pair and
+// two small index entries. A label's hits sit together in `doc_names`,
+// clustered by (name, rank): `--below` is a range of it, and the hits are
+// then read in key order from tables clustered by key.
+// `doc_names.rank` is the headline confidence (-inf without a headline,
+// +inf for a failure). `writes` numbers each key's last write-through
+// (AUTOINCREMENT: never reused, so numbers only grow): a refresh leaves
+// alone what was written after it began.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS info(k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS objects(
-    key TEXT PRIMARY KEY, size INTEGER NOT NULL, etag TEXT NOT NULL, modified INTEGER
+    key TEXT PRIMARY KEY, size INTEGER NOT NULL, etag NOT NULL, modified INTEGER
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pairs(
-    image TEXT PRIMARY KEY, meta TEXT NOT NULL, kind INTEGER NOT NULL,
-    isize INTEGER NOT NULL, ietag TEXT NOT NULL, imod INTEGER,
-    msize INTEGER NOT NULL, metag TEXT NOT NULL, mmod INTEGER, mdoc INTEGER
+    image TEXT PRIMARY KEY, meta TEXT NOT NULL, kind INTEGER NOT NULL, mdoc INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS pairs_meta ON pairs(meta);
-CREATE INDEX IF NOT EXISTS pairs_doc
-    ON pairs(mdoc, image, meta, kind, isize, ietag, imod, msize, mmod);
+CREATE INDEX IF NOT EXISTS pairs_doc ON pairs(mdoc);
 CREATE TABLE IF NOT EXISTS docs(
-    id INTEGER PRIMARY KEY, etag TEXT NOT NULL UNIQUE, summary TEXT, malformed TEXT
+    id INTEGER PRIMARY KEY, etag NOT NULL UNIQUE, summary BLOB, malformed TEXT
 );
+CREATE TABLE IF NOT EXISTS labels(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS names(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS doc_names(
     name INTEGER NOT NULL, rank REAL NOT NULL, doc INTEGER NOT NULL,
@@ -592,8 +599,8 @@ pub(crate) fn identity(info: &ObjectInfo) -> String {
     }
 }
 
-pub(crate) fn etag_of_identity(identity: String) -> Option<Box<str>> {
-    (!identity.starts_with('~')).then(|| identity.into_boxed_str())
+pub(crate) fn etag_of_identity(identity: StoredTag) -> Option<Box<str>> {
+    (!identity.0.starts_with('~')).then(|| identity.0.into_boxed_str())
 }
 
 /// An object as the index stores it, from a row of `key, size, etag,
@@ -629,23 +636,20 @@ pub(crate) fn kind_of(code: i64) -> KeyKind {
 /// document: with the id of its summary, if one is stored; store the
 /// summary first).
 pub(crate) fn upsert_object(c: &Connection, info: &ObjectInfo) -> rusqlite::Result<()> {
-    let fields = params![
-        info.key,
-        info.size as i64,
-        identity(info),
-        info.last_modified
-    ];
+    let identity = identity(info);
     c.prepare_cached(
         "INSERT OR REPLACE INTO objects(key, size, etag, modified) VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(fields)?;
-    c.prepare_cached("UPDATE pairs SET isize = ?2, ietag = ?3, imod = ?4 WHERE image = ?1")?
-        .execute(fields)?;
+    .execute(params![
+        info.key,
+        info.size as i64,
+        Tag(&identity),
+        info.last_modified
+    ])?;
     c.prepare_cached(
-        "UPDATE pairs SET msize = ?2, metag = ?3, mmod = ?4, \
-         mdoc = (SELECT id FROM docs WHERE etag = ?3) WHERE meta = ?1",
+        "UPDATE pairs SET mdoc = (SELECT id FROM docs WHERE etag = ?2) WHERE meta = ?1",
     )?
-    .execute(fields)?;
+    .execute(params![info.key, Tag(&identity)])?;
     Ok(())
 }
 
@@ -672,8 +676,8 @@ pub(crate) fn delete_object(c: &Connection, key: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Pairs `image` with the document at `meta`, with copies of both
-/// objects' fields and the id of the document's summary.
+/// Pairs `image` with the document at `meta`, with the id of the
+/// document's summary.
 pub(crate) fn store_pair(
     c: &Connection,
     image: &ObjectInfo,
@@ -681,19 +685,14 @@ pub(crate) fn store_pair(
     kind: KeyKind,
 ) -> rusqlite::Result<()> {
     c.prepare_cached(
-        "INSERT OR REPLACE INTO pairs(image, meta, kind, isize, ietag, imod, msize, metag, mmod, mdoc) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, (SELECT id FROM docs WHERE etag = ?8))",
+        "INSERT OR REPLACE INTO pairs(image, meta, kind, mdoc) \
+         VALUES (?1, ?2, ?3, (SELECT id FROM docs WHERE etag = ?4))",
     )?
     .execute(params![
         image.key,
         meta.key,
         kind_code(kind),
-        image.size as i64,
-        identity(image),
-        image.last_modified,
-        meta.size as i64,
-        identity(meta),
-        meta.last_modified
+        Tag(&identity(meta))
     ])?;
     Ok(())
 }
@@ -703,21 +702,18 @@ pub(crate) fn store_pair(
 pub(crate) fn store_doc(c: &Connection, identity: &str, doc: &SummaryRead) -> rusqlite::Result<()> {
     let exists = c
         .prepare_cached("SELECT 1 FROM docs WHERE etag = ?1")?
-        .query_row([identity], |_| Ok(()))
+        .query_row([Tag(identity)], |_| Ok(()))
         .optional()?
         .is_some();
     if exists {
         return Ok(());
     }
     let (summary, malformed) = match doc {
-        Ok(s) => (
-            Some(serde_json::to_string(s).expect("summaries serialise")),
-            None,
-        ),
+        Ok(s) => (Some(codec::encode(s, |n| codec::intern(c, n))?), None),
         Err(m) => (None, Some(m.reason.clone())),
     };
     c.prepare_cached("INSERT INTO docs(etag, summary, malformed) VALUES (?1, ?2, ?3)")?
-        .execute(params![identity, summary, malformed])?;
+        .execute(params![Tag(identity), summary, malformed])?;
     let id = c.last_insert_rowid();
     if let Ok(s) = doc {
         let rank = headline_rank(s);
@@ -745,13 +741,14 @@ fn headline_rank(s: &DocSummary) -> f64 {
     }
 }
 
-/// Reads a stored summary back.
+/// Reads a stored summary back, `name` giving each label id's name.
 pub(crate) fn summary_from(
-    summary: Option<String>,
+    summary: Option<Vec<u8>>,
     malformed: Option<String>,
+    name: impl FnMut(u32) -> Option<String>,
 ) -> Option<SummaryRead> {
     if let Some(reason) = malformed {
         return Some(Err(crate::contract::Malformed { reason }));
     }
-    summary.and_then(|s| serde_json::from_str::<DocSummary>(&s).ok().map(Ok))
+    summary.and_then(|s| codec::decode(&s, name).map(Ok))
 }

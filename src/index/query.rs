@@ -9,7 +9,9 @@ use futures::Stream;
 use rusqlite::{Connection, Row, params};
 
 use super::refresh::prefix_end;
-use super::{Index, IndexError, etag_of_identity, kind_of, object_from_row, summary_from};
+use super::{
+    Index, IndexError, Labels, StoredTag, etag_of_identity, kind_of, object_from_row, summary_from,
+};
 use crate::catalog::{Assessed, Filter};
 use crate::contract::Layout;
 use crate::status::ReviewRule;
@@ -38,14 +40,15 @@ const ALL: &str = "SELECT o.key, o.size, o.etag, o.modified, p.meta, p.kind, m.s
     WHERE o.key >= ?1 AND (?2 IS NULL OR o.key < ?2) ORDER BY o.key";
 
 /// The images whose document has a label (or parent) named ?3: a range of
-/// the name index, then per hit the summary and one `pairs_doc` entry
-/// (which carries both objects' fields).
+/// the name index (one label's hits sit together, by rank), then per hit
+/// the summary, its pair and the two objects, each by key.
 macro_rules! by_label {
     ($below:literal) => {
         concat!(
-            "SELECT p.image, p.isize, p.ietag, p.imod, p.meta, p.kind, p.msize, p.metag, \
-             p.mmod, d.summary, d.malformed FROM names n JOIN doc_names dn ON dn.name = n.id \
+            "SELECT p.image, o.size, o.etag, o.modified, p.meta, p.kind, m.size, m.etag, \
+             m.modified, d.summary, d.malformed FROM names n JOIN doc_names dn ON dn.name = n.id \
              JOIN docs d ON d.id = dn.doc JOIN pairs p INDEXED BY pairs_doc ON p.mdoc = d.id \
+             JOIN objects o ON o.key = p.image JOIN objects m ON m.key = p.meta \
              WHERE n.name = ?3 ",
             $below,
             " AND p.image >= ?1 AND (?2 IS NULL OR p.image < ?2) ORDER BY p.image"
@@ -118,8 +121,9 @@ fn send_rows(c: &Connection, q: &Query, tx: &Sender) -> rusqlite::Result<()> {
         Some(label) => stmt.query(params![up, prefix_end(up), label, below])?,
         None => stmt.query(params![up, prefix_end(up)])?,
     };
+    let mut labels = Labels::default();
     while let Some(r) = rows.next()? {
-        if let Some(a) = image_row(r, q)?
+        if let Some(a) = image_row(r, q, |id| labels.name(c, id))?
             && !emit(a, &mut chunk)
         {
             return Ok(());
@@ -138,7 +142,11 @@ fn send_rows(c: &Connection, q: &Query, tx: &Sender) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn image_row(r: &Row, q: &Query) -> rusqlite::Result<Option<Assessed>> {
+fn image_row(
+    r: &Row,
+    q: &Query,
+    label: impl FnMut(u32) -> Option<String>,
+) -> rusqlite::Result<Option<Assessed>> {
     let key: String = r.get(0)?;
     if q.layout.image_rest(&key).is_none() {
         return Ok(None);
@@ -161,11 +169,11 @@ fn image_row(r: &Row, q: &Query) -> rusqlite::Result<Option<Assessed>> {
     };
     let metadata = ObjectInfo {
         size: r.get::<_, Option<i64>>(6)?.unwrap_or(0) as u64,
-        etag: r.get::<_, Option<String>>(7)?.and_then(etag_of_identity),
+        etag: r.get::<_, Option<StoredTag>>(7)?.and_then(etag_of_identity),
         last_modified: r.get(8)?,
         key: meta_key,
     };
-    let doc = summary_from(r.get(9)?, r.get(10)?);
+    let doc = summary_from(r.get(9)?, r.get(10)?, label);
     let read_error = match doc {
         Some(_) => None,
         None => Some(

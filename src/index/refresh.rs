@@ -12,8 +12,8 @@ use futures::TryStreamExt;
 use rusqlite::{Connection, params};
 
 use super::{
-    Index, IndexError, delete_object, identity, kind_code, object_from_row, store_doc, store_pair,
-    upsert_object,
+    Index, IndexError, StoredTag, Tag, delete_object, identity, kind_code, object_from_row,
+    store_doc, store_pair, upsert_object,
 };
 use crate::catalog::{Catalog, read_metadata};
 use crate::contract::{KeyKind, Layout};
@@ -567,7 +567,7 @@ fn sync_page(
         Some(_) => "SELECT key, size, etag FROM objects WHERE key > ?1 AND key <= ?2 ORDER BY key",
         None => "SELECT key, size, etag FROM objects WHERE key >= ?1 AND key <= ?2 ORDER BY key",
     };
-    let old: Vec<(String, u64, String)> = tx
+    let old: Vec<(String, u64, StoredTag)> = tx
         .prepare_cached(sql)?
         .query_map(params![after.unwrap_or(prefix), last], |r| {
             Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?))
@@ -583,7 +583,7 @@ fn sync_page(
             }
         }
         match old.next_if(|(k, ..)| *k == obj.key) {
-            Some((_, size, etag)) if size == obj.size && same_identity(&etag, obj) => {}
+            Some((_, size, etag)) if size == obj.size && same_identity(&etag.0, obj) => {}
             Some(_) if written_since(&tx, &obj.key, since)? => {}
             Some(_) => {
                 upsert_object(&tx, obj)?;
@@ -622,7 +622,7 @@ fn note_unread(
     if layout.metadata_rest(&obj.key).is_some()
         && !c
             .prepare_cached("SELECT 1 FROM docs WHERE etag = ?1")?
-            .exists([identity(obj)])?
+            .exists([Tag(&identity(obj))])?
     {
         unread.push(obj.clone());
     }
@@ -960,9 +960,7 @@ fn pairs_diff<'a>(
     want: &[Pair<'a>],
 ) -> rusqlite::Result<(Vec<Pair<'a>>, Vec<String>)> {
     let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
-    let mut stmt = c.prepare(
-        "SELECT image, isize, ietag, imod, meta, msize, metag, mmod, kind FROM pairs ORDER BY image",
-    )?;
+    let mut stmt = c.prepare("SELECT image, meta, kind FROM pairs ORDER BY image")?;
     let mut have = stmt.query([])?;
     let mut want = want.iter().peekable();
     while let Some(r) = have.next()? {
@@ -980,18 +978,9 @@ fn pairs_diff<'a>(
     Ok((upserts, deletes))
 }
 
-/// Whether a stored pair (a row of `pairs_diff`'s query) is `want`, copies
-/// of the objects' fields included.
+/// Whether a stored pair (a row of `pairs_diff`'s query) is `want`.
 fn same_pair(r: &rusqlite::Row, want: &Pair) -> rusqlite::Result<bool> {
-    let same = |at: usize, o: &ObjectInfo| -> rusqlite::Result<bool> {
-        Ok(r.get::<_, i64>(at)? == o.size as i64
-            && same_identity(r.get_ref(at + 1)?.as_str()?, o)
-            && r.get::<_, Option<i64>>(at + 2)? == o.last_modified)
-    };
-    Ok(same(1, want.0)?
-        && r.get_ref(4)?.as_str()? == want.1.key
-        && same(5, want.1)?
-        && r.get::<_, i64>(8)? == kind_code(want.2))
+    Ok(r.get_ref(1)?.as_str()? == want.1.key && r.get::<_, i64>(2)? == kind_code(want.2))
 }
 
 /// Whether the document at `meta` is another image's
@@ -1002,16 +991,12 @@ fn claimed_by_other(
     meta: &str,
     image: &str,
 ) -> rusqlite::Result<bool> {
-    let summary: Option<Option<String>> = rusqlite::OptionalExtension::optional(
+    let summary: Option<Option<Vec<u8>>> = rusqlite::OptionalExtension::optional(
         c.prepare_cached(
             "SELECT d.summary FROM objects o JOIN docs d ON d.etag = o.etag WHERE o.key = ?1",
         )?
         .query_row([meta], |r| r.get(0)),
     )?;
-    let doc = super::summary_from(summary.flatten(), None);
-    let source_key = match &doc {
-        Some(Ok(s)) => s.source_key.as_deref(),
-        _ => None,
-    };
-    Ok(layout.owned_by_other(meta, source_key, image))
+    let source_key = summary.flatten().and_then(|s| super::codec::source_key(&s));
+    Ok(layout.owned_by_other(meta, source_key.as_deref(), image))
 }

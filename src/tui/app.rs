@@ -24,7 +24,7 @@ use crate::status::Status;
 use super::boxes;
 use super::facts::DocFacts;
 use super::keys::{Action, Keymap};
-use super::rows::{Row, RowRef, RowSummary, Rows};
+use super::rows::{Row, RowRef, RowSummary, Rows, SummaryBatch};
 use super::theme::Theme;
 
 /// Everything that can happen to the app.
@@ -33,16 +33,26 @@ pub enum Msg {
     Mouse(MouseEvent),
     Resize(u16, u16),
     /// Assessed images (then orphan metadata) from listing `generation`,
-    /// in listing order.
+    /// in listing order, summarised on the UI thread: what tests and
+    /// benches feed the app (a listing sends [`Msg::Batch`]).
     Rows {
         generation: u64,
         rows: Vec<Assessed>,
     },
-    /// Rows from an index (or any source that has no document in hand)
-    /// for listing `generation`: added, or replacing the row of their key.
+    /// Rows already summarised for listing `generation`: added, or
+    /// replacing the row of their key (tests; a listing sends
+    /// [`Msg::Batch`]).
     Summaries {
         generation: u64,
         rows: Vec<RowSummary>,
+    },
+    /// A page of rows summarised off the UI thread in a compact form: what
+    /// the runtime sends for every listing, from the index or an audit
+    /// ([`crate::bucket::Bucket::updates`]); filing it allocates little
+    /// per row.
+    Batch {
+        generation: u64,
+        rows: SummaryBatch,
     },
     /// These keys (images or orphan metadata) are gone from the bucket:
     /// their rows leave the list.
@@ -495,14 +505,12 @@ impl App {
                 }
                 Vec::new()
             }
-            Msg::Summaries { generation, rows } => {
-                if generation == self.generation {
-                    for r in rows {
-                        self.rows.upsert(r);
-                    }
+            Msg::Summaries { generation, rows } => self.listed(generation, |t| {
+                for r in rows {
+                    t.upsert(r);
                 }
-                Vec::new()
-            }
+            }),
+            Msg::Batch { generation, rows } => self.listed(generation, |t| t.upsert_batch(rows)),
             Msg::Removed { generation, keys } => {
                 if generation == self.generation {
                     for k in keys {
@@ -578,6 +586,14 @@ impl App {
         cmds.extend(self.thumb_cmd());
         cmds.extend(self.doc_cmd());
         cmds
+    }
+
+    /// Files rows of listing `generation`, unless a newer one began.
+    fn listed(&mut self, generation: u64, file: impl FnOnce(&mut Rows)) -> Vec<Cmd> {
+        if generation == self.generation {
+            file(&mut self.rows);
+        }
+        Vec::new()
     }
 
     /// Adds or replaces the row of an audited image. Rows carry a summary

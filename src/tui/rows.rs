@@ -118,6 +118,146 @@ impl RowSummary {
     }
 }
 
+/// A page of rows summarised off the UI thread, in a compact form: every
+/// row's strings in one buffer and each label name once per page, so
+/// filing a page costs the UI thread no allocation or free per row but
+/// what the row keeps, and one interning per distinct name, not one per
+/// name per row. Built by [`SummaryBatch::push`], filed by
+/// [`Rows::upsert_batch`].
+#[derive(Debug, Default)]
+pub struct SummaryBatch {
+    /// Each row's key, metadata key, ETag and problem, end to end.
+    text: String,
+    rows: Vec<BatchRow>,
+    /// The page's label and parent names, each once.
+    names: Vec<String>,
+    /// Each row's names, as indices into `names`.
+    name_refs: Vec<u32>,
+    /// `names` by name, while the page is built.
+    lookup: std::collections::HashMap<String, u32>,
+}
+
+/// One row of a [`SummaryBatch`]: where its strings end in `text` (each
+/// starts where the one before ends), and the rest of its summary.
+#[derive(Debug)]
+struct BatchRow {
+    /// Ends of the key, metadata key, ETag and problem.
+    ends: [usize; 4],
+    /// Which of the metadata key, image, ETag and problem it has.
+    has: u8,
+    size: u64,
+    last_modified: Option<i64>,
+    key_kind: Option<KeyKind>,
+    status: Option<Status>,
+    /// Index into the batch's names, and the confidence.
+    headline: Option<(u32, f32)>,
+    /// End of its names in `name_refs`.
+    names_end: usize,
+    readable: bool,
+    reviewed: bool,
+}
+
+const HAS_META: u8 = 1;
+const HAS_IMAGE: u8 = 2;
+const HAS_ETAG: u8 = 4;
+const HAS_PROBLEM: u8 = 8;
+
+impl SummaryBatch {
+    pub fn new() -> SummaryBatch {
+        SummaryBatch::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The batch's index of a name, added if new.
+    fn name_ref(&mut self, name: String) -> u32 {
+        if let Some(&i) = self.lookup.get(&name) {
+            return i;
+        }
+        let i = self.names.len() as u32;
+        self.names.push(name.clone());
+        self.lookup.insert(name, i);
+        i
+    }
+
+    /// Adds a row, taking the audit's row apart (what
+    /// [`RowSummary::from_owned`] keeps).
+    pub fn push(&mut self, mut a: Assessed) {
+        let problem = a.problem();
+        let meta = a.metadata.take().map(|m| m.key);
+        let image = a.image.take();
+        let key = match &image {
+            Some(i) => i.key.as_str(),
+            None => meta.as_deref().unwrap_or_default(),
+        };
+        let mut ends = [0; 4];
+        let mut has = 0;
+        self.text.push_str(key);
+        ends[0] = self.text.len();
+        for (i, (part, bit)) in [
+            (meta.as_deref(), HAS_META),
+            (image.as_ref().and_then(|i| i.etag.as_deref()), HAS_ETAG),
+            (problem.as_deref(), HAS_PROBLEM),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if let Some(p) = part {
+                has |= bit;
+                self.text.push_str(p);
+            }
+            ends[i + 1] = self.text.len();
+        }
+        if image.is_some() {
+            has |= HAS_IMAGE;
+        }
+        let (mut headline, mut readable, mut reviewed) = (None, false, false);
+        if let Some(Ok(doc)) = a.doc.take() {
+            readable = true;
+            reviewed = doc.reviewed;
+            let at = doc.headline.map(|h| h as usize);
+            for (i, crate::summary::LabelSummary(name, conf, parents)) in
+                doc.labels.into_iter().enumerate()
+            {
+                let r = self.name_ref(name);
+                if at == Some(i) {
+                    headline = Some((r, conf));
+                }
+                self.name_refs.push(r);
+                for p in parents {
+                    let r = self.name_ref(p);
+                    self.name_refs.push(r);
+                }
+            }
+        }
+        self.rows.push(BatchRow {
+            ends,
+            has,
+            size: image.as_ref().map_or(0, |i| i.size),
+            last_modified: image.as_ref().and_then(|i| i.last_modified),
+            key_kind: a.key_kind,
+            status: a.status,
+            headline,
+            names_end: self.name_refs.len(),
+            readable,
+            reviewed,
+        });
+    }
+
+    /// Done adding: drops what only building needed, before the batch is
+    /// sent (its memory is freed here, not on the UI thread).
+    pub fn finish(mut self) -> SummaryBatch {
+        self.lookup = Default::default();
+        self
+    }
+}
+
 /// What a row keeps of its image: not its key (the row's key is it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageMeta {
@@ -137,6 +277,11 @@ const NO_NAME: u32 = u32::MAX;
 /// metadata could not be read) or is removed; otherwise the status index.
 const UNREADABLE_KEY: u8 = 0xfe;
 const GONE_KEY: u8 = 0xff;
+
+fn flags_of(readable: bool, reviewed: bool) -> u8 {
+    let bit = |on: bool, b: u8| if on { b } else { 0 };
+    bit(readable, READABLE) | bit(reviewed, REVIEWED)
+}
 
 fn status_key(status: Option<Status>) -> u8 {
     status.map_or(UNREADABLE_KEY, |s| s.index() as u8)
@@ -594,7 +739,7 @@ impl Rows {
             None => (NO_NAME, f32::INFINITY),
         };
         self.rev = self.rev.wrapping_add(1);
-        let flags = if s.readable { READABLE } else { 0 } | if s.reviewed { REVIEWED } else { 0 };
+        let flags = flags_of(s.readable, s.reviewed);
         let row = Row {
             metadata_key: s.metadata_key.map(String::into_boxed_str),
             image: s.image.map(|i| ImageMeta {
@@ -621,15 +766,65 @@ impl Rows {
     pub fn upsert(&mut self, mut summary: RowSummary) -> u32 {
         let key = std::mem::take(&mut summary.key);
         let (row, names) = self.compact(summary);
+        self.upsert_row(&key, row, &names)
+    }
+
+    /// Files a page of rows summarised off the UI thread: what
+    /// [`Rows::upsert`] of each row's summary does, in order.
+    pub fn upsert_batch(&mut self, batch: SummaryBatch) {
+        let ids: Vec<u32> = batch.names.iter().map(|n| self.names.intern(n)).collect();
+        let (mut names, mut from, mut names_from) = (Vec::new(), 0, 0);
+        for b in &batch.rows {
+            let part = |i: usize, bit: u8| {
+                let start = if i == 0 { from } else { b.ends[i - 1] };
+                (b.has & bit != 0).then(|| &batch.text[start..b.ends[i]])
+            };
+            names.clear();
+            names.extend(
+                batch.name_refs[names_from..b.names_end]
+                    .iter()
+                    .map(|&r| ids[r as usize]),
+            );
+            names.sort_unstable();
+            names.dedup();
+            let (headline_name, headline_conf) = match b.headline {
+                Some((r, c)) => (ids[r as usize], c),
+                None => (NO_NAME, f32::INFINITY),
+            };
+            self.rev = self.rev.wrapping_add(1);
+            let row = Row {
+                metadata_key: part(1, HAS_META).map(Into::into),
+                image: (b.has & HAS_IMAGE != 0).then(|| ImageMeta {
+                    size: b.size,
+                    etag: part(2, HAS_ETAG).map(Into::into),
+                    last_modified: b.last_modified,
+                }),
+                problem: part(3, HAS_PROBLEM).map(|p| short_problem(p.to_string())),
+                headline_name,
+                headline_conf,
+                rev: self.rev,
+                key_kind: b.key_kind,
+                status: b.status,
+                busy: false,
+                flags: flags_of(b.readable, b.reviewed),
+            };
+            self.upsert_row(&batch.text[from..b.ends[0]], row, &names);
+            from = b.ends[3];
+            names_from = b.names_end;
+        }
+    }
+
+    /// [`Rows::upsert`] of a compact row and its name ids.
+    fn upsert_row(&mut self, key: &str, row: Row, names: &[u32]) -> u32 {
         let conf = row.headline_conf;
         let time = row
             .image
             .as_ref()
             .and_then(|i| i.last_modified)
             .unwrap_or(i64::MIN);
-        match self.slot(&key) {
+        match self.slot(key) {
             Some(i) => {
-                self.set_names(i, &names);
+                self.set_names(i, names);
                 let old = &self.rows[i as usize];
                 let (old_status, busy, gone) = (old.status, old.busy, old.is_gone());
                 if gone {
@@ -652,16 +847,16 @@ impl Rows {
                 let i = self.rows.len() as u32;
                 self.count_row(row.status, 1);
                 self.live += 1;
-                self.key_text.push_str(&key);
+                self.key_text.push_str(key);
                 self.key_starts.push(self.key_text.len() as u64);
                 if !key.is_ascii() {
                     self.non_ascii.push(i);
                 }
                 let (text, starts) = (&self.key_text, &self.key_starts);
                 self.index
-                    .insert_unique(&key, i, |j| key_at(text, starts, j));
+                    .insert_unique(key, i, |j| key_at(text, starts, j));
                 self.name_spans.push((0, 0));
-                self.set_names(i, &names);
+                self.set_names(i, names);
                 self.status_keys.push(status_key(row.status));
                 self.rows.push(row);
                 self.conf_keys.push(conf);
@@ -1271,6 +1466,81 @@ mod tests {
             }
             assert_eq!(RowSummary::from_owned(a), want);
         }
+    }
+
+    /// Everything a row shows, by position: its key, the row itself,
+    /// its names and headline by text.
+    fn shown(rows: &Rows) -> Vec<String> {
+        (0..rows.slots() as u32)
+            .map(|i| {
+                let r = rows.get(i);
+                let mut names: Vec<&str> = rows.names_of(i).iter().map(|&n| rows.name(n)).collect();
+                names.sort_unstable();
+                format!(
+                    "{} {:?} {:?} {:?} {:?} {:?} {} {} {} {names:?} {:?}",
+                    r.key,
+                    r.metadata_key,
+                    r.image,
+                    r.problem,
+                    r.status,
+                    r.key_kind,
+                    r.readable(),
+                    r.reviewed(),
+                    r.rev,
+                    rows.headline(&r),
+                )
+            })
+            .collect()
+    }
+
+    /// A page filed as a batch gives the table that filing each row's
+    /// summary in turn gives: tagged with parents, untagged, malformed,
+    /// unreadable, orphan, a key listed twice (replaced in place) and a
+    /// removed row that comes back; names interned once.
+    #[test]
+    fn a_batch_files_what_its_summaries_file() {
+        let doc = br#"{"Labels":[{"Name":"Cat","Confidence":91,"Parents":[{"Name":"Animal"},{"Name":"Pet"}]},{"Name":"Sofa","Confidence":40}]}"#;
+        let mut cases = vec![assessed(1, Some(80.0), "Dog"), assessed(2, None, "")];
+        let mut tagged = assessed(3, Some(50.0), "Cat");
+        tagged.doc = Some(crate::summary::summarize(&parse_metadata(doc)));
+        cases.push(tagged);
+        let mut malformed = assessed(4, Some(50.0), "Cat");
+        malformed.doc = Some(crate::summary::summarize(&parse_metadata(b"{nope")));
+        cases.push(malformed);
+        let mut unreadable = assessed(5, None, "");
+        unreadable.read_error = Some("503 ".repeat(100));
+        unreadable.status = None;
+        cases.push(unreadable);
+        let mut orphan = assessed(6, Some(99.0), "Cup");
+        orphan.image = None;
+        cases.push(orphan);
+        cases.push(assessed(1, Some(60.0), "Cat"));
+        cases.push(assessed(7, Some(75.0), "Été"));
+        let (mut one_by_one, mut batched) = (Rows::new(), Rows::new());
+        for rows in [&mut one_by_one, &mut batched] {
+            rows.upsert(RowSummary::from_assessed(&assessed(7, Some(10.0), "Old")));
+            rows.remove("uploads/00007.jpg");
+        }
+        let mut batch = SummaryBatch::new();
+        for a in cases {
+            one_by_one.upsert(RowSummary::from_assessed(&a));
+            batch.push(a);
+        }
+        let batch = batch.finish();
+        assert_eq!(batch.len(), 8);
+        assert!(
+            batch.names.len() < batch.name_refs.len(),
+            "names once a page"
+        );
+        batched.upsert_batch(batch);
+        assert_eq!(shown(&batched), shown(&one_by_one));
+        assert_eq!(batched.len(), 7);
+        for rows in [&mut one_by_one, &mut batched] {
+            rows.set_sort(Sort::LowestConfidence);
+            rows.refresh();
+        }
+        assert_eq!(batched.view(), one_by_one.view());
+        assert_eq!(batched.unreadable(), 1);
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::pipeline::{
 use crate::storage::S3Options;
 
 use super::app::{Cmd, Msg, TagJob};
-use super::rows::RowSummary;
+use super::rows::SummaryBatch;
 use super::thumbs::ThumbCache;
 
 /// Rows per listing message: enough to keep message overhead low, few
@@ -545,20 +545,20 @@ async fn send_updates(
     Ok(())
 }
 
-/// The compact summaries are built here, off the UI thread, taking each
-/// row apart: the UI thread only files them. False when the app has gone.
+/// The compact pages are built here, off the UI thread, taking each row
+/// apart (and freeing what is left of it here): the UI thread only files
+/// them. False when the app has gone.
 fn send_rows(rows: Vec<Assessed>, generation: u64, tx: &mpsc::UnboundedSender<Msg>) -> bool {
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
-        let batch = rows
-            .by_ref()
-            .take(ROWS_PER_MESSAGE)
-            .map(RowSummary::from_owned)
-            .collect();
+        let mut batch = SummaryBatch::new();
+        for a in rows.by_ref().take(ROWS_PER_MESSAGE) {
+            batch.push(a);
+        }
         if tx
-            .send(Msg::Summaries {
+            .send(Msg::Batch {
                 generation,
-                rows: batch,
+                rows: batch.finish(),
             })
             .is_err()
         {

@@ -18,6 +18,12 @@ fn full_doc(key: &str, etag: &str, labels: &str) -> String {
     )
 }
 
+/// A full imgtag document for the image `key` of ETag `etag` (quoted)
+/// with `labels` (a JSON array).
+pub fn tagged_doc(key: &str, etag: &str, labels: &str) -> String {
+    full_doc(key, etag, labels)
+}
+
 async fn put(store: &DynStore, key: &str, data: impl Into<Bytes>) {
     store
         .put(key, data.into(), PutCondition::None)

@@ -119,6 +119,18 @@ impl MemS3 {
         self.put(bucket, key, obj);
     }
 
+    /// Inserts an object with the ETag (unquoted) another kind of server
+    /// gives: multipart (`abc-3`), uppercase, not hex at all.
+    pub fn insert_with_etag(&self, bucket: &str, key: &str, data: impl Into<Bytes>, etag: &str) {
+        let obj = MemObj {
+            etag: etag.into(),
+            data: data.into(),
+            modified: SystemTime::now(),
+            claimed: None,
+        };
+        self.put(bucket, key, obj);
+    }
+
     fn put(&self, bucket: &str, key: &str, obj: MemObj) {
         let mut st = self.state.lock().unwrap();
         let b = st.buckets.get_mut(bucket).expect("bucket exists");
