@@ -341,7 +341,13 @@ fn load(rows: usize, off_thread: bool) -> (Duration, Duration, usize) {
     let t = Instant::now();
     if off_thread {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        // As `Bucket::updates` does from the index: the count first.
+        let total = pages.iter().map(Vec::len).sum::<usize>() as u64;
         let producer = std::thread::spawn(move || {
+            let _ = tx.send(Msg::Expect {
+                generation,
+                rows: total,
+            });
             for page in pages {
                 let mut page = page.into_iter().peekable();
                 while page.peek().is_some() {

@@ -89,6 +89,9 @@ impl Listed {
 /// holds at once, then only what a refresh changed.
 #[derive(Debug)]
 pub enum Update {
+    /// About this many rows follow (the index knows its size): a screen
+    /// makes room once instead of growing as they come.
+    Expect(u64),
     /// Rows, new or changed since they were last sent, in key order.
     Rows(Vec<Assessed>),
     /// Keys to drop from the list.
@@ -361,6 +364,10 @@ async fn send_indexed(
     // Fingerprints by key hash: 16 bytes a row, not the rows themselves.
     let mut shown = HashMap::new();
     let mut orphans = HashMap::new();
+    let expected = query::count_rows(index, &bucket.layout)?;
+    if tx.send(Ok(Update::Expect(expected))).await.is_err() {
+        return Ok(());
+    }
     let q = bucket.query(Filter::default(), Arc::default());
     let mut rows = std::pin::pin!(batched(query::rows(index, q.clone()).err_into()));
     while let Some(batch) = rows.try_next().await? {

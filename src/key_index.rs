@@ -73,11 +73,29 @@ impl KeyIndex {
         Some(entry.remove().0)
     }
 
+    /// Room for `additional` more keys, so that filing them never grows a
+    /// table (each growth rehashes its entries).
+    pub fn reserve<'a>(&mut self, additional: usize, key_of: impl Fn(u32) -> &'a str + Copy) {
+        if self.shards.is_empty() {
+            self.shards.resize_with(SHARDS, HashTable::new);
+        }
+        // Keys spread evenly over the shards; a little slack for the rest.
+        let per_shard = additional / SHARDS + additional / SHARDS / 8 + 1;
+        for s in &mut self.shards {
+            s.reserve(per_shard, |&i| self.hasher.hash_one(key_of(i)));
+        }
+    }
+
     pub fn clear(&mut self) {
         for s in &mut self.shards {
             s.clear();
         }
         self.len = 0;
+    }
+
+    /// Keys the tables hold room for without growing.
+    pub fn capacity(&self) -> usize {
+        self.shards.iter().map(HashTable::capacity).sum()
     }
 
     pub fn len(&self) -> usize {

@@ -45,18 +45,29 @@ async fn rows(bucket: &Bucket, filter: Filter, refresh: bool) -> (Vec<Assessed>,
     (rows, listed.count())
 }
 
-/// Every row a screen would hold after applying the updates in order.
-async fn screen(bucket: &Bucket) -> Result<(Vec<Assessed>, Vec<String>), String> {
-    let mut got = Vec::new();
-    let mut gone = Vec::new();
+/// What a screen is sent: rows in order, keys gone, rows announced.
+#[derive(Debug, Default)]
+struct Sent {
+    rows: Vec<Assessed>,
+    gone: Vec<String>,
+    expected: Vec<u64>,
+}
+
+async fn screen(bucket: &Bucket) -> Result<Sent, String> {
+    let mut sent = Sent::default();
     let mut updates = std::pin::pin!(bucket.updates());
     while let Some(u) = updates.try_next().await.map_err(|e| e.to_string())? {
         match u {
-            Update::Rows(rows) => got.extend(rows),
-            Update::Gone(keys) => gone.extend(keys),
+            Update::Rows(rows) => sent.rows.extend(rows),
+            Update::Gone(keys) => sent.gone.extend(keys),
+            Update::Expect(n) => {
+                // Announced before any row.
+                assert!(sent.rows.is_empty());
+                sent.expected.push(n);
+            }
         }
     }
-    Ok((got, gone))
+    Ok(sent)
 }
 
 fn filters() -> Vec<Filter> {
@@ -112,7 +123,12 @@ async fn a_screen_gets_the_index_at_once_then_only_what_changed() {
     let dir = tempfile::tempdir().unwrap();
     let bucket = indexed(&store, &dir);
     // First open: the index is empty, so everything comes after the refresh.
-    let (first, gone) = screen(&bucket).await.unwrap();
+    let Sent {
+        rows: first,
+        gone,
+        expected,
+    } = screen(&bucket).await.unwrap();
+    assert_eq!(expected, [0], "the new index holds nothing yet");
     assert_eq!(
         view(&first),
         view(&rows(&plain(&store), Filter::default(), true).await.0)
@@ -134,7 +150,13 @@ async fn a_screen_gets_the_index_at_once_then_only_what_changed() {
         .await
         .unwrap();
 
-    let (second, gone) = screen(&bucket).await.unwrap();
+    let Sent {
+        rows: second,
+        gone,
+        expected,
+    } = screen(&bucket).await.unwrap();
+    // The screen makes room for what the index holds, once.
+    assert_eq!(expected, [first.len() as u64]);
     // What the index held comes first, whole; then only the changed rows.
     let (snapshot, changed) = second.split_at(first.len());
     assert_eq!(view(snapshot), view(&first));

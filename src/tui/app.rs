@@ -54,6 +54,12 @@ pub enum Msg {
         generation: u64,
         rows: SummaryBatch,
     },
+    /// About this many rows of listing `generation` are coming: the row
+    /// table makes room for them at once.
+    Expect {
+        generation: u64,
+        rows: u64,
+    },
     /// These keys (images or orphan metadata) are gone from the bucket:
     /// their rows leave the list.
     Removed {
@@ -511,17 +517,10 @@ impl App {
                 }
             }),
             Msg::Batch { generation, rows } => self.listed(generation, |t| t.upsert_batch(rows)),
-            Msg::Removed { generation, keys } => {
-                if generation == self.generation {
-                    for k in keys {
-                        if let Some(i) = self.rows.remove(&k) {
-                            self.marks.remove(&i);
-                            self.docs.pop(k.as_str());
-                        }
-                    }
-                }
-                Vec::new()
+            Msg::Expect { generation, rows } => {
+                self.listed(generation, |t| t.reserve(rows as usize))
             }
+            Msg::Removed { generation, keys } => self.on_removed(generation, keys),
             Msg::Doc { key, rev, result } => {
                 self.on_doc(key, rev, result);
                 Vec::new()
@@ -592,6 +591,20 @@ impl App {
     fn listed(&mut self, generation: u64, file: impl FnOnce(&mut Rows)) -> Vec<Cmd> {
         if generation == self.generation {
             file(&mut self.rows);
+        }
+        Vec::new()
+    }
+
+    /// Keys gone from the bucket leave the list (with their marks and
+    /// cached documents).
+    fn on_removed(&mut self, generation: u64, keys: Vec<String>) -> Vec<Cmd> {
+        if generation == self.generation {
+            for k in keys {
+                if let Some(i) = self.rows.remove(&k) {
+                    self.marks.remove(&i);
+                    self.docs.pop(k.as_str());
+                }
+            }
         }
         Vec::new()
     }

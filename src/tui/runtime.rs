@@ -540,6 +540,9 @@ async fn send_updates(
             Update::Gone(keys) => {
                 let _ = tx.send(Msg::Removed { generation, keys });
             }
+            Update::Expect(rows) => {
+                let _ = tx.send(Msg::Expect { generation, rows });
+            }
         }
     }
     Ok(())
