@@ -6,7 +6,9 @@
 //!   hierarchy that turns the 1000 class probabilities into labels with
 //!   parents (scenes, breeds, food, objects);
 //! - YOLOX-Nano (COCO, [`super::yolox`]): people, vehicles, furniture...
-//!   with bounding boxes (`Instances`), which ImageNet cannot name.
+//!   with bounding boxes (`Instances`), which ImageNet cannot name;
+//! - PP-OCRv4's text detector ([`super::text`]): `Text` with a box per
+//!   line, and `Document` or `Screenshot` when text fills the image.
 //!
 //! Models and labels are embedded in the binary (`assets/model/`).
 
@@ -20,6 +22,7 @@ use super::engine::{Engine, EngineChoice, EngineKind};
 pub use super::model_error::DetectError;
 use super::{DetectFailure, DetectInput, DetectParams, Detector, DetectorKind};
 
+use super::text::{self, TextDetector};
 use super::yolox::{self, Yolox};
 use crate::contract::{Candidate, Label, NameRef, normalize_candidates};
 use crate::imaging::{self, DecodeLimits, INPUT_SIZE, TENSOR_LEN};
@@ -28,8 +31,10 @@ use crate::imaging::{self, DecodeLimits, INPUT_SIZE, TENSOR_LEN};
 /// document tagged by the classifier alone is not "the same request", and
 /// the label names' curation (`names-2`: `assets/taxonomy/local_names.json`),
 /// so documents with the old names (`Sporting Dog`, `Cab`) are re-tagged,
-/// and the scene rules (`scenes-1`, [`super::scenes`]).
-pub const MODEL_VERSION: &str = "imgtag-mobilenet_v2-1+yolox_nano-1+names-2+scenes-1";
+/// the scene rules (`scenes-1`, [`super::scenes`]) and the text detector
+/// ([`super::text::MODEL_VERSION`]).
+pub const MODEL_VERSION: &str =
+    "imgtag-mobilenet_v2-1+yolox_nano-1+names-2+scenes-1+ppocr_v4_det-1";
 
 /// Whether a document's `LabelModelVersion` is what the local detector
 /// writes now (the pipeline re-tags older local results).
@@ -353,12 +358,14 @@ pub struct LocalModel {
     classifier: Engine,
     hierarchy: Arc<Hierarchy>,
     detector: Yolox,
+    text: TextDetector,
 }
 
-/// Per-worker input tensors of both models (reused between images).
+/// Per-worker input tensors of the models (reused between images).
 struct Buffers {
     classifier: Vec<f32>,
     detector: Vec<f32>,
+    text: Vec<f32>,
 }
 
 impl Buffers {
@@ -366,6 +373,7 @@ impl Buffers {
         Buffers {
             classifier: vec![0f32; TENSOR_LEN],
             detector: vec![0f32; yolox::TENSOR_LEN],
+            text: vec![0f32; text::TENSOR_LEN],
         }
     }
 }
@@ -450,6 +458,7 @@ impl LocalModel {
             classifier: Engine::load(engine, MODEL_BYTES, [1, 3, side, side])?,
             hierarchy: Arc::new(hierarchy),
             detector: Yolox::load_with(engine)?,
+            text: TextDetector::load_with(engine)?,
         })
     }
 
@@ -461,6 +470,11 @@ impl LocalModel {
     /// The object detector.
     pub fn detector(&self) -> &Yolox {
         &self.detector
+    }
+
+    /// The text detector.
+    pub fn text_detector(&self) -> &TextDetector {
+        &self.text
     }
 
     /// Both models' labels as one answer ([`merge_labels`]), after placing
@@ -606,13 +620,16 @@ impl LocalModel {
         let detected = self
             .detector
             .detect(&img, options.min_confidence, &mut buffers.detector)?;
+        let texts = self
+            .text
+            .detect(&img, options.min_confidence, &mut buffers.text)?;
         drop(img);
         let probs = self.classify(&buffers.classifier)?;
         let classified = self.labels(&probs, options.min_confidence, None);
         let labels = self.merge(classified, detected, None);
         // Scenes (Beach, Street, Living Room...) from what both models saw.
         let scenes = super::scenes::scene_labels(&labels, options.min_confidence);
-        let mut labels = merge_labels(labels, scenes);
+        let mut labels = merge_labels(merge_labels(labels, scenes), texts);
         // Against every label, truncated or not: a candidate is a name the
         // answer lacks, not one MaxLabels cut.
         let candidates = normalize_candidates(

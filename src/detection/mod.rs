@@ -16,6 +16,7 @@ pub mod pacing;
 pub mod quality;
 pub mod rekognition;
 pub mod scenes;
+pub mod text;
 pub mod yolox;
 
 pub use local::LocalDetector;
