@@ -11,6 +11,7 @@ use crate::contract::{
     ContractError, DEFAULT_MIN_CONFIDENCE, DEFAULT_REVIEW_BELOW, LabelFilters, Layout,
 };
 use crate::detection::Features;
+use crate::detection::text::TextDetection;
 use crate::storage::{BucketSpec, S3Options};
 use crate::summary::ReviewRule;
 
@@ -78,6 +79,11 @@ pub fn parse_confidence(s: &str) -> Result<f32, String> {
     } else {
         Err(format!("{v} is outside 0-100"))
     }
+}
+
+/// `--text-detection`, `text-detection`: auto, always or never.
+pub fn parse_text_detection(s: &str) -> Result<TextDetection, String> {
+    s.parse()
 }
 
 /// A positive, finite number of calls a second.
@@ -218,6 +224,18 @@ pub struct CommonArgs {
     #[arg(long, env = "IMGTAG_ENGINE", value_name = "ENGINE")]
     pub engine: Option<EngineChoice>,
 
+    /// When the local model looks for text (Text, Document, Screenshot):
+    /// auto (default: only when its classifier sees a page, a sign or a
+    /// screen, which skips the costly text model on most photos), always
+    /// or never.
+    #[arg(
+        long,
+        env = "IMGTAG_TEXT_DETECTION",
+        value_name = "auto|always|never",
+        value_parser = parse_text_detection
+    )]
+    pub text_detection: Option<TextDetection>,
+
     /// Config file (default: config.toml in the platform config dir, e.g.
     /// ~/.config/imgtag/config.toml on Linux).
     #[arg(long, env = "IMGTAG_CONFIG", value_name = "FILE")]
@@ -242,6 +260,8 @@ pub struct FileConfig {
     pub review_below: Option<f32>,
     pub rekognition_tps: Option<f64>,
     pub engine: Option<String>,
+    /// `text-detection = "auto"`, `"always"` or `"never"`.
+    pub text_detection: Option<String>,
     /// `features = ["GENERAL_LABELS", "IMAGE_PROPERTIES"]`.
     pub features: Option<Vec<String>>,
     pub include_labels: Option<Vec<String>>,
@@ -295,6 +315,8 @@ pub struct Settings {
     pub rekognition_tps: f64,
     /// The local model's engine.
     pub engine: EngineChoice,
+    /// When the local model runs its text model.
+    pub text_detection: TextDetection,
     /// DetectLabels `Features`.
     pub features: Features,
     /// DetectLabels `Settings.GeneralLabels`.
@@ -323,6 +345,7 @@ impl CommonArgs {
         };
         let (features, filters) = self.request(&file)?;
         let (review_below, review_per_label) = self.review_thresholds(&file)?;
+        let text_detection = self.text_detection(&file)?;
         let bucket = if self.demo {
             BucketSpec::Local(
                 crate::demo::default_dir().map_err(|e| ConfigError::Invalid(e.to_string()))?,
@@ -399,6 +422,7 @@ impl CommonArgs {
             review_per_label,
             rekognition_tps,
             engine,
+            text_detection,
             features,
             filters,
             review_min_brightness,
@@ -408,6 +432,16 @@ impl CommonArgs {
             config_file,
             no_index: self.no_index,
         })
+    }
+
+    /// `--text-detection`, else the file's `text-detection`, else auto.
+    fn text_detection(&self, file: &FileConfig) -> Result<TextDetection, ConfigError> {
+        match (self.text_detection, &file.text_detection) {
+            (Some(t), _) => Ok(t),
+            (None, Some(t)) => parse_text_detection(t)
+                .map_err(|e| ConfigError::Invalid(format!("text-detection: {e}"))),
+            (None, None) => Ok(TextDetection::Auto),
+        }
     }
 
     /// The default review threshold (the last `--review-below N`, else the
@@ -715,6 +749,45 @@ mod tests {
             Ok(Features::ALL)
         );
         assert_eq!(parse_tps("0.5"), Ok(0.5));
+    }
+
+    #[test]
+    fn text_detection_comes_from_the_flag_or_the_file() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            common: CommonArgs,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "bucket = \"bkt\"\n").unwrap();
+        let mut args = CommonArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        assert_eq!(args.resolve().unwrap().text_detection, TextDetection::Auto);
+        std::fs::write(&path, "bucket = \"bkt\"\ntext-detection = \"never\"\n").unwrap();
+        let s = args.resolve().unwrap();
+        assert_eq!(s.text_detection, TextDetection::Never);
+        let opts = crate::pipeline::TagOptions::from_settings(&s, "imgtag");
+        assert_eq!(opts.params().text_detection, TextDetection::Never);
+        args.text_detection = Some(TextDetection::Always);
+        assert_eq!(
+            args.resolve().unwrap().text_detection,
+            TextDetection::Always
+        );
+        std::fs::write(&path, "bucket = \"bkt\"\ntext-detection = \"often\"\n").unwrap();
+        args.text_detection = None;
+        let err = args.resolve().unwrap_err();
+        assert!(err.to_string().contains("text-detection"), "{err}");
+
+        let cli = Cli::try_parse_from(["imgtag", "--text-detection", "never"]).unwrap();
+        assert_eq!(cli.common.text_detection, Some(TextDetection::Never));
+        let cli = Cli::try_parse_from(["imgtag"]).unwrap();
+        assert_eq!(cli.common.text_detection, None);
+        assert!(Cli::try_parse_from(["imgtag", "--text-detection", "on"]).is_err());
+        assert_eq!(parse_text_detection("Always"), Ok(TextDetection::Always));
     }
 
     #[test]

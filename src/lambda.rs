@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::DetectorKind;
 use crate::contract::{DEFAULT_MIN_CONFIDENCE, LabelFilters, Layout, is_folder_placeholder};
+use crate::detection::text::TextDetection;
 use crate::detection::{
     DetectFailure, DetectInput, DetectParams, Detection, Detector, DynDetector, Features,
 };
@@ -59,6 +60,9 @@ pub struct LambdaConfig {
     /// `IMGTAG_EXCLUDE_LABELS`, `IMGTAG_INCLUDE_CATEGORIES`,
     /// `IMGTAG_EXCLUDE_CATEGORIES`).
     pub filters: LabelFilters,
+    /// When the local detector runs its text model
+    /// (`IMGTAG_TEXT_DETECTION`: auto, always, never).
+    pub text_detection: TextDetection,
 }
 
 /// The decoder's own ceiling ([`crate::imaging::DecodeLimits`]), which
@@ -125,8 +129,8 @@ impl LambdaConfig {
     /// Reads `IMGTAG_BUCKETS` (required), `IMGTAG_MIN_CONFIDENCE`,
     /// `IMGTAG_MAX_LABELS`, `IMGTAG_UPLOADS_PREFIX`,
     /// `IMGTAG_METADATA_PREFIX`, `IMGTAG_DETECTOR`,
-    /// `IMGTAG_MAX_MEGAPIXELS`, `IMGTAG_PATH_STYLE`, `IMGTAG_FEATURES` and
-    /// the label filters (`IMGTAG_INCLUDE_LABELS`, ...) from the process
+    /// `IMGTAG_MAX_MEGAPIXELS`, `IMGTAG_PATH_STYLE`, `IMGTAG_FEATURES`,
+    /// `IMGTAG_TEXT_DETECTION` and the label filters (`IMGTAG_INCLUDE_LABELS`, ...) from the process
     /// environment.
     pub fn from_env() -> Result<Self, LambdaError> {
         Self::from_vars(|name| std::env::var(name).ok())
@@ -200,6 +204,15 @@ impl LambdaConfig {
             })?,
         };
         let filters = filters_vars(&get)?;
+        let text_detection = match get("IMGTAG_TEXT_DETECTION") {
+            None => TextDetection::default(),
+            Some(v) => {
+                crate::config::parse_text_detection(&v).map_err(|message| LambdaError::Config {
+                    var: "IMGTAG_TEXT_DETECTION",
+                    message,
+                })?
+            }
+        };
         Ok(LambdaConfig {
             layout,
             min_confidence,
@@ -210,6 +223,7 @@ impl LambdaConfig {
             max_pixels,
             features,
             filters,
+            text_detection,
         })
     }
 
@@ -224,6 +238,7 @@ impl LambdaConfig {
         opts.max_labels = self.max_labels;
         opts.features = self.features;
         opts.filters = self.filters.clone();
+        opts.text_detection = self.text_detection;
         opts.attempts = 1;
         opts
     }
@@ -1047,6 +1062,31 @@ mod tests {
                 .unwrap_err();
             assert!(err.to_string().contains(var), "{err}");
         }
+    }
+
+    #[test]
+    fn text_detection_comes_from_the_environment() {
+        let c = LambdaConfig::from_vars(vars(&[("IMGTAG_BUCKETS", "b")])).unwrap();
+        assert_eq!(c.text_detection, TextDetection::Auto);
+        assert_eq!(c.tag_options().params().text_detection, TextDetection::Auto);
+        for (value, want) in [
+            ("never", TextDetection::Never),
+            (" Always ", TextDetection::Always),
+            ("", TextDetection::Auto),
+        ] {
+            let c = LambdaConfig::from_vars(vars(&[
+                ("IMGTAG_BUCKETS", "b"),
+                ("IMGTAG_TEXT_DETECTION", value),
+            ]))
+            .unwrap();
+            assert_eq!(c.tag_options().params().text_detection, want, "{value:?}");
+        }
+        let err = LambdaConfig::from_vars(vars(&[
+            ("IMGTAG_BUCKETS", "b"),
+            ("IMGTAG_TEXT_DETECTION", "sometimes"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("IMGTAG_TEXT_DETECTION"), "{err}");
     }
 
     #[test]

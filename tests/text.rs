@@ -1,7 +1,9 @@
 //! The text detector (PP-OCRv4 det, `src/detection/text.rs`) on real
 //! images: the made-up invoice and editor screenshot in `assets/eval/`
 //! (`tools/make_text_fixtures.py`) and photos without text, on tract and
-//! onnxruntime, in the local detector's answer and through `imgtag tag`.
+//! onnxruntime, in the local detector's answer and through `imgtag tag`;
+//! and the gate that runs the text model only when the classifier sees
+//! text (`TextDetection::Auto`).
 
 use std::path::Path;
 use std::process::Command;
@@ -10,7 +12,8 @@ use std::sync::OnceLock;
 use imgtag::contract::Label;
 use imgtag::detection::engine::{EngineChoice, EngineKind};
 use imgtag::detection::local::{self, DetectOptions, LocalModel};
-use imgtag::detection::text::{self, TextDetector};
+use imgtag::detection::text::{self, TextDetection, TextDetector};
+use imgtag::detection::{DetectInput, DetectParams, Detector, LocalDetector};
 use imgtag::imaging::{self, DecodeLimits};
 
 /// The local detector on tract (the engine every build has).
@@ -33,6 +36,17 @@ fn eval(name: &str) -> Vec<u8> {
 fn labels_of(model: &LocalModel, name: &str) -> Vec<Label> {
     model
         .detect_bytes_with(&eval(name), &DetectOptions::default())
+        .unwrap()
+}
+
+/// The local detector's answer with the text model run as `text` says.
+fn answer(name: &str, text: TextDetection) -> local::Answer {
+    let options = DetectOptions {
+        text,
+        ..DetectOptions::default()
+    };
+    model()
+        .detect_with_candidates(&eval(name), &options)
         .unwrap()
 }
 
@@ -92,7 +106,8 @@ fn an_editor_window_is_text_and_a_screenshot() {
 }
 
 /// Photos without text get no Text label (a lone line, such as a row of
-/// oven knobs, is not enough: [`text::MIN_LINES`]).
+/// oven knobs, is not enough: [`text::MIN_LINES`]), with the text model
+/// run on them (`always`: in `auto` it would not run at all).
 #[test]
 fn photos_without_text_have_no_text_label() {
     for name in [
@@ -103,7 +118,9 @@ fn photos_without_text_have_no_text_label() {
         "basilica-cars.jpg",
         "samoyeds.jpg",
     ] {
-        let labels = labels_of(model(), name);
+        let answer = answer(name, TextDetection::Always);
+        assert!(answer.text_ran, "{name}");
+        let labels = answer.labels;
         for text in ["Text", "Document", "Screenshot"] {
             assert!(
                 find(&labels, text).is_none(),
@@ -111,6 +128,89 @@ fn photos_without_text_have_no_text_label() {
             );
         }
     }
+}
+
+/// `auto` runs the text model on both text fixtures, and finds there what
+/// `always` finds.
+#[test]
+fn auto_runs_the_text_model_on_a_page_and_a_screen() {
+    let invoice = answer("document-invoice.png", TextDetection::Auto);
+    assert!(invoice.text_ran);
+    check_invoice(&invoice.labels);
+    let always = answer("document-invoice.png", TextDetection::Always);
+    assert!(always.text_ran);
+    assert_eq!(always.labels, invoice.labels);
+    let screen = answer("screenshot-editor.png", TextDetection::Auto);
+    assert!(screen.text_ran);
+    assert!(find(&screen.labels, "Screenshot").is_some(), "{screen:?}");
+}
+
+/// `auto` does not run the text model on photos: through the detector on
+/// a few, and by the gate on the classifier's answer for every photo in
+/// `assets/eval` and `assets/samples` (none triggers it, docs/detectors.md).
+#[test]
+fn auto_skips_the_text_model_on_photos() {
+    for name in ["pizza.jpg", "kitchen.jpg", "basilica-cars.jpg"] {
+        let answer = answer(name, TextDetection::Auto);
+        assert!(!answer.text_ran, "{name}");
+        assert!(find(&answer.labels, "Text").is_none(), "{name}");
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut photos = 0;
+    for dir in ["assets/eval", "assets/samples"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            let is_image = name.ends_with(".jpg") || name.ends_with(".png");
+            if !is_image || name.starts_with("document-") || name.starts_with("screenshot-") {
+                continue;
+            }
+            let img =
+                imaging::decode(&std::fs::read(&path).unwrap(), &DecodeLimits::default()).unwrap();
+            let mut tensor = vec![0f32; imaging::TENSOR_LEN];
+            imaging::preprocess(&img, &mut tensor).unwrap();
+            let probs = model().classify(&tensor).unwrap();
+            assert!(!TextDetection::Auto.runs(&probs), "{name}");
+            photos += 1;
+        }
+    }
+    assert!(photos >= 20, "{photos} photos");
+}
+
+/// `never` skips the text model even on a page.
+#[test]
+fn never_finds_no_text_on_the_invoice() {
+    let answer = answer("document-invoice.png", TextDetection::Never);
+    assert!(!answer.text_ran);
+    for text in ["Text", "Document", "Screenshot"] {
+        assert!(find(&answer.labels, text).is_none(), "{answer:?}");
+    }
+    // The classifier still answers (Menu, Web Site, below MinConfidence).
+    assert!(!answer.candidates.is_empty(), "{answer:?}");
+}
+
+/// The setting reaches the model through the `Detector` trait, as the
+/// pipeline calls it (`DetectParams::text_detection`), and leaves
+/// `LabelModelVersion` alone.
+#[tokio::test]
+async fn the_detector_passes_text_detection_to_the_model() {
+    let detector = LocalDetector::load_with(EngineChoice::Exactly(EngineKind::Tract)).unwrap();
+    let bytes = bytes::Bytes::from(eval("document-invoice.png"));
+    let mut seen = Vec::new();
+    for text_detection in [TextDetection::Never, TextDetection::Auto] {
+        let params = DetectParams {
+            min_confidence: 55.0,
+            text_detection,
+            ..DetectParams::default()
+        };
+        let d = detector
+            .detect(DetectInput::Bytes(bytes.clone()), params)
+            .await
+            .unwrap();
+        assert_eq!(d.label_model_version.as_deref(), Some(local::MODEL_VERSION));
+        seen.push(find(&d.labels, "Document").is_some());
+    }
+    assert_eq!(seen, [false, true]);
 }
 
 #[test]

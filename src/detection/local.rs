@@ -22,7 +22,7 @@ use super::engine::{Engine, EngineChoice, EngineKind};
 pub use super::model_error::DetectError;
 use super::{DetectFailure, DetectInput, DetectParams, Detector, DetectorKind};
 
-use super::text::{self, TextDetector};
+use super::text::{self, TextDetection, TextDetector};
 use super::yolox::{self, Yolox};
 use crate::contract::{Candidate, Label, NameRef, normalize_candidates};
 use crate::imaging::{self, DecodeLimits, INPUT_SIZE, TENSOR_LEN};
@@ -328,6 +328,8 @@ pub struct DetectOptions {
     pub max_labels: Option<u32>,
     /// Decoding limits.
     pub limits: DecodeLimits,
+    /// When to run the text model.
+    pub text: TextDetection,
 }
 
 impl Default for DetectOptions {
@@ -336,6 +338,7 @@ impl Default for DetectOptions {
             min_confidence: crate::contract::DEFAULT_MIN_CONFIDENCE,
             max_labels: None,
             limits: DecodeLimits::default(),
+            text: TextDetection::default(),
         }
     }
 }
@@ -343,11 +346,14 @@ impl Default for DetectOptions {
 /// The outcome for one image: its labels or why it failed.
 pub type Detection = Result<Vec<Label>, DetectError>;
 
-/// Both models' labels for one image, and the classifier's candidates.
+/// The models' labels for one image, and the classifier's candidates.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
     pub labels: Vec<Label>,
     pub candidates: Vec<Candidate>,
+    /// Whether the text model ran ([`DetectOptions::text`]): what the gate
+    /// decided, for tests and measurements.
+    pub text_ran: bool,
 }
 
 /// MobileNetV2 + label hierarchy, ready to run. `Send + Sync`: share it
@@ -567,7 +573,7 @@ impl LocalModel {
             &DetectOptions {
                 min_confidence,
                 max_labels,
-                limits: DecodeLimits::default(),
+                ..DetectOptions::default()
             },
         )
     }
@@ -608,7 +614,7 @@ impl LocalModel {
         Ok(self.labels(&probs, options.min_confidence, options.max_labels))
     }
 
-    /// Decodes once, runs both models, merges their labels.
+    /// Decodes once, runs the models, merges their labels.
     fn detect_into(
         &self,
         bytes: &[u8],
@@ -620,11 +626,17 @@ impl LocalModel {
         let detected = self
             .detector
             .detect(&img, options.min_confidence, &mut buffers.detector)?;
-        let texts = self
-            .text
-            .detect(&img, options.min_confidence, &mut buffers.text)?;
-        drop(img);
+        // The classifier first: in `auto` its answer decides whether the
+        // text model, the costliest of the three, runs at all.
         let probs = self.classify(&buffers.classifier)?;
+        let text_ran = options.text.runs(&probs);
+        let texts = if text_ran {
+            self.text
+                .detect(&img, options.min_confidence, &mut buffers.text)?
+        } else {
+            Vec::new()
+        };
+        drop(img);
         let classified = self.labels(&probs, options.min_confidence, None);
         let labels = self.merge(classified, detected, None);
         // Scenes (Beach, Street, Living Room...) from what both models saw.
@@ -640,7 +652,11 @@ impl LocalModel {
         if let Some(max) = options.max_labels {
             labels.truncate(max as usize);
         }
-        Ok(Answer { labels, candidates })
+        Ok(Answer {
+            labels,
+            candidates,
+            text_ran,
+        })
     }
 
     /// Detect labels in many images using `workers` threads (0 = one per
@@ -756,6 +772,7 @@ impl Detector for LocalDetector {
             min_confidence: params.min_confidence,
             max_labels: params.max_labels,
             limits: DecodeLimits::default(),
+            text: params.text_detection,
         };
         let answer =
             tokio::task::spawn_blocking(move || model.detect_with_candidates(&bytes, &options))
@@ -795,6 +812,14 @@ mod tests {
             assert!(tabby.contains(&a), "{a} missing from {tabby:?}");
         }
         assert_eq!(tabby[0], "Domestic Cat");
+    }
+
+    #[test]
+    fn the_text_gate_names_classes_by_their_index() {
+        let h = Hierarchy::from_json(LABELS_JSON).unwrap();
+        for (class, name) in text::TEXT_CLASSES {
+            assert_eq!(h.class_name(class), Some(name), "class {class}");
+        }
     }
 
     #[test]

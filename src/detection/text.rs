@@ -335,6 +335,99 @@ pub fn layout_label(found: &[TextBox], lb: &Letterbox, confidence: f32) -> Optio
     Some(label)
 }
 
+/// When the local detector runs the text model (`--text-detection`,
+/// `text-detection`, `IMGTAG_TEXT_DETECTION`). It costs more than the
+/// other two models together and most photos have no text, so by default
+/// it runs only when the classifier says text is likely ([`likely`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum TextDetection {
+    /// Only when [`likely`]: the classifier's text-bearing classes
+    /// ([`TEXT_CLASSES`]) hold at least [`GATE_PROBABILITY`].
+    #[default]
+    Auto,
+    /// On every image.
+    Always,
+    /// Never: no `Text`, `Document` or `Screenshot`.
+    Never,
+}
+
+impl TextDetection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TextDetection::Auto => "auto",
+            TextDetection::Always => "always",
+            TextDetection::Never => "never",
+        }
+    }
+
+    /// Whether to run the text model, given the classifier's softmax
+    /// probabilities.
+    pub fn runs(self, probs: &[f32]) -> bool {
+        match self {
+            TextDetection::Auto => likely(probs),
+            TextDetection::Always => true,
+            TextDetection::Never => false,
+        }
+    }
+}
+
+impl std::str::FromStr for TextDetection {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(TextDetection::Auto),
+            "always" => Ok(TextDetection::Always),
+            "never" => Ok(TextDetection::Never),
+            _ => Err(format!("{s:?} is not auto, always or never")),
+        }
+    }
+}
+
+/// ImageNet classes (index, the classifier's name for it) whose
+/// pictures are mostly print or a screen: pages, packaging, signs and
+/// displays. Left out on purpose: shops, libraries and the cinema, whose
+/// shelves and facades fire on ordinary street and indoor photos.
+pub const TEXT_CLASSES: [(usize, &str); 18] = [
+    (446, "Binder"),
+    (478, "Carton"),
+    (527, "Desktop Computer"),
+    (549, "Envelope"),
+    (590, "Hand-held Computer"),
+    (620, "Laptop"),
+    (664, "Monitor"),
+    (681, "Notebook"),
+    (692, "Packet"),
+    (781, "Scoreboard"),
+    (782, "Screen"),
+    (851, "Television"),
+    (916, "Web Site"),
+    (917, "Comic Book"),
+    (918, "Crossword Puzzle"),
+    (919, "Street Sign"),
+    (921, "Book Jacket"),
+    (922, "Menu"),
+];
+
+/// Least summed probability of [`TEXT_CLASSES`] for [`TextDetection::Auto`]
+/// to run the text model. The repo's invoice and screenshot hold 0.83 and
+/// 0.92 (Menu, Web Site); its photos at most 0.008: a wide margin either
+/// side (docs/detectors.md).
+pub const GATE_PROBABILITY: f32 = 0.05;
+
+/// Whether the classifier's probabilities make text likely: the summed
+/// probability of [`TEXT_CLASSES`] is at least [`GATE_PROBABILITY`]. A sum,
+/// not the top class, since a page splits its probability between Menu,
+/// Web Site, Envelope... NaN counts as nothing.
+pub fn likely(probs: &[f32]) -> bool {
+    let mass: f32 = TEXT_CLASSES
+        .iter()
+        .filter_map(|&(i, _)| probs.get(i))
+        .filter(|p| p.is_finite())
+        .sum();
+    mass >= GATE_PROBABILITY
+}
+
 /// PP-OCRv4's detection model, ready to run. `Send + Sync`, cheap to
 /// clone; every call runs with its own state.
 #[derive(Debug, Clone)]
@@ -404,6 +497,36 @@ mod tests {
             }
         }
         map
+    }
+
+    #[test]
+    fn text_detection_parses_and_gates_on_the_text_classes_mass() {
+        for (s, want) in [
+            ("auto", TextDetection::Auto),
+            (" Always ", TextDetection::Always),
+            ("NEVER", TextDetection::Never),
+        ] {
+            assert_eq!(s.parse::<TextDetection>(), Ok(want));
+            assert_eq!(want.as_str().parse::<TextDetection>(), Ok(want));
+        }
+        for bad in ["", "on", "yes", "sometimes"] {
+            assert!(bad.parse::<TextDetection>().is_err(), "{bad:?}");
+        }
+        assert_eq!(TextDetection::default(), TextDetection::Auto);
+
+        let mut probs = vec![0f32; 1000];
+        probs[963] = 0.99; // Pizza
+        assert!(!likely(&probs));
+        assert!(TextDetection::Always.runs(&probs));
+        assert!(!TextDetection::Auto.runs(&probs));
+        // Spread over two text classes, each below the threshold.
+        probs[922] = 0.03; // Menu
+        probs[916] = 0.025; // Web Site
+        assert!(likely(&probs));
+        assert!(TextDetection::Auto.runs(&probs));
+        assert!(!TextDetection::Never.runs(&probs));
+        probs[916] = f32::NAN;
+        assert!(!likely(&probs));
     }
 
     #[test]

@@ -249,6 +249,7 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
             max_labels: settings.max_labels,
             features: settings.features,
             filters: settings.filters.clone(),
+            text_detection: settings.text_detection,
             concurrency: opts.concurrency.max(1),
             thumb_delay: Duration::from_millis(40),
         },

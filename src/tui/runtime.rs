@@ -75,6 +75,8 @@ pub struct RuntimeConfig {
     /// DetectLabels `Features` and label filters for every tagging job.
     pub features: Features,
     pub filters: LabelFilters,
+    /// When the local detector runs its text model (`--text-detection`).
+    pub text_detection: crate::detection::text::TextDetection,
     /// Images tagged at once.
     pub concurrency: usize,
     /// How long a thumbnail request waits before starting, so that keys
@@ -204,6 +206,7 @@ impl Runtime {
                     opts.max_labels = self.config.max_labels;
                     opts.features = self.config.features;
                     opts.filters = self.config.filters.clone();
+                    opts.text_detection = self.config.text_detection;
                     opts.force = force;
                     opts.replace_unreadable = replace_unreadable;
                     opts.metadata_key = job.metadata_key.clone();

@@ -82,6 +82,7 @@ impl Harness {
             RuntimeConfig {
                 features: Default::default(),
                 filters: Default::default(),
+                text_detection: Default::default(),
                 max_labels: None,
                 concurrency,
                 thumb_delay: Duration::ZERO,
