@@ -11,6 +11,7 @@ use crate::contract::{
     ContractError, DEFAULT_MIN_CONFIDENCE, DEFAULT_REVIEW_BELOW, LabelFilters, Layout,
 };
 use crate::detection::Features;
+use crate::detection::text::TextDetection;
 use crate::status::ReviewRule;
 use crate::storage::{BucketSpec, S3Options};
 
@@ -114,6 +115,11 @@ pub(crate) fn parse_switch(s: &str) -> Result<bool, String> {
         "false" | "0" => Ok(false),
         _ => Err(format!("{s:?} is not true or false")),
     }
+}
+
+/// `--text-detection`, `text-detection`: auto, always or never.
+pub fn parse_text_detection(s: &str) -> Result<TextDetection, String> {
+    s.parse()
 }
 
 /// A positive, finite number of calls a second.
@@ -234,6 +240,8 @@ pub struct Flags {
     /// and its library loads, else tract), tract or onnxruntime.
     pub engine: Option<EngineChoice>,
 
+    pub text_detection: Option<TextDetection>,
+
     /// Config file (default: config.toml in the platform config dir, e.g.
     /// ~/.config/imgtag/config.toml on Linux).
     pub config: Option<PathBuf>,
@@ -257,6 +265,8 @@ pub struct FileConfig {
     pub review_below: Option<f32>,
     pub rekognition_tps: Option<f64>,
     pub engine: Option<String>,
+    /// `text-detection = "auto"`, `"always"` or `"never"`.
+    pub text_detection: Option<String>,
     /// `features = ["GENERAL_LABELS", "IMAGE_PROPERTIES"]`.
     pub features: Option<Vec<String>>,
     pub include_labels: Option<Vec<String>>,
@@ -310,6 +320,8 @@ pub struct Settings {
     pub rekognition_tps: f64,
     /// The local model's engine.
     pub engine: EngineChoice,
+    /// When the local model runs its text model.
+    pub text_detection: TextDetection,
     /// DetectLabels `Features`.
     pub features: Features,
     /// DetectLabels `Settings.GeneralLabels`.
@@ -338,6 +350,7 @@ impl Flags {
         };
         let (features, filters) = self.request(&file)?;
         let (review_below, review_per_label) = self.review_thresholds(&file)?;
+        let text_detection = self.text_detection(&file)?;
         let bucket = if self.demo {
             BucketSpec::Local(
                 crate::demo::default_dir().map_err(|e| ConfigError::Invalid(e.to_string()))?,
@@ -414,6 +427,7 @@ impl Flags {
             review_per_label,
             rekognition_tps,
             engine,
+            text_detection,
             features,
             filters,
             review_min_brightness,
@@ -423,6 +437,16 @@ impl Flags {
             config_file,
             no_index: self.no_index,
         })
+    }
+
+    /// `--text-detection`, else the file's `text-detection`, else auto.
+    fn text_detection(&self, file: &FileConfig) -> Result<TextDetection, ConfigError> {
+        match (self.text_detection, &file.text_detection) {
+            (Some(t), _) => Ok(t),
+            (None, Some(t)) => parse_text_detection(t)
+                .map_err(|e| ConfigError::Invalid(format!("text-detection: {e}"))),
+            (None, None) => Ok(TextDetection::Auto),
+        }
     }
 
     /// The default review threshold (the last `--review-below N`, else the
@@ -750,6 +774,34 @@ mod tests {
             Ok(Features::ALL)
         );
         assert_eq!(parse_tps("0.5"), Ok(0.5));
+    }
+
+    #[test]
+    fn text_detection_comes_from_the_flag_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "bucket = \"bkt\"\n").unwrap();
+        let mut args = Flags {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        assert_eq!(args.resolve().unwrap().text_detection, TextDetection::Auto);
+        std::fs::write(&path, "bucket = \"bkt\"\ntext-detection = \"never\"\n").unwrap();
+        let s = args.resolve().unwrap();
+        assert_eq!(s.text_detection, TextDetection::Never);
+        let opts = crate::pipeline::TagOptions::from_settings(&s, "imgtag");
+        assert_eq!(opts.params().text_detection, TextDetection::Never);
+        args.text_detection = Some(TextDetection::Always);
+        assert_eq!(
+            args.resolve().unwrap().text_detection,
+            TextDetection::Always
+        );
+        std::fs::write(&path, "bucket = \"bkt\"\ntext-detection = \"often\"\n").unwrap();
+        args.text_detection = None;
+        let err = args.resolve().unwrap_err();
+        assert!(err.to_string().contains("text-detection"), "{err}");
+
+        assert_eq!(parse_text_detection("Always"), Ok(TextDetection::Always));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{self, DetectorKind};
 use crate::contract::{DEFAULT_MIN_CONFIDENCE, LabelFilters, Layout, is_folder_placeholder};
+use crate::detection::text::TextDetection;
 use crate::detection::{
     DetectFailure, DetectInput, DetectParams, Detection, Detector, DynDetector, Features,
 };
@@ -56,6 +57,9 @@ pub struct LambdaConfig {
     /// `IMGTAG_EXCLUDE_LABELS`, `IMGTAG_INCLUDE_CATEGORIES`,
     /// `IMGTAG_EXCLUDE_CATEGORIES`).
     pub filters: LabelFilters,
+    /// When the local detector runs its text model
+    /// (`IMGTAG_TEXT_DETECTION`: auto, always, never).
+    pub text_detection: TextDetection,
 }
 
 /// The decoder's own ceiling ([`crate::imaging::DecodeLimits`]), which
@@ -122,9 +126,9 @@ impl LambdaConfig {
     /// Reads `IMGTAG_BUCKETS` (required), `IMGTAG_MIN_CONFIDENCE`,
     /// `IMGTAG_MAX_LABELS`, `IMGTAG_UPLOADS_PREFIX`,
     /// `IMGTAG_METADATA_PREFIX`, `IMGTAG_DETECTOR`,
-    /// `IMGTAG_MAX_MEGAPIXELS`, `IMGTAG_PATH_STYLE`, `IMGTAG_FEATURES` and
-    /// the label filters (`IMGTAG_INCLUDE_LABELS`, ...) from the process
-    /// environment.
+    /// `IMGTAG_MAX_MEGAPIXELS`, `IMGTAG_PATH_STYLE`, `IMGTAG_FEATURES`,
+    /// `IMGTAG_TEXT_DETECTION` and the label filters
+    /// (`IMGTAG_INCLUDE_LABELS`, ...) from the process environment.
     pub fn from_env() -> Result<Self, LambdaError> {
         Self::from_vars(|name| std::env::var(name).ok())
     }
@@ -152,14 +156,10 @@ impl LambdaConfig {
         let path_style = var_of(&get, "IMGTAG_PATH_STYLE", config::parse_switch)?.unwrap_or(false);
         let buckets = buckets_var(get("IMGTAG_BUCKETS"))?;
         let max_pixels = max_pixels_var(get("IMGTAG_MAX_MEGAPIXELS"))?;
-        let features = match get("IMGTAG_FEATURES") {
-            None => Features::default(),
-            Some(v) => Features::parse_list(&v).map_err(|message| LambdaError::Config {
-                var: "IMGTAG_FEATURES",
-                message,
-            })?,
-        };
+        let features = var_of(&get, "IMGTAG_FEATURES", Features::parse_list)?.unwrap_or_default();
         let filters = filters_vars(&get)?;
+        let text_detection = var_of(&get, "IMGTAG_TEXT_DETECTION", config::parse_text_detection)?
+            .unwrap_or_default();
         Ok(LambdaConfig {
             layout,
             min_confidence,
@@ -170,6 +170,7 @@ impl LambdaConfig {
             max_pixels,
             features,
             filters,
+            text_detection,
         })
     }
 
@@ -184,6 +185,7 @@ impl LambdaConfig {
         opts.max_labels = self.max_labels;
         opts.features = self.features;
         opts.filters = self.filters.clone();
+        opts.text_detection = self.text_detection;
         opts.attempts = 1;
         opts
     }
@@ -989,6 +991,31 @@ mod tests {
                 .unwrap_err();
             assert!(err.to_string().contains(var), "{err}");
         }
+    }
+
+    #[test]
+    fn text_detection_comes_from_the_environment() {
+        let c = LambdaConfig::from_vars(vars(&[("IMGTAG_BUCKETS", "b")])).unwrap();
+        assert_eq!(c.text_detection, TextDetection::Auto);
+        assert_eq!(c.tag_options().params().text_detection, TextDetection::Auto);
+        for (value, want) in [
+            ("never", TextDetection::Never),
+            (" Always ", TextDetection::Always),
+            ("", TextDetection::Auto),
+        ] {
+            let c = LambdaConfig::from_vars(vars(&[
+                ("IMGTAG_BUCKETS", "b"),
+                ("IMGTAG_TEXT_DETECTION", value),
+            ]))
+            .unwrap();
+            assert_eq!(c.tag_options().params().text_detection, want, "{value:?}");
+        }
+        let err = LambdaConfig::from_vars(vars(&[
+            ("IMGTAG_BUCKETS", "b"),
+            ("IMGTAG_TEXT_DETECTION", "sometimes"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("IMGTAG_TEXT_DETECTION"), "{err}");
     }
 
     #[test]

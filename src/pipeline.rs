@@ -13,6 +13,7 @@ use crate::contract::{
     ParsedMetadata, RequestSettings, Review, SCHEMA_VERSION, SourceRef, is_folder_placeholder,
     normalize_candidates, normalize_etag, parse_metadata,
 };
+use crate::detection::text::TextDetection;
 use crate::detection::{
     DetectFailure, DetectInput, DetectParams, Detection, DynDetector, Features,
 };
@@ -59,6 +60,8 @@ pub struct TagOptions {
     /// `rekognition::candidate_floor`). They rank the review queue's
     /// suggestions.
     pub candidates: bool,
+    /// When the local detector runs its text model.
+    pub text_detection: TextDetection,
 }
 
 impl TagOptions {
@@ -76,6 +79,7 @@ impl TagOptions {
             attempts: 3,
             backoff: Duration::from_millis(500),
             candidates: true,
+            text_detection: TextDetection::default(),
         }
     }
 
@@ -87,6 +91,7 @@ impl TagOptions {
             max_labels: settings.max_labels,
             features: settings.features,
             filters: settings.filters.clone(),
+            text_detection: settings.text_detection,
             ..TagOptions::new(settings.layout.clone(), tagged_by)
         }
     }
@@ -99,6 +104,7 @@ impl TagOptions {
             features: self.features,
             filters: self.filters.clone(),
             candidates: self.candidates,
+            text_detection: self.text_detection,
         }
     }
 }

@@ -260,8 +260,33 @@ fn help_explains_every_flag() {
         "--label",
         "--below",
         "--json",
+        "--text-detection",
     ] {
         assert!(help.contains(flag), "{flag} missing from help");
+    }
+}
+
+/// The binaries parse the flags (the library only resolves them): a bad
+/// value is refused with the accepted ones named, before anything runs.
+#[test]
+fn flag_values_are_checked_by_the_binary() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_imgtag"))
+            .args(args)
+            .env_remove("IMGTAG_TEXT_DETECTION")
+            .output()
+            .unwrap()
+    };
+    for (flag, value, says) in [
+        ("--text-detection", "on", "auto, always or never"),
+        ("--detector", "openai", "rekognition or local"),
+        ("--max-labels", "0", "at least 1"),
+        ("--min-confidence", "101", "0-100"),
+    ] {
+        let out = run(&["ls", "--bucket", "b", flag, value]);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{flag} {value}: {err}");
     }
 }
 

@@ -32,6 +32,7 @@ mod rekognition;
 mod review;
 mod review_faults;
 mod split_listing;
+mod text;
 mod yolox;
 // `store_suite::exercise` (one scenario run on three stores) and
 // `watch::watch_polls_a_bucket_and_survives_an_outage` are over 100 lines;

@@ -204,6 +204,10 @@ EVERYDAY = {
     "Camera": ["Electronics"],
     "Headphones": ["Electronics"],
     "Speaker": ["Electronics"],
+    # --- text (the local text detector, src/detection/text.rs)
+    "Text": [],
+    "Document": ["Text"],
+    "Screenshot": ["Text"],
     # --- settings (where, not what)
     "Indoors": [],
     "Room": ["Indoors"],

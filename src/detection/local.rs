@@ -6,7 +6,9 @@
 //!   hierarchy that turns the 1000 class probabilities into labels with
 //!   parents (scenes, breeds, food, objects);
 //! - YOLOX-Nano (COCO, [`super::yolox`]): people, vehicles, furniture...
-//!   with bounding boxes (`Instances`), which ImageNet cannot name.
+//!   with bounding boxes (`Instances`), which ImageNet cannot name;
+//! - PP-OCRv4's text detector ([`super::text`]): `Text` with a box per
+//!   line, and `Document` or `Screenshot` when text fills the image.
 //!
 //! Models and labels are embedded in the binary (`assets/model/`).
 
@@ -20,6 +22,7 @@ use super::engine::{Engine, EngineChoice, EngineKind};
 pub use super::model_error::DetectError;
 use super::{DetectFailure, DetectInput, DetectParams, Detector, DetectorKind};
 
+use super::text::{self, TextDetection, TextDetector};
 use super::yolox::{self, Yolox};
 use crate::contract::{Candidate, Label, NameRef, normalize_candidates};
 use crate::imaging::{self, DecodeLimits, INPUT_SIZE, TENSOR_LEN};
@@ -28,8 +31,10 @@ use crate::imaging::{self, DecodeLimits, INPUT_SIZE, TENSOR_LEN};
 /// document tagged by the classifier alone is not "the same request", and
 /// the label names' curation (`names-2`: `assets/taxonomy/local_names.json`),
 /// so documents with the old names (`Sporting Dog`, `Cab`) are re-tagged,
-/// and the scene rules (`scenes-1`, [`super::scenes`]).
-pub const MODEL_VERSION: &str = "imgtag-mobilenet_v2-1+yolox_nano-1+names-2+scenes-1";
+/// the scene rules (`scenes-1`, [`super::scenes`]) and the text detector
+/// ([`super::text::MODEL_VERSION`]).
+pub const MODEL_VERSION: &str =
+    "imgtag-mobilenet_v2-1+yolox_nano-1+names-2+scenes-1+ppocr_v4_det-1";
 
 /// Whether a document's `LabelModelVersion` is what the local detector
 /// writes now (the pipeline re-tags older local results).
@@ -323,6 +328,8 @@ pub struct DetectOptions {
     pub max_labels: Option<u32>,
     /// Decoding limits.
     pub limits: DecodeLimits,
+    /// When to run the text model.
+    pub text: TextDetection,
 }
 
 impl Default for DetectOptions {
@@ -331,6 +338,7 @@ impl Default for DetectOptions {
             min_confidence: crate::contract::DEFAULT_MIN_CONFIDENCE,
             max_labels: None,
             limits: DecodeLimits::default(),
+            text: TextDetection::default(),
         }
     }
 }
@@ -338,11 +346,14 @@ impl Default for DetectOptions {
 /// The outcome for one image: its labels or why it failed.
 pub type Detection = Result<Vec<Label>, DetectError>;
 
-/// Both models' labels for one image, and the classifier's candidates.
+/// The models' labels for one image, and the classifier's candidates.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
     pub labels: Vec<Label>,
     pub candidates: Vec<Candidate>,
+    /// Whether the text model ran ([`DetectOptions::text`]): what the gate
+    /// decided, for tests and measurements.
+    pub text_ran: bool,
 }
 
 /// MobileNetV2 + label hierarchy, ready to run. `Send + Sync`: share it
@@ -353,12 +364,14 @@ pub struct LocalModel {
     classifier: Engine,
     hierarchy: Arc<Hierarchy>,
     detector: Yolox,
+    text: TextDetector,
 }
 
-/// Per-worker input tensors of both models (reused between images).
+/// Per-worker input tensors of the models (reused between images).
 struct Buffers {
     classifier: Vec<f32>,
     detector: Vec<f32>,
+    text: Vec<f32>,
 }
 
 impl Buffers {
@@ -366,6 +379,7 @@ impl Buffers {
         Buffers {
             classifier: vec![0f32; TENSOR_LEN],
             detector: vec![0f32; yolox::TENSOR_LEN],
+            text: vec![0f32; text::TENSOR_LEN],
         }
     }
 }
@@ -450,6 +464,7 @@ impl LocalModel {
             classifier: Engine::load(engine, MODEL_BYTES, [1, 3, side, side])?,
             hierarchy: Arc::new(hierarchy),
             detector: Yolox::load_with(engine)?,
+            text: TextDetector::load_with(engine)?,
         })
     }
 
@@ -461,6 +476,11 @@ impl LocalModel {
     /// The object detector.
     pub fn detector(&self) -> &Yolox {
         &self.detector
+    }
+
+    /// The text detector.
+    pub fn text_detector(&self) -> &TextDetector {
+        &self.text
     }
 
     /// Both models' labels as one answer ([`merge_labels`]), after placing
@@ -553,7 +573,7 @@ impl LocalModel {
             &DetectOptions {
                 min_confidence,
                 max_labels,
-                limits: DecodeLimits::default(),
+                ..DetectOptions::default()
             },
         )
     }
@@ -594,7 +614,7 @@ impl LocalModel {
         Ok(self.labels(&probs, options.min_confidence, options.max_labels))
     }
 
-    /// Decodes once, runs both models, merges their labels.
+    /// Decodes once, runs the models, merges their labels.
     fn detect_into(
         &self,
         bytes: &[u8],
@@ -606,13 +626,22 @@ impl LocalModel {
         let detected = self
             .detector
             .detect(&img, options.min_confidence, &mut buffers.detector)?;
-        drop(img);
+        // The classifier first: in `auto` its answer decides whether the
+        // text model, the costliest of the three, runs at all.
         let probs = self.classify(&buffers.classifier)?;
+        let text_ran = options.text.runs(&probs);
+        let texts = if text_ran {
+            self.text
+                .detect(&img, options.min_confidence, &mut buffers.text)?
+        } else {
+            Vec::new()
+        };
+        drop(img);
         let classified = self.labels(&probs, options.min_confidence, None);
         let labels = self.merge(classified, detected, None);
         // Scenes (Beach, Street, Living Room...) from what both models saw.
         let scenes = super::scenes::scene_labels(&labels, options.min_confidence);
-        let mut labels = merge_labels(labels, scenes);
+        let mut labels = merge_labels(merge_labels(labels, scenes), texts);
         // Against every label, truncated or not: a candidate is a name the
         // answer lacks, not one MaxLabels cut.
         let candidates = normalize_candidates(
@@ -623,7 +652,11 @@ impl LocalModel {
         if let Some(max) = options.max_labels {
             labels.truncate(max as usize);
         }
-        Ok(Answer { labels, candidates })
+        Ok(Answer {
+            labels,
+            candidates,
+            text_ran,
+        })
     }
 
     /// Detect labels in many images using `workers` threads (0 = one per
@@ -739,6 +772,7 @@ impl Detector for LocalDetector {
             min_confidence: params.min_confidence,
             max_labels: params.max_labels,
             limits: DecodeLimits::default(),
+            text: params.text_detection,
         };
         let answer =
             tokio::task::spawn_blocking(move || model.detect_with_candidates(&bytes, &options))
@@ -778,6 +812,14 @@ mod tests {
             assert!(tabby.contains(&a), "{a} missing from {tabby:?}");
         }
         assert_eq!(tabby[0], "Domestic Cat");
+    }
+
+    #[test]
+    fn the_text_gate_names_classes_by_their_index() {
+        let h = Hierarchy::from_json(LABELS_JSON).unwrap();
+        for (class, name) in text::TEXT_CLASSES {
+            assert_eq!(h.class_name(class), Some(name), "class {class}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod pacing;
 pub mod quality;
 pub mod rekognition;
 pub mod scenes;
+pub mod text;
 pub mod yolox;
 
 pub use local::LocalDetector;
@@ -216,6 +217,12 @@ pub struct DetectParams {
     /// [`Detection::candidates`] (Rekognition: on the same single call,
     /// asked with a lower MinConfidence, [`rekognition::candidate_floor`]).
     pub candidates: bool,
+    /// When the local detector runs its text model (Rekognition ignores
+    /// it). Not recorded: it says how much work to spend, not what is
+    /// asked, like the engine; `LabelModelVersion` names the same models
+    /// whatever it is, so switching it never re-tags a bucket
+    /// (docs/detectors.md).
+    pub text_detection: text::TextDetection,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

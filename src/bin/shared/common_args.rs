@@ -137,6 +137,18 @@ pub struct CommonArgs {
     #[arg(long, env = "IMGTAG_ENGINE", value_name = "ENGINE")]
     pub engine: Option<EngineChoice>,
 
+    /// When the local model looks for text (Text, Document, Screenshot):
+    /// auto (default: only when its classifier sees a page, a sign or a
+    /// screen, which skips the costly text model on most photos), always
+    /// or never.
+    #[arg(
+        long,
+        env = "IMGTAG_TEXT_DETECTION",
+        value_name = "auto|always|never",
+        value_parser = imgtag::config::parse_text_detection
+    )]
+    pub text_detection: Option<imgtag::detection::text::TextDetection>,
+
     /// Config file (default: config.toml in the platform config dir, e.g.
     /// ~/.config/imgtag/config.toml on Linux).
     #[arg(long, env = "IMGTAG_CONFIG", value_name = "FILE")]
@@ -176,6 +188,7 @@ impl From<CommonArgs> for Flags {
             review_min_sharpness: a.review_min_sharpness,
             rekognition_tps: a.rekognition_tps,
             engine: a.engine,
+            text_detection: a.text_detection,
             config: a.config,
         }
     }
