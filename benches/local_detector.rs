@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use image::codecs::jpeg::JpegEncoder;
 use image::{DynamicImage, RgbImage, imageops};
 use imgtag::detection::engine::{EngineChoice, EngineKind};
-use imgtag::detection::local::{DetectOptions, LocalModel};
+use imgtag::detection::local::{LocalModel, ModelOptions};
 use imgtag::detection::yolox;
 use imgtag::imaging::{self, TENSOR_LEN};
 
@@ -108,7 +108,7 @@ fn loadavg() -> String {
 
 /// Median per-stage latency over `images`, one image at a time.
 fn stages(model: &LocalModel, images: &[Vec<u8>]) -> Vec<(&'static str, Duration)> {
-    let options = DetectOptions::default();
+    let options = ModelOptions::default();
     let mut t = [(); 7].map(|()| Vec::new());
     let mut cls = vec![0f32; TENSOR_LEN];
     let mut det = vec![0f32; yolox::TENSOR_LEN];

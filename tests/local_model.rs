@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 use imgtag::contract::Label;
 use imgtag::detection::engine::{EngineChoice, EngineKind};
-use imgtag::detection::local::{DetectOptions, LocalModel, MODEL_VERSION, NUM_CLASSES};
+use imgtag::detection::local::{LocalModel, MODEL_VERSION, ModelOptions, NUM_CLASSES};
 use imgtag::imaging::{self, DecodeLimits, ImagingError, TENSOR_LEN};
 
 /// The model on tract (explicitly: with feature `ort` and its library the
@@ -78,9 +78,9 @@ fn model_is_send_sync_and_versioned() {
 fn chelsea_is_a_cat_with_parents() {
     // The classifier alone: its labels are exactly its hierarchy (the merge
     // with the object detector is tested in tests/yolox.rs).
-    let options = DetectOptions {
+    let options = ModelOptions {
         min_confidence: 55.0,
-        ..DetectOptions::default()
+        ..ModelOptions::default()
     };
     let labels = model()
         .classify_bytes(&sample("chelsea.png"), &options)
@@ -309,7 +309,7 @@ fn detect_many_matches_one_at_a_time() {
         sample("rocket.jpg"),
         sample("astronaut.jpg"),
     ];
-    let options = DetectOptions::default();
+    let options = ModelOptions::default();
     let many = model().detect_many(&images, 2, &options);
     assert_eq!(many.len(), images.len());
     for (bytes, result) in images.iter().zip(&many) {

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use imgtag::contract::Label;
 use imgtag::detection::engine::{EngineChoice, EngineKind};
-use imgtag::detection::local::{self, DetectOptions, LocalModel};
+use imgtag::detection::local::{self, LocalModel, ModelOptions};
 use imgtag::detection::text::{self, TextDetection, TextDetector};
 use imgtag::detection::{DetectInput, DetectParams, Detector, LocalDetector};
 use imgtag::imaging::{self, DecodeLimits};
@@ -35,15 +35,15 @@ fn eval(name: &str) -> Vec<u8> {
 
 fn labels_of(model: &LocalModel, name: &str) -> Vec<Label> {
     model
-        .detect_bytes_with(&eval(name), &DetectOptions::default())
+        .detect_bytes_with(&eval(name), &ModelOptions::default())
         .unwrap()
 }
 
 /// The local detector's answer with the text model run as `text` says.
 fn answer(name: &str, text: TextDetection) -> local::Answer {
-    let options = DetectOptions {
+    let options = ModelOptions {
         text,
-        ..DetectOptions::default()
+        ..ModelOptions::default()
     };
     model()
         .detect_with_candidates(&eval(name), &options)
@@ -219,9 +219,9 @@ fn corrupt_or_empty_input_is_a_clean_error() {
     truncated.truncate(truncated.len() / 3);
     for bytes in [Vec::new(), b"not an image".to_vec(), truncated] {
         let err = model()
-            .detect_bytes_with(&bytes, &DetectOptions::default())
+            .detect_bytes_with(&bytes, &ModelOptions::default())
             .unwrap_err();
-        assert!(matches!(err, local::DetectError::Imaging(_)), "{err}");
+        assert!(matches!(err, local::ModelError::Imaging(_)), "{err}");
     }
     // A wrong-sized buffer or map is an error, not a panic.
     let detector = model().text_detector();

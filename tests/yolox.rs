@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use imgtag::contract::{BoundingBox, Instance, Label, NameRef};
 use imgtag::detection::engine::{EngineChoice, EngineKind};
-use imgtag::detection::local::{self, DetectOptions, LocalModel, merge_labels};
+use imgtag::detection::local::{self, LocalModel, ModelOptions, merge_labels};
 use imgtag::detection::yolox::{
     self, BoxDet, ClassNames, Letterbox, NMS_IOU, NUM_ANCHORS, ROW, SIDE, TENSOR_LEN, Yolox,
 };
@@ -410,7 +410,7 @@ fn a_name_both_models_give_is_one_label() {
 #[test]
 fn merged_local_answer_keeps_parents_above_children() {
     use imgtag::taxonomy::LocalNames;
-    let options = DetectOptions::default();
+    let options = ModelOptions::default();
     for file in ["astronaut.jpg", "chelsea.png", "coffee.jpg", "rocket.jpg"] {
         let labels = model().detect_bytes_with(&sample(file), &options).unwrap();
         for l in &labels {
@@ -528,9 +528,9 @@ fn check_evaluation(model: &LocalModel) {
     let expected: serde_json::Value =
         serde_json::from_slice(&std::fs::read(root.join("assets/eval/expected.json")).unwrap())
             .unwrap();
-    let options = DetectOptions {
+    let options = ModelOptions {
         min_confidence: expected["min_confidence"].as_f64().unwrap() as f32,
-        ..DetectOptions::default()
+        ..ModelOptions::default()
     };
     let (mut wanted, mut found, mut classifier_found) = (0, 0, 0);
     let mut missing = Vec::new();
@@ -706,9 +706,9 @@ fn check_headlines(model: &LocalModel) {
     let expected: serde_json::Value =
         serde_json::from_slice(&std::fs::read(root.join("assets/eval/expected.json")).unwrap())
             .unwrap();
-    let options = DetectOptions {
+    let options = ModelOptions {
         min_confidence: expected["min_confidence"].as_f64().unwrap() as f32,
-        ..DetectOptions::default()
+        ..ModelOptions::default()
     };
     let (mut right, mut wrong) = (0, Vec::new());
     let photos = expected["photos"].as_array().unwrap();
@@ -755,9 +755,9 @@ fn check_headlines(model: &LocalModel) {
 #[test]
 fn scenes_come_from_what_the_models_see() {
     let taxonomy = imgtag::taxonomy::Taxonomy::shipped();
-    let options = DetectOptions {
+    let options = ModelOptions {
         min_confidence: 55.0,
-        ..DetectOptions::default()
+        ..ModelOptions::default()
     };
     let detect = |file: &str| {
         let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
@@ -827,9 +827,9 @@ fn reliability_table_of_the_evaluation_set() {
     let expected: serde_json::Value =
         serde_json::from_slice(&std::fs::read(root.join("assets/eval/expected.json")).unwrap())
             .unwrap();
-    let options = DetectOptions {
+    let options = ModelOptions {
         min_confidence: 55.0,
-        ..DetectOptions::default()
+        ..ModelOptions::default()
     };
     let names = |photo: &serde_json::Value, key: &str| -> Vec<String> {
         photo[key].as_array().map_or_else(Vec::new, |a| {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
-use super::model_error::DetectError;
+use super::model_error::ModelError;
 
 /// The variable that selects the engine.
 pub(crate) const ENGINE_ENV: &str = "IMGTAG_ENGINE";
@@ -68,14 +68,14 @@ pub enum EngineChoice {
 }
 
 impl std::str::FromStr for EngineChoice {
-    type Err = DetectError;
+    type Err = ModelError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
             "" | "auto" => Ok(EngineChoice::Auto),
             "tract" => Ok(EngineChoice::Exactly(EngineKind::Tract)),
             "onnxruntime" | "ort" => Ok(EngineChoice::Exactly(EngineKind::OnnxRuntime)),
-            other => Err(DetectError::Model(format!(
+            other => Err(ModelError::Model(format!(
                 "unknown engine {other:?} in {ENGINE_ENV} (expected auto, tract or onnxruntime)"
             ))),
         }
@@ -84,7 +84,7 @@ impl std::str::FromStr for EngineChoice {
 
 impl EngineChoice {
     /// From `IMGTAG_ENGINE` (unset: [`EngineChoice::Auto`]).
-    pub fn from_env() -> Result<Self, DetectError> {
+    pub fn from_env() -> Result<Self, ModelError> {
         std::env::var(ENGINE_ENV).map_or(Ok(EngineChoice::Auto), |v| v.parse())
     }
 
@@ -92,7 +92,7 @@ impl EngineChoice {
     /// onnxruntime when this build has it and the library is found
     /// ([`Search::from_env`]) and loads, else tract with a one-line notice
     /// (a warning in the log) saying how to get the faster engine.
-    pub fn resolve(self) -> Result<EngineKind, DetectError> {
+    pub fn resolve(self) -> Result<EngineKind, ModelError> {
         let resolution = self.resolve_in(&Search::from_env())?;
         if let Some(notice) = &resolution.notice {
             tracing::warn!("{notice}");
@@ -103,7 +103,7 @@ impl EngineChoice {
     /// [`EngineChoice::resolve`] with the library looked for by `search`,
     /// saying where it was found and why this engine; no notice is
     /// emitted (the caller shows [`Resolution::notice`]).
-    pub fn resolve_in(self, search: &Search) -> Result<Resolution, DetectError> {
+    pub fn resolve_in(self, search: &Search) -> Result<Resolution, ModelError> {
         if self == EngineChoice::Exactly(EngineKind::Tract) {
             return Ok(Resolution {
                 kind: EngineKind::Tract,
@@ -123,7 +123,7 @@ impl EngineChoice {
                     why: why.into(),
                     notice: None,
                 }),
-                EngineChoice::Exactly(_) => Err(DetectError::Model(why.into())),
+                EngineChoice::Exactly(_) => Err(ModelError::Model(why.into())),
             };
         }
         let failure = match search.locate() {
@@ -153,7 +153,7 @@ impl EngineChoice {
                 why: format!("auto: {failure}"),
                 notice: Some(fallback_notice(&failure)),
             }),
-            EngineChoice::Exactly(_) => Err(DetectError::Model(format!(
+            EngineChoice::Exactly(_) => Err(ModelError::Model(format!(
                 "onnxruntime engine: {failure}; {HOW_TO_GET}"
             ))),
         }
@@ -480,7 +480,7 @@ fn loader_knows(name: &std::path::Path) -> bool {
 
 /// Loads the library at `path` (once per process: a second call reports
 /// the first outcome) and returns its version.
-fn load_library(path: &std::path::Path) -> Result<String, DetectError> {
+fn load_library(path: &std::path::Path) -> Result<String, ModelError> {
     #[cfg(feature = "ort")]
     {
         onnx::environment_at(path).map(|(_, version)| version)
@@ -494,14 +494,14 @@ fn load_library(path: &std::path::Path) -> Result<String, DetectError> {
 
 /// Whether the onnxruntime engine can run here: `Ok` when this build has
 /// it and the library is found and loads (loaded once per process).
-pub fn onnxruntime_available() -> Result<(), DetectError> {
+pub fn onnxruntime_available() -> Result<(), ModelError> {
     #[cfg(feature = "ort")]
     {
         onnx::environment().map(|_| ())
     }
     #[cfg(not(feature = "ort"))]
     {
-        Err(DetectError::Model(
+        Err(ModelError::Model(
             "this imgtag was built without the onnxruntime engine (cargo feature `ort`)".into(),
         ))
     }
@@ -529,7 +529,7 @@ impl Engine {
         kind: EngineKind,
         model: &'static [u8],
         input_shape: [usize; 4],
-    ) -> Result<Self, DetectError> {
+    ) -> Result<Self, ModelError> {
         let inner = match kind {
             EngineKind::Tract => Inner::Tract(tract_plan(model, input_shape)?),
             #[cfg(feature = "ort")]
@@ -551,10 +551,10 @@ impl Engine {
 
     /// Runs the model on `input` (the full input tensor, NCHW) and returns
     /// its first output, flattened.
-    pub fn run(&self, input: &[f32]) -> Result<Vec<f32>, DetectError> {
+    pub fn run(&self, input: &[f32]) -> Result<Vec<f32>, ModelError> {
         let expected: usize = self.input_shape.iter().product();
         if input.len() != expected {
-            return Err(DetectError::BadLength {
+            return Err(ModelError::BadLength {
                 expected,
                 got: input.len(),
             });
@@ -567,14 +567,14 @@ impl Engine {
     }
 }
 
-fn model_err(e: impl std::fmt::Display) -> DetectError {
-    DetectError::Model(format!("{e:#}"))
+fn model_err(e: impl std::fmt::Display) -> ModelError {
+    ModelError::Model(format!("{e:#}"))
 }
 
 fn tract_plan(
     model: &'static [u8],
     shape: [usize; 4],
-) -> Result<Arc<TypedRunnableModel>, DetectError> {
+) -> Result<Arc<TypedRunnableModel>, ModelError> {
     tract_onnx::onnx()
         .model_for_read(&mut Cursor::new(model))
         .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
@@ -587,12 +587,12 @@ fn tract_run(
     plan: &Arc<TypedRunnableModel>,
     input: &[f32],
     shape: [usize; 4],
-) -> Result<Vec<f32>, DetectError> {
+) -> Result<Vec<f32>, ModelError> {
     let input = Tensor::from_shape(&shape, input).map_err(model_err)?;
     let outputs = plan.run(tvec!(input.into())).map_err(model_err)?;
     let output = outputs
         .first()
-        .ok_or_else(|| DetectError::Model("model produced no output".into()))?;
+        .ok_or_else(|| ModelError::Model("model produced no output".into()))?;
     let view = output.to_plain_array_view::<f32>().map_err(model_err)?;
     Ok(view.iter().copied().collect())
 }
@@ -611,19 +611,19 @@ mod onnx {
     use ort::session::builder::GraphOptimizationLevel;
     use ort::value::TensorRef;
 
-    use super::{DYLIB_ENV, DetectError, HOW_TO_GET, Search, model_err};
+    use super::{DYLIB_ENV, HOW_TO_GET, ModelError, Search, model_err};
 
     type Loaded = (ort::environment::Environment, String);
     static ENVIRONMENT: OnceLock<Result<Loaded, String>> = OnceLock::new();
 
     /// The process's onnxruntime environment, the library found by
     /// [`Search::from_env`] loaded on first use.
-    pub(super) fn environment() -> Result<&'static ort::environment::Environment, DetectError> {
+    pub(super) fn environment() -> Result<&'static ort::environment::Environment, ModelError> {
         if let Some(loaded) = ENVIRONMENT.get() {
             return reported(loaded).map(|(env, _)| env);
         }
         let found = Search::from_env().locate().map_err(|reason| {
-            DetectError::Model(format!("onnxruntime engine: {reason}; {HOW_TO_GET}"))
+            ModelError::Model(format!("onnxruntime engine: {reason}; {HOW_TO_GET}"))
         })?;
         environment_at(&found.path).map(|(env, _)| env)
     }
@@ -634,7 +634,7 @@ mod onnx {
     /// a later call with another path gets the first library.
     pub(super) fn environment_at(
         path: &std::path::Path,
-    ) -> Result<(&'static ort::environment::Environment, String), DetectError> {
+    ) -> Result<(&'static ort::environment::Environment, String), ModelError> {
         let loaded = ENVIRONMENT.get_or_init(|| {
             let builder = ort::init_from(path).map_err(|e| {
                 format!(
@@ -654,10 +654,10 @@ mod onnx {
         reported(loaded).map(|(env, v)| (env, v.clone()))
     }
 
-    fn reported(loaded: &'static Result<Loaded, String>) -> Result<&'static Loaded, DetectError> {
+    fn reported(loaded: &'static Result<Loaded, String>) -> Result<&'static Loaded, ModelError> {
         loaded
             .as_ref()
-            .map_err(|e| DetectError::Model(format!("onnxruntime engine: {e}")))
+            .map_err(|e| ModelError::Model(format!("onnxruntime engine: {e}")))
     }
 
     /// The library's version: from its file name, the link followed
@@ -696,7 +696,7 @@ mod onnx {
 
     impl Pool {
         /// Loads one session now, so a broken model fails at load time.
-        pub(super) fn new(model: &'static [u8]) -> Result<Self, DetectError> {
+        pub(super) fn new(model: &'static [u8]) -> Result<Self, ModelError> {
             let first = session(model)?;
             Ok(Pool {
                 model,
@@ -704,11 +704,7 @@ mod onnx {
             })
         }
 
-        pub(super) fn run(
-            &self,
-            input: &[f32],
-            shape: [usize; 4],
-        ) -> Result<Vec<f32>, DetectError> {
+        pub(super) fn run(&self, input: &[f32], shape: [usize; 4]) -> Result<Vec<f32>, ModelError> {
             let taken = self.idle.lock().ok().and_then(|mut idle| idle.pop());
             let mut session = match taken {
                 Some(s) => s,
@@ -725,7 +721,7 @@ mod onnx {
     /// One session on one thread (`IMGTAG_ORT_THREADS` to change it):
     /// images run in parallel instead, one per core, which beats several
     /// threads per image on small models (see docs/detectors.md's figures).
-    fn session(model: &[u8]) -> Result<Session, DetectError> {
+    fn session(model: &[u8]) -> Result<Session, ModelError> {
         let env = environment()?;
         let threads = std::env::var("IMGTAG_ORT_THREADS")
             .ok()
@@ -747,14 +743,14 @@ mod onnx {
         session: &mut Session,
         input: &[f32],
         shape: [usize; 4],
-    ) -> Result<Vec<f32>, DetectError> {
+    ) -> Result<Vec<f32>, ModelError> {
         let shape: [i64; 4] = shape.map(|d| d as i64);
         let tensor = TensorRef::from_array_view((shape, input)).map_err(model_err)?;
         let outputs = session.run(ort::inputs![tensor]).map_err(model_err)?;
         let output = outputs
             .values()
             .next()
-            .ok_or_else(|| DetectError::Model("model produced no output".into()))?;
+            .ok_or_else(|| ModelError::Model("model produced no output".into()))?;
         let (_, values) = output.try_extract_tensor::<f32>().map_err(model_err)?;
         Ok(values.to_vec())
     }

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::engine::{Engine, EngineChoice, EngineKind};
-pub use super::model_error::DetectError;
+pub use super::model_error::ModelError;
 use super::{DetectFailure, DetectInput, DetectParams, Detector, DetectorKind};
 
 use super::text::{self, TextDetection, TextDetector};
@@ -87,9 +87,9 @@ pub struct Hierarchy {
 impl Hierarchy {
     /// Parse a labels.json document (format 1), its names curated by
     /// [`crate::taxonomy::LocalNames`] (renamed; some kept as parents only).
-    pub fn from_json(json: &str) -> Result<Self, DetectError> {
+    pub fn from_json(json: &str) -> Result<Self, ModelError> {
         let mut file: LabelsFile =
-            serde_json::from_str(json).map_err(|e| DetectError::Labels(e.to_string()))?;
+            serde_json::from_str(json).map_err(|e| ModelError::Labels(e.to_string()))?;
         let local = crate::taxonomy::LocalNames::shipped();
         for node in &mut file.nodes {
             let renamed = local.name(&node.name);
@@ -111,31 +111,31 @@ impl Hierarchy {
             });
         }
         if file.format != 1 {
-            return Err(DetectError::Labels(format!(
+            return Err(ModelError::Labels(format!(
                 "unknown format {}",
                 file.format
             )));
         }
         let n = file.nodes.len();
         if n > u32::MAX as usize {
-            return Err(DetectError::Labels("too many nodes".into()));
+            return Err(ModelError::Labels("too many nodes".into()));
         }
         for (i, node) in file.nodes.iter().enumerate() {
             if let Some(&p) = node.parents.iter().find(|&&p| p >= n || p == i) {
-                return Err(DetectError::Labels(format!(
+                return Err(ModelError::Labels(format!(
                     "node {i} ({}) has invalid parent {p}",
                     node.name
                 )));
             }
         }
         if file.classes.len() != NUM_CLASSES {
-            return Err(DetectError::Labels(format!(
+            return Err(ModelError::Labels(format!(
                 "{} classes, expected {NUM_CLASSES}",
                 file.classes.len()
             )));
         }
         if let Some(&c) = file.classes.iter().find(|&&c| c >= n) {
-            return Err(DetectError::Labels(format!("class node {c} out of range")));
+            return Err(ModelError::Labels(format!("class node {c} out of range")));
         }
 
         // Breadth-first over parents: nearest ancestors first, each once.
@@ -158,7 +158,7 @@ impl Hierarchy {
                 }
             }
             if list.contains(&(start as u32)) {
-                return Err(DetectError::Labels(format!("cycle through node {start}")));
+                return Err(ModelError::Labels(format!("cycle through node {start}")));
             }
             ancestors.push(list);
         }
@@ -321,7 +321,7 @@ pub(crate) fn softmax(logits: &[f32]) -> Vec<f32> {
 /// Options for [`LocalModel::detect_bytes_with`] and
 /// [`LocalModel::detect_many`].
 #[derive(Debug, Clone)]
-pub struct DetectOptions {
+pub struct ModelOptions {
     /// Labels below this confidence (percent) are dropped.
     pub min_confidence: f32,
     /// Keep at most this many labels (highest confidence first).
@@ -332,9 +332,9 @@ pub struct DetectOptions {
     pub text: TextDetection,
 }
 
-impl Default for DetectOptions {
+impl Default for ModelOptions {
     fn default() -> Self {
-        DetectOptions {
+        ModelOptions {
             min_confidence: crate::contract::DEFAULT_MIN_CONFIDENCE,
             max_labels: None,
             limits: DecodeLimits::default(),
@@ -344,14 +344,14 @@ impl Default for DetectOptions {
 }
 
 /// The outcome for one image: its labels or why it failed.
-pub type Detection = Result<Vec<Label>, DetectError>;
+pub type ModelLabels = Result<Vec<Label>, ModelError>;
 
 /// The models' labels for one image, and the classifier's candidates.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
     pub labels: Vec<Label>,
     pub candidates: Vec<Candidate>,
-    /// Whether the text model ran ([`DetectOptions::text`]): what the gate
+    /// Whether the text model ran ([`ModelOptions::text`]): what the gate
     /// decided, for tests and measurements.
     pub text_ran: bool,
 }
@@ -451,12 +451,12 @@ impl LocalModel {
     /// Load the embedded model (optimised for batch 1) and label hierarchy
     /// on the engine `IMGTAG_ENGINE` asks for ([`EngineChoice::from_env`]).
     /// Takes a few hundred milliseconds: do it once and share the result.
-    pub fn load() -> Result<Self, DetectError> {
+    pub fn load() -> Result<Self, ModelError> {
         Self::load_with(EngineChoice::from_env()?)
     }
 
     /// [`LocalModel::load`] on the engine `choice` comes to.
-    pub fn load_with(choice: EngineChoice) -> Result<Self, DetectError> {
+    pub fn load_with(choice: EngineChoice) -> Result<Self, ModelError> {
         let engine = choice.resolve()?;
         let hierarchy = Hierarchy::from_json(LABELS_JSON)?;
         let side = INPUT_SIZE as usize;
@@ -523,16 +523,16 @@ impl LocalModel {
 
     /// Raw logits (1000) for one preprocessed tensor (length
     /// [`TENSOR_LEN`], as written by [`imaging::preprocess`]).
-    pub fn logits(&self, tensor: &[f32]) -> Result<Vec<f32>, DetectError> {
+    pub fn logits(&self, tensor: &[f32]) -> Result<Vec<f32>, ModelError> {
         if tensor.len() != TENSOR_LEN {
-            return Err(DetectError::BadLength {
+            return Err(ModelError::BadLength {
                 expected: TENSOR_LEN,
                 got: tensor.len(),
             });
         }
         let logits = self.classifier.run(tensor)?;
         if logits.len() != NUM_CLASSES {
-            return Err(DetectError::BadLength {
+            return Err(ModelError::BadLength {
                 expected: NUM_CLASSES,
                 got: logits.len(),
             });
@@ -542,7 +542,7 @@ impl LocalModel {
 
     /// Softmax probabilities (1000, summing to 1) for one preprocessed
     /// tensor.
-    pub fn classify(&self, tensor: &[f32]) -> Result<Vec<f32>, DetectError> {
+    pub fn classify(&self, tensor: &[f32]) -> Result<Vec<f32>, ModelError> {
         Ok(softmax(&self.logits(tensor)?))
     }
 
@@ -567,13 +567,13 @@ impl LocalModel {
         bytes: &[u8],
         min_confidence: f32,
         max_labels: Option<u32>,
-    ) -> Result<Vec<Label>, DetectError> {
+    ) -> Result<Vec<Label>, ModelError> {
         self.detect_bytes_with(
             bytes,
-            &DetectOptions {
+            &ModelOptions {
                 min_confidence,
                 max_labels,
-                ..DetectOptions::default()
+                ..ModelOptions::default()
             },
         )
     }
@@ -582,8 +582,8 @@ impl LocalModel {
     pub fn detect_bytes_with(
         &self,
         bytes: &[u8],
-        options: &DetectOptions,
-    ) -> Result<Vec<Label>, DetectError> {
+        options: &ModelOptions,
+    ) -> Result<Vec<Label>, ModelError> {
         Ok(self
             .detect_into(bytes, options, &mut Buffers::new())?
             .labels)
@@ -595,8 +595,8 @@ impl LocalModel {
     pub fn detect_with_candidates(
         &self,
         bytes: &[u8],
-        options: &DetectOptions,
-    ) -> Result<Answer, DetectError> {
+        options: &ModelOptions,
+    ) -> Result<Answer, ModelError> {
         self.detect_into(bytes, options, &mut Buffers::new())
     }
 
@@ -604,8 +604,8 @@ impl LocalModel {
     pub fn classify_bytes(
         &self,
         bytes: &[u8],
-        options: &DetectOptions,
-    ) -> Result<Vec<Label>, DetectError> {
+        options: &ModelOptions,
+    ) -> Result<Vec<Label>, ModelError> {
         let img = imaging::decode(bytes, &options.limits)?;
         let mut tensor = vec![0f32; TENSOR_LEN];
         imaging::preprocess(&img, &mut tensor)?;
@@ -618,9 +618,9 @@ impl LocalModel {
     fn detect_into(
         &self,
         bytes: &[u8],
-        options: &DetectOptions,
+        options: &ModelOptions,
         buffers: &mut Buffers,
-    ) -> Result<Answer, DetectError> {
+    ) -> Result<Answer, ModelError> {
         let img = imaging::decode(bytes, &options.limits)?;
         imaging::preprocess(&img, &mut buffers.classifier)?;
         let detected = self
@@ -666,8 +666,8 @@ impl LocalModel {
         &self,
         images: &[B],
         workers: usize,
-        options: &DetectOptions,
-    ) -> Vec<Detection>
+        options: &ModelOptions,
+    ) -> Vec<ModelLabels>
     where
         B: AsRef<[u8]> + Sync,
     {
@@ -678,8 +678,8 @@ impl LocalModel {
         }
         .min(images.len().max(1));
         let next = AtomicUsize::new(0);
-        let mut results: Vec<Option<Detection>> = (0..images.len()).map(|_| None).collect();
-        let chunks: Vec<Vec<(usize, Detection)>> = std::thread::scope(|scope| {
+        let mut results: Vec<Option<ModelLabels>> = (0..images.len()).map(|_| None).collect();
+        let chunks: Vec<Vec<(usize, ModelLabels)>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
                 .map(|_| {
                     scope.spawn(|| {
@@ -705,7 +705,7 @@ impl LocalModel {
         }
         results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(DetectError::Model("worker thread panicked".into()))))
+            .map(|r| r.unwrap_or_else(|| Err(ModelError::Model("worker thread panicked".into()))))
             .collect()
     }
 }
@@ -720,13 +720,13 @@ pub struct LocalDetector {
 impl LocalDetector {
     /// Loads the embedded model (a few hundred milliseconds) on the engine
     /// `IMGTAG_ENGINE` asks for.
-    pub fn load() -> Result<Self, DetectError> {
+    pub fn load() -> Result<Self, ModelError> {
         Self::load_with(EngineChoice::from_env()?)
     }
 
     /// [`LocalDetector::load`] on the engine `choice` comes to (for a
     /// front end's engine option).
-    pub fn load_with(choice: EngineChoice) -> Result<Self, DetectError> {
+    pub fn load_with(choice: EngineChoice) -> Result<Self, ModelError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(LocalDetector {
             model: LocalModel::load_with(choice)?,
@@ -768,7 +768,7 @@ impl Detector for LocalDetector {
             })?;
         let quality = super::quality::spawn(&bytes, &params);
         let model = self.model.clone();
-        let options = DetectOptions {
+        let options = ModelOptions {
             min_confidence: params.min_confidence,
             max_labels: params.max_labels,
             limits: DecodeLimits::default(),
@@ -791,7 +791,7 @@ impl Detector for LocalDetector {
                     Vec::new()
                 },
             }),
-            Err(DetectError::Imaging(e)) => Err(DetectFailure::permanent(e.code(), e.to_string())),
+            Err(ModelError::Imaging(e)) => Err(DetectFailure::permanent(e.code(), e.to_string())),
             Err(e) => Err(DetectFailure::Config {
                 message: e.to_string(),
             }),

@@ -5,7 +5,7 @@ use crate::imaging::ImagingError;
 
 /// Why the local detector failed.
 #[derive(Debug, thiserror::Error)]
-pub enum DetectError {
+pub enum ModelError {
     /// The image could not be decoded or preprocessed.
     #[error(transparent)]
     Imaging(#[from] ImagingError),
@@ -20,14 +20,14 @@ pub enum DetectError {
     BadLength { expected: usize, got: usize },
 }
 
-impl DetectError {
+impl ModelError {
     /// A short stable identifier, e.g. for `ImgTag.Error.Code`.
     pub fn code(&self) -> &'static str {
         match self {
-            DetectError::Imaging(e) => e.code(),
-            DetectError::Model(_) => "ModelError",
-            DetectError::Labels(_) => "LabelsError",
-            DetectError::BadLength { .. } => "BadLength",
+            ModelError::Imaging(e) => e.code(),
+            ModelError::Model(_) => "ModelError",
+            ModelError::Labels(_) => "LabelsError",
+            ModelError::BadLength { .. } => "BadLength",
         }
     }
 }

@@ -17,7 +17,7 @@
 use image::RgbImage;
 
 use super::engine::{Engine, EngineKind};
-use super::model_error::DetectError;
+use super::model_error::ModelError;
 use super::yolox::{BoxDet, Letterbox};
 use crate::contract::{Instance, Label, NameRef};
 use crate::imaging;
@@ -185,9 +185,9 @@ fn neighbours(
 /// The lines in a probability map (`SIDE` x `SIDE`) of which the top-left
 /// `width` x `height` is the image: best first, at most [`MAX_LINES`].
 /// Non-finite probabilities count as background.
-pub fn lines(map: &[f32], width: usize, height: usize) -> Result<Vec<TextBox>, DetectError> {
+pub fn lines(map: &[f32], width: usize, height: usize) -> Result<Vec<TextBox>, ModelError> {
     if map.len() != SIDE * SIDE {
-        return Err(DetectError::BadLength {
+        return Err(ModelError::BadLength {
             expected: SIDE * SIDE,
             got: map.len(),
         });
@@ -208,9 +208,9 @@ pub fn lines(map: &[f32], width: usize, height: usize) -> Result<Vec<TextBox>, D
 pub fn letterbox_into(
     img: &RgbImage,
     out: &mut [f32],
-) -> Result<(Letterbox, usize, usize), DetectError> {
+) -> Result<(Letterbox, usize, usize), ModelError> {
     if out.len() != TENSOR_LEN {
-        return Err(DetectError::BadLength {
+        return Err(ModelError::BadLength {
             expected: TENSOR_LEN,
             got: out.len(),
         });
@@ -437,7 +437,7 @@ pub struct TextDetector {
 
 impl TextDetector {
     /// Loads the embedded model (fixed 1x3x640x640 input) on `engine`.
-    pub fn load_with(engine: EngineKind) -> Result<Self, DetectError> {
+    pub fn load_with(engine: EngineKind) -> Result<Self, ModelError> {
         Ok(TextDetector {
             engine: Engine::load(engine, MODEL_BYTES, [1, 3, SIDE, SIDE])?,
         })
@@ -449,10 +449,10 @@ impl TextDetector {
     }
 
     /// The probability map (`SIDE` x `SIDE`) for one input tensor.
-    pub fn map(&self, tensor: &[f32]) -> Result<Vec<f32>, DetectError> {
+    pub fn map(&self, tensor: &[f32]) -> Result<Vec<f32>, ModelError> {
         let map = self.engine.run(tensor)?;
         if map.len() != SIDE * SIDE {
-            return Err(DetectError::BadLength {
+            return Err(ModelError::BadLength {
                 expected: SIDE * SIDE,
                 got: map.len(),
             });
@@ -466,7 +466,7 @@ impl TextDetector {
         &self,
         img: &RgbImage,
         tensor: &mut [f32],
-    ) -> Result<(Vec<TextBox>, Letterbox), DetectError> {
+    ) -> Result<(Vec<TextBox>, Letterbox), ModelError> {
         let (lb, w, h) = letterbox_into(img, tensor)?;
         let map = self.map(tensor)?;
         Ok((lines(&map, w, h)?, lb))
@@ -479,7 +479,7 @@ impl TextDetector {
         img: &RgbImage,
         min_confidence: f32,
         tensor: &mut [f32],
-    ) -> Result<Vec<Label>, DetectError> {
+    ) -> Result<Vec<Label>, ModelError> {
         let (found, lb) = self.lines(img, tensor)?;
         Ok(labels(&found, &lb, min_confidence))
     }

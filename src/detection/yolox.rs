@@ -17,7 +17,7 @@ use image::RgbImage;
 use serde::Deserialize;
 
 use super::engine::{Engine, EngineChoice, EngineKind};
-use super::model_error::DetectError;
+use super::model_error::ModelError;
 use crate::contract::{BoundingBox, Instance, Label, NameRef};
 use crate::imaging;
 
@@ -201,9 +201,9 @@ impl Letterbox {
 /// Writes `img` letterboxed into `out` (length [`TENSOR_LEN`]): scaled
 /// with the bilinear filter the classifier uses, B, G, R planes, 0-255,
 /// padding 114.
-pub fn letterbox_into(img: &RgbImage, out: &mut [f32]) -> Result<Letterbox, DetectError> {
+pub fn letterbox_into(img: &RgbImage, out: &mut [f32]) -> Result<Letterbox, ModelError> {
     if out.len() != TENSOR_LEN {
-        return Err(DetectError::BadLength {
+        return Err(ModelError::BadLength {
             expected: TENSOR_LEN,
             got: out.len(),
         });
@@ -254,11 +254,11 @@ pub struct ClassNames {
 
 impl ClassNames {
     /// Parses a coco_labels.json document (format 1, 80 classes).
-    pub fn from_json(json: &str) -> Result<Self, DetectError> {
+    pub fn from_json(json: &str) -> Result<Self, ModelError> {
         let file: ClassesFile =
-            serde_json::from_str(json).map_err(|e| DetectError::Labels(e.to_string()))?;
+            serde_json::from_str(json).map_err(|e| ModelError::Labels(e.to_string()))?;
         if file.format != 1 || file.classes.len() != NUM_CLASSES {
-            return Err(DetectError::Labels(format!(
+            return Err(ModelError::Labels(format!(
                 "coco_labels.json: format {}, {} classes (expected 1, {NUM_CLASSES})",
                 file.format,
                 file.classes.len()
@@ -275,7 +275,7 @@ impl ClassNames {
     }
 
     /// The embedded class names.
-    pub fn embedded() -> Result<Self, DetectError> {
+    pub fn embedded() -> Result<Self, ModelError> {
         Self::from_json(CLASSES_JSON)
     }
 
@@ -372,12 +372,12 @@ pub struct Yolox {
 impl Yolox {
     /// Loads the embedded model (fixed 1x3x416x416 input) and class names
     /// on the engine `IMGTAG_ENGINE` asks for.
-    pub fn load() -> Result<Self, DetectError> {
+    pub fn load() -> Result<Self, ModelError> {
         Self::load_with(EngineChoice::from_env()?.resolve()?)
     }
 
     /// [`Yolox::load`] on `engine`.
-    pub fn load_with(engine: EngineKind) -> Result<Self, DetectError> {
+    pub fn load_with(engine: EngineKind) -> Result<Self, ModelError> {
         Ok(Yolox {
             engine: Engine::load(engine, MODEL_BYTES, [1, 3, SIDE, SIDE])?,
             classes: Arc::new(ClassNames::embedded()?),
@@ -395,16 +395,16 @@ impl Yolox {
     }
 
     /// The raw output (3549 x 85 values) for one input tensor.
-    pub fn raw(&self, tensor: &[f32]) -> Result<Vec<f32>, DetectError> {
+    pub fn raw(&self, tensor: &[f32]) -> Result<Vec<f32>, ModelError> {
         if tensor.len() != TENSOR_LEN {
-            return Err(DetectError::BadLength {
+            return Err(ModelError::BadLength {
                 expected: TENSOR_LEN,
                 got: tensor.len(),
             });
         }
         let raw = self.engine.run(tensor)?;
         if raw.len() != NUM_ANCHORS * ROW {
-            return Err(DetectError::BadLength {
+            return Err(ModelError::BadLength {
                 expected: NUM_ANCHORS * ROW,
                 got: raw.len(),
             });
@@ -414,7 +414,7 @@ impl Yolox {
 
     /// Boxes after NMS, in input pixels, scoring at least `score_min`
     /// (never below [`SCORE_FLOOR`]).
-    pub fn boxes(&self, tensor: &[f32], score_min: f32) -> Result<Vec<BoxDet>, DetectError> {
+    pub fn boxes(&self, tensor: &[f32], score_min: f32) -> Result<Vec<BoxDet>, ModelError> {
         let raw = self.raw(tensor)?;
         Ok(nms(decode(&raw, score_min.max(SCORE_FLOOR)), NMS_IOU))
     }
@@ -426,7 +426,7 @@ impl Yolox {
         img: &RgbImage,
         min_confidence: f32,
         tensor: &mut [f32],
-    ) -> Result<Vec<Label>, DetectError> {
+    ) -> Result<Vec<Label>, ModelError> {
         let lb = letterbox_into(img, tensor)?;
         let boxes = self.boxes(tensor, min_confidence / 100.0)?;
         Ok(self.classes.labels(&boxes, &lb, min_confidence))
