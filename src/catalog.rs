@@ -636,42 +636,6 @@ pub struct Selected {
     pub metadata_key: Option<String>,
 }
 
-/// The images a selection names, in key order. Named keys are taken as
-/// they are; the others come from an audit of the bucket.
-pub async fn select(
-    store: &DynStore,
-    layout: &Layout,
-    rule: impl Into<ReviewRule>,
-    selection: &Selection,
-) -> Result<Vec<Selected>, StorageError> {
-    let rule = rule.into();
-    if let Selection::Keys(keys) = selection {
-        return Ok(keys
-            .iter()
-            .map(|k| Selected {
-                key: k.clone(),
-                metadata_key: None,
-            })
-            .collect());
-    }
-    let mut out = Vec::new();
-    let mut rows = std::pin::pin!(audit(store.clone(), layout.clone(), rule));
-    while let Some(a) = rows.try_next().await? {
-        if let Some(image) = &a.image
-            && match selection {
-                Selection::Matching(f) => f.matches(&a),
-                _ => true,
-            }
-        {
-            out.push(Selected {
-                key: image.key.clone(),
-                metadata_key: a.metadata.as_ref().map(|m| m.key.clone()),
-            });
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

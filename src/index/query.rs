@@ -240,46 +240,6 @@ pub(crate) fn count_rows(index: &Index, layout: &Layout) -> Result<u64, IndexErr
     })
 }
 
-/// The images a selection names, answered from the index (refresh it
-/// first): what `catalog::select` gives from a fresh audit.
-pub async fn select(
-    index: &Index,
-    layout: &Layout,
-    review: impl Into<ReviewRule>,
-    selection: &crate::catalog::Selection,
-) -> Result<Vec<crate::catalog::Selected>, IndexError> {
-    use crate::catalog::{Selected, Selection};
-    use futures::TryStreamExt;
-    let filter = match selection {
-        Selection::Keys(keys) => {
-            return Ok(keys
-                .iter()
-                .map(|k| Selected {
-                    key: k.clone(),
-                    metadata_key: None,
-                })
-                .collect());
-        }
-        Selection::Matching(f) => f.clone(),
-        Selection::All => Filter::default(),
-    };
-    let q = Query {
-        layout: layout.clone(),
-        review: review.into(),
-        filter,
-        unreadable: Arc::default(),
-    };
-    rows(index, q)
-        .try_filter_map(|a| async move {
-            Ok(a.image.map(|image| Selected {
-                key: image.key,
-                metadata_key: a.metadata.map(|m| m.key),
-            }))
-        })
-        .try_collect()
-        .await
-}
-
 /// What a row shows, hashed: after a refresh a TUI is sent only the rows
 /// whose fingerprint changed (the document is identified by its ETag).
 pub(crate) fn fingerprint(a: &Assessed) -> u64 {
