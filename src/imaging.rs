@@ -631,6 +631,49 @@ pub fn thumbnail(
     resize_rgb(&img, tw, th)
 }
 
+/// The scale (canvas pixels per image pixel) that fits a `width` x
+/// `height` image into a `side` square with its aspect kept, and the
+/// scaled size (each side at least 1).
+pub fn fit(width: u32, height: u32, side: u32) -> (f64, u32, u32) {
+    let s = f64::from(side);
+    let ratio = (s / f64::from(height.max(1))).min(s / f64::from(width.max(1)));
+    let scaled = |v: u32| ((f64::from(v) * ratio).round() as u32).clamp(1, side);
+    (ratio, scaled(width), scaled(height))
+}
+
+/// The object and text detectors' input: `img` scaled by [`fit`] with the
+/// classifier's bilinear filter, written into `out` (3 x `side` x `side`)
+/// as B, G, R planes of `value(byte)`, the rest `pad`. Returns what
+/// [`fit`] does.
+pub fn letterbox_bgr(
+    img: &RgbImage,
+    side: usize,
+    out: &mut [f32],
+    pad: f32,
+    value: impl Fn(u8) -> f32,
+) -> Result<(f64, u32, u32), ImagingError> {
+    let (ratio, w, h) = fit(img.width(), img.height(), side as u32);
+    let scaled;
+    let src = if (w, h) == img.dimensions() {
+        img
+    } else {
+        scaled = resize_rgb(img, w, h)?;
+        &scaled
+    };
+    out.fill(pad);
+    let plane = side * side;
+    for (y, row) in src.rows().enumerate() {
+        for (x, px) in row.enumerate() {
+            let at = y * side + x;
+            // Model channel 0 is blue.
+            out[at] = value(px[2]);
+            out[plane + at] = value(px[1]);
+            out[2 * plane + at] = value(px[0]);
+        }
+    }
+    Ok((ratio, w, h))
+}
+
 /// Resizes an RGB image with a bilinear filter (fast_image_resize).
 pub fn resize_rgb(img: &RgbImage, width: u32, height: u32) -> Result<RgbImage, ImagingError> {
     let src = fir::images::ImageRef::new(

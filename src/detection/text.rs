@@ -215,40 +215,22 @@ pub fn letterbox_into(
             got: out.len(),
         });
     }
-    let (lb, w, h) = placement(img.width(), img.height());
-    let scaled;
-    let src = if (w, h) == img.dimensions() {
-        img
-    } else {
-        scaled = imaging::resize_rgb(img, w, h)?;
-        &scaled
-    };
-    out.fill(0.0);
-    let plane = SIDE * SIDE;
+    let (lb, _, _) = placement(img.width(), img.height());
     let norm = |v: u8| f32::from(v) / 127.5 - 1.0;
-    for (y, row) in src.rows().enumerate() {
-        for (x, px) in row.enumerate() {
-            let at = y * SIDE + x;
-            out[at] = norm(px[2]);
-            out[plane + at] = norm(px[1]);
-            out[2 * plane + at] = norm(px[0]);
-        }
-    }
+    let (_, w, h) = imaging::letterbox_bgr(img, SIDE, out, 0.0, norm)?;
     Ok((lb, w as usize, h as usize))
 }
 
 /// Where a `width` x `height` image goes on the input: scaled to fit,
 /// aspect kept, and the scaled size.
 fn placement(width: u32, height: u32) -> (Letterbox, u32, u32) {
-    let side = SIDE as f64;
-    let ratio = (side / f64::from(height.max(1))).min(side / f64::from(width.max(1)));
-    let scaled = |v: u32| ((f64::from(v) * ratio).round() as u32).clamp(1, SIDE as u32);
+    let (ratio, w, h) = imaging::fit(width, height, SIDE as u32);
     let lb = Letterbox {
         ratio,
         width,
         height,
     };
-    (lb, scaled(width), scaled(height))
+    (lb, w, h)
 }
 
 /// A 0-1 score as a percentage rounded to 3 decimals.

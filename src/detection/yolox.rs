@@ -171,15 +171,13 @@ impl Letterbox {
     /// The placement of a `width` x `height` image: scaled to fit 416x416,
     /// aspect kept, and the scaled size.
     pub fn new(width: u32, height: u32) -> (Self, u32, u32) {
-        let side = SIDE as f64;
-        let ratio = (side / f64::from(height)).min(side / f64::from(width));
-        let scaled = |v: u32| ((f64::from(v) * ratio).round() as u32).clamp(1, SIDE as u32);
+        let (ratio, w, h) = imaging::fit(width, height, SIDE as u32);
         let lb = Letterbox {
             ratio,
             width,
             height,
         };
-        (lb, scaled(width), scaled(height))
+        (lb, w, h)
     }
 
     /// A box in input pixels as Rekognition's fractions of the original
@@ -208,25 +206,8 @@ pub fn letterbox_into(img: &RgbImage, out: &mut [f32]) -> Result<Letterbox, Mode
             got: out.len(),
         });
     }
-    let (lb, w, h) = Letterbox::new(img.width(), img.height());
-    let scaled;
-    let src = if (w, h) == img.dimensions() {
-        img
-    } else {
-        scaled = imaging::resize_rgb(img, w, h)?;
-        &scaled
-    };
-    out.fill(PAD_VALUE);
-    let plane = SIDE * SIDE;
-    for (y, row) in src.rows().enumerate() {
-        for (x, px) in row.enumerate() {
-            let at = y * SIDE + x;
-            // Model channel 0 is blue.
-            out[at] = f32::from(px[2]);
-            out[plane + at] = f32::from(px[1]);
-            out[2 * plane + at] = f32::from(px[0]);
-        }
-    }
+    let (lb, _, _) = Letterbox::new(img.width(), img.height());
+    imaging::letterbox_bgr(img, SIDE, out, PAD_VALUE, f32::from)?;
     Ok(lb)
 }
 
