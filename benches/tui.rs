@@ -295,12 +295,11 @@ impl Session {
                     a
                 })
                 .collect();
-            let generation = app.generation;
+            // Pages are built off the UI thread (the runtime's listing task):
+            // not timed, as the app only files them.
+            let page = Msg::rows(app.generation, page);
             let t = Instant::now();
-            app.update(Msg::Rows {
-                generation,
-                rows: page,
-            });
+            app.update(page);
             let e = t.elapsed();
             load += e;
             slowest_page = slowest_page.max(e);
@@ -366,17 +365,14 @@ impl Session {
             let page = i / PAGE_EVERY;
             let count = (page + 1) * self.extra_per_scenario / pages
                 - page * self.extra_per_scenario / pages;
-            let rows = (0..count)
+            let rows: Vec<Assessed> = (0..count)
                 .map(|k| {
                     let kind = kind_for(&mut self.rng);
                     assessed(self.next_n + k, kind, 0, &mut self.rng)
                 })
                 .collect();
             self.next_n += count;
-            return Msg::Rows {
-                generation: self.app.generation,
-                rows,
-            };
+            return Msg::rows(self.app.generation, rows);
         }
         if !self.jobs.is_empty() && i.is_multiple_of(TAGGED_EVERY) {
             // A result, with the image re-read after the write. A small
@@ -437,7 +433,7 @@ const KINDS: [&str; 5] = ["key", "page", "result", "started", "thumb"];
 
 fn kind_of(msg: &Msg) -> usize {
     match msg {
-        Msg::Rows { .. } => 1,
+        Msg::Batch { .. } => 1,
         Msg::Tagged { .. } => 2,
         Msg::TagStarted { .. } => 3,
         Msg::Thumb { .. } => 4,

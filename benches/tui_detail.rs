@@ -118,10 +118,7 @@ fn main() {
     app.size = Size::new(160, 48);
     app.start();
     let generation = app.generation;
-    let cmds = app.update(Msg::Rows {
-        generation,
-        rows: vec![row],
-    });
+    let cmds = app.update(Msg::rows(generation, vec![row]));
     let Some(Cmd::LoadDoc { key, rev, .. }) =
         cmds.into_iter().find(|c| matches!(c, Cmd::LoadDoc { .. }))
     else {

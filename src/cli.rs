@@ -5,16 +5,17 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, TryStreamExt};
 use serde::Serialize;
 
 use crate::bucket::{Bucket, BucketError};
+use crate::bulk::{Event, Jobs, Stop};
 use crate::catalog::{
     Assessed, FoundMetadata, Lookup, Selected, Selection, find_metadata, read_metadata_bytes,
 };
 use crate::contract::{KeyKind, Layout, ParsedMetadata};
 use crate::detection::{DetectorKind, DynDetector};
-use crate::outcome::{Outcome, Stop, Tally};
+use crate::outcome::{Outcome, Tally};
 use crate::pipeline::{self, ReviewEdit, TagOptions};
 use crate::sanitize::{for_terminal, json_line};
 use crate::status::Status;
@@ -859,8 +860,9 @@ pub struct Bulk {
     pub progress: bool,
 }
 
-/// Runs `job` over `targets`, `concurrency` at a time, until done, `stop`
-/// or a fatal outcome; prints each outcome as it comes.
+/// Runs `job` over `targets` through the one bulk runner, `concurrency`
+/// at a time, until done, `stop` or a fatal outcome; prints each outcome
+/// as it comes.
 async fn run_bulk<F, Fut>(
     targets: Vec<Selected>,
     bulk: Bulk,
@@ -870,19 +872,12 @@ async fn run_bulk<F, Fut>(
 ) -> Result<TagSummary, CliError>
 where
     F: Fn(Selected) -> Fut,
-    Fut: std::future::Future<Output = Outcome>,
+    Fut: std::future::Future<Output = Outcome> + Send + 'static,
 {
     let selected = targets.len();
     let bar = progress_bar(selected, bulk.progress);
-    let stop2 = stop.clone();
-    let mut results = futures::stream::iter(targets)
-        .take_while(move |_| futures::future::ready(!stop2.is_set()))
-        .map(|t| {
-            let key = t.key.clone();
-            let fut = job(t);
-            async move { (key, fut.await) }
-        })
-        .buffer_unordered(bulk.concurrency.max(1));
+    let mut jobs = Jobs::new(bulk.concurrency, stop.clone());
+    let mut targets = targets.into_iter();
     let mut tally = Tally::default();
     let mut done = 0usize;
     // Output that cannot be written (`| head -1` closed the pipe) stops
@@ -890,12 +885,21 @@ where
     // (dropping them could cut a paid detection off from its write), then
     // the error is returned.
     let mut closed: Option<std::io::Error> = None;
-    while let Some((key, outcome)) = results.next().await {
+    loop {
+        while jobs.wants_more() {
+            let Some(t) = targets.next() else { break };
+            jobs.push(t.key.clone(), job(t));
+        }
+        let Some(event) = jobs.next().await else {
+            break;
+        };
+        let Event::Done(key, outcome) = event else {
+            continue;
+        };
         done += 1;
         bar.inc(1);
         tracing::info!(key = %for_terminal(&key), outcome = outcome.name(), "done");
         tally.add(&outcome);
-        stop.after(&outcome);
         if closed.is_some() {
             continue;
         }
@@ -982,12 +986,12 @@ pub async fn review(
         });
     }
     let job = |t: Selected| {
-        let (store, edit) = (store.clone(), &run.edit);
+        let (store, edit) = (store.clone(), run.edit.clone());
         let opts = TagOptions {
             metadata_key: t.metadata_key,
             ..opts.clone()
         };
-        async move { pipeline::edit_review(&store, &t.key, edit, &opts).await }
+        async move { pipeline::edit_review(&store, &t.key, &edit, &opts).await }
     };
     let mut summary =
         until_ctrl_c(|stop| async move { run_bulk(targets, run.bulk, &stop, out, job).await })

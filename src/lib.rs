@@ -17,6 +17,7 @@
 //! - [`pipeline`]: the one tagging function every front end calls.
 //! - [`export`]: reviewed labels as a Ground Truth manifest or CSV, for retraining.
 //! - [`outcome`]: what happened to an image, printed and counted.
+//! - [`bulk`]: the one bulk runner (limit, one job per image, the stop rule).
 //! - [`sanitize`]: making untrusted text safe for a terminal.
 //! - [`suggest`]: numbered replacements for a weak headline (the review queue).
 //! - [`private`]: folders and files only their owner can read (index, thumbnails).
@@ -28,6 +29,7 @@
 #[cfg(feature = "cli")]
 pub mod backfill;
 pub mod bucket;
+pub mod bulk;
 pub mod catalog;
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -5,35 +5,6 @@ use serde::Serialize;
 
 use crate::sanitize::{for_terminal, json_line};
 
-/// When a bulk run stops scheduling: at Ctrl-C, or at the first fatal
-/// outcome (credentials, permissions), after which nothing new would
-/// succeed. What is in flight finishes (each write is atomic). The one
-/// stop rule of `imgtag tag` and `review`, the TUI and `watch`.
-#[derive(Debug, Clone, Default)]
-pub struct Stop(std::sync::Arc<std::sync::atomic::AtomicBool>);
-
-impl Stop {
-    pub fn set(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// A new run starts (the TUI's next `t`).
-    pub fn clear(&self) {
-        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    pub fn is_set(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Stops the run if `outcome` is fatal.
-    pub fn after(&self, outcome: &Outcome) {
-        if matches!(outcome, Outcome::Fatal { .. }) {
-            self.set();
-        }
-    }
-}
-
 /// What happened to one image.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]

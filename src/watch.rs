@@ -25,11 +25,12 @@ use futures::TryStreamExt;
 use serde::Serialize;
 
 use crate::bucket::Bucket;
+use crate::bulk::{Event, Jobs, Stop};
 use crate::catalog::{Filter, Selection};
 use crate::clock::now_rfc3339;
 use crate::contract::Layout;
 use crate::detection::DynDetector;
-use crate::outcome::{Outcome, Stop, Tally};
+use crate::outcome::{Outcome, Tally};
 use crate::pipeline::TagOptions;
 use crate::sanitize::for_terminal;
 use crate::status::Status;
@@ -233,17 +234,14 @@ struct State<'w> {
     pending: HashMap<String, Pending>,
     queue: VecDeque<String>,
     queued: HashSet<String>,
-    in_flight: HashSet<String>,
-    tasks: tokio::task::JoinSet<(String, Outcome)>,
-    /// Which image each task tags, to free its key should it panic.
-    task_keys: HashMap<tokio::task::Id, String>,
+    /// The images being tagged, through the one bulk runner (its stop is
+    /// set by the first fatal outcome: nothing new is queued).
+    jobs: Jobs<Outcome>,
     /// Listing: the ETag each image had when last queued or seen.
     seen: HashMap<String, Option<Box<str>>>,
     /// Listing: images to queue on the next listing whatever their ETag.
     retry: HashSet<String>,
     summary: WatchSummary,
-    /// Set by the first fatal outcome: nothing new is queued.
-    stop: Stop,
     /// Why outcomes can no longer be written (stdout closed): stop.
     out_error: Option<std::io::Error>,
 }
@@ -285,7 +283,6 @@ impl<'w> State<'w> {
             store,
             detector,
             rescan: local.is_some() && opts.initial_scan,
-            opts,
             out,
             err,
             local,
@@ -299,13 +296,11 @@ impl<'w> State<'w> {
             pending: HashMap::new(),
             queue: VecDeque::new(),
             queued: HashSet::new(),
-            in_flight: HashSet::new(),
-            tasks: tokio::task::JoinSet::new(),
-            task_keys: HashMap::new(),
+            jobs: Jobs::new(opts.concurrency, Stop::default()),
+            opts,
             seen: HashMap::new(),
             retry: HashSet::new(),
             summary: WatchSummary::default(),
-            stop: Stop::default(),
             out_error: None,
         })
     }
@@ -393,7 +388,7 @@ impl<'w> State<'w> {
                         p.sig = Some(sig);
                         p.changed = now;
                     } else if now.duration_since(p.changed) >= self.opts.debounce
-                        && !self.in_flight.contains(key)
+                        && !self.jobs.has(key)
                     {
                         ready.push(key.clone());
                     }
@@ -425,25 +420,21 @@ impl<'w> State<'w> {
     /// document never race.
     fn fill(&mut self) {
         let mut waiting = Vec::new();
-        while self.in_flight.len() < self.opts.concurrency.max(1) {
+        while self.jobs.wants_more() {
             let Some(key) = self.queue.pop_front() else {
                 break;
             };
-            if self.in_flight.contains(&key) {
+            if self.jobs.has(&key) {
                 waiting.push(key);
                 continue;
             }
             self.queued.remove(&key);
-            self.in_flight.insert(key.clone());
             let store = self.store.clone();
             let detector = self.detector.clone();
             let opts = self.opts.tag.clone();
-            let key2 = key.clone();
-            let handle = self.tasks.spawn(async move {
-                let outcome = crate::pipeline::tag(&store, &detector, &key2, &opts).await;
-                (key2, outcome)
+            self.jobs.push(key.clone(), async move {
+                crate::pipeline::tag(&store, &detector, &key, &opts).await
             });
-            self.task_keys.insert(handle.id(), key);
         }
         for k in waiting.into_iter().rev() {
             self.queue.push_front(k);
@@ -451,8 +442,7 @@ impl<'w> State<'w> {
     }
 
     fn on_outcome(&mut self, key: String, outcome: Outcome) -> Result<(), WatchError> {
-        self.in_flight.remove(&key);
-        tracing::info!(key = %key, outcome = ?outcome, "watch outcome");
+        tracing::info!(key = %for_terminal(&key), outcome = outcome.name(), "watch outcome");
         let line = if self.opts.json {
             outcome.json_line(&key)
         } else {
@@ -466,7 +456,6 @@ impl<'w> State<'w> {
             self.out_error = Some(e);
         }
         self.summary.tally.add(&outcome);
-        self.stop.after(&outcome);
         if let Outcome::Retry { .. } = &outcome {
             // Tried again after an interval: from the folder, or on a
             // later listing.
@@ -520,32 +509,20 @@ impl<'w> State<'w> {
         }
     }
 
-    /// Reports a finished tagging task.
-    fn on_task(
-        &mut self,
-        done: Result<(tokio::task::Id, (String, Outcome)), tokio::task::JoinError>,
-    ) -> Result<(), WatchError> {
-        match done {
-            Ok((id, (key, outcome))) => {
-                self.task_keys.remove(&id);
-                self.on_outcome(key, outcome)
-            }
-            Err(e) => {
-                let key = self.task_keys.remove(&e.id()).unwrap_or_default();
-                self.in_flight.remove(&key);
-                writeln!(
-                    self.err,
-                    "imgtag watch: tagging {} failed: {e}",
-                    for_terminal(&key)
-                )?;
-                Ok(())
-            }
+    /// Reports a finished tagging job (a task that failed is an outcome
+    /// too, see [`crate::bulk`]).
+    fn on_job(&mut self, event: Event<Outcome>) -> Result<(), WatchError> {
+        match event {
+            Event::Started(_) => Ok(()),
+            Event::Done(key, outcome) => self.on_outcome(key, outcome),
         }
     }
 
     async fn drain(&mut self) -> Result<(), WatchError> {
-        while let Some(done) = self.tasks.join_next_with_id().await {
-            self.on_task(done)?;
+        // Queued jobs stay unstarted: stopping means nothing new starts.
+        self.jobs.stop().set();
+        while let Some(event) = self.jobs.next().await {
+            self.on_job(event)?;
         }
         Ok(())
     }
@@ -744,14 +721,14 @@ pub async fn watch(
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-    while !w.stop.is_set() && w.out_error.is_none() {
+    while !w.jobs.stop().is_set() && w.out_error.is_none() {
         w.start_scan();
         w.fill();
         let (scan_wanted, next_scan) = (w.scan_wanted(), w.next_scan);
         tokio::select! {
             biased;
             _ = &mut stop => break,
-            Some(done) = w.tasks.join_next_with_id(), if !w.tasks.is_empty() => w.on_task(done)?,
+            Some(event) = w.jobs.next(), if !w.jobs.is_empty() => w.on_job(event)?,
             res = join_scan(&mut w.scan), if w.scan.is_some() => w.on_scan(res).await?,
             Some(ev) = next_event(&mut w.events), if w.events.is_some() => w.on_notify(ev)?,
             _ = tokio::time::sleep_until(next_scan), if scan_wanted => {}

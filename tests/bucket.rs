@@ -4,6 +4,7 @@
 //! that silently lacks rows.
 
 use crate::common;
+use common::fixtures::put;
 
 use std::collections::BTreeMap;
 
@@ -15,7 +16,7 @@ use imgtag::catalog::{Assessed, Filter, Selection};
 use imgtag::contract::Layout;
 use imgtag::index::{Index, IndexSpec};
 use imgtag::status::Status;
-use imgtag::storage::{DynStore, PutCondition};
+use imgtag::storage::DynStore;
 
 /// What an operator sees of a row: key, status, headline.
 type View = BTreeMap<String, (Option<Status>, Option<(String, f32)>)>;
@@ -139,16 +140,10 @@ async fn a_screen_gets_the_index_at_once_then_only_what_changed() {
     // document rewritten.
     mem.delete("photos", "uploads/legacy.png");
     let new = bytes::Bytes::from_static(b"a new image");
-    store
-        .put("uploads/new.jpg", new, PutCondition::None)
-        .await
-        .unwrap();
+    put(&store, "uploads/new.jpg", new).await;
     let confident = r#"{"Labels":[{"Name":"Cat","Confidence":99.0}]}"#;
     let doc = bytes::Bytes::from_static(confident.as_bytes());
-    store
-        .put("metadata/weak cat.jpg.json", doc, PutCondition::None)
-        .await
-        .unwrap();
+    put(&store, "metadata/weak cat.jpg.json", doc).await;
 
     let Sent {
         rows: second,

@@ -5,6 +5,7 @@
 //! foreign one with a field of that name in another shape, still reads.
 
 use crate::common;
+use common::fixtures::put;
 
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ use imgtag::detection::{
 };
 use imgtag::pipeline::{Outcome, ReviewEdit, TagOptions, edit_review, tag};
 use imgtag::status::Status;
-use imgtag::storage::{DynStore, LocalStore, PutCondition, S3Store};
+use imgtag::storage::{DynStore, LocalStore, S3Store};
 use imgtag::suggest::Source;
 use serde_json::Value;
 
@@ -41,13 +42,6 @@ fn folder() -> (tempfile::TempDir, DynStore) {
     let dir = tempfile::tempdir().unwrap();
     let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
     (dir, store)
-}
-
-async fn put(store: &DynStore, key: &str, body: impl Into<Bytes>) {
-    store
-        .put(key, body.into(), PutCondition::None)
-        .await
-        .unwrap();
 }
 
 async fn body(store: &DynStore) -> Bytes {

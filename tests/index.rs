@@ -4,6 +4,7 @@
 //! writer, and a broken or foreign index file is rebuilt, never trusted.
 
 use crate::common;
+use common::fixtures::put;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -174,10 +175,7 @@ async fn reconcile_follows_adds_deletes_replaced_images_and_changed_documents() 
     let put = |k: &'static str, b: &'static [u8]| {
         let store = store.clone();
         async move {
-            store
-                .put(k, Bytes::from_static(b), PutCondition::None)
-                .await
-                .unwrap();
+            put(&store, k, Bytes::from_static(b)).await;
         }
     };
     put("uploads/new.jpg", b"new image").await;
@@ -217,14 +215,7 @@ async fn writes_through_the_indexed_store_show_without_a_refresh() {
     let bucket = dir.path().join("bucket");
     std::fs::create_dir_all(&bucket).unwrap();
     let inner: DynStore = Arc::new(LocalStore::open(&bucket).unwrap());
-    inner
-        .put(
-            "uploads/a.jpg",
-            Bytes::from_static(b"img"),
-            PutCondition::None,
-        )
-        .await
-        .unwrap();
+    put(&inner, "uploads/a.jpg", Bytes::from_static(b"img")).await;
     let (index, _) = open(&dir.path().join("ix.sqlite"), &spec("local"));
     refreshed(&index, &inner).await;
     let store = IndexedStore::wrap(inner, index.clone(), Layout::default());
@@ -247,14 +238,12 @@ async fn writes_through_the_indexed_store_show_without_a_refresh() {
     );
     label_queries_agree(&index, &store).await;
     // A rewrite (another ETag, other labels) is searchable at once too.
-    store
-        .put(
-            "metadata/a.jpg.json",
-            Bytes::from_static(br#"{"Labels":[{"Name":"Wolf","Confidence":61.0}]}"#),
-            PutCondition::None,
-        )
-        .await
-        .unwrap();
+    put(
+        &store,
+        "metadata/a.jpg.json",
+        Bytes::from_static(br#"{"Labels":[{"Name":"Wolf","Confidence":61.0}]}"#),
+    )
+    .await;
     label_queries_agree(&index, &store).await;
     // And the next refresh reads nothing: the index already has it.
     assert_eq!(refreshed(&index, &store).await.read, 0);
@@ -500,22 +489,19 @@ async fn an_inventory_report_serves_as_the_listing() {
     let dest: DynStore = Arc::new(LocalStore::open(dest_dir.path()).unwrap());
     let data = gzip(&csv, flate2::Compression::default());
     let key = "inv/invsrc/all/data/part-0.csv.gz";
-    dest.put(key, Bytes::from(data.clone()), PutCondition::None)
-        .await
-        .unwrap();
+    put(&dest, key, Bytes::from(data.clone())).await;
     let m = manifest_of(
         "invsrc",
         "Bucket, Key, Size, LastModifiedDate, ETag",
         "CSV",
         &[(key, &data)],
     );
-    dest.put(
+    put(
+        &dest,
         "inv/invsrc/all/2026-11-24T10-00Z/manifest.json",
         Bytes::from(m),
-        PutCondition::None,
     )
-    .await
-    .unwrap();
+    .await;
     let listing = imgtag::inventory::load(&dest, "inv/invsrc/all/2026-11-24T10-00Z/manifest.json")
         .await
         .unwrap()
@@ -616,10 +602,7 @@ async fn a_page_listed_before_a_write_does_not_roll_it_back() {
             br#"{"Labels":[{"Name":"Dog","Confidence":88.0}]}"#,
         ),
     ] {
-        inner
-            .put(key, Bytes::copy_from_slice(body), PutCondition::None)
-            .await
-            .unwrap();
+        put(&inner, key, Bytes::copy_from_slice(body)).await;
     }
     let (index, _) = open(&dir.path().join("ix.sqlite"), &spec("local"));
     refreshed(&index, &inner).await;
@@ -675,14 +658,8 @@ async fn names_no_document_uses_are_dropped() {
                 format!("uploads/u{i}.jpg"),
                 format!("metadata/u{i}.jpg.json"),
             );
-            store
-                .put(&img, Bytes::from("i"), PutCondition::None)
-                .await
-                .unwrap();
-            store
-                .put(&meta, Bytes::from(doc(round, i)), PutCondition::None)
-                .await
-                .unwrap();
+            put(&store, &img, Bytes::from("i")).await;
+            put(&store, &meta, Bytes::from(doc(round, i))).await;
         }
         refreshed(&index, &store).await;
         // This round's 20 names; the last round's went with its documents.

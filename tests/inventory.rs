@@ -4,17 +4,17 @@
 //! report can be broken.
 
 use crate::common;
+use common::fixtures::put;
 
 use std::io::Write;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use common::s3mem::{self, MemS3};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use futures::TryStreamExt;
 use imgtag::inventory::{self, InventoryError, Listing, Manifest};
-use imgtag::storage::{DynStore, LocalStore, ObjectInfo, PutCondition, S3Store, StorageError};
+use imgtag::storage::{DynStore, LocalStore, ObjectInfo, S3Store, StorageError};
 use md5::{Digest, Md5};
 
 const VERSIONED: &str = "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, \
@@ -91,13 +91,6 @@ pub(crate) fn manifest_of(
         "files": files,
     })
     .to_string()
-}
-
-async fn put(store: &DynStore, key: &str, body: impl Into<Bytes>) {
-    store
-        .put(key, body.into(), PutCondition::None)
-        .await
-        .unwrap();
 }
 
 fn etag(n: u32) -> String {

@@ -3,6 +3,7 @@
 //! in-process S3 server and the real local model.
 
 use crate::common;
+use common::fixtures::put;
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use imgtag::lambda::{
     AllowedBuckets, BatchEvent, HandlerOptions, S3Buckets, S3Event, handle_batch, handle_s3_event,
 };
 use imgtag::pipeline::{Outcome, TagOptions};
-use imgtag::storage::{DynStore, PutCondition, S3Store};
+use imgtag::storage::{DynStore, S3Store};
 
 const CHELSEA: &[u8] = include_bytes!("../assets/samples/chelsea.png");
 
@@ -48,10 +49,7 @@ async fn every_record_is_decoded_and_tagged_and_recursion_is_impossible() {
         "uploads/a+b.png",
         "uploads/caf\u{e9} \u{732b}.png",
     ] {
-        store
-            .put(key, Bytes::from_static(CHELSEA), PutCondition::None)
-            .await
-            .unwrap();
+        put(&store, key, Bytes::from_static(CHELSEA)).await;
     }
     let records = [
         record("events", "uploads/my+cat.jpg"),
@@ -124,22 +122,8 @@ async fn every_record_is_decoded_and_tagged_and_recursion_is_impossible() {
 #[tokio::test]
 async fn batch_operations_get_one_result_per_task() {
     let (_server, store, det) = setup().await;
-    store
-        .put(
-            "uploads/old cat.png",
-            Bytes::from_static(CHELSEA),
-            PutCondition::None,
-        )
-        .await
-        .unwrap();
-    store
-        .put(
-            "uploads/notes.jpg",
-            Bytes::from_static(b"text"),
-            PutCondition::None,
-        )
-        .await
-        .unwrap();
+    put(&store, "uploads/old cat.png", Bytes::from_static(CHELSEA)).await;
+    put(&store, "uploads/notes.jpg", Bytes::from_static(b"text")).await;
     let v1 = r#"{"invocationSchemaVersion":"1.0","invocationId":"inv-1","job":{"id":"job-1"},
       "tasks":[
         {"taskId":"t1","s3Key":"uploads/old+cat.png","s3VersionId":null,"s3BucketArn":"arn:aws:s3:::events"},

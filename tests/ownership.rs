@@ -6,6 +6,7 @@
 //! its owner. And a review never invents provenance (point 11).
 
 use crate::common;
+use common::fixtures::put;
 
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use imgtag::detection::{DynDetector, LocalDetector};
 use imgtag::lambda::{AllowedBuckets, HandlerOptions, S3Event, handle_s3_event};
 use imgtag::pipeline::{Outcome, ReviewEdit, TagOptions, edit_review, tag};
 use imgtag::status::Status;
-use imgtag::storage::{DynStore, LocalStore, PutCondition};
+use imgtag::storage::{DynStore, LocalStore};
 
 const COFFEE: &[u8] = include_bytes!("../assets/samples/coffee.jpg");
 const CHELSEA: &[u8] = include_bytes!("../assets/samples/chelsea.png");
@@ -47,24 +48,15 @@ fn opts() -> TagOptions {
 /// The 2024 image with its flat document, reviewed; then a newcomer whose
 /// canonical key is that document's key.
 async fn scene(store: &DynStore) -> Bytes {
-    store
-        .put(OWNER, Bytes::from_static(CHELSEA), PutCondition::None)
-        .await
-        .unwrap();
-    store
-        .put(SHARED, Bytes::from(flat_doc()), PutCondition::None)
-        .await
-        .unwrap();
+    put(&store, OWNER, Bytes::from_static(CHELSEA)).await;
+    put(&store, SHARED, Bytes::from(flat_doc())).await;
     let edit = ReviewEdit::parse("+Snowdog !Dog").unwrap();
     let out = edit_review(store, OWNER, &edit, &opts()).await;
     assert!(
         matches!(&out, Outcome::Tagged { metadata_key, .. } if metadata_key == SHARED),
         "the owner's review lands on its own document: {out:?}"
     );
-    store
-        .put(NEWCOMER, Bytes::from_static(COFFEE), PutCondition::None)
-        .await
-        .unwrap();
+    put(&store, NEWCOMER, Bytes::from_static(COFFEE)).await;
     store.get(SHARED, 1 << 20).await.unwrap().body
 }
 
@@ -195,24 +187,10 @@ async fn the_index_pairs_a_taken_document_with_its_owner() {
 async fn a_review_never_invents_provenance() {
     let dir = tempfile::tempdir().unwrap();
     let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
-    store
-        .put(
-            "uploads/cat.jpg",
-            Bytes::from_static(CHELSEA),
-            PutCondition::None,
-        )
-        .await
-        .unwrap();
+    put(&store, "uploads/cat.jpg", Bytes::from_static(CHELSEA)).await;
     let seed =
         r#"{"Labels":[{"Name":"Animal","Confidence":98.2},{"Name":"Feline","Confidence":65.3}]}"#;
-    store
-        .put(
-            "metadata/cat.jpg.json",
-            Bytes::from(seed),
-            PutCondition::None,
-        )
-        .await
-        .unwrap();
+    put(&store, "metadata/cat.jpg.json", Bytes::from(seed)).await;
     let edit = ReviewEdit::parse("+Feline").unwrap();
     let mut o = opts();
     o.tagged_by = "imgtag".into();

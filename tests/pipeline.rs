@@ -2,6 +2,7 @@
 //! model on real photos.
 
 use crate::common;
+use common::fixtures::put;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +17,7 @@ use imgtag::detection::{
 use imgtag::pipeline::{Outcome, TagOptions, tag};
 use imgtag::status::Status;
 use imgtag::status::assess;
-use imgtag::storage::{DynStore, LocalStore, PutCondition, S3Store};
+use imgtag::storage::{DynStore, LocalStore, S3Store};
 
 const CHELSEA: &[u8] = include_bytes!("../assets/samples/chelsea.png");
 const COFFEE: &[u8] = include_bytes!("../assets/samples/coffee.jpg");
@@ -30,13 +31,6 @@ fn local_detector() -> DynDetector {
 
 fn opts() -> TagOptions {
     TagOptions::new(Layout::default(), "test")
-}
-
-async fn put(store: &DynStore, key: &str, data: impl Into<Bytes>) {
-    store
-        .put(key, data.into(), PutCondition::None)
-        .await
-        .unwrap();
 }
 
 async fn doc(store: &DynStore, key: &str) -> imgtag::contract::MetadataDoc {
@@ -262,10 +256,7 @@ impl Detector for Racing {
             r#"{{"Labels":[{{"Name":"Theirs","Confidence":{}}}]}}"#,
             90 + n
         );
-        self.store
-            .put(&self.key, Bytes::from(theirs), PutCondition::None)
-            .await
-            .unwrap();
+        put(&self.store, &self.key, Bytes::from(theirs)).await;
         Ok(Detection {
             labels: vec![imgtag::contract::Label::new("Ours", 90.0)],
             label_model_version: None,

@@ -5,6 +5,7 @@
 //! in-process S3 server.
 
 use crate::common;
+use common::fixtures::put;
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use imgtag::contract::parse_metadata;
 use imgtag::detection::{DynDetector, LocalDetector};
 use imgtag::status::Status;
-use imgtag::storage::{DynStore, LocalStore, PutCondition};
+use imgtag::storage::{DynStore, LocalStore};
 use imgtag::tui::app::Msg;
 use imgtag::tui::runtime::DetectorSource;
 
@@ -50,10 +51,6 @@ async fn fill(store: &DynStore) {
         Bytes::from_static(sure.as_bytes()),
     )
     .await;
-}
-
-async fn put(store: &DynStore, key: &str, body: Bytes) {
-    store.put(key, body, PutCondition::None).await.unwrap();
 }
 
 async fn body(store: &DynStore, key: &str) -> Bytes {

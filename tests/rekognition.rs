@@ -3,6 +3,7 @@
 //! throttling, permanent and configuration errors).
 
 use crate::common;
+use common::fixtures::put;
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use common::s3mem::{self, MemS3};
 use imgtag::contract::{Layout, parse_metadata};
 use imgtag::detection::{DynDetector, RekognitionDetector};
 use imgtag::pipeline::{Outcome, TagOptions, tag};
-use imgtag::storage::{DynStore, LocalStore, PutCondition, S3Store};
+use imgtag::storage::{DynStore, LocalStore, S3Store};
 
 const CHELSEA: &[u8] = include_bytes!("../assets/samples/chelsea.png");
 const COFFEE: &[u8] = include_bytes!("../assets/samples/coffee.jpg");
@@ -101,14 +102,7 @@ async fn a_custom_endpoint_sends_bytes_not_a_reference() {
     let store: DynStore = Arc::new(
         S3Store::from_client(s3mem::client(&server.endpoint()), "minio").with_aws_readable(false),
     );
-    store
-        .put(
-            "uploads/cat.png",
-            Bytes::from_static(CHELSEA),
-            PutCondition::None,
-        )
-        .await
-        .unwrap();
+    put(&store, "uploads/cat.png", Bytes::from_static(CHELSEA)).await;
     let rule = mock!(Client::detect_labels)
         .match_requests(|r| {
             r.image().and_then(|i| i.s3_object()).is_none()
@@ -124,14 +118,7 @@ async fn a_custom_endpoint_sends_bytes_not_a_reference() {
 async fn s3_images_go_by_reference_and_labels_keep_their_shape() {
     let mem = MemS3::new();
     let (_server, store) = s3_store(&mem, "rek").await;
-    store
-        .put(
-            "uploads/cat.png",
-            Bytes::from_static(CHELSEA),
-            PutCondition::None,
-        )
-        .await
-        .unwrap();
+    put(&store, "uploads/cat.png", Bytes::from_static(CHELSEA)).await;
     let rule = mock!(Client::detect_labels)
         .match_requests(|r| {
             let s3 = r.image().and_then(|i| i.s3_object());
@@ -169,14 +156,7 @@ async fn s3_images_go_by_reference_and_labels_keep_their_shape() {
 async fn throttling_is_retried_then_succeeds() {
     let mem = MemS3::new();
     let (_server, store) = s3_store(&mem, "thr").await;
-    store
-        .put(
-            "uploads/cat.png",
-            Bytes::from_static(CHELSEA),
-            PutCondition::None,
-        )
-        .await
-        .unwrap();
+    put(&store, "uploads/cat.png", Bytes::from_static(CHELSEA)).await;
     let rule = mock!(Client::detect_labels)
         .sequence()
         .http_status(
@@ -194,14 +174,7 @@ async fn throttling_is_retried_then_succeeds() {
 async fn permanent_and_configuration_errors() {
     let mem = MemS3::new();
     let (_server, store) = s3_store(&mem, "errs").await;
-    store
-        .put(
-            "uploads/bad.jpg",
-            Bytes::from_static(COFFEE),
-            PutCondition::None,
-        )
-        .await
-        .unwrap();
+    put(&store, "uploads/bad.jpg", Bytes::from_static(COFFEE)).await;
     let invalid = mock!(Client::detect_labels).then_error(|| {
         DetectLabelsError::InvalidImageFormatException(
             aws_sdk_rekognition::types::error::InvalidImageFormatException::builder()
@@ -223,14 +196,7 @@ async fn permanent_and_configuration_errors() {
     assert!(doc.labels.is_empty());
     assert_eq!(doc.error().unwrap().code, "InvalidImageFormat");
 
-    store
-        .put(
-            "uploads/denied.jpg",
-            Bytes::from_static(COFFEE),
-            PutCondition::None,
-        )
-        .await
-        .unwrap();
+    put(&store, "uploads/denied.jpg", Bytes::from_static(COFFEE)).await;
     let denied = mock!(Client::detect_labels).then_error(|| {
         DetectLabelsError::AccessDeniedException(
             aws_sdk_rekognition::types::error::AccessDeniedException::builder()
@@ -258,22 +224,8 @@ async fn local_images_go_as_bytes_and_unsupported_formats_are_reencoded() {
         .unwrap()
         .write_to(&mut gif, image::ImageFormat::Gif)
         .unwrap();
-    store
-        .put(
-            "uploads/cat.gif",
-            Bytes::from(gif.into_inner()),
-            PutCondition::None,
-        )
-        .await
-        .unwrap();
-    store
-        .put(
-            "uploads/coffee.jpg",
-            Bytes::from_static(COFFEE),
-            PutCondition::None,
-        )
-        .await
-        .unwrap();
+    put(&store, "uploads/cat.gif", Bytes::from(gif.into_inner())).await;
+    put(&store, "uploads/coffee.jpg", Bytes::from_static(COFFEE)).await;
 
     let as_jpeg = mock!(Client::detect_labels)
         .match_requests(|r| {
@@ -302,14 +254,7 @@ async fn local_images_go_as_bytes_and_unsupported_formats_are_reencoded() {
     image::RgbImage::new(40, 40)
         .write_to(&mut tiny, image::ImageFormat::Png)
         .unwrap();
-    store
-        .put(
-            "uploads/tiny.png",
-            Bytes::from(tiny.into_inner()),
-            PutCondition::None,
-        )
-        .await
-        .unwrap();
+    put(&store, "uploads/tiny.png", Bytes::from(tiny.into_inner())).await;
     let never = mock!(Client::detect_labels).then_output(cat_response);
     let out = tag(&store, &detector(&[&never]), "uploads/tiny.png", &opts()).await;
     assert!(
@@ -442,14 +387,7 @@ async fn features_and_filters_are_sent_recorded_and_part_of_the_same_request() {
     use aws_sdk_rekognition::types::DetectLabelsFeatureName as F;
     let dir = tempfile::tempdir().unwrap();
     let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
-    store
-        .put(
-            "uploads/cat.png",
-            Bytes::from_static(CHELSEA),
-            PutCondition::None,
-        )
-        .await
-        .unwrap();
+    put(&store, "uploads/cat.png", Bytes::from_static(CHELSEA)).await;
     let with_all = mock!(Client::detect_labels)
         .match_requests(|r| {
             let general = r.settings().and_then(|s| s.general_labels());

@@ -3,6 +3,7 @@
 //! conflict and ownership rules against a meddling concurrent writer.
 
 use crate::common;
+use common::fixtures::put;
 
 use std::path::Path;
 use std::process::Output;
@@ -113,15 +114,9 @@ const CHELSEA: &[u8] = include_bytes!("../assets/samples/chelsea.png");
 /// `uploads/{k}.png` (a real photo) and its document.
 async fn put_pair(store: &DynStore, k: &str, doc: &str) {
     let image = format!("uploads/{k}.png");
-    store
-        .put(&image, Bytes::from_static(CHELSEA), PutCondition::None)
-        .await
-        .unwrap();
+    put(&store, &image, Bytes::from_static(CHELSEA)).await;
     let meta = format!("metadata/{k}.png.json");
-    store
-        .put(&meta, Bytes::from(doc.to_string()), PutCondition::None)
-        .await
-        .unwrap();
+    put(&store, &meta, Bytes::from(doc.to_string())).await;
 }
 
 /// `--accept` confirms the headline as it is, `--replace` swaps it in one
@@ -435,10 +430,7 @@ async fn review_never_overwrites_a_concurrent_change_or_another_images_document(
     let put = |k: &'static str, v: &'static str| {
         let store = store.clone();
         async move {
-            store
-                .put(k, Bytes::from_static(v.as_bytes()), PutCondition::None)
-                .await
-                .unwrap();
+            put(&store, k, Bytes::from_static(v.as_bytes())).await;
         }
     };
     put("uploads/x.jpg", "x").await;

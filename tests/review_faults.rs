@@ -5,6 +5,7 @@
 //! never a shorter export reported as done.
 
 use crate::common;
+use common::fixtures::put;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use imgtag::pipeline::{
     Outcome, ReviewEdit, ReviewUndo, TagOptions, edit_review_undoable, undo_review,
 };
 use imgtag::status::Status;
-use imgtag::storage::{DynStore, PutCondition, S3Store};
+use imgtag::storage::{DynStore, S3Store};
 use s3s::S3ErrorCode;
 
 const CHELSEA: &[u8] = include_bytes!("../assets/samples/chelsea.png");
@@ -28,13 +29,6 @@ const IMAGE: &str = "uploads/cat.png";
 const META: &str = "metadata/cat.png.json";
 /// Every test ends well within this, or fails.
 const BOUND: Duration = Duration::from_secs(60);
-
-async fn put(store: &DynStore, key: &str, body: impl Into<Bytes>) {
-    store
-        .put(key, body.into(), PutCondition::None)
-        .await
-        .unwrap();
-}
 
 async fn body(store: &DynStore, key: &str) -> Bytes {
     store.get(key, 1 << 20).await.unwrap().body

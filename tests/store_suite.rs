@@ -2,6 +2,7 @@
 //! `s3s-fs` over HTTP on loopback, and S3 via the in-memory service.
 
 use crate::common;
+use common::fixtures::put;
 
 use std::sync::Arc;
 
@@ -87,10 +88,7 @@ async fn exercise(store: DynStore, page_size: usize, control_keys: bool) {
     // Whole, limited and ranged reads; head; missing keys.
     let body = Bytes::from_static(b"0123456789");
     let k = "uploads/range.bin";
-    store
-        .put(k, body.clone(), PutCondition::None)
-        .await
-        .unwrap();
+    put(&store, k, body.clone()).await;
     let got = store.get(k, 10).await.unwrap();
     assert_eq!(got.body, body);
     assert_eq!(got.info.size, 10);
@@ -142,10 +140,7 @@ async fn exercise(store: DynStore, page_size: usize, control_keys: bool) {
         .map(|i| format!("uploads/p/{i:05}.jpg"))
         .collect();
     for k in &expected {
-        store
-            .put(k, Bytes::from_static(b"x"), PutCondition::None)
-            .await
-            .unwrap();
+        put(&store, k, Bytes::from_static(b"x")).await;
     }
     for k in [
         "uploads/a-b.jpg",
@@ -153,10 +148,7 @@ async fn exercise(store: DynStore, page_size: usize, control_keys: bool) {
         "uploads/a0.jpg",
         "uploadsX/no.jpg",
     ] {
-        store
-            .put(k, Bytes::from_static(b"y"), PutCondition::None)
-            .await
-            .unwrap();
+        put(&store, k, Bytes::from_static(b"y")).await;
     }
     let pages: Vec<_> = store.list("uploads/p/").try_collect().await.unwrap();
     assert_eq!(pages.len(), 4, "3 full pages and a short one");

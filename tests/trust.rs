@@ -2,6 +2,7 @@
 //! write is ever made under an empty ETag (issue 12).
 
 use crate::common;
+use common::fixtures::put;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -61,14 +62,12 @@ async fn local_with_images(n: usize) -> (tempfile::TempDir, DynStore) {
     let dir = tempfile::tempdir().unwrap();
     let store: DynStore = Arc::new(imgtag::storage::LocalStore::open(dir.path()).unwrap());
     for i in 0..n {
-        store
-            .put(
-                &format!("uploads/{i:02}.jpg"),
-                Bytes::from_static(COFFEE),
-                PutCondition::None,
-            )
-            .await
-            .unwrap();
+        put(
+            &store,
+            &format!("uploads/{i:02}.jpg"),
+            Bytes::from_static(COFFEE),
+        )
+        .await;
     }
     (dir, store)
 }
@@ -252,14 +251,7 @@ impl Layer for EmptyEtags {
 async fn an_empty_etag_is_never_a_write_condition() {
     let (_dir, inner) = local_with_images(1).await;
     let seed = br#"{"Labels":[{"Name":"Cup","Confidence":90.0}]}"#;
-    inner
-        .put(
-            "metadata/00.jpg.json",
-            Bytes::from_static(seed),
-            PutCondition::None,
-        )
-        .await
-        .unwrap();
+    put(&inner, "metadata/00.jpg.json", Bytes::from_static(seed)).await;
     let store: DynStore = Arc::new(EmptyEtags {
         inner: inner.clone(),
         puts: AtomicUsize::new(0),

@@ -17,7 +17,6 @@ use imgtag::status::assess;
 use imgtag::storage::{DynStore, LocalStore, ObjectInfo, S3Store};
 use imgtag::tui::app::{App, Cmd, DocState, Header, Mode, Msg, ThumbState};
 use imgtag::tui::keys::Keymap;
-use imgtag::tui::rows::RowSummary;
 use imgtag::tui::runtime::DetectorSource;
 use imgtag::tui::view;
 use ratatui::Terminal;
@@ -169,7 +168,7 @@ fn listed(rows: Vec<Assessed>, done: bool) -> App {
     let mut app = new_app(Size::new(120, 30));
     app.start();
     let generation = app.generation;
-    up(&mut app, Msg::Rows { generation, rows });
+    up(&mut app, Msg::rows(generation, rows));
     if done {
         up(
             &mut app,
@@ -740,13 +739,7 @@ fn seed_cat_app(theme: imgtag::tui::theme::Theme) -> App {
     app.theme = theme;
     app.start();
     let generation = app.generation;
-    up(
-        &mut app,
-        Msg::Rows {
-            generation,
-            rows: audit_rows(),
-        },
-    );
+    up(&mut app, Msg::rows(generation, audit_rows()));
     up(
         &mut app,
         Msg::ListingDone {
@@ -1073,26 +1066,6 @@ fn every_screen_reads_in_both_themes() {
 // ---------------------------------------------------------------------------
 // compact rows: documents on selection, removals, search, trust
 
-/// The row of `needle` as the runtime would hand it over from an index:
-/// a summary with no document in hand.
-fn summary_of(app: &App, needle: &str) -> RowSummary {
-    let r = app.rows.iter().find(|r| r.key.contains(needle)).unwrap();
-    RowSummary {
-        key: r.key.to_string(),
-        image: r.image.as_ref().map(|i| ObjectInfo {
-            key: r.key.to_string(),
-            size: i.size,
-            etag: i.etag.clone(),
-            last_modified: i.last_modified,
-        }),
-        metadata_key: r.metadata_key.as_deref().map(str::to_string),
-        key_kind: r.key_kind,
-        status: r.status,
-        readable: r.readable(),
-        ..RowSummary::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn detail_loads_the_document_of_the_selected_row() {
     let mut h = Harness::demo().await;
@@ -1126,12 +1099,13 @@ async fn detail_loads_the_document_of_the_selected_row() {
     assert_eq!(doc["Labels"][3]["Name"], "Feline");
     doc["Labels"][3]["Confidence"] = serde_json::json!(12.5);
     std::fs::write(h.dir.path().join(path), doc.to_string()).unwrap();
-    let s = summary_of(&h.app, "chelsea");
+    // What the index's refresh sends for it: the row assessed afresh.
+    let image = h.app.selected_row().unwrap().key.to_string();
+    let store: DynStore = Arc::new(LocalStore::open(h.dir.path()).unwrap());
+    let bucket = imgtag::bucket::Bucket::new(store, Layout::default(), h.app.review_rule.clone());
+    let row = bucket.reassess(&image, Some(path)).await.unwrap();
     let generation = h.app.generation;
-    h.send(Msg::Summaries {
-        generation,
-        rows: vec![s],
-    });
+    h.send(Msg::rows(generation, [row]));
     assert!(h.app.selected_doc().is_none());
     h.settle().await;
     let text = screen_text(&render(&h.app));
@@ -1177,10 +1151,7 @@ fn removed_keys_leave_the_list_and_the_counts() {
     // Listed again: back in its place.
     up(
         &mut app,
-        Msg::Rows {
-            generation,
-            rows: vec![mixed_rows().remove(0)],
-        },
+        Msg::rows(generation, vec![mixed_rows().remove(0)]),
     );
     assert_eq!(app.rows.view()[0], 0);
     assert_eq!(app.count(Status::Tagged), 1);
@@ -1342,7 +1313,7 @@ fn label_boxes_are_drawn_on_the_thumbnail_and_switched_with_brackets() {
             Some(("metadata/park.jpg.json", PEOPLE_AND_DOG)),
         ),
     ];
-    let first = up(&mut app, Msg::Rows { generation, rows });
+    let first = up(&mut app, Msg::rows(generation, rows));
     // No label of the cat has boxes: a bare thumbnail.
     assert_eq!(thumb_boxes(&first), Some(vec![]));
     let text = screen_text(&render(&app));

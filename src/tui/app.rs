@@ -32,20 +32,6 @@ pub enum Msg {
     Key(KeyEvent),
     Mouse(MouseEvent),
     Resize(u16, u16),
-    /// Assessed images (then orphan metadata) from listing `generation`,
-    /// in listing order, summarised on the UI thread: what tests and
-    /// benches feed the app (a listing sends [`Msg::Batch`]).
-    Rows {
-        generation: u64,
-        rows: Vec<Assessed>,
-    },
-    /// Rows already summarised for listing `generation`: added, or
-    /// replacing the row of their key (tests; a listing sends
-    /// [`Msg::Batch`]).
-    Summaries {
-        generation: u64,
-        rows: Vec<RowSummary>,
-    },
     /// A page of rows summarised off the UI thread in a compact form: what
     /// the runtime sends for every listing, from the index or an audit
     /// ([`crate::bucket::Bucket::updates`]); filing it allocates little
@@ -106,6 +92,22 @@ pub enum Msg {
         boxes: Vec<BoundingBox>,
         result: Result<Protocol, String>,
     },
+}
+
+impl Msg {
+    /// Assessed rows (images, then orphan metadata) of listing
+    /// `generation` as the page a listing sends ([`Msg::Batch`]): the one
+    /// way rows reach the app.
+    pub fn rows(generation: u64, rows: impl IntoIterator<Item = Assessed>) -> Msg {
+        let mut batch = SummaryBatch::new();
+        for a in rows {
+            batch.push(a);
+        }
+        Msg::Batch {
+            generation,
+            rows: batch.finish(),
+        }
+    }
 }
 
 /// Slow work for the runtime.
@@ -503,19 +505,6 @@ impl App {
                 self.thumb = None;
                 Vec::new()
             }
-            Msg::Rows { generation, rows } => {
-                if generation == self.generation {
-                    for a in rows {
-                        self.upsert_assessed(a, false);
-                    }
-                }
-                Vec::new()
-            }
-            Msg::Summaries { generation, rows } => self.listed(generation, |t| {
-                for r in rows {
-                    t.upsert(r);
-                }
-            }),
             Msg::Batch { generation, rows } => self.listed(generation, |t| t.upsert_batch(rows)),
             Msg::Expect { generation, rows } => {
                 self.listed(generation, |t| t.reserve(rows as usize))

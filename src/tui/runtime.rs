@@ -1,19 +1,21 @@
 //! Runs the app's commands off the UI task and turns their results into
-//! messages: the listing streams page by page, tagging runs through the
-//! pipeline with bounded concurrency, thumbnails decode on blocking
-//! threads.
+//! messages: the listing streams page by page, tagging, label edits and
+//! undos run through the pipeline on the one bulk runner
+//! ([`crate::bulk`]), thumbnails decode on blocking threads.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use image::DynamicImage;
 use ratatui::layout::Size;
 use ratatui_image::Resize;
 use ratatui_image::picker::{Picker, ProtocolType};
-use tokio::sync::{OnceCell, Semaphore, mpsc};
+use tokio::sync::{OnceCell, mpsc};
 
 use crate::bucket::{Bucket, Update};
+use crate::bulk::{Event, Finished, Jobs, Stop};
 use crate::catalog::{Assessed, Lookup};
 use crate::config::DetectorKind;
 use crate::contract::BoundingBox;
@@ -21,10 +23,10 @@ use crate::detection::DynDetector;
 use crate::pipeline::{
     Outcome, ReviewEdit, ReviewUndo, TagOptions, edit_review_undoable, tag, undo_review,
 };
+use crate::sanitize::for_terminal;
 use crate::storage::S3Options;
 
 use super::app::{Cmd, Msg, TagJob};
-use super::rows::SummaryBatch;
 use super::thumbs::ThumbCache;
 
 /// Rows per listing message: enough to keep message overhead low, few
@@ -89,9 +91,11 @@ pub struct Runtime {
     detector_source: Arc<DetectorSource>,
     detector: Arc<OnceCell<Result<DynDetector, String>>>,
     tx: mpsc::UnboundedSender<Msg>,
-    slots: Arc<Semaphore>,
-    /// Set by a fatal outcome (credentials, permissions): queued jobs stop.
-    stop: crate::outcome::Stop,
+    /// Jobs go to the task that runs them (see [`drive`]).
+    submit: mpsc::UnboundedSender<Submitted>,
+    /// Set by a fatal outcome (credentials, permissions): queued tagging
+    /// jobs do not start.
+    stop: Stop,
     thumbs: Arc<ThumbCache>,
     picker: Picker,
     thumb_generation: Arc<AtomicU64>,
@@ -99,6 +103,82 @@ pub struct Runtime {
     pending: Arc<AtomicUsize>,
     jobs: Arc<AtomicUsize>,
     listing: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A job on its way to [`drive`].
+struct Submitted {
+    key: String,
+    job: BoxFuture<'static, Sent>,
+    /// An edit or undo the operator asked for: written even after a stop.
+    after_stop: bool,
+}
+
+/// A finished job: its outcome (for the stop rule) and the message that
+/// reports it.
+struct Sent {
+    outcome: Outcome,
+    msg: Msg,
+}
+
+impl Finished for Sent {
+    fn outcome(&self) -> &Outcome {
+        &self.outcome
+    }
+
+    fn failed(key: &str, outcome: Outcome) -> Self {
+        Sent {
+            msg: tagged(key.to_string(), outcome.clone(), None),
+            outcome,
+        }
+    }
+}
+
+/// The message of a tagging job that ended with `outcome`.
+fn tagged(key: String, outcome: Outcome, row: Option<Box<Assessed>>) -> Msg {
+    Msg::Tagged {
+        key,
+        outcome,
+        row,
+        review: false,
+        undo: None,
+    }
+}
+
+/// Runs the TUI's jobs through the one bulk runner until the runtime is
+/// dropped. A tagging job the stop keeps from starting is reported as not
+/// started, so its row stops being busy. `counts` are the runtime's jobs
+/// and pending tasks, each job counted until its message is sent.
+async fn drive(
+    mut queue: mpsc::UnboundedReceiver<Submitted>,
+    mut jobs: Jobs<Sent>,
+    tx: mpsc::UnboundedSender<Msg>,
+    counts: [Arc<AtomicUsize>; 2],
+) {
+    let done = |n: usize| {
+        for c in &counts {
+            c.fetch_sub(n, Ordering::SeqCst);
+        }
+    };
+    loop {
+        tokio::select! {
+            submitted = queue.recv() => match submitted {
+                Some(Submitted { key, job, after_stop: true }) => jobs.push_after_stop(key, job),
+                Some(Submitted { key, job, .. }) => jobs.push(key, job),
+                None => break,
+            },
+            Some(event) = jobs.next(), if !jobs.is_empty() => {
+                if let Event::Done(_, sent) = event {
+                    let _ = tx.send(sent.msg);
+                    done(1);
+                }
+            }
+        }
+        for key in jobs.take_unstarted() {
+            let _ = tx.send(Msg::TagStarted { key: key.clone() });
+            let _ = tx.send(tagged(key, Outcome::not_started(), None));
+            done(1);
+        }
+    }
 }
 
 /// Counts a spawned task until it ends, however it ends.
@@ -119,21 +199,29 @@ impl Runtime {
         picker: Picker,
         tx: mpsc::UnboundedSender<Msg>,
     ) -> Runtime {
-        let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        let stop = Stop::default();
+        let (pending, jobs) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (submit, queue) = mpsc::unbounded_channel();
+        tokio::spawn(drive(
+            queue,
+            Jobs::new(config.concurrency, stop.clone()),
+            tx.clone(),
+            [pending.clone(), jobs.clone()],
+        ));
         Runtime {
             bucket,
             config: Arc::new(config),
             detector_source: Arc::new(detector),
             detector: Arc::new(OnceCell::new()),
             tx,
-            slots,
-            stop: crate::outcome::Stop::default(),
+            submit,
+            stop,
             thumbs: Arc::new(thumbs),
             picker,
             thumb_generation: Arc::new(AtomicU64::new(0)),
             doc_generation: Arc::new(AtomicU64::new(0)),
-            pending: Arc::new(AtomicUsize::new(0)),
-            jobs: Arc::new(AtomicUsize::new(0)),
+            pending,
+            jobs,
             listing: None,
         }
     }
@@ -172,19 +260,29 @@ impl Runtime {
         })
     }
 
-    /// A task that writes metadata: counted so that quitting can wait for
-    /// it (a write cut short would leave nothing behind, but the operator
-    /// asked for it).
-    fn spawn_job<F>(&self, fut: F)
+    /// A job that writes metadata, run by [`drive`]: counted so that
+    /// quitting can wait for it (a write cut short would leave nothing
+    /// behind, but the operator asked for it).
+    fn submit_job<F>(&self, key: String, job: F, after_stop: bool)
     where
-        F: std::future::Future<Output = ()> + Send + 'static,
+        F: std::future::Future<Output = Sent> + Send + 'static,
     {
         self.jobs.fetch_add(1, Ordering::SeqCst);
-        let guard = PendingGuard(self.jobs.clone());
-        self.spawn(async move {
-            let _guard = guard;
-            fut.await
-        });
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let job = Box::pin(job);
+        if self
+            .submit
+            .send(Submitted {
+                key,
+                job,
+                after_stop,
+            })
+            .is_err()
+        {
+            // The runner is gone (the runtime is shutting down).
+            self.jobs.fetch_sub(1, Ordering::SeqCst);
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 
     pub fn run(&mut self, cmd: Cmd) {
@@ -276,116 +374,88 @@ impl Runtime {
     fn tag_job(&self, key: String, opts: TagOptions) {
         let bucket = self.bucket.clone();
         let tx = self.tx.clone();
-        let slots = self.slots.clone();
-        let stop = self.stop.clone();
         let source = self.detector_source.clone();
         let cell = self.detector.clone();
-        self.spawn_job(async move {
-            let Ok(_permit) = slots.acquire_owned().await else {
-                return;
-            };
-            if stop.is_set() {
+        let job = {
+            let key = key.clone();
+            async move {
                 let _ = tx.send(Msg::TagStarted { key: key.clone() });
-                let _ = tx.send(Msg::Tagged {
-                    key,
-                    outcome: Outcome::not_started(),
-                    row: None,
-                    review: false,
-                    undo: None,
-                });
-                return;
-            }
-            let _ = tx.send(Msg::TagStarted { key: key.clone() });
-            let detector = cell
-                .get_or_init(|| async {
-                    match &*source {
-                        DetectorSource::Ready(d) => Ok(d.clone()),
-                        DetectorSource::Build {
-                            kind,
-                            s3,
-                            concurrency,
-                            tps,
-                            engine,
-                        } => crate::detection::build_paced(*kind, s3, *concurrency, *tps, *engine)
-                            .await
-                            .map_err(|e| e.to_string()),
+                let detector = cell.get_or_init(|| build_detector(&source)).await.clone();
+                let outcome = match detector {
+                    Ok(d) => {
+                        let (bucket, key, opts) = (bucket.clone(), key.clone(), opts.clone());
+                        contained(async move { tag(bucket.store(), &d, &key, &opts).await }).await
                     }
-                })
-                .await
-                .clone();
-            let outcome = match detector {
-                Ok(d) => {
-                    let (bucket, key, opts) = (bucket.clone(), key.clone(), opts.clone());
-                    contained(async move { tag(bucket.store(), &d, &key, &opts).await }).await
+                    Err(message) => Outcome::Fatal { message },
+                };
+                tracing::info!(key = %for_terminal(&key), outcome = outcome.name(), "tagged");
+                let row = reread(&bucket, &key, &outcome).await;
+                Sent {
+                    msg: tagged(key, outcome.clone(), row),
+                    outcome,
                 }
-                Err(message) => Outcome::Fatal { message },
-            };
-            stop.after(&outcome);
-            tracing::info!(key = ?key, outcome = ?outcome, "tagged");
-            let row = reread(&bucket, &key, &outcome).await;
-            let _ = tx.send(Msg::Tagged {
-                key,
-                outcome,
-                row,
-                review: false,
-                undo: None,
-            });
-        });
+            }
+        };
+        self.submit_job(key, job, false);
     }
 
     /// One image's label edit: a conditional write through the pipeline
     /// (a conflict comes back as an outcome, never an overwrite).
     fn review_job(&self, job: TagJob, edit: ReviewEdit) {
         let bucket = self.bucket.clone();
-        let tx = self.tx.clone();
-        let slots = self.slots.clone();
         let opts = TagOptions {
             metadata_key: job.metadata_key,
             ..self.config.tag.clone()
         };
         let key = job.key;
-        self.spawn_job(async move {
-            // Bounded like tagging: a bulk edit of 10,000 images must not
-            // open 10,000 requests at once.
-            let Ok(_permit) = slots.acquire_owned().await else {
-                return;
-            };
-            let done = {
-                let (bucket, key) = (bucket.clone(), key.clone());
-                contained_any(async move {
-                    edit_review_undoable(bucket.store(), &key, &edit, &opts).await
-                })
-                .await
-            };
-            let (outcome, undo) = done.unwrap_or_else(|failed| (failed, None));
-            let row = reread(&bucket, &key, &outcome).await;
-            let _ = tx.send(Msg::Tagged {
-                key,
-                outcome,
-                row,
-                review: true,
-                undo: undo.map(Box::new),
-            });
-        });
+        let job = {
+            let key = key.clone();
+            async move {
+                let done = {
+                    let (bucket, key) = (bucket.clone(), key.clone());
+                    contained_any(async move {
+                        edit_review_undoable(bucket.store(), &key, &edit, &opts).await
+                    })
+                    .await
+                };
+                let (outcome, undo) = done.unwrap_or_else(|failed| (failed, None));
+                let row = reread(&bucket, &key, &outcome).await;
+                Sent {
+                    msg: Msg::Tagged {
+                        key,
+                        outcome: outcome.clone(),
+                        row,
+                        review: true,
+                        undo: undo.map(Box::new),
+                    },
+                    outcome,
+                }
+            }
+        };
+        self.submit_job(key, job, true);
     }
 
     /// Takes one review write back (conditional on the document being
     /// what that write left).
     fn undo_job(&self, undo: ReviewUndo) {
         let bucket = self.bucket.clone();
-        let tx = self.tx.clone();
-        self.spawn_job(async move {
+        let key = undo.image_key.clone();
+        let job = async move {
             let outcome = {
                 let (bucket, undo) = (bucket.clone(), undo.clone());
                 contained(async move { undo_review(bucket.store(), &undo).await }).await
             };
             let row = reread(&bucket, &undo.image_key, &outcome).await;
-            let _ = tx.send(Msg::Undone {
-                undo: Box::new(undo),
+            Sent {
+                msg: Msg::Undone {
+                    undo: Box::new(undo),
+                    outcome: outcome.clone(),
+                    row,
+                },
                 outcome,
-                row,
-            });
-        });
+            }
+        };
+        self.submit_job(key, job, true);
     }
 
     fn thumb(
@@ -478,24 +548,22 @@ where
     F: std::future::Future<Output = T> + Send + 'static,
     T: Send + 'static,
 {
-    match tokio::spawn(job).await {
-        Ok(done) => Ok(done),
-        Err(e) => {
-            let why = if e.is_panic() {
-                let payload = e.into_panic();
-                payload
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "panic".into())
-            } else {
-                "cancelled".into()
-            };
-            tracing::error!(error = %why, "a job's task failed");
-            Err(Outcome::Skipped {
-                reason: format!("failed: the job stopped unexpectedly ({why}); nothing written"),
-            })
-        }
+    tokio::spawn(job).await.map_err(crate::bulk::task_failed)
+}
+
+/// The detector, built once on the first tagging job.
+async fn build_detector(source: &DetectorSource) -> Result<DynDetector, String> {
+    match source {
+        DetectorSource::Ready(d) => Ok(d.clone()),
+        DetectorSource::Build {
+            kind,
+            s3,
+            concurrency,
+            tps,
+            engine,
+        } => crate::detection::build_paced(*kind, s3, *concurrency, *tps, *engine)
+            .await
+            .map_err(|e| e.to_string()),
     }
 }
 
@@ -515,7 +583,7 @@ async fn reread(
     match bucket.reassess(key, meta).await {
         Ok(a) => Some(Box::new(a)),
         Err(e) => {
-            tracing::warn!(key, error = %e, "re-reading after a write failed");
+            tracing::warn!(key = %for_terminal(key), error = %e, "re-reading after a write failed");
             None
         }
     }
@@ -554,17 +622,8 @@ async fn send_updates(
 fn send_rows(rows: Vec<Assessed>, generation: u64, tx: &mpsc::UnboundedSender<Msg>) -> bool {
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
-        let mut batch = SummaryBatch::new();
-        for a in rows.by_ref().take(ROWS_PER_MESSAGE) {
-            batch.push(a);
-        }
-        if tx
-            .send(Msg::Batch {
-                generation,
-                rows: batch.finish(),
-            })
-            .is_err()
-        {
+        let page = Msg::rows(generation, rows.by_ref().take(ROWS_PER_MESSAGE));
+        if tx.send(page).is_err() {
             return false;
         }
     }

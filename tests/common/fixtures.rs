@@ -24,7 +24,9 @@ pub fn tagged_doc(key: &str, etag: &str, labels: &str) -> String {
     full_doc(key, etag, labels)
 }
 
-async fn put(store: &DynStore, key: &str, data: impl Into<Bytes>) {
+/// Puts `data` at `key` unconditionally: a test's set-up, which must not
+/// fail.
+pub async fn put(store: &DynStore, key: &str, data: impl Into<Bytes>) {
     store
         .put(key, data.into(), PutCondition::None)
         .await
