@@ -35,7 +35,7 @@ impl Stop {
         self.0.store(false, Ordering::SeqCst);
     }
 
-    pub fn is_set(&self) -> bool {
+    pub(crate) fn is_set(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
 
@@ -210,7 +210,7 @@ impl<T: Finished> Jobs<T> {
 
 /// The outcome of a job whose task panicked or was cancelled: nothing was
 /// written by it after that point, and the image is free again.
-pub fn task_failed(e: JoinError) -> Outcome {
+pub(crate) fn task_failed(e: JoinError) -> Outcome {
     let why = if e.is_panic() {
         let payload = e.into_panic();
         payload

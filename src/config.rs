@@ -250,7 +250,7 @@ pub struct Flags {
 /// The config file: the same keys as the flags, kebab-case.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     pub bucket: Option<String>,
     pub profile: Option<String>,
     pub region: Option<String>,
@@ -529,7 +529,7 @@ impl Flags {
 #[cfg(feature = "index")]
 /// An opened index, and a note for the user when it was rebuilt or
 /// replaced for this run.
-pub type OpenedIndex = (std::sync::Arc<crate::index::Index>, Option<String>);
+pub(crate) type OpenedIndex = (std::sync::Arc<crate::index::Index>, Option<String>);
 
 impl Settings {
     /// When an image needs review: the headline threshold and the quality
@@ -547,7 +547,7 @@ impl Settings {
     /// resolved when opened (the flag, the environment or a profile may
     /// set it), not only the flag.
     #[cfg(feature = "index")]
-    pub fn index_spec(&self, store: &crate::storage::DynStore) -> crate::index::IndexSpec {
+    pub(crate) fn index_spec(&self, store: &crate::storage::DynStore) -> crate::index::IndexSpec {
         match &self.bucket {
             BucketSpec::S3(name) => {
                 crate::index::IndexSpec::new(store.endpoint(), name, &self.layout)
@@ -563,7 +563,7 @@ impl Settings {
     /// Opens the index of `store` (the bucket the settings name, opened)
     /// unless `--no-index`; the message says when it was rebuilt or
     /// replaced for this run.
-    pub fn open_index(
+    pub(crate) fn open_index(
         &self,
         store: &crate::storage::DynStore,
     ) -> Result<Option<OpenedIndex>, crate::index::IndexError> {

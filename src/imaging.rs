@@ -645,7 +645,7 @@ pub fn fit(width: u32, height: u32, side: u32) -> (f64, u32, u32) {
 /// classifier's bilinear filter, written into `out` (3 x `side` x `side`)
 /// as B, G, R planes of `value(byte)`, the rest `pad`. Returns what
 /// [`fit`] does.
-pub fn letterbox_bgr(
+pub(crate) fn letterbox_bgr(
     img: &RgbImage,
     side: usize,
     out: &mut [f32],

@@ -250,7 +250,7 @@ fn max_pixels_var(value: Option<String>) -> Result<Option<u64>, LambdaError> {
 /// them: the function records an error document instead of running out of
 /// memory. Images Rekognition reads from S3 itself are not decoded here and
 /// pass through.
-pub struct PixelBound {
+pub(crate) struct PixelBound {
     inner: DynDetector,
     max_pixels: u64,
 }
@@ -821,7 +821,7 @@ fn log_outcome(bucket: &str, key: &str, outcome: &Outcome) {
 
 /// One invocation, of either kind the function is subscribed to.
 #[derive(Debug, Clone)]
-pub enum Invocation {
+pub(crate) enum Invocation {
     /// An S3 event notification (`Records`).
     Notification(S3Event),
     /// An S3 Batch Operations task list (`invocationSchemaVersion`).
@@ -858,7 +858,7 @@ pub(crate) fn parse_invocation(event: serde_json::Value) -> Result<Invocation, L
 
 /// The reply to an S3 notification: what happened to each record.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct NotificationReply {
+pub(crate) struct NotificationReply {
     pub records: Vec<RecordResult>,
 }
 

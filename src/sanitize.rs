@@ -46,7 +46,7 @@ pub fn for_terminal(s: &str) -> Cow<'_, str> {
 /// could act on (C1 controls, DEL, bidi overrides), which plain JSON leaves
 /// raw. The output is still valid JSON that decodes to the same string.
 #[derive(Default)]
-pub struct TerminalSafeJson;
+pub(crate) struct TerminalSafeJson;
 
 impl serde_json::ser::Formatter for TerminalSafeJson {
     fn write_string_fragment<W: ?Sized + std::io::Write>(

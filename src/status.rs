@@ -172,7 +172,7 @@ impl ReviewRule {
     /// (docs/format.md, "Statuses"): its own, else its nearest ancestor's
     /// that has one (the document's parents, then the shipped taxonomy's,
     /// nearest first), else `below`.
-    pub fn threshold_for(&self, name: &str, parents: &[String]) -> f32 {
+    pub(crate) fn threshold_for(&self, name: &str, parents: &[String]) -> f32 {
         if self.per_label.is_empty() {
             return self.below;
         }
@@ -189,7 +189,7 @@ impl ReviewRule {
 
     /// Why the image's quality needs review ("sharpness 12.5 is below
     /// 30"), or `None`.
-    pub fn quality_reason(&self, s: &DocSummary) -> Option<String> {
+    pub(crate) fn quality_reason(&self, s: &DocSummary) -> Option<String> {
         let q = s.quality?;
         let low = |what: &str, value: Option<f32>, min: Option<f32>| match (value, min) {
             (Some(v), Some(m)) if v < m => Some(format!("{what} {v} is below {m}")),

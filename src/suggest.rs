@@ -26,7 +26,7 @@ use crate::contract::{Candidate, MetadataDoc};
 use crate::taxonomy::Taxonomy;
 
 /// At most this many suggestions: one digit each.
-pub const MAX_SUGGESTIONS: usize = 9;
+pub(crate) const MAX_SUGGESTIONS: usize = 9;
 
 /// Where a suggestion comes from (the detail pane shows it).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -81,28 +81,30 @@ impl LocalNames {
             .any(|n| n.eq_ignore_ascii_case(name))
     }
 
-    /// Every renamed name's pair, old -> new.
-    pub fn renames(&self) -> impl Iterator<Item = (&str, &str)> {
+    /// Every renamed name's pair, old -> new (the curation's tests).
+    #[cfg(test)]
+    fn renames(&self) -> impl Iterator<Item = (&str, &str)> {
         self.rename.iter().map(|(a, b)| (a.as_str(), b.as_str()))
     }
 
     /// Whether the labels.json edge `child` -> `parent` (names after
     /// renaming) is dropped.
-    pub fn drops_edge(&self, child: &str, parent: &str) -> bool {
+    pub(crate) fn drops_edge(&self, child: &str, parent: &str) -> bool {
         self.drop_edges
             .iter()
             .any(|(c, p)| c.eq_ignore_ascii_case(child) && p.eq_ignore_ascii_case(parent))
     }
 
-    /// Every parent-only name.
-    pub fn parent_only(&self) -> impl Iterator<Item = &str> {
+    /// Every parent-only name (the curation's tests).
+    #[cfg(test)]
+    fn parent_only(&self) -> impl Iterator<Item = &str> {
         self.parent_only.iter().map(String::as_str)
     }
 }
 
 /// Why taxonomy data could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TaxonomyError {
+pub(crate) enum TaxonomyError {
     #[error("taxonomy data is not valid JSON of the expected shape: {0}")]
     Json(String),
     #[error("unknown taxonomy format {0}")]
@@ -203,7 +205,10 @@ impl Taxonomy {
 
     /// Builds a taxonomy from a labels.json (format 1) and an everyday.json
     /// (format 1) document.
-    pub fn from_sources(labels_json: &str, everyday_json: &str) -> Result<Self, TaxonomyError> {
+    pub(crate) fn from_sources(
+        labels_json: &str,
+        everyday_json: &str,
+    ) -> Result<Self, TaxonomyError> {
         let json = |e: serde_json::Error| TaxonomyError::Json(e.to_string());
         let wordnet: WordNetFile = serde_json::from_str(labels_json).map_err(json)?;
         let everyday: EverydayFile = serde_json::from_str(everyday_json).map_err(json)?;
@@ -306,12 +311,12 @@ impl Taxonomy {
     }
 
     /// Direct parents of a node.
-    pub fn parent_ids(&self, id: u32) -> &[u32] {
+    pub(crate) fn parent_ids(&self, id: u32) -> &[u32] {
         self.parents.get(id as usize).map_or(&[], |p| &**p)
     }
 
     /// All ancestors of a node, nearest first, each once.
-    pub fn ancestor_ids(&self, id: u32) -> &[u32] {
+    pub(crate) fn ancestor_ids(&self, id: u32) -> &[u32] {
         self.ancestors.get(id as usize).map_or(&[], |a| &**a)
     }
 
@@ -323,7 +328,7 @@ impl Taxonomy {
 
     /// Whether a node says where a photo was taken rather than what it
     /// shows (Indoors, Outdoors, Nature and every name below them).
-    pub fn is_setting_id(&self, id: u32) -> bool {
+    pub(crate) fn is_setting_id(&self, id: u32) -> bool {
         self.setting.get(id as usize).copied().unwrap_or(false)
     }
 

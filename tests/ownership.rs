@@ -48,15 +48,15 @@ fn opts() -> TagOptions {
 /// The 2024 image with its flat document, reviewed; then a newcomer whose
 /// canonical key is that document's key.
 async fn scene(store: &DynStore) -> Bytes {
-    put(&store, OWNER, Bytes::from_static(CHELSEA)).await;
-    put(&store, SHARED, Bytes::from(flat_doc())).await;
+    put(store, OWNER, Bytes::from_static(CHELSEA)).await;
+    put(store, SHARED, Bytes::from(flat_doc())).await;
     let edit = ReviewEdit::parse("+Snowdog !Dog").unwrap();
     let out = edit_review(store, OWNER, &edit, &opts()).await;
     assert!(
         matches!(&out, Outcome::Tagged { metadata_key, .. } if metadata_key == SHARED),
         "the owner's review lands on its own document: {out:?}"
     );
-    put(&store, NEWCOMER, Bytes::from_static(COFFEE)).await;
+    put(store, NEWCOMER, Bytes::from_static(COFFEE)).await;
     store.get(SHARED, 1 << 20).await.unwrap().body
 }
 

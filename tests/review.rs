@@ -114,9 +114,9 @@ const CHELSEA: &[u8] = include_bytes!("../assets/samples/chelsea.png");
 /// `uploads/{k}.png` (a real photo) and its document.
 async fn put_pair(store: &DynStore, k: &str, doc: &str) {
     let image = format!("uploads/{k}.png");
-    put(&store, &image, Bytes::from_static(CHELSEA)).await;
+    put(store, &image, Bytes::from_static(CHELSEA)).await;
     let meta = format!("metadata/{k}.png.json");
-    put(&store, &meta, Bytes::from(doc.to_string())).await;
+    put(store, &meta, Bytes::from(doc.to_string())).await;
 }
 
 /// `--accept` confirms the headline as it is, `--replace` swaps it in one

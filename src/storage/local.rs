@@ -182,7 +182,7 @@ impl LocalStore {
 
     /// Maps a key to a path inside the root, refusing keys that could
     /// escape it or that a file system cannot hold.
-    pub fn path_for_key(&self, key: &str) -> Result<PathBuf> {
+    pub(crate) fn path_for_key(&self, key: &str) -> Result<PathBuf> {
         key_to_path(&self.root, key)
     }
 
@@ -194,7 +194,7 @@ impl LocalStore {
 
     /// Whether a file name is one of the store's in-flight temp files
     /// (never listed, never a key).
-    pub fn is_temp_name(name: &str) -> bool {
+    pub(crate) fn is_temp_name(name: &str) -> bool {
         name.starts_with(TMP_PREFIX)
     }
 
@@ -405,7 +405,7 @@ fn path_to_key(root: &Path, path: &Path) -> Option<String> {
             return None;
         };
         let s = s.to_str()?;
-        if s.starts_with(TMP_PREFIX) {
+        if LocalStore::is_temp_name(s) {
             return None;
         }
         parts.push(s);
@@ -433,7 +433,9 @@ fn key_to_path(root: &Path, key: &str) -> Result<PathBuf> {
         match comp {
             "" => return Err(bad("empty path segment (a leading or doubled '/')")),
             "." | ".." => return Err(bad("'.' and '..' segments cannot be stored in a folder")),
-            c if c.starts_with(TMP_PREFIX) => return Err(bad("reserved for imgtag's temp files")),
+            c if LocalStore::is_temp_name(c) => {
+                return Err(bad("reserved for imgtag's temp files"));
+            }
             c if cfg!(windows) && c.contains('\\') => return Err(bad("contains '\\'")),
             c => path.push(c),
         }
@@ -490,7 +492,7 @@ impl Walker {
             .filter_map(|e| {
                 // Non-UTF-8 names cannot be S3 keys.
                 let name = e.file_name().into_string().ok()?;
-                if name.starts_with(TMP_PREFIX) {
+                if LocalStore::is_temp_name(&name) {
                     return None;
                 }
                 if let Some(p) = name_prefix

@@ -90,7 +90,7 @@ impl Action {
     }
 
     /// The action a config file's `[keys]` name stands for.
-    pub fn from_name(name: &str) -> Option<Action> {
+    pub(crate) fn from_name(name: &str) -> Option<Action> {
         Action::ALL.into_iter().find(|a| a.name() == name)
     }
 }
@@ -138,7 +138,7 @@ impl Key {
         Ok(Key { code, ctrl })
     }
 
-    pub fn from_event(ev: &KeyEvent) -> Key {
+    pub(crate) fn from_event(ev: &KeyEvent) -> Key {
         Key {
             code: ev.code,
             ctrl: ev.modifiers.contains(KeyModifiers::CONTROL),
@@ -202,7 +202,7 @@ impl Keymap {
     /// The defaults with the config file's `[keys]` table applied: a
     /// remapped action loses its default keys, and a key given to an
     /// action is taken from whatever had it.
-    pub fn from_config(table: &toml::Table) -> Result<Keymap, KeymapError> {
+    pub(crate) fn from_config(table: &toml::Table) -> Result<Keymap, KeymapError> {
         let mut map = Keymap::default();
         for (name, value) in table {
             let action = Action::from_name(name).ok_or_else(|| {
@@ -259,7 +259,7 @@ impl Keymap {
     }
 
     /// The keys bound to an action, for the help overlay and hints.
-    pub fn keys_for(&self, action: Action) -> Vec<Key> {
+    pub(crate) fn keys_for(&self, action: Action) -> Vec<Key> {
         self.bindings
             .iter()
             .filter(|(_, a)| *a == action)
@@ -267,7 +267,7 @@ impl Keymap {
             .collect()
     }
 
-    pub fn label_for(&self, action: Action) -> String {
+    pub(crate) fn label_for(&self, action: Action) -> String {
         let keys = self.keys_for(action);
         if keys.is_empty() {
             return "(unbound)".into();

@@ -19,7 +19,7 @@ impl Names {
     }
 
     /// The id of `name`, adding it if it is new. Ids are dense from 0.
-    pub fn intern(&mut self, name: &str) -> u32 {
+    pub(crate) fn intern(&mut self, name: &str) -> u32 {
         let names = &self.names;
         if let Some(id) = self.index.find(name, |i| &names[i as usize]) {
             return id;
@@ -47,7 +47,7 @@ impl Names {
 
     /// For each id, whether its lowercase name contains `needle`
     /// (lowercase): what a row's names are checked against.
-    pub fn matching(&self, needle: &str) -> Vec<bool> {
+    pub(crate) fn matching(&self, needle: &str) -> Vec<bool> {
         self.lower.iter().map(|n| n.contains(needle)).collect()
     }
 }

@@ -37,13 +37,13 @@ impl Queue {
     }
 
     /// The newest write still to undo, taken off the stack.
-    pub fn pop_undo(&mut self) -> Option<ReviewUndo> {
+    pub(crate) fn pop_undo(&mut self) -> Option<ReviewUndo> {
         self.undo.pop()
     }
 
     /// An undo that could not be made now (the store failed for a while):
     /// back on top of the stack, so `u` tries it again.
-    pub fn restore_undo(&mut self, undo: ReviewUndo) {
+    pub(crate) fn restore_undo(&mut self, undo: ReviewUndo) {
         self.undo.push(undo);
     }
 
@@ -70,7 +70,7 @@ impl Queue {
 
     /// Reviews per minute since the first one (None before a minute's
     /// worth of evidence: two reviews, or ten seconds).
-    pub fn per_minute(&self) -> Option<f64> {
+    pub(crate) fn per_minute(&self) -> Option<f64> {
         let elapsed = self.started?.elapsed();
         rate(self.reviewed, elapsed)
     }

@@ -24,7 +24,7 @@ const BEL: u8 = 0x07;
 
 /// How long a lone Esc is held in case it starts a reply split across
 /// reads (a real Esc press acts this much later).
-pub const ESC_WAIT: Duration = Duration::from_millis(80);
+pub(crate) const ESC_WAIT: Duration = Duration::from_millis(80);
 /// How long a reply may pause mid-way before it is taken for keys.
 pub(crate) const REPLY_WAIT: Duration = Duration::from_millis(500);
 /// Longest reply body held (an OSC 11 answer is about 25 characters).
@@ -35,7 +35,7 @@ const BODY_MAX: usize = 256;
 
 /// The probe's bytes, taken apart.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Split {
+pub(crate) struct Split {
     /// Whole reply sequences (OSC strings, CSI reports), in order.
     pub reply: Vec<u8>,
     /// Everything else: what the operator typed.
@@ -47,7 +47,7 @@ pub struct Split {
 impl Split {
     /// The DSR answer (`ESC [ … n`) is among the replies: the terminal
     /// has answered everything asked before it.
-    pub fn has_dsr(&self) -> bool {
+    pub(crate) fn has_dsr(&self) -> bool {
         self.reply
             .split(|&b| b == ESC)
             .any(|s| s.first() == Some(&b'[') && s.last() == Some(&b'n'))
@@ -55,7 +55,7 @@ impl Split {
 }
 
 /// Splits raw terminal input into replies and typed bytes.
-pub fn split_probe(bytes: &[u8]) -> Split {
+pub(crate) fn split_probe(bytes: &[u8]) -> Split {
     let mut out = Split::default();
     let mut i = 0;
     while i < bytes.len() {
@@ -126,7 +126,7 @@ fn sequence_at(b: &[u8]) -> Seq {
 /// The keys in typed bytes, decoded as crossterm decodes them: text,
 /// Enter, Tab, Backspace, Ctrl+letter, Esc, Alt+key, arrows and the
 /// editing keys. Sequences it does not know are dropped.
-pub fn keys_of(bytes: &[u8]) -> Vec<KeyEvent> {
+pub(crate) fn keys_of(bytes: &[u8]) -> Vec<KeyEvent> {
     let mut keys = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
@@ -240,7 +240,7 @@ enum State {
 /// [`ReplyFilter::expire`] at [`ReplyFilter::deadline`], and
 /// [`ReplyFilter::flush`] before any other event.
 #[derive(Debug)]
-pub struct ReplyFilter {
+pub(crate) struct ReplyFilter {
     state: State,
     /// The keys of the sequence so far: replayed if it is no reply.
     held: Vec<KeyEvent>,
@@ -318,7 +318,7 @@ impl ReplyFilter {
     }
 
     /// The held keys, if their deadline passed by `now`.
-    pub fn expire(&mut self, now: Instant) -> Vec<KeyEvent> {
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<KeyEvent> {
         match self.deadline() {
             Some(d) if now >= d => self.flush(),
             _ => Vec::new(),

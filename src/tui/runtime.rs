@@ -237,14 +237,14 @@ impl Runtime {
     }
 
     /// Stops the listing (quitting does not wait for it).
-    pub fn stop_listing(&mut self) {
+    pub(crate) fn stop_listing(&mut self) {
         if let Some(l) = self.listing.take() {
             l.abort();
         }
     }
 
     /// Stops queued tagging jobs from starting (running ones finish).
-    pub fn stop_queued(&self) {
+    pub(crate) fn stop_queued(&self) {
         self.stop.set();
     }
 

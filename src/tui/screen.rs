@@ -55,7 +55,7 @@ pub fn areas(full: Rect) -> Areas {
 
 /// What the label lines depend on besides the document.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LinesKey {
+pub(crate) struct LinesKey {
     pub(in crate::tui) doc: u64,
     pub(in crate::tui) width: u16,
     pub(in crate::tui) boxed: Option<usize>,

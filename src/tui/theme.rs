@@ -194,7 +194,7 @@ impl Theme {
     }
 
     /// The theme for a background.
-    pub fn for_background(b: Background) -> Theme {
+    pub(crate) fn for_background(b: Background) -> Theme {
         match b {
             Background::Dark => Theme::dark(),
             Background::Light => Theme::light(),

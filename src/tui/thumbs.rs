@@ -56,7 +56,11 @@ impl ThumbCache {
 
     /// As [`ThumbCache::new`], with the disk cache held to `max_disk_bytes`
     /// (the oldest thumbnails are deleted beyond it).
-    pub fn with_limit(dir: Option<PathBuf>, bucket_id: &str, max_disk_bytes: u64) -> ThumbCache {
+    pub(crate) fn with_limit(
+        dir: Option<PathBuf>,
+        bucket_id: &str,
+        max_disk_bytes: u64,
+    ) -> ThumbCache {
         ThumbCache {
             mem: Mutex::new(LruCache::new(
                 NonZeroUsize::new(MEMORY_ENTRIES).expect("non-zero"),
@@ -69,7 +73,7 @@ impl ThumbCache {
     }
 
     /// The platform cache dir's thumbnail folder.
-    pub fn default_dir() -> Option<PathBuf> {
+    pub(crate) fn default_dir() -> Option<PathBuf> {
         directories::ProjectDirs::from("", "", "imgtag").map(|d| d.cache_dir().join("thumbs"))
     }
 
