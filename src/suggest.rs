@@ -53,7 +53,7 @@ pub fn suggestions(doc: &MetadataDoc, recent: &[String]) -> Vec<String> {
 }
 
 /// The suggested replacements for `doc`'s headline, best first, at most
-/// [`MAX_SUGGESTIONS`], each with where it came from. `recent` is the
+/// `MAX_SUGGESTIONS`, each with where it came from. `recent` is the
 /// operator's picks, newest first.
 pub fn ranked(doc: &MetadataDoc, recent: &[String]) -> Vec<Suggestion> {
     let Some(headline) = doc.headline() else {
@@ -92,7 +92,7 @@ fn detector_candidates(
 }
 
 /// Suggestions being ranked: each name once, none the document has or
-/// the reviewer removed, at most [`MAX_SUGGESTIONS`].
+/// the reviewer removed, at most `MAX_SUGGESTIONS`.
 struct Ranking {
     seen: HashSet<String>,
     out: Vec<Suggestion>,

@@ -332,7 +332,7 @@ impl Taxonomy {
         self.setting.get(id as usize).copied().unwrap_or(false)
     }
 
-    /// [`Taxonomy::is_setting_id`] by name; unknown names are not settings.
+    /// `is_setting_id` by name; unknown names are not settings.
     pub fn is_setting(&self, name: &str) -> bool {
         self.id(name).is_some_and(|id| self.is_setting_id(id))
     }

@@ -6,13 +6,13 @@
 //! prompts.
 //!
 //! Two guards:
-//! - [`split_probe`]: the probe's raw bytes, split into the reply and what
-//!   the operator typed meanwhile ([`keys_of`] turns that back into keys).
-//! - [`ReplyFilter`]: in the event stream, at any time, a key sequence that
+//! - `split_probe`: the probe's raw bytes, split into the reply and what
+//!   the operator typed meanwhile (`keys_of` turns that back into keys).
+//! - `ReplyFilter`: in the event stream, at any time, a key sequence that
 //!   spells a whole reply (OSC `ESC ] digits ; … BEL|ST`, or a DSR/cursor
 //!   report `ESC [ digits(;digits) n|R` split so that crossterm saw the
 //!   `ESC` alone) is dropped. Anything that stops matching is replayed as
-//!   the keys it was, and a held `Esc` is let go after [`ESC_WAIT`], so a
+//!   the keys it was, and a held `Esc` is let go after `ESC_WAIT`, so a
 //!   real Esc press still works.
 
 use std::time::{Duration, Instant};

@@ -8,7 +8,7 @@
 //! deadline and never leaves a reader blocked on it (that reader would eat
 //! the operator's first keys). Keys typed while it waits are handed back
 //! ([`Probe::typed`]); an answer that comes later is dropped from the event
-//! stream by [`super::replies::ReplyFilter`].
+//! stream by `ReplyFilter`.
 
 use std::time::{Duration, Instant};
 
