@@ -39,13 +39,12 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageOps
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from yolox_common import decode, letterbox, nms  # noqa: E402
+
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-SIDE = 416
-STRIDES = (8, 16, 32)
-PAD = 114
 SCORE_FLOOR = 0.10
-NMS_IOU = 0.45
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 
 
@@ -62,61 +61,17 @@ def classifier_input(im):
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
 
-def detector_input(im):
-    w, h = im.size
-    ratio = min(SIDE / h, SIDE / w)
-    nw, nh = max(1, round(w * ratio)), max(1, round(h * ratio))
-    canvas = np.full((SIDE, SIDE, 3), PAD, dtype=np.uint8)
-    canvas[:nh, :nw] = np.asarray(im.resize((nw, nh), Image.BILINEAR), dtype=np.uint8)
-    bgr = canvas[:, :, ::-1].astype(np.float32)
-    return np.ascontiguousarray(bgr.transpose(2, 0, 1)[None]), ratio
-
-
-def _grid():
-    rows = []
-    for s in STRIDES:
-        n = SIDE // s
-        ys, xs = np.mgrid[0:n, 0:n]
-        rows.append(np.stack([xs.ravel(), ys.ravel(), np.full(n * n, s)], axis=1))
-    return np.concatenate(rows).astype(np.float32)
-
-
-GRID = _grid()
-
-
-def iou(a, b):
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def boxes_of(raw, ratio, size, score_min):
-    keep = raw[:, 4] >= score_min
-    raw, grid = raw[keep], GRID[keep]
-    cx = (raw[:, 0] + grid[:, 0]) * grid[:, 2]
-    cy = (raw[:, 1] + grid[:, 1]) * grid[:, 2]
-    bw = np.exp(raw[:, 2]) * grid[:, 2]
-    bh = np.exp(raw[:, 3]) * grid[:, 2]
-    xyxy = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
-    scores = raw[:, 4:5] * raw[:, 5:]
+    boxes, scores = decode(raw)
     w, h = size
     out = []
-    for c in np.nonzero((scores >= score_min).any(axis=0))[0]:
-        idx = np.nonzero(scores[:, c] >= score_min)[0]
-        idx = idx[np.argsort(-scores[idx, c], kind="stable")]
-        kept = []
-        for i in idx:
-            if all(iou(xyxy[i], xyxy[k]) <= NMS_IOU for k in kept):
-                kept.append(i)
-        for i in kept:
-            x1, y1, x2, y2 = (float(v) / ratio for v in xyxy[i])
-            left, top = min(max(x1 / w, 0.0), 1.0), min(max(y1 / h, 0.0), 1.0)
-            out.append({"class": int(c), "score": float(scores[i, c]),
-                        "Left": left, "Top": top,
-                        "Width": max(min(max(x2 / w, 0.0), 1.0) - left, 0.0),
-                        "Height": max(min(max(y2 / h, 0.0), 1.0) - top, 0.0)})
+    for c, i, score in nms(boxes, scores, score_min):
+        x1, y1, x2, y2 = (float(v) / ratio for v in boxes[i])
+        left, top = min(max(x1 / w, 0.0), 1.0), min(max(y1 / h, 0.0), 1.0)
+        out.append({"class": c, "score": score,
+                    "Left": left, "Top": top,
+                    "Width": max(min(max(x2 / w, 0.0), 1.0) - left, 0.0),
+                    "Height": max(min(max(y2 / h, 0.0), 1.0) - top, 0.0)})
     out.sort(key=lambda b: (-b["score"], b["class"]))
     return out
 
@@ -146,7 +101,7 @@ def _work(job):
         e = np.exp(logits - logits.max())
         probs = e / e.sum()
         top = np.argsort(-probs)[:5]
-        tensor, ratio = detector_input(im)
+        tensor, ratio, _ = letterbox(im)
         raw = det.run(None, {det.get_inputs()[0].name: tensor})[0][0]
         boxes = boxes_of(raw, ratio, im.size, max(min_confidence / 100.0, SCORE_FLOOR))
         doc = {"top5": [[int(i), float(probs[i])] for i in top], "boxes": boxes}

@@ -25,6 +25,7 @@ Usage:
 import argparse
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -32,11 +33,10 @@ import onnxruntime as ort
 import PIL
 from PIL import Image
 
-SIDE = 416
-STRIDES = (8, 16, 32)
-PAD = 114
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from yolox_common import NMS_IOU, SIDE, decode, letterbox, nms  # noqa: E402
+
 SCORE_MIN = 0.10
-NMS_IOU = 0.45
 # Anchor rows stored verbatim for the exact comparison: one per stride level
 # and a few across the grid.
 EXACT_ROWS = [0, 1, 51, 1000, 2703, 2704, 3000, 3379, 3380, 3548]
@@ -71,61 +71,6 @@ def exact_tensor():
     return v.astype(np.float32).reshape(1, 3, SIDE, SIDE)
 
 
-def letterbox(path):
-    im = Image.open(path).convert("RGB")
-    w, h = im.size
-    r = min(SIDE / h, SIDE / w)
-    nw, nh = max(1, round(w * r)), max(1, round(h * r))
-    resized = np.asarray(im.resize((nw, nh), Image.BILINEAR), dtype=np.uint8)
-    canvas = np.full((SIDE, SIDE, 3), PAD, dtype=np.uint8)
-    canvas[:nh, :nw] = resized
-    bgr = canvas[:, :, ::-1].astype(np.float32)
-    return np.ascontiguousarray(bgr.transpose(2, 0, 1)[None]), r, (w, h), (nw, nh)
-
-
-def grids():
-    out = []
-    for s in STRIDES:
-        n = SIDE // s
-        for y in range(n):
-            for x in range(n):
-                out.append((x, y, s))
-    return np.array(out, dtype=np.float32)
-
-
-def decode(raw):
-    g = grids()
-    cx = (raw[:, 0] + g[:, 0]) * g[:, 2]
-    cy = (raw[:, 1] + g[:, 1]) * g[:, 2]
-    w = np.exp(raw[:, 2]) * g[:, 2]
-    h = np.exp(raw[:, 3]) * g[:, 2]
-    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    scores = raw[:, 4:5] * raw[:, 5:]
-    return boxes, scores
-
-
-def iou(a, b):
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def nms(boxes, scores):
-    keep = []
-    for c in range(scores.shape[1]):
-        idx = np.nonzero(scores[:, c] >= SCORE_MIN)[0]
-        idx = idx[np.argsort(-scores[idx, c], kind="stable")]
-        kept = []
-        for i in idx:
-            if all(iou(boxes[i], boxes[k]) <= NMS_IOU for k in kept):
-                kept.append(i)
-        keep += [(c, int(i), float(scores[i, c])) for i in kept]
-    keep.sort(key=lambda t: -t[2])
-    return keep
-
-
 def checksums(t):
     flat = t.reshape(3, -1).astype(np.float64)
     return {"channel_sums": [float(s) for s in flat.sum(axis=1)],
@@ -133,11 +78,13 @@ def checksums(t):
 
 
 def run_sample(sess, path, name):
-    tensor, r, (w, h), (nw, nh) = letterbox(path)
+    im = Image.open(path).convert("RGB")
+    (w, h) = im.size
+    tensor, r, (nw, nh) = letterbox(im)
     raw = sess.run(None, {"images": tensor})[0][0]
     boxes, scores = decode(raw)
     dets = []
-    for c, i, s in nms(boxes, scores):
+    for c, i, s in nms(boxes, scores, SCORE_MIN):
         x1, y1, x2, y2 = (boxes[i] / r).tolist()
         x1, x2 = np.clip([x1, x2], 0, w)
         y1, y2 = np.clip([y1, y2], 0, h)
