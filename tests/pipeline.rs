@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use common::s3mem::{self, MemS3};
+use common::s3mem;
 use imgtag::contract::{Layout, Review, parse_metadata};
 use imgtag::detection::{
     DetectFailure, DetectInput, DetectParams, Detection, Detector, DynDetector, LocalDetector,
@@ -17,7 +17,7 @@ use imgtag::detection::{
 use imgtag::pipeline::{Outcome, TagOptions, tag};
 use imgtag::status::Status;
 use imgtag::status::assess;
-use imgtag::storage::{DynStore, LocalStore, S3Store};
+use imgtag::storage::{DynStore, LocalStore};
 
 const CHELSEA: &[u8] = include_bytes!("../assets/samples/chelsea.png");
 const COFFEE: &[u8] = include_bytes!("../assets/samples/coffee.jpg");
@@ -223,14 +223,8 @@ async fn pipeline_on_a_local_folder() {
 
 #[tokio::test]
 async fn pipeline_on_s3() {
-    let mem = MemS3::new();
-    mem.create_bucket("pipe");
-    let server = s3mem::serve(mem).await;
-    end_to_end(Arc::new(S3Store::from_client(
-        s3mem::client(&server.endpoint()),
-        "pipe",
-    )))
-    .await;
+    let (_server, _, store) = s3mem::bucket_store("pipe").await;
+    end_to_end(store).await;
 }
 
 /// A detector that lets a "concurrent writer" change the metadata while
@@ -476,14 +470,8 @@ async fn foreign_documents_survive_on_a_local_folder() {
 
 #[tokio::test]
 async fn foreign_documents_survive_on_s3() {
-    let mem = MemS3::new();
-    mem.create_bucket("foreign");
-    let server = s3mem::serve(mem).await;
-    foreign_documents_survive(Arc::new(S3Store::from_client(
-        s3mem::client(&server.endpoint()),
-        "foreign",
-    )))
-    .await;
+    let (_server, _, store) = s3mem::bucket_store("foreign").await;
+    foreign_documents_survive(store).await;
 }
 
 /// A real photo changed by `f`, as PNG.

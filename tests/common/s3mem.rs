@@ -224,6 +224,34 @@ impl MemS3 {
         self.state.lock().unwrap().trace_ids.clone()
     }
 
+    /// [`MemS3::enter`] with the request's trace id.
+    fn enter_with<T>(&self, req: &S3Request<T>) -> S3Result<()> {
+        self.enter(
+            req.headers
+                .get("x-amzn-trace-id")
+                .and_then(|v| v.to_str().ok()),
+        )
+    }
+
+    /// A request's start: counted, failed if a fault is due, then delayed.
+    async fn begin<T: Sync>(&self, req: &S3Request<T>) -> S3Result<()> {
+        self.enter_with(req)?;
+        self.delay().await;
+        Ok(())
+    }
+
+    /// The object at `key`, or the error S3 gives for it.
+    fn stored(&self, bucket: &str, key: &str) -> S3Result<MemObj> {
+        let st = self.state.lock().unwrap();
+        let b = st
+            .buckets
+            .get(bucket)
+            .ok_or_else(|| s3_error!(NoSuchBucket))?;
+        let obj = b.get(key).cloned();
+        drop(st);
+        obj.ok_or_else(|| self.missing())
+    }
+
     fn enter(&self, trace_id: Option<&str>) -> S3Result<()> {
         let mut st = self.state.lock().unwrap();
         st.requests += 1;
@@ -258,11 +286,7 @@ impl S3 for MemS3 {
         &self,
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
-        self.enter(
-            req.headers
-                .get("x-amzn-trace-id")
-                .and_then(|v| v.to_str().ok()),
-        )?;
+        self.enter_with(&req)?;
         {
             let mut st = self.state.lock().unwrap();
             if let Some((p, rng)) = &mut st.list_faults
@@ -361,22 +385,9 @@ impl S3 for MemS3 {
         &self,
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
-        self.enter(
-            req.headers
-                .get("x-amzn-trace-id")
-                .and_then(|v| v.to_str().ok()),
-        )?;
-        self.delay().await;
+        self.begin(&req).await?;
         let input = req.input;
-        let obj = {
-            let st = self.state.lock().unwrap();
-            let b = st
-                .buckets
-                .get(&input.bucket)
-                .ok_or_else(|| s3_error!(NoSuchBucket))?;
-            b.get(&input.key).cloned()
-        };
-        let obj = obj.ok_or_else(|| self.missing())?;
+        let obj = self.stored(&input.bucket, &input.key)?;
         let len = obj.len();
         let (start, end, content_range) = match input.range {
             None => (0, len, None),
@@ -400,22 +411,9 @@ impl S3 for MemS3 {
         &self,
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
-        self.enter(
-            req.headers
-                .get("x-amzn-trace-id")
-                .and_then(|v| v.to_str().ok()),
-        )?;
-        self.delay().await;
+        self.begin(&req).await?;
         let input = req.input;
-        let obj = {
-            let st = self.state.lock().unwrap();
-            let b = st
-                .buckets
-                .get(&input.bucket)
-                .ok_or_else(|| s3_error!(NoSuchBucket))?;
-            b.get(&input.key).cloned()
-        };
-        let obj = obj.ok_or_else(|| self.missing())?;
+        let obj = self.stored(&input.bucket, &input.key)?;
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(obj.len() as i64),
             e_tag: Some(ETag::Strong(obj.etag.clone())),
@@ -428,12 +426,7 @@ impl S3 for MemS3 {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
-        self.enter(
-            req.headers
-                .get("x-amzn-trace-id")
-                .and_then(|v| v.to_str().ok()),
-        )?;
-        self.delay().await;
+        self.begin(&req).await?;
         let input = req.input;
         let body = match input.body {
             Some(b) => {
