@@ -19,6 +19,15 @@ use imgtag::storage::{DynStore, S3Store};
 
 const CHELSEA: &[u8] = include_bytes!("../assets/samples/chelsea.png");
 
+/// An S3 event with one record per (bucket, URL-encoded key).
+fn event_of(records: &[(&str, &str)]) -> serde_json::Value {
+    let records: Vec<serde_json::Value> = records
+        .iter()
+        .map(|(b, k)| serde_json::from_str(&record(b, k)).unwrap())
+        .collect();
+    serde_json::json!({ "Records": records })
+}
+
 fn record(bucket: &str, key: &str) -> String {
     format!(
         r#"{{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1",
@@ -236,6 +245,18 @@ impl Buckets {
         |bucket| Arc::new(S3Store::from_client(self.client.clone(), bucket)) as DynStore
     }
 
+    /// The handler's reply to `event`, which must not fail as a whole.
+    async fn invoke(
+        &self,
+        event: serde_json::Value,
+        det: &DynDetector,
+        opts: &HandlerOptions,
+    ) -> serde_json::Value {
+        handle_invocation(event, &self.store_for(), det, opts)
+            .await
+            .unwrap()
+    }
+
     fn doc(&self, bucket: &str, key: &str) -> imgtag::contract::ParsedMetadata {
         let obj = self
             .mem
@@ -320,9 +341,7 @@ async fn notification_fixture_tags_every_image_record_in_its_own_bucket() {
     let opts = lambda_opts();
 
     let event = fixture("s3-put-several.json");
-    let reply = handle_invocation(event.clone(), &b.store_for(), &det, &opts)
-        .await
-        .unwrap();
+    let reply = b.invoke(event.clone(), &det, &opts).await;
     assert_eq!(
         record_outcomes(&reply),
         [
@@ -371,9 +390,7 @@ async fn notification_fixture_tags_every_image_record_in_its_own_bucket() {
 
     // At-least-once redelivery: no detector call, nothing rewritten.
     let before = b.mem.object("events", "metadata/my cat.jpg.json").unwrap();
-    let again = handle_invocation(event, &b.store_for(), &det, &opts)
-        .await
-        .unwrap();
+    let again = b.invoke(event, &det, &opts).await;
     assert_eq!(
         counter.calls.load(Ordering::SeqCst),
         4,
@@ -397,14 +414,8 @@ async fn notification_fixture_tags_every_image_record_in_its_own_bucket() {
     // A new threshold is a different request: the image is tagged again.
     let mut stricter = opts.clone();
     stricter.tag.min_confidence = 80.0;
-    handle_invocation(
-        fixture("s3-put-several.json"),
-        &b.store_for(),
-        &det,
-        &stricter,
-    )
-    .await
-    .unwrap();
+    b.invoke(fixture("s3-put-several.json"), &det, &stricter)
+        .await;
     assert_eq!(counter.calls.load(Ordering::SeqCst), 8);
     assert_eq!(
         b.doc("events", "metadata/my cat.jpg.json")
@@ -425,13 +436,9 @@ async fn a_replaced_image_is_tagged_again_on_its_new_event() {
     let opts = lambda_opts();
     let event = serde_json::json!({"Records": [serde_json::from_str::<serde_json::Value>(
         &record("events", "uploads/my+cat.jpg")).unwrap()]});
-    handle_invocation(event.clone(), &b.store_for(), &det, &opts)
-        .await
-        .unwrap();
+    b.invoke(event.clone(), &det, &opts).await;
     b.mem.insert("events", "uploads/my cat.jpg", COFFEE);
-    let reply = handle_invocation(event, &b.store_for(), &det, &opts)
-        .await
-        .unwrap();
+    let reply = b.invoke(event, &det, &opts).await;
     assert_eq!(reply["records"][0]["outcome"], "tagged");
     assert_eq!(counter.calls.load(Ordering::SeqCst), 2);
     let doc = b.doc("events", "metadata/my cat.jpg.json");
@@ -475,9 +482,7 @@ async fn throttled_notification_fails_the_invocation_and_redelivery_finishes_it(
 
     // Lambda's async retry redelivers the whole event: only the missing
     // image costs a detection.
-    let reply = handle_invocation(fixture("s3-put-several.json"), &b.store_for(), &det, &opts)
-        .await
-        .unwrap();
+    let reply = b.invoke(fixture("s3-put-several.json"), &det, &opts).await;
     assert_eq!(reply["records"][0]["outcome"], "tagged");
     assert_eq!(reply["records"][1]["outcome"], "unchanged");
     assert_eq!(counter.calls.load(Ordering::SeqCst), 4);
@@ -559,9 +564,7 @@ async fn batch_fixtures_schema_1_and_2_get_one_result_per_task() {
     assert_eq!(counter.calls.load(Ordering::SeqCst), 3);
 
     // Schema 2.0 names the bucket; the first task is a retry of work done.
-    let reply = handle_invocation(fixture("batch-2.0.json"), &b.store_for(), &det, &opts)
-        .await
-        .unwrap();
+    let reply = b.invoke(fixture("batch-2.0.json"), &det, &opts).await;
     assert_eq!(reply["invocationSchemaVersion"], "2.0");
     assert_eq!(reply["results"][0]["resultCode"], "Succeeded");
     assert!(
@@ -584,9 +587,7 @@ async fn throttling_in_a_batch_is_a_temporary_failure() {
     let opts = lambda_opts();
     b.mem
         .inject_faults(std::iter::repeat_n(S3ErrorCode::SlowDown, 4));
-    let reply = handle_invocation(fixture("batch-2.0.json"), &b.store_for(), &det, &opts)
-        .await
-        .unwrap();
+    let reply = b.invoke(fixture("batch-2.0.json"), &det, &opts).await;
     assert_eq!(reply["results"][0]["resultCode"], "TemporaryFailure");
     assert!(
         reply["results"][0]["resultString"]
@@ -601,9 +602,7 @@ async fn throttling_in_a_batch_is_a_temporary_failure() {
             .is_none()
     );
     // S3 retries the task; this time it goes through.
-    let reply = handle_invocation(fixture("batch-2.0.json"), &b.store_for(), &det, &opts)
-        .await
-        .unwrap();
+    let reply = b.invoke(fixture("batch-2.0.json"), &det, &opts).await;
     assert_eq!(reply["results"][0]["resultCode"], "Succeeded");
 }
 
@@ -614,14 +613,9 @@ async fn a_5xx_in_a_batch_is_a_temporary_failure() {
     let det: DynDetector = counting();
     b.mem
         .inject_faults(std::iter::repeat_n(S3ErrorCode::InternalError, 4));
-    let reply = handle_invocation(
-        fixture("batch-2.0.json"),
-        &b.store_for(),
-        &det,
-        &lambda_opts(),
-    )
-    .await
-    .unwrap();
+    let reply = b
+        .invoke(fixture("batch-2.0.json"), &det, &lambda_opts())
+        .await;
     assert_eq!(
         reply["results"][0]["resultCode"], "TemporaryFailure",
         "{reply}"
@@ -730,12 +724,10 @@ async fn records_and_tasks_naming_an_untrusted_bucket_are_never_tagged() {
     let mut opts = lambda_opts();
     opts.buckets = AllowedBuckets::only(["events"]);
     let s3 = S3Buckets::new(b.client.clone(), &opts.tag.layout);
-    let event = serde_json::json!({"Records": [
-        serde_json::from_str::<serde_json::Value>(&record("stranger", "uploads/my+cat.jpg"))
-            .unwrap(),
-        serde_json::from_str::<serde_json::Value>(&record("events", "uploads/my+cat.jpg"))
-            .unwrap(),
-    ]});
+    let event = event_of(&[
+        ("stranger", "uploads/my+cat.jpg"),
+        ("events", "uploads/my+cat.jpg"),
+    ]);
     // Skipped, not failed: redelivering it would not make it trusted.
     let reply = handle_invocation(event, &s3, &det, &opts).await.unwrap();
     assert_eq!(reply["records"][0]["outcome"], "skipped", "{reply}");
@@ -883,12 +875,10 @@ async fn an_image_over_the_pixel_bound_gets_an_error_document_not_a_crash() {
     let det = config.bound_detector(counter.clone());
     let opts = config.handler_options();
     let s3 = S3Buckets::new(b.client.clone(), &opts.tag.layout);
-    let event = serde_json::json!({"Records": [
-        serde_json::from_str::<serde_json::Value>(&record("events", "uploads/wide.png"))
-            .unwrap(),
-        serde_json::from_str::<serde_json::Value>(&record("events", "uploads/my+cat.jpg"))
-            .unwrap(),
-    ]});
+    let event = event_of(&[
+        ("events", "uploads/wide.png"),
+        ("events", "uploads/my+cat.jpg"),
+    ]);
     let reply = handle_invocation(event, &s3, &det, &opts).await.unwrap();
     assert_eq!(reply["records"][0]["outcome"], "failed", "{reply}");
     assert_eq!(reply["records"][0]["code"], "ImageTooLarge", "{reply}");
@@ -996,14 +986,9 @@ mod rekognition_mock {
             .repeatedly()
             .build();
         let det = detector(&[&throttled]);
-        let reply = handle_invocation(
-            fixture("batch-2.0.json"),
-            &b.store_for(),
-            &det,
-            &lambda_opts(),
-        )
-        .await
-        .unwrap();
+        let reply = b
+            .invoke(fixture("batch-2.0.json"), &det, &lambda_opts())
+            .await;
         assert_eq!(
             reply["results"][0]["resultCode"], "TemporaryFailure",
             "{reply}"
