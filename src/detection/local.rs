@@ -31,10 +31,10 @@ use crate::imaging::{self, DecodeLimits, INPUT_SIZE, TENSOR_LEN};
 /// document tagged by the classifier alone is not "the same request", and
 /// the label names' curation (`names-2`: `assets/taxonomy/local_names.json`),
 /// so documents with the old names (`Sporting Dog`, `Cab`) are re-tagged,
-/// the scene rules (`scenes-1`, [`super::scenes`]) and the text detector
+/// the scene rules (`scenes-2`, [`super::scenes`]) and the text detector
 /// ([`super::text::MODEL_VERSION`]).
 pub const MODEL_VERSION: &str =
-    "imgtag-mobilenet_v2-1+yolox_nano-1+names-2+scenes-1+ppocr_v4_det-1";
+    "imgtag-mobilenet_v2-1+yolox_nano-1+names-2+scenes-2+ppocr_v4_det-1";
 
 /// Whether a document's `LabelModelVersion` is what the local detector
 /// writes now (the pipeline re-tags older local results).
@@ -639,8 +639,10 @@ impl LocalModel {
         drop(img);
         let classified = self.labels(&probs, options.min_confidence, None);
         let labels = self.merge(classified, detected, None);
-        // Scenes (Beach, Street, Living Room...) from what both models saw.
-        let scenes = super::scenes::scene_labels(&labels, options.min_confidence);
+        // Scenes (Beach, Street, Living Room...) from what both models saw,
+        // the classifier's place classes counted from a lower floor.
+        let weak = self.labels(&probs, super::scenes::SCENE_CUE_FLOOR, None);
+        let scenes = super::scenes::scene_labels(&labels, &weak, options.min_confidence);
         let mut labels = merge_labels(merge_labels(labels, scenes), texts);
         // Against every label, truncated or not: a candidate is a name the
         // answer lacks, not one MaxLabels cut.

@@ -363,11 +363,53 @@ const SCENES: &[Scene] = &[
 /// How many boxes of one object count as separate evidence.
 const MAX_INSTANCES: usize = 3;
 
-/// The scene labels `labels` (one image's merged answer) support at
-/// `min_confidence` or more, each with its parents as labels; to be merged
-/// into the answer ([`super::local::merge_labels`]).
-pub(crate) fn scene_labels(labels: &[Label], min_confidence: f32) -> Vec<Label> {
-    let find = |name: &str| labels.iter().find(|l| l.name.eq_ignore_ascii_case(name));
+/// The classifier's place classes: they count as cues from
+/// [`SCENE_CUE_FLOOR`], below the labels' threshold, because a landscape
+/// spreads the classifier's belief over several of them (Alp 44, Valley
+/// 28, Lakeside 16 on a mountain lake) with none of them sure. Objects
+/// count only as labels.
+const PLACE_CLASSES: &[&str] = &[
+    "Seashore",
+    "Sandbar",
+    "Lakeside",
+    "Promontory",
+    "Breakwater",
+    "Coral Reef",
+    "Alp",
+    "Volcano",
+    "Valley",
+    "Cliff",
+    "Restaurant",
+    "Library",
+    "Bakery",
+    "Barbershop",
+    "Bookshop",
+    "Butcher Shop",
+    "Grocery Store",
+    "Shoe Shop",
+    "Tobacco Shop",
+    "Toyshop",
+    "Confectionery",
+];
+
+/// The lowest classifier confidence a place class counts from as a cue.
+pub(crate) const SCENE_CUE_FLOOR: f32 = 5.0;
+
+/// The scene labels `labels` (one image's merged answer) and `weak` (the
+/// classifier's labels from [`SCENE_CUE_FLOOR`]; only its place classes
+/// count) support at `min_confidence` or more, each with its parents as
+/// labels; to be merged into the answer ([`super::local::merge_labels`]).
+pub(crate) fn scene_labels(labels: &[Label], weak: &[Label], min_confidence: f32) -> Vec<Label> {
+    let same = |l: &&Label, name: &str| l.name.eq_ignore_ascii_case(name);
+    let find = |name: &str| {
+        labels.iter().find(|l| same(l, name)).or_else(|| {
+            PLACE_CLASSES
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(name))
+                .then(|| weak.iter().find(|l| same(l, name)))
+                .flatten()
+        })
+    };
     let mut out: Vec<Label> = Vec::new();
     for scene in SCENES {
         let mut miss = 1.0f64;
@@ -447,7 +489,7 @@ mod tests {
 
     #[test]
     fn seashore_is_a_beach_outdoors_in_nature_as_sure_as_the_evidence() {
-        let scenes = scene_labels(&[label("Seashore", 80.0)], 55.0);
+        let scenes = scene_labels(&[label("Seashore", 80.0)], &[], 55.0);
         let beach = find(&scenes, "Beach").unwrap();
         assert_eq!(beach.confidence, 80.0);
         let parents: Vec<&str> = beach.parents.iter().map(|p| p.name.as_str()).collect();
@@ -460,7 +502,7 @@ mod tests {
 
     #[test]
     fn objects_together_make_a_room_one_alone_does_not() {
-        let alone = scene_labels(&[label("Couch", 90.0)], 55.0);
+        let alone = scene_labels(&[label("Couch", 90.0)], &[], 55.0);
         assert!(find(&alone, "Living Room").is_none());
         let together = scene_labels(
             &[
@@ -468,6 +510,7 @@ mod tests {
                 label("Television", 80.0),
                 label("Chair", 70.0),
             ],
+            &[],
             55.0,
         );
         let room = find(&together, "Living Room").unwrap();
@@ -475,7 +518,11 @@ mod tests {
         assert!((room.confidence - 84.8).abs() < 0.1, "{room:?}");
         assert!(find(&together, "Indoors").unwrap().confidence >= room.confidence);
         // Chairs alone are no living room.
-        let chairs = scene_labels(&[label("Chair", 90.0), label("Potted Plant", 90.0)], 0.0);
+        let chairs = scene_labels(
+            &[label("Chair", 90.0), label("Potted Plant", 90.0)],
+            &[],
+            0.0,
+        );
         assert!(find(&chairs, "Living Room").is_none());
     }
 
@@ -487,6 +534,7 @@ mod tests {
                 label("Car", 80.0),
                 label("Person", 90.0),
             ],
+            &[],
             55.0,
         );
         for name in ["Street", "City", "Urban", "Outdoors", "Road"] {
@@ -494,7 +542,34 @@ mod tests {
             assert!(l.confidence < 100.0, "{l:?}");
         }
         // People and a bicycle in a park are no street.
-        let park = scene_labels(&[label("Person", 95.0), label("Bicycle", 90.0)], 0.0);
+        let park = scene_labels(&[label("Person", 95.0), label("Bicycle", 90.0)], &[], 0.0);
         assert!(find(&park, "Street").is_none());
+    }
+
+    #[test]
+    fn weak_place_classes_add_up_but_weak_objects_do_not() {
+        // A mountain lake as the classifier sees it: no class sure.
+        let weak = [
+            label("Alp", 43.8),
+            label("Valley", 28.4),
+            label("Lakeside", 16.1),
+            label("Car", 40.0),
+            label("Bus", 40.0),
+        ];
+        let scenes = scene_labels(&[], &weak, 55.0);
+        // 1 - (1 - .9 x .438)(1 - .9 x .284)(1 - .8 x .161) = 0.607
+        let landscape = find(&scenes, "Landscape").unwrap_or_else(|| panic!("{scenes:?}"));
+        assert!((landscape.confidence - 60.7).abs() < 0.1, "{landscape:?}");
+        assert!(find(&scenes, "Outdoors").unwrap().confidence >= landscape.confidence);
+        assert!(
+            find(&scenes, "Lake").is_none(),
+            "Lakeside 16 alone is no lake"
+        );
+        for name in ["Street", "City", "Road"] {
+            assert!(find(&scenes, name).is_none(), "weak objects made {name}");
+        }
+        // The same classes as labels count as well.
+        let strong = scene_labels(&weak[..3], &[], 55.0);
+        assert!(find(&strong, "Landscape").is_some());
     }
 }
