@@ -5,12 +5,15 @@
 //!
 //! Run: `cargo bench --bench list_pair` (IMGTAG_BENCH_OBJECTS to resize).
 
+#[path = "common/measure.rs"]
+mod measure;
 #[path = "../tests/common/s3mem.rs"]
 mod s3mem;
+use measure::{measuring, median};
 
 use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::TryStreamExt;
 use imgtag::catalog::Catalog;
@@ -76,15 +79,10 @@ async fn list_and_pair(store: &S3Store) -> Catalog {
     cat
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn main() {
     // `cargo bench` passes --bench; a plain `cargo test --benches` run
     // passes nothing and would take minutes: skip there.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !measuring() {
         return;
     }
     let total: usize = std::env::var("IMGTAG_BENCH_OBJECTS")
@@ -143,7 +141,7 @@ fn main() {
         assert_eq!(cat.orphans().len(), images / 10);
         let per_obj = (held as f64 - key_bytes as f64) / total as f64;
 
-        let (b, o) = (median(bare), median(ours));
+        let (b, o) = (median(&bare), median(&ours));
         println!(
             "list_pair: {total} objects ({images} images, {} metadata), {reps} runs each, medians",
             total - images

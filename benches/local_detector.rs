@@ -21,6 +21,10 @@
 //! (`IMGTAG_BENCH_BIN` runs another `imgtag` binary than the one cargo
 //! built beside the bench).
 
+#[path = "common/measure.rs"]
+mod measure;
+use measure::median;
+
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -94,11 +98,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v.get(v.len() / 2).copied().unwrap_or_default()
-}
-
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
@@ -149,7 +148,7 @@ fn stages(model: &LocalModel, images: &[Vec<u8>]) -> Vec<(&'static str, Duration
         "infer YOLOX-Nano",
         "boxes, NMS, labels, merge",
     ];
-    names.into_iter().zip(t.map(median)).collect()
+    names.into_iter().zip(t.map(|v| median(&v))).collect()
 }
 
 /// One `imgtag tag --all --detector local` over `bucket` (its metadata

@@ -12,7 +12,10 @@
 //! IMGTAG_BENCH_FRAMES resize part 1).
 
 mod common;
+#[path = "common/measure.rs"]
+mod measure;
 use common::{Rng, assessed_of, document, etag_of, live, peak_during};
+use measure::{measuring, median};
 
 use std::io::Cursor;
 use std::path::Path;
@@ -48,12 +51,6 @@ fn ms(d: Duration) -> f64 {
 
 fn mb(bytes: usize) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
-}
-
-fn median(v: &[Duration]) -> Duration {
-    let mut v = v.to_vec();
-    v.sort();
-    v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
 struct Stats {
@@ -944,7 +941,7 @@ fn report_thumbs(r: &ThumbReport) -> bool {
 fn main() {
     // `cargo bench` passes --bench; a plain `cargo test --benches` run
     // passes nothing and would take a while: skip there.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !measuring() {
         return;
     }
     let env = |name: &str, default: usize| {

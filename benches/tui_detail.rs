@@ -22,16 +22,12 @@ use imgtag::storage::ObjectInfo;
 use imgtag::tui::app::{App, Cmd, Header, Msg};
 use imgtag::tui::keys::Keymap;
 use imgtag::tui::view;
+#[path = "common/measure.rs"]
+mod measure;
+
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::layout::Size;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -73,9 +69,9 @@ fn hostile(labels: usize, added: usize) -> String {
 }
 
 fn main() {
-    let labels = env_or("IMGTAG_BENCH_LABELS", 60_000);
-    let added = env_or("IMGTAG_BENCH_ADDED", 400_000);
-    let frames = env_or("IMGTAG_BENCH_FRAMES", 50);
+    let labels = measure::env("IMGTAG_BENCH_LABELS", 60_000) as usize;
+    let added = measure::env("IMGTAG_BENCH_ADDED", 400_000) as usize;
+    let frames = measure::env("IMGTAG_BENCH_FRAMES", 50) as usize;
     let json = hostile(labels, added);
     assert!(
         json.len() as u64 <= MAX_METADATA_BYTES,
