@@ -319,6 +319,19 @@ pub struct Assessed {
 }
 
 impl Assessed {
+    /// An image with no document of its own (none found, one deleted since
+    /// the listing, or another image's).
+    pub(crate) fn undocumented(image: ObjectInfo, status: Status) -> Assessed {
+        Assessed {
+            status: Some(status),
+            image: Some(image),
+            metadata: None,
+            key_kind: None,
+            doc: None,
+            read_error: None,
+        }
+    }
+
     pub fn key(&self) -> &str {
         self.image
             .as_ref()
@@ -488,25 +501,14 @@ async fn assess_one(
     rule: ReviewRule,
 ) -> Assessed {
     let Some((meta, kind)) = meta else {
-        return Assessed {
-            status: Some(assess(None, image.etag.as_deref(), rule)),
-            image: Some(image),
-            metadata: None,
-            key_kind: None,
-            doc: None,
-            read_error: None,
-        };
+        let status = assess(None, image.etag.as_deref(), rule);
+        return Assessed::undocumented(image, status);
     };
     match read_metadata(store, &meta.key).await {
         // Another image's document: this image has none.
-        Ok((read, _)) if claimed_by_other(layout, &meta.key, &read, &image.key) => Assessed {
-            status: Some(Status::Untagged),
-            image: Some(image),
-            metadata: None,
-            key_kind: None,
-            doc: None,
-            read_error: None,
-        },
+        Ok((read, _)) if claimed_by_other(layout, &meta.key, &read, &image.key) => {
+            Assessed::undocumented(image, Status::Untagged)
+        }
         Ok((read, _)) => Assessed {
             status: Some(assess(Some(&read), image.etag.as_deref(), rule)),
             image: Some(image),
@@ -516,14 +518,7 @@ async fn assess_one(
             read_error: None,
         },
         // Deleted between listing and reading: the image is untagged now.
-        Err(StorageError::NotFound { .. }) => Assessed {
-            status: Some(Status::Untagged),
-            image: Some(image),
-            metadata: None,
-            key_kind: None,
-            doc: None,
-            read_error: None,
-        },
+        Err(StorageError::NotFound { .. }) => Assessed::undocumented(image, Status::Untagged),
         Err(e) => Assessed {
             status: None,
             image: Some(image),

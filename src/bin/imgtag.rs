@@ -543,15 +543,9 @@ impl TagArgs {
 async fn tag(args: TagArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
     let (settings, bucket) = open(&args.common).await?;
     let selection = args.selection()?;
-    let detector = imgtag::detection::build_paced(
-        settings.detector,
-        &settings.s3,
-        args.concurrency,
-        settings.rekognition_tps,
-        settings.engine,
-    )
-    .await
-    .context("starting the detector")?;
+    let detector = imgtag::detection::for_settings(&settings, args.concurrency)
+        .await
+        .context("starting the detector")?;
     let opts = TagOptions {
         force: args.force,
         replace_unreadable: args.force,
@@ -588,15 +582,9 @@ async fn watch(args: WatchArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
         },
         BucketSpec::S3(_) => imgtag::watch::WatchSource::Listing,
     };
-    let detector = imgtag::detection::build_paced(
-        settings.detector,
-        &settings.s3,
-        args.concurrency,
-        settings.rekognition_tps,
-        settings.engine,
-    )
-    .await
-    .context("starting the detector")?;
+    let detector = imgtag::detection::for_settings(&settings, args.concurrency)
+        .await
+        .context("starting the detector")?;
     let opts = imgtag::watch::WatchOptions {
         tag: TagOptions::from_settings(&settings, "imgtag"),
         interval: args.interval,

@@ -158,14 +158,7 @@ fn image_row(
         last_modified: r.get(3)?,
     };
     let Some(meta_key) = r.get::<_, Option<String>>(4)? else {
-        return Ok(Some(Assessed {
-            status: Some(Status::Untagged),
-            image: Some(image),
-            metadata: None,
-            key_kind: None,
-            doc: None,
-            read_error: None,
-        }));
+        return Ok(Some(Assessed::undocumented(image, Status::Untagged)));
     };
     let metadata = ObjectInfo {
         size: r.get::<_, Option<i64>>(6)?.unwrap_or(0) as u64,

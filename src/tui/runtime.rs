@@ -339,11 +339,7 @@ impl Runtime {
         let tx = self.tx.clone();
         let delay = self.config.thumb_delay;
         self.spawn(async move {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            if current.load(Ordering::SeqCst) != generation {
-                // The selection moved on, and a newer load took its place.
+            if !still_wanted(delay, &current, generation).await {
                 return;
             }
             let found = bucket.find(&key, Some(&metadata_key)).await;
@@ -474,11 +470,8 @@ impl Runtime {
         let tx = self.tx.clone();
         let delay = self.config.thumb_delay;
         self.spawn(async move {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            if current.load(Ordering::SeqCst) != generation {
-                return; // the selection moved on
+            if !still_wanted(delay, &current, generation).await {
+                return;
             }
             let result = match thumbs
                 .get(bucket.store(), &key, etag.as_deref(), size)
@@ -549,6 +542,16 @@ where
     T: Send + 'static,
 {
     tokio::spawn(job).await.map_err(crate::bulk::task_failed)
+}
+
+/// Waits `delay`, then whether request `generation` is still the latest
+/// (the selection has not moved on): holding a key down to scroll makes a
+/// request per row passed, and only where it stops is served.
+async fn still_wanted(delay: std::time::Duration, latest: &AtomicU64, generation: u64) -> bool {
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    latest.load(Ordering::SeqCst) == generation
 }
 
 /// The detector, built once on the first tagging job.
