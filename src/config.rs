@@ -532,6 +532,21 @@ impl Flags {
 pub(crate) type OpenedIndex = (std::sync::Arc<crate::index::Index>, Option<String>);
 
 impl Settings {
+    /// The detector these settings name (`--detector`, `--engine`, the S3
+    /// options, `--rekognition-tps`), `concurrency` calls at a time.
+    pub async fn detector(
+        &self,
+        concurrency: usize,
+    ) -> Result<crate::detection::DynDetector, crate::detection::DetectFailure> {
+        crate::detection::build_paced(
+            self.detector,
+            &self.s3,
+            concurrency,
+            self.rekognition_tps,
+            self.engine,
+        )
+        .await
+    }
     /// When an image needs review: the headline threshold and the quality
     /// thresholds.
     pub fn review_rule(&self) -> ReviewRule {

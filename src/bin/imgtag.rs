@@ -543,7 +543,8 @@ impl TagArgs {
 async fn tag(args: TagArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
     let (settings, bucket) = open(&args.common).await?;
     let selection = args.selection()?;
-    let detector = imgtag::detection::for_settings(&settings, args.concurrency)
+    let detector = settings
+        .detector(args.concurrency)
         .await
         .context("starting the detector")?;
     let opts = TagOptions {
@@ -582,7 +583,8 @@ async fn watch(args: WatchArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
         },
         BucketSpec::S3(_) => imgtag::watch::WatchSource::Listing,
     };
-    let detector = imgtag::detection::for_settings(&settings, args.concurrency)
+    let detector = settings
+        .detector(args.concurrency)
         .await
         .context("starting the detector")?;
     let opts = imgtag::watch::WatchOptions {

@@ -313,22 +313,6 @@ pub async fn build(
     build_paced(kind, s3, concurrency, DEFAULT_REKOGNITION_TPS, engine).await
 }
 
-/// The detector `settings` name (`--detector`, `--engine`, the S3
-/// options, `--rekognition-tps`), `concurrency` calls at a time.
-pub async fn for_settings(
-    settings: &crate::config::Settings,
-    concurrency: usize,
-) -> Result<DynDetector, DetectFailure> {
-    build_paced(
-        settings.detector,
-        &settings.s3,
-        concurrency,
-        settings.rekognition_tps,
-        settings.engine,
-    )
-    .await
-}
-
 /// Builds the detector a run asks for; Rekognition calls are paced at
 /// `rekognition_tps` a second across all images in flight
 /// (`Settings::rekognition_tps`).
