@@ -271,6 +271,7 @@ impl Detector for Racing {
             label_model_version: None,
             image_properties: None,
             candidates: Vec::new(),
+            text: Vec::new(),
         })
     }
 }
@@ -322,6 +323,7 @@ impl Detector for Flaky {
             label_model_version: None,
             image_properties: None,
             candidates: Vec::new(),
+            text: Vec::new(),
         })
     }
 }
