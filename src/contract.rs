@@ -1143,6 +1143,54 @@ pub fn normalize_etag(etag: &str) -> &str {
 mod tests {
     use super::*;
 
+    fn info(extra: &str) -> ImgTagInfo {
+        let json = format!(
+            r#"{{"SchemaVersion":1,"Source":{{"Bucket":"b","Key":"k"}}{extra}}}"#
+        );
+        serde_json::from_str(&json).unwrap()
+    }
+
+    /// No lines write no field, so a photo's document is byte-for-byte
+    /// what it was; lines round-trip, cleaned; a second set replaces.
+    #[test]
+    fn text_is_omitted_when_empty_and_round_trips() {
+        let mut t = info("");
+        let before = serde_json::to_string(&t).unwrap();
+        t.set_text(Vec::new());
+        assert_eq!(serde_json::to_string(&t).unwrap(), before);
+        let line = |s: &str| TextLine {
+            text: s.into(),
+            confidence: 97.5,
+            bounding_box: Some(BoundingBox::default()),
+        };
+        t.set_text(vec![line("  INVOICE\n 2024 "), line(" \u{202e} ")]);
+        assert_eq!(t.text().lines, [line("INVOICE 2024")]);
+        assert_eq!(t.text().joined(), "INVOICE 2024");
+        let json = serde_json::to_string(&t).unwrap();
+        assert!(json.contains(r#""Text":{"Lines":[{"Text":"INVOICE 2024","Confidence":97.5,"#));
+        t.set_text(Vec::new());
+        assert_eq!(serde_json::to_string(&t).unwrap(), before);
+    }
+
+    /// Another shape reads as no text; a bad line is skipped; a NaN or
+    /// out-of-range confidence and a non-finite box are not kept as such.
+    #[test]
+    fn foreign_text_reads_as_none_or_its_valid_lines() {
+        for other in [r#""words""#, "[]", "5", r#"{"Lines":"x"}"#, r#"{"lines":[]}"#] {
+            assert!(info(&format!(r#","Text":{other}"#)).text().lines.is_empty(), "{other}");
+        }
+        let t = info(
+            r#","Text":{"Lines":[{"Text":1},{"Text":"a","Confidence":"high"},
+            {"Text":"ok","Confidence":250},{"Text":"box","Confidence":9,
+            "BoundingBox":{"Width":1e39}}]}"#,
+        );
+        let lines = t.text().lines;
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0].confidence, 100.0);
+        assert_eq!(lines[1].bounding_box, None);
+        assert_eq!(clean_line(&"é".repeat(MAX_LINE_CHARS + 5)).chars().count(), MAX_LINE_CHARS);
+    }
+
     #[test]
     fn candidates_cover_legacy_shapes() {
         let c: Vec<_> = Layout::candidate_rests("2024/cat.jpg").collect();

@@ -322,6 +322,11 @@ async fn ls_text_reads_words_from_documents_and_from_the_index() {
     let all = stdout(&ls(&[]).await);
     assert_eq!(all.matches("\"tagged\"").count(), 4, "{all}");
     assert!(!all.contains('\u{1b}'), "{all}");
+    // `show` prints the lines, cleaned.
+    let show = ["show", "--bucket", b.as_str(), "uploads/hostile.jpg"];
+    let shown = stdout(&imgtag_async(home.path(), &show).await);
+    assert!(shown.contains("text      pwned]0;title HARBOUR (99.0)"), "{shown}");
+    assert!(!shown.contains('\u{1b}') && !shown.contains('\u{7}'), "{shown}");
 
     let image = b"image bytes of scan.png";
     let plain = doc_with_text("uploads/scan.png", image, "null");

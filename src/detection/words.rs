@@ -342,6 +342,30 @@ mod tests {
     }
 
     #[test]
+    fn lines_read_top_to_bottom_and_each_row_left_to_right() {
+        let at = |text: &str, left: f32, top: f32| TextLine {
+            text: text.into(),
+            confidence: 90.0,
+            bounding_box: Some(crate::contract::BoundingBox {
+                left,
+                top,
+                width: 0.2,
+                height: 0.04,
+            }),
+        };
+        // "36.00" sits a hair higher than its item; the next row is below.
+        let mut lines = vec![
+            at("next", 0.1, 0.10),
+            at("36.00", 0.6, 0.049),
+            at("Photo tagging", 0.1, 0.05),
+            at("TITLE", 0.1, 0.0),
+        ];
+        reading_order(&mut lines);
+        let texts: Vec<_> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["TITLE", "Photo tagging", "36.00", "next"]);
+    }
+
+    #[test]
     fn a_line_outside_the_image_is_no_crop() {
         let (lb, _, _) = Letterbox::new(200, 100);
         let b = |x1, y1, x2, y2| TextBox {
