@@ -1144,9 +1144,7 @@ mod tests {
     use super::*;
 
     fn info(extra: &str) -> ImgTagInfo {
-        let json = format!(
-            r#"{{"SchemaVersion":1,"Source":{{"Bucket":"b","Key":"k"}}{extra}}}"#
-        );
+        let json = format!(r#"{{"SchemaVersion":1,"Source":{{"Bucket":"b","Key":"k"}}{extra}}}"#);
         serde_json::from_str(&json).unwrap()
     }
 
@@ -1176,8 +1174,17 @@ mod tests {
     /// out-of-range confidence and a non-finite box are not kept as such.
     #[test]
     fn foreign_text_reads_as_none_or_its_valid_lines() {
-        for other in [r#""words""#, "[]", "5", r#"{"Lines":"x"}"#, r#"{"lines":[]}"#] {
-            assert!(info(&format!(r#","Text":{other}"#)).text().lines.is_empty(), "{other}");
+        for other in [
+            r#""words""#,
+            "[]",
+            "5",
+            r#"{"Lines":"x"}"#,
+            r#"{"lines":[]}"#,
+        ] {
+            assert!(
+                info(&format!(r#","Text":{other}"#)).text().lines.is_empty(),
+                "{other}"
+            );
         }
         let t = info(
             r#","Text":{"Lines":[{"Text":1},{"Text":"a","Confidence":"high"},
@@ -1188,7 +1195,10 @@ mod tests {
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert_eq!(lines[0].confidence, 100.0);
         assert_eq!(lines[1].bounding_box, None);
-        assert_eq!(clean_line(&"é".repeat(MAX_LINE_CHARS + 5)).chars().count(), MAX_LINE_CHARS);
+        assert_eq!(
+            clean_line(&"é".repeat(MAX_LINE_CHARS + 5)).chars().count(),
+            MAX_LINE_CHARS
+        );
     }
 
     #[test]

@@ -43,6 +43,6 @@ mod store_suite;
 mod trust;
 mod tui;
 mod tui_e2e;
-mod words;
 #[allow(clippy::too_many_lines)]
 mod watch;
+mod words;

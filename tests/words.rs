@@ -97,7 +97,10 @@ fn check_invoice(lines: &[TextLine]) {
     assert!(lines[0].text.starts_with("INVOICE"), "{:?}", texts(lines));
     assert!(lines.last().unwrap().text.starts_with("Thank you"));
     // An amount split off at the column gap follows its item.
-    let item = lines.iter().position(|l| l.text.contains("Support")).unwrap();
+    let item = lines
+        .iter()
+        .position(|l| l.text.contains("Support"))
+        .unwrap();
     assert_eq!(lines[item + 1].text, "90.00", "{:?}", texts(lines));
     for l in lines {
         assert!((50.0..=100.0).contains(&l.confidence), "{l:?}");
@@ -141,7 +144,12 @@ fn onnxruntime_reads_what_tract_reads() {
 /// nothing is read.
 #[test]
 fn photos_read_no_words() {
-    for name in ["pizza.jpg", "kitchen.jpg", "basilica-cars.jpg", "temple.jpg"] {
+    for name in [
+        "pizza.jpg",
+        "kitchen.jpg",
+        "basilica-cars.jpg",
+        "temple.jpg",
+    ] {
         assert!(read(model(), name).is_empty(), "{name}");
     }
 }
@@ -223,7 +231,10 @@ async fn tag_then_ls_text_finds_the_scan_and_not_the_photo() {
 /// A document as another tool (or an attacker) might write it: `Text` of
 /// `text` beside a label.
 fn doc_with_text(key: &str, image: &[u8], text: &str) -> String {
-    let etag = format!("\"{}\"", hex::encode(<md5::Md5 as md5::Digest>::digest(image)));
+    let etag = format!(
+        "\"{}\"",
+        hex::encode(<md5::Md5 as md5::Digest>::digest(image))
+    );
     format!(
         r#"{{"Labels":[{{"Name":"Text","Confidence":90.0}}],"ImgTag":{{"SchemaVersion":1,
         "Source":{{"Bucket":"b","Key":{key:?},"ETag":{etag:?},"Size":{}}},"Detector":"local",
@@ -273,16 +284,27 @@ fn a_foreign_or_hostile_text_field_reads_as_little_or_nothing() {
         let doc: MetadataDoc = serde_json::from_slice(&bytes).unwrap();
         doc.imgtag.unwrap().text().lines
     };
-    assert_eq!(texts(&text_of("scan.png")), ["Imgtag Supplies Ltd, 12 Harbour Road"]);
+    assert_eq!(
+        texts(&text_of("scan.png")),
+        ["Imgtag Supplies Ltd, 12 Harbour Road"]
+    );
     assert!(text_of("photo.jpg").is_empty());
     assert!(text_of("foreign.jpg").is_empty());
     let hostile = text_of("hostile.jpg");
     // The escapes are gone, the lines of another shape skipped, the rest
     // bounded.
     assert_eq!(hostile[0].text, "pwned]0;title HARBOUR");
-    assert!(hostile.iter().all(|l| !l.text.chars().any(char::is_control)));
+    assert!(
+        hostile
+            .iter()
+            .all(|l| !l.text.chars().any(char::is_control))
+    );
     assert!(hostile.len() <= MAX_TEXT_LINES);
-    assert!(hostile.iter().all(|l| l.text.chars().count() <= MAX_LINE_CHARS));
+    assert!(
+        hostile
+            .iter()
+            .all(|l| l.text.chars().count() <= MAX_LINE_CHARS)
+    );
     let total: usize = hostile.iter().map(|l| l.text.chars().count()).sum();
     assert!(total <= MAX_TEXT_CHARS, "{total}");
 }
@@ -313,7 +335,11 @@ async fn ls_text_reads_words_from_documents_and_from_the_index() {
             v
         };
         let harbour = keys(&ls(&extra("harbour")).await);
-        assert_eq!(harbour, ["uploads/hostile.jpg", "uploads/scan.png"], "{index:?}");
+        assert_eq!(
+            harbour,
+            ["uploads/hostile.jpg", "uploads/scan.png"],
+            "{index:?}"
+        );
         let phrase = keys(&ls(&extra("supplies ltd, 12")).await);
         assert_eq!(phrase, ["uploads/scan.png"], "{index:?}");
         assert!(keys(&ls(&extra("pwned]0")).await).len() == 1, "{index:?}");
@@ -325,8 +351,14 @@ async fn ls_text_reads_words_from_documents_and_from_the_index() {
     // `show` prints the lines, cleaned.
     let show = ["show", "--bucket", b.as_str(), "uploads/hostile.jpg"];
     let shown = stdout(&imgtag_async(home.path(), &show).await);
-    assert!(shown.contains("text      pwned]0;title HARBOUR (99.0)"), "{shown}");
-    assert!(!shown.contains('\u{1b}') && !shown.contains('\u{7}'), "{shown}");
+    assert!(
+        shown.contains("text      pwned]0;title HARBOUR (99.0)"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+        "{shown}"
+    );
 
     let image = b"image bytes of scan.png";
     let plain = doc_with_text("uploads/scan.png", image, "null");

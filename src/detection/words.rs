@@ -126,14 +126,8 @@ fn crop_of(b: &TextBox, lb: &Letterbox) -> Option<[u32; 4]> {
     let to_px = |v: f32, max: u32| (f64::from(v) / lb.ratio).clamp(0.0, f64::from(max)).round();
     let (x1, y1) = (to_px(b.x1, lb.width), to_px(b.y1, lb.height));
     let (x2, y2) = (to_px(b.x2, lb.width), to_px(b.y2, lb.height));
-    (x2 - x1 >= 1.0 && y2 - y1 >= 1.0).then(|| {
-        [
-            x1 as u32,
-            y1 as u32,
-            (x2 - x1) as u32,
-            (y2 - y1) as u32,
-        ]
-    })
+    (x2 - x1 >= 1.0 && y2 - y1 >= 1.0)
+        .then_some([x1 as u32, y1 as u32, (x2 - x1) as u32, (y2 - y1) as u32])
 }
 
 /// PP-OCRv4's recognition model, ready to run. `Send + Sync`, cheap to

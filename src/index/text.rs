@@ -52,9 +52,8 @@ pub(super) fn by_metadata_key(
     c: &Connection,
     needle: Option<&str>,
 ) -> rusqlite::Result<HashMap<String, String>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT p.meta, t.lines FROM doc_text t JOIN pairs p ON p.mdoc = t.doc",
-    )?;
+    let mut stmt =
+        c.prepare_cached("SELECT p.meta, t.lines FROM doc_text t JOIN pairs p ON p.mdoc = t.doc")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
     let needle = needle.map(|n| n.trim().to_lowercase());
     let mut out = HashMap::new();
