@@ -270,7 +270,7 @@ pub struct TextLine {
 
 /// `ImgTag.Text`: the words the local detector read in the image's lines
 /// of text (`Text` label), in reading order. Untrusted like every field:
-/// [`normalize_text`] bounds and cleans it on write and on read.
+/// `normalize_text` bounds and cleans it on write and on read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
 pub struct RecognizedText {
@@ -425,7 +425,7 @@ impl ImgTagInfo {
     /// `ImgTag.Text`, read leniently like [`candidates`](Self::candidates):
     /// a value of another shape reads as no text, a line of another shape
     /// is skipped, and what is kept is cleaned and bounded
-    /// ([`normalize_text`]).
+    /// (`normalize_text`).
     pub fn text(&self) -> RecognizedText {
         let Some(Value::Array(items)) = self
             .extra

@@ -11,7 +11,7 @@
 //! fixed-shape plan per width: tract is several times slower with a
 //! symbolic dimension). Output: `width / 8` time steps, each a probability
 //! per character of the model's dictionary (read from the model's own
-//! `character` metadata, [`charset`]), decoded greedily ([`ctc_decode`]).
+//! `character` metadata, `charset`), decoded greedily (`ctc_decode`).
 
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
@@ -49,7 +49,7 @@ const MODEL_BYTES: &[u8] = include_bytes!(concat!(
 
 /// The model's dictionary as its output indexes it: CTC's blank (0), the
 /// `character` metadata's entries one per line, then a space.
-pub fn charset(model: &[u8]) -> Result<Vec<String>, ModelError> {
+pub(crate) fn charset(model: &[u8]) -> Result<Vec<String>, ModelError> {
     let proto = tract_onnx::onnx()
         .proto_model_for_read(&mut Cursor::new(model))
         .map_err(|e| ModelError::Model(format!("{e:#}")))?;
@@ -68,7 +68,7 @@ pub fn charset(model: &[u8]) -> Result<Vec<String>, ModelError> {
 /// most likely class, repeats merged, blanks (class 0) dropped. Returns the
 /// text and the mean probability of its characters (0 for none).
 /// Non-finite probabilities count as 0.
-pub fn ctc_decode(probs: &[f32], classes: usize, charset: &[String]) -> (String, f32) {
+pub(crate) fn ctc_decode(probs: &[f32], classes: usize, charset: &[String]) -> (String, f32) {
     let (mut text, mut sum, mut n) = (String::new(), 0f32, 0usize);
     let mut previous = 0;
     for step in probs.chunks_exact(classes.max(1)) {
@@ -97,7 +97,7 @@ fn padded_width(scaled: usize) -> usize {
 
 /// Writes the crop `line` of `img` (x, y, width, height in image pixels)
 /// as the model's input: scaled to [`HEIGHT`] high, aspect kept, at most
-/// [`MAX_WIDTH`] wide, padded to [`padded_width`]. Returns the input and its
+/// [`MAX_WIDTH`] wide, padded to `padded_width`. Returns the input and its
 /// width.
 pub fn line_input(img: &RgbImage, line: [u32; 4]) -> Result<(Vec<f32>, usize), ModelError> {
     let [x, y, w, h] = line;
@@ -126,8 +126,12 @@ fn crop_of(b: &TextBox, lb: &Letterbox) -> Option<[u32; 4]> {
     let to_px = |v: f32, max: u32| (f64::from(v) / lb.ratio).clamp(0.0, f64::from(max)).round();
     let (x1, y1) = (to_px(b.x1, lb.width), to_px(b.y1, lb.height));
     let (x2, y2) = (to_px(b.x2, lb.width), to_px(b.y2, lb.height));
-    (x2 - x1 >= 1.0 && y2 - y1 >= 1.0)
-        .then_some([x1 as u32, y1 as u32, (x2 - x1) as u32, (y2 - y1) as u32])
+    (x2 - x1 >= 1.0 && y2 - y1 >= 1.0).then_some([
+        x1 as u32,
+        y1 as u32,
+        (x2 - x1) as u32,
+        (y2 - y1) as u32,
+    ])
 }
 
 /// PP-OCRv4's recognition model, ready to run. `Send + Sync`, cheap to
@@ -156,7 +160,7 @@ impl Recognizer {
         self.kind
     }
 
-    /// The dictionary ([`charset`]).
+    /// The dictionary (`charset`).
     pub fn charset(&self) -> &[String] {
         &self.charset
     }
@@ -228,7 +232,7 @@ impl Recognizer {
 /// `text` with full-width ASCII forms (U+FF01-FF5E, U+3000) as ASCII: the
 /// model's dictionary is Chinese and English, and reads a comma or a
 /// bracket as either form; a search types the ASCII one.
-pub fn halfwidth(text: &str) -> String {
+pub(crate) fn halfwidth(text: &str) -> String {
     text.chars()
         .map(|c| match c {
             '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
@@ -246,7 +250,7 @@ fn percent(score: f32) -> f32 {
 /// Puts `lines` in reading order: by top edge, then each row (the lines
 /// whose middle is within half a line's height of the row's first line's)
 /// left to right, so a line split in two at a column gap reads in order.
-pub fn reading_order(lines: &mut [TextLine]) {
+pub(crate) fn reading_order(lines: &mut [TextLine]) {
     let frame = |l: &TextLine| {
         l.bounding_box
             .as_ref()

@@ -41,7 +41,7 @@ pub use store::IndexedStore;
 /// carries its document's id (`mdoc`), and a label hit joins on it; 6: the
 /// `writes` a refresh that listed before them must not undo; 7: ETags as
 /// 16 bytes, pairs without copies of the objects' fields; 8: the
-/// recognised words of the documents that have them (`doc_text`, [`text`]).
+/// recognised words of the documents that have them (`doc_text`, `text`).
 pub const SCHEMA_VERSION: i64 = 8;
 
 #[derive(Debug, thiserror::Error)]
