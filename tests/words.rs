@@ -422,6 +422,19 @@ async fn tui_slash_finds_a_scan_by_its_words() {
         .map(|&i| h.app.rows.key(i).to_string())
         .collect();
     assert_eq!(shown, ["uploads/scan.png"]);
+    // The detail pane shows what was read.
+    h.send(imgtag::tui::app::Msg::Key(crossterm::event::KeyEvent::new(
+        crossterm::event::KeyCode::Enter,
+        crossterm::event::KeyModifiers::NONE,
+    )));
+    h.select("scan.png");
+    h.settle().await;
+    let screen = common::tui::screen(&h.app);
+    assert!(screen.contains("text read"), "{screen}");
+    assert!(
+        screen.contains("Imgtag Supplies Ltd, 12 Harbour Road"),
+        "{screen}"
+    );
 }
 
 /// A detector the TUI test never calls (it only lists and searches).
