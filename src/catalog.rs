@@ -584,6 +584,9 @@ pub struct Filter {
     pub label: Option<String>,
     /// Only tagged images whose headline label is below this confidence.
     pub below: Option<f32>,
+    /// Only images whose recognised text (`ImgTag.Text`) has a line
+    /// containing this, case-insensitive.
+    pub text: Option<String>,
 }
 
 impl Filter {
@@ -600,6 +603,11 @@ impl Filter {
         }
         if let Some(want) = &self.label
             && !a.doc().is_some_and(|d| d.has_label(want))
+        {
+            return false;
+        }
+        if let Some(want) = &self.text
+            && !a.doc().is_some_and(|d| d.has_text(want))
         {
             return false;
         }

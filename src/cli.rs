@@ -482,8 +482,25 @@ fn print_shown_text(s: &Shown, out: &mut dyn Write) -> Result<(), CliError> {
             print_headline(&p.doc, s.review_below, out)?;
             print_quality(&p.doc, out)?;
             print_labels(&p.doc.labels, out)?;
+            if let Some(t) = &p.doc.imgtag {
+                print_text(t, out)?;
+            }
         }
         None => {}
+    }
+    Ok(())
+}
+
+/// `ImgTag.Text`'s lines, one a row, with the recogniser's confidence.
+fn print_text(t: &crate::contract::ImgTagInfo, out: &mut dyn Write) -> Result<(), CliError> {
+    for (i, l) in t.text().lines.iter().enumerate() {
+        let head = if i == 0 { "text" } else { "" };
+        writeln!(
+            out,
+            "{head:<9} {} ({:.1})",
+            for_terminal(&l.text),
+            l.confidence
+        )?;
     }
     Ok(())
 }

@@ -247,6 +247,105 @@ pub(crate) fn normalize_candidates(
     candidates
 }
 
+/// The key of the recognised words in `ImgTag` (docs/format.md).
+pub(crate) const TEXT: &str = "Text";
+/// At most this many lines are kept in `ImgTag.Text`.
+pub const MAX_TEXT_LINES: usize = 100;
+/// At most this many characters are kept of one line.
+pub const MAX_LINE_CHARS: usize = 200;
+/// At most this many characters are kept over all lines: a page of text,
+/// so a document stays small and the index holds a bounded amount.
+pub const MAX_TEXT_CHARS: usize = 4000;
+
+/// One recognised line of text: what it says, how sure the recogniser is
+/// (mean probability of its characters, percent) and where it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TextLine {
+    pub text: String,
+    pub confidence: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounding_box: Option<BoundingBox>,
+}
+
+/// `ImgTag.Text`: the words the local detector read in the image's lines
+/// of text (`Text` label), in reading order. Untrusted like every field:
+/// `normalize_text` bounds and cleans it on write and on read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct RecognizedText {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub lines: Vec<TextLine>,
+}
+
+impl RecognizedText {
+    /// Every line, one per line of the result: what a word search reads.
+    pub fn joined(&self) -> String {
+        let mut out = String::new();
+        for l in &self.lines {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&l.text);
+        }
+        out
+    }
+}
+
+/// A line's text as kept: whitespace runs (line breaks too) made one
+/// space, characters a terminal would act on and invisible ones dropped, trimmed, at
+/// most [`MAX_LINE_CHARS`].
+pub(crate) fn clean_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_LINE_CHARS * 4));
+    let mut space = false;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            space = !out.is_empty();
+            continue;
+        }
+        if crate::sanitize::is_unsafe(c) {
+            continue;
+        }
+        if space {
+            out.push(' ');
+            space = false;
+        }
+        out.push(c);
+    }
+    match out.char_indices().nth(MAX_LINE_CHARS) {
+        Some((at, _)) => out[..at].trim_end().to_string(),
+        None => out,
+    }
+}
+
+/// The lines a document keeps: cleaned ([`clean_line`]), none empty, a
+/// finite confidence within 0-100, boxes dropped unless finite, at most
+/// [`MAX_TEXT_LINES`] lines and [`MAX_TEXT_CHARS`] characters in all
+/// (the first lines kept: they are in reading order).
+pub(crate) fn normalize_text(lines: Vec<TextLine>) -> Vec<TextLine> {
+    let mut total = 0;
+    let mut kept = Vec::new();
+    for mut line in lines {
+        line.text = clean_line(&line.text);
+        let chars = line.text.chars().count();
+        if chars == 0 || !line.confidence.is_finite() {
+            continue;
+        }
+        if kept.len() == MAX_TEXT_LINES || total + chars > MAX_TEXT_CHARS {
+            break;
+        }
+        total += chars;
+        line.confidence = line.confidence.clamp(0.0, 100.0);
+        line.bounding_box = line.bounding_box.filter(|b| {
+            [b.left, b.top, b.width, b.height]
+                .iter()
+                .all(|v| v.is_finite())
+        });
+        kept.push(line);
+    }
+    kept
+}
+
 /// A permanent failure recorded instead of labels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -320,6 +419,41 @@ impl ImgTagInfo {
         match value {
             Some(v) => self.extra.insert(CANDIDATES.into(), v),
             None => self.extra.remove(CANDIDATES),
+        };
+    }
+
+    /// `ImgTag.Text`, read leniently like [`candidates`](Self::candidates):
+    /// a value of another shape reads as no text, a line of another shape
+    /// is skipped, and what is kept is cleaned and bounded
+    /// (`normalize_text`).
+    pub fn text(&self) -> RecognizedText {
+        let Some(Value::Array(items)) = self
+            .extra
+            .get(TEXT)
+            .and_then(|t| t.as_object())
+            .and_then(|t| t.get("Lines"))
+        else {
+            return RecognizedText::default();
+        };
+        let parsed = items
+            .iter()
+            .filter_map(|v| TextLine::deserialize(v).ok())
+            .collect();
+        RecognizedText {
+            lines: normalize_text(parsed),
+        }
+    }
+
+    /// Sets `ImgTag.Text` (a detection's own; no lines removes the field,
+    /// so documents without text are as they always were).
+    pub fn set_text(&mut self, lines: Vec<TextLine>) {
+        let lines = normalize_text(lines);
+        let value = (!lines.is_empty())
+            .then(|| json_value(&RecognizedText { lines }))
+            .flatten();
+        match value {
+            Some(v) => self.extra.insert(TEXT.into(), v),
+            None => self.extra.remove(TEXT),
         };
     }
 
@@ -1008,6 +1142,64 @@ pub fn normalize_etag(etag: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn info(extra: &str) -> ImgTagInfo {
+        let json = format!(r#"{{"SchemaVersion":1,"Source":{{"Bucket":"b","Key":"k"}}{extra}}}"#);
+        serde_json::from_str(&json).unwrap()
+    }
+
+    /// No lines write no field, so a photo's document is byte-for-byte
+    /// what it was; lines round-trip, cleaned; a second set replaces.
+    #[test]
+    fn text_is_omitted_when_empty_and_round_trips() {
+        let mut t = info("");
+        let before = serde_json::to_string(&t).unwrap();
+        t.set_text(Vec::new());
+        assert_eq!(serde_json::to_string(&t).unwrap(), before);
+        let line = |s: &str| TextLine {
+            text: s.into(),
+            confidence: 97.5,
+            bounding_box: Some(BoundingBox::default()),
+        };
+        t.set_text(vec![line("  INVOICE\n 2024 "), line(" \u{202e} ")]);
+        assert_eq!(t.text().lines, [line("INVOICE 2024")]);
+        assert_eq!(t.text().joined(), "INVOICE 2024");
+        let json = serde_json::to_string(&t).unwrap();
+        assert!(json.contains(r#""Text":{"Lines":[{"Text":"INVOICE 2024","Confidence":97.5,"#));
+        t.set_text(Vec::new());
+        assert_eq!(serde_json::to_string(&t).unwrap(), before);
+    }
+
+    /// Another shape reads as no text; a bad line is skipped; a NaN or
+    /// out-of-range confidence and a non-finite box are not kept as such.
+    #[test]
+    fn foreign_text_reads_as_none_or_its_valid_lines() {
+        for other in [
+            r#""words""#,
+            "[]",
+            "5",
+            r#"{"Lines":"x"}"#,
+            r#"{"lines":[]}"#,
+        ] {
+            assert!(
+                info(&format!(r#","Text":{other}"#)).text().lines.is_empty(),
+                "{other}"
+            );
+        }
+        let t = info(
+            r#","Text":{"Lines":[{"Text":1},{"Text":"a","Confidence":"high"},
+            {"Text":"ok","Confidence":250},{"Text":"box","Confidence":9,
+            "BoundingBox":{"Width":1e39}}]}"#,
+        );
+        let lines = t.text().lines;
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0].confidence, 100.0);
+        assert_eq!(lines[1].bounding_box, None);
+        assert_eq!(
+            clean_line(&"é".repeat(MAX_LINE_CHARS + 5)).chars().count(),
+            MAX_LINE_CHARS
+        );
+    }
 
     #[test]
     fn candidates_cover_legacy_shapes() {

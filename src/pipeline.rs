@@ -503,9 +503,13 @@ async fn write(
     source: SourceRef,
     result: Result<Detection, ErrorInfo>,
 ) -> Outcome {
-    let (properties, candidates) = match &result {
-        Ok(d) => (d.image_properties.clone(), d.candidates.clone()),
-        Err(_) => (None, Vec::new()),
+    let (properties, candidates, text) = match &result {
+        Ok(d) => (
+            d.image_properties.clone(),
+            d.candidates.clone(),
+            d.text.clone(),
+        ),
+        Err(_) => (None, Vec::new(), Vec::new()),
     };
     let result = result.map(|d| (d.labels, d.label_model_version));
     let mut doc = build_document(source, detector, opts, result, target.review());
@@ -513,10 +517,13 @@ async fn write(
         carry_unknown_fields(&mut doc, &prior.doc);
     }
     // This detection's answer, never the one it replaces: a re-run without
-    // IMAGE_PROPERTIES leaves none, and candidates are the detector's
-    // (never a human's), replaced by each run.
+    // IMAGE_PROPERTIES leaves none, and candidates and text are the
+    // detector's (never a human's), replaced by each run.
     doc.set_image_properties(properties.as_ref());
     set_candidates(&mut doc, candidates, opts.min_confidence);
+    if let Some(t) = doc.imgtag.as_mut() {
+        t.set_text(text);
+    }
     // The detection is paid for: a transient write failure is retried
     // here rather than reported, which would make the caller detect again.
     let (mut delay, mut attempt) = (opts.backoff, 1);

@@ -53,6 +53,12 @@ pub struct DocSummary {
     /// document has them: what the quality review rule compares.
     #[serde(rename = "q", default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<QualitySummary>,
+    /// `ImgTag.Text`'s lines (cleaned and bounded, as `ImgTagInfo::text`
+    /// reads them): what a word search matches. Empty for a photo. The
+    /// index keeps them in a table of their own ([`crate::index`]), not in
+    /// the encoded summary.
+    #[serde(rename = "w", default, skip_serializing_if = "Vec::is_empty")]
+    pub text: Vec<String>,
 }
 
 /// Brightness and sharpness (0-100) of an image, as its document records.
@@ -100,7 +106,19 @@ impl DocSummary {
                 .and_then(|p| p.quality)
                 .map(|q| QualitySummary(q.brightness, q.sharpness))
                 .filter(|q| q.0.is_some() || q.1.is_some()),
+            text: doc
+                .imgtag
+                .as_ref()
+                .map(|t| t.text().lines.into_iter().map(|l| l.text).collect())
+                .unwrap_or_default(),
         }
+    }
+
+    /// Whether a line of recognised text contains `needle` (any case;
+    /// an empty needle matches nothing).
+    pub fn has_text(&self, needle: &str) -> bool {
+        let needle = needle.trim().to_lowercase();
+        !needle.is_empty() && self.text.iter().any(|l| l.to_lowercase().contains(&needle))
     }
 
     /// (name, confidence) of the headline label.

@@ -88,6 +88,7 @@ impl Detector for Counting {
             label_model_version: None,
             image_properties: None,
             candidates: Vec::new(),
+            text: Vec::new(),
         })
     }
 }

@@ -230,6 +230,7 @@ impl Detector for Fixed {
             label_model_version: None,
             image_properties: None,
             candidates: Vec::new(),
+            text: Vec::new(),
         })
     }
 }

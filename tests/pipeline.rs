@@ -256,6 +256,7 @@ impl Detector for Racing {
             label_model_version: None,
             image_properties: None,
             candidates: Vec::new(),
+            text: Vec::new(),
         })
     }
 }
@@ -307,6 +308,7 @@ impl Detector for Flaky {
             label_model_version: None,
             image_properties: None,
             candidates: Vec::new(),
+            text: Vec::new(),
         })
     }
 }

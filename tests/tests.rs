@@ -45,3 +45,4 @@ mod tui;
 mod tui_e2e;
 #[allow(clippy::too_many_lines)]
 mod watch;
+mod words;

@@ -218,6 +218,10 @@ struct SelectArgs {
     /// Images with these statuses (comma-separated).
     #[arg(long, value_delimiter = ',')]
     status: Vec<Status>,
+    /// Images whose recognised text (`ImgTag.Text`) has a line containing
+    /// these words, case-insensitive.
+    #[arg(long, value_name = "WORDS")]
+    text: Option<String>,
 }
 
 impl SelectArgs {
@@ -226,6 +230,7 @@ impl SelectArgs {
             statuses: self.status.clone(),
             label: self.label.clone(),
             below: self.below,
+            text: self.text.clone(),
         }
     }
 }
@@ -245,6 +250,11 @@ struct LsArgs {
     /// Only images whose best label is below this confidence.
     #[arg(long, value_name = "N")]
     below: Option<f32>,
+    /// Only images whose recognised text (`ImgTag.Text`: the words the
+    /// local detector read on pages and screens) has a line containing
+    /// these words, case-insensitive.
+    #[arg(long, value_name = "WORDS")]
+    text: Option<String>,
     /// A spot check: N images picked at random from what the other options
     /// select (printed once the listing is done, in key order).
     #[arg(long, value_name = "N")]
@@ -485,6 +495,7 @@ async fn ls(args: LsArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
         statuses: args.status,
         label: args.label,
         below: args.below,
+        text: args.text,
     };
     let sample = args.sample.map(|size| cli::Sample {
         size,
@@ -733,11 +744,11 @@ impl ReviewArgs {
             (true, false) => Ok(Selection::Matching(filter)),
             (false, false) => {
                 anyhow::bail!(
-                    "give image keys or a selection (--label, --below, --status), not both"
+                    "give image keys or a selection (--label, --below, --status, --text), not both"
                 )
             }
             (true, true) => anyhow::bail!(
-                "say which images to edit: KEY..., or --label, --below and/or --status"
+                "say which images to edit: KEY..., or --label, --below, --status and/or --text"
             ),
         }
     }

@@ -23,8 +23,9 @@ pub use super::model_error::ModelError;
 use super::{DetectFailure, DetectInput, DetectParams, Detector, DetectorKind};
 
 use super::text::{self, TextDetection, TextDetector};
+use super::words::Recognizer;
 use super::yolox::{self, Yolox};
-use crate::contract::{Candidate, Label, NameRef, normalize_candidates};
+use crate::contract::{Candidate, Label, NameRef, TextLine, normalize_candidates};
 use crate::imaging::{self, DecodeLimits, INPUT_SIZE, TENSOR_LEN};
 
 /// `LabelModelVersion` written by the local detector: both models, so a
@@ -32,9 +33,11 @@ use crate::imaging::{self, DecodeLimits, INPUT_SIZE, TENSOR_LEN};
 /// the label names' curation (`names-2`: `assets/taxonomy/local_names.json`),
 /// so documents with the old names (`Sporting Dog`, `Cab`) are re-tagged,
 /// the scene rules (`scenes-2`, [`super::scenes`]) and the text detector
-/// ([`super::text::MODEL_VERSION`]).
+/// ([`super::text::MODEL_VERSION`]) and recogniser
+/// ([`super::words::MODEL_VERSION`]), so documents without `ImgTag.Text`
+/// are re-tagged.
 pub const MODEL_VERSION: &str =
-    "imgtag-mobilenet_v2-1+yolox_nano-1+names-2+scenes-2+ppocr_v4_det-1";
+    "imgtag-mobilenet_v2-1+yolox_nano-1+names-2+scenes-2+ppocr_v4_det-1+ppocr_v4_rec-1";
 
 /// Whether a document's `LabelModelVersion` is what the local detector
 /// writes now (the pipeline re-tags older local results).
@@ -354,6 +357,9 @@ pub struct Answer {
     /// Whether the text model ran ([`ModelOptions::text`]): what the gate
     /// decided, for tests and measurements.
     pub text_ran: bool,
+    /// The words read in the lines of a `Text` label, in reading order
+    /// (none without one): `ImgTag.Text`.
+    pub text: Vec<TextLine>,
 }
 
 /// MobileNetV2 + label hierarchy, ready to run. `Send + Sync`: share it
@@ -365,6 +371,7 @@ pub struct LocalModel {
     hierarchy: Arc<Hierarchy>,
     detector: Yolox,
     text: TextDetector,
+    words: Recognizer,
 }
 
 /// Per-worker input tensors of the models (reused between images).
@@ -465,6 +472,7 @@ impl LocalModel {
             hierarchy: Arc::new(hierarchy),
             detector: Yolox::load_with(engine)?,
             text: TextDetector::load_with(engine)?,
+            words: Recognizer::load_with(engine)?,
         })
     }
 
@@ -481,6 +489,33 @@ impl LocalModel {
     /// The text detector.
     pub fn text_detector(&self) -> &TextDetector {
         &self.text
+    }
+
+    /// The text recogniser.
+    pub fn recognizer(&self) -> &Recognizer {
+        &self.words
+    }
+
+    /// The text model's labels for `img` and, when there is a `Text`
+    /// label, the words of its lines (those at or above `min_confidence`):
+    /// photos without text pay for no recognition.
+    fn read_text(
+        &self,
+        img: &image::RgbImage,
+        min_confidence: f32,
+        tensor: &mut [f32],
+    ) -> Result<(Vec<Label>, Vec<TextLine>), ModelError> {
+        let (found, lb) = self.text.lines(img, tensor)?;
+        let labels = text::labels(&found, &lb, min_confidence);
+        if labels.is_empty() {
+            return Ok((labels, Vec::new()));
+        }
+        let kept: Vec<_> = found
+            .into_iter()
+            .filter(|b| text::percent(b.score) >= min_confidence)
+            .collect();
+        let words = self.words.lines(img, &kept, &lb)?;
+        Ok((labels, words))
     }
 
     /// Both models' labels as one answer ([`merge_labels`]), after placing
@@ -630,11 +665,10 @@ impl LocalModel {
         // text model, the costliest of the three, runs at all.
         let probs = self.classify(&buffers.classifier)?;
         let text_ran = options.text.runs(&probs);
-        let texts = if text_ran {
-            self.text
-                .detect(&img, options.min_confidence, &mut buffers.text)?
+        let (texts, words) = if text_ran {
+            self.read_text(&img, options.min_confidence, &mut buffers.text)?
         } else {
-            Vec::new()
+            Default::default()
         };
         drop(img);
         let classified = self.labels(&probs, options.min_confidence, None);
@@ -658,6 +692,7 @@ impl LocalModel {
             labels,
             candidates,
             text_ran,
+            text: words,
         })
     }
 
@@ -792,6 +827,7 @@ impl Detector for LocalDetector {
                 } else {
                     Vec::new()
                 },
+                text: answer.text,
             }),
             Err(ModelError::Imaging(e)) => Err(DetectFailure::permanent(e.code(), e.to_string())),
             Err(e) => Err(DetectFailure::Config {

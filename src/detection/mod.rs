@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::contract::{Candidate, ImageProperties, Label, LabelFilters};
+use crate::contract::{Candidate, ImageProperties, Label, LabelFilters, TextLine};
 
 pub mod engine;
 pub mod local;
@@ -17,6 +17,7 @@ pub mod quality;
 pub mod rekognition;
 pub mod scenes;
 pub mod text;
+pub mod words;
 pub mod yolox;
 
 pub use local::LocalDetector;
@@ -234,6 +235,9 @@ pub struct Detection {
     /// What the detector saw below MinConfidence, when asked
     /// ([`DetectParams::candidates`]); `ImgTag.Candidates`.
     pub candidates: Vec<Candidate>,
+    /// The words read in the image's lines of text, when it has a `Text`
+    /// label (the local detector only, [`words`]); `ImgTag.Text`.
+    pub text: Vec<TextLine>,
 }
 
 /// Why detection failed, sorted by what the caller should do about it.

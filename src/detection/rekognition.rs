@@ -448,6 +448,9 @@ impl Detector for RekognitionDetector {
             } else {
                 Vec::new()
             },
+            // DetectLabels reads no words (DetectText is another API,
+            // another price).
+            text: Vec::new(),
         })
     }
 }

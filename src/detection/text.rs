@@ -234,7 +234,7 @@ fn placement(width: u32, height: u32) -> (Letterbox, u32, u32) {
 }
 
 /// A 0-1 score as a percentage rounded to 3 decimals.
-fn percent(score: f32) -> f32 {
+pub(crate) fn percent(score: f32) -> f32 {
     ((f64::from(score).clamp(0.0, 1.0) * 100_000.0).round() / 1000.0) as f32
 }
 

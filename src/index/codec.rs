@@ -223,6 +223,8 @@ pub(crate) fn decode(
         flagged: on(FLAGGED),
         reviewed: on(REVIEWED),
         quality,
+        // Kept apart, in `doc_text` (index::text), and attached per row.
+        text: Vec::new(),
     })
 }
 
@@ -296,6 +298,7 @@ mod tests {
             flagged: true,
             reviewed: true,
             quality: Some(QualitySummary(Some(12.5), None)),
+            text: Vec::new(),
         };
         let back = round_trip(&full).unwrap();
         assert!(back.labels[1].1.is_nan());
@@ -323,6 +326,7 @@ mod tests {
             flagged: false,
             reviewed: false,
             quality: None,
+            text: Vec::new(),
         };
         assert_eq!(round_trip(&bare), Some(bare.clone()));
         for s in [Shape::DetectLabels, Shape::Seed] {

@@ -29,6 +29,7 @@ mod etag;
 pub mod query;
 pub mod refresh;
 mod store;
+mod text;
 
 pub use store::IndexedStore;
 
@@ -39,8 +40,9 @@ pub use store::IndexedStore;
 /// rank, so a label hit is two index reads (see [`query`]); 5: a pair
 /// carries its document's id (`mdoc`), and a label hit joins on it; 6: the
 /// `writes` a refresh that listed before them must not undo; 7: ETags as
-/// 16 bytes, pairs without copies of the objects' fields.
-pub const SCHEMA_VERSION: i64 = 7;
+/// 16 bytes, pairs without copies of the objects' fields; 8: the
+/// recognised words of the documents that have them (`doc_text`, `text`).
+pub const SCHEMA_VERSION: i64 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -522,6 +524,7 @@ fn create_schema(conn: &Connection, spec: &IndexSpec) -> Result<Option<String>, 
         None => None,
     };
     tx.execute_batch(SCHEMA).map_err(Problem::classify)?;
+    tx.execute_batch(text::SCHEMA).map_err(Problem::classify)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(Problem::classify)?;
     for (k, v) in spec.fields() {
@@ -716,6 +719,7 @@ pub(crate) fn store_doc(c: &Connection, identity: &str, doc: &SummaryRead) -> ru
         .execute(params![Tag(identity), summary, malformed])?;
     let id = c.last_insert_rowid();
     if let Ok(s) = doc {
+        text::store(c, id, s)?;
         let rank = headline_rank(s);
         for name in s.search_names() {
             c.prepare_cached("INSERT OR IGNORE INTO names(name) VALUES (?1)")?

@@ -122,11 +122,14 @@ fn send_rows(c: &Connection, q: &Query, tx: &Sender) -> rusqlite::Result<()> {
         None => stmt.query(params![up, prefix_end(up)])?,
     };
     let mut labels = Labels::default();
+    // The recognised words, kept apart from the summaries (`text`).
+    let lines = super::text::by_metadata_key(c, q.filter.text.as_deref())?;
     while let Some(r) = rows.next()? {
-        if let Some(a) = image_row(r, q, |id| labels.name(c, id))?
-            && !emit(a, &mut chunk)
-        {
-            return Ok(());
+        if let Some(mut a) = image_row(r, q, |id| labels.name(c, id))? {
+            super::text::attach(&mut a, &lines);
+            if !emit(a, &mut chunk) {
+                return Ok(());
+            }
         }
     }
     if q.filter.label.is_none() {

@@ -937,6 +937,7 @@ fn store_pairs(
             "DELETE FROM doc_names WHERE doc NOT IN (SELECT id FROM docs)",
             [],
         )?;
+        super::text::drop_orphans(&tx)?;
         // Names only dropped documents used (each an index lookup: the
         // name leads `doc_names`' key).
         tx.execute(

@@ -41,7 +41,8 @@ pub struct RowSummary {
     pub status: Option<Status>,
     /// The headline label's name and confidence.
     pub headline: Option<(String, f32)>,
-    /// Every label and parent name of the document: what `/` searches.
+    /// Every label and parent name of the document, and each line of its
+    /// recognised text (`ImgTag.Text`): what `/` searches.
     pub names: Vec<String>,
     /// Why the metadata is malformed, unreadable or failed.
     pub problem: Option<String>,
@@ -80,6 +81,7 @@ impl RowSummary {
                 names.push(name);
                 names.extend(parents);
             }
+            names.extend(doc.text);
         }
         RowSummary {
             key,
@@ -103,6 +105,7 @@ impl RowSummary {
             names.push(l.name().to_string());
             names.extend(l.parents().iter().cloned());
         }
+        names.extend(doc.iter().flat_map(|d| d.text.iter().cloned()));
         RowSummary {
             key: a.key().to_string(),
             image: a.image.clone(),
@@ -234,6 +237,11 @@ impl SummaryBatch {
                     let r = self.name_ref(p);
                     self.name_refs.push(r);
                 }
+            }
+            // Lines of recognised text are searched as names are.
+            for line in doc.text {
+                let r = self.name_ref(line);
+                self.name_refs.push(r);
             }
         }
         self.rows.push(BatchRow {

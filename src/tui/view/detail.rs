@@ -467,7 +467,26 @@ fn label_lines(
             lines.push(Line::from(spans));
         }
     }
+    lines.extend(text_lines(&app.theme, doc));
     lines
+}
+
+/// The words read on a page or screen (`ImgTag.Text`), under the labels:
+/// a heading, then a line each, as cleaned on reading.
+fn text_lines(theme: &Theme, doc: &MetadataDoc) -> Vec<Line<'static>> {
+    let text = doc.imgtag.as_ref().map(|t| t.text()).unwrap_or_default();
+    if text.lines.is_empty() {
+        return Vec::new();
+    }
+    let mut out = vec![
+        Line::from(""),
+        Line::from(Span::styled("text read", theme.dim)),
+    ];
+    for l in text.lines {
+        let shown = for_terminal(&l.text).into_owned();
+        out.push(Line::from(vec![Span::raw("  "), Span::raw(shown)]));
+    }
+    out
 }
 
 /// What the line under a label's bar says: headline, flagged, its boxes
