@@ -60,7 +60,7 @@ pub trait RefreshReport: Send + Sync {
 }
 
 #[cfg(feature = "index")]
-pub type DynReport = Arc<dyn RefreshReport>;
+pub(crate) type DynReport = Arc<dyn RefreshReport>;
 
 /// A bucket opened for reading and writing; cheap to clone.
 #[derive(Clone)]

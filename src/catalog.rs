@@ -162,7 +162,7 @@ impl Catalog {
 // Reading metadata and assessing images
 
 /// The result of reading one metadata object.
-pub type MetadataRead = Result<ParsedMetadata, Malformed>;
+pub(crate) type MetadataRead = Result<ParsedMetadata, Malformed>;
 
 /// Reads and parses a metadata object. Objects too large to be metadata
 /// are reported as malformed, not fetched.
@@ -194,7 +194,7 @@ pub(crate) async fn read_metadata_bytes(
     }
 }
 
-/// An image's metadata document, as [`find_metadata`] found it.
+/// An image's metadata document, as `find_metadata` found it.
 #[derive(Debug, Clone)]
 pub struct FoundMetadata {
     /// Its key, and how that key pairs with the image.
@@ -224,7 +224,7 @@ pub(crate) fn claimed_by_other(
     layout.owned_by_other(metadata_key, source_key(read), image_key)
 }
 
-/// What [`find_metadata`] found for an image.
+/// What `find_metadata` found for an image.
 #[derive(Debug, Clone)]
 pub enum Lookup {
     /// The image's own document (boxed: it holds the parsed document).
@@ -267,7 +267,7 @@ impl Lookup {
 /// show, ls, the TUI). Tries `hint` first (the key a listing paired), then
 /// the canonical key, then the legacy ones; a document that another image
 /// owns is passed over, and reported when it sits at the canonical key.
-pub async fn find_metadata(
+pub(crate) async fn find_metadata(
     store: &DynStore,
     layout: &Layout,
     image_key: &str,

@@ -94,7 +94,7 @@ pub struct Label {
 
 /// Fields of a document that imgtag does not model: read, kept, and
 /// written back untouched, so another tool's additions survive.
-pub type Extra = serde_json::Map<String, Value>;
+pub(crate) type Extra = serde_json::Map<String, Value>;
 
 impl Label {
     pub fn new(name: impl Into<String>, confidence: f32) -> Self {
@@ -412,7 +412,7 @@ impl ImgTagInfo {
 
     /// Sets `ImgTag.Candidates` (a detection's own; none removes the field,
     /// so documents without candidates are as they always were).
-    pub fn set_candidates(&mut self, candidates: &[Candidate]) {
+    pub(crate) fn set_candidates(&mut self, candidates: &[Candidate]) {
         let value = (!candidates.is_empty())
             .then(|| json_value(&candidates))
             .flatten();
@@ -446,7 +446,7 @@ impl ImgTagInfo {
 
     /// Sets `ImgTag.Text` (a detection's own; no lines removes the field,
     /// so documents without text are as they always were).
-    pub fn set_text(&mut self, lines: Vec<TextLine>) {
+    pub(crate) fn set_text(&mut self, lines: Vec<TextLine>) {
         let lines = normalize_text(lines);
         let value = (!lines.is_empty())
             .then(|| json_value(&RecognizedText { lines }))
@@ -508,7 +508,7 @@ pub struct RequestSettings {
 impl RequestSettings {
     /// `Settings` for these filters, or `None` when there are none (so a
     /// default request records nothing).
-    pub fn for_filters(filters: &LabelFilters) -> Option<Self> {
+    pub(crate) fn for_filters(filters: &LabelFilters) -> Option<Self> {
         (!filters.is_empty()).then(|| RequestSettings {
             general_labels: Some(filters.clone()),
             extra: Extra::new(),
@@ -593,7 +593,7 @@ impl LabelFilters {
 
     /// The same filters whatever the order or case of the names: what the
     /// "same request" comparison looks at.
-    pub fn normalized(&self) -> LabelFilters {
+    pub(crate) fn normalized(&self) -> LabelFilters {
         let norm = |l: &Vec<String>| {
             let mut v: Vec<String> = l.iter().map(|n| n.trim().to_lowercase()).collect();
             v.sort_unstable();
@@ -617,7 +617,7 @@ impl LabelFilters {
 
     /// [`apply`](Self::apply) for candidates, which have no categories: a
     /// name the filters would drop as a label is not offered either.
-    pub fn apply_to_candidates(&self, candidates: &mut Vec<Candidate>) {
+    pub(crate) fn apply_to_candidates(&self, candidates: &mut Vec<Candidate>) {
         candidates.retain(|c| self.keeps(&c.name, &[]));
     }
 
@@ -751,7 +751,7 @@ impl MetadataDoc {
     }
 
     /// Sets (or, with `None`, removes) `ImageProperties`.
-    pub fn set_image_properties(&mut self, properties: Option<&ImageProperties>) {
+    pub(crate) fn set_image_properties(&mut self, properties: Option<&ImageProperties>) {
         match properties.and_then(json_value) {
             Some(v) => self.extra.insert(IMAGE_PROPERTIES.into(), v),
             None => self.extra.remove(IMAGE_PROPERTIES),
@@ -970,8 +970,8 @@ impl Default for Layout {
 
 impl Layout {
     /// The prefixes when none are configured (docs/format.md).
-    pub const UPLOADS: &str = "uploads/";
-    pub const METADATA: &str = "metadata/";
+    pub(crate) const UPLOADS: &str = "uploads/";
+    pub(crate) const METADATA: &str = "metadata/";
 
     /// Prefixes get a trailing `/` if they lack one; they must not overlap,
     /// or writing metadata could trigger tagging of the metadata itself.
@@ -1064,7 +1064,7 @@ impl Layout {
     /// owns a document"). A `Source.Key` that could not own this key (the
     /// document was copied or moved with its prefix) says nothing, and the
     /// image that pairs with it keeps it.
-    pub fn owned_by_other(
+    pub(crate) fn owned_by_other(
         &self,
         metadata_key: &str,
         source_key: Option<&str>,
@@ -1084,7 +1084,7 @@ impl Layout {
 
     /// The metadata rests an image may be paired with, best first. All are
     /// slices of `rest`, so looking them up allocates nothing.
-    pub fn candidate_rests(rest: &str) -> impl Iterator<Item = (KeyKind, &str)> {
+    pub(crate) fn candidate_rests(rest: &str) -> impl Iterator<Item = (KeyKind, &str)> {
         let file = rest.rsplit_once('/').map_or(rest, |(_, f)| f);
         let stem = |s: &'_ str| -> Option<usize> {
             // A leading dot is a hidden file, not an extension.

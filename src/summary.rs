@@ -75,7 +75,7 @@ impl QualitySummary {
 }
 
 /// A document read: its summary, or why it could not be read.
-pub type SummaryRead = Result<DocSummary, Malformed>;
+pub(crate) type SummaryRead = Result<DocSummary, Malformed>;
 
 impl DocSummary {
     pub fn of(parsed: &ParsedMetadata) -> Self {
@@ -116,7 +116,7 @@ impl DocSummary {
 
     /// Whether a line of recognised text contains `needle` (any case;
     /// an empty needle matches nothing).
-    pub fn has_text(&self, needle: &str) -> bool {
+    pub(crate) fn has_text(&self, needle: &str) -> bool {
         let needle = needle.trim().to_lowercase();
         !needle.is_empty() && self.text.iter().any(|l| l.to_lowercase().contains(&needle))
     }
@@ -128,7 +128,7 @@ impl DocSummary {
     }
 
     /// Whether a label or a parent of one has this name (any case).
-    pub fn has_label(&self, name: &str) -> bool {
+    pub(crate) fn has_label(&self, name: &str) -> bool {
         self.labels.iter().any(|l| {
             l.name().eq_ignore_ascii_case(name)
                 || l.parents().iter().any(|p| p.eq_ignore_ascii_case(name))

@@ -278,7 +278,7 @@ impl Hierarchy {
     }
 
     /// The names the classifier saw below `min_confidence` and at least at
-    /// [`CANDIDATE_FLOOR`], most confident first (`ImgTag.Candidates`).
+    /// `CANDIDATE_FLOOR`, most confident first (`ImgTag.Candidates`).
     pub fn candidates(&self, probs: &[f32], min_confidence: f32) -> Vec<Candidate> {
         self.confidences(probs, |c| (CANDIDATE_FLOOR..min_confidence).contains(&c))
             .into_iter()
@@ -289,7 +289,7 @@ impl Hierarchy {
 
 /// The least confidence a local candidate needs, percent: below it the
 /// classifier is spreading what is left over its 1000 classes.
-pub const CANDIDATE_FLOOR: f32 = 1.0;
+pub(crate) const CANDIDATE_FLOOR: f32 = 1.0;
 
 /// Percent rounded to 3 decimals, within 0..=100. Monotonic, so a parent
 /// never ends up below its child.
@@ -347,7 +347,7 @@ impl Default for ModelOptions {
 }
 
 /// The outcome for one image: its labels or why it failed.
-pub type ModelLabels = Result<Vec<Label>, ModelError>;
+pub(crate) type ModelLabels = Result<Vec<Label>, ModelError>;
 
 /// The models' labels for one image, and the classifier's candidates.
 #[derive(Debug, Clone, PartialEq)]

@@ -53,7 +53,7 @@ impl DetectorKind {
     }
 
     /// What one image costs, in dollars (0 for the local model).
-    pub fn price_per_image(self) -> f64 {
+    pub(crate) fn price_per_image(self) -> f64 {
         match self {
             DetectorKind::Rekognition => REKOGNITION_PRICE_PER_IMAGE,
             DetectorKind::Local => 0.0,
@@ -66,7 +66,7 @@ impl DetectorKind {
 
     /// What one image costs with these features, in dollars: labels, plus
     /// image properties when asked (billed separately by Rekognition).
-    pub fn price_per_image_with(self, features: Features) -> f64 {
+    pub(crate) fn price_per_image_with(self, features: Features) -> f64 {
         match self {
             DetectorKind::Rekognition if features.image_properties => {
                 REKOGNITION_PRICE_PER_IMAGE + REKOGNITION_IMAGE_PROPERTIES_PRICE_PER_IMAGE
@@ -147,7 +147,7 @@ impl Features {
 
     /// Reads a list of feature names: `GENERAL_LABELS`, `IMAGE_PROPERTIES`,
     /// any case, `-` for `_`. An empty list is the default.
-    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Features, String> {
+    pub(crate) fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Features, String> {
         let mut labels = names.is_empty();
         let mut features = Features::default();
         for name in names {
@@ -184,7 +184,7 @@ impl Features {
 
     /// The features a document records (`ImgTag.Features`); `None` when
     /// it names one this imgtag does not know.
-    pub fn of_document(recorded: &[String]) -> Option<Features> {
+    pub(crate) fn of_document(recorded: &[String]) -> Option<Features> {
         Features::from_names(recorded).ok()
     }
 }
@@ -216,7 +216,7 @@ pub struct DetectParams {
     pub filters: LabelFilters,
     /// Keep what the detector saw below `min_confidence` as
     /// [`Detection::candidates`] (Rekognition: on the same single call,
-    /// asked with a lower MinConfidence, [`rekognition::candidate_floor`]).
+    /// asked with a lower MinConfidence, `candidate_floor`).
     pub candidates: bool,
     /// When the local detector runs its text model (Rekognition ignores
     /// it). Not recorded: it says how much work to spend, not what is
@@ -320,7 +320,7 @@ pub async fn build(
 /// Builds the detector a run asks for; Rekognition calls are paced at
 /// `rekognition_tps` a second across all images in flight
 /// (`Settings::rekognition_tps`).
-pub async fn build_paced(
+pub(crate) async fn build_paced(
     kind: DetectorKind,
     s3: &crate::storage::S3Options,
     concurrency: usize,

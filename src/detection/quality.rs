@@ -5,14 +5,14 @@
 //! The numbers are imgtag's own, not Rekognition's (whose method is not
 //! published): comparable between images measured the same way, which is
 //! what a review threshold needs. All three are taken on the image scaled
-//! to fit [`MEASURE_SIDE`] px, so a 12-megapixel photo and its thumbnail
+//! to fit `MEASURE_SIDE` px, so a 12-megapixel photo and its thumbnail
 //! score alike and the cost stays a few milliseconds:
 //! - Brightness: the mean luma (Rec. 601) over 0-255, as 0-100.
 //! - Contrast: the luma's standard deviation over its largest possible
 //!   value (127.5), as 0-100.
 //! - Sharpness: the variance `v` of the 4-neighbour Laplacian of the luma,
 //!   mapped to 0-100 by `100 v / (v + SHARPNESS_HALF)`: 0 for a flat image,
-//!   50 at `v` = [`SHARPNESS_HALF`], approaching 100 for fine detail. A
+//!   50 at `v` = `SHARPNESS_HALF`, approaching 100 for fine detail. A
 //!   blurred copy of a photo always scores lower than the photo.
 
 use std::future::Future;
@@ -25,10 +25,10 @@ use crate::contract::{ImageProperties, ImageQuality};
 use crate::imaging::{self, DecodeLimits, ImagingError};
 
 /// Longest side of the image the measures are taken on.
-pub const MEASURE_SIDE: u32 = 512;
+pub(crate) const MEASURE_SIDE: u32 = 512;
 /// The Laplacian variance that maps to sharpness 50: about where a photo
 /// at this size stops looking crisp.
-pub const SHARPNESS_HALF: f64 = 300.0;
+pub(crate) const SHARPNESS_HALF: f64 = 300.0;
 
 /// Brightness, sharpness and contrast of an image, each 0-100.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -41,7 +41,7 @@ pub struct Quality {
 impl Quality {
     /// `ImageProperties` holding this quality (no colours: the local
     /// detector does not measure them).
-    pub fn to_properties(self) -> ImageProperties {
+    pub(crate) fn to_properties(self) -> ImageProperties {
         ImageProperties {
             quality: Some(ImageQuality {
                 brightness: Some(self.brightness),

@@ -45,12 +45,12 @@ const REENCODE_MAX_SIDE: u32 = 2048;
 pub(crate) const CANDIDATE_MARGIN: f32 = 25.0;
 /// ...but never below this: under it DetectLabels' guesses are noise to a
 /// reviewer.
-pub const CANDIDATE_FLOOR: f32 = 40.0;
+pub(crate) const CANDIDATE_FLOOR: f32 = 40.0;
 
 /// The MinConfidence sent when candidates are kept: one call answers both
 /// (labels at or above `min_confidence`, candidates below), never a second
 /// paid call. Never above `min_confidence`.
-pub fn candidate_floor(min_confidence: f32) -> f32 {
+pub(crate) fn candidate_floor(min_confidence: f32) -> f32 {
     (min_confidence - CANDIDATE_MARGIN)
         .max(CANDIDATE_FLOOR)
         .min(min_confidence)
@@ -155,7 +155,7 @@ impl RekognitionDetector {
 
     /// Whether an S3 object can be sent by reference, judging by its first
     /// bytes and size.
-    pub fn accepts_by_reference(header: &[u8], size: u64) -> bool {
+    pub(crate) fn accepts_by_reference(header: &[u8], size: u64) -> bool {
         matches!(
             imaging::sniff(header),
             Some(ImageFormat::Jpeg | ImageFormat::Png)

@@ -2,16 +2,16 @@
 //! DBNet, `assets/model/ppocr_v4_det.onnx`) run on tract or onnxruntime
 //! ([`super::engine`]). It finds lines of text and where they are, as a
 //! `Text` label with `Instances`, and `Document` or `Screenshot` when text
-//! fills the image ([`layout_label`]).
+//! fills the image (`layout_label`).
 //!
 //! Input: 1x3x640x640, B, G, R, each `(v / 255 - 0.5) / 0.5` (RapidOCR's
 //! normalisation), the image scaled to fit and placed at the top-left of a
 //! canvas of zeros. Output: 1x1x640x640, each pixel's probability of being
 //! inside a text line. Post-processing, after DBNet's: pixels above
-//! [`THRESHOLD`], 4-connected components, each one's axis-aligned box kept
-//! when its mean probability is at least [`BOX_THRESHOLD`] and its short
-//! side at least [`MIN_SIDE`], then grown by DBNet's unclip distance
-//! (area x [`UNCLIP_RATIO`] / perimeter), since the model is trained to
+//! `THRESHOLD`, 4-connected components, each one's axis-aligned box kept
+//! when its mean probability is at least `BOX_THRESHOLD` and its short
+//! side at least `MIN_SIDE`, then grown by DBNet's unclip distance
+//! (area x `UNCLIP_RATIO` / perimeter), since the model is trained to
 //! mark a shrunk core of each line.
 
 use image::RgbImage;
@@ -29,34 +29,34 @@ pub const SIDE: usize = 640;
 /// Length of the input tensor.
 pub const TENSOR_LEN: usize = 3 * SIDE * SIDE;
 /// Probability above which a pixel is text (DBNet's `thresh`).
-pub const THRESHOLD: f32 = 0.3;
+pub(crate) const THRESHOLD: f32 = 0.3;
 /// Mean probability a component needs to be a line (RapidOCR's
 /// `box_thresh` is 0.5; 0.6 drops the stray marks photos have).
-pub const BOX_THRESHOLD: f32 = 0.6;
+pub(crate) const BOX_THRESHOLD: f32 = 0.6;
 /// Least short side of a line's core, input pixels.
-pub const MIN_SIDE: usize = 3;
+pub(crate) const MIN_SIDE: usize = 3;
 /// Greatest short side of a line's core, input pixels: taller blobs are
 /// textures (grass, foliage), not lines.
-pub const MAX_CORE_SIDE: usize = SIDE / 8;
+pub(crate) const MAX_CORE_SIDE: usize = SIDE / 8;
 /// Least fraction of its box a line's core fills: text lines are solid
 /// bars, textures are ragged.
-pub const MIN_FILL: f32 = 0.5;
+pub(crate) const MIN_FILL: f32 = 0.5;
 /// Least number of lines for a `Text` label: a lone line is too often a
 /// row of knobs or a pizza's crust.
 pub const MIN_LINES: usize = 2;
 /// DBNet's unclip ratio (RapidOCR's default 1.6 is for rotated boxes;
 /// axis-aligned boxes of horizontal lines need a little less).
-pub const UNCLIP_RATIO: f32 = 1.5;
+pub(crate) const UNCLIP_RATIO: f32 = 1.5;
 /// At most this many lines are reported (the largest-scoring first).
-pub const MAX_LINES: usize = 200;
+pub(crate) const MAX_LINES: usize = 200;
 /// Least number of lines for `Document` or `Screenshot`.
-pub const LAYOUT_MIN_LINES: usize = 4;
+pub(crate) const LAYOUT_MIN_LINES: usize = 4;
 /// Least fraction of the image the text block (the box around every line)
 /// covers for `Document` or `Screenshot`.
-pub const LAYOUT_MIN_BLOCK: f32 = 0.35;
+pub(crate) const LAYOUT_MIN_BLOCK: f32 = 0.35;
 /// Least fraction of the image the lines themselves cover for `Document`
 /// or `Screenshot`.
-pub const LAYOUT_MIN_COVERAGE: f32 = 0.08;
+pub(crate) const LAYOUT_MIN_COVERAGE: f32 = 0.08;
 
 const MODEL_BYTES: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -183,7 +183,7 @@ fn neighbours(
 }
 
 /// The lines in a probability map (`SIDE` x `SIDE`) of which the top-left
-/// `width` x `height` is the image: best first, at most [`MAX_LINES`].
+/// `width` x `height` is the image: best first, at most `MAX_LINES`.
 /// Non-finite probabilities count as background.
 pub fn lines(map: &[f32], width: usize, height: usize) -> Result<Vec<TextBox>, ModelError> {
     if map.len() != SIDE * SIDE {
@@ -240,7 +240,7 @@ pub(crate) fn percent(score: f32) -> f32 {
 
 /// The `Text` label: as confident as its lines' mean score, each line at or
 /// above `min_confidence` an instance; none below `min_confidence` or
-/// with fewer than [`MIN_LINES`] lines. Then `Document` or `Screenshot` ([`layout_label`]).
+/// with fewer than [`MIN_LINES`] lines. Then `Document` or `Screenshot` (`layout_label`).
 pub fn labels(found: &[TextBox], lb: &Letterbox, min_confidence: f32) -> Vec<Label> {
     if found.len() < MIN_LINES {
         return Vec::new();
@@ -280,7 +280,7 @@ fn instance(b: &TextBox, lb: &Letterbox) -> Instance {
 /// How much of the image the text takes: the fraction the lines' boxes
 /// cover (summed, clamped to 1) and the fraction the box around all of them
 /// covers.
-pub fn coverage(found: &[TextBox], lb: &Letterbox) -> (f32, f32) {
+pub(crate) fn coverage(found: &[TextBox], lb: &Letterbox) -> (f32, f32) {
     let boxes: Vec<_> = found.iter().map(|b| instance(b, lb).bounding_box).collect();
     let area = |b: &crate::contract::BoundingBox| b.width * b.height;
     let lines: f32 = boxes.iter().flatten().map(area).sum();
@@ -302,7 +302,7 @@ pub fn coverage(found: &[TextBox], lb: &Letterbox) -> (f32, f32) {
 /// image is landscape (wider than tall, as screens are), else `Document`
 /// (a page is portrait). A landscape scan is thus a `Screenshot`: the rule
 /// is deliberately simple.
-pub fn layout_label(found: &[TextBox], lb: &Letterbox, confidence: f32) -> Option<Label> {
+pub(crate) fn layout_label(found: &[TextBox], lb: &Letterbox, confidence: f32) -> Option<Label> {
     let (lines, block) = coverage(found, lb);
     if found.len() < LAYOUT_MIN_LINES || block < LAYOUT_MIN_BLOCK || lines < LAYOUT_MIN_COVERAGE {
         return None;
@@ -324,7 +324,7 @@ pub fn layout_label(found: &[TextBox], lb: &Letterbox, confidence: f32) -> Optio
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum TextDetection {
     /// Only when [`likely`]: the classifier's text-bearing classes
-    /// ([`TEXT_CLASSES`]) hold at least [`GATE_PROBABILITY`].
+    /// (`TEXT_CLASSES`) hold at least `GATE_PROBABILITY`.
     #[default]
     Auto,
     /// On every image.
@@ -370,7 +370,7 @@ impl std::str::FromStr for TextDetection {
 /// pictures are mostly print or a screen: pages, packaging, signs and
 /// displays. Left out on purpose: shops, libraries and the cinema, whose
 /// shelves and facades fire on ordinary street and indoor photos.
-pub const TEXT_CLASSES: [(usize, &str); 18] = [
+pub(crate) const TEXT_CLASSES: [(usize, &str); 18] = [
     (446, "Binder"),
     (478, "Carton"),
     (527, "Desktop Computer"),
@@ -395,10 +395,10 @@ pub const TEXT_CLASSES: [(usize, &str); 18] = [
 /// to run the text model. The repo's invoice and screenshot hold 0.83 and
 /// 0.92 (Menu, Web Site); its photos at most 0.008: a wide margin either
 /// side (docs/detectors.md).
-pub const GATE_PROBABILITY: f32 = 0.05;
+pub(crate) const GATE_PROBABILITY: f32 = 0.05;
 
 /// Whether the classifier's probabilities make text likely: the summed
-/// probability of [`TEXT_CLASSES`] is at least [`GATE_PROBABILITY`]. A sum,
+/// probability of `TEXT_CLASSES` is at least `GATE_PROBABILITY`. A sum,
 /// not the top class, since a page splits its probability between Menu,
 /// Web Site, Envelope... NaN counts as nothing.
 pub fn likely(probs: &[f32]) -> bool {

@@ -6,8 +6,8 @@
 //!
 //! Input, as RapidOCR prepares it: the line cropped from the decoded image,
 //! scaled to [`HEIGHT`] pixels high keeping its aspect (at most
-//! [`MAX_WIDTH`] wide), B, G, R planes of `(v / 255 - 0.5) / 0.5`, padded
-//! with zeros on the right to the next multiple of [`WIDTH_STEP`] (one
+//! `MAX_WIDTH` wide), B, G, R planes of `(v / 255 - 0.5) / 0.5`, padded
+//! with zeros on the right to the next multiple of `WIDTH_STEP` (one
 //! fixed-shape plan per width: tract is several times slower with a
 //! symbolic dimension). Output: `width / 8` time steps, each a probability
 //! per character of the model's dictionary (read from the model's own
@@ -31,16 +31,16 @@ pub const MODEL_VERSION: &str = "ppocr_v4_rec-1";
 /// Height of the model's input.
 pub const HEIGHT: usize = 48;
 /// Input widths are multiples of this (RapidOCR's default width).
-pub const WIDTH_STEP: usize = 320;
+pub(crate) const WIDTH_STEP: usize = 320;
 /// Widest input: a longer line is squeezed to it.
-pub const MAX_WIDTH: usize = 4 * WIDTH_STEP;
+pub(crate) const MAX_WIDTH: usize = 4 * WIDTH_STEP;
 /// Input pixels per output time step.
-pub const STRIDE: usize = 8;
+pub(crate) const STRIDE: usize = 8;
 /// Least mean character probability for a line to be kept (RapidOCR's
 /// `text_score`).
-pub const MIN_LINE_SCORE: f32 = 0.5;
+pub(crate) const MIN_LINE_SCORE: f32 = 0.5;
 /// At most this many lines are read per image (the detector's best).
-pub const MAX_READ_LINES: usize = crate::contract::MAX_TEXT_LINES;
+pub(crate) const MAX_READ_LINES: usize = crate::contract::MAX_TEXT_LINES;
 
 const MODEL_BYTES: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -97,7 +97,7 @@ fn padded_width(scaled: usize) -> usize {
 
 /// Writes the crop `line` of `img` (x, y, width, height in image pixels)
 /// as the model's input: scaled to [`HEIGHT`] high, aspect kept, at most
-/// [`MAX_WIDTH`] wide, padded to `padded_width`. Returns the input and its
+/// `MAX_WIDTH` wide, padded to `padded_width`. Returns the input and its
 /// width.
 pub fn line_input(img: &RgbImage, line: [u32; 4]) -> Result<(Vec<f32>, usize), ModelError> {
     let [x, y, w, h] = line;
@@ -192,8 +192,8 @@ impl Recognizer {
     }
 
     /// The text of `lines` (the text detector's, placed by `lb`) in `img`:
-    /// the [`MAX_READ_LINES`] best read, those scoring at least
-    /// [`MIN_LINE_SCORE`] kept, in reading order (top to bottom, then left
+    /// the `MAX_READ_LINES` best read, those scoring at least
+    /// `MIN_LINE_SCORE` kept, in reading order (top to bottom, then left
     /// to right), each with its confidence (percent) and box.
     pub fn lines(
         &self,

@@ -42,7 +42,7 @@ pub(crate) const PAD_VALUE: f32 = 114.0;
 pub const NMS_IOU: f32 = 0.45;
 /// Below this score a box is never reported, whatever `MinConfidence`
 /// says: lower scores are noise and would flood NMS.
-pub const SCORE_FLOOR: f32 = 0.10;
+pub(crate) const SCORE_FLOOR: f32 = 0.10;
 
 const MODEL_BYTES: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -394,7 +394,7 @@ impl Yolox {
     }
 
     /// Boxes after NMS, in input pixels, scoring at least `score_min`
-    /// (never below [`SCORE_FLOOR`]).
+    /// (never below `SCORE_FLOOR`).
     pub fn boxes(&self, tensor: &[f32], score_min: f32) -> Result<Vec<BoxDet>, ModelError> {
         let raw = self.raw(tensor)?;
         Ok(nms(decode(&raw, score_min.max(SCORE_FLOOR)), NMS_IOU))

@@ -156,7 +156,7 @@ pub enum Cmd {
 
 /// Suggestions kept for one document: (document id, recent picks'
 /// version) and the names.
-pub type SuggestCache = ((u64, u64), Vec<crate::suggest::Suggestion>);
+pub(crate) type SuggestCache = ((u64, u64), Vec<crate::suggest::Suggestion>);
 
 /// Documents kept for the detail pane, most recently used first.
 pub(crate) const DOC_CACHE: usize = 64;
@@ -816,7 +816,7 @@ impl App {
 
     /// Brings the row table's view up to date, keeping the selected row
     /// selected.
-    pub fn refresh_view(&mut self) {
+    pub(crate) fn refresh_view(&mut self) {
         let keep = self.selected_index();
         if !self.rows.refresh() {
             return;
@@ -892,7 +892,7 @@ impl App {
     }
 
     /// The label of `doc` whose boxes the thumbnail shows, by index.
-    pub fn boxed_label(&self, doc: &Loaded) -> Option<usize> {
+    pub(crate) fn boxed_label(&self, doc: &Loaded) -> Option<usize> {
         let with_boxes = &doc.facts.with_boxes;
         match &self.boxes {
             BoxChoice::Off => None,
@@ -1427,7 +1427,7 @@ impl App {
 
     /// [`suggestions`](Self::suggestions) with where each came from,
     /// computed once per document and recent picks.
-    pub fn ranked_suggestions(&self) -> Vec<crate::suggest::Suggestion> {
+    pub(crate) fn ranked_suggestions(&self) -> Vec<crate::suggest::Suggestion> {
         let Some(loaded) = self.selected_loaded() else {
             return Vec::new();
         };

@@ -28,7 +28,7 @@ const PROBLEM_MAX: usize = 240;
 
 /// What the runtime hands the table for one image (or orphan metadata):
 /// built from an audit's [`Assessed`] or from an index row. Plain owned
-/// data; [`Rows::upsert`] keeps a compact form of it.
+/// data; `upsert` keeps a compact form of it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RowSummary {
     /// The image key, or the metadata key of an orphan.
@@ -126,7 +126,7 @@ impl RowSummary {
 /// filing a page costs the UI thread no allocation or free per row but
 /// what the row keeps, and one interning per distinct name, not one per
 /// name per row. Built by [`SummaryBatch::push`], filed by
-/// [`Rows::upsert_batch`].
+/// `upsert_batch`.
 #[derive(Debug, Default)]
 pub struct SummaryBatch {
     /// Each row's key, metadata key, ETag and problem, end to end.
@@ -318,7 +318,7 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn is_orphan(&self) -> bool {
+    pub(crate) fn is_orphan(&self) -> bool {
         self.image.is_none()
     }
 
@@ -333,12 +333,12 @@ impl Row {
     }
 
     /// Removed from the bucket: kept only so positions stay stable.
-    pub fn is_gone(&self) -> bool {
+    pub(crate) fn is_gone(&self) -> bool {
         self.flags & GONE != 0
     }
 
     /// The headline's name id and confidence.
-    pub fn headline_id(&self) -> Option<(u32, f32)> {
+    pub(crate) fn headline_id(&self) -> Option<(u32, f32)> {
         (self.headline_name != NO_NAME).then_some((self.headline_name, self.headline_conf))
     }
 }
@@ -649,7 +649,7 @@ impl Rows {
     /// Room for `additional` more rows, asked before a long listing: the
     /// table then never doubles (a copy of every column in one turn of
     /// the UI thread, hundreds of milliseconds at a million rows).
-    pub fn reserve(&mut self, additional: usize) {
+    pub(crate) fn reserve(&mut self, additional: usize) {
         self.rows.reserve(additional);
         self.key_starts.reserve(additional);
         self.name_spans.reserve(additional);
@@ -727,7 +727,7 @@ impl Rows {
     }
 
     /// The label and parent name ids of the row at position `i`.
-    pub fn names_of(&self, i: u32) -> &[u32] {
+    pub(crate) fn names_of(&self, i: u32) -> &[u32] {
         let (start, len) = self.name_spans[i as usize];
         &self.name_ids[start as usize..(start + len) as usize]
     }
@@ -788,7 +788,7 @@ impl Rows {
     /// `busy` flag; a removed row comes back at its old position); the
     /// view catches up on the next [`Rows::refresh`]. Returns the row's
     /// position.
-    pub fn upsert(&mut self, mut summary: RowSummary) -> u32 {
+    pub(crate) fn upsert(&mut self, mut summary: RowSummary) -> u32 {
         let key = std::mem::take(&mut summary.key);
         let (row, names) = self.compact(summary);
         self.upsert_row(&key, row, &names)
@@ -796,7 +796,7 @@ impl Rows {
 
     /// Files a page of rows summarised off the UI thread: what
     /// [`Rows::upsert`] of each row's summary does, in order.
-    pub fn upsert_batch(&mut self, batch: SummaryBatch) {
+    pub(crate) fn upsert_batch(&mut self, batch: SummaryBatch) {
         let ids: Vec<u32> = batch.names.iter().map(|n| self.names.intern(n)).collect();
         let (mut names, mut from, mut names_from) = (Vec::new(), 0, 0);
         for b in &batch.rows {
@@ -950,7 +950,7 @@ impl Rows {
 
     /// Marks a row as having a job queued or running (or not). Busy is
     /// not sorted or filtered on, so the view stays as it is.
-    pub fn set_busy(&mut self, i: u32, busy: bool) {
+    pub(crate) fn set_busy(&mut self, i: u32, busy: bool) {
         self.rows[i as usize].busy = busy;
     }
 
@@ -982,7 +982,7 @@ impl Rows {
         self.sort
     }
 
-    pub fn set_sort(&mut self, sort: Sort) {
+    pub(crate) fn set_sort(&mut self, sort: Sort) {
         self.sort = sort;
         self.view_dirty = true;
     }
@@ -991,7 +991,7 @@ impl Rows {
         self.status_filter
     }
 
-    pub fn set_status_filter(&mut self, filter: Option<Status>) {
+    pub(crate) fn set_status_filter(&mut self, filter: Option<Status>) {
         self.status_filter = filter;
         self.view_dirty = true;
     }
@@ -1003,7 +1003,7 @@ impl Rows {
 
     /// A longer filter only narrows the view the table has; any other
     /// change rebuilds it.
-    pub fn set_text_filter(&mut self, text: String) {
+    pub(crate) fn set_text_filter(&mut self, text: String) {
         if text == self.text_filter {
             return;
         }
@@ -1015,14 +1015,14 @@ impl Rows {
         self.text_filter = text;
     }
 
-    pub fn clear_text_filter(&mut self) {
+    pub(crate) fn clear_text_filter(&mut self) {
         self.text_filter.clear();
         self.memo = Vec::new();
         self.view_dirty = true;
     }
 
     /// Both filters off.
-    pub fn clear_filters(&mut self) {
+    pub(crate) fn clear_filters(&mut self) {
         self.status_filter = None;
         self.clear_text_filter();
     }
