@@ -26,6 +26,7 @@ pub(crate) use etag::{StoredTag, Tag};
 
 mod codec;
 mod etag;
+mod probe;
 pub mod query;
 pub mod refresh;
 mod store;
