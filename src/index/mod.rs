@@ -40,8 +40,10 @@ pub use store::IndexedStore;
 /// rank, so a label hit is two index reads (see [`query`]); 5: a pair
 /// carries its document's id (`mdoc`), and a label hit joins on it; 6: the
 /// `writes` a refresh that listed before them must not undo; 7: ETags as
-/// 16 bytes, pairs without copies of the objects' fields.
-pub const SCHEMA_VERSION: i64 = 7;
+/// 16 bytes, pairs without copies of the objects' fields; 8: `pairs_doc`
+/// carries the pair's kind, so a label hit of a canonical pair skips the
+/// pair's row (its document key follows from the image's).
+pub const SCHEMA_VERSION: i64 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -181,7 +183,7 @@ CREATE TABLE IF NOT EXISTS pairs(
     image TEXT PRIMARY KEY, meta TEXT NOT NULL, kind INTEGER NOT NULL, mdoc INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS pairs_meta ON pairs(meta);
-CREATE INDEX IF NOT EXISTS pairs_doc ON pairs(mdoc);
+CREATE INDEX IF NOT EXISTS pairs_doc ON pairs(mdoc, kind);
 CREATE TABLE IF NOT EXISTS docs(
     id INTEGER PRIMARY KEY, etag NOT NULL UNIQUE, summary BLOB, malformed TEXT
 );
