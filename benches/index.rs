@@ -273,7 +273,7 @@ async fn reopen(
     );
 
     label_query(&index).await;
-    label_sql(&path);
+    label_sql(path);
     let t = Instant::now();
     let all = rows(&index, query())
         .try_fold(0usize, |n, _| async move { Ok(n + 1) })
@@ -440,6 +440,9 @@ fn label_sql(path: &std::path::Path) {
     let five = format!("{SELECT} JOIN objects m ON m.key = p.meta {END}");
     let c = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .unwrap();
+    // As the index's own readers (`src/index/mod.rs`).
+    c.pragma_update(None, "mmap_size", 1i64 << 31).unwrap();
+    c.pragma_update(None, "cache_size", -32_768).unwrap();
     let time = |sql: &str| {
         let mut stmt = c.prepare(sql).unwrap();
         let mut runs: Vec<(f64, usize)> = (0..6)
