@@ -29,8 +29,10 @@ pub(crate) const DEFAULT_LIST_CONCURRENCY: usize = 32;
 pub(crate) const DEFAULT_RANGE_KEYS: usize = 10_000;
 /// Attempts in a row at one key range whose listing keeps failing without
 /// getting further (each resumes after the last key reconciled), beyond
-/// the SDK's own retries.
-const RANGE_ATTEMPTS: u32 = 6;
+/// the SDK's own retries (which stop once its retry quota is spent, as it
+/// is when many requests are throttled): a probed listing runs many
+/// ranges, and one giving up fails the refresh.
+const RANGE_ATTEMPTS: u32 = 10;
 
 #[derive(Clone)]
 pub struct RefreshOptions {
@@ -520,7 +522,8 @@ impl SyncCtx<'_> {
                     // that moved on since its last failure starts again.
                     attempt = if after == from { attempt + 1 } else { 1 };
                     tracing::debug!(prefix = self.prefix, attempt, error = %e, "listing a key range again");
-                    let pause = Duration::from_millis((50 << attempt) + fastrand::u64(0..50));
+                    let pause =
+                        Duration::from_millis((50u64 << attempt).min(2_000) + fastrand::u64(0..50));
                     tokio::time::sleep(pause).await;
                 }
                 Err(e) => return Err(e),
