@@ -262,3 +262,51 @@ async fn boundaries_from_a_stale_index_list_every_key_once() {
     assert_eq!(gone.len(), removed.len(), "each key removed once");
     assert_eq!(gone.into_iter().collect::<BTreeSet<_>>(), removed);
 }
+
+/// Many keys of the bucket's usual shape around the odd ones: enough
+/// pages for a first open to probe and cut its ranges.
+fn many_names() -> Vec<String> {
+    let mut names = odd_names();
+    names.extend((0..400).map(|i| format!("2024/{:05}-photo.jpg", i * 37)));
+    names
+}
+
+#[tokio::test]
+async fn a_first_open_probes_and_lists_side_by_side() {
+    let mem = MemS3::new();
+    let (_server, store) = server(&mem).await;
+    populate(&mem, &many_names());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ix.sqlite");
+    let index = open(&path);
+    let want = serial(&store).await;
+    // No key in the index to cut at: the ranges come from probing.
+    mem.set_latency(std::time::Duration::from_millis(5));
+    let first = refreshed(&index, &store).await;
+    assert_eq!(first.listed as usize, want.len(), "each key listed once");
+    assert_eq!(first.added as usize, want.len());
+    assert_eq!(indexed(&path), want);
+    assert!(
+        mem.lists_peak() > 2,
+        "{} listing requests at once at most",
+        mem.lists_peak()
+    );
+}
+
+#[tokio::test]
+async fn a_probed_first_open_survives_requests_failing_at_random() {
+    for seed in 1..=3 {
+        let mem = MemS3::new();
+        let (_server, store) = server(&mem).await;
+        populate(&mem, &many_names());
+        let want = serial(&store).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ix.sqlite");
+        let index = open(&path);
+        mem.list_faults(0.5, seed);
+        let stats = refreshed(&index, &store).await;
+        mem.list_faults(0.0, 0);
+        assert_eq!(stats.listed as usize, want.len(), "seed {seed}: {stats:?}");
+        assert_eq!(indexed(&path), want, "seed {seed}");
+    }
+}

@@ -1507,3 +1507,34 @@ fn a_huge_document_is_analysed_once_and_frames_stay_cheap() {
         "a new width builds them again, once"
     );
 }
+
+/// A turn of the UI thread (`runtime::turn`) files the messages that come
+/// within a frame of the last draw before drawing again, and input (a key,
+/// a resize) ends it at once: a listing that sends a page every few
+/// milliseconds is drawn once a frame, not once a page. The last draw is
+/// put ten seconds ahead so that no scheduling delay ends the turn early.
+#[tokio::test]
+async fn a_turn_files_what_comes_within_a_frame_and_input_ends_it() {
+    use imgtag::tui::runtime::turn;
+    let mut app = new_app(Size::new(120, 40));
+    app.start();
+    let generation = app.generation;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let sender = tx.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let rows = vec![row("uploads/b.jpg", None)];
+        sender.send(Msg::rows(generation, rows)).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        sender.send(Msg::Resize(100, 30)).unwrap();
+    });
+    let drawn = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let first = Msg::rows(generation, [row("uploads/a.jpg", None)]);
+    turn(&mut app, &mut rx, first, drawn, |_| {}).await;
+    // The page that came 20 ms later was filed in the same turn, and the
+    // resize after it ended the turn long before the frame was due.
+    assert_eq!(app.rows.len(), 2);
+    assert_eq!(app.size, Size::new(100, 30));
+    assert!(std::time::Instant::now() < drawn);
+    drop(tx);
+}

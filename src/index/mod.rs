@@ -26,6 +26,7 @@ pub(crate) use etag::{StoredTag, Tag};
 
 mod codec;
 mod etag;
+mod probe;
 pub mod query;
 pub mod refresh;
 mod store;
@@ -41,7 +42,9 @@ pub use store::IndexedStore;
 /// carries its document's id (`mdoc`), and a label hit joins on it; 6: the
 /// `writes` a refresh that listed before them must not undo; 7: ETags as
 /// 16 bytes, pairs without copies of the objects' fields; 8: the
-/// recognised words of the documents that have them (`doc_text`, `text`).
+/// recognised words of the documents that have them (`doc_text`, `text`),
+/// and `pairs_doc` carries the pair's kind, so a label hit of a canonical
+/// pair skips the pair's row (its document key follows from the image's).
 pub const SCHEMA_VERSION: i64 = 8;
 
 #[derive(Debug, thiserror::Error)]
@@ -182,7 +185,7 @@ CREATE TABLE IF NOT EXISTS pairs(
     image TEXT PRIMARY KEY, meta TEXT NOT NULL, kind INTEGER NOT NULL, mdoc INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS pairs_meta ON pairs(meta);
-CREATE INDEX IF NOT EXISTS pairs_doc ON pairs(mdoc);
+CREATE INDEX IF NOT EXISTS pairs_doc ON pairs(mdoc, kind);
 CREATE TABLE IF NOT EXISTS docs(
     id INTEGER PRIMARY KEY, etag NOT NULL UNIQUE, summary BLOB, malformed TEXT
 );

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::Stream;
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::refresh::prefix_end;
 use super::{
@@ -41,20 +41,32 @@ const ALL: &str = "SELECT o.key, o.size, o.etag, o.modified, p.meta, p.kind, m.s
 
 /// The images whose document has a label (or parent) named ?3: a range of
 /// the name index (one label's hits sit together, by rank), then per hit
-/// the summary, its pair and the two objects, each by key.
+/// the summary, the pair's entry in `pairs_doc` (image and kind, no row of
+/// `pairs`) and the two objects, each by key: four lookups. A canonical
+/// pair's document key is made from the image key (?5 the metadata
+/// prefix, ?6 where the image key's rest starts, in characters); another
+/// pair's is looked up after ([`LEGACY_META`]): naming `p.meta` here would
+/// have SQLite read every hit's row of `pairs`.
 macro_rules! by_label {
     ($below:literal) => {
         concat!(
-            "SELECT p.image, o.size, o.etag, o.modified, p.meta, p.kind, m.size, m.etag, \
+            "SELECT p.image, o.size, o.etag, o.modified, m.key, p.kind, m.size, m.etag, \
              m.modified, d.summary, d.malformed FROM names n JOIN doc_names dn ON dn.name = n.id \
              JOIN docs d ON d.id = dn.doc JOIN pairs p INDEXED BY pairs_doc ON p.mdoc = d.id \
-             JOIN objects o ON o.key = p.image JOIN objects m ON m.key = p.meta \
+             JOIN objects o ON o.key = p.image LEFT JOIN objects m ON m.key = CASE p.kind \
+             WHEN 0 THEN ?5 || substr(p.image, ?6) || '.json' END \
              WHERE n.name = ?3 ",
             $below,
             " AND p.image >= ?1 AND (?2 IS NULL OR p.image < ?2) ORDER BY p.image"
         )
     };
 }
+
+/// The document of a pair whose key is not the canonical one: the columns
+/// 4, 6, 7 and 8 of a row of [`ALL`].
+const LEGACY_META: &str = "SELECT p.meta, m.size, m.etag, m.modified FROM pairs p \
+    LEFT JOIN objects m ON m.key = p.meta WHERE p.image = ?1";
+
 const LABEL: &str = by_label!("AND ?4 IS NULL");
 const LABEL_BELOW: &str = by_label!("AND dn.rank < ?4");
 
@@ -118,14 +130,19 @@ fn send_rows(c: &Connection, q: &Query, tx: &Sender) -> rusqlite::Result<()> {
     };
     let mut stmt = c.prepare_cached(sql)?;
     let mut rows = match &label {
-        Some(label) => stmt.query(params![up, prefix_end(up), label, below])?,
+        Some(label) => {
+            let (mp, rest) = (q.layout.metadata_prefix(), up.chars().count() + 1);
+            stmt.query(params![up, prefix_end(up), label, below, mp, rest as i64])?
+        }
         None => stmt.query(params![up, prefix_end(up)])?,
     };
     let mut labels = Labels::default();
     // The recognised words, kept apart from the summaries (`text`).
     let lines = super::text::by_metadata_key(c, q.filter.text.as_deref())?;
+    let mut legacy = c.prepare_cached(LEGACY_META)?;
+    let mut legacy = |image: &str| legacy.query_row([image], meta_from_row).optional();
     while let Some(r) = rows.next()? {
-        if let Some(mut a) = image_row(r, q, |id| labels.name(c, id))? {
+        if let Some(mut a) = image_row(r, q, |id| labels.name(c, id), &mut legacy)? {
             super::text::attach(&mut a, &lines);
             if !emit(a, &mut chunk) {
                 return Ok(());
@@ -145,10 +162,14 @@ fn send_rows(c: &Connection, q: &Query, tx: &Sender) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// An audit row from a row of [`ALL`] or [`by_label`]'s query; `legacy`
+/// looks up a pair's document the row leaves out (column 4 empty, column
+/// 5 a kind).
 fn image_row(
     r: &Row,
     q: &Query,
     label: impl FnMut(u32) -> Option<String>,
+    legacy: impl FnOnce(&str) -> rusqlite::Result<Option<ObjectInfo>>,
 ) -> rusqlite::Result<Option<Assessed>> {
     let key: String = r.get(0)?;
     if q.layout.image_rest(&key).is_none() {
@@ -160,14 +181,14 @@ fn image_row(
         etag: etag_of_identity(r.get(2)?),
         last_modified: r.get(3)?,
     };
-    let Some(meta_key) = r.get::<_, Option<String>>(4)? else {
-        return Ok(Some(Assessed::undocumented(image, Status::Untagged)));
+    let paired = r.get::<_, Option<i64>>(5)?.is_some();
+    let metadata = match r.get::<_, Option<String>>(4)? {
+        Some(key) => Some(meta_from(r, key, [6, 7, 8])?),
+        None if paired => legacy(&image.key)?,
+        None => None,
     };
-    let metadata = ObjectInfo {
-        size: r.get::<_, Option<i64>>(6)?.unwrap_or(0) as u64,
-        etag: r.get::<_, Option<StoredTag>>(7)?.and_then(etag_of_identity),
-        last_modified: r.get(8)?,
-        key: meta_key,
+    let Some(metadata) = metadata else {
+        return Ok(Some(Assessed::undocumented(image, Status::Untagged)));
     };
     let doc = summary_from(r.get(9)?, r.get(10)?, label);
     let read_error = match doc {
@@ -189,6 +210,24 @@ fn image_row(
         doc,
         read_error,
     }))
+}
+
+/// A document's object from columns `at` (size, ETag, modified) of a row,
+/// each empty if the object is missing.
+fn meta_from(r: &Row, key: String, at: [usize; 3]) -> rusqlite::Result<ObjectInfo> {
+    Ok(ObjectInfo {
+        size: r.get::<_, Option<i64>>(at[0])?.unwrap_or(0) as u64,
+        etag: r
+            .get::<_, Option<StoredTag>>(at[1])?
+            .and_then(etag_of_identity),
+        last_modified: r.get(at[2])?,
+        key,
+    })
+}
+
+/// A row of [`LEGACY_META`].
+fn meta_from_row(r: &Row) -> rusqlite::Result<ObjectInfo> {
+    meta_from(r, r.get(0)?, [1, 2, 3])
 }
 
 fn orphans(c: &Connection, layout: &Layout) -> rusqlite::Result<Vec<Assessed>> {

@@ -27,9 +27,12 @@ pub const DEFAULT_IN_FLIGHT: usize = 64;
 pub(crate) const DEFAULT_LIST_CONCURRENCY: usize = 32;
 /// The most keys one listed key range holds by default: ten pages.
 pub(crate) const DEFAULT_RANGE_KEYS: usize = 10_000;
-/// Attempts at one key range whose listing keeps failing (each resumes
-/// after the last key reconciled), beyond the SDK's own retries.
-const RANGE_ATTEMPTS: u32 = 6;
+/// Attempts in a row at one key range whose listing keeps failing without
+/// getting further (each resumes after the last key reconciled), beyond
+/// the SDK's own retries (which stop once its retry quota is spent, as it
+/// is when many requests are throttled): a probed listing runs many
+/// ranges, and one giving up fails the refresh.
+const RANGE_ATTEMPTS: u32 = 10;
 
 #[derive(Clone)]
 pub struct RefreshOptions {
@@ -251,25 +254,32 @@ type Pages = futures::stream::BoxStream<'static, crate::storage::Result<Vec<Obje
 
 /// A key range of a prefix: the keys after `after` (from the prefix's
 /// first with `None`) up to and including `until` (to the prefix's last
-/// with `None`).
+/// with `None`). Once `long` keys of it are listed, what remains is cut
+/// into ranges of their own while requests are free.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct KeyRange {
     after: Option<String>,
     until: Option<String>,
+    long: usize,
 }
 
 /// The ranges `bounds` (sorted) cut a prefix into: every key in exactly
 /// one.
-fn ranges_between(bounds: Vec<String>) -> Vec<KeyRange> {
+fn ranges_between(bounds: Vec<String>, long: usize) -> Vec<KeyRange> {
     let mut ranges = Vec::with_capacity(bounds.len() + 1);
     let mut after = None;
     for b in bounds {
         ranges.push(KeyRange {
             after: after.replace(b.clone()),
             until: Some(b),
+            long,
         });
     }
-    ranges.push(KeyRange { after, until: None });
+    ranges.push(KeyRange {
+        after,
+        until: None,
+        long,
+    });
     ranges
 }
 
@@ -362,29 +372,116 @@ struct SyncCtx<'a> {
     listed: &'a (dyn Fn(u64) + Send + Sync),
 }
 
+/// Cuts what remains of a long range into ranges of their own (sent to
+/// [`sync_ranges`]), as many as requests are free.
+struct Splitter {
+    tx: tokio::sync::mpsc::UnboundedSender<KeyRange>,
+    /// Ranges not done yet (listing or waiting for a request).
+    active: std::sync::atomic::AtomicUsize,
+    /// Requests at once.
+    most: usize,
+}
+
+impl Splitter {
+    /// After `page` of a range that ends at `until`: the rest is cut at
+    /// points spread over the keys ([`super::probe::cuts`]); the range
+    /// keeps the first piece (`until` moves), the others are sent as new
+    /// ranges, cut in turn once `long` of their keys are listed.
+    fn split(
+        &self,
+        prefix: &str,
+        page: &[ObjectInfo],
+        until: &std::sync::Mutex<Option<String>>,
+        long: usize,
+    ) {
+        let free = self
+            .most
+            .saturating_sub(self.active.load(Ordering::Relaxed));
+        let Some(last) = page.last() else { return };
+        if free == 0 {
+            return;
+        }
+        let mut until = until.lock().expect("not poisoned");
+        let seen = page.iter().map(|o| o.key.as_str());
+        let cuts = super::probe::cuts(prefix, &last.key, until.as_deref(), seen, free.min(16) + 1);
+        let Some(first) = cuts.first().cloned() else {
+            return;
+        };
+        let mut rest = ranges_between(cuts, long);
+        rest.remove(0);
+        if let Some(r) = rest.last_mut() {
+            r.until = until.replace(first);
+        }
+        self.active.fetch_add(rest.len(), Ordering::Relaxed);
+        for r in rest {
+            // The receiver lives as long as the listing.
+            let _ = self.tx.send(r);
+        }
+    }
+}
+
 /// Lists one prefix and reconciles it with the index: a store that seeks
 /// has the prefix cut into key ranges at the keys the index holds, listed
 /// side by side (at most `limiter`'s requests at once), each reconciled
-/// page by page; a range whose listing fails is listed again alone, from
-/// the last key it reconciled.
+/// page by page; a range still long after a page (the index did not know
+/// the prefix, or it grew) has its rest cut off into ranges of their own.
+/// A range whose listing fails is listed again alone, from the last key
+/// it reconciled.
 async fn sync_ranges(
     ctx: &SyncCtx<'_>,
     store: &DynStore,
     opts: &RefreshOptions,
     limiter: &Limiter,
 ) -> Result<Diff, IndexError> {
+    use futures::StreamExt;
     let ranges = if store.seeks() {
         let (ix, p) = (ctx.index.clone(), ctx.prefix.to_string());
         let (most, conc) = (opts.range_keys, opts.list_concurrency);
-        ranges_between(blocking(move || ix.with(|c| boundaries(c, &p, most, conc))).await?)
+        let bounds = blocking(move || ix.with(|c| boundaries(c, &p, most, conc))).await?;
+        // Without keys to cut at (the first open), the prefix is probed:
+        // cut after its first page.
+        let long = if bounds.is_empty() {
+            PAGE_KEYS.min(most)
+        } else {
+            most
+        };
+        ranges_between(bounds, long)
     } else {
-        vec![KeyRange::default()]
+        vec![KeyRange {
+            long: usize::MAX,
+            ..KeyRange::default()
+        }]
     };
-    let diffs =
-        futures::future::try_join_all(ranges.into_iter().map(|r| ctx.retried(store, r, limiter)))
-            .await?;
+    let (tx, mut cut) = tokio::sync::mpsc::unbounded_channel();
+    let splitter = Splitter {
+        tx,
+        active: ranges.len().into(),
+        most: opts.list_concurrency,
+    };
+    let mut running: futures::stream::FuturesUnordered<_> = ranges
+        .into_iter()
+        .map(|r| ctx.retried(store, r, limiter, &splitter))
+        .collect();
     let mut diff = Diff::default();
-    for d in diffs {
+    loop {
+        let done = tokio::select! {
+            biased;
+            Some(r) = cut.recv() => {
+                running.push(ctx.retried(store, r, limiter, &splitter));
+                continue;
+            }
+            done = running.next() => done,
+        };
+        let Some(d) = done else {
+            // A range sends its cuts before it is done.
+            match cut.try_recv() {
+                Ok(r) => running.push(ctx.retried(store, r, limiter, &splitter)),
+                Err(_) => break,
+            }
+            continue;
+        };
+        let d = d?;
+        splitter.active.fetch_sub(1, Ordering::Relaxed);
         diff.added += d.added;
         diff.changed += d.changed;
         diff.removed.extend(d.removed);
@@ -400,15 +497,19 @@ impl SyncCtx<'_> {
         store: &DynStore,
         range: KeyRange,
         limiter: &Limiter,
+        splitter: &Splitter,
     ) -> Result<Diff, IndexError> {
         let mut diff = Diff::default();
         let mut after = range.after;
+        let until = std::sync::Mutex::new(range.until);
         let mut attempt = 0;
         loop {
             let permit = limiter.acquire().await;
+            let from = after.clone();
             let pages = store.list_after(self.prefix, after.as_deref());
+            let split = (range.long < usize::MAX).then_some((splitter, range.long));
             let r = self
-                .pages(pages, &mut after, range.until.as_deref(), &mut diff)
+                .pages(pages, &mut after, &until, split, &mut diff)
                 .await;
             drop(permit);
             match r {
@@ -417,15 +518,20 @@ impl SyncCtx<'_> {
                     if matches!(e, StorageError::Throttled { .. }) {
                         limiter.slow_down();
                     }
-                    attempt += 1;
+                    // Attempts count failures in a row: a long range
+                    // that moved on since its last failure starts again.
+                    attempt = if after == from { attempt + 1 } else { 1 };
                     tracing::debug!(prefix = self.prefix, attempt, error = %e, "listing a key range again");
-                    let pause = Duration::from_millis((50 << attempt) + fastrand::u64(0..50));
+                    let pause =
+                        Duration::from_millis((50u64 << attempt).min(2_000) + fastrand::u64(0..50));
                     tokio::time::sleep(pause).await;
                 }
                 Err(e) => return Err(e),
             }
         }
-        self.tail(after, range.until, &mut diff).await?;
+        // The range ends where the last cut left it.
+        let until = until.into_inner().expect("not poisoned");
+        self.tail(after, until, &mut diff).await?;
         Ok(diff)
     }
 
@@ -433,19 +539,24 @@ impl SyncCtx<'_> {
     /// it: an inventory report, read once.
     async fn once(&self, pages: Pages) -> Result<Diff, IndexError> {
         let (mut diff, mut after) = (Diff::default(), None);
-        self.pages(pages, &mut after, None, &mut diff).await?;
+        let until = std::sync::Mutex::new(None);
+        self.pages(pages, &mut after, &until, None, &mut diff)
+            .await?;
         self.tail(after, None, &mut diff).await?;
         Ok(diff)
     }
 
     /// Reconciles each page of `pages` with the index as it comes, up to
     /// the key `until`; `after` follows the last key reconciled, where a
-    /// listing that failed resumes.
+    /// listing that failed resumes. With `split`, once that many keys are
+    /// listed, the rest of the range may be cut off after each page
+    /// (`until` moves nearer).
     async fn pages(
         &self,
         mut pages: Pages,
         after: &mut Option<String>,
-        until: Option<&str>,
+        until: &std::sync::Mutex<Option<String>>,
+        split: Option<(&Splitter, usize)>,
         diff: &mut Diff,
     ) -> Result<(), IndexError> {
         let (index, prefix, want, since) = (self.index, self.prefix, self.want, self.since);
@@ -454,18 +565,16 @@ impl SyncCtx<'_> {
         // index's.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<ObjectInfo>>(4);
         let lister = async move {
+            let mut listed = 0;
             while let Some(mut page) = pages.try_next().await? {
-                // The range ends at `until`: the keys past it are another
-                // range's.
-                let end = until.map_or(page.len(), |u| {
-                    page.iter()
-                        .position(|o| o.key.as_str() > u)
-                        .unwrap_or(page.len())
-                });
-                // Past the end, or at it: keys are unique, none follows
-                // `until` in this range.
-                let past = end < page.len()
-                    || until.is_some_and(|u| page.last().is_some_and(|o| o.key == u));
+                let (end, past) = page_end(&page, until.lock().expect("not poisoned").as_deref());
+                listed += end;
+                if let Some((splitter, long)) = split
+                    && !past
+                    && listed >= long
+                {
+                    splitter.split(prefix, &page, until, long);
+                }
                 page.truncate(end);
                 if !page.is_empty() && tx.send(page).await.is_err() {
                     break;
@@ -531,6 +640,19 @@ impl SyncCtx<'_> {
         diff.removed.extend(removed);
         Ok(())
     }
+}
+
+/// How much of `page` falls in a range that ends at `until`, and whether
+/// the range ends in it (keys are unique: none follows `until` in it once
+/// `until` or a key past it is listed).
+fn page_end(page: &[ObjectInfo], until: Option<&str>) -> (usize, bool) {
+    let end = until.map_or(page.len(), |u| {
+        page.iter()
+            .position(|o| o.key.as_str() > u)
+            .unwrap_or(page.len())
+    });
+    let past = end < page.len() || until.is_some_and(|u| page.last().is_some_and(|o| o.key == u));
+    (end, past)
 }
 
 /// The smallest string above every key that starts with `prefix`.

@@ -292,21 +292,17 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
     let reader = spawn_event_reader(tx.clone());
 
     terminal.draw(|f| view::draw(f, &app))?;
+    let mut drawn = std::time::Instant::now();
     while let Some(msg) = rx.recv().await {
-        let started = std::time::Instant::now();
-        for cmd in app.update(msg) {
-            rt.run(cmd);
-        }
-        // Take what is already waiting before drawing again (one frame per
-        // batch keeps a fast listing from costing a frame per page), but
-        // no longer than a frame's budget.
-        runtime::take_waiting(&mut app, &mut rx, started, runtime::FRAME_BUDGET, |c| {
-            rt.run(c)
-        });
+        // A turn takes what is already waiting before drawing again (one
+        // frame per batch keeps a fast listing from costing a frame per
+        // page), no longer than a frame's budget.
+        runtime::turn(&mut app, &mut rx, msg, drawn, |c| rt.run(c)).await;
         if app.quit {
             break;
         }
         terminal.draw(|f| view::draw(f, &app))?;
+        drawn = std::time::Instant::now();
     }
     reader.abort();
     finish_writes(&mut terminal, &mut app, &mut rt).await?;

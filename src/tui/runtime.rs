@@ -37,23 +37,72 @@ const ROWS_PER_MESSAGE: usize = 256;
 /// draws again: half a 60 Hz frame, the draw takes the rest.
 pub const FRAME_BUDGET: std::time::Duration = std::time::Duration::from_millis(8);
 
+/// The least time between two draws while messages keep coming: a
+/// listing that sends a page every millisecond is drawn at 60 Hz, not
+/// once a page (at a million rows that was 4,000 draws, most of the
+/// load's time on the UI thread).
+pub const FRAME_INTERVAL: std::time::Duration = std::time::Duration::from_millis(16);
+
 /// Applies the messages already waiting in `rx` until `budget` has passed
 /// since `since` (or the app quits): a listing faster than the screen
 /// never holds it for more than a frame; what is left waits for the next
-/// turn, after a draw. `run` runs each command the app asks for.
+/// turn, after a draw. `run` runs each command the app asks for. Returns
+/// whether one was input (a key, the mouse, a resize), to be drawn now.
 pub fn take_waiting(
     app: &mut super::app::App,
     rx: &mut mpsc::UnboundedReceiver<Msg>,
     since: std::time::Instant,
     budget: std::time::Duration,
     mut run: impl FnMut(Cmd),
-) {
+) -> bool {
+    let mut input = false;
     while !app.quit && since.elapsed() < budget {
         let Ok(msg) = rx.try_recv() else { break };
+        input |= is_input(&msg);
         for cmd in app.update(msg) {
             run(cmd);
         }
     }
+    input
+}
+
+fn is_input(msg: &Msg) -> bool {
+    matches!(msg, Msg::Key(_) | Msg::Mouse(_) | Msg::Resize(..))
+}
+
+/// One turn of the UI thread before a draw: `first`, then what waits, for
+/// at most [`FRAME_BUDGET`] of work; while the last draw (`drawn`) is
+/// less than [`FRAME_INTERVAL`] ago and no input came, it waits for more
+/// rather than draw again. Returns the time spent on messages (the waits
+/// excluded).
+pub async fn turn(
+    app: &mut super::app::App,
+    rx: &mut mpsc::UnboundedReceiver<Msg>,
+    first: Msg,
+    drawn: std::time::Instant,
+    mut run: impl FnMut(Cmd),
+) -> std::time::Duration {
+    let due = drawn + FRAME_INTERVAL;
+    let mut busy = std::time::Duration::ZERO;
+    let mut next = Some(first);
+    while let Some(msg) = next.take() {
+        let t = std::time::Instant::now();
+        let mut input = is_input(&msg);
+        for cmd in app.update(msg) {
+            run(cmd);
+        }
+        input |= take_waiting(app, rx, t, FRAME_BUDGET.saturating_sub(busy), &mut run);
+        busy += t.elapsed();
+        if input || app.quit || busy >= FRAME_BUDGET {
+            break;
+        }
+        // A closed channel or the frame falling due ends the turn.
+        next = tokio::time::timeout_at(due.into(), rx.recv())
+            .await
+            .ok()
+            .flatten();
+    }
+    busy
 }
 
 /// How the runtime gets its detector: built on first use, so the UI
