@@ -23,6 +23,8 @@ mod s3mem;
 
 #[path = "common/listing.rs"]
 mod listing;
+#[path = "common/measure.rs"]
+mod measure;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,7 +36,8 @@ use imgtag::index::query::{Query, rows};
 use imgtag::index::refresh::{DEFAULT_IN_FLIGHT, RefreshOptions, refresh};
 use imgtag::index::{Index, IndexSpec};
 use imgtag::storage::{DynStore, S3Store};
-use listing::{bare_listing, env, serial_listing};
+use listing::{bare_listing, serial_listing};
+use measure::{env, measuring};
 
 const BUCKET: &str = "bench-bucket";
 
@@ -60,17 +63,12 @@ fn secs(d: Duration) -> f64 {
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
+    if !measuring() {
         return;
     }
     let total = env("IMGTAG_BENCH_OBJECTS", 1_000_000) as usize;
     let latency = Duration::from_millis(env("IMGTAG_BENCH_LATENCY_MS", 20));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(run(total, latency));
+    measure::runtime().block_on(run(total, latency));
 }
 
 async fn run(total: usize, latency: Duration) {

@@ -90,12 +90,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
     let images = total / 2;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    measure::runtime().block_on(async {
         let mem = s3mem::MemS3::new();
         mem.create_bucket(BUCKET);
         // Half images; of their metadata 90% paired canonically, the rest

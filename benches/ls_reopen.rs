@@ -21,8 +21,11 @@ mod bin;
 
 #[path = "common/listing.rs"]
 mod listing;
+#[path = "common/measure.rs"]
+mod measure;
 
-use listing::{bare_listing, env};
+use listing::bare_listing;
+use measure::{env, measuring, median};
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -93,23 +96,13 @@ async fn s5cmd_listing(s5cmd: &Path, endpoint: &str) -> (usize, Duration) {
     .unwrap()
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
+    if !measuring() {
         return;
     }
     let images = env("IMGTAG_BENCH_IMAGES", 5_000) as usize;
     let latency = Duration::from_millis(env("IMGTAG_BENCH_LATENCY_MS", 20));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(run(images, latency));
+    measure::runtime().block_on(run(images, latency));
 }
 
 async fn run(images: usize, latency: Duration) {
@@ -160,7 +153,7 @@ async fn run(images: usize, latency: Duration) {
         .zip(&peer)
         .map(|(a, p)| format!("{:.2}", a.as_secs_f64() / p.as_secs_f64()))
         .collect();
-    let (bare, again, local) = (median(bare), median(again), median(local));
+    let (bare, again, local) = (median(&bare), median(&again), median(&local));
     println!(
         "  bare paginator, both prefixes : {:>7.3} s",
         bare.as_secs_f64()
@@ -179,7 +172,7 @@ async fn run(images: usize, latency: Duration) {
         again.as_secs_f64() / bare.as_secs_f64()
     );
     if !peer.is_empty() {
-        let peer = median(peer);
+        let peer = median(&peer);
         println!(
             "  `s5cmd ls`, both prefixes    : {:>7.3} s; second `imgtag ls` = {:.2}x (runs: {})",
             peer.as_secs_f64(),

@@ -19,6 +19,9 @@
 //! part 3's; IMGTAG_BENCH_LOAD_ONLY=1 runs part 3 alone).
 
 mod common;
+#[path = "common/measure.rs"]
+mod measure;
+use measure::median;
 
 use std::time::{Duration, Instant};
 
@@ -261,11 +264,6 @@ fn frame(app: &mut App, term: &mut Terminal<TestBackend>, msg: Msg) -> Duration 
     t.elapsed()
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn max(v: &[Duration]) -> Duration {
     v.iter().copied().max().unwrap_or_default()
 }
@@ -297,10 +295,10 @@ fn measure(app: &mut App) -> [(Duration, Duration); 4] {
         frame(app, &mut term, key(KeyCode::Esc));
     }
     [
-        (median(scroll.clone()), max(&scroll)),
-        (median(sort.clone()), max(&sort)),
-        (median(filter.clone()), max(&filter)),
-        (median(search.clone()), max(&search)),
+        (median(&scroll), max(&scroll)),
+        (median(&sort), max(&sort)),
+        (median(&filter), max(&filter)),
+        (median(&search), max(&search)),
     ]
 }
 
@@ -450,20 +448,13 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let rows = env_usize("IMGTAG_BENCH_ROWS", 1_000_000);
+    let rows = measure::env("IMGTAG_BENCH_ROWS", 1_000_000) as usize;
     if std::env::var_os("IMGTAG_BENCH_LOAD_ONLY").is_some() {
-        load_part(env_usize("IMGTAG_BENCH_LOAD_ROWS", rows));
+        load_part(measure::env("IMGTAG_BENCH_LOAD_ROWS", rows as u64) as usize);
         return;
     }
-    let old_rows = env_usize("IMGTAG_BENCH_OLD_ROWS", 50_000);
+    let old_rows = measure::env("IMGTAG_BENCH_OLD_ROWS", 50_000) as usize;
     println!("tui_memory: {rows} rows, 8 labels + 2 parents each from 300 names");
 
     let t = Instant::now();
@@ -482,7 +473,7 @@ fn main() {
         old / per_row
     );
 
-    load_part(env_usize("IMGTAG_BENCH_LOAD_ROWS", rows));
+    load_part(measure::env("IMGTAG_BENCH_LOAD_ROWS", rows as u64) as usize);
 
     let (mut small, _) = listed_app(100);
     let b = measure(&mut big);

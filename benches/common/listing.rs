@@ -42,11 +42,3 @@ pub async fn serial_listing(client: &aws_sdk_s3::Client, bucket: &str) -> usize 
     }
     n
 }
-
-/// A number from the environment, or `default`.
-pub fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}

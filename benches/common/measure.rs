@@ -25,3 +25,13 @@ pub fn median(runs: &[Duration]) -> Duration {
 pub fn measuring() -> bool {
     std::env::args().any(|a| a == "--bench")
 }
+
+/// The runtime the listing benches measure on: two workers, as the
+/// machine has two cores.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
