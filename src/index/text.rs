@@ -52,8 +52,12 @@ pub(super) fn by_metadata_key(
     c: &Connection,
     needle: Option<&str>,
 ) -> rusqlite::Result<HashMap<String, String>> {
-    let mut stmt =
-        c.prepare_cached("SELECT p.meta, t.lines FROM doc_text t JOIN pairs p ON p.mdoc = t.doc")?;
+    // CROSS JOIN fixes the order: the few documents with words first, each
+    // pair found by `pairs_doc`. A plain JOIN let SQLite scan every pair
+    // (190 ms at 1M objects, on every query, with no words at all).
+    let mut stmt = c.prepare_cached(
+        "SELECT p.meta, t.lines FROM doc_text t CROSS JOIN pairs p ON p.mdoc = t.doc",
+    )?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
     let needle = needle.map(|n| n.trim().to_lowercase());
     let mut out = HashMap::new();
