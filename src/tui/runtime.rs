@@ -41,14 +41,14 @@ pub const FRAME_BUDGET: std::time::Duration = std::time::Duration::from_millis(8
 /// listing that sends a page every millisecond is drawn at 60 Hz, not
 /// once a page (at a million rows that was 4,000 draws, most of the
 /// load's time on the UI thread).
-pub const FRAME_INTERVAL: std::time::Duration = std::time::Duration::from_millis(16);
+pub(crate) const FRAME_INTERVAL: std::time::Duration = std::time::Duration::from_millis(16);
 
 /// Applies the messages already waiting in `rx` until `budget` has passed
 /// since `since` (or the app quits): a listing faster than the screen
 /// never holds it for more than a frame; what is left waits for the next
 /// turn, after a draw. `run` runs each command the app asks for. Returns
 /// whether one was input (a key, the mouse, a resize), to be drawn now.
-pub fn take_waiting(
+pub(crate) fn take_waiting(
     app: &mut super::app::App,
     rx: &mut mpsc::UnboundedReceiver<Msg>,
     since: std::time::Instant,
@@ -72,7 +72,7 @@ fn is_input(msg: &Msg) -> bool {
 
 /// One turn of the UI thread before a draw: `first`, then what waits, for
 /// at most [`FRAME_BUDGET`] of work; while the last draw (`drawn`) is
-/// less than [`FRAME_INTERVAL`] ago and no input came, it waits for more
+/// less than `FRAME_INTERVAL` ago and no input came, it waits for more
 /// rather than draw again. Returns the time spent on messages (the waits
 /// excluded).
 pub async fn turn(
