@@ -2,9 +2,10 @@
 //! real MobileNetV2 inference with tract, compared with onnxruntime's
 //! reference output in `assets/model/reference.json`.
 
+use crate::common;
+use common::models::tract as model;
 use std::collections::HashMap;
 use std::io::Cursor;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
@@ -12,16 +13,6 @@ use imgtag::contract::Label;
 use imgtag::detection::engine::{EngineChoice, EngineKind};
 use imgtag::detection::local::{LocalModel, MODEL_VERSION, ModelOptions, NUM_CLASSES};
 use imgtag::imaging::{self, DecodeLimits, ImagingError, TENSOR_LEN};
-
-/// The model on tract (explicitly: with feature `ort` and its library the
-/// default engine is onnxruntime, tested against the same reference below).
-fn model() -> &'static LocalModel {
-    static MODEL: OnceLock<LocalModel> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        LocalModel::load_with(EngineChoice::Exactly(EngineKind::Tract))
-            .expect("the embedded model loads")
-    })
-}
 
 fn sample(name: &str) -> Vec<u8> {
     let path = format!("{}/assets/samples/{name}", env!("CARGO_MANIFEST_DIR"));

@@ -5,9 +5,11 @@
 //! and the gate that runs the text model only when the classifier sees
 //! text (`TextDetection::Auto`).
 
+use crate::common;
+use common::models::eval;
+use common::models::tract as model;
 use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use imgtag::contract::Label;
 use imgtag::detection::engine::{EngineChoice, EngineKind};
@@ -15,23 +17,6 @@ use imgtag::detection::local::{self, LocalModel, ModelOptions};
 use imgtag::detection::text::{self, TextDetection, TextDetector};
 use imgtag::detection::{DetectInput, DetectParams, Detector, LocalDetector};
 use imgtag::imaging::{self, DecodeLimits};
-
-/// The local detector on tract (the engine every build has).
-fn model() -> &'static LocalModel {
-    static MODEL: OnceLock<LocalModel> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        LocalModel::load_with(EngineChoice::Exactly(EngineKind::Tract)).expect("models load")
-    })
-}
-
-fn eval(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("assets/eval")
-            .join(name),
-    )
-    .unwrap()
-}
 
 fn labels_of(model: &LocalModel, name: &str) -> Vec<Label> {
     model

@@ -7,9 +7,10 @@
 //! unreadable document.
 
 use crate::common;
+use common::models::eval;
+use common::models::tract as model;
 
-use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use common::bin::{imgtag_async, stdout};
 use common::tui::Harness;
@@ -28,22 +29,6 @@ use imgtag::index::{Index, IndexSpec};
 use imgtag::storage::{DynStore, LocalStore};
 use imgtag::tui::rows::RowSummary;
 use imgtag::tui::runtime::DetectorSource;
-
-fn model() -> &'static LocalModel {
-    static MODEL: OnceLock<LocalModel> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        LocalModel::load_with(EngineChoice::Exactly(EngineKind::Tract)).expect("models load")
-    })
-}
-
-fn eval(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("assets/eval")
-            .join(name),
-    )
-    .unwrap()
-}
 
 fn read(model: &LocalModel, name: &str) -> Vec<TextLine> {
     let options = ModelOptions {

@@ -3,6 +3,8 @@
 //! `tools/yolox_reference.py`), box decoding, NMS, the merge with the
 //! classifier's labels, and `imgtag tag` end to end.
 
+use crate::common;
+use common::models::tract as model;
 use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -14,16 +16,6 @@ use imgtag::detection::yolox::{
     self, BoxDet, ClassNames, Letterbox, NMS_IOU, NUM_ANCHORS, ROW, SIDE, TENSOR_LEN, Yolox,
 };
 use imgtag::imaging::{self, DecodeLimits};
-
-/// Both models on tract (explicitly: with feature `ort` and its library
-/// the default engine is onnxruntime, which has tests of its own below).
-fn model() -> &'static LocalModel {
-    static MODEL: OnceLock<LocalModel> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        LocalModel::load_with(EngineChoice::Exactly(EngineKind::Tract))
-            .expect("the embedded models load")
-    })
-}
 
 /// Both models on onnxruntime. The library is required, not optional:
 /// `.ci/run` provides it (`ORT_DYLIB_PATH`, from the onnxruntime wheel).
