@@ -5,16 +5,19 @@
 //!
 //! 1. per-stage latency per image, one thread: decode, preprocess (both
 //!    models' inputs), inference of each model, labels and merge;
-//! 2. `imgtag tag --detector local --all` end to end (index, read, decode,
+//! 2. `imgtag tag --detector local --all` end to end per size (index, read, decode,
 //!    preprocess, infer, write the metadata), once per engine;
 //! 3. the peer on the same folder, when a Python with onnxruntime and
 //!    Pillow is found: `IMGTAG_PEER_PYTHON`, else the CI tools venv
 //!    (`$IMGTAG_CI_TOOLS` or `$TMPDIR/imgtag-ci-tools`, see `.ci/run`).
 //!
 //! The photos: the licensed photos of `assets/eval/` and `assets/samples/`
-//! (7), each cropped, maybe mirrored and re-encoded as JPEG at sizes from
-//! 640 to 2048 px on the longer side, 185 files by default
-//! (`IMGTAG_BENCH_IMAGES`). The onnxruntime engine needs feature `ort` and
+//! (7), each cropped, maybe mirrored and re-encoded as JPEG, in two
+//! folders: small (500-580 px on the longer side, about 0.2 MP) and large
+//! (1650-1800 px, about 2 MP), 120 files each by default
+//! (`IMGTAG_BENCH_IMAGES`). Each end-to-end run reports its wall time and
+//! the peak resident memory of its processes (each one's `VmHWM`, summed
+//! over the peer's worker processes). The onnxruntime engine needs feature `ort` and
 //! `ORT_DYLIB_PATH`; without them its rows say why they are missing.
 //!
 //! Run: `ORT_DYLIB_PATH=... cargo bench --features ort --bench local_detector`
@@ -32,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use image::codecs::jpeg::JpegEncoder;
 use image::{DynamicImage, RgbImage, imageops};
+use imgtag::detection::calibration::Curve;
 use imgtag::detection::engine::{EngineChoice, EngineKind};
 use imgtag::detection::local::{LocalModel, ModelOptions};
 use imgtag::detection::yolox;
@@ -52,8 +56,8 @@ fn root() -> &'static Path {
 }
 
 /// Deterministic photo-sized JPEGs from the real photos: cropped to 75-100%
-/// of each side, every other one mirrored, longer side 640..2048 px.
-fn make_photos(dir: &Path, count: usize) -> Vec<PathBuf> {
+/// of each side, every other one mirrored, longer side in `long` (px).
+fn make_photos(dir: &Path, count: usize, long: std::ops::Range<u32>) -> Vec<PathBuf> {
     let sources: Vec<RgbImage> = PHOTOS
         .iter()
         .map(|p| {
@@ -76,7 +80,7 @@ fn make_photos(dir: &Path, count: usize) -> Vec<PathBuf> {
             if i % 2 == 1 {
                 img = imageops::flip_horizontal(&img);
             }
-            let long = 640 + (k * 211) % 1409;
+            let long = long.start + (k * 211) % (long.end - long.start);
             let (tw, th) = if cw >= ch {
                 (long, (long * ch / cw).max(1))
             } else {
@@ -134,7 +138,10 @@ fn stages(model: &LocalModel, images: &[Vec<u8>]) -> Vec<(&'static str, Duration
         t[5].push(s.elapsed());
         let s = Instant::now();
         let boxes = yolox::nms(yolox::decode(&raw, 0.55), yolox::NMS_IOU);
-        let detected = model.detector().classes().labels(&boxes, &lb, 55.0);
+        let detected = model
+            .detector()
+            .classes()
+            .labels(&boxes, &lb, 55.0, &Curve::identity());
         let classified = model.labels(&probs, 55.0, None);
         std::hint::black_box(model.merge(classified, detected, None));
         t[6].push(s.elapsed());
@@ -153,7 +160,7 @@ fn stages(model: &LocalModel, images: &[Vec<u8>]) -> Vec<(&'static str, Duration
 
 /// One `imgtag tag --all --detector local` over `bucket` (its metadata
 /// removed first) with `engine`; its wall time, or why it failed.
-fn imgtag_run(bucket: &Path, engine: EngineKind) -> Result<Duration, String> {
+fn imgtag_run(bucket: &Path, engine: EngineKind) -> Result<Run, String> {
     let _ = std::fs::remove_dir_all(bucket.join("metadata"));
     let home = tempfile::tempdir().map_err(|e| e.to_string())?;
     let config = home.path().join("config.toml");
@@ -163,21 +170,105 @@ fn imgtag_run(bucket: &Path, engine: EngineKind) -> Result<Duration, String> {
         || PathBuf::from(env!("CARGO_BIN_EXE_imgtag")),
         PathBuf::from,
     );
-    let out = Command::new(bin)
-        .args(["tag", "--all", "--detector", "local", "--bucket"])
+    let mut cmd = Command::new(bin);
+    cmd.args(["tag", "--all", "--detector", "local", "--bucket"])
         .arg(bucket)
         .arg("--config")
         .arg(&config)
         .env("HOME", home.path())
-        .env("IMGTAG_ENGINE", engine.as_str())
-        .output()
-        .map_err(|e| e.to_string())?;
+        .env("IMGTAG_ENGINE", engine.as_str());
+    let (out, peak) = run_watched(cmd)?;
     let elapsed = start.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() || !stderr.contains(" 0 failed") {
         return Err(stderr.lines().last().unwrap_or("failed").to_string());
     }
-    Ok(elapsed)
+    Ok(Run { elapsed, peak })
+}
+
+/// One end-to-end run: wall time, and the peak resident memory of the
+/// process and its children (each process's `VmHWM`, summed: the peer's
+/// workers are processes, imgtag's are threads).
+#[derive(Clone, Copy)]
+struct Run {
+    elapsed: Duration,
+    peak: u64,
+}
+
+/// Runs `cmd` to the end, sampling its process tree's peaks every 5 ms.
+fn run_watched(mut cmd: Command) -> Result<(std::process::Output, u64), String> {
+    use std::collections::HashMap;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    // Drained on threads so a chatty child never blocks on a full pipe.
+    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|r| Box::new(r) as _));
+    let err = drain(child.stderr.take().map(|r| Box::new(r) as _));
+    let mut peaks: HashMap<u32, u64> = HashMap::new();
+    let status = loop {
+        for pid in tree(child.id()) {
+            if let Some(hwm) = vm_hwm(pid) {
+                let p = peaks.entry(pid).or_default();
+                *p = (*p).max(hwm);
+            }
+        }
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let output = std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    };
+    Ok((output, peaks.values().sum()))
+}
+
+/// `root` and every process descending from it (Linux's /proc).
+fn tree(root: u32) -> Vec<u32> {
+    let mut parent = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // The field after the parenthesised name: state, then ppid.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parent.push((pid, ppid));
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        found.extend(parent.iter().filter(|&&(_, pp)| pp == p).map(|&(c, _)| c));
+        i += 1;
+    }
+    found
+}
+
+/// A process's peak resident set, bytes.
+fn vm_hwm(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// A Python that imports onnxruntime and PIL, if any.
@@ -199,21 +290,20 @@ fn peer_python() -> Option<PathBuf> {
     })
 }
 
-fn peer_run(python: &Path, photos: &Path) -> Result<Duration, String> {
+fn peer_run(python: &Path, photos: &Path) -> Result<Run, String> {
     let out_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let start = Instant::now();
-    let out = Command::new(python)
-        .arg(root().join("tools/ort_peer.py"))
+    let mut cmd = Command::new(python);
+    cmd.arg(root().join("tools/ort_peer.py"))
         .arg(photos)
         .arg(out_dir.path())
-        .args(["--workers", "2"])
-        .output()
-        .map_err(|e| e.to_string())?;
+        .args(["--workers", "2"]);
+    let (out, peak) = run_watched(cmd)?;
     let elapsed = start.elapsed();
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).to_string());
     }
-    Ok(elapsed)
+    Ok(Run { elapsed, peak })
 }
 
 /// What skipping the detector when the classifier is sure would cost on
@@ -255,50 +345,65 @@ fn skip_detector_impact(model: &LocalModel) {
 }
 
 #[allow(clippy::too_many_lines)]
+/// The two sizes the end-to-end comparison runs on: name, longer side (px).
+const SIZES: [(&str, std::ops::Range<u32>); 2] = [
+    ("small (about 0.2 MP)", 500..580),
+    ("large (about 2 MP)", 1650..1800),
+];
+
 fn main() {
     let count: usize = std::env::var("IMGTAG_BENCH_IMAGES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(185)
+        .unwrap_or(120)
         .max(8);
-    let bucket = tempfile::tempdir().expect("temp dir");
-    let uploads = bucket.path().join("uploads");
-    let t = Instant::now();
-    let paths = make_photos(&uploads, count);
-    let images: Vec<Vec<u8>> = paths.iter().map(|p| std::fs::read(p).unwrap()).collect();
-    let mut pixels: Vec<u64> = images
-        .iter()
-        .map(|b| {
-            let (w, h) = imaging::dimensions(b).unwrap();
-            u64::from(w) * u64::from(h)
-        })
-        .collect();
-    pixels.sort();
-    println!(
-        "{count} JPEGs from {} licensed photos in {:.1} s: {:.0} KB average, median {:.2} MP",
-        PHOTOS.len(),
-        t.elapsed().as_secs_f64(),
-        images.iter().map(Vec::len).sum::<usize>() as f64 / count as f64 / 1024.0,
-        pixels[pixels.len() / 2] as f64 / 1e6
-    );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("cores: {cores}; load average at start: {}", loadavg());
-
     let mut engines = vec![EngineKind::Tract];
     match EngineChoice::Exactly(EngineKind::OnnxRuntime).resolve() {
         Ok(_) => engines.push(EngineKind::OnnxRuntime),
         Err(e) => println!("onnxruntime engine: not measured ({e})"),
     }
+    // One bucket per size, each with its own uploads/.
+    let sets: Vec<_> = SIZES
+        .iter()
+        .map(|(name, long)| {
+            let bucket = tempfile::tempdir().expect("temp dir");
+            let t = Instant::now();
+            let paths = make_photos(&bucket.path().join("uploads"), count, long.clone());
+            let images: Vec<Vec<u8>> = paths.iter().map(|p| std::fs::read(p).unwrap()).collect();
+            let mut pixels: Vec<u64> = images
+                .iter()
+                .map(|b| {
+                    let (w, h) = imaging::dimensions(b).unwrap();
+                    u64::from(w) * u64::from(h)
+                })
+                .collect();
+            pixels.sort();
+            println!(
+                "{name}: {count} JPEGs from {} licensed photos in {:.1} s: {:.0} KB average, \
+                 median {:.2} MP",
+                PHOTOS.len(),
+                t.elapsed().as_secs_f64(),
+                images.iter().map(Vec::len).sum::<usize>() as f64 / count as f64 / 1024.0,
+                pixels[pixels.len() / 2] as f64 / 1e6
+            );
+            (*name, bucket, images)
+        })
+        .collect();
 
-    // 1. Per-stage latency.
-    let sample = &images[..images.len().min(40)];
+    // 1. Per-stage latency, on 20 photos of each size.
+    let sample: Vec<Vec<u8>> = sets
+        .iter()
+        .flat_map(|(_, _, images)| images.iter().take(20).cloned())
+        .collect();
     let mut table: Vec<(&str, Vec<Duration>)> = Vec::new();
     for &engine in &engines {
         let t = Instant::now();
         let model = LocalModel::load_with(EngineChoice::Exactly(engine)).expect("model loads");
         println!("{engine}: both models loaded in {:.0} ms", ms(t.elapsed()));
         let _ = stages(&model, &sample[..4]);
-        for (i, (name, d)) in stages(&model, sample).into_iter().enumerate() {
+        for (i, (name, d)) in stages(&model, &sample).into_iter().enumerate() {
             if table.len() <= i {
                 table.push((name, Vec::new()));
             }
@@ -310,7 +415,7 @@ fn main() {
     }
     println!();
     println!(
-        "per-image latency, medians over {} photos, one thread:",
+        "per-image latency, medians over {} photos (both sizes), one thread:",
         sample.len()
     );
     let header: Vec<String> = engines.iter().map(|e| format!("{e:>11} ms")).collect();
@@ -327,12 +432,27 @@ fn main() {
         println!("| {name:32} | {} |", cells.join(" | "));
     }
 
-    // 2 and 3. End to end, interleaved, best of 2.
+    // 2 and 3. End to end per size, interleaved, best of 2.
     let python = peer_python();
     if python.is_none() {
         println!("peer: no Python with onnxruntime and Pillow (IMGTAG_PEER_PYTHON), not run");
     }
-    let mut rows: Vec<(String, Vec<Result<Duration, String>>)> = engines
+    for (name, bucket, _) in &sets {
+        end_to_end(name, bucket.path(), count, &engines, python.as_deref());
+    }
+}
+
+/// imgtag on each engine and the peer on one folder: wall time and peak
+/// memory, best of 2 runs each, interleaved.
+fn end_to_end(
+    name: &str,
+    bucket: &Path,
+    count: usize,
+    engines: &[EngineKind],
+    python: Option<&Path>,
+) {
+    let uploads = bucket.join("uploads");
+    let mut rows: Vec<(String, Vec<Result<Run, String>>)> = engines
         .iter()
         .map(|e| (format!("imgtag tag --detector local ({e})"), Vec::new()))
         .collect();
@@ -344,39 +464,50 @@ fn main() {
     }
     for _round in 0..2 {
         for (i, &engine) in engines.iter().enumerate() {
-            rows[i].1.push(imgtag_run(bucket.path(), engine));
+            rows[i].1.push(imgtag_run(bucket, engine));
         }
-        if let Some(py) = &python {
+        if let Some(py) = python {
             let last = rows.len() - 1;
             rows[last].1.push(peer_run(py, &uploads));
         }
     }
     println!();
     println!(
-        "end to end on {count} photos (best of 2, interleaved), load average {}:",
+        "{name}: end to end on {count} photos (best of 2, interleaved), load average {}:",
         loadavg()
     );
-    println!("| run                                        | images/s |   wall s |");
-    println!("|--------------------------------------------|---------:|---------:|");
-    let mut rates = Vec::new();
-    for (name, runs) in &rows {
-        let best = runs.iter().filter_map(|r| r.as_ref().ok()).min();
-        match best {
-            Some(d) => {
-                let rate = count as f64 / d.as_secs_f64();
-                rates.push(rate);
-                println!("| {name:42} | {rate:8.1} | {:8.2} |", d.as_secs_f64());
+    println!("| run                                        | images/s |   wall s | peak MB |");
+    println!("|--------------------------------------------|---------:|---------:|--------:|");
+    let mut best = Vec::new();
+    for (run, runs) in &rows {
+        let fastest = runs
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .min_by_key(|r| r.elapsed);
+        match fastest {
+            Some(r) => {
+                best.push(*r);
+                println!(
+                    "| {run:42} | {:8.1} | {:8.2} | {:7.0} |",
+                    count as f64 / r.elapsed.as_secs_f64(),
+                    r.elapsed.as_secs_f64(),
+                    r.peak as f64 / 1e6
+                );
             }
             None => {
                 let why = runs.iter().find_map(|r| r.as_ref().err()).cloned();
-                println!("| {name:42} |   failed | {} |", why.unwrap_or_default());
+                println!("| {run:42} |   failed | {} |", why.unwrap_or_default());
             }
         }
     }
-    if python.is_some() && rates.len() == rows.len() {
-        let peer = rates[rates.len() - 1];
+    if python.is_some() && best.len() == rows.len() {
+        let peer = best[best.len() - 1];
         for (i, e) in engines.iter().enumerate() {
-            println!("imgtag ({e}) / peer: {:.2}x", rates[i] / peer);
+            println!(
+                "{name}: imgtag ({e}) / peer: wall {:.2}x, peak memory {:.2}x",
+                best[i].elapsed.as_secs_f64() / peer.elapsed.as_secs_f64(),
+                best[i].peak as f64 / peer.peak as f64
+            );
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 use imgtag::contract::Label;
+use imgtag::detection::calibration::Calibration;
 use imgtag::detection::engine::{EngineChoice, EngineKind};
 use imgtag::detection::local::{LocalModel, MODEL_VERSION, ModelOptions, NUM_CLASSES};
 use imgtag::imaging::{self, DecodeLimits, ImagingError, TENSOR_LEN};
@@ -268,7 +269,9 @@ fn coffee_labels_are_consistent() {
 
 #[test]
 fn labels_from_probabilities_sum_each_class_once() {
-    let h = model().hierarchy();
+    // Raw sums: the calibration is tests/yolox.rs's.
+    let raw = model().with_calibration(Calibration::default());
+    let h = raw.hierarchy();
     let tabby = (0..NUM_CLASSES)
         .find(|&i| h.class_name(i) == Some("Tabby"))
         .unwrap();
@@ -278,7 +281,7 @@ fn labels_from_probabilities_sum_each_class_once() {
     let mut probs = vec![0f32; NUM_CLASSES];
     probs[tabby] = 0.6;
     probs[espresso] = 0.4;
-    let labels = model().labels(&probs, 1.0, None);
+    let labels = raw.labels(&probs, 1.0, None);
     let names = by_name(&labels);
     // Tabby reaches Animal through Cat and through Pet: counted once.
     assert_eq!(names["Animal"].confidence, 60.0);

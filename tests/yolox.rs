@@ -10,6 +10,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use imgtag::contract::{BoundingBox, Instance, Label, NameRef};
+use imgtag::detection::calibration::{Calibration, Curve};
 use imgtag::detection::engine::{EngineChoice, EngineKind};
 use imgtag::detection::local::{self, LocalModel, ModelOptions, merge_labels};
 use imgtag::detection::yolox::{
@@ -342,7 +343,7 @@ fn detector_labels_carry_instances_and_parent_labels() {
         bx(16, 0.6, 208.0, 208.0, 416.0, 416.0),
         bx(2, 0.5, 0.0, 0.0, 10.0, 10.0), // below MinConfidence 55
     ];
-    let labels = names.labels(&boxes, &lb, 55.0);
+    let labels = names.labels(&boxes, &lb, 55.0, &Curve::identity());
     let dog = labels.iter().find(|l| l.name == "Dog").unwrap();
     assert_eq!(dog.confidence, 80.0);
     assert_eq!(dog.instances.len(), 2);
@@ -772,8 +773,8 @@ fn check_headlines(model: &LocalModel) {
 /// Scenes on real photos, from what both models saw: the kitchen's oven
 /// and dishwasher make a Kitchen › Room › Indoors, the kites a Sky ›
 /// Outdoors, the parked cars a Road; each as sure as its evidence (never
-/// a fixed 100), none without evidence. A sure scene does not hide a weaker
-/// subject: Sky is surer than the kites yet the headline is Kite.
+/// a fixed 100), none without evidence. A sure scene does not hide the
+/// subject: the headline is Kite, not Sky.
 #[test]
 fn scenes_come_from_what_the_models_see() {
     let taxonomy = imgtag::taxonomy::Taxonomy::shipped();
@@ -812,16 +813,22 @@ fn scenes_come_from_what_the_models_see() {
     let sky = find(&kites, "Sky");
     assert_eq!(parents(&sky), ["Outdoors", "Nature"]);
     assert!(sky.confidence < 100.0);
-    let kite = find(&kites, "Kite");
-    assert!(sky.confidence > kite.confidence, "{sky:?} {kite:?}");
+    // Several kites make a sure sky; the headline is still the kite
+    // (tests/headline.rs holds the rule for a sky surer than its subject).
+    assert!(sky.confidence >= 85.0, "{sky:?}");
     assert_eq!(headline(&kites), "Kite");
     assert!(!kites.iter().any(|l| l.name == "Indoors"));
 
     let cars = detect("assets/eval/basilica-cars.jpg");
     let road = find(&cars, "Road");
     assert_eq!(parents(&road), ["Outdoors"]);
-    assert!(road.confidence < find(&cars, "Car").confidence);
-    assert_eq!(headline(&cars), "Car");
+    // Parked cars, each a calibrated 57-62, make a Road no surer than a
+    // review would accept without a look.
+    assert!(road.confidence < 85.0, "{road:?}");
+    // The subject, not the Road: the basilica (Building, the classifier's
+    // 61.8 calibrated to 69) or the cars (the detector's 71.4, to 60).
+    let subject = headline(&cars);
+    assert!(["Building", "Car"].contains(&subject.as_str()), "{subject}");
 
     // No evidence, no scene.
     for file in ["assets/eval/samoyeds.jpg", "assets/eval/pizza.jpg"] {
@@ -838,52 +845,54 @@ fn scenes_come_from_what_the_models_see() {
 /// The reliability table (confidence band → share of labels right) of the
 /// local detector on the evaluation set, every label it gives at 55 or
 /// more judged (`wrong` and `unsure` in `assets/eval/expected.json`; the
-/// rest right), on two halves (even and odd photos: one to fit a
-/// calibration on, one held out) and in all. Printed for the docs
-/// (docs/detectors.md); asserted: labels at 85 or more are right at least
-/// 95% of the time.
+/// rest right): raw scores on all photos, then calibrated confidences on
+/// the training half (even photos, which the calibration was fitted on)
+/// and on the held-out half (odd photos). Printed for the docs
+/// (docs/detectors.md); asserted: calibrated labels at 70 or more (the
+/// default review threshold) are right at least 95% of the time on the
+/// held-out half, and labels at 85 or more on all photos.
 #[test]
 fn reliability_table_of_the_evaluation_set() {
     const BANDS: [(f32, f32); 4] = [(55.0, 70.0), (70.0, 85.0), (85.0, 95.0), (95.0, 100.1)];
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let expected: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(root.join("assets/eval/expected.json")).unwrap())
-            .unwrap();
     let options = ModelOptions {
         min_confidence: 55.0,
         ..ModelOptions::default()
     };
-    let names = |photo: &serde_json::Value, key: &str| -> Vec<String> {
-        photo[key].as_array().map_or_else(Vec::new, |a| {
-            a.iter().map(|v| v.as_str().unwrap().to_string()).collect()
-        })
-    };
-    // Per split (0 even, 1 odd), per band: (right, total).
-    let mut table = [[(0u32, 0u32); BANDS.len()]; 2];
+    let raw = model().with_calibration(Calibration::default());
+    // Per column (raw all, calibrated even, calibrated odd), per band:
+    // (right, total).
+    let mut table = [[(0u32, 0u32); BANDS.len()]; 3];
     let mut confident_errors = Vec::new();
-    for (i, photo) in expected["photos"].as_array().unwrap().iter().enumerate() {
-        let path = photo["path"].as_str().unwrap();
-        let bytes = std::fs::read(root.join(path)).unwrap();
-        let labels = model().detect_bytes_with(&bytes, &options).unwrap();
-        let (wrong, unsure) = (names(photo, "wrong"), names(photo, "unsure"));
-        for label in &labels {
-            if unsure.contains(&label.name) {
-                continue;
-            }
-            let right = !wrong.contains(&label.name);
-            let band = BANDS
-                .iter()
-                .position(|&(lo, hi)| (lo..hi).contains(&label.confidence))
-                .unwrap();
-            let cell = &mut table[i % 2][band];
-            cell.0 += u32::from(right);
-            cell.1 += 1;
-            if !right && label.confidence >= 70.0 {
-                confident_errors.push(format!("{path}: {} {:.1}", label.name, label.confidence));
+    for Judged {
+        index,
+        path,
+        bytes,
+        wrong,
+        unsure,
+    } in judged_photos()
+    {
+        let calibrated = model().detect_bytes_with(&bytes, &options).unwrap();
+        let uncalibrated = raw.detect_bytes_with(&bytes, &options).unwrap();
+        for (column, labels) in [(0, &uncalibrated), (1 + index % 2, &calibrated)] {
+            for label in labels.iter().filter(|l| !unsure.contains(&l.name)) {
+                let right = !wrong.contains(&label.name);
+                let band = BANDS
+                    .iter()
+                    .position(|&(lo, hi)| (lo..hi).contains(&label.confidence))
+                    .unwrap();
+                let cell = &mut table[column][band];
+                cell.0 += u32::from(right);
+                cell.1 += 1;
+                if column > 0 && !right && label.confidence >= 70.0 {
+                    confident_errors
+                        .push(format!("{path}: {} {:.1}", label.name, label.confidence));
+                }
             }
         }
     }
-    let mut text = String::from("| confidence | even photos | odd photos (held out) | all |\n");
+    let mut text = String::from(
+        "| confidence | raw, all photos | calibrated, training (even) | calibrated, held out (odd) |\n",
+    );
     text.push_str("| --- | --- | --- | --- |\n");
     let cell = |(r, t): (u32, u32)| {
         if t == 0 {
@@ -893,27 +902,147 @@ fn reliability_table_of_the_evaluation_set() {
         }
     };
     for (b, &(lo, hi)) in BANDS.iter().enumerate() {
-        let (e, o) = (table[0][b], table[1][b]);
         text.push_str(&format!(
             "| {lo:.0}-{:.0} | {} | {} | {} |\n",
             hi.min(100.0),
-            cell(e),
-            cell(o),
-            cell((e.0 + o.0, e.1 + o.1))
+            cell(table[0][b]),
+            cell(table[1][b]),
+            cell(table[2][b])
         ));
     }
-    eprintln!("{text}confident errors (>= 70): {confident_errors:?}");
-    let total: u32 = table.iter().flatten().map(|c| c.1).sum();
+    let from = |column: usize, first: usize| {
+        (first..BANDS.len()).fold((0, 0), |(r, t), b| {
+            (r + table[column][b].0, t + table[column][b].1)
+        })
+    };
+    let held_out = from(2, 1);
+    eprintln!(
+        "{text}at 70 or more: raw {:?}, training {:?}, held out {held_out:?}; \
+         calibrated errors at 70 or more: {confident_errors:?}",
+        from(0, 1),
+        from(1, 1)
+    );
+    let total: u32 = table[0].iter().map(|c| c.1).sum();
     assert!(total >= 100, "{total} labels judged");
-    // At 85 or more, at least 95% right (66 of 67; 66 of 72 before the
-    // dropped WordNet edges and parent-only Rack and House: Rack 97.6 on a
-    // tripod, Alcohol, Mixed Drink, Punch 89.2 on a coffee cup, House 87 on
-    // a palace).
-    let sure = (2..4).fold((0, 0), |(r, t), b| {
-        (
-            r + table[0][b].0 + table[1][b].0,
-            t + table[0][b].1 + table[1][b].1,
-        )
-    });
+    assert!(held_out.0 * 100 >= held_out.1 * 95, "{held_out:?}");
+    let sure = (from(1, 2).0 + from(2, 2).0, from(1, 2).1 + from(2, 2).1);
     assert!(sure.0 * 100 >= sure.1 * 95, "{sure:?}");
+}
+
+/// One photo of the evaluation set with its judgements.
+struct Judged {
+    /// Its place in `expected.json`: even photos train, odd are held out.
+    index: usize,
+    path: String,
+    bytes: Vec<u8>,
+    /// Names judged wrong for it, and names that cannot be judged.
+    wrong: Vec<String>,
+    unsure: Vec<String>,
+}
+
+/// The evaluation set's photos with their judgements.
+fn judged_photos() -> Vec<Judged> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("assets/eval/expected.json")).unwrap())
+            .unwrap();
+    let names = |photo: &serde_json::Value, key: &str| -> Vec<String> {
+        photo[key].as_array().map_or_else(Vec::new, |a| {
+            a.iter().map(|v| v.as_str().unwrap().to_string()).collect()
+        })
+    };
+    expected["photos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(index, photo)| {
+            let path = photo["path"].as_str().unwrap().to_string();
+            Judged {
+                index,
+                bytes: std::fs::read(root.join(&path)).unwrap(),
+                path,
+                wrong: names(photo, "wrong"),
+                unsure: names(photo, "unsure"),
+            }
+        })
+        .collect()
+}
+
+/// The shipped calibration (`assets/model/calibration.json`) is the fit of
+/// each model's raw labels at 55 or more on the training half (even
+/// photos), judged as the reliability table judges them; the odd photos
+/// are held out. `IMGTAG_WRITE_CALIBRATION=1` writes the fit instead
+/// (after a change to the models, the names or the judgements).
+#[test]
+fn shipped_calibration_is_the_fit_of_the_training_half() {
+    let raw = model().with_calibration(Calibration::default());
+    let options = ModelOptions {
+        min_confidence: 55.0,
+        ..ModelOptions::default()
+    };
+    let (mut classifier, mut detector) = (Vec::new(), Vec::new());
+    for Judged {
+        index,
+        bytes,
+        wrong,
+        unsure,
+        ..
+    } in judged_photos()
+    {
+        if index % 2 == 1 {
+            continue;
+        }
+        let answer = raw.detect_bytes_with(&bytes, &options).unwrap();
+        let classified = raw.classify_bytes(&bytes, &options).unwrap();
+        let img = imaging::decode(&bytes, &DecodeLimits::default()).unwrap();
+        let mut tensor = vec![0f32; TENSOR_LEN];
+        let found = raw.detector().detect(&img, 55.0, &mut tensor).unwrap();
+        // With the classifier's parents, as the merged answer has them.
+        let detected = raw.merge(Vec::new(), found, None);
+        // Each label of the answer counts for the model whose score it
+        // shows (scenes and text for neither): a detector's label the
+        // classifier outscored is never seen.
+        let score = |labels: &[Label], name: &str| {
+            labels.iter().find(|l| l.name == name).map(|l| l.confidence)
+        };
+        for l in answer.iter().filter(|l| !unsure.contains(&l.name)) {
+            let sample = (l.confidence, !wrong.contains(&l.name));
+            if score(&classified, &l.name) == Some(l.confidence) {
+                classifier.push(sample);
+            } else if score(&detected, &l.name) == Some(l.confidence) {
+                detector.push(sample);
+            }
+        }
+    }
+    let fitted = Calibration {
+        classifier: Curve::fit(&classifier),
+        detector: Curve::fit(&detector),
+    };
+    eprintln!(
+        "fitted on {} classifier and {} detector labels: {fitted:?}",
+        classifier.len(),
+        detector.len()
+    );
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/model/calibration.json");
+    if std::env::var_os("IMGTAG_WRITE_CALIBRATION").is_some() {
+        let how = "each local model's labels at 55 or more on the even photos of \
+                   assets/eval/expected.json (tract), judged by its wrong and unsure lists; \
+                   see docs/detectors.md, Calibration";
+        std::fs::write(&path, fitted.to_json(how)).unwrap();
+    }
+    let shipped = Calibration::shipped().unwrap();
+    for (got, want) in [
+        (&fitted.classifier, &shipped.classifier),
+        (&fitted.detector, &shipped.detector),
+    ] {
+        let (got, want) = (got.segments(), want.segments());
+        assert_eq!(got.len(), want.len(), "fitted {got:?}, shipped {want:?}");
+        for (g, w) in got.iter().zip(want) {
+            let close = (g.from, g.to) == (w.from, w.to)
+                && (g.low - w.low).abs() < 0.5
+                && (g.high - w.high).abs() < 0.5;
+            assert!(close, "fitted {got:?}, shipped {want:?}");
+        }
+    }
 }

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use super::calibration::{Calibration, Curve};
 use super::engine::{Engine, EngineChoice, EngineKind};
 pub use super::model_error::ModelError;
 use super::{DetectFailure, DetectInput, DetectParams, Detector, DetectorKind};
@@ -35,9 +36,9 @@ use crate::imaging::{self, DecodeLimits, INPUT_SIZE, TENSOR_LEN};
 /// the scene rules (`scenes-2`, [`super::scenes`]) and the text detector
 /// ([`super::text::MODEL_VERSION`]) and recogniser
 /// ([`super::words::MODEL_VERSION`]), so documents without `ImgTag.Text`
-/// are re-tagged.
-pub const MODEL_VERSION: &str =
-    "imgtag-mobilenet_v2-1+yolox_nano-1+names-2+scenes-2+ppocr_v4_det-1+ppocr_v4_rec-1";
+/// are re-tagged, and the confidences' calibration (`calibration-1`,
+/// [`super::calibration`]), so raw confidences are re-tagged.
+pub const MODEL_VERSION: &str = "imgtag-mobilenet_v2-1+yolox_nano-1+names-2+scenes-2+ppocr_v4_det-1+ppocr_v4_rec-1+calibration-1";
 
 /// Whether a document's `LabelModelVersion` is what the local detector
 /// writes now (the pipeline re-tags older local results).
@@ -85,6 +86,8 @@ pub struct Hierarchy {
     /// Nodes kept as parents only, never output as labels
     /// ([`crate::taxonomy::LocalNames`]).
     parent_only: Vec<bool>,
+    /// The classifier's calibration (identity until the model sets it).
+    calibration: Curve,
 }
 
 impl Hierarchy {
@@ -185,6 +188,7 @@ impl Hierarchy {
             names: file.nodes.into_iter().map(|node| node.name).collect(),
             ancestors,
             class_closure,
+            calibration: Curve::identity(),
         })
     }
 
@@ -247,8 +251,16 @@ impl Hierarchy {
             .collect()
     }
 
+    /// This hierarchy with its confidences mapped through `curve`.
+    pub fn with_calibration(&self, curve: Curve) -> Self {
+        Hierarchy {
+            calibration: curve,
+            ..self.clone()
+        }
+    }
+
     /// Each node's confidence (100 x the summed probability of every class
-    /// under it, each class counted once), kept where `keep` says and the
+    /// under it, each class counted once, then calibrated), kept where `keep` says and the
     /// node may be a label, most confident first, then by name.
     fn confidences(&self, probs: &[f32], keep: impl Fn(f32) -> bool) -> Vec<(f32, usize)> {
         let mut sums = vec![0f64; self.names.len()];
@@ -267,7 +279,10 @@ impl Hierarchy {
         let mut picked: Vec<(f32, usize)> = sums
             .iter()
             .enumerate()
-            .map(|(node, &s)| (round_confidence(s * 100.0), node))
+            .map(|(node, &s)| {
+                let calibrated = self.calibration.apply((s * 100.0) as f32);
+                (round_confidence(f64::from(calibrated)), node)
+            })
             .filter(|&(c, node)| c > 0.0 && keep(c) && !self.parent_only[node])
             .collect();
         picked.sort_by(|a, b| {
@@ -465,15 +480,27 @@ impl LocalModel {
     /// [`LocalModel::load`] on the engine `choice` comes to.
     pub fn load_with(choice: EngineChoice) -> Result<Self, ModelError> {
         let engine = choice.resolve()?;
-        let hierarchy = Hierarchy::from_json(LABELS_JSON)?;
+        let calibration = Calibration::shipped()?;
+        let hierarchy = Hierarchy::from_json(LABELS_JSON)?.with_calibration(calibration.classifier);
         let side = INPUT_SIZE as usize;
         Ok(LocalModel {
             classifier: Engine::load(engine, MODEL_BYTES, [1, 3, side, side])?,
             hierarchy: Arc::new(hierarchy),
-            detector: Yolox::load_with(engine)?,
+            detector: Yolox::load_with(engine)?.with_calibration(calibration.detector),
             text: TextDetector::load_with(engine)?,
             words: Recognizer::load_with(engine)?,
         })
+    }
+
+    /// This model with its scores mapped through `calibration` (the
+    /// shipped one is loaded; [`Calibration::default`] gives raw scores,
+    /// which the calibration's fit needs).
+    pub fn with_calibration(&self, calibration: Calibration) -> Self {
+        LocalModel {
+            hierarchy: Arc::new(self.hierarchy.with_calibration(calibration.classifier)),
+            detector: self.detector.with_calibration(calibration.detector),
+            ..self.clone()
+        }
     }
 
     /// The engine both models run on.

@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use crate::contract::{Candidate, ImageProperties, Label, LabelFilters, TextLine};
 
+pub mod calibration;
 pub mod engine;
 pub mod local;
 pub mod model_error;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use image::RgbImage;
 use serde::Deserialize;
 
+use super::calibration::Curve;
 use super::engine::{Engine, EngineChoice, EngineKind};
 use super::model_error::ModelError;
 use crate::contract::{BoundingBox, Instance, Label, NameRef};
@@ -274,11 +275,17 @@ impl ClassNames {
     /// (percent): its confidence is its best box's, every such box is an
     /// instance. Then each ancestor as a label of its own (as Rekognition
     /// returns them), as confident as its best descendant. Sorted by
-    /// confidence, then name.
-    pub fn labels(&self, boxes: &[BoxDet], lb: &Letterbox, min_confidence: f32) -> Vec<Label> {
+    /// confidence, then name. Scores are mapped through `calibration`.
+    pub fn labels(
+        &self,
+        boxes: &[BoxDet],
+        lb: &Letterbox,
+        min_confidence: f32,
+        calibration: &Curve,
+    ) -> Vec<Label> {
         let mut labels: Vec<Label> = Vec::new();
         for b in boxes {
-            let confidence = percent(b.score);
+            let confidence = percent(calibration.apply(b.score * 100.0) / 100.0);
             let Some((name, parents)) = self.classes.get(b.class) else {
                 continue;
             };
@@ -348,6 +355,8 @@ fn percent(score: f32) -> f32 {
 pub struct Yolox {
     engine: Engine,
     classes: Arc<ClassNames>,
+    /// Maps box scores to calibrated confidences.
+    calibration: Curve,
 }
 
 impl Yolox {
@@ -362,7 +371,18 @@ impl Yolox {
         Ok(Yolox {
             engine: Engine::load(engine, MODEL_BYTES, [1, 3, SIDE, SIDE])?,
             classes: Arc::new(ClassNames::embedded()?),
+            calibration: Curve::identity(),
         })
+    }
+
+    /// This detector with its confidences mapped through `curve` (it loads
+    /// with raw scores; [`super::local::LocalModel`] sets the shipped
+    /// calibration).
+    pub fn with_calibration(&self, curve: Curve) -> Self {
+        Yolox {
+            calibration: curve,
+            ..self.clone()
+        }
     }
 
     /// The engine the model runs on.
@@ -409,7 +429,10 @@ impl Yolox {
         tensor: &mut [f32],
     ) -> Result<Vec<Label>, ModelError> {
         let lb = letterbox_into(img, tensor)?;
-        let boxes = self.boxes(tensor, min_confidence / 100.0)?;
-        Ok(self.classes.labels(&boxes, &lb, min_confidence))
+        let floor = self.calibration.raw_floor(min_confidence);
+        let boxes = self.boxes(tensor, floor / 100.0)?;
+        Ok(self
+            .classes
+            .labels(&boxes, &lb, min_confidence, &self.calibration))
     }
 }
