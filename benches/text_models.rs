@@ -54,7 +54,11 @@ fn main() {
             let (mut det, mut rec, mut read) = (Vec::new(), Vec::new(), 0);
             for run in 0..=runs {
                 let t = Instant::now();
-                let (lines, lb) = model.text_detector().lines(&img, &mut tensor).expect("det");
+                let (lines, lb) = model
+                    .text_detector()
+                    .expect("text model")
+                    .lines(&img, &mut tensor)
+                    .expect("det");
                 let d = t.elapsed();
                 let t = Instant::now();
                 let words = model.recognizer().lines(&img, &lines, &lb).expect("rec");

@@ -216,7 +216,7 @@ fn corrupt_or_empty_input_is_a_clean_error() {
         assert!(matches!(err, local::ModelError::Imaging(_)), "{err}");
     }
     // A wrong-sized buffer or map is an error, not a panic.
-    let detector = model().text_detector();
+    let detector = model().text_detector().unwrap();
     assert!(detector.map(&[0.0; 10]).is_err());
     assert!(text::lines(&[0.0; 10], 10, 10).is_err());
 }
@@ -226,7 +226,7 @@ fn corrupt_or_empty_input_is_a_clean_error() {
 #[test]
 fn text_confidence_is_the_lines_mean_score() {
     let img = imaging::decode(&eval("document-invoice.png"), &DecodeLimits::default()).unwrap();
-    let detector = model().text_detector();
+    let detector = model().text_detector().unwrap();
     let mut tensor = vec![0f32; text::TENSOR_LEN];
     let (lines, _) = detector.lines(&img, &mut tensor).unwrap();
     let mean = lines.iter().map(|l| l.score).sum::<f32>() / lines.len() as f32;
@@ -249,7 +249,7 @@ fn onnxruntime_engine_finds_the_same_lines() {
         panic!("the onnxruntime engine is needed by the tests of feature `ort`: {e}")
     });
     assert_eq!(onnx.engine(), EngineKind::OnnxRuntime);
-    let tract = model().text_detector();
+    let tract = model().text_detector().unwrap();
     for name in ["document-invoice.png", "screenshot-editor.png", "pizza.jpg"] {
         let img = imaging::decode(&eval(name), &DecodeLimits::default()).unwrap();
         let mut tensor = vec![0f32; text::TENSOR_LEN];
