@@ -21,6 +21,7 @@ use serde::Deserialize;
 use super::calibration::{Calibration, Curve};
 use super::engine::{Engine, EngineChoice, EngineKind};
 pub use super::model_error::ModelError;
+use super::threads::ModelThreads;
 use super::{DetectFailure, DetectInput, DetectParams, Detector, DetectorKind};
 
 use super::text::{self, TextDetection, TextDetector};
@@ -786,6 +787,8 @@ impl LocalModel {
 pub struct LocalDetector {
     model: LocalModel,
     permits: Arc<tokio::sync::Semaphore>,
+    /// Where the models run: one thread per core.
+    threads: ModelThreads,
 }
 
 impl LocalDetector {
@@ -799,9 +802,12 @@ impl LocalDetector {
     /// front end's engine option).
     pub fn load_with(choice: EngineChoice) -> Result<Self, ModelError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = ModelThreads::start(cores)
+            .map_err(|e| ModelError::Model(format!("starting the model threads: {e}")))?;
         Ok(LocalDetector {
             model: LocalModel::load_with(choice)?,
             permits: Arc::new(tokio::sync::Semaphore::new(cores)),
+            threads,
         })
     }
 
@@ -845,12 +851,13 @@ impl Detector for LocalDetector {
             limits: DecodeLimits::default(),
             text: params.text_detection,
         };
-        let answer =
-            tokio::task::spawn_blocking(move || model.detect_with_candidates(&bytes, &options))
-                .await
-                .map_err(|e| DetectFailure::Config {
-                    message: format!("detector task failed: {e}"),
-                })?;
+        let answer = self
+            .threads
+            .run(move || model.detect_with_candidates(&bytes, &options))
+            .await
+            .ok_or_else(|| DetectFailure::Config {
+                message: "detector task failed: the model panicked".into(),
+            })?;
         match answer {
             Ok(answer) => Ok(super::Detection {
                 labels: answer.labels,

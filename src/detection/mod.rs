@@ -18,6 +18,7 @@ pub mod quality;
 pub mod rekognition;
 pub mod scenes;
 pub mod text;
+mod threads;
 pub mod words;
 pub mod yolox;
 
