@@ -99,7 +99,8 @@ impl Msg {
     /// `generation` as the page a listing sends ([`Msg::Batch`]): the one
     /// way rows reach the app.
     pub fn rows(generation: u64, rows: impl IntoIterator<Item = Assessed>) -> Msg {
-        let mut batch = SummaryBatch::new();
+        let rows = rows.into_iter();
+        let mut batch = SummaryBatch::with_capacity(rows.size_hint().0);
         for a in rows {
             batch.push(a);
         }
