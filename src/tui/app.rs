@@ -823,7 +823,11 @@ impl App {
             return;
         }
         let view = self.rows.view();
+        // Still at the cursor (rows appended after it, as a listing by
+        // name does): no search of the view, which at a million rows cost
+        // every page filed a scan up to the cursor.
         if let Some(k) = keep
+            && view.get(self.cursor) != Some(&k)
             && let Some(pos) = view.iter().position(|&i| i == k)
         {
             self.cursor = pos;

@@ -1098,7 +1098,9 @@ impl Rows {
             self.appended_from = None;
             self.touched.clear();
             self.memoize(&needle, self.rows.len());
-            self.view = self.rebuild_view(&needle);
+            let mut view = std::mem::take(&mut self.view);
+            self.rebuild_view(&needle, &mut view);
+            self.view = view;
             return true;
         }
         if std::mem::take(&mut self.narrowed) {
@@ -1161,22 +1163,26 @@ impl Rows {
         }
     }
 
-    /// The view from scratch: the current sort's cached order (caught up
-    /// first), filtered.
-    fn rebuild_view(&mut self, needle: &Needle) -> Vec<u32> {
+    /// The view from scratch into `view`: the current sort's cached order
+    /// (caught up first), filtered. The view's buffer is reused: the room
+    /// [`Rows::reserve`] made for a listing survives the rebuild a reload
+    /// begins with, so the view never doubles while rows come in.
+    fn rebuild_view(&mut self, needle: &Needle, view: &mut Vec<u32>) {
         let n = self.rows.len() as u32;
         if let Some(slot) = self.sort.order_slot() {
             self.catch_up(slot);
         }
         let text = self.text_test(needle, n as usize);
+        view.clear();
         match self.sort.order_slot() {
-            None => (0..n).filter(|&i| self.shown(i, &text)).collect(),
-            Some(slot) => self.orders[slot]
-                .pos
-                .iter()
-                .copied()
-                .filter(|&i| self.shown(i, &text))
-                .collect(),
+            None => view.extend((0..n).filter(|&i| self.shown(i, &text))),
+            Some(slot) => view.extend(
+                self.orders[slot]
+                    .pos
+                    .iter()
+                    .copied()
+                    .filter(|&i| self.shown(i, &text)),
+            ),
         }
     }
 
@@ -1524,7 +1530,10 @@ mod tests {
     fn a_reserved_table_files_its_rows_without_growing() {
         let n = 20_000;
         let mut t = Rows::new();
+        // As a reload does: cleared, the view rebuilt after the count.
+        t.clear();
         t.reserve(n);
+        t.refresh();
         let caps = |t: &Rows| {
             (
                 t.rows.capacity(),
@@ -1532,6 +1541,7 @@ mod tests {
                 t.conf_keys.capacity(),
                 t.status_keys.capacity(),
                 t.index.capacity(),
+                t.view.capacity(),
             )
         };
         let before = caps(&t);
@@ -1543,11 +1553,14 @@ mod tests {
             batch.push(assessed(i, Some(60.0 + (i % 40) as f32), "Cat"));
             if batch.len() == 256 {
                 t.upsert_batch(std::mem::replace(&mut batch, SummaryBatch::new()).finish());
+                t.refresh();
                 sized.get_or_insert(arenas(&t));
             }
         }
         t.upsert_batch(batch.finish());
+        t.refresh();
         assert_eq!(t.len(), n);
+        assert_eq!(t.view().len(), n);
         assert_eq!(caps(&t), before);
         assert_eq!(Some(arenas(&t)), sized);
         assert!(t.key_text.len() > t.key_text.capacity() * 3 / 5);
