@@ -116,7 +116,7 @@ async fn run(total: usize, latency: Duration) {
         latency.as_millis(),
         DEFAULT_IN_FLIGHT
     );
-    println!("  server: {}", peak_memory());
+    println!("  the server filled: {}", peak_memory());
 
     let t = Instant::now();
     let listed = bare_listing(&client, BUCKET).await;
@@ -228,16 +228,25 @@ async fn first_open_direct(path: &std::path::Path, spec: &IndexSpec, images: usi
     );
 }
 
-/// This process's peak resident memory so far (VmHWM).
+/// This process's peak resident memory so far (VmHWM) and what is
+/// resident now, anonymous (the heap: the server's objects) and mapped
+/// from files (the index's pages).
 fn peak_memory() -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-            let kb: f64 = l.split_whitespace().nth(1)?.parse().ok()?;
-            Some(format!("peak resident memory {:.2} GB", kb / 1e6))
-        })
-        .unwrap_or_else(|| "peak resident memory unknown".into())
+    let kb = |field: &str| -> f64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                let l = s.lines().find(|l| l.split(':').next() == Some(field))?;
+                l.split_whitespace().nth(1)?.parse().ok()
+            })
+            .unwrap_or(f64::NAN)
+    };
+    format!(
+        "peak resident memory {:.2} GB; now {:.2} GB anonymous, {:.2} GB of mapped files",
+        kb("VmHWM") / 1e6,
+        kb("RssAnon") / 1e6,
+        kb("RssFile") / 1e6
+    )
 }
 
 /// The listing of a first open (no index yet: the prefix is probed and
