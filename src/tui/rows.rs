@@ -168,8 +168,8 @@ struct BatchRow {
     reviewed: bool,
 }
 
-const HAS_IMAGE: u8 = 2;
-const HAS_PROBLEM: u8 = 8;
+const HAS_IMAGE: u8 = 1;
+const HAS_PROBLEM: u8 = 2;
 
 /// What a listed row takes in a batch, about: the buffers of a batch
 /// built for a known number of rows are sized once.
