@@ -17,6 +17,15 @@
 //! IMGTAG_BENCH_LATENCY_MS, default 20; IMGTAG_BENCH_INDEX keeps the index
 //! in that file, and with IMGTAG_BENCH_QUERY_ONLY a run on an existing one
 //! times the label query alone, warm and cold).
+//!
+//! IMGTAG_BENCH_DIRECT=1 builds the index without the server, for sizes
+//! whose first open through it does not fit a session (10,000,000
+//! objects: 27 minutes and 5 GB of documents in the server): the first
+//! open runs `refresh` against the same bucket computed on demand
+//! (`common/synthetic.rs`: no HTTP, no latency), then the server holds
+//! the listing alone (keys, sizes, ETags) for the re-open, and the first
+//! open's listing of `uploads/` is skipped. Everything after the first
+//! open is measured as without it.
 
 #[path = "../tests/common/s3mem.rs"]
 mod s3mem;
@@ -25,6 +34,8 @@ mod s3mem;
 mod listing;
 #[path = "common/measure.rs"]
 mod measure;
+#[path = "common/synthetic.rs"]
+mod synthetic;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -88,26 +99,13 @@ async fn run(total: usize, latency: Duration) {
         return cold_query(&path, &spec).await;
     }
     let images = total / 2;
+    let direct = std::env::var_os("IMGTAG_BENCH_DIRECT").is_some_and(|v| v != "0");
     let mem = s3mem::MemS3::new();
     mem.create_bucket(BUCKET);
-    let mut docs = 0;
-    for i in 0..images {
-        mem.insert(BUCKET, &format!("uploads/2024/{i:07}-photo.jpg"), "i");
-        if i % 10 != 0 {
-            mem.insert(
-                BUCKET,
-                &format!("metadata/2024/{i:07}-photo.jpg.json"),
-                doc(i),
-            );
-            docs += 1;
-        } else {
-            mem.insert(
-                BUCKET,
-                &format!("metadata/gone/{i:07}-photo.jpg.json"),
-                doc(i),
-            );
-        }
+    if direct && !reuse {
+        first_open_direct(&path, &spec, images).await;
     }
+    let docs = fill(&mem, images, direct);
     mem.set_latency(latency);
     let server = s3mem::serve(mem.clone()).await;
     let client = s3mem::client(&server.endpoint());
@@ -118,6 +116,7 @@ async fn run(total: usize, latency: Duration) {
         latency.as_millis(),
         DEFAULT_IN_FLIGHT
     );
+    println!("  the server filled: {}", peak_memory());
 
     let t = Instant::now();
     let listed = bare_listing(&client, BUCKET).await;
@@ -128,10 +127,14 @@ async fn run(total: usize, latency: Duration) {
         secs(bare)
     );
 
-    first_listing(&store, &client, images).await;
+    if !direct {
+        first_listing(&store, &client, images).await;
+    }
 
-    if reuse {
-        println!("  (first open skipped: reusing {})", path.display());
+    if reuse || direct {
+        if reuse {
+            println!("  (first open skipped: reusing {})", path.display());
+        }
         return reopen(&path, &spec, &store, &client, total, bare).await;
     }
     // First open: every document is read.
@@ -165,6 +168,85 @@ async fn run(total: usize, latency: Duration) {
     drop(index);
 
     reopen(&path, &spec, &store, &client, total, bare).await;
+}
+
+/// The bench's bucket in the server: every object with its bytes, or
+/// (`listed_only`) each with its size and ETag alone. Returns the paired
+/// documents.
+fn fill(mem: &s3mem::MemS3, images: usize, listed_only: bool) -> usize {
+    let bucket = synthetic::Synthetic {
+        bucket: BUCKET.into(),
+        images,
+        doc,
+    };
+    if listed_only {
+        for o in bucket.each("") {
+            let etag = o.etag.as_deref().unwrap_or_default().trim_matches('"');
+            mem.insert_listed(BUCKET, &o.key, o.size, etag.to_string());
+        }
+    } else {
+        for i in 0..images {
+            mem.insert(BUCKET, &format!("uploads/2024/{i:07}-photo.jpg"), "i");
+            let dir = if i % 10 != 0 { "2024" } else { "gone" };
+            mem.insert(
+                BUCKET,
+                &format!("metadata/{dir}/{i:07}-photo.jpg.json"),
+                doc(i),
+            );
+        }
+    }
+    images - images.div_ceil(10)
+}
+
+/// The first open of `IMGTAG_BENCH_DIRECT`: `refresh` of an empty index
+/// against the bucket computed on demand (no server), every document read
+/// and summarised as through the server.
+async fn first_open_direct(path: &std::path::Path, spec: &IndexSpec, images: usize) {
+    let store: DynStore = Arc::new(synthetic::Synthetic {
+        bucket: BUCKET.into(),
+        images,
+        doc,
+    });
+    let index = Arc::new(Index::open(path, spec).unwrap().0);
+    let t = Instant::now();
+    let stats = refresh(
+        &index,
+        &store,
+        &Layout::default(),
+        &RefreshOptions::default(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(stats.read as usize, images);
+    println!(
+        "  first open, direct (refresh against the bucket computed in process, no server): {:.1} s, {} documents read, {:.0} /s; {}",
+        secs(t.elapsed()),
+        stats.read,
+        stats.read as f64 / secs(t.elapsed()),
+        peak_memory()
+    );
+}
+
+/// This process's peak resident memory so far (VmHWM) and what is
+/// resident now, anonymous (the heap: the server's objects) and mapped
+/// from files (the index's pages).
+fn peak_memory() -> String {
+    let kb = |field: &str| -> f64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                let l = s.lines().find(|l| l.split(':').next() == Some(field))?;
+                l.split_whitespace().nth(1)?.parse().ok()
+            })
+            .unwrap_or(f64::NAN)
+    };
+    format!(
+        "peak resident memory {:.2} GB; now {:.2} GB anonymous, {:.2} GB of mapped files",
+        kb("VmHWM") / 1e6,
+        kb("RssAnon") / 1e6,
+        kb("RssFile") / 1e6
+    )
 }
 
 /// The listing of a first open (no index yet: the prefix is probed and
@@ -291,6 +373,7 @@ async fn reopen(
         size as f64 / 1e6,
         size as f64 / total as f64
     );
+    println!("  this process (server, index, queries): {}", peak_memory());
     // No handle of this process may keep the file mapped: DONTNEED
     // leaves mapped pages in the cache, and the query would be warm.
     drop(index);

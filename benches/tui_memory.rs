@@ -16,7 +16,10 @@
 //!
 //! Run: `cargo bench --bench tui_memory` (IMGTAG_BENCH_ROWS sets the
 //! large size, IMGTAG_BENCH_OLD_ROWS the baseline's, IMGTAG_BENCH_LOAD_ROWS
-//! part 3's; IMGTAG_BENCH_LOAD_ONLY=1 runs part 3 alone).
+//! part 3's; IMGTAG_BENCH_LOAD_ONLY=1 runs part 3 alone;
+//! IMGTAG_BENCH_LOAD_INDEX=FILE instead loads every row of an index file
+//! the index bench kept, through the index's query, and reports the peak
+//! resident memory).
 
 mod common;
 #[path = "common/measure.rs"]
@@ -312,8 +315,6 @@ fn measure(app: &mut App) -> [(Duration, Duration); 4] {
 /// the former way (each page of 1,000 assessed rows summarised and filed
 /// on the UI thread, a draw after each).
 fn load(rows: usize, off_thread: bool) -> (Duration, Duration, usize) {
-    use imgtag::tui::rows::SummaryBatch;
-    use imgtag::tui::runtime::turn;
     let vocab = vocabulary();
     let mut rng = Rng(11);
     // The rows as the index query hands them over, made beforehand: the
@@ -329,14 +330,9 @@ fn load(rows: usize, off_thread: bool) -> (Duration, Duration, usize) {
     let mut app = new_app();
     app.start();
     let generation = app.generation;
-    let mut term = Terminal::new(TestBackend::new(WIDTH, HEIGHT)).expect("terminal");
-    let (mut slowest, mut turns) = (Duration::ZERO, 0);
-    // Where the slowest turn was: rows filed by then, and its filing time.
-    let mut worst = (0, Duration::ZERO);
-    let mut over = 0;
     let t = Instant::now();
-    if off_thread {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (slowest, turns) = if off_thread {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         // As `Bucket::updates` does from the index: the count first.
         let total = pages.iter().map(Vec::len).sum::<usize>() as u64;
         // The producer's time on a CPU, returned when it is done: with the
@@ -347,58 +343,15 @@ fn load(rows: usize, off_thread: bool) -> (Duration, Duration, usize) {
                 rows: total,
             });
             for page in pages {
-                let mut page = page.into_iter().peekable();
-                while page.peek().is_some() {
-                    let mut rows = SummaryBatch::new();
-                    page.by_ref().take(256).for_each(|a| rows.push(a));
-                    let rows = rows.finish();
-                    let _ = tx.send(Msg::Batch { generation, rows });
-                }
+                send_pages(page, generation, &tx);
             }
             on_cpu()
         });
-        // The runtime's own turn (`runtime::turn`: what waits, at most
-        // `FRAME_BUDGET` of it, and no draw sooner than a frame after the
-        // last), on a runtime of its own as in the TUI.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("runtime");
-        let mut drawn = Instant::now();
-        // The slowest turn by the UI thread's time on a CPU: a busy
-        // machine can take the CPU away from it in the middle of a turn.
-        let mut slowest_cpu = Duration::ZERO;
-        let ui_start = on_cpu();
-        while let Some(msg) = rx.blocking_recv() {
-            let cpu = on_cpu();
-            let filed = rt.block_on(turn(&mut app, &mut rx, msg, drawn, |_| {}));
-            let started = Instant::now();
-            term.draw(|f| view::draw(f, &app)).expect("draw");
-            drawn = Instant::now();
-            slowest_cpu = slowest_cpu.max(on_cpu().saturating_sub(cpu));
-            let turn = filed + (drawn - started);
-            if turn > slowest {
-                slowest = turn;
-                worst = (app.rows.slots(), filed);
-            }
-            over += usize::from(turn > Duration::from_millis(16));
-            turns += 1;
-        }
-        let ui_cpu = on_cpu().saturating_sub(ui_start);
-        let producer_cpu = producer.join().unwrap();
-        println!(
-            "    slowest turn by the UI thread's CPU time: {:.2} ms; CPU time in all: UI thread {:.2} s, producer {:.2} s",
-            ms(slowest_cpu),
-            ui_cpu.as_secs_f64(),
-            producer_cpu.as_secs_f64()
-        );
-        println!(
-            "    slowest turn at {} rows: filing {:.2} ms, draw {:.2} ms; {over} turns over 16 ms",
-            worst.0,
-            ms(worst.1),
-            ms(slowest - worst.1)
-        );
+        ui_turns(&mut app, rx, producer)
     } else {
+        let mut term = Terminal::new(TestBackend::new(WIDTH, HEIGHT)).expect("terminal");
+        let mut slowest = Duration::ZERO;
+        let turns = pages.len();
         for page in pages {
             // The former way: the UI thread summarised each page itself,
             // so building the page is part of the turn.
@@ -406,12 +359,154 @@ fn load(rows: usize, off_thread: bool) -> (Duration, Duration, usize) {
             app.update(Msg::rows(generation, page));
             term.draw(|f| view::draw(f, &app)).expect("draw");
             slowest = slowest.max(started.elapsed());
-            turns += 1;
         }
-    }
+        (slowest, turns)
+    };
     let took = t.elapsed();
     assert_eq!(app.rows.len(), rows);
     (took, slowest, turns)
+}
+
+/// Sends one page of the listing as the runtime does (`send_rows`):
+/// compact pages of 256 rows built here, off the UI thread.
+fn send_pages(page: Vec<Assessed>, generation: u64, tx: &tokio::sync::mpsc::UnboundedSender<Msg>) {
+    let mut page = page.into_iter().peekable();
+    while page.peek().is_some() {
+        let _ = tx.send(Msg::rows(generation, page.by_ref().take(256)));
+    }
+}
+
+/// The UI thread's side of a load: the runtime's own turn
+/// (`runtime::turn`: what waits, at most `FRAME_BUDGET` of it, and no
+/// draw sooner than a frame after the last), on a runtime of its own as
+/// in the TUI, then a draw, until the producer is done. Prints the
+/// threads' CPU time; returns the slowest turn and the turns.
+fn ui_turns(
+    app: &mut App,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Msg>,
+    producer: std::thread::JoinHandle<Duration>,
+) -> (Duration, usize) {
+    use imgtag::tui::runtime::turn;
+    let mut term = Terminal::new(TestBackend::new(WIDTH, HEIGHT)).expect("terminal");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let (mut slowest, mut turns, mut over) = (Duration::ZERO, 0, 0);
+    // Where the slowest turn was: rows filed by then, and its filing time.
+    let mut worst = (0, Duration::ZERO);
+    let mut drawn = Instant::now();
+    // The slowest turn by the UI thread's time on a CPU: a busy machine
+    // can take the CPU away from it in the middle of a turn.
+    let mut slowest_cpu = Duration::ZERO;
+    let ui_start = on_cpu();
+    while let Some(msg) = rx.blocking_recv() {
+        let cpu = on_cpu();
+        let filed = rt.block_on(turn(app, &mut rx, msg, drawn, |_| {}));
+        let started = Instant::now();
+        term.draw(|f| view::draw(f, app)).expect("draw");
+        drawn = Instant::now();
+        slowest_cpu = slowest_cpu.max(on_cpu().saturating_sub(cpu));
+        let turn = filed + (drawn - started);
+        if turn > slowest {
+            slowest = turn;
+            worst = (app.rows.slots(), filed);
+        }
+        over += usize::from(turn > Duration::from_millis(16));
+        turns += 1;
+    }
+    let ui_cpu = on_cpu().saturating_sub(ui_start);
+    let producer_cpu = producer.join().unwrap();
+    println!(
+        "    slowest turn by the UI thread's CPU time: {:.2} ms; CPU time in all: UI thread {:.2} s, producer {:.2} s",
+        ms(slowest_cpu),
+        ui_cpu.as_secs_f64(),
+        producer_cpu.as_secs_f64()
+    );
+    println!(
+        "    slowest turn at {} rows: filing {:.2} ms, draw {:.2} ms; {over} turns over 16 ms",
+        worst.0,
+        ms(worst.1),
+        ms(slowest - worst.1)
+    );
+    (slowest, turns)
+}
+
+/// Loading every row of an index file the index bench kept
+/// (`IMGTAG_BENCH_INDEX`): the producer thread runs the index's own
+/// query (`query::rows`, on a blocking thread of its own) and builds the
+/// pages as the runtime does, so the query's cost is in the wall time
+/// here. Also prints the process's peak resident memory.
+fn load_from_index(path: &std::path::Path) {
+    use imgtag::index::query::{Query, count_rows, rows};
+    use imgtag::index::{Index, IndexSpec};
+    let layout = Layout::default();
+    // The index bench's bucket.
+    let spec = IndexSpec::new("bench", "bench-bucket", &layout);
+    let index = Index::open(path, &spec).expect("index").0;
+    let total = count_rows(&index, &layout).expect("count");
+    println!("loading {total} rows from the index {}:", path.display());
+    let before = status_kb("VmHWM");
+    let mut app = new_app();
+    app.start();
+    let generation = app.generation;
+    let t = Instant::now();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let producer = std::thread::spawn(move || {
+        use futures::StreamExt;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let _ = tx.send(Msg::Expect {
+            generation,
+            rows: total,
+        });
+        let q = Query {
+            layout,
+            review: 70.0.into(),
+            filter: Default::default(),
+            unreadable: Default::default(),
+        };
+        rt.block_on(async {
+            let mut pages = std::pin::pin!(rows(&index, q).ready_chunks(1000));
+            while let Some(page) = pages.next().await {
+                let page: Vec<Assessed> = page.into_iter().map(|r| r.expect("row")).collect();
+                send_pages(page, generation, &tx);
+            }
+        });
+        on_cpu()
+    });
+    let (slowest, turns) = ui_turns(&mut app, rx, producer);
+    let took = t.elapsed();
+    assert_eq!(app.rows.len() as u64, total);
+    println!(
+        "  from the index       {:>7.2} s, {:>9.0} rows/s, slowest turn {:>7.2} ms over {turns} turns",
+        took.as_secs_f64(),
+        total as f64 / took.as_secs_f64(),
+        ms(slowest)
+    );
+    // The peak counts the index's pages the query mapped; the anonymous
+    // memory left after the load is the table's (and the allocator's).
+    println!(
+        "  peak resident memory {:.2} GB ({:.2} GB before the load); after it, {:.2} GB anonymous ({:.0} bytes a row), {:.2} GB of mapped file pages",
+        status_kb("VmHWM") as f64 / 1e6,
+        before as f64 / 1e6,
+        status_kb("RssAnon") as f64 / 1e6,
+        status_kb("RssAnon") as f64 * 1e3 / total as f64,
+        status_kb("RssFile") as f64 / 1e6,
+    );
+}
+
+/// A field of this process's /proc/self/status in kB (VmHWM: the peak
+/// resident memory; RssAnon, RssFile: what is resident now).
+fn status_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let l = s.lines().find(|l| l.split(':').next() == Some(field))?;
+            l.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 /// This thread's time on a CPU so far (Linux's schedstat; zero
@@ -450,6 +545,9 @@ fn ms(d: Duration) -> f64 {
 
 fn main() {
     let rows = measure::env("IMGTAG_BENCH_ROWS", 1_000_000) as usize;
+    if let Some(path) = std::env::var_os("IMGTAG_BENCH_LOAD_INDEX") {
+        return load_from_index(path.as_ref());
+    }
     if std::env::var_os("IMGTAG_BENCH_LOAD_ONLY").is_some() {
         load_part(measure::env("IMGTAG_BENCH_LOAD_ROWS", rows as u64) as usize);
         return;

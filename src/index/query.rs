@@ -255,8 +255,9 @@ fn orphans(c: &Connection, layout: &Layout) -> rusqlite::Result<Vec<Assessed>> {
     Ok(out)
 }
 
-/// Images and orphans the index holds, for "N shown of M listed".
-pub(crate) fn count_rows(index: &Index, layout: &Layout) -> Result<u64, IndexError> {
+/// Images and orphans the index holds: the rows [`rows`] streams without
+/// a filter, announced before them (and "N shown of M listed").
+pub fn count_rows(index: &Index, layout: &Layout) -> Result<u64, IndexError> {
     let up = layout.uploads_prefix();
     let mp = layout.metadata_prefix();
     index.with(|c| {

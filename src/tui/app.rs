@@ -99,7 +99,8 @@ impl Msg {
     /// `generation` as the page a listing sends ([`Msg::Batch`]): the one
     /// way rows reach the app.
     pub fn rows(generation: u64, rows: impl IntoIterator<Item = Assessed>) -> Msg {
-        let mut batch = SummaryBatch::new();
+        let rows = rows.into_iter();
+        let mut batch = SummaryBatch::with_capacity(rows.size_hint().0);
         for a in rows {
             batch.push(a);
         }
@@ -822,7 +823,11 @@ impl App {
             return;
         }
         let view = self.rows.view();
+        // Still at the cursor (rows appended after it, as a listing by
+        // name does): no search of the view, which at a million rows cost
+        // every page filed a scan up to the cursor.
         if let Some(k) = keep
+            && view.get(self.cursor) != Some(&k)
             && let Some(pos) = view.iter().position(|&i| i == k)
         {
             self.cursor = pos;

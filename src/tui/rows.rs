@@ -13,6 +13,7 @@
 //!   filters, ordered by the sort key, ties by position.
 
 use std::cmp::Ordering;
+use std::hash::BuildHasher;
 
 use crate::catalog::Assessed;
 use crate::contract::KeyKind;
@@ -121,33 +122,40 @@ impl RowSummary {
     }
 }
 
-/// A page of rows summarised off the UI thread, in a compact form: every
-/// row's strings in one buffer and each label name once per page, so
-/// filing a page costs the UI thread no allocation or free per row but
-/// what the row keeps, and one interning per distinct name, not one per
-/// name per row. Built by [`SummaryBatch::push`], filed by
-/// `upsert_batch`.
+/// A page of rows summarised off the UI thread, in a compact form: the
+/// keys and problems in one buffer, each label name once per page and
+/// each row's names deduplicated, the metadata key and ETag moved out of
+/// the audit's row as they are, so filing a page costs the UI thread no
+/// allocation, free or sort per row, and one interning per distinct
+/// name, not one per name per row. Built by [`SummaryBatch::push`],
+/// filed by `upsert_batch`.
 #[derive(Debug, Default)]
 pub struct SummaryBatch {
-    /// Each row's key, metadata key, ETag and problem, end to end.
+    /// Each row's key and problem, end to end.
     text: String,
     rows: Vec<BatchRow>,
     /// The page's label and parent names, each once.
     names: Vec<String>,
-    /// Each row's names, as indices into `names`.
+    /// Each row's names, as indices into `names`, each once a row.
     name_refs: Vec<u32>,
-    /// `names` by name, while the page is built.
-    lookup: std::collections::HashMap<String, u32>,
+    /// `names` by name, while the page is built: indices into `names`.
+    lookup: hashbrown::HashTable<u32>,
+    hasher: hashbrown::DefaultHashBuilder,
+    /// By index into `names`: the last row (counted from 1) that took the
+    /// name, so a row names each once.
+    taken_by: Vec<u32>,
 }
 
-/// One row of a [`SummaryBatch`]: where its strings end in `text` (each
-/// starts where the one before ends), and the rest of its summary.
+/// One row of a [`SummaryBatch`]: where its key and problem end in `text`
+/// (each starts where the one before ends), and the rest of its summary.
 #[derive(Debug)]
 struct BatchRow {
-    /// Ends of the key, metadata key, ETag and problem.
-    ends: [usize; 4],
-    /// Which of the metadata key, image, ETag and problem it has.
+    /// Ends of the key and the problem.
+    ends: [usize; 2],
+    /// The row has an image (else it is orphan metadata) and a problem.
     has: u8,
+    metadata_key: Option<Box<str>>,
+    etag: Option<Box<str>>,
     size: u64,
     last_modified: Option<i64>,
     key_kind: Option<KeyKind>,
@@ -160,14 +168,28 @@ struct BatchRow {
     reviewed: bool,
 }
 
-const HAS_META: u8 = 1;
-const HAS_IMAGE: u8 = 2;
-const HAS_ETAG: u8 = 4;
-const HAS_PROBLEM: u8 = 8;
+const HAS_IMAGE: u8 = 1;
+const HAS_PROBLEM: u8 = 2;
+
+/// What a listed row takes in a batch, about: the buffers of a batch
+/// built for a known number of rows are sized once.
+const TEXT_PER_ROW: usize = 48;
+const NAMES_PER_ROW: usize = 16;
 
 impl SummaryBatch {
     pub fn new() -> SummaryBatch {
         SummaryBatch::default()
+    }
+
+    /// An empty batch with room for about `rows` rows: building it then
+    /// rarely grows a buffer (copies that were most of building a page).
+    pub fn with_capacity(rows: usize) -> SummaryBatch {
+        SummaryBatch {
+            text: String::with_capacity(rows * TEXT_PER_ROW),
+            rows: Vec::with_capacity(rows),
+            name_refs: Vec::with_capacity(rows * NAMES_PER_ROW),
+            ..SummaryBatch::default()
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -178,14 +200,28 @@ impl SummaryBatch {
         self.rows.is_empty()
     }
 
-    /// The batch's index of a name, added if new.
-    fn name_ref(&mut self, name: String) -> u32 {
-        if let Some(&i) = self.lookup.get(&name) {
-            return i;
+    /// Adds a name to the current row (the `rows.len()`th, counted from 0)
+    /// unless it has it already; returns the batch's index of it.
+    fn take_name(&mut self, name: String) -> u32 {
+        let hash = self.hasher.hash_one(name.as_str());
+        let names = &self.names;
+        let found = self
+            .lookup
+            .find(hash, |&i| names[i as usize] == name)
+            .copied();
+        let i = found.unwrap_or_else(|| {
+            let i = self.names.len() as u32;
+            self.names.push(name);
+            self.taken_by.push(0);
+            let (names, hasher) = (&self.names, &self.hasher);
+            self.lookup
+                .insert_unique(hash, i, |&j| hasher.hash_one(names[j as usize].as_str()));
+            i
+        });
+        let row = self.rows.len() as u32 + 1;
+        if std::mem::replace(&mut self.taken_by[i as usize], row) != row {
+            self.name_refs.push(i);
         }
-        let i = self.names.len() as u32;
-        self.names.push(name.clone());
-        self.lookup.insert(name, i);
         i
     }
 
@@ -193,29 +229,18 @@ impl SummaryBatch {
     /// [`RowSummary::from_owned`] keeps).
     pub fn push(&mut self, mut a: Assessed) {
         let problem = a.problem();
-        let meta = a.metadata.take().map(|m| m.key);
-        let image = a.image.take();
+        let metadata_key = a.metadata.take().map(|m| m.key);
+        let mut image = a.image.take();
         let key = match &image {
             Some(i) => i.key.as_str(),
-            None => meta.as_deref().unwrap_or_default(),
+            None => metadata_key.as_deref().unwrap_or_default(),
         };
-        let mut ends = [0; 4];
         let mut has = 0;
         self.text.push_str(key);
-        ends[0] = self.text.len();
-        for (i, (part, bit)) in [
-            (meta.as_deref(), HAS_META),
-            (image.as_ref().and_then(|i| i.etag.as_deref()), HAS_ETAG),
-            (problem.as_deref(), HAS_PROBLEM),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            if let Some(p) = part {
-                has |= bit;
-                self.text.push_str(p);
-            }
-            ends[i + 1] = self.text.len();
+        let key_end = self.text.len();
+        if let Some(p) = &problem {
+            has |= HAS_PROBLEM;
+            self.text.push_str(p);
         }
         if image.is_some() {
             has |= HAS_IMAGE;
@@ -228,25 +253,25 @@ impl SummaryBatch {
             for (i, crate::summary::LabelSummary(name, conf, parents)) in
                 doc.labels.into_iter().enumerate()
             {
-                let r = self.name_ref(name);
+                let r = self.take_name(name);
                 if at == Some(i) {
                     headline = Some((r, conf));
                 }
-                self.name_refs.push(r);
                 for p in parents {
-                    let r = self.name_ref(p);
-                    self.name_refs.push(r);
+                    self.take_name(p);
                 }
             }
             // Lines of recognised text are searched as names are.
             for line in doc.text {
-                let r = self.name_ref(line);
-                self.name_refs.push(r);
+                self.take_name(line);
             }
         }
+        let etag = image.as_mut().and_then(|i| i.etag.take());
         self.rows.push(BatchRow {
-            ends,
+            ends: [key_end, self.text.len()],
             has,
+            metadata_key: metadata_key.map(String::into_boxed_str),
+            etag,
             size: image.as_ref().map_or(0, |i| i.size),
             last_modified: image.as_ref().and_then(|i| i.last_modified),
             key_kind: a.key_kind,
@@ -262,6 +287,7 @@ impl SummaryBatch {
     /// sent (its memory is freed here, not on the UI thread).
     pub fn finish(mut self) -> SummaryBatch {
         self.lookup = Default::default();
+        self.taken_by = Vec::new();
         self
     }
 }
@@ -564,6 +590,9 @@ pub struct Rows {
     names: Names,
     /// Rows not removed.
     live: usize,
+    /// Rows announced by [`Rows::reserve`] whose key and name arenas are
+    /// not sized yet (the next page sizes them: `reserve_like`).
+    announced: usize,
     /// The last revision given to a row.
     rev: u32,
     /// Sort keys, parallel to `rows` and compact, so sorting and merging
@@ -627,6 +656,7 @@ impl Rows {
             name_garbage: 0,
             names: Names::new(),
             live: 0,
+            announced: 0,
             rev: 0,
             conf_keys: Vec::new(),
             time_keys: Vec::new(),
@@ -648,7 +678,9 @@ impl Rows {
 
     /// Room for `additional` more rows, asked before a long listing: the
     /// table then never doubles (a copy of every column in one turn of
-    /// the UI thread, hundreds of milliseconds at a million rows).
+    /// the UI thread, hundreds of milliseconds at a million rows). The key
+    /// and name arenas are sized by the first page filed after this, which
+    /// shows what a row takes.
     pub(crate) fn reserve(&mut self, additional: usize) {
         self.rows.reserve(additional);
         self.key_starts.reserve(additional);
@@ -656,9 +688,9 @@ impl Rows {
         self.conf_keys.reserve(additional);
         self.time_keys.reserve(additional);
         self.status_keys.reserve(additional);
-        // About what a listed key and its names take.
-        self.key_text.reserve(additional * 24);
-        self.name_ids.reserve(additional * 4);
+        // Unfiltered, the view shows every row.
+        self.view.reserve(additional);
+        self.announced = additional;
         let (text, starts) = (&self.key_text, &self.key_starts);
         self.index.reserve(additional, |i| key_at(text, starts, i));
     }
@@ -675,6 +707,7 @@ impl Rows {
         self.name_spans.clear();
         self.name_garbage = 0;
         self.live = 0;
+        self.announced = 0;
         self.conf_keys.clear();
         self.time_keys.clear();
         self.status_keys.clear();
@@ -795,36 +828,35 @@ impl Rows {
     }
 
     /// Files a page of rows summarised off the UI thread: what
-    /// [`Rows::upsert`] of each row's summary does, in order.
+    /// [`Rows::upsert`] of each row's summary does, in order, without an
+    /// allocation per row (the row's strings move in).
     pub(crate) fn upsert_batch(&mut self, batch: SummaryBatch) {
+        self.reserve_like(&batch);
         let ids: Vec<u32> = batch.names.iter().map(|n| self.names.intern(n)).collect();
         let (mut names, mut from, mut names_from) = (Vec::new(), 0, 0);
-        for b in &batch.rows {
-            let part = |i: usize, bit: u8| {
-                let start = if i == 0 { from } else { b.ends[i - 1] };
-                (b.has & bit != 0).then(|| &batch.text[start..b.ends[i]])
-            };
+        for b in batch.rows {
+            // Each once already (the batch's `take_name`).
             names.clear();
             names.extend(
                 batch.name_refs[names_from..b.names_end]
                     .iter()
                     .map(|&r| ids[r as usize]),
             );
-            names.sort_unstable();
-            names.dedup();
             let (headline_name, headline_conf) = match b.headline {
                 Some((r, c)) => (ids[r as usize], c),
                 None => (NO_NAME, f32::INFINITY),
             };
             self.rev = self.rev.wrapping_add(1);
+            let [key_end, end] = b.ends;
             let row = Row {
-                metadata_key: part(1, HAS_META).map(Into::into),
-                image: (b.has & HAS_IMAGE != 0).then(|| ImageMeta {
+                metadata_key: b.metadata_key,
+                image: (b.has & HAS_IMAGE != 0).then_some(ImageMeta {
                     size: b.size,
-                    etag: part(2, HAS_ETAG).map(Into::into),
+                    etag: b.etag,
                     last_modified: b.last_modified,
                 }),
-                problem: part(3, HAS_PROBLEM).map(|p| short_problem(p.to_string())),
+                problem: (b.has & HAS_PROBLEM != 0)
+                    .then(|| short_problem(batch.text[key_end..end].to_string())),
                 headline_name,
                 headline_conf,
                 rev: self.rev,
@@ -833,10 +865,32 @@ impl Rows {
                 busy: false,
                 flags: flags_of(b.readable, b.reviewed),
             };
-            self.upsert_row(&batch.text[from..b.ends[0]], row, &names);
-            from = b.ends[3];
+            self.upsert_row(&batch.text[from..key_end], row, &names);
+            from = end;
             names_from = b.names_end;
         }
+    }
+
+    /// After a count was announced ([`Rows::reserve`]), the first page
+    /// shows what a row takes: room for the key and name arenas of every
+    /// row announced is made now, while they are small, so that neither
+    /// doubles later (a copy of tens of megabytes in one turn, the
+    /// slowest turn of a million-row load).
+    fn reserve_like(&mut self, batch: &SummaryBatch) {
+        let rows = batch.rows.len();
+        if self.announced == 0 || rows == 0 {
+            return;
+        }
+        let more = std::mem::take(&mut self.announced);
+        let (mut key_bytes, mut start) = (0, 0);
+        for b in &batch.rows {
+            key_bytes += b.ends[0] - start;
+            start = b.ends[1];
+        }
+        // A quarter more than the page's average: keys and names vary.
+        let slack = |per_page: usize| (per_page * more).div_ceil(rows) * 5 / 4;
+        self.key_text.reserve(slack(key_bytes));
+        self.name_ids.reserve(slack(batch.name_refs.len()));
     }
 
     /// [`Rows::upsert`] of a compact row and its name ids.
@@ -1044,7 +1098,9 @@ impl Rows {
             self.appended_from = None;
             self.touched.clear();
             self.memoize(&needle, self.rows.len());
-            self.view = self.rebuild_view(&needle);
+            let mut view = std::mem::take(&mut self.view);
+            self.rebuild_view(&needle, &mut view);
+            self.view = view;
             return true;
         }
         if std::mem::take(&mut self.narrowed) {
@@ -1107,22 +1163,26 @@ impl Rows {
         }
     }
 
-    /// The view from scratch: the current sort's cached order (caught up
-    /// first), filtered.
-    fn rebuild_view(&mut self, needle: &Needle) -> Vec<u32> {
+    /// The view from scratch into `view`: the current sort's cached order
+    /// (caught up first), filtered. The view's buffer is reused: the room
+    /// [`Rows::reserve`] made for a listing survives the rebuild a reload
+    /// begins with, so the view never doubles while rows come in.
+    fn rebuild_view(&mut self, needle: &Needle, view: &mut Vec<u32>) {
         let n = self.rows.len() as u32;
         if let Some(slot) = self.sort.order_slot() {
             self.catch_up(slot);
         }
         let text = self.text_test(needle, n as usize);
+        view.clear();
         match self.sort.order_slot() {
-            None => (0..n).filter(|&i| self.shown(i, &text)).collect(),
-            Some(slot) => self.orders[slot]
-                .pos
-                .iter()
-                .copied()
-                .filter(|&i| self.shown(i, &text))
-                .collect(),
+            None => view.extend((0..n).filter(|&i| self.shown(i, &text))),
+            Some(slot) => view.extend(
+                self.orders[slot]
+                    .pos
+                    .iter()
+                    .copied()
+                    .filter(|&i| self.shown(i, &text)),
+            ),
         }
     }
 
@@ -1470,7 +1530,10 @@ mod tests {
     fn a_reserved_table_files_its_rows_without_growing() {
         let n = 20_000;
         let mut t = Rows::new();
+        // As a reload does: cleared, the view rebuilt after the count.
+        t.clear();
         t.reserve(n);
+        t.refresh();
         let caps = |t: &Rows| {
             (
                 t.rows.capacity(),
@@ -1478,19 +1541,59 @@ mod tests {
                 t.conf_keys.capacity(),
                 t.status_keys.capacity(),
                 t.index.capacity(),
+                t.view.capacity(),
             )
         };
         let before = caps(&t);
+        // The key and name arenas are sized by the first page.
+        let arenas = |t: &Rows| (t.key_text.capacity(), t.name_ids.capacity());
+        let mut sized = None;
         let mut batch = SummaryBatch::new();
         for i in 0..n {
             batch.push(assessed(i, Some(60.0 + (i % 40) as f32), "Cat"));
             if batch.len() == 256 {
                 t.upsert_batch(std::mem::replace(&mut batch, SummaryBatch::new()).finish());
+                t.refresh();
+                sized.get_or_insert(arenas(&t));
             }
         }
         t.upsert_batch(batch.finish());
+        t.refresh();
         assert_eq!(t.len(), n);
+        assert_eq!(t.view().len(), n);
         assert_eq!(caps(&t), before);
+        assert_eq!(Some(arenas(&t)), sized);
+        assert!(t.key_text.len() > t.key_text.capacity() * 3 / 5);
+    }
+
+    /// A batch names each of a row's labels and parents once, however
+    /// often the document repeats it (as filing a summary does), and
+    /// keeps one copy of a name per page.
+    #[test]
+    fn a_batch_names_each_name_once_a_row() {
+        let doc = br#"{"Labels":[
+            {"Name":"Cat","Confidence":91,"Parents":[{"Name":"Animal"},{"Name":"Pet"}]},
+            {"Name":"Dog","Confidence":80,"Parents":[{"Name":"Animal"},{"Name":"Pet"}]},
+            {"Name":"Animal","Confidence":79}]}"#;
+        let mut batch = SummaryBatch::with_capacity(3);
+        let mut one_by_one = Rows::new();
+        for n in 0..3 {
+            let mut a = assessed(n, Some(50.0), "x");
+            a.doc = Some(crate::summary::summarize(&parse_metadata(doc)));
+            one_by_one.upsert(RowSummary::from_assessed(&a));
+            batch.push(a);
+        }
+        let batch = batch.finish();
+        assert_eq!(batch.names, ["Cat", "Animal", "Pet", "Dog"]);
+        assert_eq!(batch.name_refs.len(), 3 * 4);
+        let mut rows = Rows::new();
+        rows.upsert_batch(batch);
+        assert_eq!(shown(&rows), shown(&one_by_one));
+        for i in 0..3 {
+            let mut names: Vec<&str> = rows.names_of(i).iter().map(|&n| rows.name(n)).collect();
+            names.sort_unstable();
+            assert_eq!(names, ["Animal", "Cat", "Dog", "Pet"]);
+        }
     }
 
     /// Taking a row apart gives what copying it gives (the image's key

@@ -157,6 +157,19 @@ impl MemS3 {
         self.put(bucket, key, obj);
     }
 
+    /// Inserts an object that lists with this size and ETag (unquoted)
+    /// but holds no bytes (it reads as zeros): a bucket of millions of
+    /// objects whose listing is all that is asked of it.
+    pub fn insert_listed(&self, bucket: &str, key: &str, size: u64, etag: String) {
+        let obj = MemObj {
+            data: Bytes::new(),
+            etag,
+            modified: SystemTime::now(),
+            claimed: Some(size),
+        };
+        self.put(bucket, key, obj);
+    }
+
     pub fn object(&self, bucket: &str, key: &str) -> Option<MemObj> {
         self.state
             .lock()
