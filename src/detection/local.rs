@@ -400,12 +400,29 @@ struct Buffers {
 }
 
 impl Buffers {
+    /// The text model's tensor is made when it first runs: most images
+    /// never need it.
     fn new() -> Self {
         Buffers {
             classifier: vec![0f32; TENSOR_LEN],
             detector: vec![0f32; yolox::TENSOR_LEN],
-            text: vec![0f32; text::TENSOR_LEN],
+            text: Vec::new(),
         }
+    }
+
+    /// `f` with this thread's buffers, reused from one image to the next
+    /// (a fresh set was megabytes zeroed per image: a tenth of the CPU a
+    /// small photo costs on onnxruntime went to `memset`, copies and page
+    /// faults). Every stage overwrites the whole tensor it uses.
+    fn with<T>(f: impl FnOnce(&mut Buffers) -> T) -> T {
+        thread_local! {
+            static BUFFERS: std::cell::RefCell<Buffers> = std::cell::RefCell::new(Buffers::new());
+        }
+        BUFFERS.with(|b| match b.try_borrow_mut() {
+            Ok(mut b) => f(&mut b),
+            // Re-entered on this thread (never by the models): a fresh set.
+            Err(_) => f(&mut Buffers::new()),
+        })
     }
 }
 
@@ -654,9 +671,7 @@ impl LocalModel {
         bytes: &[u8],
         options: &ModelOptions,
     ) -> Result<Vec<Label>, ModelError> {
-        Ok(self
-            .detect_into(bytes, options, &mut Buffers::new())?
-            .labels)
+        Ok(Buffers::with(|b| self.detect_into(bytes, options, b))?.labels)
     }
 
     /// [`LocalModel::detect_bytes_with`], and what the classifier saw below
@@ -667,7 +682,7 @@ impl LocalModel {
         bytes: &[u8],
         options: &ModelOptions,
     ) -> Result<Answer, ModelError> {
-        self.detect_into(bytes, options, &mut Buffers::new())
+        Buffers::with(|b| self.detect_into(bytes, options, b))
     }
 
     /// The classifier's labels alone (no object detector) for one image.
@@ -701,6 +716,7 @@ impl LocalModel {
         let probs = self.classify(&buffers.classifier)?;
         let text_ran = options.text.runs(&probs);
         let (texts, words) = if text_ran {
+            buffers.text.resize(text::TENSOR_LEN, 0.0);
             self.read_text(&img, options.min_confidence, &mut buffers.text)?
         } else {
             Default::default()
