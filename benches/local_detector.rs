@@ -114,7 +114,7 @@ fn stages(model: &LocalModel, images: &[Vec<u8>]) -> Vec<(&'static str, Duration
     let options = ModelOptions::default();
     let mut t = [(); 7].map(|()| Vec::new());
     let mut cls = vec![0f32; TENSOR_LEN];
-    let mut det = vec![0f32; yolox::TENSOR_LEN];
+    let mut det = Vec::with_capacity(yolox::TENSOR_LEN);
     for bytes in images {
         let s = Instant::now();
         let img = imaging::decode(bytes, &options.limits).expect("decode");
@@ -128,16 +128,16 @@ fn stages(model: &LocalModel, images: &[Vec<u8>]) -> Vec<(&'static str, Duration
         imaging::preprocess(&img, &mut cls).expect("preprocess");
         t[2].push(s.elapsed());
         let s = Instant::now();
-        let lb = yolox::letterbox_into(&img, &mut det).expect("letterbox");
+        let (lb, canvas) = yolox::letterbox_into(&img, &mut det).expect("letterbox");
         t[3].push(s.elapsed());
         let s = Instant::now();
         let probs = model.classify(&cls).expect("classify");
         t[4].push(s.elapsed());
         let s = Instant::now();
-        let raw = model.detector().raw(&det).expect("detect");
+        let raw = model.detector().raw(&det, canvas).expect("detect");
         t[5].push(s.elapsed());
         let s = Instant::now();
-        let boxes = yolox::nms(yolox::decode(&raw, 0.55), yolox::NMS_IOU);
+        let boxes = yolox::nms(yolox::decode(&raw, 0.55, canvas), yolox::NMS_IOU);
         let detected = model
             .detector()
             .classes()
@@ -150,7 +150,7 @@ fn stages(model: &LocalModel, images: &[Vec<u8>]) -> Vec<(&'static str, Duration
         "decode (image crate, full size)",
         "  alternative: DCT-scaled decode",
         "preprocess classifier (224)",
-        "preprocess detector (416)",
+        "preprocess detector (canvas)",
         "infer MobileNetV2",
         "infer YOLOX-Nano",
         "boxes, NMS, labels, merge",

@@ -641,18 +641,30 @@ pub fn fit(width: u32, height: u32, side: u32) -> (f64, u32, u32) {
     (ratio, scaled(width), scaled(height))
 }
 
-/// The object and text detectors' input: `img` scaled by [`fit`] with the
-/// classifier's bilinear filter, written into `out` (3 x `side` x `side`)
+/// The object and text detectors' input: `img` scaled by [`fit`] into a
+/// `side` square with the classifier's bilinear filter, written at the top
+/// left of `out` (3 planes of a canvas `canvas_width` wide and
+/// `out.len() / 3 / canvas_width` high, which must hold the scaled image)
 /// as B, G, R planes of `value(byte)`, the rest `pad`. Returns what
 /// [`fit`] does.
 pub(crate) fn letterbox_bgr(
     img: &RgbImage,
     side: usize,
+    canvas_width: usize,
     out: &mut [f32],
     pad: f32,
     value: impl Fn(u8) -> f32,
 ) -> Result<(f64, u32, u32), ImagingError> {
     let (ratio, w, h) = fit(img.width(), img.height(), side as u32);
+    let plane = out.len() / 3;
+    let canvas_height = plane / canvas_width.max(1);
+    if w as usize > canvas_width || h as usize > canvas_height || plane * 3 != out.len() {
+        let (cw, ch) = (canvas_width.max(w as usize), canvas_height.max(h as usize));
+        return Err(ImagingError::BadTensorLength {
+            got: out.len(),
+            expected: 3 * cw * ch,
+        });
+    }
     let scaled;
     let src = if (w, h) == img.dimensions() {
         img
@@ -661,10 +673,9 @@ pub(crate) fn letterbox_bgr(
         &scaled
     };
     out.fill(pad);
-    let plane = side * side;
     for (y, row) in src.rows().enumerate() {
         for (x, px) in row.enumerate() {
-            let at = y * side + x;
+            let at = y * canvas_width + x;
             // Model channel 0 is blue.
             out[at] = value(px[2]);
             out[plane + at] = value(px[1]);

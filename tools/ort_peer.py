@@ -14,7 +14,8 @@ Per image, as imgtag does it (src/imaging.rs, src/detection/yolox.rs):
     antialiased triangle filter), centre crop 224 (floor), /255, ImageNet
     mean/std, NCHW; softmax; the top class and the probabilities' top 5;
   * detector: letterbox to 416 (scale to fit, BILINEAR, top-left, pad
-    114), BGR 0-255, NCHW; boxes decoded on strides 8/16/32, score =
+    114) on imgtag's canvas (the scaled size plus 16, rounded up to 32; the full
+    416 square, as YOLOX's own demo, with --square), BGR 0-255, NCHW; boxes decoded on strides 8/16/32, score =
     objectness x class >= max(min_confidence, 0.10), per-class NMS at IoU
     0.45; boxes as fractions of the image (Rekognition's BoundingBox);
   * one session per model per worker, one intra-op thread each (as imgtag).
@@ -25,7 +26,7 @@ summary line on stdout: "peer: N images in S s: R images/s".
 
 Usage:
     python tools/ort_peer.py IMAGES_DIR OUT_DIR [--workers 2]
-        [--models assets/model] [--min-confidence 55]
+        [--models assets/model] [--min-confidence 55] [--square]
 """
 
 import argparse
@@ -61,8 +62,8 @@ def classifier_input(im):
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
 
-def boxes_of(raw, ratio, size, score_min):
-    boxes, scores = decode(raw)
+def boxes_of(raw, shape, ratio, size, score_min):
+    boxes, scores = decode(raw, shape)
     w, h = size
     out = []
     for c, i, score in nms(boxes, scores, score_min):
@@ -79,7 +80,8 @@ def boxes_of(raw, ratio, size, score_min):
 _STATE = {}
 
 
-def _init(models):
+def _init(models, square):
+    _STATE["fit"] = not square
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
@@ -101,9 +103,10 @@ def _work(job):
         e = np.exp(logits - logits.max())
         probs = e / e.sum()
         top = np.argsort(-probs)[:5]
-        tensor, ratio, _ = letterbox(im)
+        tensor, ratio, _ = letterbox(im, _STATE["fit"])
         raw = det.run(None, {det.get_inputs()[0].name: tensor})[0][0]
-        boxes = boxes_of(raw, ratio, im.size, max(min_confidence / 100.0, SCORE_FLOOR))
+        boxes = boxes_of(raw, tensor.shape[2:], ratio, im.size,
+                         max(min_confidence / 100.0, SCORE_FLOOR))
         doc = {"top5": [[int(i), float(probs[i])] for i in top], "boxes": boxes}
     except Exception as e:  # one bad image is a recorded failure, as in imgtag
         doc = {"error": f"{type(e).__name__}: {e}"}
@@ -121,6 +124,8 @@ def main():
     ap.add_argument("--models", default=os.path.join(os.path.dirname(__file__), "..",
                                                       "assets", "model"))
     ap.add_argument("--min-confidence", type=float, default=55.0)
+    ap.add_argument("--square", action="store_true",
+                    help="run the detector on the full 416x416 square, not imgtag's canvas")
     args = ap.parse_args()
     start = time.perf_counter()
     jobs = []
@@ -132,7 +137,7 @@ def main():
                 jobs.append((src, os.path.join(args.out, rel + ".json"), args.min_confidence))
     jobs.sort()
     with mp.get_context("fork").Pool(args.workers, initializer=_init,
-                                     initargs=(args.models,)) as pool:
+                                     initargs=(args.models, args.square)) as pool:
         ok = sum(pool.imap_unordered(_work, jobs, chunksize=1))
     elapsed = time.perf_counter() - start
     print(f"peer: {len(jobs)} images in {elapsed:.2f} s: {len(jobs) / elapsed:.1f} images/s "

@@ -9,41 +9,52 @@ from PIL import Image
 SIDE = 416
 STRIDES = (8, 16, 32)
 PAD = 114
+CANVAS_MARGIN = 16
 NMS_IOU = 0.45
 
 
-def letterbox(im):
+def canvas(nw, nh):
+    """imgtag's input size for a scaled image of nw x nh (yolox.rs
+    `Canvas`): each side plus CANVAS_MARGIN, rounded up to a multiple of
+    32, at most SIDE."""
+    def up(v):
+        return min(SIDE, -(-(v + CANVAS_MARGIN) // 32) * 32)
+    return up(nw), up(nh)
+
+
+def letterbox(im, fit=True):
     """An RGB Pillow image scaled to fit SIDE x SIDE (BILINEAR), at the
-    top-left of a canvas filled with PAD, as NCHW BGR 0-255 floats; with
-    the scale and the scaled size."""
+    top-left of a canvas filled with PAD (imgtag's `canvas`, or the full
+    square as YOLOX's own demo has it when fit is False), as NCHW BGR 0-255
+    floats; with the scale and the scaled size."""
     w, h = im.size
     r = min(SIDE / h, SIDE / w)
     nw, nh = max(1, round(w * r)), max(1, round(h * r))
-    canvas = np.full((SIDE, SIDE, 3), PAD, dtype=np.uint8)
-    canvas[:nh, :nw] = np.asarray(im.resize((nw, nh), Image.BILINEAR), dtype=np.uint8)
-    bgr = canvas[:, :, ::-1].astype(np.float32)
+    cw, ch = canvas(nw, nh) if fit else (SIDE, SIDE)
+    padded = np.full((ch, cw, 3), PAD, dtype=np.uint8)
+    padded[:nh, :nw] = np.asarray(im.resize((nw, nh), Image.BILINEAR), dtype=np.uint8)
+    bgr = padded[:, :, ::-1].astype(np.float32)
     return np.ascontiguousarray(bgr.transpose(2, 0, 1)[None]), r, (nw, nh)
 
 
-def _grid():
+def grid(h, w):
+    """(x, y, stride) of every output row on an h x w input."""
     rows = []
     for s in STRIDES:
-        n = SIDE // s
-        ys, xs = np.mgrid[0:n, 0:n]
-        rows.append(np.stack([xs.ravel(), ys.ravel(), np.full(n * n, s)], axis=1))
+        ys, xs = np.mgrid[0:h // s, 0:w // s]
+        rows.append(np.stack([xs.ravel(), ys.ravel(), np.full(xs.size, s)], axis=1))
     return np.concatenate(rows).astype(np.float32)
 
 
-GRID = _grid()
-
-
-def decode(raw):
-    """Output rows [3549, 85] -> boxes (x1, y1, x2, y2 in letterboxed
-    pixels) and scores (objectness x class), per anchor."""
-    cx = (raw[:, 0] + GRID[:, 0]) * GRID[:, 2]
-    cy = (raw[:, 1] + GRID[:, 1]) * GRID[:, 2]
-    w = np.exp(raw[:, 2]) * GRID[:, 2]
-    h = np.exp(raw[:, 3]) * GRID[:, 2]
+def decode(raw, shape=(SIDE, SIDE)):
+    """Output rows [anchors, 85] of an input of shape (h, w) -> boxes (x1,
+    y1, x2, y2 in letterboxed pixels) and scores (objectness x class), per
+    anchor."""
+    g = grid(*shape)
+    cx = (raw[:, 0] + g[:, 0]) * g[:, 2]
+    cy = (raw[:, 1] + g[:, 1]) * g[:, 2]
+    w = np.exp(raw[:, 2]) * g[:, 2]
+    h = np.exp(raw[:, 3]) * g[:, 2]
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
     return boxes, raw[:, 4:5] * raw[:, 5:]
 

@@ -48,13 +48,14 @@ PREPROCESSING = {
     "letterbox": "r = min(416 / h, 416 / w); new size (max(1, round(w * r)), max(1, round(h * r))); "
                  "Pillow resize with Image.BILINEAR (antialiased triangle filter, the same "
                  "filter imgtag uses via fast_image_resize); pasted at the top-left of a "
-                 "416x416 canvas filled with 114",
-    "layout": "NCHW float32 [1, 3, 416, 416], channels in B, G, R order, values 0-255 "
-              "(no mean/std), input name 'images'",
-    "decode_output": "output [1, 3549, 85]: per anchor (dx, dy, log w, log h, objectness, 80 "
+                 "canvas filled with 114, each side the scaled size plus 16, rounded up to a "
+                 "multiple of 32, at most 416",
+    "layout": "NCHW float32 [1, 3, H, W] (the canvas; 416x416 for the exact input), channels "
+              "in B, G, R order, values 0-255 (no mean/std), input name 'images'",
+    "decode_output": "output [1, A, 85]: per anchor (dx, dy, log w, log h, objectness, 80 "
                      "class scores); objectness and classes already have a sigmoid in the "
-                     "graph, the box does not. Anchors: stride 8 (52x52), 16 (26x26), 32 "
-                     "(13x13), row-major (y, x) within a level; cx = (dx + x) * s, cy = (dy + "
+                     "graph, the box does not. Anchors: stride 8 (H/8 x W/8), 16, 32 (3549 "
+                     "on 416x416), row-major (y, x) within a level; cx = (dx + x) * s, cy = (dy + "
                      "y) * s, w = exp(log w) * s, h = exp(log h) * s, in letterboxed pixels; "
                      "divide by r for original pixels",
     "score": "score = objectness * class score; candidates with score >= 0.10 for any class",
@@ -82,7 +83,7 @@ def run_sample(sess, path, name):
     (w, h) = im.size
     tensor, r, (nw, nh) = letterbox(im)
     raw = sess.run(None, {"images": tensor})[0][0]
-    boxes, scores = decode(raw)
+    boxes, scores = decode(raw, tensor.shape[2:])
     dets = []
     for c, i, s in nms(boxes, scores, SCORE_MIN):
         x1, y1, x2, y2 = (boxes[i] / r).tolist()
@@ -94,7 +95,8 @@ def run_sample(sess, path, name):
                      "height": round(float((y2 - y1) / h), 6)})
     print(f"{name}: {w}x{h} -> {nw}x{nh}, {len(dets)} boxes >= {SCORE_MIN}:",
           [(d["class"], round(d["score"], 3)) for d in dets[:6]])
-    return {"file": name, "size": [w, h], "resized": [nw, nh], "ratio": r,
+    return {"file": name, "size": [w, h], "resized": [nw, nh],
+            "canvas": [tensor.shape[3], tensor.shape[2]], "ratio": r,
             **checksums(tensor), "detections": dets}
 
 

@@ -507,8 +507,10 @@ pub fn onnxruntime_available() -> Result<(), ModelError> {
     }
 }
 
-/// A loaded model with a fixed input shape and one `f32` output. Cheap to
-/// clone, `Send + Sync`: every call runs with its own state.
+/// A loaded model with one `f32` output, ready for its load-time input
+/// shape and able to run others (a fully convolutional model on a smaller
+/// canvas, a text line of another width). Cheap to clone, `Send + Sync`:
+/// every call runs with its own state.
 #[derive(Debug, Clone)]
 pub struct Engine {
     inner: Inner,
@@ -517,21 +519,64 @@ pub struct Engine {
 
 #[derive(Debug, Clone)]
 enum Inner {
-    Tract(Arc<TypedRunnableModel>),
+    Tract(Arc<TractPlans>),
     #[cfg(feature = "ort")]
     Ort(Arc<onnx::Pool>),
 }
 
+/// tract's optimised plans of one model, one per input shape: tract is
+/// several times slower with a symbolic dimension, so each shape gets a
+/// plan of its own when first met (about 170 ms for YOLOX-Nano), kept for
+/// the process.
+#[derive(Debug)]
+struct TractPlans {
+    model: &'static [u8],
+    plans: std::sync::Mutex<Vec<([usize; 4], Arc<TypedRunnableModel>)>>,
+}
+
+impl TractPlans {
+    fn new(model: &'static [u8], shape: [usize; 4]) -> Result<Self, ModelError> {
+        let first = tract_plan(model, shape)?;
+        Ok(TractPlans {
+            model,
+            plans: std::sync::Mutex::new(vec![(shape, first)]),
+        })
+    }
+
+    /// The plan for `shape`, made outside the lock if need be (another
+    /// shape may be wanted meanwhile; two threads racing on one shape both
+    /// make it and one copy is kept).
+    fn plan(&self, shape: [usize; 4]) -> Result<Arc<TypedRunnableModel>, ModelError> {
+        let lock = || self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        let find = |plans: &[([usize; 4], Arc<TypedRunnableModel>)]| {
+            plans
+                .iter()
+                .find(|(s, _)| *s == shape)
+                .map(|(_, p)| p.clone())
+        };
+        if let Some(plan) = find(&lock()) {
+            return Ok(plan);
+        }
+        let made = tract_plan(self.model, shape)?;
+        let mut plans = lock();
+        if let Some(plan) = find(&plans) {
+            return Ok(plan);
+        }
+        plans.push((shape, made.clone()));
+        Ok(made)
+    }
+}
+
 impl Engine {
-    /// Loads `model` (ONNX bytes) on `kind` for input `input_shape`, fixed
-    /// (tract is several times slower with a symbolic dimension).
+    /// Loads `model` (ONNX bytes) on `kind`, ready for `input_shape` (a
+    /// model that cannot run it fails here).
     pub fn load(
         kind: EngineKind,
         model: &'static [u8],
         input_shape: [usize; 4],
     ) -> Result<Self, ModelError> {
         let inner = match kind {
-            EngineKind::Tract => Inner::Tract(tract_plan(model, input_shape)?),
+            EngineKind::Tract => Inner::Tract(Arc::new(TractPlans::new(model, input_shape)?)),
             #[cfg(feature = "ort")]
             EngineKind::OnnxRuntime => Inner::Ort(Arc::new(onnx::Pool::new(model)?)),
             #[cfg(not(feature = "ort"))]
@@ -549,10 +594,15 @@ impl Engine {
         }
     }
 
-    /// Runs the model on `input` (the full input tensor, NCHW) and returns
-    /// its first output, flattened.
+    /// Runs the model on `input` (the full input tensor, NCHW, of the
+    /// load-time shape) and returns its first output, flattened.
     pub fn run(&self, input: &[f32]) -> Result<Vec<f32>, ModelError> {
-        let expected: usize = self.input_shape.iter().product();
+        self.run_shaped(input, self.input_shape)
+    }
+
+    /// [`Engine::run`] on an input of `shape`.
+    pub fn run_shaped(&self, input: &[f32], shape: [usize; 4]) -> Result<Vec<f32>, ModelError> {
+        let expected: usize = shape.iter().product();
         if input.len() != expected {
             return Err(ModelError::BadLength {
                 expected,
@@ -560,9 +610,9 @@ impl Engine {
             });
         }
         match &self.inner {
-            Inner::Tract(plan) => tract_run(plan, input, self.input_shape),
+            Inner::Tract(plans) => tract_run(&plans.plan(shape)?, input, shape),
             #[cfg(feature = "ort")]
-            Inner::Ort(pool) => pool.run(input, self.input_shape),
+            Inner::Ort(pool) => pool.run(input, shape),
         }
     }
 }

@@ -217,7 +217,7 @@ pub fn letterbox_into(
     }
     let (lb, _, _) = placement(img.width(), img.height());
     let norm = |v: u8| f32::from(v) / 127.5 - 1.0;
-    let (_, w, h) = imaging::letterbox_bgr(img, SIDE, out, 0.0, norm)?;
+    let (_, w, h) = imaging::letterbox_bgr(img, SIDE, SIDE, out, 0.0, norm)?;
     Ok((lb, w as usize, h as usize))
 }
 

@@ -14,7 +14,7 @@
 //! `character` metadata, `charset`), decoded greedily (`ctc_decode`).
 
 use std::io::Cursor;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 
 use image::RgbImage;
 use tract_onnx::prelude::Framework;
@@ -135,23 +135,22 @@ fn crop_of(b: &TextBox, lb: &Letterbox) -> Option<[u32; 4]> {
 }
 
 /// PP-OCRv4's recognition model, ready to run. `Send + Sync`, cheap to
-/// clone; a plan per input width is loaded on first use.
+/// clone; the model loads on first use, each input width's plan when first
+/// met ([`Engine::run_shaped`]).
 #[derive(Debug, Clone)]
 pub struct Recognizer {
     kind: EngineKind,
     charset: Arc<[String]>,
-    /// One engine per width, `WIDTH_STEP` apart.
-    engines: Arc<Mutex<Vec<Option<Engine>>>>,
+    engine: Arc<OnceLock<Engine>>,
 }
 
 impl Recognizer {
-    /// Reads the model's dictionary; the engines load on first use (one
-    /// per input width a line needs).
+    /// Reads the model's dictionary; the model loads on first use.
     pub fn load_with(kind: EngineKind) -> Result<Self, ModelError> {
         Ok(Recognizer {
             kind,
             charset: charset(MODEL_BYTES)?.into(),
-            engines: Arc::new(Mutex::new(vec![None; MAX_WIDTH / WIDTH_STEP])),
+            engine: Arc::default(),
         })
     }
 
@@ -165,22 +164,22 @@ impl Recognizer {
         &self.charset
     }
 
-    /// The engine for inputs `width` wide, loaded if need be (outside the
-    /// lock: loading takes a while and another width may be wanted).
-    fn engine_for(&self, width: usize) -> Result<Engine, ModelError> {
-        let slot = width / WIDTH_STEP - 1;
-        let lock = || self.engines.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = lock().get(slot).cloned().flatten() {
-            return Ok(e);
+    /// The model, loaded on the first call (ready for `width`; two
+    /// threads may both load it the first time and one copy is kept).
+    fn engine_for(&self, width: usize) -> Result<&Engine, ModelError> {
+        if let Some(loaded) = self.engine.get() {
+            return Ok(loaded);
         }
-        let engine = Engine::load(self.kind, MODEL_BYTES, [1, 3, HEIGHT, width])?;
-        Ok(lock()[slot].get_or_insert(engine).clone())
+        let loaded = Engine::load(self.kind, MODEL_BYTES, [1, 3, HEIGHT, width])?;
+        Ok(self.engine.get_or_init(|| loaded))
     }
 
     /// The text of one prepared input ([`line_input`]) and its mean
     /// character probability, 0-1.
     pub fn read(&self, input: &[f32], width: usize) -> Result<(String, f32), ModelError> {
-        let probs = self.engine_for(width)?.run(input)?;
+        let probs = self
+            .engine_for(width)?
+            .run_shaped(input, [1, 3, HEIGHT, width])?;
         let (steps, classes) = (width / STRIDE, self.charset.len());
         if probs.len() != steps * classes {
             return Err(ModelError::BadLength {

@@ -3,11 +3,14 @@
 //! classifier cannot name (people, vehicles, furniture) and where they are,
 //! as Rekognition-style labels with `Instances`.
 //!
-//! Input: 1x3x416x416, B, G, R, 0-255, the image scaled to fit and placed
-//! at the top-left of a canvas filled with 114 (YOLOX's letterbox). Output:
-//! 1x3549x85, one row per anchor (strides 8, 16, 32 on a 52, 26, 13 grid):
-//! box offsets and log sizes (not yet decoded), then objectness and 80
-//! class scores (the graph already applies their sigmoid).
+//! Input: 1x3xHxW, B, G, R, 0-255, the image scaled to fit 416x416 and
+//! placed at the top-left of a [`Canvas`] filled with 114 (YOLOX's
+//! letterbox); the canvas is the scaled image rounded up to the model's
+//! largest stride, so a 3:2 photo runs on 416x288, not 416x416
+//! (docs/detectors.md, "The detector's canvas"). Output: 1xAx85, one row
+//! per anchor (strides 8, 16, 32; 3549 anchors on 416x416): box offsets
+//! and log sizes (not yet decoded), then objectness and 80 class scores
+//! (the graph already applies their sigmoid).
 //!
 //! Model and class names are embedded in the binary (`assets/model/`).
 
@@ -23,10 +26,10 @@ use crate::contract::{BoundingBox, Instance, Label, NameRef};
 use crate::imaging;
 
 /// Identifies this model in `LabelModelVersion` (with the classifier's).
-pub const MODEL_VERSION: &str = "yolox_nano-1";
-/// Side of the square input.
+pub const MODEL_VERSION: &str = "yolox_nano-2";
+/// Side of the square an image is scaled to fit.
 pub const SIDE: usize = 416;
-/// Length of the input tensor.
+/// Length of the largest input tensor (a full [`Canvas`]).
 pub const TENSOR_LEN: usize = 3 * SIDE * SIDE;
 /// Number of COCO classes.
 pub const NUM_CLASSES: usize = 80;
@@ -34,8 +37,13 @@ pub const NUM_CLASSES: usize = 80;
 pub const ROW: usize = 5 + NUM_CLASSES;
 /// The anchor strides, in output order.
 pub(crate) const STRIDES: [usize; 3] = [8, 16, 32];
-/// Number of anchors (52² + 26² + 13²).
+/// Number of anchors on a full canvas (52² + 26² + 13²).
 pub const NUM_ANCHORS: usize = 3549;
+/// Padding kept below and right of the image on a [`Canvas`]: without it
+/// the network's edge sees the canvas's end for the padding it saw in
+/// training, and scores near the edge move by up to 0.20 (0.06 with it, on
+/// the evaluation photos; docs/detectors.md, "The detector's canvas").
+pub const CANVAS_MARGIN: usize = 16;
 /// Grey of the letterbox padding, as YOLOX was trained.
 pub(crate) const PAD_VALUE: f32 = 114.0;
 /// IoU above which a weaker box of the same class is suppressed (YOLOX's
@@ -82,23 +90,72 @@ pub fn iou(a: &BoxDet, b: &BoxDet) -> f32 {
     if union > 0.0 { inter / union } else { 0.0 }
 }
 
-/// The anchor grid: (x, y, stride) of every output row, in output order.
-fn anchor(index: usize) -> Option<(f32, f32, f32)> {
-    let mut first = 0;
-    for s in STRIDES {
-        let n = SIDE / s;
-        if index < first + n * n {
-            let i = index - first;
-            return Some(((i % n) as f32, (i / n) as f32, s as f32));
+/// The model's input size for one image: the image scaled to fit
+/// [`SIDE`] x [`SIDE`], each side with at least [`CANVAS_MARGIN`] of
+/// padding, rounded up to a multiple of the largest stride (32), at most
+/// [`SIDE`]. The network is fully convolutional, so a smaller canvas only
+/// drops padding: the photo keeps its scale, and the work shrinks with the
+/// canvas (a 3:2 photo: 416x320, 0.77 of the square).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Canvas {
+    pub width: usize,
+    pub height: usize,
+}
+
+impl Canvas {
+    /// The square every image used to run on.
+    pub const FULL: Canvas = Canvas {
+        width: SIDE,
+        height: SIDE,
+    };
+
+    /// The canvas of a `width` x `height` image.
+    pub fn of_image(width: u32, height: u32) -> Canvas {
+        let (_, w, h) = imaging::fit(width, height, SIDE as u32);
+        let up = |v: u32| (v as usize + CANVAS_MARGIN).div_ceil(32).min(SIDE / 32) * 32;
+        Canvas {
+            width: up(w),
+            height: up(h),
         }
-        first += n * n;
     }
-    None
+
+    /// Values in its input tensor.
+    pub fn tensor_len(self) -> usize {
+        3 * self.width * self.height
+    }
+
+    /// Its input shape, NCHW.
+    pub fn shape(self) -> [usize; 4] {
+        [1, 3, self.height, self.width]
+    }
+
+    /// Rows of the model's output on it.
+    pub fn anchors(self) -> usize {
+        STRIDES
+            .iter()
+            .map(|s| (self.width / s) * (self.height / s))
+            .sum()
+    }
+
+    /// (x, y, stride) of output row `index`: each stride's grid, row by
+    /// row, in [`STRIDES`] order.
+    fn anchor(self, index: usize) -> Option<(f32, f32, f32)> {
+        let mut first = 0;
+        for s in STRIDES {
+            let (nx, ny) = (self.width / s, self.height / s);
+            if index < first + nx * ny {
+                let i = index - first;
+                return Some(((i % nx) as f32, (i / nx) as f32, s as f32));
+            }
+            first += nx * ny;
+        }
+        None
+    }
 }
 
 /// Decodes one raw row's box into letterboxed pixels (x1, y1, x2, y2).
-pub fn decode_box(index: usize, row: &[f32]) -> Option<[f32; 4]> {
-    let (gx, gy, s) = anchor(index)?;
+pub fn decode_box(index: usize, row: &[f32], canvas: Canvas) -> Option<[f32; 4]> {
+    let (gx, gy, s) = canvas.anchor(index)?;
     let cx = (row[0] + gx) * s;
     let cy = (row[1] + gy) * s;
     let w = row[2].exp() * s;
@@ -106,9 +163,10 @@ pub fn decode_box(index: usize, row: &[f32]) -> Option<[f32; 4]> {
     Some([cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0])
 }
 
-/// Every (anchor, class) whose score (objectness x class) is at least
-/// `score_min`, decoded. Non-finite values are skipped.
-pub fn decode(raw: &[f32], score_min: f32) -> Vec<BoxDet> {
+/// Every (anchor, class) of `raw` (the output on `canvas`) whose score
+/// (objectness x class) is at least `score_min`, decoded. Non-finite
+/// values are skipped.
+pub fn decode(raw: &[f32], score_min: f32, canvas: Canvas) -> Vec<BoxDet> {
     let mut out = Vec::new();
     for (index, row) in raw.chunks_exact(ROW).enumerate() {
         let objectness = row[4];
@@ -116,7 +174,7 @@ pub fn decode(raw: &[f32], score_min: f32) -> Vec<BoxDet> {
         if objectness.is_nan() || objectness < score_min {
             continue;
         }
-        let Some([x1, y1, x2, y2]) = decode_box(index, row) else {
+        let Some([x1, y1, x2, y2]) = decode_box(index, row, canvas) else {
             break;
         };
         if ![x1, y1, x2, y2].iter().all(|v| v.is_finite()) {
@@ -197,19 +255,18 @@ impl Letterbox {
     }
 }
 
-/// Writes `img` letterboxed into `out` (length [`TENSOR_LEN`]): scaled
+/// Writes `img` letterboxed into `out`, resized to its [`Canvas`]: scaled
 /// with the bilinear filter the classifier uses, B, G, R planes, 0-255,
 /// padding 114.
-pub fn letterbox_into(img: &RgbImage, out: &mut [f32]) -> Result<Letterbox, ModelError> {
-    if out.len() != TENSOR_LEN {
-        return Err(ModelError::BadLength {
-            expected: TENSOR_LEN,
-            got: out.len(),
-        });
-    }
+pub fn letterbox_into(
+    img: &RgbImage,
+    out: &mut Vec<f32>,
+) -> Result<(Letterbox, Canvas), ModelError> {
     let (lb, _, _) = Letterbox::new(img.width(), img.height());
-    imaging::letterbox_bgr(img, SIDE, out, PAD_VALUE, f32::from)?;
-    Ok(lb)
+    let canvas = Canvas::of_image(img.width(), img.height());
+    out.resize(canvas.tensor_len(), PAD_VALUE);
+    imaging::letterbox_bgr(img, SIDE, canvas.width, out, PAD_VALUE, f32::from)?;
+    Ok((lb, canvas))
 }
 
 #[derive(Deserialize)]
@@ -360,7 +417,8 @@ pub struct Yolox {
 }
 
 impl Yolox {
-    /// Loads the embedded model (fixed 1x3x416x416 input) and class names
+    /// Loads the embedded model (ready for a full canvas; others are made
+    /// when first met, [`Engine::run_shaped`]) and class names
     /// on the engine `IMGTAG_ENGINE` asks for.
     pub fn load() -> Result<Self, ModelError> {
         Self::load_with(EngineChoice::from_env()?.resolve()?)
@@ -395,18 +453,13 @@ impl Yolox {
         &self.classes
     }
 
-    /// The raw output (3549 x 85 values) for one input tensor.
-    pub fn raw(&self, tensor: &[f32]) -> Result<Vec<f32>, ModelError> {
-        if tensor.len() != TENSOR_LEN {
+    /// The raw output ([`Canvas::anchors`] x 85 values) for one input
+    /// tensor on `canvas`.
+    pub fn raw(&self, tensor: &[f32], canvas: Canvas) -> Result<Vec<f32>, ModelError> {
+        let raw = self.engine.run_shaped(tensor, canvas.shape())?;
+        if raw.len() != canvas.anchors() * ROW {
             return Err(ModelError::BadLength {
-                expected: TENSOR_LEN,
-                got: tensor.len(),
-            });
-        }
-        let raw = self.engine.run(tensor)?;
-        if raw.len() != NUM_ANCHORS * ROW {
-            return Err(ModelError::BadLength {
-                expected: NUM_ANCHORS * ROW,
+                expected: canvas.anchors() * ROW,
                 got: raw.len(),
             });
         }
@@ -415,9 +468,17 @@ impl Yolox {
 
     /// Boxes after NMS, in input pixels, scoring at least `score_min`
     /// (never below `SCORE_FLOOR`).
-    pub fn boxes(&self, tensor: &[f32], score_min: f32) -> Result<Vec<BoxDet>, ModelError> {
-        let raw = self.raw(tensor)?;
-        Ok(nms(decode(&raw, score_min.max(SCORE_FLOOR)), NMS_IOU))
+    pub fn boxes(
+        &self,
+        tensor: &[f32],
+        canvas: Canvas,
+        score_min: f32,
+    ) -> Result<Vec<BoxDet>, ModelError> {
+        let raw = self.raw(tensor, canvas)?;
+        Ok(nms(
+            decode(&raw, score_min.max(SCORE_FLOOR), canvas),
+            NMS_IOU,
+        ))
     }
 
     /// Letterboxes `img` into `tensor`, runs the model and returns its
@@ -426,11 +487,11 @@ impl Yolox {
         &self,
         img: &RgbImage,
         min_confidence: f32,
-        tensor: &mut [f32],
+        tensor: &mut Vec<f32>,
     ) -> Result<Vec<Label>, ModelError> {
-        let lb = letterbox_into(img, tensor)?;
+        let (lb, canvas) = letterbox_into(img, tensor)?;
         let floor = self.calibration.raw_floor(min_confidence);
-        let boxes = self.boxes(tensor, floor / 100.0)?;
+        let boxes = self.boxes(tensor, canvas, floor / 100.0)?;
         Ok(self
             .classes
             .labels(&boxes, &lb, min_confidence, &self.calibration))
