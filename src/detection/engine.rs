@@ -535,11 +535,21 @@ struct TractPlans {
 }
 
 impl TractPlans {
-    fn new(model: &'static [u8], shape: [usize; 4]) -> Result<Self, ModelError> {
-        let first = tract_plan(model, shape)?;
+    /// With the plan for `shape` made now, or none (the model is only
+    /// parsed, so a file tract cannot read still fails here).
+    fn new(model: &'static [u8], shape: Option<[usize; 4]>) -> Result<Self, ModelError> {
+        let plans = match shape {
+            Some(shape) => vec![(shape, tract_plan(model, shape)?)],
+            None => {
+                tract_onnx::onnx()
+                    .model_for_read(&mut Cursor::new(model))
+                    .map_err(model_err)?;
+                Vec::new()
+            }
+        };
         Ok(TractPlans {
             model,
-            plans: std::sync::Mutex::new(vec![(shape, first)]),
+            plans: std::sync::Mutex::new(plans),
         })
     }
 
@@ -575,8 +585,29 @@ impl Engine {
         model: &'static [u8],
         input_shape: [usize; 4],
     ) -> Result<Self, ModelError> {
+        Self::load_planned(kind, model, input_shape, true)
+    }
+
+    /// [`Engine::load`] for a model whose every run may have another
+    /// shape: tract makes no plan until a shape is met (a plan for
+    /// `input_shape` made up front is wasted when no image has it).
+    pub fn load_any_shape(
+        kind: EngineKind,
+        model: &'static [u8],
+        input_shape: [usize; 4],
+    ) -> Result<Self, ModelError> {
+        Self::load_planned(kind, model, input_shape, false)
+    }
+
+    fn load_planned(
+        kind: EngineKind,
+        model: &'static [u8],
+        input_shape: [usize; 4],
+        plan_now: bool,
+    ) -> Result<Self, ModelError> {
+        let first = plan_now.then_some(input_shape);
         let inner = match kind {
-            EngineKind::Tract => Inner::Tract(Arc::new(TractPlans::new(model, input_shape)?)),
+            EngineKind::Tract => Inner::Tract(Arc::new(TractPlans::new(model, first)?)),
             #[cfg(feature = "ort")]
             EngineKind::OnnxRuntime => Inner::Ort(Arc::new(onnx::Pool::new(model)?)),
             #[cfg(not(feature = "ort"))]

@@ -503,10 +503,20 @@ impl LocalModel {
         let calibration = Calibration::shipped()?;
         let hierarchy = Hierarchy::from_json(LABELS_JSON)?.with_calibration(calibration.classifier);
         let side = INPUT_SIZE as usize;
+        // The two models load side by side: tract spends about 0.1 s of
+        // CPU optimising each, and a short run waits for both.
+        let (classifier, detector) = std::thread::scope(|s| {
+            let detector = s.spawn(|| Yolox::load_with(engine));
+            let classifier = Engine::load(engine, MODEL_BYTES, [1, 3, side, side]);
+            let detector = detector
+                .join()
+                .unwrap_or_else(|_| Err(ModelError::Model("loading the detector panicked".into())));
+            (classifier, detector)
+        });
         Ok(LocalModel {
-            classifier: Engine::load(engine, MODEL_BYTES, [1, 3, side, side])?,
+            classifier: classifier?,
             hierarchy: Arc::new(hierarchy),
-            detector: Yolox::load_with(engine)?.with_calibration(calibration.detector),
+            detector: detector?.with_calibration(calibration.detector),
             text: Arc::default(),
             words: Recognizer::load_with(engine)?,
         })

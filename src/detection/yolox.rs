@@ -417,8 +417,8 @@ pub struct Yolox {
 }
 
 impl Yolox {
-    /// Loads the embedded model (ready for a full canvas; others are made
-    /// when first met, [`Engine::run_shaped`]) and class names
+    /// Loads the embedded model (each canvas made ready when first met,
+    /// [`Engine::run_shaped`]) and class names
     /// on the engine `IMGTAG_ENGINE` asks for.
     pub fn load() -> Result<Self, ModelError> {
         Self::load_with(EngineChoice::from_env()?.resolve()?)
@@ -427,7 +427,7 @@ impl Yolox {
     /// [`Yolox::load`] on `engine`.
     pub fn load_with(engine: EngineKind) -> Result<Self, ModelError> {
         Ok(Yolox {
-            engine: Engine::load(engine, MODEL_BYTES, [1, 3, SIDE, SIDE])?,
+            engine: Engine::load_any_shape(engine, MODEL_BYTES, Canvas::FULL.shape())?,
             classes: Arc::new(ClassNames::embedded()?),
             calibration: Curve::identity(),
         })
