@@ -260,12 +260,15 @@ fn a_short_canvas_has_its_own_grid() {
     assert_eq!(canvas.shape(), [1, 3, 320, 416]);
     // 16:9 scales to 416x234: 256 high; 1:2 to 208x416: 224 wide.
     assert_eq!(Canvas::of_image(1920, 1080).height, 256);
-    assert_eq!(Canvas::of_image(300, 600).width, 224);
+    // 4:3 scales to 416x312: 352; 1:2 to 208x416: 256 wide (224 is not
+    // a canvas side); a 400:1 strip to 416x1: 128.
+    assert_eq!(Canvas::of_image(4000, 3000).height, 352);
+    assert_eq!(Canvas::of_image(300, 600).width, 256);
     assert_eq!(
         Canvas::of_image(4000, 10),
         Canvas {
             width: 416,
-            height: 32
+            height: 128
         }
     );
     assert_eq!(Canvas::of_image(512, 512), Canvas::FULL);
@@ -341,12 +344,13 @@ fn boxes_map_back_to_clamped_fractions() {
 #[test]
 fn letterbox_pads_with_114_at_the_bottom_right_in_bgr() {
     let img = image::RgbImage::from_pixel(832, 416, image::Rgb([10, 20, 30]));
-    // A buffer of any length is resized to the canvas: 416x224 (208 + 16).
+    // A buffer of any length is resized to the canvas: 416x256 (208 + 16,
+    // rounded up to a canvas side).
     let mut t = vec![0f32; 7];
     let (lb, canvas) = yolox::letterbox_into(&img, &mut t).unwrap();
     assert_eq!(lb.ratio, 0.5);
-    assert_eq!((canvas.width, canvas.height), (416, 224));
-    let plane = SIDE * 224;
+    assert_eq!((canvas.width, canvas.height), (416, 256));
+    let plane = SIDE * 256;
     assert_eq!(t.len(), 3 * plane);
     // Image rows 0..208: blue first.
     assert_eq!((t[0], t[plane], t[2 * plane]), (30.0, 20.0, 10.0));

@@ -14,7 +14,8 @@ Per image, as imgtag does it (src/imaging.rs, src/detection/yolox.rs):
     antialiased triangle filter), centre crop 224 (floor), /255, ImageNet
     mean/std, NCHW; softmax; the top class and the probabilities' top 5;
   * detector: letterbox to 416 (scale to fit, BILINEAR, top-left, pad
-    114) on imgtag's canvas (the scaled size plus 16, rounded up to 32; the full
+    114) on imgtag's canvas (the scaled size plus 16, rounded up to 128, 192,
+    256, 320, 352 or 416; the full
     416 square, as YOLOX's own demo, with --square), BGR 0-255, NCHW; boxes decoded on strides 8/16/32, score =
     objectness x class >= max(min_confidence, 0.10), per-class NMS at IoU
     0.45; boxes as fractions of the image (Rekognition's BoundingBox);

@@ -10,15 +10,16 @@ SIDE = 416
 STRIDES = (8, 16, 32)
 PAD = 114
 CANVAS_MARGIN = 16
+CANVAS_SIDES = (128, 192, 256, 320, 352, SIDE)
 NMS_IOU = 0.45
 
 
 def canvas(nw, nh):
     """imgtag's input size for a scaled image of nw x nh (yolox.rs
-    `Canvas`): each side plus CANVAS_MARGIN, rounded up to a multiple of
-    32, at most SIDE."""
+    `Canvas`): each side plus CANVAS_MARGIN, rounded up to the next of
+    CANVAS_SIDES."""
     def up(v):
-        return min(SIDE, -(-(v + CANVAS_MARGIN) // 32) * 32)
+        return next((s for s in CANVAS_SIDES if s >= v + CANVAS_MARGIN), SIDE)
     return up(nw), up(nh)
 
 

@@ -48,8 +48,8 @@ PREPROCESSING = {
     "letterbox": "r = min(416 / h, 416 / w); new size (max(1, round(w * r)), max(1, round(h * r))); "
                  "Pillow resize with Image.BILINEAR (antialiased triangle filter, the same "
                  "filter imgtag uses via fast_image_resize); pasted at the top-left of a "
-                 "canvas filled with 114, each side the scaled size plus 16, rounded up to a "
-                 "multiple of 32, at most 416",
+                 "canvas filled with 114, each side the scaled size plus 16, rounded up to the "
+                 "next of 128, 192, 256, 320, 352, 416",
     "layout": "NCHW float32 [1, 3, H, W] (the canvas; 416x416 for the exact input), channels "
               "in B, G, R order, values 0-255 (no mean/std), input name 'images'",
     "decode_output": "output [1, A, 85]: per anchor (dx, dy, log w, log h, objectness, 80 "

@@ -44,6 +44,11 @@ pub const NUM_ANCHORS: usize = 3549;
 /// training, and scores near the edge move by up to 0.20 (0.06 with it, on
 /// the evaluation photos; docs/detectors.md, "The detector's canvas").
 pub const CANVAS_MARGIN: usize = 16;
+/// The sides a [`Canvas`] may have (multiples of the largest stride, 32):
+/// few, because tract makes a plan per canvas (about 170 ms of CPU and 5
+/// MB each), so at most 11 canvases, one per common photo shape (3:2 on
+/// 320, 4:3 on 352, 16:9 on 256, panoramas on 192 or 128).
+pub const CANVAS_SIDES: [usize; 6] = [128, 192, 256, 320, 352, SIDE];
 /// Grey of the letterbox padding, as YOLOX was trained.
 pub(crate) const PAD_VALUE: f32 = 114.0;
 /// IoU above which a weaker box of the same class is suppressed (YOLOX's
@@ -92,10 +97,10 @@ pub fn iou(a: &BoxDet, b: &BoxDet) -> f32 {
 
 /// The model's input size for one image: the image scaled to fit
 /// [`SIDE`] x [`SIDE`], each side with at least [`CANVAS_MARGIN`] of
-/// padding, rounded up to a multiple of the largest stride (32), at most
-/// [`SIDE`]. The network is fully convolutional, so a smaller canvas only
-/// drops padding: the photo keeps its scale, and the work shrinks with the
-/// canvas (a 3:2 photo: 416x320, 0.77 of the square).
+/// padding, rounded up to the next of [`CANVAS_SIDES`]. The network is
+/// fully convolutional, so a smaller canvas only drops padding: the photo
+/// keeps its scale, and the work shrinks with the canvas (a 3:2 photo:
+/// 416x320, 0.77 of the square).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Canvas {
     pub width: usize,
@@ -112,7 +117,13 @@ impl Canvas {
     /// The canvas of a `width` x `height` image.
     pub fn of_image(width: u32, height: u32) -> Canvas {
         let (_, w, h) = imaging::fit(width, height, SIDE as u32);
-        let up = |v: u32| (v as usize + CANVAS_MARGIN).div_ceil(32).min(SIDE / 32) * 32;
+        let up = |v: u32| {
+            let need = v as usize + CANVAS_MARGIN;
+            CANVAS_SIDES
+                .into_iter()
+                .find(|&s| s >= need)
+                .unwrap_or(SIDE)
+        };
         Canvas {
             width: up(w),
             height: up(h),
