@@ -292,6 +292,59 @@ fn a_short_canvas_has_its_own_grid() {
     assert!(yolox::decode_box(anchors, &raw[..ROW], canvas).is_none());
 }
 
+/// Canvases met for the first time by several threads at once: each gets
+/// the answer one thread alone gets (tract makes each canvas's plan once
+/// and shares it); a canvas the network cannot run is an error for that
+/// call, not a panic, and the detector goes on.
+#[test]
+fn canvases_first_met_by_several_threads_give_one_answer() {
+    let check = |kind: EngineKind| {
+        // Fresh: no canvas met yet.
+        let detector = &Yolox::load_with(kind).unwrap();
+        let canvases = [
+            Canvas {
+                width: 416,
+                height: 192,
+            },
+            Canvas {
+                width: 128,
+                height: 416,
+            },
+        ];
+        let input = |c: Canvas| -> Vec<f32> {
+            (0..c.tensor_len())
+                .map(|i| ((i * 7919) % 256) as f32)
+                .collect()
+        };
+        let answers: Vec<Vec<Vec<f32>>> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| canvases.map(|c| detector.raw(&input(c), c).unwrap())))
+                .collect();
+            runs.into_iter()
+                .map(|r| r.join().unwrap().to_vec())
+                .collect()
+        });
+        let alone = Yolox::load_with(kind).unwrap();
+        for (k, c) in canvases.into_iter().enumerate() {
+            let want = alone.raw(&input(c), c).unwrap();
+            assert_eq!(want.len(), c.anchors() * ROW);
+            for got in &answers {
+                assert_eq!(got[k], want, "{c:?}");
+            }
+        }
+        // 40 is no multiple of the strides: the network's levels disagree.
+        let odd = Canvas {
+            width: 40,
+            height: 40,
+        };
+        assert!(detector.raw(&input(odd), odd).is_err());
+        assert!(detector.raw(&input(canvases[0]), canvases[0]).is_ok());
+    };
+    check(EngineKind::Tract);
+    #[cfg(feature = "ort")]
+    check(EngineKind::OnnxRuntime);
+}
+
 /// On its canvas a photo's boxes are the full square's, but for a little
 /// at the edge the canvas cuts: the padding it drops is only padding.
 #[test]
