@@ -39,7 +39,7 @@ use crate::imaging::{self, DecodeLimits, INPUT_SIZE, TENSOR_LEN};
 /// ([`super::words::MODEL_VERSION`]), so documents without `ImgTag.Text`
 /// are re-tagged, and the confidences' calibration (`calibration-1`,
 /// [`super::calibration`]), so raw confidences are re-tagged.
-pub const MODEL_VERSION: &str = "imgtag-mobilenet_v2-1+yolox_nano-1+names-2+scenes-2+ppocr_v4_det-1+ppocr_v4_rec-1+calibration-1";
+pub const MODEL_VERSION: &str = "imgtag-mobilenet_v2-1+yolox_nano-2+names-2+scenes-2+ppocr_v4_det-1+ppocr_v4_rec-2+calibration-1";
 
 /// Whether a document's `LabelModelVersion` is what the local detector
 /// writes now (the pipeline re-tags older local results).
@@ -945,6 +945,20 @@ mod tests {
         let h = Hierarchy::from_json(LABELS_JSON).unwrap();
         for (class, name) in text::TEXT_CLASSES {
             assert_eq!(h.class_name(class), Some(name), "class {class}");
+        }
+    }
+
+    /// Each model's own version is in the one documents carry, so a
+    /// model's change re-tags what it labelled.
+    #[test]
+    fn the_version_names_every_models_version() {
+        let parts: Vec<&str> = MODEL_VERSION.split('+').collect();
+        for part in [
+            super::super::yolox::MODEL_VERSION,
+            text::MODEL_VERSION,
+            super::super::words::MODEL_VERSION,
+        ] {
+            assert!(parts.contains(&part), "{part} not in {MODEL_VERSION}");
         }
     }
 

@@ -7,9 +7,8 @@
 //! Input, as RapidOCR prepares it: the line cropped from the decoded image,
 //! scaled to [`HEIGHT`] pixels high keeping its aspect (at most
 //! `MAX_WIDTH` wide), B, G, R planes of `(v / 255 - 0.5) / 0.5`, padded
-//! with zeros on the right to the next multiple of `WIDTH_STEP` (one
-//! fixed-shape plan per width: tract is several times slower with a
-//! symbolic dimension). Output: `width / 8` time steps, each a probability
+//! with zeros on the right to the next of `WIDTHS` (tract makes a plan per
+//! width: it is several times slower with a symbolic dimension). Output: `width / 8` time steps, each a probability
 //! per character of the model's dictionary (read from the model's own
 //! `character` metadata, `charset`), decoded greedily (`ctc_decode`).
 
@@ -27,13 +26,18 @@ use crate::contract::{TextLine, clean_line};
 use crate::imaging;
 
 /// Identifies this model and its rules in `LabelModelVersion`.
-pub const MODEL_VERSION: &str = "ppocr_v4_rec-1";
+pub const MODEL_VERSION: &str = "ppocr_v4_rec-2";
 /// Height of the model's input.
 pub const HEIGHT: usize = 48;
-/// Input widths are multiples of this (RapidOCR's default width).
-pub(crate) const WIDTH_STEP: usize = 320;
+/// The input widths a line is padded to. A line's time grows with its
+/// input's width (7 ms at 128 on onnxruntime, 18 at 320, 47 at 640), and
+/// most lines of a page are short words: padding every line to a multiple
+/// of 320 (RapidOCR's width) spent 20-30% of a page's reading on zeros,
+/// for the same words (docs/detectors.md, "Reading the words"). Few widths,
+/// because tract makes a plan for each (about 130 ms of CPU).
+pub(crate) const WIDTHS: [usize; 8] = [64, 128, 192, 320, 448, 640, 960, MAX_WIDTH];
 /// Widest input: a longer line is squeezed to it.
-pub(crate) const MAX_WIDTH: usize = 4 * WIDTH_STEP;
+pub(crate) const MAX_WIDTH: usize = 1280;
 /// Input pixels per output time step.
 pub(crate) const STRIDE: usize = 8;
 /// Least mean character probability for a line to be kept (RapidOCR's
@@ -92,7 +96,10 @@ pub(crate) fn ctc_decode(probs: &[f32], classes: usize, charset: &[String]) -> (
 
 /// The input width for a line scaled to `scaled` pixels wide.
 fn padded_width(scaled: usize) -> usize {
-    scaled.div_ceil(WIDTH_STEP).clamp(1, MAX_WIDTH / WIDTH_STEP) * WIDTH_STEP
+    WIDTHS
+        .into_iter()
+        .find(|&w| w >= scaled)
+        .unwrap_or(MAX_WIDTH)
 }
 
 /// Writes the crop `line` of `img` (x, y, width, height in image pixels)
@@ -326,14 +333,18 @@ mod tests {
 
     #[test]
     fn widths_are_padded_to_steps_and_capped() {
-        assert_eq!(padded_width(1), WIDTH_STEP);
-        assert_eq!(padded_width(WIDTH_STEP), WIDTH_STEP);
-        assert_eq!(padded_width(WIDTH_STEP + 1), 2 * WIDTH_STEP);
+        assert_eq!(padded_width(1), 64);
+        assert_eq!(padded_width(64), 64);
+        assert_eq!(padded_width(65), 128);
+        assert_eq!(padded_width(193), 320);
+        assert_eq!(padded_width(MAX_WIDTH), MAX_WIDTH);
         assert_eq!(padded_width(10 * MAX_WIDTH), MAX_WIDTH);
+        // Every width is whole time steps.
+        assert!(WIDTHS.iter().all(|w| w % STRIDE == 0));
         let img = RgbImage::from_pixel(100, 10, image::Rgb([255, 255, 255]));
         let (input, width) = line_input(&img, [0, 0, 100, 10]).unwrap();
-        // 100x10 scales to 480x48: two steps.
-        assert_eq!(width, 2 * WIDTH_STEP);
+        // 100x10 scales to 480x48: padded to 640.
+        assert_eq!(width, 640);
         assert_eq!(input.len(), 3 * HEIGHT * width);
         assert!((input[0] - 1.0).abs() < 1e-6 && input[width - 1] == 0.0);
     }
