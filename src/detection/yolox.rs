@@ -428,8 +428,9 @@ pub struct Yolox {
 }
 
 impl Yolox {
-    /// Loads the embedded model (each canvas made ready when first met,
-    /// [`Engine::run_shaped`]) and class names
+    /// Loads the embedded model (analysed once for every canvas, each
+    /// canvas made ready when first met, [`Engine::run_shaped`]) and class
+    /// names
     /// on the engine `IMGTAG_ENGINE` asks for.
     pub fn load() -> Result<Self, ModelError> {
         Self::load_with(EngineChoice::from_env()?.resolve()?)
@@ -438,7 +439,12 @@ impl Yolox {
     /// [`Yolox::load`] on `engine`.
     pub fn load_with(engine: EngineKind) -> Result<Self, ModelError> {
         Ok(Yolox {
-            engine: Engine::load_any_shape(engine, MODEL_BYTES, Canvas::FULL.shape())?,
+            engine: Engine::load_sides_multiple_of(
+                engine,
+                MODEL_BYTES,
+                Canvas::FULL.shape(),
+                STRIDES[STRIDES.len() - 1],
+            )?,
             classes: Arc::new(ClassNames::embedded()?),
             calibration: Curve::identity(),
         })
@@ -506,5 +512,49 @@ impl Yolox {
         Ok(self
             .classes
             .labels(&boxes, &lb, min_confidence, &self.calibration))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// tract's plans made from the model decluttered once for every canvas
+    /// give exactly what a plan made from the file for that one shape
+    /// gives (`tools/yolox_dynamic.py` rewrote the Focus layer and the
+    /// stride-2 padding so that tract can analyse it once).
+    #[test]
+    fn plans_from_the_shared_analysis_equal_plans_from_the_file() {
+        let side = STRIDES[STRIDES.len() - 1];
+        let shared = Engine::load_sides_multiple_of(
+            EngineKind::Tract,
+            MODEL_BYTES,
+            Canvas::FULL.shape(),
+            side,
+        )
+        .unwrap();
+        for canvas in [
+            Canvas {
+                width: 416,
+                height: 320,
+            },
+            Canvas {
+                width: 128,
+                height: 416,
+            },
+        ] {
+            let own = Engine::load(EngineKind::Tract, MODEL_BYTES, canvas.shape()).unwrap();
+            let input: Vec<f32> = (0..canvas.tensor_len())
+                .map(|i| ((i * 7919) % 255) as f32)
+                .collect();
+            let expected = own.run(&input).unwrap();
+            assert_eq!(expected.len(), canvas.anchors() * 85);
+            assert_eq!(shared.run_shaped(&input, canvas.shape()).unwrap(), expected);
+        }
+        // 400 is no multiple of 32: refused before tract sees it.
+        let err = shared
+            .run_shaped(&vec![0.0; 3 * 400 * 416], [1, 3, 400, 416])
+            .unwrap_err();
+        assert!(err.to_string().contains("multiples of 32"), "{err}");
     }
 }
