@@ -215,6 +215,45 @@ async fn ls_against_an_s3_compatible_endpoint() {
     assert!(err.contains("access denied"), "{err}");
 }
 
+/// No credentials and no instance metadata (a laptop): one clear error,
+/// none of the SDK's warnings about each source it tried; and a bucket name
+/// that is also a folder here says how to mean the folder.
+#[test]
+fn no_credentials_is_one_clear_error_and_a_folder_of_that_name_gets_a_hint() {
+    let home = tempfile::tempdir().unwrap();
+    let here = tempfile::tempdir().unwrap();
+    std::fs::create_dir(here.path().join("photos-here")).unwrap();
+    let config = home.path().join("c.toml");
+    std::fs::write(&config, "").unwrap();
+    // A loopback port with nothing listening: instance metadata is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let imds = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let out = Command::new(env!("CARGO_BIN_EXE_imgtag"))
+        .args(["ls", "--bucket", "photos-here", "--no-index", "--config"])
+        .arg(&config)
+        .current_dir(here.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].contains("photos-here is read as an S3 bucket name")
+            && lines[0].contains("write ./photos-here"),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with("imgtag: ") && lines[1].contains("no usable AWS credentials"),
+        "{err}"
+    );
+}
+
 #[test]
 fn demo_bucket_lists_every_kind_of_image() {
     let home = tempfile::tempdir().unwrap();

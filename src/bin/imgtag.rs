@@ -442,8 +442,11 @@ fn env(args: &EnvArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
 
 fn init_logging() {
     // Logs go to stderr, quiet unless IMGTAG_LOG asks (e.g. IMGTAG_LOG=debug).
+    // aws-config warns of every source it could not use (no instance
+    // metadata on a laptop, say) before the one error that matters, which
+    // already says how to give credentials.
     let filter = tracing_subscriber::EnvFilter::try_from_env("IMGTAG_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,aws_config=error"));
     // Keys and error texts in log fields are escaped like on screen.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -480,6 +483,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// the command goes on without it), with a progress bar for refreshes.
 async fn open(common: &CommonArgs) -> anyhow::Result<(Settings, Bucket)> {
     let settings = common.resolve()?;
+    // `--bucket photos` is an S3 name even when ./photos is right here.
+    if let BucketSpec::S3(name) = &settings.bucket
+        && std::path::Path::new(name).is_dir()
+    {
+        let name = for_terminal(name);
+        say!(
+            "imgtag: note: {name} is read as an S3 bucket name; for the folder of that name \
+             here, write ./{name}"
+        );
+    }
     let (bucket, note) = Bucket::open(&settings)
         .await
         .with_context(|| format!("opening bucket {:?}", settings.bucket))?;
