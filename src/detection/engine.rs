@@ -644,14 +644,8 @@ impl Engine {
         model: &'static [u8],
         input_shape: [usize; 4],
     ) -> Result<Self, ModelError> {
-        let inner = match kind {
-            EngineKind::Tract => Inner::Tract(Arc::new(TractPlans::fixed(model, input_shape)?)),
-            EngineKind::OnnxRuntime => Self::load_ort(model)?,
-        };
-        Ok(Engine {
-            inner,
-            input_shape,
-            step: 1,
+        Self::load_on(kind, model, input_shape, 1, || {
+            TractPlans::fixed(model, input_shape)
         })
     }
 
@@ -668,8 +662,20 @@ impl Engine {
         step: usize,
     ) -> Result<Self, ModelError> {
         let step = step.max(1);
+        Self::load_on(kind, model, input_shape, step, || {
+            TractPlans::symbolic(model, step)
+        })
+    }
+
+    fn load_on(
+        kind: EngineKind,
+        model: &'static [u8],
+        input_shape: [usize; 4],
+        step: usize,
+        tract: impl FnOnce() -> Result<TractPlans, ModelError>,
+    ) -> Result<Self, ModelError> {
         let inner = match kind {
-            EngineKind::Tract => Inner::Tract(Arc::new(TractPlans::symbolic(model, step)?)),
+            EngineKind::Tract => Inner::Tract(Arc::new(tract()?)),
             EngineKind::OnnxRuntime => Self::load_ort(model)?,
         };
         Ok(Engine {
