@@ -563,7 +563,8 @@ pub async fn serve_at(s3: impl S3, addr: SocketAddr) -> TestServer {
     TestServer { addr, task }
 }
 
-/// An SDK client for a test server, with static credentials.
+/// An SDK client for a test server, with static credentials and a retry
+/// quota of its own.
 pub fn client(endpoint: &str) -> aws_sdk_s3::Client {
     let creds = aws_sdk_s3::config::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test");
     let conf = aws_sdk_s3::config::Builder::new()
@@ -577,6 +578,12 @@ pub fn client(endpoint: &str) -> aws_sdk_s3::Client {
                 .with_max_attempts(4)
                 .with_initial_backoff(std::time::Duration::from_millis(10)),
         )
+        // The SDK keeps one retry quota per partition for the whole
+        // process: shared, the tests that inject failures would spend it
+        // for each other and a test's retries would stop at random.
+        .retry_partition(aws_sdk_s3::config::retry::RetryPartition::new(format!(
+            "s3mem {endpoint}"
+        )))
         .build();
     aws_sdk_s3::Client::from_conf(conf)
 }
