@@ -430,8 +430,7 @@ pub struct Yolox {
 impl Yolox {
     /// Loads the embedded model (analysed once for every canvas, each
     /// canvas made ready when first met, [`Engine::run_shaped`]) and class
-    /// names
-    /// on the engine `IMGTAG_ENGINE` asks for.
+    /// names on the engine `IMGTAG_ENGINE` asks for.
     pub fn load() -> Result<Self, ModelError> {
         Self::load_with(EngineChoice::from_env()?.resolve()?)
     }
