@@ -417,6 +417,7 @@ fn main() {
                 }
                 table[i].1.push(d);
             }
+            let size = size.split_whitespace().next().unwrap_or(size);
             header.push(format!("{:>14}", format!("{engine} {size} ms")));
         }
         if engine == EngineKind::Tract {

@@ -2,9 +2,11 @@
 //! docs/detectors.md's "Levers". Builds the optimised plan the product
 //! builds (a fixed input shape), runs it on a fixed pseudo-random input,
 //! and prints the mean time per run of each operator kind (or of each node
-//! with `--nodes`), the three warm-up runs left out.
+//! with `--nodes`), the three warm-up runs left out. `--transform NAME`
+//! applies one of tract's model transforms (e.g. `conv_nhwc`) to the
+//! decluttered model first, to measure it as a lever.
 //!
-//! `cargo run --release --example tract_ops -- assets/model/yolox_nano.onnx 1,3,320,416 [runs] [--nodes]`
+//! `cargo run --release --example tract_ops -- assets/model/yolox_nano.onnx 1,3,320,416 [runs] [--nodes] [--transform NAME]`
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -17,7 +19,14 @@ const WARM_UP: usize = 3;
 fn main() -> TractResult<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let by_node = args.iter().any(|a| a == "--nodes");
-    let args: Vec<&String> = args.iter().filter(|a| *a != "--nodes").collect();
+    let transform = args
+        .iter()
+        .position(|a| a == "--transform")
+        .and_then(|i| args.get(i + 1).cloned());
+    let args: Vec<&String> = args
+        .iter()
+        .filter(|a| *a != "--nodes" && *a != "--transform" && Some(*a) != transform.as_ref())
+        .collect();
     let (Some(path), Some(shape)) = (args.first(), args.get(1)) else {
         return Err(anyhow::anyhow!(
             "usage: tract_ops MODEL.onnx N,C,H,W [runs] [--nodes]"
@@ -25,11 +34,18 @@ fn main() -> TractResult<()> {
     };
     let shape: Vec<usize> = shape.split(',').map(str::parse).collect::<Result<_, _>>()?;
     let runs: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(30);
-    let plan = tract_onnx::onnx()
+    let mut model = tract_onnx::onnx()
         .model_for_path(path)?
         .with_input_fact(0, f32::fact(&shape).into())?
-        .into_optimized()?
-        .into_runnable()?;
+        .into_typed()?
+        .into_decluttered()?;
+    if let Some(name) = &transform {
+        let Some(t) = tract_onnx::tract_core::transform::get_transform(name)? else {
+            return Err(anyhow::anyhow!("tract has no transform {name}"));
+        };
+        model.transform(&*t)?;
+    }
+    let plan = model.into_optimized()?.into_runnable()?;
     let len: usize = shape.iter().product();
     let data: Vec<f32> = (0..len).map(|i| (i * 7919 % 255) as f32 / 255.0).collect();
     let input = Tensor::from_shape(&shape, &data)?;

@@ -507,7 +507,7 @@ impl LocalModel {
         // CPU optimising each, and a short run waits for both.
         let (classifier, detector) = std::thread::scope(|s| {
             let detector = s.spawn(|| Yolox::load_with(engine));
-            let classifier = Engine::load(engine, MODEL_BYTES, [1, 3, side, side]);
+            let classifier = Engine::load_channels_last(engine, MODEL_BYTES, [1, 3, side, side]);
             let detector = detector
                 .join()
                 .unwrap_or_else(|_| Err(ModelError::Model("loading the detector panicked".into())));
@@ -907,6 +907,41 @@ impl Detector for LocalDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On tract the classifier runs channels last: its depthwise
+    /// convolutions between two moves of the whole input only, with the
+    /// outputs of the ONNX file's own layout but for rounding.
+    #[test]
+    fn the_classifier_runs_channels_last_with_the_same_outputs() {
+        let shape = [1, 3, INPUT_SIZE as usize, INPUT_SIZE as usize];
+        let last = Engine::load_channels_last(EngineKind::Tract, MODEL_BYTES, shape).unwrap();
+        let first = Engine::load(EngineKind::Tract, MODEL_BYTES, shape).unwrap();
+        let moves = |e: &Engine| e.tract_ops().iter().filter(|o| *o == "MoveAxis").count();
+        assert_eq!(
+            (moves(&last), moves(&first)),
+            (1, 0),
+            "{:?}",
+            last.tract_ops()
+        );
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/assets/samples/chelsea.png"
+        ))
+        .unwrap();
+        let img = crate::imaging::decode(&bytes, &Default::default()).unwrap();
+        let mut input = vec![0f32; crate::imaging::TENSOR_LEN];
+        crate::imaging::preprocess(&img, &mut input).unwrap();
+        let (a, b) = (last.run(&input).unwrap(), first.run(&input).unwrap());
+        assert_eq!(a.len(), 1000);
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-3, "outputs differ by up to {worst}");
+        let top = |v: &[f32]| (0..v.len()).max_by(|&i, &j| v[i].total_cmp(&v[j])).unwrap();
+        assert_eq!(top(&a), top(&b));
+    }
 
     /// Photos the text gate keeps closed never load the text model; the
     /// first scan does.
