@@ -269,6 +269,29 @@ fn snapshot_error_in_status_line() {
     assert_eq!(app.cursor, 1);
 }
 
+/// `--bucket photos` with ./photos here: a failed listing says first how
+/// to get the folder.
+#[test]
+fn a_failed_listing_says_first_how_to_get_the_folder_of_that_name() {
+    let mut app = listed(mixed_rows()[..2].to_vec(), false);
+    let here = tempfile::tempdir().unwrap();
+    std::fs::create_dir(here.path().join("photos")).unwrap();
+    app.listing_hint = imgtag::storage::BucketSpec::S3("photos".into()).folder_hint_in(here.path());
+    let generation = app.generation;
+    up(
+        &mut app,
+        Msg::ListingDone {
+            generation,
+            error: Some("access denied: no usable AWS credentials".into()),
+        },
+    );
+    let text = screen_text(&render(&app));
+    assert!(
+        text.contains("listing failed: photos is read as an S3 bucket name; for the folder"),
+        "{text}"
+    );
+}
+
 #[test]
 fn snapshot_escape_sequences_in_keys_and_labels_are_made_visible() {
     let evil_key = "uploads/\u{1b}]0;pwned\u{7}\u{1b}[2J\u{1b}[31mred\u{202e}gpj.exe";

@@ -483,15 +483,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// the command goes on without it), with a progress bar for refreshes.
 async fn open(common: &CommonArgs) -> anyhow::Result<(Settings, Bucket)> {
     let settings = common.resolve()?;
-    // `--bucket photos` is an S3 name even when ./photos is right here.
-    if let BucketSpec::S3(name) = &settings.bucket
-        && std::path::Path::new(name).is_dir()
-    {
-        let name = for_terminal(name);
-        say!(
-            "imgtag: note: {name} is read as an S3 bucket name; for the folder of that name \
-             here, write ./{name}"
-        );
+    if let Some(hint) = settings.bucket.folder_hint() {
+        say!("imgtag: note: {}", for_terminal(&hint));
     }
     let (bucket, note) = Bucket::open(&settings)
         .await

@@ -319,6 +319,23 @@ impl BucketSpec {
         }
         validate_bucket_name(s).map(|_| BucketSpec::S3(s.into()))
     }
+
+    /// When this is an S3 name that is also a folder in the current
+    /// directory: how to get the folder instead (`photos` is an S3 name
+    /// even when ./photos is right here).
+    pub fn folder_hint(&self) -> Option<String> {
+        self.folder_hint_in(std::path::Path::new("."))
+    }
+
+    /// [`BucketSpec::folder_hint`] with `dir` as the current directory.
+    pub fn folder_hint_in(&self, dir: &std::path::Path) -> Option<String> {
+        match self {
+            BucketSpec::S3(name) if dir.join(name).is_dir() => Some(format!(
+                "{name} is read as an S3 bucket name; for the folder of that name here, write ./{name}"
+            )),
+            _ => None,
+        }
+    }
 }
 
 fn validate_bucket_name(s: &str) -> std::result::Result<(), String> {
@@ -372,6 +389,21 @@ pub(crate) fn content_type_for(key: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bucket_name_that_is_also_a_folder_here_gets_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("photos")).unwrap();
+        std::fs::write(dir.path().join("notes"), "a file").unwrap();
+        let hint = |s: &str| BucketSpec::parse(s).unwrap().folder_hint_in(dir.path());
+        let said = hint("photos").unwrap();
+        assert!(said.contains("write ./photos"), "{said}");
+        // A file of that name, another name, or a folder already written
+        // as one: nothing to say.
+        assert_eq!(hint("notes"), None);
+        assert_eq!(hint("other-bucket"), None);
+        assert_eq!(hint("./photos"), None);
+    }
 
     #[test]
     fn only_errors_that_can_pass_are_transient() {

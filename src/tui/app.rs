@@ -340,6 +340,9 @@ pub struct App {
     pub marks: HashSet<u32>,
     pub mode: Mode,
     pub message: Option<(Level, String)>,
+    /// Said first when the listing fails: the bucket name is also a
+    /// folder here (`BucketSpec::folder_hint`).
+    pub listing_hint: Option<String>,
 
     pub listing: Listing,
     pub generation: u64,
@@ -398,6 +401,7 @@ impl App {
             marks: HashSet::new(),
             mode: Mode::Normal,
             message: None,
+            listing_hint: None,
             listing: Listing::Running,
             generation: 0,
             work: Work::default(),
@@ -520,7 +524,13 @@ impl App {
                     match error {
                         Some(e) => {
                             self.listing = Listing::Failed;
-                            self.error(format!("listing failed: {e}"));
+                            // The hint first: the status line cuts what
+                            // does not fit.
+                            let text = match &self.listing_hint {
+                                Some(hint) => format!("listing failed: {hint}. {e}"),
+                                None => format!("listing failed: {e}"),
+                            };
+                            self.error(text);
                         }
                         None => self.listing = Listing::Done,
                     }

@@ -259,6 +259,11 @@ pub async fn run(settings: Settings, opts: TuiOptions) -> Result<(), TuiError> {
     if picker.is_none() {
         app.thumbnails = false;
     }
+    if let Some(hint) = settings.bucket.folder_hint() {
+        tracing::info!("{hint}");
+        app.message = Some((app::Level::Info, hint.clone()));
+        app.listing_hint = Some(hint);
+    }
     if let Some(note) = index_note {
         tracing::warn!("{note}");
         app.message = Some((app::Level::Info, note));
