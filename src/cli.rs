@@ -19,7 +19,7 @@ use crate::outcome::{Outcome, Tally};
 use crate::pipeline::{self, ReviewEdit, TagOptions};
 use crate::sanitize::{for_terminal, json_line};
 use crate::status::Status;
-use crate::status::assess;
+use crate::status::{assess, shown};
 use crate::storage::{DynStore, ObjectInfo, StorageError};
 
 #[derive(Debug, thiserror::Error)]
@@ -215,7 +215,7 @@ fn print_ls_row(
         return Ok(());
     }
     let (label, conf) = match a.headline() {
-        Some((l, c)) => (for_terminal(l).into_owned(), format!("{c:.1}")),
+        Some((l, c)) => (for_terminal(l).into_owned(), format!("{:.1}", shown(c))),
         None => ("-".into(), "-".into()),
     };
     let meta = match (&a.metadata, a.image.is_some()) {
@@ -499,7 +499,7 @@ fn print_text(t: &crate::contract::ImgTagInfo, out: &mut dyn Write) -> Result<()
             out,
             "{head:<9} {} ({:.1})",
             for_terminal(&l.text),
-            l.confidence
+            shown(l.confidence)
         )?;
     }
     Ok(())
@@ -641,7 +641,7 @@ fn print_headline(
         out,
         "headline  {} {:.1}{weak}  [{}]",
         for_terminal(h.name(&doc.labels)),
-        h.confidence(&doc.labels),
+        shown(h.confidence(&doc.labels)),
         chain.join(" > ")
     )?;
     Ok(())
@@ -659,7 +659,7 @@ fn print_labels(labels: &[crate::contract::Label], out: &mut dyn Write) -> Resul
         let line = format!(
             "  {:<24} {:>5.1} {}{}  {}",
             for_terminal(&l.name),
-            l.confidence,
+            shown(l.confidence),
             "█".repeat(filled),
             "░".repeat(10 - filled),
             if parents.is_empty() {
@@ -681,7 +681,7 @@ fn print_instances(l: &crate::contract::Label, out: &mut dyn Write) -> Result<()
     for i in &l.instances {
         let conf = i
             .confidence
-            .map(|c| format!("  conf {c:.1}"))
+            .map(|c| format!("  conf {:.1}", shown(c)))
             .unwrap_or_default();
         match &i.bounding_box {
             Some(b) => writeln!(

@@ -65,7 +65,13 @@ impl Outcome {
                 "tagged     {key}  {labels} labels{}",
                 headline
                     .as_ref()
-                    .map(|(n, c)| format!(", headline {} {c:.1}", for_terminal(n)))
+                    .map(|(n, c)| {
+                        format!(
+                            ", headline {} {:.1}",
+                            for_terminal(n),
+                            crate::status::shown(*c)
+                        )
+                    })
                     .unwrap_or_default()
             ),
             Outcome::Unchanged { .. } => format!("unchanged  {key}"),

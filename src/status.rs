@@ -98,6 +98,14 @@ impl std::str::FromStr for Status {
 ///
 /// `image_etag` is the image's current ETag as listed; when either side
 /// lacks one, staleness cannot be told and is not claimed.
+/// `confidence` as imgtag prints it, to one decimal: cut, not rounded, so
+/// a label below a threshold never reads as at it (69.97 is 69.9, not 70.0
+/// beside "below the review threshold 70").
+pub fn shown(confidence: f32) -> f32 {
+    // The 1e-3 tenth absorbs f32's binary form (65.7 is 65.69999…).
+    ((f64::from(confidence) * 10.0 + 1e-3).floor() / 10.0) as f32
+}
+
 pub fn assess(
     metadata: Option<&Result<ParsedMetadata, Malformed>>,
     image_etag: Option<&str>,
@@ -240,6 +248,32 @@ pub fn status_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every confidence a document can carry to three decimals prints at
+    /// or below itself, within a tenth: 69.966 is 69.9, 65.3 stays 65.3.
+    #[test]
+    fn confidences_print_cut_never_rounded_up() {
+        let print = |c: f32| format!("{:.1}", shown(c));
+        assert_eq!(print(69.966), "69.9");
+        assert_eq!(print(99.993), "99.9");
+        for (c, text) in [
+            (65.3, "65.3"),
+            (65.7, "65.7"),
+            (98.2, "98.2"),
+            (70.0, "70.0"),
+        ] {
+            assert_eq!(print(c), text);
+        }
+        for thousandths in 0..=100_000u32 {
+            let decimal = format!("{}.{:03}", thousandths / 1000, thousandths % 1000);
+            let printed = print(decimal.parse().unwrap());
+            let tenths: u32 = printed.replace('.', "").parse().unwrap();
+            assert!(
+                tenths * 100 <= thousandths && thousandths < tenths * 100 + 100,
+                "{decimal} printed as {printed}"
+            );
+        }
+    }
 
     #[test]
     fn status_parses_loosely() {

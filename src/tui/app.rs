@@ -722,7 +722,13 @@ impl App {
             } => {
                 let best = headline
                     .as_ref()
-                    .map(|(n, c)| format!(", headline {} {c:.1}", for_terminal(n)))
+                    .map(|(n, c)| {
+                        format!(
+                            ", headline {} {:.1}",
+                            for_terminal(n),
+                            crate::status::shown(*c)
+                        )
+                    })
                     .unwrap_or_default();
                 if review {
                     if !self.reviews.active() {

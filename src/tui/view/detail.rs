@@ -18,7 +18,7 @@ use ratatui_image::Image;
 use crate::contract::{KeyKind, MetadataDoc};
 use crate::headline::Headline;
 use crate::sanitize::for_terminal;
-use crate::status::Status;
+use crate::status::{Status, shown};
 
 use super::super::app::{App, DocState, Loaded, Mode, Pane, ThumbState};
 use super::super::facts::LabelFlags;
@@ -277,7 +277,11 @@ fn headline_field(theme: &Theme, doc: &MetadataDoc, h: &Headline) -> Line<'stati
     let mut spans = vec![
         Span::styled("headline ", theme.dim),
         Span::styled(
-            format!("▶ {} {:.1}", for_terminal(&label.name), label.confidence),
+            format!(
+                "▶ {} {:.1}",
+                for_terminal(&label.name),
+                shown(label.confidence)
+            ),
             theme.headline,
         ),
     ];
@@ -333,7 +337,7 @@ fn review_hint(app: &App, doc: Option<&MetadataDoc>, headline: Option<&Headline>
             why.push(format!(
                 "{} {:.1} is the headline and below the review threshold {t}",
                 for_terminal(&l.name),
-                l.confidence,
+                shown(l.confidence),
             ));
         }
         (Some(_), _) => {}
@@ -447,7 +451,7 @@ fn label_lines(
             },
             Span::raw(" "),
             Span::styled(bar(l.confidence, app.min_confidence, bar_w), style),
-            Span::styled(format!(" {:>5.1}", l.confidence), style),
+            Span::styled(format!(" {:>5.1}", shown(l.confidence)), style),
         ]));
         let extra = extra_spans(
             theme,

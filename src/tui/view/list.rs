@@ -116,7 +116,7 @@ fn title(app: &App) -> Line<'static> {
 fn headline_cell(app: &App, row: &Row, width: usize) -> String {
     match (app.rows.headline(row), row.status) {
         (Some((name, c)), _) => {
-            let c = format!(" {c:>5.1}");
+            let c = format!(" {:>5.1}", crate::status::shown(c));
             format!(
                 "{}{c}",
                 fit_right(&for_terminal(name), width.saturating_sub(c.len()))
