@@ -791,16 +791,18 @@ fn file_plan(
         .model_for_read(&mut Cursor::new(model))
         .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
         .and_then(|m| m.into_typed())
-        .and_then(|m| m.into_decluttered())
         .map_err(model_err)?;
     if channels_last {
-        // tract's own rewrite; the moves between layouts cancel out but
-        // at the input, which stays channels first (0.6 ms a run).
+        // tract's own rewrite, on the decluttered graph; the moves between
+        // layouts cancel out (in `into_optimized`'s declutter) but at the
+        // input, which stays channels first (0.6 ms a run).
+        typed = typed.into_decluttered().map_err(model_err)?;
         let rewrite = tract_onnx::tract_core::transform::get_transform("conv_nhwc")
             .map_err(model_err)?
             .ok_or_else(|| ModelError::Model("tract has no conv_nhwc transform".into()))?;
         typed.transform(&*rewrite).map_err(model_err)?;
     }
+    // Declutters (again, after the rewrite) and optimises.
     typed
         .into_optimized()
         .and_then(|m| m.into_runnable())
