@@ -811,11 +811,20 @@ impl LocalModel {
 /// The offline model, run off the async threads with at most one
 /// inference per core at a time.
 pub struct LocalDetector {
-    model: LocalModel,
+    model: ModelSlot,
     permits: Arc<tokio::sync::Semaphore>,
     /// Where the models run: one thread per core.
     threads: ModelThreads,
 }
+
+/// The model, loaded, or being loaded on a model thread.
+#[derive(Default)]
+struct ModelSlot {
+    ready: tokio::sync::OnceCell<Result<LocalModel, String>>,
+    loading: std::sync::Mutex<Option<Loading>>,
+}
+
+type Loading = tokio::sync::oneshot::Receiver<Result<LocalModel, ModelError>>;
 
 impl LocalDetector {
     /// Loads the embedded model (a few hundred milliseconds) on the engine
@@ -827,18 +836,65 @@ impl LocalDetector {
     /// [`LocalDetector::load`] on the engine `choice` comes to (for a
     /// front end's engine option).
     pub fn load_with(choice: EngineChoice) -> Result<Self, ModelError> {
+        let detector = Self::with_threads()?;
+        let model = LocalModel::load_with(choice)?;
+        detector.model.ready.set(Ok(model)).ok();
+        Ok(detector)
+    }
+
+    /// [`LocalDetector::load_with`], the model loading on a model thread
+    /// while the caller goes on (lists the images, say): the first
+    /// [`Detector::detect`] waits for it, and a run that detects nothing
+    /// (a dry run, nothing selected) never waits. Which engine runs is
+    /// settled now, so a missing onnxruntime is an error here, and `auto`'s
+    /// fallback notice is logged now, not in the middle of a run.
+    pub fn start_with(choice: EngineChoice) -> Result<Self, ModelError> {
+        let engine = EngineChoice::Exactly(choice.resolve()?);
+        let detector = Self::with_threads()?;
+        let loading = detector
+            .threads
+            .queue(move || LocalModel::load_with(engine))
+            .ok_or_else(|| ModelError::Model("the model threads are gone".into()))?;
+        *detector
+            .model
+            .loading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(loading);
+        Ok(detector)
+    }
+
+    fn with_threads() -> Result<Self, ModelError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = ModelThreads::start(cores)
             .map_err(|e| ModelError::Model(format!("starting the model threads: {e}")))?;
         Ok(LocalDetector {
-            model: LocalModel::load_with(choice)?,
+            model: ModelSlot::default(),
             permits: Arc::new(tokio::sync::Semaphore::new(cores)),
             threads,
         })
     }
 
-    pub fn model(&self) -> &LocalModel {
-        &self.model
+    /// The model, once loaded; why it could not be, every time asked.
+    pub async fn model(&self) -> Result<&LocalModel, String> {
+        let loaded = self.model.ready.get_or_init(|| async {
+            let loading = self
+                .model
+                .loading
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            match loading {
+                Some(rx) => match rx.await {
+                    Ok(loaded) => loaded.map_err(|e| e.to_string()),
+                    Err(_) => Err("loading the model panicked".into()),
+                },
+                None => Err("the model was never loaded".into()),
+            }
+        });
+        loaded
+            .await
+            .as_ref()
+            .map_err(|e| format!("loading the local model: {e}"))
     }
 }
 
@@ -869,8 +925,12 @@ impl Detector for LocalDetector {
             .map_err(|_| DetectFailure::Config {
                 message: "detector shut down".into(),
             })?;
+        let model = self
+            .model()
+            .await
+            .map_err(|message| DetectFailure::Config { message })?
+            .clone();
         let quality = super::quality::spawn(&bytes, &params);
-        let model = self.model.clone();
         let options = ModelOptions {
             min_confidence: params.min_confidence,
             max_labels: params.max_labels,
@@ -907,6 +967,39 @@ impl Detector for LocalDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A detector whose model loads on a model thread answers the first
+    /// image only once loaded, and exactly as one loaded before it.
+    #[tokio::test]
+    async fn a_model_loading_in_the_background_answers_as_one_loaded_first() {
+        let photo = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/assets/samples/chelsea.png"
+        ))
+        .unwrap();
+        let tract = EngineChoice::Exactly(EngineKind::Tract);
+        let started = LocalDetector::start_with(tract).unwrap();
+        let loaded = LocalDetector::load_with(tract).unwrap();
+        let params = DetectParams {
+            min_confidence: 55.0,
+            ..DetectParams::default()
+        };
+        let mut answers = Vec::new();
+        for detector in [&started, &loaded] {
+            let d = detector
+                .detect(DetectInput::Bytes(photo.clone().into()), params.clone())
+                .await
+                .unwrap();
+            answers.push(d.labels);
+        }
+        assert!(
+            answers[0].iter().any(|l| l.name == "Cat"),
+            "{:?}",
+            answers[0]
+        );
+        assert_eq!(answers[0], answers[1]);
+        assert_eq!(started.model().await.unwrap().engine(), EngineKind::Tract);
+    }
 
     /// On tract the classifier runs channels last: its depthwise
     /// convolutions between two moves of the whole input only, with the

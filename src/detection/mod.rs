@@ -330,9 +330,10 @@ pub(crate) async fn build_paced(
     engine: EngineChoice,
 ) -> Result<DynDetector, DetectFailure> {
     Ok(match kind {
+        // The model loads while the caller lists what to tag.
         DetectorKind::Local => {
             Arc::new(
-                LocalDetector::load_with(engine).map_err(|e| DetectFailure::Config {
+                LocalDetector::start_with(engine).map_err(|e| DetectFailure::Config {
                     message: format!("loading the local model: {e}"),
                 })?,
             )

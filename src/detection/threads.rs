@@ -38,15 +38,24 @@ impl ModelThreads {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Option<T> {
+        self.queue(f)?.await.ok()
+    }
+
+    /// Queues `f` now; its value comes on the receiver (closed if `f`
+    /// panicked). `None` when the threads are gone.
+    pub(crate) fn queue<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<tokio::sync::oneshot::Receiver<T>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
-            // A panic drops `tx`: the caller sees `None`.
+            // A panic drops `tx`: the caller sees the channel closed.
             if let Ok(value) = catch_unwind(AssertUnwindSafe(f)) {
                 let _ = tx.send(value);
             }
         });
         self.jobs.lock().ok()?.send(job).ok()?;
-        rx.await.ok()
+        Some(rx)
     }
 }
 

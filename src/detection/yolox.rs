@@ -523,7 +523,7 @@ mod tests {
     /// gives (`tools/yolox_dynamic.py` rewrote the Focus layer and the
     /// stride-2 padding so that tract can analyse it once).
     #[test]
-    fn plans_from_the_shared_analysis_equal_plans_from_the_file() {
+    fn plans_from_the_shared_analysis_agree_with_plans_from_the_file() {
         let side = STRIDES[STRIDES.len() - 1];
         let shared = Engine::load_sides_multiple_of(
             EngineKind::Tract,
@@ -548,7 +548,17 @@ mod tests {
                 .collect();
             let expected = own.run(&input).unwrap();
             assert_eq!(expected.len(), canvas.anchors() * 85);
-            assert_eq!(shared.run_shaped(&input, canvas.shape()).unwrap(), expected);
+            let got = shared.run_shaped(&input, canvas.shape()).unwrap();
+            assert_eq!(got.len(), expected.len());
+            // The shared analysis leaves out two of tract's declutter passes
+            // (engine::lean_declutter): the same numbers but for rounding.
+            let worst = got
+                .iter()
+                .zip(&expected)
+                .map(|(g, e)| (g - e).abs() / e.abs().max(1.0))
+                .fold(0f32, f32::max);
+            eprintln!("{canvas:?}: worst relative difference {worst:e}");
+            assert!(worst < 1e-4, "{canvas:?}: {worst}");
         }
         // 400 is no multiple of 32: refused before tract sees it.
         let err = shared
