@@ -821,7 +821,9 @@ pub struct LocalDetector {
 #[derive(Default)]
 struct ModelSlot {
     ready: tokio::sync::OnceCell<Result<LocalModel, String>>,
-    loading: std::sync::Mutex<Option<Loading>>,
+    /// Left in place while awaited: a caller dropped mid-wait (a
+    /// cancelled job) leaves it to the next.
+    loading: tokio::sync::Mutex<Option<Loading>>,
 }
 
 type Loading = tokio::sync::oneshot::Receiver<Result<LocalModel, ModelError>>;
@@ -850,16 +852,12 @@ impl LocalDetector {
     /// fallback notice is logged now, not in the middle of a run.
     pub fn start_with(choice: EngineChoice) -> Result<Self, ModelError> {
         let engine = EngineChoice::Exactly(choice.resolve()?);
-        let detector = Self::with_threads()?;
+        let mut detector = Self::with_threads()?;
         let loading = detector
             .threads
             .queue(move || LocalModel::load_with(engine))
             .ok_or_else(|| ModelError::Model("the model threads are gone".into()))?;
-        *detector
-            .model
-            .loading
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(loading);
+        *detector.model.loading.get_mut() = Some(loading);
         Ok(detector)
     }
 
@@ -877,13 +875,8 @@ impl LocalDetector {
     /// The model, once loaded; why it could not be, every time asked.
     pub async fn model(&self) -> Result<&LocalModel, String> {
         let loaded = self.model.ready.get_or_init(|| async {
-            let loading = self
-                .model
-                .loading
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
-            match loading {
+            let mut loading = self.model.loading.lock().await;
+            match loading.as_mut() {
                 Some(rx) => match rx.await {
                     Ok(loaded) => loaded.map_err(|e| e.to_string()),
                     Err(_) => Err("loading the model panicked".into()),
@@ -998,6 +991,16 @@ mod tests {
             answers[0]
         );
         assert_eq!(answers[0], answers[1]);
+        assert_eq!(started.model().await.unwrap().engine(), EngineKind::Tract);
+    }
+
+    /// A wait for the model that is given up (its job cancelled) leaves
+    /// the load for the next caller.
+    #[tokio::test]
+    async fn a_cancelled_wait_for_the_model_does_not_lose_it() {
+        let started = LocalDetector::start_with(EngineChoice::Exactly(EngineKind::Tract)).unwrap();
+        let gave_up = tokio::time::timeout(std::time::Duration::from_millis(1), started.model());
+        assert!(gave_up.await.is_err(), "the model loaded in 1 ms");
         assert_eq!(started.model().await.unwrap().engine(), EngineKind::Tract);
     }
 
