@@ -20,7 +20,9 @@
 //! (1650-1800 px, about 2 MP), 120 files each by default
 //! (`IMGTAG_BENCH_IMAGES`). Each end-to-end run reports its wall time and
 //! the peak resident memory of its processes (each one's `VmHWM`, summed
-//! over the peer's worker processes). The onnxruntime engine needs feature `ort` and
+//! over the peer's worker processes), in interleaved rounds (3 by default,
+//! `IMGTAG_BENCH_ROUNDS`): each run's best and median, and its ratio to
+//! the peer best to best and round by round. The onnxruntime engine needs feature `ort` and
 //! `ORT_DYLIB_PATH`; without them its rows say why they are missing.
 //!
 //! Run: `ORT_DYLIB_PATH=... cargo bench --features ort --bench local_detector`
@@ -439,7 +441,7 @@ fn main() {
         println!("| {name:32} | {} |", cells.join(" | "));
     }
 
-    // 2 and 3. End to end per size, interleaved, best of 2.
+    // 2 and 3. End to end per size, interleaved rounds.
     let python = peer_python();
     if python.is_none() {
         println!("peer: no Python with onnxruntime and Pillow (IMGTAG_PEER_PYTHON), not run");
@@ -449,8 +451,21 @@ fn main() {
     }
 }
 
+/// Rounds of the end-to-end runs (`IMGTAG_BENCH_ROUNDS`, default 3): in
+/// each, every run once, one after the other, so a round's runs share the
+/// machine's mood.
+fn rounds() -> usize {
+    std::env::var("IMGTAG_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(3)
+}
+
 /// imgtag on each engine and the peer on one folder: wall time and peak
-/// memory, best of 2 runs each, interleaved.
+/// memory of each run, interleaved rounds. Prints each run's best and
+/// median, and the ratios to the peer both best to best and round by round
+/// (a shared machine's noise moves a round's runs together).
 fn end_to_end(
     name: &str,
     bucket: &Path,
@@ -472,7 +487,8 @@ fn end_to_end(
     if python.is_some() {
         rows.extend(PEERS.map(|(peer, _)| (peer.to_string(), Vec::new())));
     }
-    for _round in 0..2 {
+    let rounds = rounds();
+    for _round in 0..rounds {
         for (i, &engine) in engines.iter().enumerate() {
             rows[i].1.push(imgtag_run(bucket, engine));
         }
@@ -486,24 +502,30 @@ fn end_to_end(
     }
     println!();
     println!(
-        "{name}: end to end on {count} photos (best of 2, interleaved), load average {}:",
+        "{name}: end to end on {count} photos ({rounds} interleaved rounds), load average {}:",
         loadavg()
     );
-    println!("| run                                        | images/s |   wall s | peak MB |");
-    println!("|--------------------------------------------|---------:|---------:|--------:|");
+    println!(
+        "| run                                        | images/s |   wall s | median s | peak MB |"
+    );
+    println!(
+        "|--------------------------------------------|---------:|---------:|---------:|--------:|"
+    );
     let mut best = Vec::new();
     for (run, runs) in &rows {
-        let fastest = runs
+        let ok: Vec<Run> = runs
             .iter()
-            .filter_map(|r| r.as_ref().ok())
-            .min_by_key(|r| r.elapsed);
-        match fastest {
+            .filter_map(|r| r.as_ref().ok().copied())
+            .collect();
+        match ok.iter().min_by_key(|r| r.elapsed) {
             Some(r) => {
                 best.push(*r);
+                let walls: Vec<Duration> = ok.iter().map(|r| r.elapsed).collect();
                 println!(
-                    "| {run:42} | {:8.1} | {:8.2} | {:7.0} |",
+                    "| {run:42} | {:8.1} | {:8.2} | {:8.2} | {:7.0} |",
                     count as f64 / r.elapsed.as_secs_f64(),
                     r.elapsed.as_secs_f64(),
+                    median(&walls).as_secs_f64(),
                     r.peak as f64 / 1e6
                 );
             }
@@ -516,10 +538,23 @@ fn end_to_end(
     if python.is_some() && best.len() == rows.len() {
         let (peer, square) = (best[engines.len()], best[engines.len() + 1]);
         for (i, e) in engines.iter().enumerate() {
+            let by_round: Vec<String> = rows[i]
+                .1
+                .iter()
+                .zip(&rows[engines.len()].1)
+                .filter_map(|pair| match pair {
+                    (Ok(mine), Ok(peer)) => Some(format!(
+                        "{:.2}",
+                        mine.elapsed.as_secs_f64() / peer.elapsed.as_secs_f64()
+                    )),
+                    _ => None,
+                })
+                .collect();
             println!(
-                "{name}: imgtag ({e}) / peer: wall {:.2}x, peak memory {:.2}x \
-                 (/ the square peer: wall {:.2}x)",
+                "{name}: imgtag ({e}) / peer: wall {:.2}x best to best, {} round by round; \
+                 peak memory {:.2}x (/ the square peer: wall {:.2}x)",
                 best[i].elapsed.as_secs_f64() / peer.elapsed.as_secs_f64(),
+                by_round.join(" "),
                 best[i].peak as f64 / peer.peak as f64,
                 best[i].elapsed.as_secs_f64() / square.elapsed.as_secs_f64(),
             );

@@ -39,6 +39,11 @@ pub enum ImagingError {
     /// The bytes do not start with the signature of any image format.
     #[error("not an image: unrecognised file signature")]
     NotAnImage,
+    /// No bytes at all (an upload that never finished, a placeholder):
+    /// recorded under the same code as [`ImagingError::NotAnImage`], with
+    /// a message that says what the operator will want to check.
+    #[error("not an image: the file is empty (0 bytes)")]
+    Empty,
     /// A recognised image format (or a variant of one) this build cannot
     /// decode.
     #[error("unsupported image format: {0}")]
@@ -65,7 +70,7 @@ impl ImagingError {
     /// A short stable identifier, e.g. for `ImgTag.Error.Code`.
     pub fn code(&self) -> &'static str {
         match self {
-            ImagingError::NotAnImage => "NotAnImage",
+            ImagingError::NotAnImage | ImagingError::Empty => "NotAnImage",
             ImagingError::Unsupported(_) => "UnsupportedImage",
             ImagingError::TooSmall { .. } => "ImageTooSmall",
             ImagingError::TooLarge(_) => "ImageTooLarge",
@@ -172,7 +177,12 @@ fn format_name(format: ImageFormat) -> &'static str {
         .unwrap_or("unknown")
 }
 
-fn classify_format(bytes: &[u8]) -> Result<ImageFormat, ImagingError> {
+/// The format `bytes` are in, or why they cannot be an image this build
+/// decodes (empty, an unsupported format, no known signature).
+pub(crate) fn classify_format(bytes: &[u8]) -> Result<ImageFormat, ImagingError> {
+    if bytes.is_empty() {
+        return Err(ImagingError::Empty);
+    }
     match sniff(bytes) {
         Some(format) => Ok(format),
         None => match sniff_unsupported(bytes) {

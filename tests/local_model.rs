@@ -420,11 +420,15 @@ fn text_named_jpg_is_not_an_image() {
 }
 
 #[test]
-fn empty_input_is_not_an_image() {
-    assert_eq!(
-        imaging::decode(b"", &DecodeLimits::default()),
-        Err(ImagingError::NotAnImage)
-    );
+fn empty_input_is_not_an_image_and_says_it_is_empty() {
+    let err = imaging::decode(b"", &DecodeLimits::default()).unwrap_err();
+    assert_eq!(err, ImagingError::Empty);
+    // The same stable code as any other non-image; a message that says why.
+    assert_eq!(err.code(), "NotAnImage");
+    assert!(err.to_string().contains("empty (0 bytes)"), "{err}");
+    assert_eq!(imaging::dimensions(b""), Err(ImagingError::Empty));
+    let err = model().detect_bytes(b"", 55.0, None).unwrap_err();
+    assert_eq!(err.code(), "NotAnImage");
 }
 
 #[test]

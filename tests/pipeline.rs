@@ -193,6 +193,10 @@ async fn bad_inputs_are_recorded_failures(store: &DynStore, det: &DynDetector) {
                 assert_eq!(c, code, "{key}");
                 let read = parse_metadata(&store.get(metadata_key, 1 << 20).await.unwrap().body);
                 assert!(read.as_ref().unwrap().doc.labels.is_empty());
+                if key == "uploads/empty.jpg" {
+                    let error = read.as_ref().unwrap().doc.error().unwrap();
+                    assert!(error.message.contains("empty (0 bytes)"), "{error:?}");
+                }
                 assert_eq!(assess(Some(&read), None, 70.0), Status::Failed);
             }
             other => panic!("{key}: {other:?}"),

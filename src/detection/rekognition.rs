@@ -167,9 +167,8 @@ impl RekognitionDetector {
     /// The bytes to send inline: the image itself when Rekognition takes
     /// it, else a downscaled JPEG.
     fn inline_bytes(bytes: &[u8]) -> Result<Bytes, DetectFailure> {
-        let format = imaging::sniff(bytes).ok_or_else(|| {
-            DetectFailure::permanent("NotAnImage", "not an image: unrecognised file signature")
-        })?;
+        let format = imaging::classify_format(bytes)
+            .map_err(|e| DetectFailure::permanent(e.code(), e.to_string()))?;
         if let Ok((w, h)) = imaging::dimensions(bytes)
             && (w < MIN_SIDE || h < MIN_SIDE)
         {
@@ -502,5 +501,33 @@ mod tests {
             ok.len() as u64
         ));
         assert_eq!(RekognitionDetector::inline_bytes(&ok).unwrap(), ok);
+    }
+
+    /// What is never sent (no paid call for it) says why, as the local
+    /// detector does: empty, an undecodable format, no image signature.
+    #[test]
+    fn bytes_that_are_no_image_fail_before_the_call_and_say_why() {
+        let cases: [(&[u8], &str, &str); 3] = [
+            (b"", "NotAnImage", "empty (0 bytes)"),
+            (
+                b"\0\0\0\x18ftypheic\0\0\0\0mif1heic",
+                "UnsupportedImage",
+                "HEIF",
+            ),
+            (
+                b"plain text named photo.jpg",
+                "NotAnImage",
+                "unrecognised file signature",
+            ),
+        ];
+        for (bytes, code, says) in cases {
+            match RekognitionDetector::inline_bytes(bytes) {
+                Err(DetectFailure::Permanent { code: c, message }) => {
+                    assert_eq!(c, code, "{bytes:?}");
+                    assert!(message.contains(says), "{message}");
+                }
+                other => panic!("{bytes:?}: {other:?}"),
+            }
+        }
     }
 }
