@@ -83,7 +83,12 @@ fn parse_rates(spec: &str) -> Result<faulty_proxy::Rates, String> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = parse_args(std::env::args().skip(1))?;
+    // Keys are UTF-8 in S3: say which argument is not, rather than panic.
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string().map_err(|a| format!("{a:?} is not UTF-8")))
+        .collect::<Result<_, _>>()?;
+    let args = parse_args(args.into_iter())?;
     let mem = s3mem::MemS3::new();
     mem.create_bucket(&args.bucket);
     for put in &args.puts {
