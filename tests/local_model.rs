@@ -528,8 +528,10 @@ fn decompression_bomb_header_is_rejected_before_allocating() {
         matches!(result, Err(ImagingError::TooLarge(_))),
         "{result:?}"
     );
+    // Loose enough for a loaded 2-core runner (50 ms was a scheduler's
+    // pause away from failing); the error variant is the real check.
     assert!(
-        start.elapsed() < Duration::from_millis(50),
+        start.elapsed() < Duration::from_millis(500),
         "{:?}",
         start.elapsed()
     );
@@ -556,7 +558,7 @@ fn decompression_bomb_header_is_rejected_before_allocating() {
         matches!(result, Err(ImagingError::TooLarge(_))),
         "{result:?}"
     );
-    assert!(start.elapsed() < Duration::from_millis(50));
+    assert!(start.elapsed() < Duration::from_millis(500));
 
     // Tighter limits are honoured too.
     let limits = DecodeLimits {
