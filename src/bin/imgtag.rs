@@ -15,6 +15,7 @@ use imgtag::bucket::Bucket;
 use imgtag::catalog::{Filter, Selection};
 use imgtag::cli::{self, CliError};
 use imgtag::config::Settings;
+use imgtag::detection::DynDetector;
 use imgtag::index::refresh::RefreshOptions;
 use imgtag::pipeline::{ReviewEdit, TagOptions};
 use imgtag::sanitize::for_terminal;
@@ -482,17 +483,43 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// index unless `--no-index` (one that cannot be opened is reported and
 /// the command goes on without it), with a progress bar for refreshes.
 async fn open(common: &CommonArgs) -> anyhow::Result<(Settings, Bucket)> {
+    let settings = settings(common)?;
+    let bucket = open_bucket(&settings).await?;
+    Ok((settings, bucket))
+}
+
+/// [`open`] and the detector, started side by side: the bucket's index
+/// opens on a blocking thread while the engine is found and its models
+/// begin to load (docs/detectors.md, "How fast").
+async fn open_with_detector(
+    common: &CommonArgs,
+    concurrency: usize,
+) -> anyhow::Result<(Settings, Bucket, DynDetector)> {
+    let settings = settings(common)?;
+    // The bucket is polled first: its index is opening before the engine
+    // search blocks this thread.
+    let (bucket, detector) = tokio::join!(open_bucket(&settings), settings.detector(concurrency));
+    let bucket = bucket?;
+    let detector = detector.context("starting the detector")?;
+    Ok((settings, bucket, detector))
+}
+
+fn settings(common: &CommonArgs) -> anyhow::Result<Settings> {
     let settings = common.resolve()?;
     if let Some(hint) = settings.bucket.folder_hint() {
         say!("imgtag: note: {}", for_terminal(&hint));
     }
-    let (bucket, note) = Bucket::open(&settings)
+    Ok(settings)
+}
+
+async fn open_bucket(settings: &Settings) -> anyhow::Result<Bucket> {
+    let (bucket, note) = Bucket::open(settings)
         .await
         .with_context(|| format!("opening bucket {:?}", settings.bucket))?;
     if let Some(note) = note {
         say!("{}", for_terminal(&note));
     }
-    Ok((settings, bucket.with_progress(cli::refresh_progress())))
+    Ok(bucket.with_progress(cli::refresh_progress()))
 }
 
 async fn ls(args: LsArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
@@ -558,12 +585,8 @@ impl TagArgs {
 }
 
 async fn tag(args: TagArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
-    let (settings, bucket) = open(&args.common).await?;
     let selection = args.selection()?;
-    let detector = settings
-        .detector(args.concurrency)
-        .await
-        .context("starting the detector")?;
+    let (settings, bucket, detector) = open_with_detector(&args.common, args.concurrency).await?;
     let opts = TagOptions {
         force: args.force,
         replace_unreadable: args.force,
@@ -589,7 +612,7 @@ async fn tag(args: TagArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
 }
 
 async fn watch(args: WatchArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
-    let (settings, bucket) = open(&args.common).await?;
+    let (settings, bucket, detector) = open_with_detector(&args.common, args.concurrency).await?;
     let source = match &settings.bucket {
         // Opened again as the concrete type: notifications need the
         // folder's path (open_store made the demo folder if needed).
@@ -600,10 +623,6 @@ async fn watch(args: WatchArgs, out: &mut Out<'_>) -> anyhow::Result<ExitCode> {
         },
         BucketSpec::S3(_) => imgtag::watch::WatchSource::Listing,
     };
-    let detector = settings
-        .detector(args.concurrency)
-        .await
-        .context("starting the detector")?;
     let opts = imgtag::watch::WatchOptions {
         tag: TagOptions::from_settings(&settings, "imgtag"),
         interval: args.interval,
