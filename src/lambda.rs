@@ -114,6 +114,12 @@ impl AllowedBuckets {
     }
 }
 
+/// The claim an invocation takes on its image: a little longer than the
+/// function's timeout (120 s in deploy/template.yaml), so a duplicate
+/// event is told to try again while the first is alive, and the retry of
+/// an invocation that timed out (a minute or more later) finds it over.
+pub const CLAIM_LEASE: std::time::Duration = std::time::Duration::from_secs(150);
+
 /// Everything an invocation is handled with: the pipeline's options and
 /// the buckets the function trusts.
 #[derive(Debug, Clone)]
@@ -187,6 +193,7 @@ impl LambdaConfig {
         opts.filters = self.filters.clone();
         opts.text_detection = self.text_detection;
         opts.attempts = 1;
+        opts.claim_lease = Some(CLAIM_LEASE);
         opts
     }
 

@@ -31,6 +31,7 @@ pub mod backfill;
 pub mod bucket;
 pub mod bulk;
 pub mod catalog;
+pub mod claim;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod clock;

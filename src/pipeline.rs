@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::catalog::{Lookup, MetadataRead, find_metadata};
+use crate::claim::Claim;
 use crate::contract::{
     Candidate, Confirmed, ErrorInfo, ImgTagInfo, Label, LabelFilters, Layout, MetadataDoc,
     ParsedMetadata, RequestSettings, Review, SCHEMA_VERSION, SourceRef, is_folder_placeholder,
@@ -62,6 +63,9 @@ pub struct TagOptions {
     pub candidates: bool,
     /// When the local detector runs its text model.
     pub text_detection: TextDetection,
+    /// How long a claim on an image lasts while a paid detector looks at
+    /// it ([`crate::claim`]); `None` tags without claims.
+    pub claim_lease: Option<Duration>,
 }
 
 impl TagOptions {
@@ -80,6 +84,7 @@ impl TagOptions {
             backoff: Duration::from_millis(500),
             candidates: true,
             text_detection: TextDetection::default(),
+            claim_lease: Some(crate::claim::DEFAULT_LEASE),
         }
     }
 
@@ -245,9 +250,53 @@ async fn tag_steps(
     opts: &TagOptions,
 ) -> Result<Outcome, Outcome> {
     let canonical = canonical_key(key, &opts.layout)?;
-    let target = Target::find(store, opts, key, canonical).await?;
+    let target = Target::find(store, opts, key, canonical.clone()).await?;
     let head = store.head(key).await.map_err(storage_outcome)?;
     target.skip_if_done(detector.as_ref(), opts, &head)?;
+    let lease = opts.claim_lease.filter(|_| detector.kind().is_paid());
+    let Some(lease) = lease else {
+        return tag_found(store, detector, key, opts, target, head).await;
+    };
+    let claim_key = crate::claim::claim_key(&canonical);
+    let claim = crate::claim::take(store, &claim_key, &opts.tagged_by, lease)
+        .await
+        .map_err(storage_outcome)?;
+    if let Claim::Busy { message } = claim {
+        return Err(Outcome::Retry { message });
+    }
+    let outcome = tag_claimed(store, detector, key, opts, (target, canonical), head).await;
+    crate::claim::release(store, &claim).await;
+    outcome
+}
+
+/// Under a claim: looks again, as another run may have written since our
+/// first look and let its claim go, then detects and writes. One HEAD when
+/// the document is as we found it.
+async fn tag_claimed(
+    store: &DynStore,
+    detector: &DynDetector,
+    key: &str,
+    opts: &TagOptions,
+    (target, canonical): (Target, String),
+    head: ObjectInfo,
+) -> Result<Outcome, Outcome> {
+    if target.is_current(store).await? {
+        return tag_found(store, detector, key, opts, target, head).await;
+    }
+    let target = Target::find(store, opts, key, canonical).await?;
+    target.skip_if_done(detector.as_ref(), opts, &head)?;
+    tag_found(store, detector, key, opts, target, head).await
+}
+
+/// Reads, detects and writes an image whose metadata was found.
+async fn tag_found(
+    store: &DynStore,
+    detector: &DynDetector,
+    key: &str,
+    opts: &TagOptions,
+    target: Target,
+    head: ObjectInfo,
+) -> Result<Outcome, Outcome> {
     let (result, source) = match read_input(store, detector.as_ref(), key, &head).await? {
         Ok((input, info)) => {
             let source = source_ref(store, key, &info);
@@ -312,6 +361,19 @@ impl Target {
                 key: f.key,
             },
         })
+    }
+
+    /// Whether the document is still as it was found: absent for a
+    /// create, the same ETag for a rewrite.
+    async fn is_current(&self, store: &DynStore) -> Result<bool, Outcome> {
+        match (store.head(&self.key).await, &self.condition) {
+            (Err(StorageError::NotFound { .. }), PutCondition::CreateOnly) => Ok(true),
+            (Ok(info), PutCondition::IfMatch(etag)) => Ok(info
+                .etag
+                .is_some_and(|e| normalize_etag(&e) == normalize_etag(etag))),
+            (Ok(_) | Err(StorageError::NotFound { .. }), _) => Ok(false),
+            (Err(e), _) => Err(storage_outcome(e)),
+        }
     }
 
     /// The human review to carry over to the new document.
@@ -535,9 +597,23 @@ async fn write(
                 delay *= 2;
                 attempt += 1;
             }
+            // A failed attempt may have landed all the same (a lost reply):
+            // then the refusal is our own document, byte for byte.
+            Outcome::Conflict { metadata_key }
+                if attempt > 1 && holds_document(store, &metadata_key, &doc).await =>
+            {
+                return written(&metadata_key, &doc);
+            }
             outcome => return outcome,
         }
     }
+}
+
+/// Whether the object at `key` is exactly `doc` as this run wrote it.
+async fn holds_document(store: &DynStore, key: &str, doc: &MetadataDoc) -> bool {
+    let ours = doc.to_json_bytes();
+    let limit = ours.len() as u64;
+    matches!(store.get(key, limit).await, Ok(obj) if obj.body[..] == ours[..])
 }
 
 /// Writes a detection's candidates into `ImgTag.Candidates`, normalised
@@ -901,6 +977,22 @@ async fn put_document(
     put_document_etag(store, meta_key, doc, condition).await.0
 }
 
+/// What writing `doc` at `meta_key` did: a recorded failure or labels.
+fn written(meta_key: &str, doc: &MetadataDoc) -> Outcome {
+    match doc.error() {
+        Some(e) => Outcome::Failed {
+            metadata_key: meta_key.into(),
+            code: e.code.clone(),
+            message: e.message.clone(),
+        },
+        None => Outcome::Tagged {
+            metadata_key: meta_key.into(),
+            labels: doc.labels.len(),
+            headline: doc.headline().map(|l| (l.name.clone(), l.confidence)),
+        },
+    }
+}
+
 /// [`put_document`], and the ETag the write left (when it was made).
 async fn put_document_etag(
     store: &DynStore,
@@ -919,18 +1011,7 @@ async fn put_document_etag(
         }
         Err(e) => return (storage_outcome(e), None),
     };
-    let outcome = match doc.error() {
-        Some(e) => Outcome::Failed {
-            metadata_key: meta_key.into(),
-            code: e.code.clone(),
-            message: e.message.clone(),
-        },
-        None => Outcome::Tagged {
-            metadata_key: meta_key.into(),
-            labels: doc.labels.len(),
-            headline: doc.headline().map(|l| (l.name.clone(), l.confidence)),
-        },
-    };
+    let outcome = written(meta_key, doc);
     // An empty ETag would make an undo's If-Match mean "any": no undo then.
     let etag = Some(etag).filter(|e| !normalize_etag(e).is_empty());
     (outcome, etag)

@@ -73,6 +73,11 @@ fn operator_policy_is_least_privilege() {
             ("s3:GetObject", "arn:aws:s3:::my-imgtag-bucket/uploads/*"),
             ("s3:GetObject", "arn:aws:s3:::my-imgtag-bucket/metadata/*"),
             ("s3:PutObject", "arn:aws:s3:::my-imgtag-bucket/metadata/*"),
+            // Claims only (src/claim.rs), never a document.
+            (
+                "s3:DeleteObject",
+                "arn:aws:s3:::my-imgtag-bucket/metadata/*.lock"
+            ),
             ("rekognition:DetectLabels", "*"),
         ])
     );
@@ -233,6 +238,35 @@ fn sam_template_matches_the_handler_and_the_build() {
     assert!(t[max..].contains("MaxValue: 50\n"));
     assert_eq!(imgtag::lambda::MAX_MEGAPIXELS, 50.0);
     assert!(section(&t, "Tagger").contains("MemorySize: 1024\n"));
+}
+
+/// The function's role and the operators may delete claims (src/claim.rs)
+/// and nothing else, and a claim outlives the invocation that holds it, and not by much.
+#[test]
+fn the_tagger_deletes_claims_only_and_its_lease_outlives_it() {
+    let t = read("deploy/template.yaml");
+    let operator = section(&t, "OperatorPolicy");
+    assert_eq!(operator.matches("s3:DeleteObject").count(), 1);
+    assert!(operator.contains(
+        "Action: s3:DeleteObject\n            \
+         Resource: !Sub arn:${AWS::Partition}:s3:::${BucketName}/${MetadataPrefix}*.lock\n"
+    ));
+    let role = section(&t, "TaggerRole");
+    assert_eq!(role.matches("s3:DeleteObject").count(), 1);
+    assert!(role.contains(
+        "Action: s3:DeleteObject\n                \
+         Resource: !Sub arn:${AWS::Partition}:s3:::${BucketName}/${MetadataPrefix}*.lock\n"
+    ));
+    let timeout: u64 = section(&t, "Tagger")
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Timeout: "))
+        .and_then(|v| v.parse().ok())
+        .expect("the function's Timeout");
+    let lease = imgtag::lambda::CLAIM_LEASE.as_secs();
+    assert!(
+        timeout < lease && lease <= timeout + 60,
+        "{timeout} s, {lease} s"
+    );
 }
 
 /// The text of one resource (or parameter, or output) of the template: its

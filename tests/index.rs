@@ -585,6 +585,9 @@ impl Store for WriteMidListing {
     ) -> imgtag::storage::Result<String> {
         self.inner.put(key, body, condition).await
     }
+    async fn delete(&self, key: &str, if_match: Option<&str>) -> imgtag::storage::Result<()> {
+        self.inner.delete(key, if_match).await
+    }
 }
 
 /// A page listed before a write and reconciled after it must not put the

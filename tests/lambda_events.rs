@@ -1003,3 +1003,56 @@ mod rekognition_mock {
         assert_eq!(throttled.num_calls(), 1);
     }
 }
+
+/// The real local model, priced and named as Rekognition, slowed down:
+/// what a paid detector costs an overlapping invocation.
+struct PaidSlow(Arc<Counting>);
+
+#[async_trait::async_trait]
+impl Detector for PaidSlow {
+    fn kind(&self) -> imgtag::detection::DetectorKind {
+        imgtag::detection::DetectorKind::Rekognition
+    }
+    async fn detect(
+        &self,
+        input: DetectInput,
+        params: DetectParams,
+    ) -> Result<Detection, DetectFailure> {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        self.0.detect(input, params).await
+    }
+}
+
+/// S3 delivers events at least once, and a duplicate can arrive while the
+/// first is being handled: the second invocation sees the claim, pays
+/// nothing and fails so that Lambda retries it; the retry finds the image
+/// tagged.
+#[tokio::test]
+async fn a_duplicate_event_at_the_same_moment_pays_once() {
+    let b = Buckets::new(&["events"]).await;
+    b.mem.insert("events", "uploads/my cat.jpg", CHELSEA);
+    let counter = counting();
+    let det: DynDetector = Arc::new(PaidSlow(counter.clone()));
+    let opts = lambda_opts();
+    let event = serde_json::json!({"Records": [serde_json::from_str::<serde_json::Value>(
+        &record("events", "uploads/my+cat.jpg")).unwrap()]});
+    let store_for = b.store_for();
+    let (first, second) = tokio::join!(
+        handle_invocation(event.clone(), &store_for, &det, &opts),
+        handle_invocation(event.clone(), &store_for, &det, &opts)
+    );
+    assert_eq!(counter.calls.load(Ordering::SeqCst), 1, "paid once");
+    let (ok, err) = match (first, second) {
+        (Ok(ok), Err(err)) | (Err(err), Ok(ok)) => (ok, err),
+        other => panic!("one tags, one is retried: {other:?}"),
+    };
+    assert_eq!(ok["records"][0]["outcome"], "tagged");
+    assert!(
+        matches!(err, InvocationError::Incomplete { failed: 1, .. }),
+        "{err:?}"
+    );
+    let retry = b.invoke(event, &det, &opts).await;
+    assert_eq!(retry["records"][0]["outcome"], "unchanged");
+    assert_eq!(counter.calls.load(Ordering::SeqCst), 1);
+    assert!(b.mem.object("events", "metadata/my cat.jpg.lock").is_none());
+}

@@ -132,8 +132,9 @@ async fn s3_images_go_by_reference_and_labels_keep_their_shape() {
     let out = tag(&store, &detector(&[&rule]), "uploads/cat.png", &opts()).await;
     assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");
     assert_eq!(rule.num_calls(), 1);
-    // head + header range + metadata lookups + put: the image body itself
-    // was never downloaded (it would be one more GET of 240 KB).
+    // head + header range + metadata lookups + claim (put, the document's
+    // head, delete) + put: the image body itself was never downloaded (it
+    // would be one more GET of 240 KB).
     assert!(mem.requests() - reads_before <= 8);
     let obj = store.get("metadata/cat.png.json", 1 << 20).await.unwrap();
     let doc = parse_metadata(&obj.body).unwrap().doc;

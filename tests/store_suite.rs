@@ -82,8 +82,26 @@ async fn exercise(store: DynStore, page_size: usize, control_keys: bool) {
         .await
         .expect_err("If-Match on a missing object must fail");
     assert!(matches!(err, StorageError::Conflict { .. }), "{err:?}");
+    // Another writer's identical body is still another writer's: two runs
+    // can build the same document in the same second.
+    let err = store
+        .put(key, Bytes::from_static(b"two"), PutCondition::CreateOnly)
+        .await
+        .expect_err("create-only over an identical body must fail");
+    assert!(matches!(err, StorageError::Conflict { .. }), "{err:?}");
     let got = store.get(key, 1 << 20).await.unwrap();
     assert_eq!(&got.body[..], b"two", "the failed writes changed nothing");
+
+    // Deletes: gone after, and deleting what is gone is no error.
+    let doomed = "metadata/doomed.jpg.lock";
+    put(&store, doomed, Bytes::from_static(b"x")).await;
+    store.delete(doomed, None).await.expect("delete");
+    let err = store.head(doomed).await.expect_err("deleted");
+    assert!(matches!(err, StorageError::NotFound { .. }), "{err:?}");
+    store
+        .delete(doomed, None)
+        .await
+        .expect("delete of a missing key");
 
     // Whole, limited and ranged reads; head; missing keys.
     let body = Bytes::from_static(b"0123456789");

@@ -9,6 +9,7 @@ mod backfill;
 mod boxes;
 mod bucket;
 mod candidates;
+mod claims;
 mod cli;
 mod deploy;
 mod fault_runs;

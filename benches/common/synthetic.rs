@@ -217,4 +217,12 @@ impl Store for Synthetic {
             message: "the synthetic bucket is read-only".into(),
         })
     }
+
+    async fn delete(&self, key: &str, _if_match: Option<&str>) -> Result<()> {
+        Err(StorageError::Rejected {
+            key: key.into(),
+            status: 405,
+            message: "the synthetic bucket is read-only".into(),
+        })
+    }
 }

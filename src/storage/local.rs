@@ -306,6 +306,38 @@ impl LocalStore {
         })
     }
 
+    /// Removes a file under the same lock as [`Self::put_blocking`], so an
+    /// `if_match` check and the removal are one step for every imgtag.
+    fn delete_blocking(&self, key: &str, if_match: Option<&str>) -> Result<()> {
+        let path = self.path_for_key(key)?;
+        let lock = File::open(&self.root).map_err(io_err("locking the bucket folder"))?;
+        lock.lock().map_err(io_err("locking the bucket folder"))?;
+        let (file, meta) = match self.open_object(key, &path)? {
+            Found::Folder => return Err(refused(key, "a folder with this name exists")),
+            Found::Missing => return Ok(()),
+            Found::File(file, meta) => (file, meta),
+        };
+        if let Some(expected) = if_match {
+            let have = self
+                .etag_of(&path, &meta, Some(file))
+                .map_err(io_err(format!("reading {key:?}")))?;
+            if normalize_etag(&have) != normalize_etag(expected) {
+                return Err(StorageError::Conflict {
+                    key: key.into(),
+                    reason: "ETag does not match".into(),
+                });
+            }
+        }
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_err(format!("deleting {key:?}"))(e));
+            }
+            _ => {}
+        }
+        self.etags.lock().expect("etag cache").remove(&path);
+        Ok(())
+    }
+
     fn put_blocking(&self, key: &str, body: &[u8], condition: &PutCondition) -> Result<String> {
         if key.ends_with('/') {
             return Err(StorageError::InvalidKey {
@@ -687,6 +719,13 @@ impl Store for LocalStore {
     async fn put(&self, key: &str, body: Bytes, condition: PutCondition) -> Result<String> {
         let key = key.to_string();
         self.blocking(move |s| s.put_blocking(&key, &body, &condition))
+            .await
+    }
+
+    async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<()> {
+        let key = key.to_string();
+        let if_match = if_match.map(str::to_string);
+        self.blocking(move |s| s.delete_blocking(&key, if_match.as_deref()))
             .await
     }
 }

@@ -201,6 +201,10 @@ pub trait Store: Send + Sync + 'static {
     async fn head(&self, key: &str) -> Result<ObjectInfo>;
     /// Writes an object under a condition; returns the new ETag.
     async fn put(&self, key: &str, body: Bytes, condition: PutCondition) -> Result<String>;
+    /// Deletes an object, only if its ETag is still `if_match` when one is
+    /// given (a `Conflict` otherwise). An object that is already gone is
+    /// not an error.
+    async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<()>;
 }
 
 pub type DynStore = Arc<dyn Store>;
@@ -235,6 +239,9 @@ pub trait Layer: Send + Sync + 'static {
     }
     async fn put(&self, key: &str, body: Bytes, condition: PutCondition) -> Result<String> {
         self.inner().put(key, body, condition).await
+    }
+    async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<()> {
+        self.inner().delete(key, if_match).await
     }
 }
 
@@ -280,6 +287,9 @@ impl<L: Layer> Store for L {
     }
     async fn put(&self, key: &str, body: Bytes, condition: PutCondition) -> Result<String> {
         Layer::put(self, key, body, condition).await
+    }
+    async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<()> {
+        Layer::delete(self, key, if_match).await
     }
 }
 

@@ -618,12 +618,16 @@ impl Store for S3Store {
             PutCondition::CreateOnly => req.if_none_match("*"),
             PutCondition::IfMatch(etag) => req.if_match(etag),
         };
-        let err = match req.send().await {
+        let attempts = AttemptCounter::default();
+        let err = match req.customize().interceptor(attempts.clone()).send().await {
             Ok(out) => return Ok(out.e_tag().unwrap_or_default().to_string()),
             Err(e) => map_err(e, key),
         };
         match err {
-            StorageError::Conflict { key, reason } => {
+            // Only a retry can have met our own earlier attempt: on the
+            // first attempt an identical body is another writer's (two runs
+            // can build the same document), and theirs is not ours to claim.
+            StorageError::Conflict { key, reason } if attempts.sent() > 1 => {
                 match self.holds_our_body(&key, sent_md5.as_deref()).await {
                     Some(etag) => Ok(etag),
                     None => Err(StorageError::Conflict { key, reason }),
@@ -636,6 +640,50 @@ impl Store for S3Store {
             }),
             e => Err(self.fix_bucket(e)),
         }
+    }
+
+    async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<()> {
+        let res = self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_if_match(if_match.map(str::to_string))
+            .send()
+            .await;
+        match res.map_err(|e| map_err(e, key)) {
+            // Already gone (a retried DELETE whose first reply was lost
+            // lands here with If-Match): nothing left to delete.
+            Ok(_) | Err(StorageError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.fix_bucket(e)),
+        }
+    }
+}
+
+/// Counts the attempts one request sent (the SDK retries on its own), so
+/// that a refused condition can be told from our own earlier attempt.
+#[derive(Debug, Clone, Default)]
+struct AttemptCounter(std::sync::Arc<std::sync::atomic::AtomicU32>);
+
+impl AttemptCounter {
+    fn sent(&self) -> u32 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl aws_sdk_s3::config::Intercept for AttemptCounter {
+    fn name(&self) -> &'static str {
+        "AttemptCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_s3::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -680,7 +728,7 @@ impl S3Store {
     /// The object's ETag if it now holds exactly the body whose MD5 we
     /// sent. A PUT can land and lose its reply; the SDK then retries it and
     /// the retry fails its own precondition. Only an identical body counts,
-    /// so a genuine concurrent writer is still a conflict.
+    /// so a writer with a different document is still a conflict.
     async fn holds_our_body(&self, key: &str, sent_md5: Option<&str>) -> Option<String> {
         let sent_md5 = sent_md5?;
         let etag = self.head(key).await.ok()?.etag?;

@@ -491,6 +491,33 @@ impl S3 for MemS3 {
             ..Default::default()
         }))
     }
+
+    /// As S3: deleting a missing key succeeds, unless `If-Match` asks for
+    /// an object (then NoSuchKey); a mismatched `If-Match` is refused.
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        self.begin(&req).await?;
+        let input = req.input;
+        let mut st = self.state.lock().unwrap();
+        let b = st
+            .buckets
+            .get_mut(&input.bucket)
+            .ok_or_else(|| s3_error!(NoSuchBucket))?;
+        if let Some(c) = &input.if_match {
+            let Some(cur) = b.get(&input.key) else {
+                return Err(s3_error!(NoSuchKey, "object does not exist"));
+            };
+            if let ETagCondition::ETag(e) = c
+                && e.value() != cur.etag
+            {
+                return Err(s3_error!(PreconditionFailed, "ETag does not match"));
+            }
+        }
+        b.remove(&input.key);
+        Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
 }
 
 /// An S3 service listening on 127.0.0.1; stops when dropped.
