@@ -56,7 +56,8 @@ pub enum Claim {
 }
 
 /// Takes the claim at `key` for `lease`: creates it, or takes over one
-/// whose lease is over. A storage failure is returned as it is.
+/// whose lease is over. A storage failure is returned as it is, after
+/// deleting the claim if the failed write landed all the same.
 pub async fn take(
     store: &DynStore,
     key: &str,
@@ -64,47 +65,83 @@ pub async fn take(
     lease: Duration,
 ) -> Result<Claim, StorageError> {
     let now = OffsetDateTime::now_utc();
-    let body = claim_body(by, now, lease);
+    let (body, token) = claim_body(by, now, lease);
+    match take_with(store, key, &body, &token, now).await {
+        Err(e) => {
+            forget(store, key, &token).await;
+            Err(e)
+        }
+        claim => claim,
+    }
+}
+
+async fn take_with(
+    store: &DynStore,
+    key: &str,
+    body: &Bytes,
+    token: &str,
+    now: OffsetDateTime,
+) -> Result<Claim, StorageError> {
+    let mut condition = PutCondition::CreateOnly;
     // A claim released between our create and our read is created again;
     // a key that keeps changing under us is another run's.
     for _ in 0..3 {
-        match store.put(key, body.clone(), PutCondition::CreateOnly).await {
+        match store.put(key, body.clone(), condition).await {
             Ok(etag) => return Ok(held(key, etag)),
             Err(StorageError::Conflict { .. }) => {}
             Err(e) => return Err(e),
         }
-        let current = match store.get(key, MAX_CLAIM_BYTES).await {
-            Ok(obj) => obj,
-            Err(StorageError::NotFound { .. }) => continue,
-            Err(StorageError::TooLarge { .. }) => return Ok(Claim::Foreign),
-            Err(e) => return Err(e),
+        let Some((doc, etag)) = read(store, key).await? else {
+            condition = PutCondition::CreateOnly;
+            continue;
         };
-        let Ok(doc) = serde_json::from_slice::<ClaimDoc>(&current.body) else {
+        let Some((doc, etag)) = doc.zip(etag) else {
             return Ok(Claim::Foreign);
         };
+        // Ours: a write that landed but whose reply was lost.
+        if doc.token == token {
+            return Ok(held(key, etag));
+        }
         let until = OffsetDateTime::parse(&doc.until, &Rfc3339).ok();
         if until.is_some_and(|u| u > now) {
             return Ok(Claim::Busy {
                 message: busy_message(&doc),
             });
         }
-        let Some(etag) = current.info.etag else {
-            return Ok(Claim::Foreign);
-        };
-        match store
-            .put(key, body.clone(), PutCondition::IfMatch(etag.into()))
-            .await
-        {
-            Ok(etag) => return Ok(held(key, etag)),
-            Err(StorageError::Conflict { .. }) => {}
-            Err(e) => return Err(e),
-        }
+        condition = PutCondition::IfMatch(etag);
     }
     Ok(Claim::Busy {
         message: "another run is claiming this image at the same moment: \
                   not sent to the detector twice"
             .into(),
     })
+}
+
+/// The claim at `key` and its ETag (`None` inside when it is not one of
+/// ours), or `None` when there is none.
+async fn read(
+    store: &DynStore,
+    key: &str,
+) -> Result<Option<(Option<ClaimDoc>, Option<String>)>, StorageError> {
+    match store.get(key, MAX_CLAIM_BYTES).await {
+        Ok(obj) => Ok(Some((
+            serde_json::from_slice(&obj.body).ok(),
+            obj.info.etag.map(Into::into),
+        ))),
+        Err(StorageError::NotFound { .. }) => Ok(None),
+        Err(StorageError::TooLarge { .. }) => Ok(Some((None, None))),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes the claim at `key` if it holds `token`: a claim whose write
+/// failed may have landed, and nobody else would release it.
+async fn forget(store: &DynStore, key: &str, token: &str) {
+    if let Ok(Some((Some(doc), Some(etag)))) = read(store, key).await
+        && doc.token == token
+    {
+        release(store, &held(key, etag)).await;
+    }
 }
 
 /// Deletes a held claim if it is still ours. A failure only costs the
@@ -127,7 +164,8 @@ fn held(key: &str, etag: String) -> Claim {
     }
 }
 
-fn claim_body(by: &str, now: OffsetDateTime, lease: Duration) -> Bytes {
+/// A claim's body, and its token.
+fn claim_body(by: &str, now: OffsetDateTime, lease: Duration) -> (Bytes, String) {
     let stamp = |t: OffsetDateTime| {
         let t = t.replace_nanosecond(0).unwrap_or(t);
         t.format(&Rfc3339).unwrap_or_default()
@@ -138,7 +176,8 @@ fn claim_body(by: &str, now: OffsetDateTime, lease: Duration) -> Bytes {
         at: stamp(now),
         until: stamp(now + lease),
     };
-    Bytes::from(serde_json::to_vec(&doc).expect("a claim serializes"))
+    let body = Bytes::from(serde_json::to_vec(&doc).expect("a claim serializes"));
+    (body, doc.token)
 }
 
 /// Who holds the claim and until when. Untrusted text, escaped where it
@@ -168,5 +207,8 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let lease = Duration::from_secs(60);
         assert_ne!(claim_body("x", now, lease), claim_body("x", now, lease));
+        let (body, token) = claim_body("x", now, lease);
+        let doc: ClaimDoc = serde_json::from_slice(&body).unwrap();
+        assert_eq!(doc.token, token);
     }
 }

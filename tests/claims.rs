@@ -347,3 +347,72 @@ async fn two_bulk_runs_through_faults_pay_once_per_image() {
         "{c:?}"
     );
 }
+
+/// Applies the first claim write, then answers it with `answer` as if its
+/// reply had been lost: a transient error, or the retry's refusal.
+struct LosesClaimReply {
+    inner: DynStore,
+    answer: Mutex<Option<StorageError>>,
+}
+
+#[async_trait]
+impl Layer for LosesClaimReply {
+    fn inner(&self) -> &DynStore {
+        &self.inner
+    }
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        condition: PutCondition,
+    ) -> imgtag::storage::Result<String> {
+        let etag = self.inner.put(key, body, condition).await?;
+        let lost = key
+            .ends_with(".lock")
+            .then(|| self.answer.lock().unwrap().take());
+        match lost.flatten() {
+            Some(e) => Err(e),
+            None => Ok(etag),
+        }
+    }
+}
+
+async fn losing(answer: StorageError) -> (MemS3, TestServer, DynStore) {
+    let (mem, server, inner) = s3_bucket(1).await;
+    let store: DynStore = Arc::new(LosesClaimReply {
+        inner,
+        answer: Mutex::new(Some(answer)),
+    });
+    (mem, server, store)
+}
+
+#[tokio::test]
+async fn a_claim_whose_write_failed_but_landed_is_not_left_behind() {
+    let (_mem, _server, store) = losing(StorageError::Unavailable {
+        message: "connection reset".into(),
+    })
+    .await;
+    let det = Paid::new(0);
+    let d: DynDetector = det.clone();
+    let out = tag(&store, &d, "uploads/00.jpg", &opts()).await;
+    assert!(matches!(out, Outcome::Retry { .. }), "{out:?}");
+    assert_eq!(det.calls(), 0);
+    assert!(claims_left(&store).await.is_empty(), "nobody would free it");
+    let out = tag(&store, &d, "uploads/00.jpg", &opts()).await;
+    assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");
+}
+
+#[tokio::test]
+async fn our_own_claim_met_on_a_retry_is_ours() {
+    let (_mem, _server, store) = losing(StorageError::Conflict {
+        key: "metadata/00.jpg.lock".into(),
+        reason: "object already exists".into(),
+    })
+    .await;
+    let det = Paid::new(0);
+    let d: DynDetector = det.clone();
+    let out = tag(&store, &d, "uploads/00.jpg", &opts()).await;
+    assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");
+    assert_eq!(det.calls(), 1);
+    assert!(claims_left(&store).await.is_empty());
+}
