@@ -306,6 +306,27 @@ impl LocalStore {
         })
     }
 
+    /// `Conflict` unless the file's ETag is `expected` (`If-Match`).
+    fn check_etag(
+        &self,
+        key: &str,
+        path: &Path,
+        meta: &fs::Metadata,
+        file: File,
+        expected: &str,
+    ) -> Result<()> {
+        let have = self
+            .etag_of(path, meta, Some(file))
+            .map_err(io_err(format!("reading {key:?}")))?;
+        if normalize_etag(&have) != normalize_etag(expected) {
+            return Err(StorageError::Conflict {
+                key: key.into(),
+                reason: "ETag does not match".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Removes a file under the same lock as [`Self::put_blocking`], so an
     /// `if_match` check and the removal are one step for every imgtag.
     fn delete_blocking(&self, key: &str, if_match: Option<&str>) -> Result<()> {
@@ -318,15 +339,7 @@ impl LocalStore {
             Found::File(file, meta) => (file, meta),
         };
         if let Some(expected) = if_match {
-            let have = self
-                .etag_of(&path, &meta, Some(file))
-                .map_err(io_err(format!("reading {key:?}")))?;
-            if normalize_etag(&have) != normalize_etag(expected) {
-                return Err(StorageError::Conflict {
-                    key: key.into(),
-                    reason: "ETag does not match".into(),
-                });
-            }
+            self.check_etag(key, &path, &meta, file, expected)?;
         }
         match fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -370,15 +383,7 @@ impl LocalStore {
                 });
             }
             (PutCondition::IfMatch(expected), Some((file, meta))) => {
-                let have = self
-                    .etag_of(&path, &meta, Some(file))
-                    .map_err(io_err(format!("reading {key:?}")))?;
-                if normalize_etag(&have) != normalize_etag(expected) {
-                    return Err(StorageError::Conflict {
-                        key: key.into(),
-                        reason: "ETag does not match".into(),
-                    });
-                }
+                self.check_etag(key, &path, &meta, file, expected)?;
             }
         }
         let parent = path.parent().expect("key paths are inside the root");
