@@ -144,16 +144,33 @@ async fn two_runs_at_once_pay_for_an_image_once_on_a_folder() {
     assert!(!dir.path().join("metadata/00.jpg.lock").exists());
 }
 
-/// Makes another run finish the image between our first look and our
-/// claim: its claim is taken and released, its document written.
-struct FinishesFirst {
+/// What happens around the first claim write of a test.
+enum OnClaim {
+    /// Another run finishes the image between our first look and our
+    /// claim: its claim taken and released, its document written.
+    OtherRunFinishes(DynDetector),
+    /// The write is applied, then answered with this error as if its reply
+    /// had been lost: a transient error, or the retry's refusal.
+    ReplyLost(StorageError),
+}
+
+/// A store that plays [`OnClaim`] once, on the first claim write.
+struct FirstClaim {
     inner: DynStore,
-    det: DynDetector,
-    done: Mutex<bool>,
+    hook: Mutex<Option<OnClaim>>,
+}
+
+impl FirstClaim {
+    fn wrap(inner: DynStore, hook: OnClaim) -> DynStore {
+        Arc::new(FirstClaim {
+            inner,
+            hook: Mutex::new(Some(hook)),
+        })
+    }
 }
 
 #[async_trait]
-impl Layer for FinishesFirst {
+impl Layer for FirstClaim {
     fn inner(&self) -> &DynStore {
         &self.inner
     }
@@ -163,13 +180,21 @@ impl Layer for FinishesFirst {
         body: Bytes,
         condition: PutCondition,
     ) -> imgtag::storage::Result<String> {
-        let first =
-            key.ends_with(".lock") && !std::mem::replace(&mut *self.done.lock().unwrap(), true);
-        if first {
-            let other = tag(&self.inner, &self.det, "uploads/00.jpg", &opts()).await;
-            assert!(matches!(other, Outcome::Tagged { .. }), "{other:?}");
+        let hook = key
+            .ends_with(".lock")
+            .then(|| self.hook.lock().unwrap().take());
+        match hook.flatten() {
+            None => self.inner.put(key, body, condition).await,
+            Some(OnClaim::OtherRunFinishes(det)) => {
+                let other = tag(&self.inner, &det, "uploads/00.jpg", &opts()).await;
+                assert!(matches!(other, Outcome::Tagged { .. }), "{other:?}");
+                self.inner.put(key, body, condition).await
+            }
+            Some(OnClaim::ReplyLost(e)) => {
+                self.inner.put(key, body, condition).await?;
+                Err(e)
+            }
         }
-        self.inner.put(key, body, condition).await
     }
 }
 
@@ -178,11 +203,7 @@ async fn an_image_tagged_while_we_claimed_it_is_not_detected_again() {
     let (_mem, _server, inner) = s3_bucket(1).await;
     let det = Paid::new(0);
     let d: DynDetector = det.clone();
-    let store: DynStore = Arc::new(FinishesFirst {
-        inner,
-        det: d.clone(),
-        done: Mutex::new(false),
-    });
+    let store = FirstClaim::wrap(inner, OnClaim::OtherRunFinishes(d.clone()));
     let out = tag(&store, &d, "uploads/00.jpg", &opts()).await;
     assert!(matches!(out, Outcome::Unchanged { .. }), "{out:?}");
     assert_eq!(det.calls(), 1, "only the other run paid");
@@ -348,42 +369,13 @@ async fn two_bulk_runs_through_faults_pay_once_per_image() {
     );
 }
 
-/// Applies the first claim write, then answers it with `answer` as if its
-/// reply had been lost: a transient error, or the retry's refusal.
-struct LosesClaimReply {
-    inner: DynStore,
-    answer: Mutex<Option<StorageError>>,
-}
-
-#[async_trait]
-impl Layer for LosesClaimReply {
-    fn inner(&self) -> &DynStore {
-        &self.inner
-    }
-    async fn put(
-        &self,
-        key: &str,
-        body: Bytes,
-        condition: PutCondition,
-    ) -> imgtag::storage::Result<String> {
-        let etag = self.inner.put(key, body, condition).await?;
-        let lost = key
-            .ends_with(".lock")
-            .then(|| self.answer.lock().unwrap().take());
-        match lost.flatten() {
-            Some(e) => Err(e),
-            None => Ok(etag),
-        }
-    }
-}
-
 async fn losing(answer: StorageError) -> (MemS3, TestServer, DynStore) {
     let (mem, server, inner) = s3_bucket(1).await;
-    let store: DynStore = Arc::new(LosesClaimReply {
-        inner,
-        answer: Mutex::new(Some(answer)),
-    });
-    (mem, server, store)
+    (
+        mem,
+        server,
+        FirstClaim::wrap(inner, OnClaim::ReplyLost(answer)),
+    )
 }
 
 #[tokio::test]
