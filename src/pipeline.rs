@@ -611,9 +611,22 @@ async fn write(
 
 /// Whether the object at `key` is exactly `doc` as this run wrote it.
 async fn holds_document(store: &DynStore, key: &str, doc: &MetadataDoc) -> bool {
-    let ours = doc.to_json_bytes();
-    let limit = ours.len() as u64;
-    matches!(store.get(key, limit).await, Ok(obj) if obj.body[..] == ours[..])
+    stored_document(store, key, doc).await.is_some()
+}
+
+/// The object at `key` when it is exactly `doc` as this run wrote it.
+async fn stored_document(store: &DynStore, key: &str, doc: &MetadataDoc) -> Option<ObjectInfo> {
+    stored_bytes(store, key, &doc.to_json_bytes()).await
+}
+
+/// The object at `key` when its body is exactly `ours`.
+async fn stored_bytes(store: &DynStore, key: &str, ours: &[u8]) -> Option<ObjectInfo> {
+    let obj = store.get(key, ours.len() as u64).await.ok()?;
+    (obj.body[..] == ours[..]).then_some(obj.info)
+}
+
+async fn holds_bytes(store: &DynStore, key: &str, ours: &[u8]) -> bool {
+    stored_bytes(store, key, ours).await.is_some()
 }
 
 /// Writes a detection's candidates into `ImgTag.Candidates`, normalised
@@ -847,10 +860,22 @@ pub async fn edit_review_undoable(
 /// is a `Conflict`, left alone.
 pub async fn undo_review(store: &DynStore, undo: &ReviewUndo) -> Outcome {
     let condition = PutCondition::IfMatch(undo.after_etag.clone());
-    match store
+    let put = store
         .put(&undo.metadata_key, undo.before.clone(), condition)
-        .await
-    {
+        .await;
+    // An earlier try whose reply was lost may have landed: a document that
+    // is already the one from before is undone, not a conflict to the
+    // operator who pressed `u` again.
+    let put = match put {
+        Err(e)
+            if (matches!(e, StorageError::Conflict { .. }) || e.is_transient())
+                && holds_bytes(store, &undo.metadata_key, &undo.before).await =>
+        {
+            Ok(String::new())
+        }
+        put => put,
+    };
+    match put {
         Ok(_) => {
             let doc = parse_metadata(&undo.before).ok().map(|p| p.doc);
             Outcome::Tagged {
@@ -917,7 +942,20 @@ async fn review_steps(
         review: Some(review),
         ..info
     });
-    let (outcome, etag) = put_document_etag(store, &found.key, &doc, condition).await;
+    let (mut outcome, mut etag) = put_document_etag(store, &found.key, &doc, condition).await;
+    // A write whose every reply was lost may have landed: then the edit is
+    // made (and can be undone), not "retry", which would send the operator
+    // to make it again over their own.
+    if matches!(outcome, Outcome::Retry { .. }) {
+        if let Some(stored) = stored_document(store, &found.key, &doc).await {
+            outcome = written(&found.key, &doc);
+            // An empty ETag would make an undo's If-Match mean "any".
+            etag = stored
+                .etag
+                .map(String::from)
+                .filter(|e| !normalize_etag(e).is_empty());
+        }
+    }
     let undo = etag.map(|after_etag| ReviewUndo {
         image_key: key.to_string(),
         metadata_key: found.key.clone(),

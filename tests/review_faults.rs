@@ -8,7 +8,10 @@ use crate::common;
 use common::fixtures::put;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
+
+use async_trait::async_trait;
 
 use bytes::Bytes;
 use common::faulty_proxy::{FaultyProxy, Rates};
@@ -20,7 +23,7 @@ use imgtag::pipeline::{
     Outcome, ReviewEdit, ReviewUndo, TagOptions, edit_review_undoable, undo_review,
 };
 use imgtag::status::Status;
-use imgtag::storage::{DynStore, S3Store};
+use imgtag::storage::{DynStore, Layer, PutCondition, S3Store, StorageError};
 use s3s::S3ErrorCode;
 
 const CHELSEA: &[u8] = include_bytes!("../assets/samples/chelsea.png");
@@ -130,6 +133,88 @@ async fn u_keeps_an_undo_the_store_refused() {
     assert!(text.contains("undone"), "{text}");
     assert_eq!(body(&store, META).await, SEED.as_bytes());
     assert_eq!(h.status_of("cat.png"), Some(Status::NeedsReview));
+}
+
+/// A store whose next `n` document writes land and then fail as if every
+/// reply had been lost (the SDK's retries included).
+struct LostReplies {
+    inner: DynStore,
+    left: AtomicUsize,
+}
+
+impl LostReplies {
+    fn wrap(inner: DynStore, n: usize) -> DynStore {
+        Arc::new(LostReplies {
+            inner,
+            left: AtomicUsize::new(n),
+        })
+    }
+}
+
+#[async_trait]
+impl Layer for LostReplies {
+    fn inner(&self) -> &DynStore {
+        &self.inner
+    }
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        condition: PutCondition,
+    ) -> Result<String, StorageError> {
+        let etag = self.inner.put(key, body, condition).await?;
+        let lose = |n: usize| n.checked_sub(1);
+        match self.left.fetch_update(SeqCst, SeqCst, lose) {
+            Ok(_) => Err(StorageError::Unavailable {
+                message: "connection reset".into(),
+            }),
+            Err(_) => Ok(etag),
+        }
+    }
+}
+
+/// A review whose write landed but whose replies were all lost is made,
+/// not "retry": the operator is not sent to make it again, and it can be
+/// undone like any other.
+#[tokio::test]
+async fn a_review_that_landed_without_a_reply_is_made_and_undoable() {
+    let (_server, _mem, inner) = s3mem::bucket_store("lost-review").await;
+    put(&inner, IMAGE, CHELSEA).await;
+    put(&inner, META, SEED).await;
+    let store = LostReplies::wrap(inner.clone(), 1);
+    let opts = TagOptions::new(Layout::default(), "test");
+    let edit = ReviewEdit::parse("+Cat").unwrap();
+    let (out, undo) = edit_review_undoable(&store, IMAGE, &edit, &opts).await;
+    assert!(
+        matches!(&out, Outcome::Tagged { headline: Some((h, _)), .. } if h == "Cat"),
+        "{out:?}"
+    );
+    let undo = undo.expect("an undo for the write that landed");
+    let out = undo_review(&store, &undo).await;
+    assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");
+    assert_eq!(body(&inner, META).await, SEED.as_bytes());
+}
+
+/// An undo whose write landed without a reply, then `u` again: the
+/// document is already as it was, so it is undone, not a conflict; a
+/// document changed since is still a conflict, left alone.
+#[tokio::test]
+async fn an_undo_that_landed_without_a_reply_is_not_a_conflict_on_the_next_u() {
+    let (_server, _mem, inner) = s3mem::bucket_store("lost-undo").await;
+    let undo = reviewed(&inner).await;
+    let store = LostReplies::wrap(inner.clone(), 1);
+    // The undo lands without a reply; `u` again is refused (the document is
+    // no longer the review's): both say it is undone.
+    for _ in 0..2 {
+        let out = undo_review(&store, &undo).await;
+        assert!(matches!(out, Outcome::Tagged { .. }), "{out:?}");
+        assert_eq!(body(&inner, META).await, SEED.as_bytes());
+    }
+    let theirs = r#"{"Labels":[{"Name":"Lynx","Confidence":99.0}]}"#;
+    put(&inner, META, theirs).await;
+    let out = undo_review(&store, &undo).await;
+    assert!(matches!(out, Outcome::Conflict { .. }), "{out:?}");
+    assert_eq!(body(&inner, META).await, theirs.as_bytes());
 }
 
 // ------------------------------------------------------------- export
