@@ -946,15 +946,15 @@ async fn review_steps(
     // A write whose every reply was lost may have landed: then the edit is
     // made (and can be undone), not "retry", which would send the operator
     // to make it again over their own.
-    if matches!(outcome, Outcome::Retry { .. }) {
-        if let Some(stored) = stored_document(store, &found.key, &doc).await {
-            outcome = written(&found.key, &doc);
-            // An empty ETag would make an undo's If-Match mean "any".
-            etag = stored
-                .etag
-                .map(String::from)
-                .filter(|e| !normalize_etag(e).is_empty());
-        }
+    if matches!(outcome, Outcome::Retry { .. })
+        && let Some(stored) = stored_document(store, &found.key, &doc).await
+    {
+        outcome = written(&found.key, &doc);
+        // An empty ETag would make an undo's If-Match mean "any".
+        etag = stored
+            .etag
+            .map(String::from)
+            .filter(|e| !normalize_etag(e).is_empty());
     }
     let undo = etag.map(|after_etag| ReviewUndo {
         image_key: key.to_string(),
