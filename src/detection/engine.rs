@@ -848,8 +848,10 @@ fn tract_run(
     let output = outputs
         .first()
         .ok_or_else(|| ModelError::Model("model produced no output".into()))?;
-    let view = output.to_plain_array_view::<f32>().map_err(model_err)?;
-    Ok(view.iter().copied().collect())
+    // One copy of the whole buffer: iterating a view copies element by
+    // element (about 1% of a small photo's CPU on YOLOX's 0.9 MB output).
+    let plain = output.try_as_plain_ram().map_err(model_err)?;
+    Ok(plain.as_slice::<f32>().map_err(model_err)?.to_vec())
 }
 
 #[cfg(feature = "ort")]
